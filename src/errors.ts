@@ -1,0 +1,87 @@
+// The one error hierarchy: every failure carries a stable string code; only the CLI, HTTP and MCP edges translate.
+
+export const ERROR_CODES = [
+  "INVALID_ARGUMENT",
+  "UNSUPPORTED_OP",
+  "NOT_FOUND",
+  "PATH_ESCAPE",
+  "FILE_TOO_LARGE",
+  "IS_A_DIRECTORY",
+  "NOT_A_DIRECTORY",
+  "PERMISSION_DENIED",
+  "NO_SPACE",
+  "IO_ERROR",
+  "TOOL_TIMEOUT",
+  "CANCELLED",
+  "COMMAND_NOT_FOUND",
+  "SANDBOX_SPAWN_FAILED",
+  "SANDBOX_CLOSED",
+  "BACKEND_UNAVAILABLE",
+  "IMAGE_MISSING",
+  "IMAGE_BUILD_FAILED",
+  "GUEST_CHANNEL_LOST",
+  "GUEST_PROTOCOL_VIOLATION",
+  "POLICY_DENIED",
+  "INTERNAL",
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export interface ErrorOptions {
+  cause?: unknown;
+  details?: Record<string, unknown>;
+}
+
+/** Base of every error LuminaGuard throws on purpose. */
+export class LuminaGuardError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, options: ErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "LuminaGuardError";
+    this.code = code;
+    this.details = options.details ?? {};
+  }
+
+  toJSON(): { code: ErrorCode; message: string; details?: Record<string, unknown> } {
+    return Object.keys(this.details).length > 0
+      ? { code: this.code, message: this.message, details: this.details }
+      : { code: this.code, message: this.message };
+  }
+}
+
+/** A tool ran past its deadline; the process tree inside the sandbox was killed. */
+export class ToolTimeoutError extends LuminaGuardError {
+  constructor(message: string, options: ErrorOptions = {}) {
+    super("TOOL_TIMEOUT", message, options);
+    this.name = "ToolTimeoutError";
+  }
+}
+
+/** The sandbox went away (VM killed, process died, channel cut) while the host still needed it. */
+export class GuestChannelLostError extends LuminaGuardError {
+  constructor(message: string, options: ErrorOptions = {}) {
+    super("GUEST_CHANNEL_LOST", message, options);
+    this.name = "GuestChannelLostError";
+  }
+}
+
+/** The guest sent something the protocol forbids; the guest is killed, never trusted again. */
+export class GuestProtocolError extends LuminaGuardError {
+  constructor(message: string, options: ErrorOptions = {}) {
+    super("GUEST_PROTOCOL_VIOLATION", message, options);
+    this.name = "GuestProtocolError";
+  }
+}
+
+export function isErrorCode(value: string): value is ErrorCode {
+  return (ERROR_CODES as readonly string[]).includes(value);
+}
+
+/** Wraps anything thrown into a LuminaGuardError, keeping ours as they are. */
+export function toLuminaGuardError(err: unknown, fallback: ErrorCode = "INTERNAL"): LuminaGuardError {
+  if (err instanceof LuminaGuardError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new LuminaGuardError(fallback, message, { cause: err });
+}

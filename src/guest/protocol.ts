@@ -1,0 +1,106 @@
+// Host side of the guest agent protocol (docs/protocol.md): framing and zod schemas for every guest message.
+import { z } from "zod";
+
+export const PROTOCOL_VERSION = 1;
+export const MAX_FRAME_BYTES = 16 * 1024 * 1024;
+
+const u32 = z.number().int().min(0).max(0xffffffff);
+const b64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, "not base64");
+const count = z.number().int().nonnegative();
+
+export const guestErrorSchema = z.object({
+  code: z.string().max(64),
+  message: z.string().max(8192),
+  errno: z.string().max(32).optional(),
+});
+
+export const guestMessageSchema = z.union([
+  z.object({ id: u32, ok: z.literal(true), result: z.record(z.string(), z.unknown()) }),
+  z.object({ id: u32, ok: z.literal(false), error: guestErrorSchema }),
+  z.object({ id: u32, event: z.enum(["stdout", "stderr"]), data: b64 }),
+]);
+export type GuestMessage = z.infer<typeof guestMessageSchema>;
+
+const entryType = z.enum(["file", "dir", "symlink", "other"]);
+
+/** What each op's success result must look like; anything else is a protocol violation. */
+export const resultSchemas = {
+  hello: z.object({ v: z.literal(PROTOCOL_VERSION), agent: z.string().max(128), pid: count }),
+  init: z.object({}),
+  read_file: z.object({ content: b64, size: count, offset: count, bytesRead: count, eof: z.boolean() }),
+  write_file: z.object({ path: z.string().max(4096), bytesWritten: count }),
+  list_directory: z.object({
+    entries: z.array(z.object({ path: z.string().max(4096), type: entryType, size: count, mtimeMs: z.number() })),
+    truncated: z.boolean(),
+  }),
+  search: z.object({
+    matches: z.array(
+      z.object({ path: z.string().max(4096), line: count.optional(), text: z.string().max(4096).optional() }),
+    ),
+    truncated: z.boolean(),
+    filesScanned: count,
+  }),
+  execute_command: z.object({
+    exitCode: z.number().int().nullable(),
+    signal: z.string().max(32).nullable(),
+    stdoutTruncated: z.boolean(),
+    stderrTruncated: z.boolean(),
+    durationMs: z.number().nonnegative(),
+  }),
+  cancel: z.object({ found: z.boolean() }),
+  shutdown: z.object({}),
+} as const;
+
+export type GuestOp = keyof typeof resultSchemas;
+export type GuestResult<Op extends GuestOp> = z.infer<(typeof resultSchemas)[Op]>;
+
+export function encodeFrame(message: unknown): Buffer {
+  const body = Buffer.from(JSON.stringify(message), "utf8");
+  if (body.length > MAX_FRAME_BYTES) throw new RangeError(`frame of ${body.length} bytes exceeds ${MAX_FRAME_BYTES}`);
+  const header = Buffer.allocUnsafe(4);
+  header.writeUInt32BE(body.length, 0);
+  return Buffer.concat([header, body]);
+}
+
+/**
+ * Incremental frame decoder. Keeps a list of chunks rather than concatenating on every read, so a
+ * large frame arriving in small pieces costs one copy, not a quadratic number.
+ */
+export class FrameDecoder {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+
+  constructor(private readonly maxFrameBytes: number = MAX_FRAME_BYTES) {}
+
+  /** Returns the complete frame bodies in `chunk`; throws RangeError on an oversized length header. */
+  push(chunk: Buffer): Buffer[] {
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    const frames: Buffer[] = [];
+    while (this.buffered >= 4) {
+      const head = this.peek(4);
+      const length = head.readUInt32BE(0);
+      if (length > this.maxFrameBytes) throw new RangeError(`guest frame of ${length} bytes exceeds ${this.maxFrameBytes}`);
+      if (this.buffered < 4 + length) break;
+      const all = this.take(4 + length);
+      frames.push(all.subarray(4));
+    }
+    return frames;
+  }
+
+  private peek(n: number): Buffer {
+    if (this.chunks[0] !== undefined && this.chunks[0].length >= n) return this.chunks[0];
+    const joined = Buffer.concat(this.chunks);
+    this.chunks = [joined];
+    return joined;
+  }
+
+  private take(n: number): Buffer {
+    const joined = this.chunks.length === 1 ? (this.chunks[0] as Buffer) : Buffer.concat(this.chunks);
+    const out = joined.subarray(0, n);
+    const rest = joined.subarray(n);
+    this.chunks = rest.length > 0 ? [rest] : [];
+    this.buffered = rest.length;
+    return out;
+  }
+}

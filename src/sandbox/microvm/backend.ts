@@ -1,0 +1,244 @@
+// The micro-VM backend: a QEMU microvm per sandbox, guest agent over virtio-serial, workspace over 9p.
+import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import type { Socket } from "node:net";
+import { GuestChannel } from "../../guest/channel.js";
+import { requireImage, type ImageManifest } from "../../guest/image/build.js";
+import { LuminaGuardError, toLuminaGuardError } from "../../errors.js";
+import { log } from "../../log.js";
+import type { BackendProbe, SandboxBackend, SandboxHandle, SandboxSpec } from "../types.js";
+import { kvmFlavour, probeAccelerator, qemuVersion, type AccelVerdict } from "./accel.js";
+import { createSnapshot, discardSnapshot, loadSnapshot, restoreInto, snapshotKey, type Snapshot } from "./snapshot.js";
+import {
+  WORKSPACE_TAG,
+  connectWhenReady,
+  consoleTail,
+  destroyVm,
+  launchVm,
+  vmStderr,
+  type Accelerator,
+  type VmProcess,
+} from "./qemu.js";
+
+/** Under TCG a cold boot takes about a second here; leave room for a loaded machine. */
+const BOOT_TIMEOUT_MS = { kvm: 10_000, tcg: 30_000 } as const;
+const RESTORE_TIMEOUT_MS = 15_000;
+
+export interface MicroVmOptions {
+  /** Force an accelerator instead of probing (LUMINAGUARD_ACCEL does the same). */
+  accel?: Accelerator;
+  /** Restore from a snapshot template (default) or always cold boot. LUMINAGUARD_SNAPSHOTS=0 turns them off. */
+  snapshots?: boolean;
+}
+
+export class MicroVmBackend implements SandboxBackend {
+  readonly name = "microvm" as const;
+  private verdict: Promise<AccelVerdict> | undefined;
+  private readonly snapshots = new Map<string, Promise<Snapshot>>();
+
+  constructor(private readonly options: MicroVmOptions = {}) {}
+
+  async accelerator(image: ImageManifest): Promise<AccelVerdict> {
+    if (this.options.accel) {
+      return { accel: this.options.accel, reason: "chosen by the caller", key: "", probedAt: new Date().toISOString() };
+    }
+    this.verdict ??= probeAccelerator(image, (accel, timeoutMs) => this.trialBoot(image, accel, timeoutMs));
+    return await this.verdict;
+  }
+
+  async probe(): Promise<BackendProbe> {
+    const version = await qemuVersion();
+    const details: Record<string, string | number | boolean> = { sharesHostKernel: false, kvm: kvmFlavour() };
+    if (!version) {
+      return { backend: "microvm", available: false, reason: "qemu-system-x86_64 not found: apt-get install qemu-system-x86", details };
+    }
+    details["qemu"] = version;
+    let image: ImageManifest;
+    try {
+      image = await requireImage();
+    } catch (err) {
+      return { backend: "microvm", available: false, reason: toLuminaGuardError(err).message, details };
+    }
+    details["image"] = image.hash;
+    details["kernel"] = image.kernelKind;
+    const verdict = await this.accelerator(image);
+    details["accel"] = verdict.accel;
+    details["accelReason"] = verdict.reason;
+    return { backend: "microvm", available: true, details };
+  }
+
+  get snapshotsEnabled(): boolean {
+    return this.options.snapshots ?? process.env["LUMINAGUARD_SNAPSHOTS"] !== "0";
+  }
+
+  /** The snapshot template for these parameters, created once (per process, and cached on disk). */
+  async snapshot(image: ImageManifest, accel: Accelerator, memoryMiB: number, vcpus: number): Promise<Snapshot> {
+    const params = { image, accel, memoryMiB, vcpus, qemu: (await qemuVersion()) ?? "unknown" };
+    const key = snapshotKey(params);
+    let p = this.snapshots.get(key);
+    if (!p) {
+      p = (async () => loadSnapshot(params) ?? (await createSnapshot(params, BOOT_TIMEOUT_MS[accel])))();
+      this.snapshots.set(key, p);
+      p.catch(() => this.snapshots.delete(key));
+    }
+    return await p;
+  }
+
+  async spawn(spec: SandboxSpec, signal?: AbortSignal): Promise<SandboxHandle> {
+    const image = await requireImage();
+    const { accel } = await this.accelerator(image);
+    if (!existsSync(spec.workspace)) throw new LuminaGuardError("NOT_FOUND", `workspace ${spec.workspace} does not exist`);
+    if (!this.snapshotsEnabled) return await this.coldBoot(spec, image, accel, signal, {});
+    let snapshot: Snapshot;
+    try {
+      snapshot = await this.snapshot(image, accel, spec.memoryMiB, spec.vcpus);
+    } catch (err) {
+      return await this.coldBoot(spec, image, accel, signal, { restoreFallback: `no snapshot: ${toLuminaGuardError(err).message}` });
+    }
+    try {
+      return await this.restore(spec, image, accel, snapshot, signal);
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      // A snapshot that does not restore is never used again; the next spawn makes a fresh one.
+      log.warn({ err: toLuminaGuardError(err).message }, "restore failed; discarding the snapshot and cold booting");
+      this.snapshots.delete(snapshotKey({ image, accel, memoryMiB: spec.memoryMiB, vcpus: spec.vcpus, qemu: snapshot.meta.qemu }));
+      discardSnapshot(snapshot);
+      return await this.coldBoot(spec, image, accel, signal, { restoreFallback: toLuminaGuardError(err).message });
+    }
+  }
+
+  private async restore(spec: SandboxSpec, image: ImageManifest, accel: Accelerator, snapshot: Snapshot, signal?: AbortSignal): Promise<SandboxHandle> {
+    const started = performance.now();
+    const vm = launchVm({
+      id: spec.id,
+      accel,
+      kernel: image.kernel,
+      initrd: image.initrd,
+      cmdline: image.cmdline,
+      memoryMiB: spec.memoryMiB,
+      vcpus: spec.vcpus,
+      workspace: spec.workspace,
+      memoryFile: { path: snapshot.ramPath, share: false },
+      incoming: true,
+    });
+    try {
+      await restoreInto(vm, snapshot, RESTORE_TIMEOUT_MS);
+    } catch (err) {
+      await destroyVm(vm);
+      throw err;
+    }
+    const handle = await connectVm(vm, spec, accel, image, RESTORE_TIMEOUT_MS, signal, { start: "restore", snapshot: snapshot.meta.key });
+    log.debug({ id: spec.id, accel, ms: performance.now() - started }, "microvm restored");
+    return handle;
+  }
+
+  private async coldBoot(
+    spec: SandboxSpec,
+    image: ImageManifest,
+    accel: Accelerator,
+    signal: AbortSignal | undefined,
+    extraInfo: Record<string, string>,
+  ): Promise<SandboxHandle> {
+    const started = performance.now();
+    const vm = launchVm({
+      id: spec.id,
+      accel,
+      kernel: image.kernel,
+      initrd: image.initrd,
+      cmdline: image.cmdline,
+      memoryMiB: spec.memoryMiB,
+      vcpus: spec.vcpus,
+      workspace: spec.workspace,
+    });
+    const handle = await connectVm(vm, spec, accel, image, BOOT_TIMEOUT_MS[accel], signal, { start: "cold", ...extraInfo });
+    log.debug({ id: spec.id, accel, ms: performance.now() - started }, "microvm cold boot ready");
+    return handle;
+  }
+
+  /** Boots a VM with no workspace and returns ms to the first agent answer; used by the KVM probe. */
+  private async trialBoot(image: ImageManifest, accel: Accelerator, timeoutMs: number): Promise<number> {
+    const started = performance.now();
+    const vm = launchVm({ id: `probe-${process.pid}-${randomBytes(3).toString("hex")}`, accel, kernel: image.kernel, initrd: image.initrd, cmdline: image.cmdline, memoryMiB: 128, vcpus: 1 });
+    try {
+      const socket = await connectWhenReady(vm.socketPath, vm, timeoutMs);
+      const channel = new GuestChannel({ input: socket, output: socket }, () => socket.destroy());
+      const exited = vm.exited.then(() => {
+        throw new Error(`QEMU exited: ${vmStderr(vm) || consoleTail(vm) || "no message"}`);
+      });
+      // Under a broken KVM QEMU prints "KVM internal error" and hangs: stop at the first sign of it.
+      let watch: NodeJS.Timeout | undefined;
+      const crashed = new Promise<never>((_, reject) => {
+        watch = setInterval(() => {
+          const text = vmStderr(vm);
+          if (/KVM internal error|emulation failure|KVM_RUN failed/i.test(text)) reject(new Error(text.split("\n").slice(0, 3).join(" ")));
+        }, 25);
+      });
+      try {
+        await Promise.race([channel.handshake(timeoutMs), exited, crashed]);
+      } finally {
+        clearInterval(watch);
+      }
+      channel.fail(new LuminaGuardError("SANDBOX_CLOSED", "probe done"));
+      return performance.now() - started;
+    } finally {
+      await destroyVm(vm);
+    }
+  }
+}
+
+/** Connects the channel of a started VM, handshakes, gives the guest its identity and workspace. */
+export async function connectVm(
+  vm: VmProcess,
+  spec: SandboxSpec,
+  accel: Accelerator,
+  image: ImageManifest,
+  timeoutMs: number,
+  signal?: AbortSignal,
+  extraInfo: Record<string, string | number | boolean> = {},
+): Promise<SandboxHandle> {
+  let socket: Socket | undefined;
+  let destroyed: Promise<void> | undefined;
+  const destroy = (): Promise<void> => {
+    destroyed ??= (async () => {
+      socket?.destroy();
+      await destroyVm(vm);
+    })();
+    return destroyed;
+  };
+  const onAbort = (): void => void destroy();
+  signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    socket = await connectWhenReady(vm.socketPath, vm, timeoutMs);
+    const channel = new GuestChannel({ input: socket, output: socket }, () => void destroy());
+    // A VM that dies during boot must fail the handshake at once, not at its deadline.
+    void vm.exited.then(() => channel.fail(new LuminaGuardError("GUEST_CHANNEL_LOST", "the VM exited")));
+    await channel.handshake(timeoutMs);
+    await channel.request(
+      "init",
+      { seed: randomBytes(32).toString("base64"), timeMs: Date.now(), id: spec.id, mount: { tag: WORKSPACE_TAG } },
+      { deadlineMs: timeoutMs },
+    );
+    if (signal?.aborted) throw new LuminaGuardError("CANCELLED", "spawn cancelled");
+    const pid = vm.child.pid ?? 0;
+    return {
+      id: spec.id,
+      backend: "microvm",
+      channel,
+      info: { backend: "microvm", accel, sharesHostKernel: false, image: image.hash, memoryMiB: spec.memoryMiB, ...extraInfo },
+      pids: () => (vm.child.exitCode === null && vm.child.signalCode === null ? [pid] : []),
+      exited: vm.exited.then(() => undefined),
+      destroy,
+    };
+  } catch (err) {
+    const reason = toLuminaGuardError(err);
+    const tail = consoleTail(vm);
+    const stderr = vmStderr(vm);
+    await destroy();
+    throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `micro-VM ${spec.id} failed to start: ${reason.message}`, {
+      cause: err,
+      details: { ...(stderr ? { qemuStderr: stderr } : {}), ...(tail ? { console: tail } : {}) },
+    });
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+  }
+}

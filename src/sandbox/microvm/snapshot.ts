@@ -1,0 +1,214 @@
+// Snapshot templates: boot once to "agent ready", save; every clone restores with its RAM mapped copy-on-write.
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createServer, type Socket } from "node:net";
+import { join } from "node:path";
+import { z } from "zod";
+import { GuestChannel } from "../../guest/channel.js";
+import type { ImageManifest } from "../../guest/image/build.js";
+import { LuminaGuardError } from "../../errors.js";
+import { log } from "../../log.js";
+import { cacheDir } from "../../paths.js";
+import { QmpClient } from "./qmp.js";
+import { connectWhenReady, consoleTail, destroyVm, launchVm, vmStderr, type Accelerator, type VmProcess } from "./qemu.js";
+
+const SNAPSHOT_FORMAT = 1;
+
+export const snapshotMetaSchema = z.object({
+  format: z.literal(SNAPSHOT_FORMAT),
+  key: z.string(),
+  image: z.string(),
+  accel: z.enum(["kvm", "tcg"]),
+  memoryMiB: z.number().int(),
+  vcpus: z.number().int(),
+  qemu: z.string(),
+  ramBytes: z.number().int(),
+  ramMtimeMs: z.number(),
+  stateSha256: z.string(),
+  stateBytes: z.number().int(),
+  createdAt: z.string(),
+  bootMs: z.number(),
+});
+export type SnapshotMeta = z.infer<typeof snapshotMetaSchema>;
+
+export interface Snapshot {
+  dir: string;
+  ramPath: string;
+  /** The device and CPU state, kept in memory: every restore streams it to QEMU. */
+  state: Buffer;
+  meta: SnapshotMeta;
+}
+
+export interface SnapshotParams {
+  image: ImageManifest;
+  accel: Accelerator;
+  memoryMiB: number;
+  vcpus: number;
+  qemu: string;
+}
+
+export function snapshotKey(p: SnapshotParams): string {
+  return createHash("sha256")
+    .update(JSON.stringify([SNAPSHOT_FORMAT, p.image.hash, p.accel, p.memoryMiB, p.vcpus, p.qemu]))
+    .digest("hex")
+    .slice(0, 16);
+}
+
+async function pollMigration(qmp: QmpClient, vm: VmProcess, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const info = (await qmp.execute("query-migrate")) as { status?: string; "error-desc"?: string };
+    if (info.status === "completed") return;
+    if (info.status === "failed" || info.status === "cancelled") {
+      throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `migration ${info.status}: ${info["error-desc"] ?? vmStderr(vm)}`);
+    }
+    if (Date.now() > deadline) throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `migration did not complete within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+/** Loads a snapshot from disk if it is complete and unchanged; a stale or corrupt one is removed. */
+export function loadSnapshot(p: SnapshotParams): Snapshot | undefined {
+  const dir = join(cacheDir(), "snapshots", snapshotKey(p));
+  const metaPath = join(dir, "meta.json");
+  if (!existsSync(metaPath)) return undefined;
+  try {
+    const meta = snapshotMetaSchema.parse(JSON.parse(readFileSync(metaPath, "utf8")));
+    const ramPath = join(dir, "ram");
+    const st = statSync(ramPath);
+    const state = readFileSync(join(dir, "state"));
+    const sha = createHash("sha256").update(state).digest("hex");
+    if (st.size !== meta.ramBytes || st.mtimeMs !== meta.ramMtimeMs || sha !== meta.stateSha256 || state.length !== meta.stateBytes) {
+      throw new Error("snapshot files changed after they were written");
+    }
+    return { dir, ramPath, state, meta };
+  } catch (err) {
+    log.warn({ dir, err: (err as Error).message }, "discarding a stale or corrupt snapshot");
+    rmSync(dir, { recursive: true, force: true });
+    return undefined;
+  }
+}
+
+export function discardSnapshot(s: Snapshot): void {
+  rmSync(s.dir, { recursive: true, force: true });
+}
+
+/**
+ * Boots a template VM with file-backed shared RAM, waits for the guest agent, disconnects (so the
+ * agent sleeps waiting for a host), pauses it and saves device state with x-ignore-shared: the RAM
+ * file itself is the memory image.
+ */
+export async function createSnapshot(p: SnapshotParams, bootTimeoutMs: number): Promise<Snapshot> {
+  const key = snapshotKey(p);
+  const final = join(cacheDir(), "snapshots", key);
+  const dir = `${final}.tmp-${process.pid}-${randomBytes(3).toString("hex")}`;
+  mkdirSync(dir, { recursive: true });
+  const ramPath = join(dir, "ram");
+  const started = performance.now();
+  const vm = launchVm({
+    id: `tpl-${key}-${randomBytes(3).toString("hex")}`,
+    accel: p.accel,
+    kernel: p.image.kernel,
+    initrd: p.image.initrd,
+    cmdline: p.image.cmdline,
+    memoryMiB: p.memoryMiB,
+    vcpus: p.vcpus,
+    memoryFile: { path: ramPath, share: true },
+  });
+  let qmpSocket: Socket | undefined;
+  try {
+    const socket = await connectWhenReady(vm.socketPath, vm, bootTimeoutMs);
+    const channel = new GuestChannel({ input: socket, output: socket }, () => socket.destroy());
+    void vm.exited.then(() => channel.fail(new LuminaGuardError("GUEST_CHANNEL_LOST", "template VM exited")));
+    await channel.handshake(bootTimeoutMs);
+    const bootMs = performance.now() - started;
+    channel.fail(new LuminaGuardError("SANDBOX_CLOSED", "template ready"));
+    socket.destroy();
+    // Let the agent see the hang-up and go back to waiting for a host before the VM is frozen.
+    await new Promise((r) => setTimeout(r, 100));
+    qmpSocket = await connectWhenReady(vm.qmpPath, vm, 5000);
+    const qmp = new QmpClient(qmpSocket);
+    await qmp.execute("stop");
+    await qmp.execute("migrate-set-capabilities", { capabilities: [{ capability: "x-ignore-shared", state: true }] });
+    const state = await receiveMigration(dir, async (uri) => {
+      await qmp.execute("migrate", { uri });
+      await pollMigration(qmp, vm, 60_000);
+    });
+    qmp.close();
+    await destroyVm(vm);
+    const st = statSync(ramPath);
+    const meta: SnapshotMeta = {
+      format: SNAPSHOT_FORMAT,
+      key,
+      image: p.image.hash,
+      accel: p.accel,
+      memoryMiB: p.memoryMiB,
+      vcpus: p.vcpus,
+      qemu: p.qemu,
+      ramBytes: st.size,
+      ramMtimeMs: st.mtimeMs,
+      stateSha256: createHash("sha256").update(state).digest("hex"),
+      stateBytes: state.length,
+      createdAt: new Date().toISOString(),
+      bootMs,
+    };
+    writeFileSync(join(dir, "state"), state);
+    writeFileSync(join(dir, "meta.json"), `${JSON.stringify(meta, null, 2)}\n`);
+    rmSync(final, { recursive: true, force: true });
+    renameSync(dir, final);
+    return { dir: final, ramPath: join(final, "ram"), state, meta };
+  } catch (err) {
+    const tail = consoleTail(vm);
+    await destroyVm(vm);
+    rmSync(dir, { recursive: true, force: true });
+    throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `cannot create the micro-VM snapshot: ${(err as Error).message}`, {
+      cause: err,
+      details: tail ? { console: tail } : {},
+    });
+  } finally {
+    qmpSocket?.destroy();
+  }
+}
+
+/** QEMU connects to a unix socket of ours and sends its migration stream; no exec:, so QEMU's -sandbox spawn=deny holds. */
+async function receiveMigration(dir: string, start: (uri: string) => Promise<void>): Promise<Buffer> {
+  const path = join(dir, "migrate.sock");
+  const chunks: Buffer[] = [];
+  let ended!: Promise<void>;
+  const server = createServer((s) => {
+    ended = new Promise((resolve, reject) => {
+      s.on("data", (c: Buffer) => chunks.push(c));
+      s.on("end", resolve);
+      s.on("error", reject);
+    });
+  });
+  await new Promise<void>((r) => server.listen(path, r));
+  try {
+    await start(`unix:${path}`);
+    await ended;
+    return Buffer.concat(chunks);
+  } finally {
+    server.close();
+    rmSync(path, { force: true });
+  }
+}
+
+/** Streams a snapshot's device state into a VM started with `-incoming defer`, then resumes it. */
+export async function restoreInto(vm: VmProcess, snapshot: Snapshot, timeoutMs: number): Promise<void> {
+  const qmpSocket = await connectWhenReady(vm.qmpPath, vm, timeoutMs);
+  const qmp = new QmpClient(qmpSocket);
+  try {
+    await qmp.execute("migrate-set-capabilities", { capabilities: [{ capability: "x-ignore-shared", state: true }] });
+    const path = join(vm.dir, "incoming.sock");
+    await qmp.execute("migrate-incoming", { uri: `unix:${path}` });
+    const sender = await connectWhenReady(path, vm, timeoutMs);
+    await new Promise<void>((resolve, reject) => {
+      sender.on("error", reject);
+      sender.end(snapshot.state, resolve);
+    });
+    await pollMigration(qmp, vm, timeoutMs);
+    await qmp.execute("cont");
+  } finally {
+    qmp.close();
+  }
+}

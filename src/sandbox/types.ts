@@ -1,0 +1,44 @@
+// The contract between the runtime and a sandbox backend; backends know nothing of MCP, HTTP or the CLI.
+import type { GuestChannel } from "../guest/channel.js";
+
+export type BackendName = "microvm" | "namespace";
+
+export interface SandboxSpec {
+  /** Unique id; also the guest's hostname. */
+  id: string;
+  /** Absolute host directory, seen inside the sandbox as /workspace; the only writable bridge. */
+  workspace: string;
+  memoryMiB: number;
+  /** Process limit inside the sandbox (fork bombs stop here). */
+  pidsMax: number;
+  vcpus: number;
+}
+
+export interface SandboxHandle {
+  readonly id: string;
+  readonly backend: BackendName;
+  /** Connected and past the hello/init handshake. */
+  readonly channel: GuestChannel;
+  /** What this sandbox runs on, recorded in every result: accelerator, kernel sharing, versions. */
+  readonly info: Record<string, string | number | boolean>;
+  /** Host pids owned by this sandbox (for PSS accounting). */
+  pids(): number[];
+  /** Resolves when the sandbox's host process has exited, for whatever reason. */
+  readonly exited: Promise<void>;
+  /** Kills every process and removes every mount, cgroup, socket and temp file. Idempotent. */
+  destroy(): Promise<void>;
+}
+
+export interface BackendProbe {
+  backend: BackendName;
+  available: boolean;
+  /** Why not, in words a user can act on. */
+  reason?: string;
+  details: Record<string, string | number | boolean>;
+}
+
+export interface SandboxBackend {
+  readonly name: BackendName;
+  probe(): Promise<BackendProbe>;
+  spawn(spec: SandboxSpec, signal?: AbortSignal): Promise<SandboxHandle>;
+}
