@@ -1,0 +1,39 @@
+/* lg-agent: process-wide configuration and the handlers each op module provides. */
+#ifndef LG_AGENT_H
+#define LG_AGENT_H
+
+#include <limits.h>
+#include <stdbool.h>
+
+#include "proto.h"
+
+struct agent {
+	char root[PATH_MAX]; /* workspace root, absolute, no trailing slash unless "/" */
+	size_t root_len;
+	int rootfd;          /* O_PATH directory fd of root, -1 until it can be opened */
+	bool init_mode;      /* PID 1 of the micro-VM: owns mounts, clock, hostname, power */
+	bool use_openat2;    /* cleared when the kernel (or a seccomp filter) says ENOSYS */
+	bool use_cgroups;
+	char cgroup_parent[200];
+	bool mounted;
+	bool shutdown_requested;
+};
+
+extern struct agent g;
+
+/* Returns the root fd, (re)opening it if needed; -errno on failure. */
+int root_fd(void);
+void root_reopen(void);
+
+/* fsops.c */
+void op_read_file(req_t *r);
+void op_write_file(req_t *r);
+void op_list_directory(req_t *r);
+void op_search(req_t *r);
+/* sys.c */
+void op_init(req_t *r);
+/* exec.c */
+void op_execute_command(req_t *r);
+void op_cancel(req_t *r);
+
+#endif

@@ -1,0 +1,851 @@
+/* lg-agent: execute_command: child processes, their pipes, timeouts and tree kills. */
+#define _GNU_SOURCE
+#include "exec.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "channel.h"
+#include "fsops.h"
+
+#define CHUNK (64 * 1024)
+/* After the command's own process exits, how long a background child holding its stdout may keep
+ * the answer waiting. */
+#define EXIT_GRACE_MS 200
+#define KILL_RETRY_MS 10
+/* A tree that survives SIGKILL this long is stuck in the kernel (D state): answer anyway. */
+#define KILL_GIVEUP_MS 2000
+#define PIDS_MAX "512"
+#define CGROUP2_SUPER_MAGIC 0x63677270
+#define MAX_STALE_CGROUPS 64
+#define MAX_ENV 4096
+
+enum end_reason { END_NONE, END_TIMEOUT, END_CANCEL };
+enum stage { STAGE_SETUP = 1, STAGE_EXEC = 2 };
+
+struct child_error {
+	int stage, err;
+};
+
+typedef struct cmd {
+	struct cmd *next;
+	uint32_t id;
+	uint32_t generation; /* of the host connection that asked; only it gets output and answer */
+	pid_t pid; /* also the process group id (setsid) */
+	bool reaped;
+	int status;
+	int64_t start_ms, deadline_ms, reaped_ms;
+	int in_fd; /* -1 once all of stdin is written or the command stopped reading */
+	uint8_t *in_buf;
+	size_t in_len, in_off;
+	int out_fd[2]; /* stdout, stderr; -1 at EOF */
+	uint64_t out_total[2], max_out;
+	bool trunc[2];
+	char *pend[2]; /* output coalesced into one event of up to CHUNK bytes */
+	size_t pend_len[2];
+	int err_fd; /* CLOEXEC pipe: EOF means exec succeeded, a child_error means it did not */
+	enum end_reason end;
+	int64_t kill_started, next_kill;
+	int pidx[3]; /* this round's pollfd index of in_fd/out_fd, -1 if not polled */
+	char cg[256];
+	bool has_cg;
+	char argv0[128]; /* for error messages */
+} cmd_t;
+
+static cmd_t *cmds;
+static int ncmds;
+static char stale_cg[MAX_STALE_CGROUPS][256];
+static int nstale;
+
+static const char *const BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/* ---- cgroups ---- */
+
+void exec_setup_cgroups(const char *parent)
+{
+	struct statfs sf;
+	char probe[300];
+	snprintf(probe, sizeof probe, "%s/cgroup.procs", parent);
+	if (statfs(parent, &sf) < 0 || sf.f_type != CGROUP2_SUPER_MAGIC || access(probe, W_OK) < 0 ||
+	    strlen(parent) >= sizeof g.cgroup_parent)
+		return;
+	strcpy(g.cgroup_parent, parent);
+	g.use_cgroups = true;
+}
+
+static bool cg_file(const char *dir, const char *file, char *out, size_t cap)
+{
+	return (size_t)snprintf(out, cap, "%s/%s", dir, file) < cap;
+}
+
+static int cg_create(cmd_t *c)
+{
+	static uint32_t seq;
+	snprintf(c->cg, sizeof c->cg, "%.200s/lg-cmd-%u", g.cgroup_parent, c->id);
+	/* A same-named leftover that cannot be removed still holds an earlier command's background
+	 * processes: use a unique name instead. */
+	if (mkdir(c->cg, 0755) < 0 && (errno != EEXIST || rmdir(c->cg) < 0 || mkdir(c->cg, 0755) < 0)) {
+		snprintf(c->cg, sizeof c->cg, "%.200s/lg-cmd-%u-%u", g.cgroup_parent, c->id, ++seq);
+		if (mkdir(c->cg, 0755) < 0)
+			return -1;
+	}
+	char f[300];
+	if (cg_file(c->cg, "pids.max", f, sizeof f))
+		write_small_file(f, PIDS_MAX);
+	int fd = cg_file(c->cg, "cgroup.procs", f, sizeof f) ? open(f, O_WRONLY | O_CLOEXEC) : -1;
+	if (fd < 0) {
+		rmdir(c->cg);
+		return -1;
+	}
+	c->has_cg = true;
+	return fd;
+}
+
+static void cg_kill(const char *dir)
+{
+	char f[300], pids[4096];
+	snprintf(f, sizeof f, "%s/cgroup.kill", dir);
+	if (write_small_file(f, "1") == 0)
+		return;
+	/* Kernels before 5.14 have no cgroup.kill: signal each member instead. */
+	snprintf(f, sizeof f, "%s/cgroup.procs", dir);
+	if (read_small_file(f, pids, sizeof pids) <= 0)
+		return;
+	for (char *save = NULL, *t = strtok_r(pids, "\n", &save); t; t = strtok_r(NULL, "\n", &save))
+		kill((pid_t)atoi(t), SIGKILL);
+}
+
+static bool cg_empty(const char *dir)
+{
+	char f[300], ev[512];
+	snprintf(f, sizeof f, "%s/cgroup.events", dir);
+	if (read_small_file(f, ev, sizeof ev) <= 0)
+		return true;
+	return strstr(ev, "populated 0") != NULL;
+}
+
+static void cg_remove(const char *dir)
+{
+	if (rmdir(dir) == 0 || errno == ENOENT)
+		return;
+	/* Background processes still live in it: try again each time something is reaped. */
+	if (nstale < MAX_STALE_CGROUPS)
+		snprintf(stale_cg[nstale++], sizeof stale_cg[0], "%s", dir);
+}
+
+static void cg_retry_stale(void)
+{
+	for (int i = 0; i < nstale;) {
+		if (rmdir(stale_cg[i]) == 0 || errno == ENOENT) {
+			memmove(stale_cg[i], stale_cg[nstale - 1], sizeof stale_cg[0]);
+			nstale--;
+		} else {
+			i++;
+		}
+	}
+}
+
+/* ---- the child side of fork ---- */
+
+static void child_fail(int errfd, int stage, int err)
+{
+	struct child_error ce = {stage, err};
+	ssize_t w = write(errfd, &ce, sizeof ce);
+	(void)w;
+	_exit(127);
+}
+
+/* execvp semantics (PATH search, EACCES remembered, ENOEXEC run by /bin/sh), but with the PATH of
+ * the command's own environment rather than the agent's. */
+static int exec_search(char *const argv[], char *const envp[], const char *path)
+{
+	const char *file = argv[0];
+	int argc = 0;
+	while (argv[argc])
+		argc++;
+	char buf[PATH_MAX];
+	bool eacces = false;
+	const char *p = strchr(file, '/') ? "" : path;
+	size_t fl = strlen(file);
+	for (;;) {
+		const char *cand = file;
+		const char *colon = NULL;
+		if (*p || !strchr(file, '/')) {
+			colon = strchrnul(p, ':');
+			size_t dl = (size_t)(colon - p);
+			if (dl + 1 + fl >= sizeof buf)
+				goto next;
+			memcpy(buf, p, dl);
+			if (dl == 0)
+				buf[dl++] = '.';
+			buf[dl] = '/';
+			memcpy(buf + dl + 1, file, fl + 1);
+			cand = buf;
+		}
+		execve(cand, argv, envp);
+		if (errno == ENOEXEC) {
+			char **sh = calloc((size_t)argc + 2, sizeof *sh);
+			if (!sh)
+				return ENOMEM;
+			sh[0] = "sh";
+			sh[1] = (char *)cand;
+			for (int i = 1; i < argc; i++)
+				sh[i + 1] = argv[i];
+			execve("/bin/sh", sh, envp);
+			return ENOEXEC;
+		}
+		if (errno == EACCES)
+			eacces = true;
+		else if (errno != ENOENT && errno != ENOTDIR && errno != ESTALE && errno != ENODEV && errno != ETIMEDOUT)
+			return errno;
+	next:
+		if (!colon || !*colon)
+			break;
+		p = colon + 1;
+	}
+	return eacces ? EACCES : ENOENT;
+}
+
+static void run_child(int in_r, int out_w, int err_w, int errfd, int cgfd, int cwdfd, char *const argv[],
+		      char *const envp[], const char *path)
+{
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	/* Ignored signals would stay ignored across exec (handled ones are reset by it anyway). */
+	static const int sigs[] = {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGIO, SIGCHLD};
+	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+		signal(sigs[i], SIG_DFL);
+	setsid();
+	if (!g.init_mode)
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (cgfd >= 0 && write(cgfd, "0", 1) != 1)
+		child_fail(errfd, STAGE_SETUP, errno);
+	/* The agent protects itself from the OOM killer; its commands must stay the preferred victim. */
+	write_small_file("/proc/self/oom_score_adj", "0");
+	/* All pipe fds are >= 3 (main keeps 0-2 open), so these dup2s cannot clobber each other. */
+	if (dup2(in_r, 0) < 0 || dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0)
+		child_fail(errfd, STAGE_SETUP, errno);
+	if (fchdir(cwdfd) < 0)
+		child_fail(errfd, STAGE_SETUP, errno);
+	child_fail(errfd, STAGE_EXEC, exec_search(argv, envp, path));
+}
+
+/* ---- bookkeeping ---- */
+
+static bool current(const cmd_t *c) { return c->generation == chan_generation(); }
+
+static cmd_t *find_cmd(uint32_t id)
+{
+	for (cmd_t *c = cmds; c; c = c->next)
+		if (c->id == id && current(c))
+			return c;
+	return NULL;
+}
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0) {
+		close(*fd);
+		*fd = -1;
+	}
+}
+
+static void free_cmd(cmd_t *c)
+{
+	for (cmd_t **pp = &cmds; *pp; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	}
+	ncmds--;
+	close_fd(&c->in_fd);
+	close_fd(&c->out_fd[0]);
+	close_fd(&c->out_fd[1]);
+	close_fd(&c->err_fd);
+	if (c->has_cg)
+		cg_remove(c->cg);
+	free(c->in_buf);
+	free(c->pend[0]);
+	free(c->pend[1]);
+	free(c);
+}
+
+static void emit(cmd_t *c, int s)
+{
+	if (c->pend_len[s] && current(c))
+		send_event(c->id, s ? "stderr" : "stdout", c->pend[s], c->pend_len[s]);
+	c->pend_len[s] = 0;
+}
+
+static void kill_tree(cmd_t *c)
+{
+	if (c->has_cg)
+		cg_kill(c->cg);
+	/* setsid made pid the group id; before setsid runs the child is still in ours, so also
+	 * signal the child itself (safe: it is not reaped, so the pid cannot be reused). */
+	kill(-c->pid, SIGKILL);
+	if (!c->reaped)
+		kill(c->pid, SIGKILL);
+}
+
+static bool tree_gone(cmd_t *c)
+{
+	if (!c->reaped)
+		return false;
+	if (c->has_cg && !cg_empty(c->cg))
+		return false;
+	return kill(-c->pid, 0) < 0 && errno == ESRCH;
+}
+
+static void start_kill(cmd_t *c, enum end_reason why)
+{
+	c->end = why;
+	c->kill_started = mono_ms();
+	c->next_kill = c->kill_started + KILL_RETRY_MS;
+	kill_tree(c);
+	close_fd(&c->in_fd);
+}
+
+/* ---- execute_command ---- */
+
+static char *env_entry(const char *key, const char *val)
+{
+	size_t kl = strlen(key), vl = strlen(val);
+	char *e = malloc(kl + vl + 2);
+	if (e) {
+		memcpy(e, key, kl);
+		e[kl] = '=';
+		memcpy(e + kl + 1, val, vl + 1);
+	}
+	return e;
+}
+
+/* Environment = base (PATH, HOME, LANG) overridden or extended by args.env. Records problems in
+ * r->bad; *out_path is the PATH the program is looked up in. */
+static void build_env(req_t *r, const jnode *env, char ***out_envp, const char **out_path)
+{
+	static const char *const base_keys[] = {"PATH", "HOME", "LANG"};
+	const char *base_vals[] = {BASE_PATH, g.root, "C.UTF-8"};
+	size_t n = 3 + (env ? env->len : 0);
+	*out_path = BASE_PATH;
+	if (env && env->len > MAX_ENV) {
+		arg_bad(r, "args.env has more than %d entries", MAX_ENV);
+		return;
+	}
+	char **envp = calloc(n + 1, sizeof *envp);
+	if (!envp) {
+		arg_bad(r, "out of memory");
+		return;
+	}
+	*out_envp = envp;
+	size_t k = 0;
+	for (int i = 0; i < 3; i++) {
+		if (env && json_get(r->doc, env, base_keys[i]))
+			continue;
+		if (!(envp[k++] = env_entry(base_keys[i], base_vals[i]))) {
+			arg_bad(r, "out of memory");
+			return;
+		}
+	}
+	for (const jnode *e = json_first(r->doc, env); e; e = json_next(r->doc, e)) {
+		if (e->type != J_STR || e->klen == 0 || memchr(e->key, '=', e->klen) || memchr(e->key, 0, e->klen) ||
+		    memchr(e->str, 0, e->len)) {
+			arg_bad(r, "args.env entries must be NAME: string, without '=' in NAME or NUL anywhere");
+			return;
+		}
+		/* Like JSON.parse, the last of duplicate names wins (MAX_ENV bounds this quadratic check). */
+		if (json_get(r->doc, env, e->key) != e)
+			continue;
+		if (!(envp[k] = env_entry(e->key, e->str))) {
+			arg_bad(r, "out of memory");
+			return;
+		}
+		if (strcmp(e->key, "PATH") == 0)
+			*out_path = envp[k] + 5;
+		k++;
+	}
+}
+
+static void free_env(char **envp)
+{
+	if (!envp)
+		return;
+	for (char **e = envp; *e; e++)
+		free(*e);
+	free(envp);
+}
+
+static int make_pipe(int fds[2])
+{
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return -errno;
+	return 0;
+}
+
+void op_execute_command(req_t *r)
+{
+	const jnode *argvn = arg_node(r, "argv", J_ARR, true);
+	const jnode *envn = arg_node(r, "env", J_OBJ, false);
+	const char *cwd = ".";
+	uint8_t *stdin_data = NULL;
+	size_t stdin_len = 0;
+	uint64_t timeout_ms = 0, max_out = 0;
+	if (!argvn || !arg_cstr(r, "cwd", false, &cwd, PATH_MAX - 1) || !arg_b64(r, "stdin", false, &stdin_data, &stdin_len) ||
+	    !arg_uint(r, "timeoutMs", true, UINT64_MAX, &timeout_ms) ||
+	    !arg_uint(r, "maxOutputBytes", true, UINT64_MAX, &max_out)) {
+		reply_invalid(r);
+		return;
+	}
+	if (argvn->len == 0) {
+		reply_error(r->id, "INVALID_ARGUMENT", 0, "args.argv must not be empty");
+		return;
+	}
+	for (const jnode *a = json_first(r->doc, argvn); a; a = json_next(r->doc, a)) {
+		if (a->type != J_STR || memchr(a->str, 0, a->len)) {
+			reply_error(r->id, "INVALID_ARGUMENT", 0, "args.argv must hold strings without NUL");
+			return;
+		}
+	}
+	if (json_first(r->doc, argvn)->len == 0) {
+		reply_error(r->id, "INVALID_ARGUMENT", 0, "args.argv[0] must not be empty");
+		return;
+	}
+	if (find_cmd(r->id)) {
+		reply_error(r->id, "INVALID_ARGUMENT", 0, "request id %u is already running", r->id);
+		return;
+	}
+	if (ncmds >= MAX_COMMANDS) {
+		reply_error(r->id, "IO_ERROR", EAGAIN, "too many commands running (%d)", MAX_COMMANDS);
+		return;
+	}
+	/* A week is far beyond any host deadline; the clamp only keeps the arithmetic sane. */
+	if (timeout_ms > 86400000ull * 7)
+		timeout_ms = 86400000ull * 7;
+
+	char rel[PATH_MAX];
+	int cwdfd = path_clean(cwd, rel);
+	if (cwdfd == 0)
+		cwdfd = open_beneath(rel, O_PATH | O_DIRECTORY);
+	if (cwdfd < 0) {
+		reply_path_error(r->id, cwdfd, cwd);
+		return;
+	}
+
+	char **argv = calloc(argvn->len + 1, sizeof *argv);
+	char **envp = NULL;
+	const char *path = BASE_PATH;
+	cmd_t *c = calloc(1, sizeof *c);
+	int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, ep[2] = {-1, -1}, cgfd = -1;
+	int e = 0;
+	if (!argv || !c) {
+		e = ENOMEM;
+		goto fail;
+	}
+	size_t i = 0;
+	/* The strings live in the request frame; the forked child has its own copy of it. */
+	for (const jnode *a = json_first(r->doc, argvn); a; a = json_next(r->doc, a))
+		argv[i++] = (char *)(uintptr_t)a->str;
+	build_env(r, envn, &envp, &path);
+	if (r->bad[0]) {
+		free_env(envp);
+		free(argv);
+		free(c);
+		close(cwdfd);
+		reply_invalid(r);
+		return;
+	}
+	if (!envp) {
+		e = ENOMEM;
+		goto fail;
+	}
+	*c = (cmd_t){.id = r->id, .generation = chan_generation(), .in_fd = -1, .out_fd = {-1, -1}, .err_fd = -1, .max_out = max_out,
+		     .pidx = {-1, -1, -1}};
+	snprintf(c->argv0, sizeof c->argv0, "%s", argv[0]);
+	if (stdin_len) {
+		if (!(c->in_buf = malloc(stdin_len))) {
+			e = ENOMEM;
+			goto fail;
+		}
+		memcpy(c->in_buf, stdin_data, stdin_len);
+		c->in_len = stdin_len;
+	}
+	if ((e = -make_pipe(in)) || (e = -make_pipe(out)) || (e = -make_pipe(err)) || (e = -make_pipe(ep)))
+		goto fail;
+	if (g.use_cgroups && (cgfd = cg_create(c)) < 0)
+		log_msg("command %u runs without its own cgroup", c->id);
+	c->start_ms = mono_ms();
+	c->deadline_ms = c->start_ms + (int64_t)timeout_ms;
+	pid_t pid = fork();
+	if (pid < 0) {
+		e = errno;
+		goto fail;
+	}
+	if (pid == 0)
+		run_child(in[0], out[1], err[1], ep[1], cgfd, cwdfd, argv, envp, path);
+	c->pid = pid;
+	close(in[0]);
+	close(out[1]);
+	close(err[1]);
+	close(ep[1]);
+	if (cgfd >= 0)
+		close(cgfd);
+	close(cwdfd);
+	free(argv);
+	free_env(envp);
+	c->in_fd = in[1];
+	c->out_fd[0] = out[0];
+	c->out_fd[1] = err[0];
+	c->err_fd = ep[0];
+	set_nonblock(c->in_fd, true);
+	set_nonblock(c->out_fd[0], true);
+	set_nonblock(c->out_fd[1], true);
+	set_nonblock(c->err_fd, true);
+	if (!c->in_len)
+		close_fd(&c->in_fd);
+	c->next = cmds;
+	cmds = c;
+	ncmds++;
+	return;
+fail:
+	for (int k = 0; k < 2; k++) {
+		if (in[k] >= 0) close(in[k]);
+		if (out[k] >= 0) close(out[k]);
+		if (err[k] >= 0) close(err[k]);
+		if (ep[k] >= 0) close(ep[k]);
+	}
+	if (cgfd >= 0) {
+		close(cgfd);
+		rmdir(c->cg);
+	}
+	close(cwdfd);
+	free_env(envp);
+	free(argv);
+	if (c)
+		free(c->in_buf);
+	free(c);
+	reply_error(r->id, "IO_ERROR", e, "cannot start command: %s", strerror(e));
+}
+
+void op_cancel(req_t *r)
+{
+	uint64_t target = 0;
+	if (!arg_uint(r, "target", true, UINT32_MAX, &target)) {
+		reply_invalid(r);
+		return;
+	}
+	cmd_t *c = find_cmd((uint32_t)target);
+	if (c && c->end == END_NONE)
+		start_kill(c, END_CANCEL);
+	jw_t w;
+	buf_t b;
+	reply_begin(&w, &b, r->id);
+	jw_obj(&w);
+	jw_key(&w, "found");
+	jw_bool(&w, c != NULL);
+	jw_obj_end(&w);
+	reply_end(&w, &b, r->id);
+}
+
+/* ---- the event loop's side ---- */
+
+int exec_fill_poll(struct pollfd *pfd, bool want_output)
+{
+	int n = 0;
+	for (cmd_t *c = cmds; c; c = c->next) {
+		c->pidx[0] = c->pidx[1] = c->pidx[2] = -1;
+		if (c->in_fd >= 0) {
+			c->pidx[0] = n;
+			pfd[n++] = (struct pollfd){.fd = c->in_fd, .events = POLLOUT};
+		}
+		for (int s = 0; s < 2; s++) {
+			/* Output past the cap is only discarded, so it is read even under backpressure. */
+			if (c->out_fd[s] >= 0 && (want_output || c->out_total[s] >= c->max_out)) {
+				c->pidx[1 + s] = n;
+				pfd[n++] = (struct pollfd){.fd = c->out_fd[s], .events = POLLIN};
+			}
+		}
+	}
+	return n;
+}
+
+static void write_stdin(cmd_t *c)
+{
+	while (c->in_fd >= 0 && c->in_off < c->in_len) {
+		ssize_t w = write(c->in_fd, c->in_buf + c->in_off, c->in_len - c->in_off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno == EAGAIN)
+			return;
+		if (w < 0) {
+			/* EPIPE: the command closed its stdin early, which is its business. */
+			break;
+		}
+		c->in_off += (size_t)w;
+	}
+	close_fd(&c->in_fd);
+	free(c->in_buf);
+	c->in_buf = NULL;
+}
+
+static void read_output(cmd_t *c, int s)
+{
+	static char discard[CHUNK];
+	for (int round = 0; round < 16 && c->out_fd[s] >= 0; round++) {
+		bool keep = c->out_total[s] < c->max_out;
+		char *dst = discard;
+		size_t room = sizeof discard;
+		if (keep) {
+			if (!c->pend[s] && !(c->pend[s] = malloc(CHUNK)))
+				keep = false;
+			else {
+				if (c->pend_len[s] == CHUNK)
+					emit(c, s);
+				dst = c->pend[s] + c->pend_len[s];
+				room = CHUNK - c->pend_len[s];
+				if (room > c->max_out - c->out_total[s])
+					room = (size_t)(c->max_out - c->out_total[s]);
+			}
+		}
+		ssize_t n = read(c->out_fd[s], dst, room);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n <= 0) {
+			close_fd(&c->out_fd[s]);
+			return;
+		}
+		if (keep) {
+			c->pend_len[s] += (size_t)n;
+			c->out_total[s] += (uint64_t)n;
+			if (c->pend_len[s] == CHUNK)
+				emit(c, s);
+		} else {
+			c->trunc[s] = true;
+		}
+	}
+}
+
+void exec_handle_poll(const struct pollfd *pfd)
+{
+	for (cmd_t *c = cmds; c; c = c->next) {
+		if (c->pidx[0] >= 0 && pfd[c->pidx[0]].revents)
+			write_stdin(c);
+		for (int s = 0; s < 2; s++)
+			if (c->pidx[1 + s] >= 0 && pfd[c->pidx[1 + s]].revents)
+				read_output(c, s);
+		c->pidx[0] = c->pidx[1] = c->pidx[2] = -1;
+	}
+}
+
+void exec_reap(void)
+{
+	int64_t now = mono_ms();
+	for (;;) {
+		int st;
+		pid_t p = waitpid(-1, &st, WNOHANG);
+		if (p <= 0)
+			break;
+		for (cmd_t *c = cmds; c; c = c->next) {
+			if (c->pid == p && !c->reaped) {
+				c->reaped = true;
+				c->status = st;
+				c->reaped_ms = now;
+			}
+		}
+	}
+	if (nstale)
+		cg_retry_stale();
+}
+
+static void answer_exec_error(cmd_t *c, const struct child_error *ce)
+{
+	int e = ce->err;
+	if (ce->stage != STAGE_EXEC) {
+		reply_error(c->id, "IO_ERROR", e, "cannot set up the command: %s", strerror(e));
+		return;
+	}
+	const char *code = e == ENOENT || e == ENOTDIR ? "COMMAND_NOT_FOUND"
+			   : e == EACCES || e == EPERM    ? "PERMISSION_DENIED"
+			   : e == E2BIG                   ? "INVALID_ARGUMENT"
+							  : "IO_ERROR";
+	reply_error(c->id, code, e, "%s: %s", c->argv0, e == ENOENT ? "command not found" : strerror(e));
+}
+
+static void finish(cmd_t *c)
+{
+	emit(c, 0);
+	emit(c, 1);
+	int64_t dur = mono_ms() - c->start_ms;
+	if (!current(c)) {
+		/* Asked by a host that has gone: nobody to answer. */
+	} else if (c->end == END_TIMEOUT) {
+		reply_error(c->id, "TOOL_TIMEOUT", 0, "command timed out after %lld ms; its process tree was killed",
+			    (long long)(c->deadline_ms - c->start_ms));
+	} else if (c->end == END_CANCEL) {
+		reply_error(c->id, "CANCELLED", 0, "command cancelled; its process tree was killed");
+	} else {
+		jw_t w;
+		buf_t b;
+		reply_begin(&w, &b, c->id);
+		jw_obj(&w);
+		jw_key(&w, "exitCode");
+		if (WIFEXITED(c->status))
+			jw_int(&w, WEXITSTATUS(c->status));
+		else
+			jw_null(&w);
+		jw_key(&w, "signal");
+		if (WIFSIGNALED(c->status))
+			jw_cstr(&w, signal_name(WTERMSIG(c->status)));
+		else
+			jw_null(&w);
+		jw_key(&w, "stdoutTruncated");
+		jw_bool(&w, c->trunc[0]);
+		jw_key(&w, "stderrTruncated");
+		jw_bool(&w, c->trunc[1]);
+		jw_key(&w, "durationMs");
+		jw_int(&w, dur);
+		jw_obj_end(&w);
+		reply_end(&w, &b, c->id);
+	}
+	free_cmd(c);
+}
+
+/* Returns true when c was answered and freed. */
+static bool step(cmd_t *c, int64_t now)
+{
+	if (c->end != END_NONE) {
+		if (tree_gone(c) || now - c->kill_started >= KILL_GIVEUP_MS) {
+			finish(c);
+			return true;
+		}
+		if (now >= c->next_kill) {
+			kill_tree(c);
+			c->next_kill = now + KILL_RETRY_MS;
+		}
+		return false;
+	}
+	if (!c->reaped) {
+		if (now >= c->deadline_ms)
+			start_kill(c, END_TIMEOUT);
+		return false;
+	}
+	if (c->err_fd >= 0) {
+		/* The child is gone, so the CLOEXEC error pipe holds its verdict or is at EOF. */
+		struct child_error ce;
+		ssize_t n = read(c->err_fd, &ce, sizeof ce);
+		close_fd(&c->err_fd);
+		if (n == (ssize_t)sizeof ce) {
+			if (current(c))
+				answer_exec_error(c, &ce);
+			free_cmd(c);
+			return true;
+		}
+	}
+	if (c->out_fd[0] >= 0 || c->out_fd[1] >= 0) {
+		if (now - c->reaped_ms < EXIT_GRACE_MS && now < c->deadline_ms)
+			return false;
+		/* A background process still holds the pipes: take what is there and answer without it. */
+		for (int s = 0; s < 2; s++) {
+			read_output(c, s);
+			close_fd(&c->out_fd[s]);
+		}
+	}
+	finish(c);
+	return true;
+}
+
+void exec_tick(void)
+{
+	int64_t now = mono_ms();
+	for (cmd_t *c = cmds, *next; c; c = next) {
+		next = c->next;
+		if (step(c, now))
+			continue;
+		emit(c, 0);
+		emit(c, 1);
+	}
+}
+
+int exec_timeout_ms(int64_t now)
+{
+	int64_t best = -1;
+	for (cmd_t *c = cmds; c; c = c->next) {
+		int64_t t;
+		if (c->end != END_NONE)
+			t = c->next_kill < c->kill_started + KILL_GIVEUP_MS ? c->next_kill : c->kill_started + KILL_GIVEUP_MS;
+		else if (!c->reaped)
+			t = c->deadline_ms;
+		else
+			t = c->reaped_ms + EXIT_GRACE_MS;
+		if (best < 0 || t < best)
+			best = t;
+	}
+	if (best < 0)
+		return -1;
+	return best <= now ? 0 : (best - now > 1000000 ? 1000000 : (int)(best - now));
+}
+
+static void kill_direct_children(void)
+{
+	/* Orphans reparented to us (subreaper / PID 1) that left their command's group. */
+	DIR *d = opendir("/proc");
+	if (!d)
+		return;
+	pid_t self = getpid();
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (!isdigit((unsigned char)e->d_name[0]))
+			continue;
+		char path[64], st[512];
+		snprintf(path, sizeof path, "/proc/%.20s/stat", e->d_name);
+		if (read_small_file(path, st, sizeof st) <= 0)
+			continue;
+		/* "pid (comm) state ppid ...": comm may hold anything, so parse from the last ')'. */
+		char *rp = strrchr(st, ')');
+		if (rp && strlen(rp) > 4 && atoi(rp + 4) == self)
+			kill((pid_t)atoi(e->d_name), SIGKILL);
+	}
+	closedir(d);
+}
+
+void exec_kill_all(int ms)
+{
+	for (cmd_t *c = cmds; c; c = c->next)
+		kill_tree(c);
+	for (int i = 0; i < nstale; i++)
+		cg_kill(stale_cg[i]);
+	int64_t deadline = mono_ms() + ms;
+	do {
+		for (cmd_t *c = cmds; c; c = c->next)
+			kill_tree(c);
+		kill_direct_children();
+		pid_t p;
+		while ((p = waitpid(-1, NULL, WNOHANG)) > 0)
+			for (cmd_t *c = cmds; c; c = c->next)
+				if (c->pid == p)
+					c->reaped = true;
+		if (p < 0 && errno == ECHILD)
+			break;
+		struct timespec ts = {0, 5000000};
+		nanosleep(&ts, NULL);
+	} while (mono_ms() < deadline);
+	while (cmds)
+		free_cmd(cmds);
+	cg_retry_stale();
+}

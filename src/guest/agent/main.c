@@ -1,0 +1,220 @@
+/* lg-agent: the guest agent's entry point and its single-threaded poll() event loop. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "channel.h"
+#include "exec.h"
+#include "fsops.h"
+#include "sys.h"
+
+struct agent g = {.rootfd = -1, .use_openat2 = true};
+
+static int sig_pipe[2] = {-1, -1};
+
+int root_fd(void)
+{
+	if (g.rootfd >= 0)
+		return g.rootfd;
+	int fd = open(g.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	probe_openat2(fd);
+	g.rootfd = fd;
+	return fd;
+}
+
+void root_reopen(void)
+{
+	if (g.rootfd >= 0)
+		close(g.rootfd);
+	g.rootfd = -1;
+	root_fd();
+}
+
+static void on_signal(int sig)
+{
+	int saved = errno;
+	unsigned char b = (unsigned char)sig;
+	ssize_t w = write(sig_pipe[1], &b, 1);
+	(void)w;
+	errno = saved;
+}
+
+static void setup_signals(void)
+{
+	if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+		log_msg("pipe: %s", strerror(errno));
+		sys_exit(1);
+	}
+	struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART | SA_NOCLDSTOP};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGCHLD, &sa, NULL);
+	sigaction(SIGIO, &sa, NULL);
+	/* As PID 1 a stray `kill 1` from a command must not take the VM down. */
+	if (!g.init_mode) {
+		sigaction(SIGTERM, &sa, NULL);
+		sigaction(SIGINT, &sa, NULL);
+		sigaction(SIGHUP, &sa, NULL);
+	} else {
+		signal(SIGTERM, SIG_IGN);
+		signal(SIGINT, SIG_IGN);
+		signal(SIGHUP, SIG_IGN);
+	}
+	signal(SIGPIPE, SIG_IGN);
+}
+
+/* Makes root absolute and lexically clean; it is the prefix absolute request paths must carry. */
+static bool set_root(const char *dir)
+{
+	char tmp[PATH_MAX];
+	if (dir[0] == '/') {
+		if (strlen(dir) >= sizeof tmp)
+			return false;
+		strcpy(tmp, dir);
+	} else {
+		char cwd[PATH_MAX];
+		if (!getcwd(cwd, sizeof cwd) || (size_t)snprintf(tmp, sizeof tmp, "%s/%s", cwd, dir) >= sizeof tmp)
+			return false;
+	}
+	/* Reuse the request-path cleaner with an empty root prefix. */
+	char out[PATH_MAX];
+	strcpy(g.root, "/");
+	if (path_clean(tmp, out) < 0)
+		return false;
+	if (strcmp(out, ".") == 0)
+		strcpy(g.root, "/");
+	else if (strlen(out) + 2 > sizeof g.root)
+		return false;
+	else {
+		g.root[0] = '/';
+		strcpy(g.root + 1, out);
+	}
+	g.root_len = strlen(g.root);
+	return true;
+}
+
+static void usage(void)
+{
+	static const char text[] =
+		"usage: lg-agent [--channel stdio|virtio:NAME] [--root DIR] [--init|--no-init]\n"
+		"                [--cgroup-parent DIR] [--no-openat2]\n";
+	write_all(2, text, sizeof text - 1);
+}
+
+static void cleanup_and_exit(int code)
+{
+	chan_flush_blocking(1000);
+	exec_kill_all(2000);
+	sys_exit(code);
+}
+
+int main(int argc, char **argv)
+{
+	const char *channel = NULL, *root = "/workspace", *cgroup_parent = NULL;
+	int force_init = -1;
+	g.init_mode = getpid() == 1;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+		if (strcmp(a, "--channel") == 0 && next) {
+			channel = next;
+			i++;
+		} else if (strcmp(a, "--root") == 0 && next) {
+			root = next;
+			i++;
+		} else if (strcmp(a, "--cgroup-parent") == 0 && next) {
+			cgroup_parent = next;
+			i++;
+		} else if (strcmp(a, "--init") == 0) {
+			force_init = 1;
+		} else if (strcmp(a, "--no-init") == 0) {
+			force_init = 0;
+		} else if (strcmp(a, "--no-openat2") == 0) {
+			g.use_openat2 = false;
+		} else if (strcmp(a, "--help") == 0) {
+			usage();
+			return 0;
+		} else if (!g.init_mode) {
+			/* As PID 1, unknown words are kernel command-line leftovers and are ignored. */
+			usage();
+			return 2;
+		}
+	}
+	if (force_init >= 0)
+		g.init_mode = force_init;
+	if (!set_root(root)) {
+		log_msg("bad --root %s", root);
+		return 2;
+	}
+	if (g.init_mode)
+		sys_early_init();
+	sys_ensure_std_fds();
+	setup_signals();
+	sys_protect_from_oom();
+	if (!g.init_mode)
+		prctl(PR_SET_CHILD_SUBREAPER, 1);
+	if (cgroup_parent || g.init_mode)
+		exec_setup_cgroups(cgroup_parent ? cgroup_parent : "/sys/fs/cgroup");
+	root_fd();
+	if (!channel)
+		channel = g.init_mode ? "virtio:lg.agent" : "stdio";
+	if (!chan_open(channel))
+		sys_exit(1);
+	if (g.init_mode)
+		log_msg("ready on %s, workspace %s%s", channel, g.root, g.use_cgroups ? ", cgroups" : "");
+
+	struct pollfd pfd[1 + 2 + EXEC_POLLFDS];
+	for (;;) {
+		int n = 0;
+		pfd[n++] = (struct pollfd){.fd = sig_pipe[0], .events = POLLIN};
+		int chan_at = n;
+		int chan_n = chan_pollfds(&pfd[n]);
+		n += chan_n;
+		int exec_at = n;
+		n += exec_fill_poll(&pfd[n], !chan_backpressured());
+		int64_t now = mono_ms();
+		int t1 = chan_timeout_ms(now), t2 = exec_timeout_ms(now);
+		int timeout = t1 < 0 ? t2 : t2 < 0 ? t1 : (t1 < t2 ? t1 : t2);
+		if (poll(pfd, (nfds_t)n, timeout) < 0 && errno != EINTR) {
+			log_msg("poll: %s", strerror(errno));
+			cleanup_and_exit(1);
+		}
+		bool sigchld = false, sigio = false, term = false;
+		if (pfd[0].revents & POLLIN) {
+			unsigned char sigs[64];
+			ssize_t got;
+			while ((got = read(sig_pipe[0], sigs, sizeof sigs)) > 0) {
+				for (ssize_t i = 0; i < got; i++) {
+					sigchld |= sigs[i] == SIGCHLD;
+					sigio |= sigs[i] == SIGIO;
+					term |= sigs[i] == SIGTERM || sigs[i] == SIGINT || sigs[i] == SIGHUP;
+				}
+			}
+		}
+		/* Command pipes first: requests handled below may close them (cancel). */
+		exec_handle_poll(&pfd[exec_at]);
+		if (sigchld)
+			exec_reap();
+		chan_tick(sigio);
+		enum chan_status st = chan_handle(&pfd[chan_at], chan_n);
+		exec_tick();
+		if (st == CHAN_OK)
+			st = chan_pump();
+		if (g.shutdown_requested)
+			cleanup_and_exit(0);
+		if (term)
+			cleanup_and_exit(0);
+		if (st == CHAN_EOF)
+			cleanup_and_exit(0);
+		if (st == CHAN_FATAL)
+			cleanup_and_exit(2);
+	}
+}

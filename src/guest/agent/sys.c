@@ -1,0 +1,168 @@
+/* lg-agent: what the agent does as the VM's PID 1: mounts, console, identity, power. */
+#define _GNU_SOURCE
+#include "sys.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "fsops.h"
+
+/* From <linux/random.h>, which musl does not ship: _IOW('R', 0x03, int[2]). */
+#define LG_RNDADDENTROPY 0x40085203
+#define SEED_MAX 512
+
+static void mount_one(const char *src, const char *dst, const char *type, unsigned long flags, const char *data)
+{
+	mkdir(dst, 0755);
+	if (mount(src, dst, type, flags, data) < 0 && errno != EBUSY)
+		log_msg("mount %s on %s: %s", type, dst, strerror(errno));
+}
+
+void sys_early_init(void)
+{
+	mount_one("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	mount_one("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	mount_one("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755");
+	/* The initramfs has no /dev/console node, so the kernel started us without fds 0-2. */
+	int con = open("/dev/console", O_RDWR | O_NOCTTY);
+	if (con >= 0) {
+		for (int fd = 0; fd < 3; fd++)
+			if (fcntl(fd, F_GETFD) < 0)
+				dup2(con, fd);
+		if (con > 2)
+			close(con);
+	}
+	mount_one("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+	mount_one("cgroup2", "/sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	if (write_small_file("/sys/fs/cgroup/cgroup.subtree_control", "+pids +memory") < 0) {
+		write_small_file("/sys/fs/cgroup/cgroup.subtree_control", "+pids");
+		write_small_file("/sys/fs/cgroup/cgroup.subtree_control", "+memory");
+	}
+	mkdir(g.root, 0755);
+}
+
+void sys_ensure_std_fds(void)
+{
+	for (int fd = 0; fd < 3; fd++) {
+		if (fcntl(fd, F_GETFD) >= 0)
+			continue;
+		int n = open("/dev/null", O_RDWR);
+		if (n < 0)
+			n = open("/", O_RDONLY | O_DIRECTORY);
+		if (n >= 0 && n != fd) {
+			dup2(n, fd);
+			close(n);
+		}
+	}
+}
+
+void sys_protect_from_oom(void)
+{
+	/* A memory bomb in a command should take the command down, never the agent. */
+	write_small_file("/proc/self/oom_score_adj", "-1000");
+}
+
+void sys_exit(int code)
+{
+	sync();
+	if (!g.init_mode)
+		exit(code);
+	/* A restart, not a power-off: microvm with acpi=off has no power-off device, so the kernel
+	 * turns RB_POWER_OFF into a halt and the VM would hang; QEMU runs with -no-reboot, so a
+	 * reset ends it. PID 1 must never just exit (that panics). */
+	reboot(RB_AUTOBOOT);
+	reboot(RB_POWER_OFF);
+	for (;;)
+		pause();
+}
+
+static void add_entropy(const uint8_t *seed, size_t len)
+{
+	int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	/* Crediting entropy is for the VM kernel only; a host kernel (namespace backend, tests)
+	 * just gets the bytes mixed in, like any write to /dev/urandom. */
+	if (g.init_mode) {
+		struct {
+			int entropy_count;
+			int buf_size;
+			uint8_t buf[SEED_MAX];
+		} info = {.entropy_count = (int)len * 8, .buf_size = (int)len};
+		memcpy(info.buf, seed, len);
+		ioctl(fd, LG_RNDADDENTROPY, &info);
+		memset(&info, 0, sizeof info);
+	}
+	if (write(fd, seed, len) < 0) {
+		/* nothing left to try */
+	}
+	close(fd);
+}
+
+void op_init(req_t *r)
+{
+	uint8_t *seed = NULL;
+	size_t seed_len = 0;
+	const char *id = NULL, *tag = NULL;
+	const jnode *time_n = arg_node(r, "timeMs", J_NUM, true);
+	const jnode *mount_n = arg_node(r, "mount", J_OBJ, false);
+	if (!arg_b64(r, "seed", true, &seed, &seed_len) || !arg_cstr(r, "id", true, &id, 64) || !time_n) {
+		reply_invalid(r);
+		return;
+	}
+	if (mount_n) {
+		const jnode *t = json_get(r->doc, mount_n, "tag");
+		if (!t || t->type != J_STR || t->len == 0 || t->len > 255 || memchr(t->str, 0, t->len)) {
+			reply_error(r->id, "INVALID_ARGUMENT", 0, "args.mount.tag must be a non-empty string");
+			return;
+		}
+		tag = t->str;
+	}
+	if (seed_len == 0 || seed_len > SEED_MAX) {
+		reply_error(r->id, "INVALID_ARGUMENT", 0, "args.seed must hold 1 to %d bytes", SEED_MAX);
+		return;
+	}
+	if (!(time_n->num >= 0 && time_n->num < 1e16)) {
+		reply_error(r->id, "INVALID_ARGUMENT", 0, "args.timeMs is out of range");
+		return;
+	}
+	if (tag && !g.init_mode) {
+		reply_error(r->id, "INVALID_ARGUMENT", 0, "mount is only available when the agent is the VM's init");
+		return;
+	}
+
+	add_entropy(seed, seed_len);
+	memset(seed, 0, seed_len);
+	/* The clock and hostname belong to the VM; outside it they are the sandbox launcher's job
+	 * (bwrap --hostname), and changing a host's would be a bug. */
+	if (g.init_mode) {
+		int64_t ms = (int64_t)time_n->num;
+		struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+		clock_settime(CLOCK_REALTIME, &ts);
+		sethostname(id, strlen(id));
+	}
+	if (tag) {
+		if (g.mounted) {
+			reply_empty(r->id); /* a repeated init (the host retried) must not stack mounts */
+			return;
+		}
+		mkdir(g.root, 0755);
+		if (mount(tag, g.root, "9p", 0, "trans=virtio,version=9p2000.L,msize=524288,cache=none") < 0) {
+			int e = errno;
+			reply_error(r->id, "IO_ERROR", e, "mount 9p %.64s on %s: %s", tag, g.root, strerror(e));
+			return;
+		}
+		g.mounted = true;
+		root_reopen();
+	}
+	reply_empty(r->id);
+}

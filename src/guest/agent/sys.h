@@ -1,0 +1,13 @@
+/* lg-agent: what the agent does as the VM's PID 1: mounts, console, identity, power. */
+#ifndef LG_SYS_H
+#define LG_SYS_H
+
+/* Mounts the pseudo filesystems and attaches fds 0-2 to the console. */
+void sys_early_init(void);
+/* Keeps fds 0-2 open (to /dev/null at worst) so later pipes never land on them. */
+void sys_ensure_std_fds(void);
+void sys_protect_from_oom(void);
+/* Syncs, then powers off (PID 1) or exits with `code`. */
+__attribute__((noreturn)) void sys_exit(int code);
+
+#endif
