@@ -1,0 +1,402 @@
+// The namespace backend: the guest agent under bubblewrap (all namespaces, seccomp, cgroup limits) on the host kernel.
+// How a sandbox is started and placed in its cgroup is in launch.ts; what it can see is in bwrap.ts.
+import { randomBytes } from "node:crypto";
+import { readFileSync, readdirSync, realpathSync, statSync } from "node:fs";
+import { dirname } from "node:path";
+import type { ChildProcess } from "node:child_process";
+import type { Readable, Writable } from "node:stream";
+import { setTimeout as sleep } from "node:timers/promises";
+import { GuestChannel } from "../../guest/channel.js";
+import { ensureAgent, type AgentBuild } from "../../guest/image/agent.js";
+import { GuestChannelLostError, LuminaGuardError, toLuminaGuardError } from "../../errors.js";
+import { log } from "../../log.js";
+import { killGroup } from "../../util/proc.js";
+import type { BackendProbe, SandboxBackend, SandboxHandle, SandboxSpec } from "../types.js";
+import { SANDBOX_UID, workspaceProblem } from "./bwrap.js";
+import { SandboxCgroup } from "./cgroup.js";
+import { launch, type Launch } from "./launch.js";
+import { probeNamespace, type NamespaceProbe } from "./probe.js";
+
+const HANDSHAKE_TIMEOUT_MS = 5_000;
+const INIT_DEADLINE_MS = 5_000;
+const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+const MIN_MEMORY_MIB = 16;
+/** bwrap's pid-1 reaper and the agent are in the cgroup too, so fewer cannot run a single command. */
+const MIN_PIDS = 4;
+
+export interface NamespaceBackendOptions {
+  /**
+   * "auto" (default): limits when cgroups are usable, else run without and say so in `info.limits`.
+   * "require": refuse to spawn without limits. "off": never create cgroups.
+   */
+  cgroups?: "auto" | "require" | "off";
+}
+
+function validate(spec: SandboxSpec): string {
+  if (!ID_PATTERN.test(spec.id)) {
+    throw new LuminaGuardError("INVALID_ARGUMENT", `sandbox id ${JSON.stringify(spec.id)} must match ${ID_PATTERN.source} (it becomes a hostname and a cgroup name)`);
+  }
+  if (!Number.isInteger(spec.memoryMiB) || spec.memoryMiB < MIN_MEMORY_MIB) {
+    throw new LuminaGuardError("INVALID_ARGUMENT", `memoryMiB must be an integer >= ${MIN_MEMORY_MIB}`);
+  }
+  if (!Number.isInteger(spec.pidsMax) || spec.pidsMax < MIN_PIDS) throw new LuminaGuardError("INVALID_ARGUMENT", `pidsMax must be an integer >= ${MIN_PIDS}`);
+  let real: string;
+  try {
+    real = realpathSync(spec.workspace);
+    if (!statSync(real).isDirectory()) throw new Error("not a directory");
+  } catch (err) {
+    throw new LuminaGuardError("INVALID_ARGUMENT", `workspace ${spec.workspace} is not an existing directory: ${(err as Error).message}`, { cause: err });
+  }
+  const problem = workspaceProblem(real);
+  if (problem !== undefined) throw new LuminaGuardError("INVALID_ARGUMENT", problem);
+  return real;
+}
+
+/**
+ * /proc/PID/stat field 22 (start time), which tells a pid apart from a later process that reused it;
+ * undefined when the process is gone or a zombie (it holds nothing but its pid then).
+ */
+function liveStartTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return fields[0] === "Z" ? undefined : fields[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether other local users are kept out of the workspace by a directory above it. The sandbox owns
+ * the workspace directory itself and may chmod it open, but it cannot see, let alone change, its
+ * ancestors: one without search permission for others keeps the workspace private whatever happens
+ * inside (mkdtemp under /tmp is not private; under ~/.cache of root it is).
+ */
+function workspacePrivate(realWorkspace: string): boolean {
+  for (let dir = dirname(realWorkspace); ; dir = dirname(dir)) {
+    try {
+      if ((statSync(dir).mode & 0o001) === 0) return true;
+    } catch {
+      return false;
+    }
+    if (dir === "/") return false;
+  }
+}
+
+let warnedShared = false;
+
+/** Every live descendant of `root` by walking /proc; the fallback when there is no cgroup to read. */
+function descendants(root: number): number[] {
+  const children = new Map<number, number[]>();
+  let names: string[];
+  try {
+    names = readdirSync("/proc");
+  } catch {
+    return [];
+  }
+  for (const name of names) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid)) continue;
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      const list = children.get(ppid) ?? [];
+      list.push(pid);
+      children.set(ppid, list);
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  const out: number[] = [];
+  const queue = [root];
+  while (queue.length > 0) {
+    const pid = queue.shift() as number;
+    for (const c of children.get(pid) ?? []) {
+      out.push(c);
+      queue.push(c);
+    }
+  }
+  return out;
+}
+
+/** One live namespace sandbox. */
+class NamespaceSandbox implements SandboxHandle {
+  readonly backend = "namespace" as const;
+  readonly channel: GuestChannel;
+  readonly info: Record<string, string | number | boolean>;
+  readonly exited: Promise<void>;
+  /** Host pid of bwrap's sandbox process (pid 1 of the sandbox's pid namespace), once known. */
+  initPid: number | undefined;
+  private initStart: string | undefined;
+  private destroying: Promise<void> | undefined;
+  private bwrapExited = false;
+
+  constructor(
+    readonly id: string,
+    private readonly bwrap: ChildProcess,
+    private readonly cgroup: SandboxCgroup | undefined,
+    info: Record<string, string | number | boolean>,
+  ) {
+    this.info = info;
+    this.exited = new Promise<void>((resolve) => {
+      const done = (): void => {
+        this.bwrapExited = true;
+        resolve();
+      };
+      // 'error' without 'exit' happens when bwrap could not be started at all.
+      bwrap.once("exit", done);
+      bwrap.once("error", done);
+    });
+    void this.exited.then(() => {
+      // bwrap gone (crash, OOM kill of the monitor, agent exit): whatever is left must go too.
+      if (!this.destroying) {
+        const how = bwrap.signalCode ?? `code ${bwrap.exitCode ?? "?"}`;
+        log.warn({ id, exit: how }, "namespace sandbox exited on its own; destroying");
+        // The agent is gone: calls in flight fail as a lost channel, not as a deliberate close.
+        void this.teardownOnce(new GuestChannelLostError(`sandbox ${id} exited (${how})`)).catch((err: unknown) =>
+          log.error({ id, err: String(err) }, "namespace sandbox cleanup failed"),
+        );
+      }
+    });
+    this.channel = new GuestChannel({ input: bwrap.stdout as Readable, output: bwrap.stdin as Writable }, (err) => {
+      // A guest that died or broke the protocol is never trusted again: kill the whole sandbox.
+      if (this.destroying) return;
+      log.warn({ id, code: err.code, err: err.message }, "guest channel lost; destroying namespace sandbox");
+      void this.teardownOnce(err).catch((e: unknown) => log.error({ id, err: String(e) }, "namespace sandbox cleanup failed"));
+    });
+  }
+
+  setInit(pid: number): void {
+    this.initPid = pid;
+    this.initStart = liveStartTime(pid);
+  }
+
+  private initAlive(): boolean {
+    if (this.initPid === undefined) return false;
+    const now = liveStartTime(this.initPid);
+    return now !== undefined && now === this.initStart;
+  }
+
+  pids(): number[] {
+    const all = new Set<number>();
+    if (!this.bwrapExited && this.bwrap.pid !== undefined) all.add(this.bwrap.pid);
+    if (this.cgroup) for (const p of this.cgroup.procs()) all.add(p);
+    else if (this.bwrap.pid !== undefined && !this.bwrapExited) for (const p of descendants(this.bwrap.pid)) all.add(p);
+    return [...all].sort((a, b) => a - b);
+  }
+
+  destroy(): Promise<void> {
+    return this.teardownOnce(new LuminaGuardError("SANDBOX_CLOSED", `sandbox ${this.id} was destroyed`));
+  }
+
+  /** `reason` is what calls still in flight are rejected with; only the first caller's counts. */
+  private teardownOnce(reason: LuminaGuardError): Promise<void> {
+    // teardown() starts a microtask later so that `destroying` is set before it runs: it fails the
+    // channel, whose onFatal callback must then find the teardown already under way.
+    this.destroying ??= Promise.resolve().then(() => this.teardown(reason));
+    return this.destroying;
+  }
+
+  private async teardown(reason: LuminaGuardError): Promise<void> {
+    const started = performance.now();
+    this.channel.fail(reason);
+    // Killing pid 1 of the sandbox's pid namespace makes the kernel SIGKILL every process in it, and
+    // no new one can be forked into a dying namespace. Killing it first (not bwrap) lets bwrap reap it,
+    // so no zombie is handed to the host's init.
+    if (this.initPid !== undefined && this.initAlive()) {
+      try {
+        process.kill(this.initPid, "SIGKILL");
+      } catch {
+        /* already gone */
+      }
+    } else if (this.initPid === undefined) {
+      // Not released yet (spawn failed or was aborted): the sandbox process still waits on
+      // --block-fd inside bwrap's process group, and would wait forever.
+      killGroup(this.bwrap);
+    }
+    let cgroupError: unknown;
+    try {
+      await this.cgroup?.destroy();
+    } catch (err) {
+      cgroupError = err;
+    }
+    // bwrap exits by itself once its child is gone; if it does not promptly, kill its process group.
+    // (Never after it exited: its pid, and so its group id, may then belong to someone else.)
+    const exitedSoon = await Promise.race([this.exited.then(() => true), sleep(1_000).then(() => false)]);
+    if (!exitedSoon && this.bwrap.exitCode === null && this.bwrap.signalCode === null) {
+      killGroup(this.bwrap);
+      await Promise.race([this.exited, sleep(5_000)]);
+    }
+    for (let i = 0; i < 500 && this.initAlive(); i++) await sleep(10);
+    const leftovers: string[] = [];
+    if (!this.bwrapExited) leftovers.push(`bwrap ${this.bwrap.pid ?? "?"}`);
+    if (this.initAlive()) leftovers.push(`sandbox init ${this.initPid ?? "?"}`);
+    for (const s of [this.bwrap.stdin, this.bwrap.stdout, this.bwrap.stderr, ...this.bwrap.stdio.slice(3)]) {
+      (s as { destroy?: () => void } | null)?.destroy?.();
+    }
+    if (cgroupError !== undefined) throw toLuminaGuardError(cgroupError);
+    if (leftovers.length > 0) throw new LuminaGuardError("INTERNAL", `sandbox ${this.id}: still running after destroy: ${leftovers.join(", ")}`);
+    log.debug({ id: this.id, destroyMs: Math.round(performance.now() - started) }, "namespace sandbox destroyed");
+  }
+}
+
+export class NamespaceBackend implements SandboxBackend {
+  readonly name = "namespace" as const;
+  private agentBuild: Promise<AgentBuild> | undefined;
+  private readonly cgroupMode: "auto" | "require" | "off";
+
+  constructor(options: NamespaceBackendOptions = {}) {
+    this.cgroupMode = options.cgroups ?? "auto";
+  }
+
+  async probe(): Promise<BackendProbe> {
+    const p = await probeNamespace();
+    return {
+      backend: "namespace",
+      available: p.bwrap.ok && (this.cgroupMode !== "require" || p.cgroups.usable),
+      ...(p.bwrap.ok
+        ? this.cgroupMode === "require" && !p.cgroups.usable
+          ? { reason: `resource limits required but ${p.cgroups.reason ?? "cgroups unusable"}` }
+          : {}
+        : { reason: p.bwrap.reason ?? "bubblewrap unusable" }),
+      details: this.details(p),
+    };
+  }
+
+  private limitsActive(p: NamespaceProbe): boolean {
+    return this.cgroupMode !== "off" && p.cgroups.usable;
+  }
+
+  private details(p: NamespaceProbe): Record<string, string | number | boolean> {
+    const d: Record<string, string | number | boolean> = {
+      sharesHostKernel: true,
+      kernel: p.kernel,
+      isolation: this.isolation(p),
+      bwrap: p.bwrap.ok ? (p.bwrap.version ?? "?") : "unusable",
+      seccomp: p.bwrap.ok,
+      network: "none",
+      cgroupVersion: p.cgroups.version,
+      limits: this.limitsActive(p) ? "memory+pids" : "none",
+    };
+    if (p.bwrap.trialMs !== undefined) d["bwrapTrialMs"] = p.bwrap.trialMs;
+    if (!p.cgroups.usable && p.cgroups.reason !== undefined) d["limitsReason"] = p.cgroups.reason;
+    if (this.cgroupMode === "off") d["limitsReason"] = "cgroups turned off by configuration";
+    if (p.cgroups.usable) d["swapLimited"] = p.cgroups.swapLimited;
+    return d;
+  }
+
+  private isolation(p: NamespaceProbe): string {
+    return this.limitsActive(p) ? `bubblewrap+seccomp+cgroup-${p.cgroups.version}` : "bubblewrap+seccomp";
+  }
+
+  private agent(): Promise<AgentBuild> {
+    this.agentBuild ??= ensureAgent().catch((err: unknown) => {
+      this.agentBuild = undefined; // let a later spawn retry after the sources are fixed
+      throw err;
+    });
+    return this.agentBuild;
+  }
+
+  async spawn(spec: SandboxSpec, signal?: AbortSignal): Promise<SandboxHandle> {
+    const workspace = validate(spec);
+    const p = await probeNamespace();
+    if (!p.bwrap.ok) throw new LuminaGuardError("BACKEND_UNAVAILABLE", `namespace backend unavailable: ${p.bwrap.reason ?? "?"}`);
+    if (this.cgroupMode === "require" && !p.cgroups.usable) {
+      throw new LuminaGuardError("BACKEND_UNAVAILABLE", `namespace backend needs cgroups for limits: ${p.cgroups.reason ?? "?"}`);
+    }
+    const agent = await this.agent();
+    if (signal?.aborted) throw new LuminaGuardError("CANCELLED", "sandbox spawn cancelled");
+
+    const started = performance.now();
+    const cgroup = this.limitsActive(p) ? SandboxCgroup.create(spec.id, { memoryMiB: spec.memoryMiB, pidsMax: spec.pidsMax }) : undefined;
+    let launched: Launch;
+    try {
+      launched = launch({
+        id: spec.id,
+        workspace,
+        agentPath: agent.path,
+        memoryMiB: spec.memoryMiB,
+        cgroup,
+        ...(signal === undefined ? {} : { signal }),
+        onStderr: (chunk) => log.debug({ id: spec.id, stderr: chunk.toString("utf8").slice(0, 2000) }, "namespace sandbox stderr"),
+      });
+    } catch (err) {
+      await cgroup?.destroy();
+      throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `cannot start bwrap: ${(err as Error).message}`, { cause: err });
+    }
+    const { bwrap, stderrTail } = launched;
+    const sandbox = new NamespaceSandbox(spec.id, bwrap, cgroup, {
+      backend: "namespace",
+      sharesHostKernel: true,
+      isolation: this.isolation(p),
+      network: "none",
+      kernel: p.kernel,
+      bwrap: p.bwrap.version ?? "?",
+      cgroupVersion: cgroup ? p.cgroups.version : "none",
+      limits: cgroup ? "memory+pids" : "none",
+      memoryMiB: spec.memoryMiB,
+      pidsMax: spec.pidsMax,
+      sandboxUid: SANDBOX_UID,
+      hostUid: process.getuid?.() ?? -1,
+      agentHash: agent.hash,
+      cpuLimit: "none",
+      workspacePrivate: workspacePrivate(workspace),
+    });
+    if (!sandbox.info["workspacePrivate"] && !warnedShared) {
+      warnedShared = true;
+      log.info(
+        { workspace },
+        "namespace sandbox workspace is reachable by other local users through its parent directories; keep workspaces under a directory with mode 0700",
+      );
+    }
+    try {
+      sandbox.setInit(await launched.ready);
+      const launchedMs = performance.now() - started;
+
+      const hello = await withAbort(sandbox.channel.handshake(HANDSHAKE_TIMEOUT_MS), signal);
+      const helloMs = performance.now() - started;
+      await withAbort(
+        sandbox.channel.request("init", { seed: randomBytes(32).toString("base64"), timeMs: Date.now(), id: spec.id }, { deadlineMs: INIT_DEADLINE_MS }),
+        signal,
+      );
+      const spawnMs = Math.round((performance.now() - started) * 100) / 100;
+      sandbox.info["agent"] = hello.agent;
+      sandbox.info["helloMs"] = round(helloMs);
+      sandbox.info["spawnMs"] = spawnMs;
+      log.info({ id: spec.id, spawnMs, launchedMs: round(launchedMs), helloMs: round(helloMs), limits: sandbox.info["limits"] }, "namespace sandbox ready");
+      return sandbox;
+    } catch (err) {
+      await sandbox.destroy().catch((e: unknown) => log.error({ id: spec.id, err: String(e) }, "cleanup after failed spawn failed"));
+      const e = toLuminaGuardError(err, "SANDBOX_SPAWN_FAILED");
+      if (e.code === "CANCELLED" || e.code === "SANDBOX_SPAWN_FAILED") throw e;
+      const tail = stderrTail().trim();
+      throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `namespace sandbox ${spec.id} failed to start: ${e.message}${tail ? ` (stderr: ${tail.slice(-2000)})` : ""}`, {
+        cause: e,
+      });
+    }
+  }
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 100) / 100;
+}
+
+function withAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  if (signal.aborted) return Promise.reject(new LuminaGuardError("CANCELLED", "sandbox spawn cancelled"));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(new LuminaGuardError("CANCELLED", "sandbox spawn cancelled"));
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (v) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(e instanceof Error ? e : new Error(String(e)));
+      },
+    );
+  });
+}

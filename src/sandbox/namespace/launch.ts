@@ -1,0 +1,147 @@
+// Starts one bubblewrap sandbox and places it in its cgroup before any sandboxed code runs.
+//
+// Why the cgroup placement has no window, without a shell or helper per spawn:
+//   1. the sandbox cgroup exists, limits set, empty;
+//   2. bwrap is spawned with --info-fd and --block-fd. It clones the sandbox process (new namespaces),
+//      which builds its mount tree and then blocks reading --block-fd: it has not forked, loaded the
+//      seccomp filter or exec'd anything yet (bubblewrap.c: the block_fd read comes before the
+//      seccomp load and before the fork of the pid-1 reaper and the payload);
+//   3. the sandbox process's host pid is read from --info-fd and written into cgroup.procs;
+//   4. a byte on --block-fd releases it. Every process that runs sandboxed code is forked from it
+//      afterwards, so it is born inside the cgroup.
+// The bwrap monitor on the host side is not moved: it runs no sandboxed code and must not count
+// against the sandbox's pids.max. Its own memory is a few hundred KiB.
+import type { ChildProcess } from "node:child_process";
+import type { Readable, Writable } from "node:stream";
+import { LuminaGuardError } from "../../errors.js";
+import { spawnGroup } from "../../util/proc.js";
+import { AGENT_COMMAND, bwrapArgs, groupFile, hostsFile, passwdFile, type BwrapFds } from "./bwrap.js";
+import type { SandboxCgroup } from "./cgroup.js";
+import { shieldStdio } from "./fd-shield.js";
+import { seccompFilterBytes } from "./seccomp.js";
+
+/** Child descriptor numbers; 0-2 are the agent's channel (stdin/stdout) and its log (stderr). */
+export const BWRAP_FDS: Required<BwrapFds> = { info: 3, block: 4, seccomp: 5, passwd: 6, group: 7, hosts: 8 };
+
+const INFO_TIMEOUT_MS = 5_000;
+/** bwrap's info JSON is a few hundred bytes; anything larger is not bwrap talking. */
+const INFO_MAX_BYTES = 64 * 1024;
+const STDERR_TAIL_BYTES = 8 * 1024;
+
+export interface LaunchOptions {
+  id: string;
+  /** Real path of the host workspace (validated by the caller). */
+  workspace: string;
+  agentPath: string;
+  memoryMiB: number;
+  cgroup: SandboxCgroup | undefined;
+  /** What runs in the sandbox: the agent, or a test's command. */
+  command?: readonly string[];
+  signal?: AbortSignal;
+  /** Every chunk bwrap or the sandboxed program writes to stderr (always drained either way). */
+  onStderr?: (chunk: Buffer) => void;
+}
+
+export interface Launch {
+  bwrap: ChildProcess;
+  /** Resolves with the host pid of the sandbox process (pid 1 of its pid namespace) once it is in its cgroup and released. */
+  ready: Promise<number>;
+  stderrTail(): string;
+}
+
+/**
+ * Spawns bwrap. The caller owns `bwrap` from the moment this returns (and must kill it if `ready`
+ * rejects); `ready` settles when the sandbox runs inside its cgroup, or why it does not.
+ */
+export function launch(options: LaunchOptions): Launch {
+  const args = bwrapArgs(
+    { id: options.id, workspace: options.workspace, agentPath: options.agentPath, tmpfsBytes: options.memoryMiB * 1024 * 1024, fds: BWRAP_FDS },
+    options.command ?? AGENT_COMMAND,
+  );
+  // Only PATH for bwrap itself: nothing of this process's environment reaches even the launcher.
+  const bwrap = spawnGroup(["bwrap", ...args], {
+    stdio: shieldStdio(Array<"pipe">(9).fill("pipe")),
+    env: { PATH: process.env["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin" },
+  });
+  let tail = "";
+  bwrap.stderr?.on("data", (chunk: Buffer) => {
+    // Always drained: a full pipe would stall the agent. Only the tail is kept, for error messages.
+    tail = (tail + chunk.toString("utf8")).slice(-STDERR_TAIL_BYTES);
+    options.onStderr?.(chunk);
+  });
+  const stderrTail = (): string => tail;
+  for (const [fd, data] of [
+    [BWRAP_FDS.seccomp, seccompFilterBytes()],
+    [BWRAP_FDS.passwd, passwdFile()],
+    [BWRAP_FDS.group, groupFile()],
+    [BWRAP_FDS.hosts, hostsFile(options.id)],
+  ] as const) {
+    const sink = bwrap.stdio[fd] as Writable | null;
+    sink?.on("error", () => undefined); // EPIPE if bwrap died: reported by the exit path instead
+    sink?.end(data);
+  }
+  const ready = readChildPid(bwrap, bwrap.stdio[BWRAP_FDS.info] as Readable, stderrTail, options.signal).then((pid) => {
+    try {
+      options.cgroup?.add(pid);
+    } catch (err) {
+      throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `cannot move sandbox process ${pid} into its cgroup: ${(err as Error).message}`, { cause: err });
+    }
+    const block = bwrap.stdio[BWRAP_FDS.block] as Writable;
+    block.on("error", () => undefined);
+    block.end("1");
+    return pid;
+  });
+  // The caller may attach its handler late (after other awaits): never an unhandled rejection.
+  ready.catch(() => undefined);
+  return { bwrap, ready, stderrTail };
+}
+
+/** Reads bwrap's `{"child-pid": N}` from the info fd; rejects if bwrap dies or stalls first. */
+function readChildPid(child: ChildProcess, info: Readable, stderrTail: () => string, signal?: AbortSignal): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    let text = "";
+    let settled = false;
+    const finish = (fn: () => void): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      child.off("exit", onExit);
+      child.off("error", onError);
+      signal?.removeEventListener("abort", onAbort);
+      fn();
+    };
+    const fail = (message: string, cause?: unknown): void => {
+      const tail = stderrTail().trim();
+      finish(() => reject(new LuminaGuardError("SANDBOX_SPAWN_FAILED", `${message}${tail ? `: ${tail.slice(-2000)}` : ""}`, cause === undefined ? {} : { cause })));
+    };
+    // stderr may still be draining when 'exit' fires: wait a moment so the error says why.
+    const onExit = (code: number | null, sig: string | null): void => {
+      setTimeout(() => fail(`bwrap exited (${sig ?? `code ${code}`}) before the sandbox started`), 20);
+    };
+    const onError = (err: Error): void => {
+      const missing = (err as NodeJS.ErrnoException).code === "ENOENT";
+      fail(missing ? "bubblewrap not installed: apt-get install bubblewrap" : `cannot start bwrap: ${err.message}`, err);
+    };
+    const onAbort = (): void => finish(() => reject(new LuminaGuardError("CANCELLED", "sandbox spawn cancelled")));
+    const timer = setTimeout(() => fail(`bwrap did not report its sandbox process within ${INFO_TIMEOUT_MS} ms`), INFO_TIMEOUT_MS);
+    child.on("exit", onExit);
+    child.on("error", onError);
+    if (signal?.aborted) return onAbort();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    info.on("error", () => undefined);
+    info.on("data", (chunk: Buffer) => {
+      if (settled) return;
+      text += chunk.toString("utf8");
+      if (text.length > INFO_MAX_BYTES) return fail("bwrap info output too large");
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        return; // incomplete
+      }
+      const pid = (parsed as Record<string, unknown> | null)?.["child-pid"];
+      if (typeof pid !== "number" || !Number.isInteger(pid) || pid <= 1) return fail(`bwrap reported no valid child-pid: ${text.slice(0, 200)}`);
+      finish(() => resolve(pid));
+    });
+  });
+}
