@@ -212,12 +212,15 @@ export async function connectVm(
     const channel = new GuestChannel({ input: socket, output: socket }, () => void destroy());
     // A VM that dies during boot must fail the handshake at once, not at its deadline.
     void vm.exited.then(() => channel.fail(new LuminaGuardError("GUEST_CHANNEL_LOST", "the VM exited")));
+    const t0 = performance.now();
     await channel.handshake(timeoutMs);
+    const t1 = performance.now();
     await channel.request(
       "init",
       { seed: randomBytes(32).toString("base64"), timeMs: Date.now(), id: spec.id, mount: { tag: WORKSPACE_TAG } },
       { deadlineMs: timeoutMs },
     );
+    log.debug({ id: spec.id, helloMs: t1 - t0, initMs: performance.now() - t1 }, "guest handshake phases");
     if (signal?.aborted) throw new LuminaGuardError("CANCELLED", "spawn cancelled");
     const pid = vm.child.pid ?? 0;
     return {

@@ -195,10 +195,12 @@ async function receiveMigration(dir: string, start: (uri: string) => Promise<voi
 
 /** Streams a snapshot's device state into a VM started with `-incoming defer`, then resumes it. */
 export async function restoreInto(vm: VmProcess, snapshot: Snapshot, timeoutMs: number): Promise<void> {
+  const t0 = performance.now();
   const qmpSocket = await connectWhenReady(vm.qmpPath, vm, timeoutMs);
   const qmp = new QmpClient(qmpSocket);
   try {
     await qmp.execute("migrate-set-capabilities", { capabilities: [{ capability: "x-ignore-shared", state: true }] });
+    const t1 = performance.now();
     const path = join(vm.dir, "incoming.sock");
     await qmp.execute("migrate-incoming", { uri: `unix:${path}` });
     const sender = await connectWhenReady(path, vm, timeoutMs);
@@ -207,7 +209,9 @@ export async function restoreInto(vm: VmProcess, snapshot: Snapshot, timeoutMs: 
       sender.end(snapshot.state, resolve);
     });
     await pollMigration(qmp, vm, timeoutMs);
+    const t2 = performance.now();
     await qmp.execute("cont");
+    log.debug({ qmpReadyMs: t1 - t0, migrateMs: t2 - t1, contMs: performance.now() - t2 }, "restore phases");
   } finally {
     qmp.close();
   }

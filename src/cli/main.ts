@@ -1,0 +1,139 @@
+#!/usr/bin/env node
+// The `luminaguard` command: doctor, image build, exec, tool, demo.
+import { Command, Option } from "commander";
+import { LuminaGuardError } from "../errors.js";
+import { buildImage } from "../guest/image/build.js";
+import { BACKEND_CHOICES, type BackendChoice } from "../runtime/backends.js";
+import { doctor, formatDoctor } from "../runtime/doctor.js";
+import { Sandbox } from "../runtime/sandbox.js";
+import { isToolName, TOOL_NAMES } from "../tools/schemas.js";
+import { packageVersion } from "../util/pkg.js";
+import { runDemo } from "./demo.js";
+import { parseIntOption, reportError } from "./output.js";
+
+const program = new Command();
+program.name("luminaguard").description("Run AI agents' tool calls in single-use micro-VMs and namespace sandboxes").version(packageVersion());
+program.showHelpAfterError();
+
+const backendOption = (): Option =>
+  new Option("--backend <name>", "sandbox backend (auto = strongest isolation that works here)").choices([...BACKEND_CHOICES]).default("auto");
+
+interface SandboxFlags {
+  backend: BackendChoice;
+  workspace?: string;
+  memory?: number;
+}
+
+function sandboxOptions(flags: SandboxFlags, signal: AbortSignal): Parameters<typeof Sandbox.create>[0] {
+  return {
+    backend: flags.backend,
+    ...(flags.workspace !== undefined ? { workspace: flags.workspace } : {}),
+    ...(flags.memory !== undefined ? { memoryMiB: flags.memory } : {}),
+    signal,
+  };
+}
+
+/** Ctrl-C or SIGTERM: abort the work in progress, tear the sandbox down, then exit. */
+function interruptible(): { signal: AbortSignal; cleanup: (fn: () => Promise<void>) => void } {
+  const controller = new AbortController();
+  let teardown: (() => Promise<void>) | undefined;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    controller.abort();
+    void (teardown?.() ?? Promise.resolve()).finally(() => process.exit(sig === "SIGINT" ? 130 : 143));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  return { signal: controller.signal, cleanup: (fn) => (teardown = fn) };
+}
+
+program
+  .command("doctor")
+  .description("show which backends work here, the accelerator, versions, and why not")
+  .option("--json", "print one JSON object")
+  .action(async (o: { json?: boolean }) => {
+    const report = await doctor();
+    process.stdout.write(o.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatDoctor(report)}\n`);
+    process.exitCode = report.auto ? 0 : 1;
+  });
+
+const image = program.command("image").description("the guest image (kernel, initramfs, guest agent)");
+image
+  .command("build")
+  .description("build the guest image from Debian packages (cached by content hash)")
+  .option("--force", "rebuild even if the cache is current")
+  .action(async (o: { force?: boolean }) => {
+    const started = Date.now();
+    const m = await buildImage({ ...(o.force ? { force: true } : {}), log: (l) => process.stderr.write(`${l}\n`) });
+    process.stderr.write(`guest image ${m.hash} ${m.built ? "built" : "already current"} in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+    process.stdout.write(`${JSON.stringify({ hash: m.hash, kernel: m.kernel, initrd: m.initrd, agent: m.agent, built: m.built })}\n`);
+  });
+
+program
+  .command("exec")
+  .description("run one command in a fresh sandbox, stream its output, exit with its exit code")
+  .addOption(backendOption())
+  .option("--workspace <dir>", "host directory seen as /workspace (default: a temporary one)")
+  .option("--timeout <seconds>", "kill the command's process tree after this long", parseIntOption("--timeout", 1, 86_400), 60)
+  .option("--memory <MiB>", "memory limit of the sandbox", parseIntOption("--memory", 32, 65_536))
+  .argument("<cmd...>", "command and arguments (put -- before them)")
+  .action(async (cmd: string[], flags: SandboxFlags & { timeout: number }) => {
+    const { signal, cleanup } = interruptible();
+    const sandbox = await Sandbox.create(sandboxOptions(flags, signal));
+    cleanup(() => sandbox.kill());
+    try {
+      const r = await sandbox.commands.run(cmd, {
+        timeoutMs: flags.timeout * 1000,
+        signal,
+        onStdout: (c) => process.stdout.write(c),
+        onStderr: (c) => process.stderr.write(c),
+      });
+      if (r.stdoutTruncated || r.stderrTruncated) process.stderr.write("luminaguard: output truncated at the output cap\n");
+      process.exitCode = r.exitCode ?? 128 + signalNumber(r.signal);
+    } finally {
+      await sandbox.kill();
+    }
+  });
+
+program
+  .command("tool")
+  .description(`run one tool call in a fresh sandbox and print its JSON result (${TOOL_NAMES.join(", ")})`)
+  .argument("<name>", "tool name")
+  .requiredOption("--args <json>", "tool arguments as a JSON object")
+  .addOption(backendOption())
+  .option("--workspace <dir>", "host directory seen as /workspace (default: a temporary one)")
+  .option("--memory <MiB>", "memory limit of the sandbox", parseIntOption("--memory", 32, 65_536))
+  .action(async (name: string, flags: SandboxFlags & { args: string }) => {
+    if (!isToolName(name)) throw new LuminaGuardError("INVALID_ARGUMENT", `unknown tool ${JSON.stringify(name)}; tools: ${TOOL_NAMES.join(", ")}`);
+    let args: unknown;
+    try {
+      args = JSON.parse(flags.args);
+    } catch (err) {
+      throw new LuminaGuardError("INVALID_ARGUMENT", `--args is not valid JSON: ${(err as Error).message}`);
+    }
+    const { signal, cleanup } = interruptible();
+    const sandbox = await Sandbox.create(sandboxOptions(flags, signal));
+    cleanup(() => sandbox.kill());
+    try {
+      const result = await sandbox.callTool(name, args, { signal });
+      process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    } finally {
+      await sandbox.kill();
+    }
+  });
+
+program
+  .command("demo")
+  .description("build what is missing, then show every tool and the isolation on each backend that works here")
+  .addOption(backendOption())
+  .action(async (o: { backend: BackendChoice }) => {
+    await runDemo(o.backend);
+  });
+
+function signalNumber(name: string | null): number {
+  const table: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15 };
+  return name ? (table[name] ?? 0) : 0;
+}
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  process.exitCode = reportError(err);
+});

@@ -1,0 +1,38 @@
+// Public API of the luminaguard package: named exports only.
+export { Sandbox, DEFAULT_MEMORY_MIB, DEFAULT_PIDS_MAX } from "./runtime/sandbox.js";
+export type { SandboxOptions, RunOptions } from "./runtime/sandbox.js";
+export { resolveBackend, probeBackend, getBackend, BACKEND_CHOICES } from "./runtime/backends.js";
+export type { BackendChoice } from "./runtime/backends.js";
+export { doctor } from "./runtime/doctor.js";
+export type { DoctorReport } from "./runtime/doctor.js";
+export {
+  LuminaGuardError,
+  ToolTimeoutError,
+  GuestChannelLostError,
+  GuestProtocolError,
+  ERROR_CODES,
+  isErrorCode,
+} from "./errors.js";
+export type { ErrorCode } from "./errors.js";
+export {
+  readFileArgs,
+  writeFileArgs,
+  listDirectoryArgs,
+  searchArgs,
+  executeCommandArgs,
+  toolArgSchemas,
+  TOOL_NAMES,
+  isToolName,
+} from "./tools/schemas.js";
+export type {
+  ToolName,
+  ReadFileArgs,
+  WriteFileArgs,
+  ListDirectoryArgs,
+  SearchArgs,
+  ExecuteCommandArgs,
+} from "./tools/schemas.js";
+export type { CommandResult, ReadFileResult, WriteFileResult, ListDirectoryResult, SearchResult } from "./tools/dispatch.js";
+export type { BackendName, BackendProbe } from "./sandbox/types.js";
+export { buildImage } from "./guest/image/build.js";
+export type { ImageManifest } from "./guest/image/build.js";

@@ -1,0 +1,208 @@
+// Warm pools: ready, never-used sandboxes handed out in O(1), refilled in the background, destroyed after one use.
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, realpathSync, rmSync } from "node:fs";
+import { cpus, tmpdir } from "node:os";
+import { join } from "node:path";
+import { LuminaGuardError, toLuminaGuardError } from "../errors.js";
+import { log } from "../log.js";
+import type { SandboxBackend, SandboxHandle } from "../sandbox/types.js";
+import { DEFAULT_MEMORY_MIB, DEFAULT_PIDS_MAX, Sandbox } from "./sandbox.js";
+
+export interface PoolOptions {
+  backend: SandboxBackend;
+  /** Ready sandboxes kept when idle. */
+  minSize?: number;
+  /** Ready sandboxes kept at most, reached under demand. */
+  maxSize?: number;
+  /** Spawns in flight at once; default: one per core, leaving one core for the work itself. */
+  refillConcurrency?: number;
+  /** After this long without a hand-out, the target shrinks back to minSize. */
+  idleMs?: number;
+  /** Every sandbox of the pool sees this host directory; default: each gets its own fresh one. */
+  workspace?: string;
+  memoryMiB?: number;
+  pidsMax?: number;
+  vcpus?: number;
+}
+
+export interface PoolStats {
+  ready: number;
+  spawning: number;
+  waiting: number;
+  target: number;
+  handedOut: number;
+  spawned: number;
+  spawnFailures: number;
+}
+
+interface Ready {
+  handle: SandboxHandle;
+  workspace: string;
+  owned: boolean;
+}
+
+interface Waiter {
+  resolve: (r: Ready) => void;
+  reject: (e: LuminaGuardError) => void;
+}
+
+/** Consecutive spawn failures after which waiters get the error instead of waiting forever. */
+const MAX_CONSECUTIVE_FAILURES = 3;
+
+export class SandboxPool {
+  private readonly ready: Ready[] = [];
+  private readonly waiters: Waiter[] = [];
+  private spawning = 0;
+  private target: number;
+  private readonly minSize: number;
+  private readonly maxSize: number;
+  private readonly concurrency: number;
+  private readonly idleMs: number;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private consecutiveFailures = 0;
+  private lastError: LuminaGuardError | undefined;
+  private readonly counters = { handedOut: 0, spawned: 0, spawnFailures: 0 };
+  private readonly inFlight = new Set<Promise<void>>();
+
+  constructor(private readonly options: PoolOptions) {
+    this.minSize = options.minSize ?? 2;
+    this.maxSize = Math.max(this.minSize, options.maxSize ?? Math.max(8, this.minSize));
+    this.concurrency = options.refillConcurrency ?? Math.max(1, cpus().length - 1);
+    this.idleMs = options.idleMs ?? 30_000;
+    this.target = this.minSize;
+    this.refill();
+  }
+
+  get stats(): PoolStats {
+    return { ready: this.ready.length, spawning: this.spawning, waiting: this.waiters.length, target: this.target, ...this.counters };
+  }
+
+  /** Resolves once `n` sandboxes are ready (for benchmarks and start-up). */
+  async warm(n = this.minSize, timeoutMs = 120_000): Promise<void> {
+    this.target = Math.min(this.maxSize, Math.max(this.target, n));
+    this.refill();
+    const end = Date.now() + timeoutMs;
+    while (this.ready.length < n) {
+      if (this.consecutiveFailures >= MAX_CONSECUTIVE_FAILURES && this.lastError) throw this.lastError;
+      if (Date.now() > end) throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `pool did not reach ${n} ready sandboxes within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  /** A ready, never-used sandbox: O(1) from the pool, or the next one to become ready. */
+  async acquire(signal?: AbortSignal): Promise<Sandbox> {
+    if (this.closed) throw new LuminaGuardError("SANDBOX_CLOSED", "the pool is shut down");
+    this.noteDemand();
+    const r = this.ready.shift() ?? (await this.waitForReady(signal));
+    this.counters.handedOut++;
+    this.refill();
+    return Sandbox.fromHandle(r.handle, r.workspace, r.owned);
+  }
+
+  /** Stops refilling, destroys every ready sandbox, waits for spawns in flight and destroys them too. */
+  async drain(): Promise<void> {
+    this.closed = true;
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    for (const w of this.waiters.splice(0)) w.reject(new LuminaGuardError("SANDBOX_CLOSED", "the pool is shut down"));
+    await Promise.allSettled([...this.inFlight]);
+    await Promise.allSettled(this.ready.splice(0).map((r) => this.dispose(r)));
+  }
+
+  private waitForReady(signal?: AbortSignal): Promise<Ready> {
+    if (this.consecutiveFailures >= MAX_CONSECUTIVE_FAILURES && this.lastError) return Promise.reject(this.lastError);
+    return new Promise<Ready>((resolve, reject) => {
+      const waiter: Waiter = { resolve, reject };
+      this.waiters.push(waiter);
+      signal?.addEventListener(
+        "abort",
+        () => {
+          const i = this.waiters.indexOf(waiter);
+          if (i >= 0) this.waiters.splice(i, 1);
+          reject(new LuminaGuardError("CANCELLED", "waiting for a sandbox was cancelled"));
+        },
+        { once: true },
+      );
+      this.refill();
+    });
+  }
+
+  /** Demand grows the target (up to maxSize); a quiet spell shrinks it back. */
+  private noteDemand(): void {
+    if (this.ready.length === 0) this.target = Math.min(this.maxSize, this.target + 1);
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => this.shrink(), this.idleMs);
+    this.idleTimer.unref();
+  }
+
+  private shrink(): void {
+    this.target = this.minSize;
+    while (this.ready.length > this.target) {
+      const extra = this.ready.pop();
+      if (extra) void this.dispose(extra);
+    }
+  }
+
+  private refill(): void {
+    if (this.closed) return;
+    while (this.spawning < this.concurrency && this.ready.length + this.spawning < this.target + this.waiters.length) {
+      if (this.consecutiveFailures >= MAX_CONSECUTIVE_FAILURES) {
+        // Stop hammering a broken backend; waiters get the named error now, a later acquire retries.
+        const err = this.lastError ?? new LuminaGuardError("SANDBOX_SPAWN_FAILED", "the pool cannot spawn sandboxes");
+        for (const w of this.waiters.splice(0)) w.reject(err);
+        this.consecutiveFailures = MAX_CONSECUTIVE_FAILURES - 1;
+        return;
+      }
+      this.spawning++;
+      const p = this.spawnOne().finally(() => {
+        this.spawning--;
+        this.inFlight.delete(p);
+        this.refill();
+      });
+      this.inFlight.add(p);
+    }
+  }
+
+  private async spawnOne(): Promise<void> {
+    const owned = this.options.workspace === undefined;
+    const workspace = owned ? realpathSync(mkdtempSync(join(tmpdir(), "lg-ws-"))) : (this.options.workspace as string);
+    let handle: SandboxHandle;
+    try {
+      handle = await this.options.backend.spawn({
+        id: `lg-${randomBytes(6).toString("hex")}`,
+        workspace,
+        memoryMiB: this.options.memoryMiB ?? DEFAULT_MEMORY_MIB,
+        pidsMax: this.options.pidsMax ?? DEFAULT_PIDS_MAX,
+        vcpus: this.options.vcpus ?? 1,
+      });
+    } catch (err) {
+      if (owned) rmSync(workspace, { recursive: true, force: true });
+      this.counters.spawnFailures++;
+      this.consecutiveFailures++;
+      this.lastError = toLuminaGuardError(err, "SANDBOX_SPAWN_FAILED");
+      log.warn({ err: this.lastError.message }, "pool spawn failed");
+      return;
+    }
+    this.consecutiveFailures = 0;
+    this.counters.spawned++;
+    const r: Ready = { handle, workspace, owned };
+    if (this.closed) return void (await this.dispose(r));
+    // A pooled sandbox that dies while waiting is dropped, never handed out.
+    void handle.exited.then(() => {
+      const i = this.ready.indexOf(r);
+      if (i >= 0) {
+        this.ready.splice(i, 1);
+        void this.dispose(r);
+        this.refill();
+      }
+    });
+    const waiter = this.waiters.shift();
+    if (waiter) waiter.resolve(r);
+    else this.ready.push(r);
+  }
+
+  private async dispose(r: Ready): Promise<void> {
+    await r.handle.destroy();
+    if (r.owned) rmSync(r.workspace, { recursive: true, force: true });
+  }
+}

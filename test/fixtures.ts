@@ -1,0 +1,60 @@
+// Test fixtures: real sandboxes on real backends, temp workspaces, and a clear skip when a backend cannot run here.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { TestContext } from "node:test";
+import { probeBackend } from "../src/runtime/backends.js";
+import { Sandbox, type SandboxOptions } from "../src/runtime/sandbox.js";
+import type { BackendName } from "../src/sandbox/types.js";
+
+export const BACKENDS: readonly BackendName[] = ["microvm", "namespace"];
+
+/**
+ * Why `backend` cannot run here, or undefined when it can. CI sets LUMINAGUARD_REQUIRE_BACKENDS so
+ * that an unavailable backend fails the run instead of skipping silently.
+ */
+export async function unavailable(backend: BackendName): Promise<string | undefined> {
+  const probe = await probeBackend(backend);
+  if (probe.available) return undefined;
+  const required = (process.env["LUMINAGUARD_REQUIRE_BACKENDS"] ?? "").split(",").includes(backend);
+  if (required) throw new Error(`${backend} is required here but unavailable: ${probe.reason ?? "?"}`);
+  const reason = `${backend} backend unavailable: ${probe.reason ?? "?"}`;
+  process.stderr.write(`SKIP: ${reason}\n`);
+  return reason;
+}
+
+export function tempWorkspace(): { dir: string; remove: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), "lg-test-ws-"));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** A real sandbox for one test, killed (and its workspace removed) when the test ends, pass or fail. */
+export async function sandboxFor(t: TestContext, backend: BackendName, options: Omit<SandboxOptions, "backend"> = {}): Promise<{ sandbox: Sandbox; workspace: string }> {
+  const ws = options.workspace ? undefined : tempWorkspace();
+  const workspace = options.workspace ?? (ws as { dir: string }).dir;
+  const sandbox = await Sandbox.create({ ...options, backend, workspace });
+  t.after(async () => {
+    await sandbox.kill();
+    ws?.remove();
+  });
+  return { sandbox, workspace };
+}
+
+/** True while a host pid exists (and is not a zombie we could not reap). */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function waitFor(cond: () => boolean, timeoutMs: number, stepMs = 20): Promise<boolean> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (cond()) return true;
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+  return cond();
+}
