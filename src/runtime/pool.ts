@@ -1,12 +1,11 @@
 // Warm pools: ready, never-used sandboxes handed out in O(1), refilled in the background, destroyed after one use.
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, realpathSync, rmSync } from "node:fs";
-import { cpus, tmpdir } from "node:os";
-import { join } from "node:path";
+import { cpus } from "node:os";
 import { LuminaGuardError, toLuminaGuardError } from "../errors.js";
 import { log } from "../log.js";
 import type { SandboxBackend, SandboxHandle } from "../sandbox/types.js";
 import { DEFAULT_MEMORY_MIB, DEFAULT_PIDS_MAX, Sandbox } from "./sandbox.js";
+import { createOwnedWorkspace, removeIfOwned, userWorkspace } from "./workspace.js";
 
 export interface PoolOptions {
   backend: SandboxBackend;
@@ -164,8 +163,8 @@ export class SandboxPool {
   }
 
   private async spawnOne(): Promise<void> {
-    const owned = this.options.workspace === undefined;
-    const workspace = owned ? realpathSync(mkdtempSync(join(tmpdir(), "lg-ws-"))) : (this.options.workspace as string);
+    const ws = this.options.workspace === undefined ? createOwnedWorkspace() : userWorkspace(this.options.workspace);
+    const { path: workspace, owned } = ws;
     let handle: SandboxHandle;
     try {
       handle = await this.options.backend.spawn({
@@ -176,7 +175,7 @@ export class SandboxPool {
         vcpus: this.options.vcpus ?? 1,
       });
     } catch (err) {
-      if (owned) rmSync(workspace, { recursive: true, force: true });
+      removeIfOwned(ws);
       this.counters.spawnFailures++;
       this.consecutiveFailures++;
       this.lastError = toLuminaGuardError(err, "SANDBOX_SPAWN_FAILED");
@@ -203,6 +202,6 @@ export class SandboxPool {
 
   private async dispose(r: Ready): Promise<void> {
     await r.handle.destroy();
-    if (r.owned) rmSync(r.workspace, { recursive: true, force: true });
+    removeIfOwned({ path: r.workspace, owned: r.owned });
   }
 }

@@ -1,14 +1,13 @@
 // The SDK's Sandbox: one single-use isolated sandbox bound to one workspace, with files, search and commands.
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, realpathSync, rmSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { rmSync } from "node:fs";
 import { LuminaGuardError } from "../errors.js";
 import type { SandboxHandle } from "../sandbox/types.js";
 import * as tools from "../tools/dispatch.js";
 import type { CallOptions, CommandResult, ListDirectoryResult, ReadFileResult, SearchResult, WriteFileResult } from "../tools/dispatch.js";
 import type { ToolName } from "../tools/schemas.js";
 import { resolveBackend, type BackendChoice } from "./backends.js";
+import { createOwnedWorkspace, removeIfOwned, userWorkspace } from "./workspace.js";
 
 export interface SandboxOptions {
   backend?: BackendChoice;
@@ -33,18 +32,6 @@ export interface RunOptions {
   onStdout?: (chunk: Buffer) => void;
   onStderr?: (chunk: Buffer) => void;
   signal?: AbortSignal;
-}
-
-function resolveWorkspace(dir: string | undefined): { path: string; owned: boolean } {
-  if (dir === undefined) return { path: realpathSync(mkdtempSync(join(tmpdir(), "lg-ws-"))), owned: true };
-  let st;
-  try {
-    st = statSync(dir);
-  } catch {
-    throw new LuminaGuardError("NOT_FOUND", `workspace ${dir} does not exist`);
-  }
-  if (!st.isDirectory()) throw new LuminaGuardError("NOT_A_DIRECTORY", `workspace ${dir} is not a directory`);
-  return { path: realpathSync(dir), owned: false };
 }
 
 export class Sandbox {
@@ -99,7 +86,7 @@ export class Sandbox {
 
   static async create(options: SandboxOptions = {}): Promise<Sandbox> {
     const backend = await resolveBackend(options.backend ?? "auto");
-    const ws = resolveWorkspace(options.workspace);
+    const ws = options.workspace === undefined ? createOwnedWorkspace() : userWorkspace(options.workspace);
     try {
       const handle = await backend.spawn(
         {
@@ -113,7 +100,7 @@ export class Sandbox {
       );
       return new Sandbox(handle, ws.path, ws.owned, options.timeoutMs);
     } catch (err) {
-      if (ws.owned) rmSync(ws.path, { recursive: true, force: true });
+      removeIfOwned(ws);
       throw err;
     }
   }
