@@ -223,10 +223,10 @@ class NamespaceSandbox implements SandboxHandle {
     }
     // bwrap exits by itself once its child is gone; if it does not promptly, kill its process group.
     // (Never after it exited: its pid, and so its group id, may then belong to someone else.)
-    const exitedSoon = await Promise.race([this.exited.then(() => true), sleep(1_000).then(() => false)]);
+    const exitedSoon = await Promise.race([this.exited.then(() => true), sleep(1_000, undefined, { ref: false }).then(() => false)]);
     if (!exitedSoon && this.bwrap.exitCode === null && this.bwrap.signalCode === null) {
       killGroup(this.bwrap);
-      await Promise.race([this.exited, sleep(5_000)]);
+      await Promise.race([this.exited, sleep(5_000, undefined, { ref: false })]);
     }
     for (let i = 0; i < 500 && this.initAlive(); i++) await sleep(10);
     const leftovers: string[] = [];
