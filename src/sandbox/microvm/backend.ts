@@ -213,7 +213,8 @@ export async function connectVm(
     // A VM that dies during boot must fail the handshake at once, not at its deadline.
     void vm.exited.then(() => channel.fail(new LuminaGuardError("GUEST_CHANNEL_LOST", "the VM exited")));
     const t0 = performance.now();
-    await channel.handshake(timeoutMs);
+    // A restored guest answers within milliseconds of its host connecting: ask often.
+    await channel.handshake(timeoutMs, Number(process.env["LG_HELLO_MS"] ?? 2));
     const t1 = performance.now();
     await channel.request(
       "init",

@@ -12,10 +12,10 @@ import { cacheDir } from "../../paths.js";
 import { QmpClient } from "./qmp.js";
 import { connectWhenReady, consoleTail, destroyVm, launchVm, vmStderr, type Accelerator, type VmProcess } from "./qemu.js";
 
-const SNAPSHOT_FORMAT = 1;
+const SNAPSHOT_FORMAT = 2;
 
 export const snapshotMetaSchema = z.object({
-  format: z.literal(SNAPSHOT_FORMAT),
+  format: z.number().int(),
   key: z.string(),
   image: z.string(),
   accel: z.enum(["kvm", "tcg"]),
@@ -78,6 +78,7 @@ export function loadSnapshot(p: SnapshotParams): Snapshot | undefined {
     const st = statSync(ramPath);
     const state = readFileSync(join(dir, "state"));
     const sha = createHash("sha256").update(state).digest("hex");
+    if (meta.format !== SNAPSHOT_FORMAT || meta.key !== snapshotKey(p)) throw new Error("snapshot was made by another version");
     if (st.size !== meta.ramBytes || st.mtimeMs !== meta.ramMtimeMs || sha !== meta.stateSha256 || state.length !== meta.stateBytes) {
       throw new Error("snapshot files changed after they were written");
     }
@@ -122,6 +123,9 @@ export async function createSnapshot(p: SnapshotParams, bootTimeoutMs: number): 
     void vm.exited.then(() => channel.fail(new LuminaGuardError("GUEST_CHANNEL_LOST", "template VM exited")));
     await channel.handshake(bootTimeoutMs);
     const bootMs = performance.now() - started;
+    // Exercise the command path once so its guest-side caches (slabs, cgroup, page cache) are in
+    // the snapshot every clone starts from.
+    await channel.request("execute_command", { argv: ["true"], timeoutMs: 10_000, maxOutputBytes: 1024 }, { deadlineMs: bootTimeoutMs });
     channel.fail(new LuminaGuardError("SANDBOX_CLOSED", "template ready"));
     socket.destroy();
     // Let the agent see the hang-up and go back to waiting for a host before the VM is frozen.
