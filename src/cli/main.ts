@@ -8,6 +8,8 @@ import { doctor, formatDoctor } from "../runtime/doctor.js";
 import { Sandbox } from "../runtime/sandbox.js";
 import { isToolName, TOOL_NAMES } from "../tools/schemas.js";
 import { packageVersion } from "../util/pkg.js";
+import { registerMetricsCommand } from "../metrics/cli.js";
+import { registerBenchCommand } from "./bench.js";
 import { runDemo } from "./demo.js";
 import { parseIntOption, reportError } from "./output.js";
 
@@ -128,6 +130,9 @@ program
   .action(async (o: { backend: BackendChoice }) => {
     await runDemo(o.backend);
   });
+
+registerBenchCommand(program);
+registerMetricsCommand(program);
 
 function signalNumber(name: string | null): number {
   const table: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15 };

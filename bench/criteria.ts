@@ -1,0 +1,41 @@
+// Success criteria per scenario and backend: the seed's Phase 3 floor and this project's own (issue) targets.
+import type { CriterionDef } from "../src/metrics/schema.js";
+import type { BackendName } from "../src/sandbox/types.js";
+
+const c = (name: string, metric: string, stat: CriterionDef["stat"], op: CriterionDef["op"], target: number, source: CriterionDef["source"]): CriterionDef => ({
+  name,
+  metric,
+  stat,
+  op,
+  target,
+  source,
+});
+
+export function criteriaFor(scenario: string, backend: BackendName): CriterionDef[] {
+  const out: CriterionDef[] = [];
+  if (scenario === "spawn" || scenario === "all") {
+    // The seed: median spawn under 100 ms, 95% under 120 ms. For microvm "spawn" is a real restore.
+    const spawnMetric = backend === "microvm" ? "restore_ms" : "spawn_ms";
+    out.push(c("seed: median spawn < 100 ms", spawnMetric, "p50", "<", 100, "seed"));
+    out.push(c("seed: 95% of spawns < 120 ms", spawnMetric, "p95", "<", 120, "seed"));
+    out.push(c("handout p50 ≤ 2 ms", "handout_ms", "p50", "<=", 2, "issue"));
+    out.push(c("handout p95/p50 ≤ 1.2", "handout_p95_over_p50", "p50", "<=", 1.2, "issue"));
+    if (backend === "namespace") {
+      out.push(c("handout p95 ≤ 5 ms", "handout_ms", "p95", "<=", 5, "issue"));
+      out.push(c("first call (pool hot) p50 ≤ 15 ms", "spawn_first_call_ms", "p50", "<=", 15, "issue"));
+    } else {
+      out.push(c("restore p50 ≤ 100 ms", "restore_ms", "p50", "<=", 100, "issue"));
+      out.push(c("restore p95 ≤ 120 ms", "restore_ms", "p95", "<=", 120, "issue"));
+    }
+  }
+  if (scenario === "memory" || scenario === "all") {
+    out.push(c("seed: < 200 MB per agent (workload)", "pss_workload_mib", "max", "<", 200, "seed"));
+    if (backend === "microvm") out.push(c("PSS idle ≤ 30 MiB per VM (10 alive)", "pss_idle_mib", "p50", "<=", 30, "issue"));
+  }
+  if (scenario === "tools" || scenario === "all") {
+    out.push(c("seed: 1000+ tool executions/min", "throughput_ops_per_min", "p50", ">=", 1000, "seed"));
+    out.push(c("seed: CPU < 50% at 1,000 ops/min, C agents (mean)", "cpu_util_pct_at_seed_rate", "mean", "<", 50, "seed"));
+    if (backend === "namespace") out.push(c("throughput ≥ 60,000 ops/min (C=8)", "throughput_ops_per_min", "p50", ">=", 60_000, "issue"));
+  }
+  return out;
+}

@@ -1,0 +1,36 @@
+// `luminaguard bench <scenario>`: the Phase 3 benchmark; results go to .beads/metrics/ and the screen.
+import { Argument, Option, type Command } from "commander";
+import { runBench, SCENARIOS, type ScenarioName } from "../../bench/run.js";
+import { formatRun, progressBar } from "../metrics/format.js";
+import { runSummaryJson } from "../metrics/schema.js";
+import type { BackendName } from "../sandbox/types.js";
+import { parseIntOption } from "./output.js";
+
+export function registerBenchCommand(program: Command): void {
+  program
+    .command("bench")
+    .description("run a Phase 3 benchmark scenario and store the result under .beads/metrics/")
+    .addArgument(new Argument("<scenario>", "which scenario").choices([...SCENARIOS]))
+    .addOption(new Option("--backend <name>", "sandbox backend").choices(["microvm", "namespace"]).default("namespace"))
+    .option("--runs <n>", "samples per latency metric", parseIntOption("--runs", 1, 100_000), 100)
+    .option("--concurrency <c>", "concurrent agents in throughput runs", parseIntOption("--concurrency", 1, 1024), 8)
+    .option("--duration <s>", "seconds of sustained throughput", parseIntOption("--duration", 1, 3600), 30)
+    .option("--json", "print one JSON object instead of tables")
+    .action(async (scenario: ScenarioName, o: { backend: BackendName; runs: number; concurrency: number; duration: number; json?: boolean }) => {
+      const bar = progressBar();
+      const { run, path, leaks } = await runBench(scenario, {
+        backend: o.backend,
+        runs: o.runs,
+        concurrency: o.concurrency,
+        durationS: o.duration,
+        progress: (label, done, total) => bar.update(label, done, total),
+      });
+      bar.done();
+      if (o.json) process.stdout.write(`${JSON.stringify(runSummaryJson(run), null, 2)}\n`);
+      else process.stdout.write(`${formatRun(run)}\nstored: ${path}\n`);
+      if (leaks.length > 0) {
+        process.stderr.write(`luminaguard: the benchmark left things behind:\n  ${leaks.join("\n  ")}\n`);
+        process.exitCode = 1;
+      }
+    });
+}
