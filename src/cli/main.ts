@@ -2,7 +2,7 @@
 // The `luminaguard` command: doctor, image build, exec, tool, demo.
 import { Command, Option } from "commander";
 import { LuminaGuardError } from "../errors.js";
-import { buildImage } from "../guest/image/build.js";
+import { buildImage, KERNEL_KINDS, type KernelKind } from "../guest/image/build.js";
 import { BACKEND_CHOICES, type BackendChoice } from "../runtime/backends.js";
 import { doctor, formatDoctor } from "../runtime/doctor.js";
 import { Sandbox } from "../runtime/sandbox.js";
@@ -63,11 +63,16 @@ image
   .command("build")
   .description("build the guest image from Debian packages (cached by content hash)")
   .option("--force", "rebuild even if the cache is current")
-  .action(async (o: { force?: boolean }) => {
+  .addOption(
+    new Option("--kernel <kind>", "minimal: built from linux-source-6.1 (fast boot); debian: Debian's packaged kernel (fallback, slower boot)")
+      .choices([...KERNEL_KINDS])
+      .default("minimal"),
+  )
+  .action(async (o: { force?: boolean; kernel: KernelKind }) => {
     const started = Date.now();
-    const m = await buildImage({ ...(o.force ? { force: true } : {}), log: (l) => process.stderr.write(`${l}\n`) });
-    process.stderr.write(`guest image ${m.hash} ${m.built ? "built" : "already current"} in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
-    process.stdout.write(`${JSON.stringify({ hash: m.hash, kernel: m.kernel, initrd: m.initrd, agent: m.agent, built: m.built })}\n`);
+    const m = await buildImage({ kernel: o.kernel, ...(o.force ? { force: true } : {}), log: (l) => process.stderr.write(`${l}\n`) });
+    process.stderr.write(`guest image ${m.hash} (${m.kernelKind} kernel) ${m.built ? "built" : "already current"} in ${((Date.now() - started) / 1000).toFixed(1)} s; it is now the current image\n`);
+    process.stdout.write(`${JSON.stringify({ hash: m.hash, kernelKind: m.kernelKind, kernel: m.kernel, initrd: m.initrd, agent: m.agent, built: m.built })}\n`);
   });
 
 program

@@ -1,15 +1,17 @@
-/* lg-agent: what the agent does as the VM's PID 1: mounts, console, identity, power. */
+/* lg-agent: what the agent does as the VM's PID 1: mounts, console, modules, identity, power. */
 #define _GNU_SOURCE
 #include "sys.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,12 +21,45 @@
 /* From <linux/random.h>, which musl does not ship: _IOW('R', 0x03, int[2]). */
 #define LG_RNDADDENTROPY 0x40085203
 #define SEED_MAX 512
+/* Written by the image builder for kernels that have our drivers as modules (Debian's). */
+#define MODULE_DIR "/lib/modules/lg"
 
 static void mount_one(const char *src, const char *dst, const char *type, unsigned long flags, const char *data)
 {
 	mkdir(dst, 0755);
 	if (mount(src, dst, type, flags, data) < 0 && errno != EBUSY)
 		log_msg("mount %s on %s: %s", type, dst, strerror(errno));
+}
+
+/* Loads the modules listed in MODULE_DIR/order, dependencies first as the builder resolved them.
+ * A failure is logged and boot goes on: a missing driver shows up as the agent's port or the
+ * workspace mount not appearing, with this line on the console saying why. */
+static void load_modules(void)
+{
+	char list[4096];
+	long n = read_small_file(MODULE_DIR "/order", list, sizeof list);
+	if (n == -ENOENT)
+		return;
+	if (n < 0) {
+		log_msg("read %s/order: %s", MODULE_DIR, strerror((int)-n));
+		return;
+	}
+	char *save = NULL;
+	for (char *name = strtok_r(list, "\n", &save); name; name = strtok_r(NULL, "\n", &save)) {
+		char path[256];
+		if (strchr(name, '/') || (size_t)snprintf(path, sizeof path, MODULE_DIR "/%s", name) >= sizeof path) {
+			log_msg("module %s: bad name", name);
+			continue;
+		}
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			log_msg("module %s: %s", name, strerror(errno));
+			continue;
+		}
+		if (syscall(SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST)
+			log_msg("load module %s: %s", name, strerror(errno));
+		close(fd);
+	}
 }
 
 void sys_early_init(void)
@@ -41,6 +76,8 @@ void sys_early_init(void)
 		if (con > 2)
 			close(con);
 	}
+	/* Before anything waits for the agent's virtio port or mounts 9p: those may be modules. */
+	load_modules();
 	mount_one("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
 	mount_one("cgroup2", "/sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
 	if (write_small_file("/sys/fs/cgroup/cgroup.subtree_control", "+pids +memory") < 0) {

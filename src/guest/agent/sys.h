@@ -1,8 +1,8 @@
-/* lg-agent: what the agent does as the VM's PID 1: mounts, console, identity, power. */
+/* lg-agent: what the agent does as the VM's PID 1: mounts, console, modules, identity, power. */
 #ifndef LG_SYS_H
 #define LG_SYS_H
 
-/* Mounts the pseudo filesystems and attaches fds 0-2 to the console. */
+/* Mounts the pseudo filesystems, attaches fds 0-2 to the console, loads /lib/modules/lg/order. */
 void sys_early_init(void);
 /* Keeps fds 0-2 open (to /dev/null at worst) so later pipes never land on them. */
 void sys_ensure_std_fds(void);

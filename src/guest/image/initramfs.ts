@@ -1,5 +1,6 @@
-// Writes the guest's initramfs as an uncompressed newc cpio archive: our agent as /init, plus static busybox.
+// Writes the guest's initramfs as an uncompressed newc cpio archive: our agent as /init, static busybox, kernel modules.
 import { readFileSync } from "node:fs";
+import { LuminaGuardError } from "../../errors.js";
 
 interface CpioEntry {
   name: string;
@@ -57,9 +58,14 @@ export interface InitramfsInputs {
   busyboxPath: string;
   /** Applet names busybox provides; each becomes /bin/NAME → busybox. */
   applets: readonly string[];
+  /** Kernel modules the agent loads at boot, in load order (a kernel that has them built in needs none). */
+  modules?: readonly { name: string; path: string }[];
 }
 
-/** The guest userland: busybox for commands, the agent as PID 1, and nothing else. */
+/** Where the agent (sys.c) looks for modules to load, and the file listing them in load order. */
+export const GUEST_MODULE_DIR = "lib/modules/lg";
+
+/** The guest userland: busybox for commands, the agent as PID 1, the modules its kernel needs, and nothing else. */
 export function buildInitramfs(inputs: InitramfsInputs): Buffer {
   const dir = (name: string, mode = 0o755): CpioEntry => ({ name, mode: S_IFDIR | mode });
   const file = (name: string, path: string): CpioEntry => ({ name, mode: S_IFREG | 0o755, data: readFileSync(path) });
@@ -73,6 +79,15 @@ export function buildInitramfs(inputs: InitramfsInputs): Buffer {
     text("etc/group", "root:x:0:\nnogroup:x:65534:\n"),
     text("etc/hosts", "127.0.0.1 localhost\n"),
   ];
+  const modules = inputs.modules ?? [];
+  if (modules.length > 0) {
+    entries.push(dir("lib"), dir("lib/modules"), dir(GUEST_MODULE_DIR));
+    for (const m of modules) {
+      if (!/^[A-Za-z0-9_-]+$/.test(m.name)) throw new LuminaGuardError("IMAGE_BUILD_FAILED", `bad module name ${JSON.stringify(m.name)}`);
+      entries.push({ name: `${GUEST_MODULE_DIR}/${m.name}.ko`, mode: S_IFREG | 0o644, data: readFileSync(m.path) });
+    }
+    entries.push(text(`${GUEST_MODULE_DIR}/order`, modules.map((m) => `${m.name}.ko\n`).join("")));
+  }
   for (const applet of [...new Set(inputs.applets)].sort()) {
     if (!/^[a-z0-9_.[-]+$/.test(applet) || applet === "busybox") continue;
     entries.push({ name: `bin/${applet}`, mode: S_IFLNK | 0o777, link: "busybox" });

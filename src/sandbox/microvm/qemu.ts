@@ -27,6 +27,8 @@ export interface VmLaunchOptions {
   memoryFile?: { path: string; share: boolean };
   /** Start paused waiting for an incoming migration (restore). */
   incoming?: boolean;
+  /** Describe devices to the guest with ACPI tables (Debian's kernel needs them; the minimal kernel has no ACPI). */
+  acpi?: boolean;
 }
 
 export interface VmProcess {
@@ -44,7 +46,7 @@ export function accelArgs(accel: Accelerator): string[] {
 }
 
 export function qemuArgs(o: VmLaunchOptions, paths: { socketPath: string; qmpPath: string; logPath: string; emptyDir: string }): string[] {
-  const machine = ["microvm", "isa-serial=on", "rtc=on", "acpi=off"];
+  const machine = ["microvm", "isa-serial=on", "rtc=on", `acpi=${o.acpi ? "on" : "off"}`];
   const args: string[] = [];
   if (o.memoryFile) {
     args.push("-object", `memory-backend-file,id=mem,size=${o.memoryMiB}M,mem-path=${o.memoryFile.path},share=${o.memoryFile.share ? "on" : "off"}`);

@@ -5,7 +5,7 @@ import { createServer, type Socket } from "node:net";
 import { join } from "node:path";
 import { z } from "zod";
 import { GuestChannel } from "../../guest/channel.js";
-import type { ImageManifest } from "../../guest/image/build.js";
+import { imageNeedsAcpi, type ImageManifest } from "../../guest/image/build.js";
 import { LuminaGuardError } from "../../errors.js";
 import { log } from "../../log.js";
 import { cacheDir } from "../../paths.js";
@@ -115,6 +115,7 @@ export async function createSnapshot(p: SnapshotParams, bootTimeoutMs: number): 
     memoryMiB: p.memoryMiB,
     vcpus: p.vcpus,
     memoryFile: { path: ramPath, share: true },
+    acpi: imageNeedsAcpi(p.image),
   });
   let qmpSocket: Socket | undefined;
   try {
