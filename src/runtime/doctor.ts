@@ -1,9 +1,8 @@
 // What works on this machine and why not: backends, accelerator, versions. Shown by `luminaguard doctor`.
 import { existsSync } from "node:fs";
 import { release } from "node:os";
-import { currentImage } from "../guest/image/build.js";
+import { currentImage, currentKernelKind, imageBuildCommand } from "../guest/image/build.js";
 import { packageVersion } from "../util/pkg.js";
-import { run } from "../util/proc.js";
 import { cacheDir } from "../paths.js";
 import type { BackendProbe } from "../sandbox/types.js";
 import { probeBackend } from "./backends.js";
@@ -30,7 +29,7 @@ export async function doctor(): Promise<DoctorReport> {
   let image: DoctorReport["image"];
   try {
     const m = await currentImage();
-    image = m ? { built: true, hash: m.hash } : { built: false, reason: "not built: run `luminaguard image build`" };
+    image = m ? { built: true, hash: m.hash } : { built: false, reason: `not built for this version: run \`${imageBuildCommand(currentKernelKind())}\`` };
   } catch (err) {
     image = { built: false, reason: (err as Error).message };
   }
@@ -61,9 +60,4 @@ export function formatDoctor(r: DoctorReport): string {
   }
   lines.push("", `--backend auto picks: ${r.auto ?? "nothing (no backend works)"}`);
   return lines.join("\n");
-}
-
-export async function toolVersion(argv: string[]): Promise<string | undefined> {
-  const r = await run(argv, { timeoutMs: 5000 }).catch(() => undefined);
-  return r?.code === 0 ? (r.stdout || r.stderr).split("\n")[0]?.trim() : undefined;
 }

@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import type { Socket } from "node:net";
 import { GuestChannel } from "../../guest/channel.js";
-import { imageNeedsAcpi, requireImage, type ImageManifest } from "../../guest/image/build.js";
+import { requireImage, type ImageManifest } from "../../guest/image/build.js";
 import { LuminaGuardError, toLuminaGuardError } from "../../errors.js";
 import { log } from "../../log.js";
 import type { BackendProbe, SandboxBackend, SandboxHandle, SandboxSpec } from "../types.js";
@@ -112,15 +112,12 @@ export class MicroVmBackend implements SandboxBackend {
     const vm = launchVm({
       id: spec.id,
       accel,
-      kernel: image.kernel,
-      initrd: image.initrd,
-      cmdline: image.cmdline,
+      image,
       memoryMiB: spec.memoryMiB,
       vcpus: spec.vcpus,
       workspace: spec.workspace,
       memoryFile: { path: snapshot.ramPath, share: false },
       incoming: true,
-      acpi: imageNeedsAcpi(image),
     });
     try {
       await restoreInto(vm, snapshot, RESTORE_TIMEOUT_MS);
@@ -144,13 +141,10 @@ export class MicroVmBackend implements SandboxBackend {
     const vm = launchVm({
       id: spec.id,
       accel,
-      kernel: image.kernel,
-      initrd: image.initrd,
-      cmdline: image.cmdline,
+      image,
       memoryMiB: spec.memoryMiB,
       vcpus: spec.vcpus,
       workspace: spec.workspace,
-      acpi: imageNeedsAcpi(image),
     });
     const handle = await connectVm(vm, spec, accel, image, BOOT_TIMEOUT_MS[accel], signal, { start: "cold", ...extraInfo });
     log.debug({ id: spec.id, accel, ms: performance.now() - started }, "microvm cold boot ready");
@@ -160,7 +154,7 @@ export class MicroVmBackend implements SandboxBackend {
   /** Boots a VM with no workspace and returns ms to the first agent answer; used by the KVM probe. */
   private async trialBoot(image: ImageManifest, accel: Accelerator, timeoutMs: number): Promise<number> {
     const started = performance.now();
-    const vm = launchVm({ id: `probe-${process.pid}-${randomBytes(3).toString("hex")}`, accel, kernel: image.kernel, initrd: image.initrd, cmdline: image.cmdline, memoryMiB: 128, vcpus: 1, acpi: imageNeedsAcpi(image) });
+    const vm = launchVm({ id: `probe-${process.pid}-${randomBytes(3).toString("hex")}`, accel, image, memoryMiB: 128, vcpus: 1 });
     try {
       const socket = await connectWhenReady(vm.socketPath, vm, timeoutMs);
       const channel = new GuestChannel({ input: socket, output: socket }, () => socket.destroy());

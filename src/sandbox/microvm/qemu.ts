@@ -4,6 +4,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { LuminaGuardError } from "../../errors.js";
+import { imageNeedsAcpi, type ImageManifest } from "../../guest/image/build.js";
 import { runDir } from "../../paths.js";
 import { killGroup, spawnGroup } from "../../util/proc.js";
 
@@ -16,9 +17,8 @@ export type Accelerator = "kvm" | "tcg";
 export interface VmLaunchOptions {
   id: string;
   accel: Accelerator;
-  kernel: string;
-  initrd: string;
-  cmdline: string;
+  /** Kernel, initramfs, command line and the kind of kernel (which decides ACPI). */
+  image: ImageManifest;
   memoryMiB: number;
   vcpus: number;
   /** Host directory shared into the guest over 9p with tag WORKSPACE_TAG; omitted for templates. */
@@ -27,8 +27,6 @@ export interface VmLaunchOptions {
   memoryFile?: { path: string; share: boolean };
   /** Start paused waiting for an incoming migration (restore). */
   incoming?: boolean;
-  /** Describe devices to the guest with ACPI tables (Debian's kernel needs them; the minimal kernel has no ACPI). */
-  acpi?: boolean;
 }
 
 export interface VmProcess {
@@ -46,7 +44,8 @@ export function accelArgs(accel: Accelerator): string[] {
 }
 
 export function qemuArgs(o: VmLaunchOptions, paths: { socketPath: string; qmpPath: string; logPath: string; emptyDir: string }): string[] {
-  const machine = ["microvm", "isa-serial=on", "rtc=on", `acpi=${o.acpi ? "on" : "off"}`];
+  // Debian's kernel finds virtio-mmio devices through ACPI; the minimal kernel has no ACPI at all.
+  const machine = ["microvm", "isa-serial=on", "rtc=on", `acpi=${imageNeedsAcpi(o.image) ? "on" : "off"}`];
   const args: string[] = [];
   if (o.memoryFile) {
     args.push("-object", `memory-backend-file,id=mem,size=${o.memoryMiB}M,mem-path=${o.memoryFile.path},share=${o.memoryFile.share ? "on" : "off"}`);
@@ -61,7 +60,7 @@ export function qemuArgs(o: VmLaunchOptions, paths: { socketPath: string; qmpPat
     // QEMU's own seccomp filter: the VMM may not exec, raise privileges or use obsolete syscalls.
     "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
     "-serial", `file:${paths.logPath}`,
-    "-kernel", o.kernel, "-initrd", o.initrd, "-append", o.cmdline,
+    "-kernel", o.image.kernel, "-initrd", o.image.initrd, "-append", o.image.cmdline,
     "-device", "virtio-serial-device",
     "-chardev", `socket,id=agent,path=${paths.socketPath},server=on,wait=off`,
     "-device", `virtserialport,chardev=agent,name=${AGENT_PORT_NAME}`,

@@ -5,7 +5,7 @@ import { createServer, type Socket } from "node:net";
 import { join } from "node:path";
 import { z } from "zod";
 import { GuestChannel } from "../../guest/channel.js";
-import { imageNeedsAcpi, type ImageManifest } from "../../guest/image/build.js";
+import type { ImageManifest } from "../../guest/image/build.js";
 import { LuminaGuardError } from "../../errors.js";
 import { log } from "../../log.js";
 import { cacheDir } from "../../paths.js";
@@ -109,13 +109,10 @@ export async function createSnapshot(p: SnapshotParams, bootTimeoutMs: number): 
   const vm = launchVm({
     id: `tpl-${key}-${randomBytes(3).toString("hex")}`,
     accel: p.accel,
-    kernel: p.image.kernel,
-    initrd: p.image.initrd,
-    cmdline: p.image.cmdline,
+    image: p.image,
     memoryMiB: p.memoryMiB,
     vcpus: p.vcpus,
     memoryFile: { path: ramPath, share: true },
-    acpi: imageNeedsAcpi(p.image),
   });
   let qmpSocket: Socket | undefined;
   try {
