@@ -37,5 +37,13 @@ export function criteriaFor(scenario: string, backend: BackendName): CriterionDe
     out.push(c("seed: CPU < 50% at 1,000 ops/min, C agents (mean)", "cpu_util_pct_at_seed_rate", "mean", "<", 50, "seed"));
     if (backend === "namespace") out.push(c("throughput ≥ 60,000 ops/min (C=8)", "throughput_ops_per_min", "p50", ">=", 60_000, "issue"));
   }
+  if (scenario === "mcp" || scenario === "all") {
+    out.push(c("seed: MCP p95 < 50 ms (our server's read_file)", "mcp_latency_ms.server_read_file", "p95", "<", 50, "seed"));
+    out.push(c("our client → local stdio server p95 ≤ 5 ms", "mcp_latency_ms.client_fs_stdio", "p95", "<=", 5, "issue"));
+    if (backend === "namespace") {
+      out.push(c("our sandboxed read_file p95 ≤ 5 ms", "mcp_latency_ms.server_read_file", "p95", "<=", 5, "issue"));
+      out.push(c("pipelined throughput ≥ 1.0× unsandboxed server-filesystem", "mcp_throughput_ratio.server_read_file_over_ref", "p50", ">=", 1.0, "issue"));
+    }
+  }
   return out;
 }

@@ -7,10 +7,11 @@ import type { BackendName } from "../src/sandbox/types.js";
 import type { BenchRun } from "../src/metrics/schema.js";
 import { createRun, saveRun } from "../src/metrics/store.js";
 import { criteriaFor } from "./criteria.js";
+import { mcpScenario } from "./mcp.js";
 import { leakSnapshot, newLeaks } from "./leaks.js";
 import { Recorder, memoryScenario, spawnScenario, toolsScenario, type ScenarioOptions } from "./scenarios.js";
 
-export const SCENARIOS = ["spawn", "tools", "memory", "all"] as const;
+export const SCENARIOS = ["spawn", "tools", "memory", "mcp", "all"] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
 /** Which metric each figure is read against, measured in the same run. */
@@ -49,6 +50,7 @@ export async function runBench(scenario: ScenarioName, o: BenchOptions): Promise
   if (wants("spawn")) await spawnScenario(rec, opts);
   if (wants("memory")) await memoryScenario(rec, opts);
   if (wants("tools")) await toolsScenario(rec, opts);
+  if (wants("mcp")) await mcpScenario(rec, opts);
   // Everything a scenario started must be gone by now; give exits a moment to be reaped.
   let leaks: string[] = [];
   for (let i = 0; i < 50; i++) {
@@ -74,6 +76,7 @@ export async function runBench(scenario: ScenarioName, o: BenchOptions): Promise
       concurrency: o.concurrency,
       durationS: o.durationS,
       sharesHostKernel: o.backend === "namespace",
+      ...rec.info,
       ...(o.backend === "microvm" ? { image: (await requireImage()).hash } : {}),
     },
   });

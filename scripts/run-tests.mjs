@@ -4,6 +4,7 @@
 import { spawnSync } from "node:child_process";
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
+import process from "node:process";
 
 const root = process.argv[2] ?? "dist/test";
 

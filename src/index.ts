@@ -36,3 +36,4 @@ export type { CommandResult, ReadFileResult, WriteFileResult, ListDirectoryResul
 export type { BackendName, BackendProbe } from "./sandbox/types.js";
 export { buildImage } from "./guest/image/build.js";
 export type { ImageManifest } from "./guest/image/build.js";
+export { McpClientPool, serveStdio, serveHttp } from "./mcp/index.js";
