@@ -37,3 +37,8 @@ export type { BackendName, BackendProbe } from "./sandbox/types.js";
 export { buildImage } from "./guest/image/build.js";
 export type { ImageManifest } from "./guest/image/build.js";
 export { McpClientPool, serveStdio, serveHttp } from "./mcp/index.js";
+export { ApprovalGate, callbackApprover, nonInteractiveApprover, terminalApprover, elicitationApprover, loadPolicy, parsePolicy, AuditLog, readAudit } from "./approval/index.js";
+export type { Approver, ApprovalRequest, ApprovalAnswer, GateDecision, Policy, PolicyRule, AuditEntry, Card } from "./approval/index.js";
+export { runAgent, OpenAIProvider, AnthropicProvider, PlanProvider, loadPlan, createProvider } from "./agent/index.js";
+export type { AgentRunOptions, AgentRunResult, ExternalTools, ModelProvider, Plan } from "./agent/index.js";
+export { mcpExternalTools } from "./agent/external.js";

@@ -8,6 +8,9 @@ import { doctor, formatDoctor } from "../runtime/doctor.js";
 import { Sandbox } from "../runtime/sandbox.js";
 import { isToolName, TOOL_NAMES } from "../tools/schemas.js";
 import { packageVersion } from "../util/pkg.js";
+import { registerRunCommand } from "../agent/cli.js";
+import { configuredExternalTools } from "../agent/external.js";
+import { registerAuditCommand } from "../approval/cli.js";
 import { registerMcpCommand } from "../mcp/cli.js";
 import { registerMetricsCommand } from "../metrics/cli.js";
 import { registerBenchCommand } from "./bench.js";
@@ -140,6 +143,8 @@ program
 registerBenchCommand(program);
 registerMetricsCommand(program);
 registerMcpCommand(program);
+registerRunCommand(program, { externalTools: configuredExternalTools });
+registerAuditCommand(program);
 
 function signalNumber(name: string | null): number {
   const table: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15 };

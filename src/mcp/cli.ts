@@ -4,6 +4,7 @@ import { configPath, loadConfig } from "../config/config.js";
 import { LuminaGuardError } from "../errors.js";
 import { parseIntOption } from "../cli/output.js";
 import { BACKEND_CHOICES, type BackendChoice } from "../runtime/backends.js";
+import { APPROVAL_MODES, approvalHook, type ApprovalMode } from "./approval.js";
 import { McpClientPool } from "./client.js";
 import { serveHttp, TOKEN_ENV } from "./serve-http.js";
 import { serveStdio } from "./serve-stdio.js";
@@ -20,6 +21,8 @@ interface ServeFlags {
   memory?: number;
   idleTimeout: number;
   maxSessions: number;
+  approval: ApprovalMode;
+  policy?: string;
 }
 
 /** Resolves on the first SIGINT/SIGTERM after running `stop`. */
@@ -62,6 +65,12 @@ export function registerMcpCommand(program: Command): void {
     .option("--workspace <dir>", "host directory every session sees as /workspace (default: a fresh one per session)")
     .option("--memory <MiB>", "memory limit of each sandbox", parseIntOption("--memory", 32, 65_536))
     .option("--idle-timeout <seconds>", "release a session's sandbox (and end an http session) after this long unused", parseIntOption("--idle-timeout", 1, 7 * 86_400), 600)
+    .addOption(
+      new Option("--approval <mode>", "Red calls (writes, commands): elicit = ask the user through the host, else deny unless the policy allows; policy = the policy alone; off = no cliff")
+        .choices([...APPROVAL_MODES])
+        .default("elicit"),
+    )
+    .option("--policy <file>", "approval policy (default $LUMINAGUARD_HOME/policy.json when present)")
     .option("--max-sessions <n>", "concurrent http sessions at most", parseIntOption("--max-sessions", 1, 10_000), 32)
     .addHelpText(
       "after",
@@ -75,6 +84,11 @@ export function registerMcpCommand(program: Command): void {
         ...(flags.workspace !== undefined ? { workspace: flags.workspace } : {}),
         ...(flags.memory !== undefined ? { memoryMiB: flags.memory } : {}),
       };
+      const hook = approvalHook(flags.approval, {
+        ...(flags.policy !== undefined ? { policyFile: flags.policy } : {}),
+        ...(flags.workspace !== undefined ? { workspace: flags.workspace } : {}),
+      });
+      if (hook) common.beforeToolCall = hook;
       if (flags.transport === "stdio") {
         const server = await serveStdio(common);
         void untilSignal(() => server.close());

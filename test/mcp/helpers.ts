@@ -20,7 +20,7 @@ export const FIXTURES = fileURLToPath(new URL("./fixtures/", import.meta.url));
 export async function sdkStdioClient(args: string[], env: Record<string, string> = {}): Promise<{ client: Client; transport: StdioClientTransport; stderr: () => string }> {
   const transport = new StdioClientTransport({
     command: process.execPath,
-    args: [SERVE_ENTRY, "mcp", ...args],
+    args: [SERVE_ENTRY, "mcp", "--approval", "off", ...args],
     env: { ...(process.env as Record<string, string>), LUMINAGUARD_LOG: "warn", ...env },
     stderr: "pipe",
   });

@@ -28,7 +28,7 @@ describe("mcp server over Streamable HTTP (namespace)", async () => {
 
   test("the CLI binds loopback, prints a generated token once, and refuses requests without it", { skip }, async (t) => {
     const { child, stderr, match } = await spawnUntil(
-      [process.execPath, SERVE_ENTRY, "mcp", "--transport", "http", "--port", "0", "--backend", "namespace"],
+      [process.execPath, SERVE_ENTRY, "mcp", "--approval", "off", "--transport", "http", "--port", "0", "--backend", "namespace"],
       /bearer token[^:]*: (\S+)\n/,
       { LUMINAGUARD_MCP_TOKEN: "" },
     );

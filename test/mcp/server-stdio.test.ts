@@ -120,7 +120,7 @@ describe("mcp server over stdio (namespace)", async () => {
   test("raw protocol abuse: garbage, oversized lines and a request storm get errors, not a dead server", { skip }, async (t) => {
     const ws = tempWorkspace();
     writeFileSync(join(ws.dir, "ok.txt"), "ok");
-    const child = spawn(process.execPath, [SERVE_ENTRY, "mcp", "--backend", "namespace", "--workspace", ws.dir], { stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [SERVE_ENTRY, "mcp", "--approval", "off", "--backend", "namespace", "--workspace", ws.dir], { stdio: ["pipe", "pipe", "pipe"] });
     t.after(async () => {
       child.kill("SIGKILL");
       ws.remove();

@@ -1,0 +1,168 @@
+// The audit log: one JSON line per approval decision, appended with O_APPEND and fsynced before the action proceeds.
+import { createHash, randomBytes } from "node:crypto";
+import { closeSync, constants, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, writeSync } from "node:fs";
+import { dirname, join, relative, resolve, sep } from "node:path";
+import { z } from "zod";
+import { LuminaGuardError } from "../errors.js";
+import { homeDir } from "../paths.js";
+import { ACTIONS, RISKS } from "./policy.js";
+
+export const auditEntrySchema = z.object({
+  v: z.literal(1),
+  id: z.string(),
+  time: z.string(),
+  runId: z.string().optional(),
+  tool: z.string(),
+  server: z.string().optional(),
+  /** sha256 of the canonical JSON of the arguments (keys sorted, no whitespace). */
+  argsHash: z.string(),
+  class: z.enum(["green", "red"]),
+  risk: z.enum(RISKS),
+  rule: z.string(),
+  /** What the policy said: allow and deny decide alone, ask goes to the approver. */
+  policyAction: z.enum(ACTIONS),
+  decision: z.enum(["allow", "deny"]),
+  /** policy | terminal | callback | elicitation | non-interactive | timeout */
+  channel: z.string(),
+  /** Who decided: the policy, or the person (user@terminal), or the SDK callback's name. */
+  actor: z.string(),
+  reason: z.string(),
+  waitedMs: z.number(),
+  card: z.record(z.string(), z.unknown()),
+});
+
+export type AuditEntry = z.infer<typeof auditEntrySchema>;
+
+export function defaultAuditPath(): string {
+  return join(homeDir(), "audit.jsonl");
+}
+
+/** Canonical JSON: object keys sorted at every level, no whitespace; undefined members dropped as JSON does. */
+export function canonicalJson(value: unknown): string {
+  if (value === null || typeof value !== "object") return JSON.stringify(value) ?? "null";
+  if (Array.isArray(value)) return `[${value.map((v) => (v === undefined ? "null" : canonicalJson(v))).join(",")}]`;
+  const entries = Object.entries(value as Record<string, unknown>)
+    .filter(([, v]) => v !== undefined && typeof v !== "function")
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+}
+
+export function argsHash(args: unknown): string {
+  return `sha256:${createHash("sha256").update(canonicalJson(args ?? null)).digest("hex")}`;
+}
+
+export function newAuditId(): string {
+  return `${Date.now().toString(36)}-${randomBytes(5).toString("hex")}`;
+}
+
+export class AuditLog {
+  readonly file: string;
+
+  constructor(file: string = defaultAuditPath()) {
+    this.file = resolve(file);
+  }
+
+  /** Refuses a log that a sandbox could reach: the audit file must not live inside the workspace. */
+  assertOutside(workspace: string): void {
+    const ws = safeRealpath(workspace);
+    const dir = safeRealpath(dirname(this.file));
+    const rel = relative(ws, dir);
+    if (rel === "" || (!rel.startsWith(`..${sep}`) && rel !== ".." && !rel.startsWith(sep))) {
+      throw new LuminaGuardError("INVALID_ARGUMENT", `the audit log ${this.file} is inside the workspace ${workspace}; set LUMINAGUARD_HOME outside it`);
+    }
+  }
+
+  /** Appends one line and fsyncs it; throws (and the action must not proceed) when that fails. */
+  append(entry: AuditEntry): void {
+    const line = Buffer.from(`${JSON.stringify(entry)}\n`, "utf8");
+    const dir = dirname(this.file);
+    let created = false;
+    try {
+      if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
+      created = !existsSync(this.file);
+      const fd = openSync(this.file, constants.O_RDWR | constants.O_APPEND | constants.O_CREAT, 0o600);
+      try {
+        // A line torn by a crash must not swallow this one: start on a fresh line.
+        const size = fstatSync(fd).size;
+        const last = Buffer.alloc(1);
+        const data = size > 0 && readSync(fd, last, 0, 1, size - 1) === 1 && last[0] !== 0x0a ? Buffer.concat([Buffer.from("\n"), line]) : line;
+        // One write(2) per line: O_APPEND keeps concurrent writers' lines whole.
+        let off = 0;
+        while (off < data.length) off += writeSync(fd, data, off, data.length - off);
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      if (created) fsyncDir(dir);
+    } catch (err) {
+      throw new LuminaGuardError("IO_ERROR", `cannot write the audit log ${this.file}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+}
+
+export interface ReadAuditOptions {
+  since?: Date;
+  runId?: string;
+}
+
+/** Every valid entry in order; a torn or foreign line (a crash mid-write) is counted and skipped, never fatal. */
+export function readAudit(file: string = defaultAuditPath(), options: ReadAuditOptions = {}): { entries: AuditEntry[]; skipped: number } {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return { entries: [], skipped: 0 };
+    throw new LuminaGuardError("IO_ERROR", `cannot read the audit log ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  const entries: AuditEntry[] = [];
+  let skipped = 0;
+  const sinceMs = options.since?.getTime();
+  for (const line of text.split("\n")) {
+    if (line.trim() === "") continue;
+    let raw: unknown;
+    try {
+      raw = JSON.parse(line);
+    } catch {
+      skipped++;
+      continue;
+    }
+    const parsed = auditEntrySchema.safeParse(raw);
+    if (!parsed.success) {
+      skipped++;
+      continue;
+    }
+    const e = parsed.data;
+    if (sinceMs !== undefined && !(Date.parse(e.time) >= sinceMs)) continue;
+    if (options.runId !== undefined && e.runId !== options.runId) continue;
+    entries.push(e);
+  }
+  return { entries, skipped };
+}
+
+function fsyncDir(dir: string): void {
+  try {
+    const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    /* some filesystems refuse fsync on a directory; the file itself is synced */
+  }
+}
+
+function safeRealpath(p: string): string {
+  let cur = resolve(p);
+  const tail: string[] = [];
+  for (;;) {
+    try {
+      return join(realpathSync(cur), ...tail);
+    } catch {
+      const up = dirname(cur);
+      if (up === cur) return resolve(p);
+      tail.unshift(cur.slice(up.length + (up.endsWith(sep) ? 0 : 1)));
+      cur = up;
+    }
+  }
+}

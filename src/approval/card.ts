@@ -1,0 +1,244 @@
+// The diff card: what a Red action will change (a diff, a command line, a server's tool and arguments), the risk and the rule.
+import { createHash } from "node:crypto";
+import { LuminaGuardError } from "../errors.js";
+import { parseToolArgs } from "../tools/dispatch.js";
+import { isToolName } from "../tools/schemas.js";
+import { unifiedDiff } from "./diff.js";
+import { shellQuote, workspaceRelative, type ActionClass, type PolicyAction, type Risk, type ToolCallRequest } from "./policy.js";
+
+export interface WriteFileDetails {
+  kind: "write_file";
+  path: string;
+  newFile: boolean;
+  binary: boolean;
+  bytesAfter: number;
+  sha256After: string;
+  bytesBefore?: number;
+  diff?: string;
+  diffTruncated?: boolean;
+  note?: string;
+}
+
+export interface ExecuteCommandDetails {
+  kind: "execute_command";
+  command: string;
+  cwd: string;
+  /** Variables the command sets on top of the sandbox's environment. */
+  env: Record<string, string>;
+  stdinBytes?: number;
+  timeoutMs?: number;
+}
+
+export interface ExternalDetails {
+  kind: "external";
+  server: string;
+  tool: string;
+  args: unknown;
+  description?: string;
+  /** What the server claims; never trusted on its own (only the policy marks a tool read-only). */
+  readOnlyHint?: boolean;
+}
+
+export interface ToolDetails {
+  kind: "tool";
+  args: unknown;
+  /** Why the arguments could not be understood (the call will fail), when they could not. */
+  note?: string;
+}
+
+export type CardDetails = WriteFileDetails | ExecuteCommandDetails | ExternalDetails | ToolDetails;
+
+export interface Card {
+  tool: string;
+  server?: string;
+  class: ActionClass;
+  risk: Risk;
+  rule: string;
+  action: PolicyAction;
+  /** One line: what the action does. */
+  summary: string;
+  details: CardDetails;
+}
+
+export interface CardContext {
+  /** Current content of a workspace file (null: it does not exist); read through the sandbox so paths mean the same. */
+  readFile?: (path: string) => Promise<Buffer | null>;
+  toolInfo?: { description?: string; readOnlyHint?: boolean };
+}
+
+export interface Classification {
+  class: ActionClass;
+  risk: Risk;
+  rule: string;
+  action: PolicyAction;
+}
+
+const MAX_DIFF_CHARS = 64 * 1024;
+const MAX_ARG_STRING = 2000;
+
+export async function buildCard(call: ToolCallRequest, cls: Classification, ctx: CardContext = {}): Promise<Card> {
+  const base = { tool: call.tool, ...(call.server !== undefined ? { server: call.server } : {}), ...cls };
+  if (call.server !== undefined) {
+    const details: ExternalDetails = { kind: "external", server: call.server, tool: call.tool, args: clip(call.args) };
+    if (ctx.toolInfo?.description !== undefined) details.description = ctx.toolInfo.description.slice(0, MAX_ARG_STRING);
+    if (ctx.toolInfo?.readOnlyHint !== undefined) details.readOnlyHint = ctx.toolInfo.readOnlyHint;
+    return { ...base, summary: `call ${call.tool} on MCP server ${call.server}`, details };
+  }
+  if (call.tool === "write_file") {
+    try {
+      return { ...base, ...(await writeCard(parseToolArgs("write_file", call.args), ctx)) };
+    } catch (err) {
+      return { ...base, summary: "write_file with invalid arguments", details: { kind: "tool", args: clip(call.args), note: (err as Error).message } };
+    }
+  }
+  if (call.tool === "execute_command") {
+    try {
+      const a = parseToolArgs("execute_command", call.args);
+      const command = typeof a.command === "string" ? a.command : a.command.map(shellQuote).join(" ");
+      const details: ExecuteCommandDetails = { kind: "execute_command", command, cwd: a.cwd === undefined ? "/workspace" : a.cwd, env: a.env ?? {} };
+      if (a.stdin !== undefined) details.stdinBytes = Buffer.byteLength(a.stdin);
+      if (a.timeoutMs !== undefined) details.timeoutMs = a.timeoutMs;
+      return { ...base, summary: `run ${oneLine(command, 120)}`, details };
+    } catch (err) {
+      return { ...base, summary: "execute_command with invalid arguments", details: { kind: "tool", args: clip(call.args), note: (err as Error).message } };
+    }
+  }
+  const known = isToolName(call.tool);
+  const summary = known ? `${call.tool} ${describeArgs(call.args)}`.trim() : `unknown tool ${call.tool}`;
+  return { ...base, summary, details: { kind: "tool", args: clip(call.args), ...(known ? {} : { note: "not a LuminaGuard tool" }) } };
+}
+
+async function writeCard(a: ReturnType<typeof parseToolArgs<"write_file">>, ctx: CardContext): Promise<Pick<Card, "summary" | "details">> {
+  const after = a.encoding === "base64" ? Buffer.from(a.content, "base64") : Buffer.from(a.content, "utf8");
+  const path = workspaceRelative(a.path);
+  const d: WriteFileDetails = { kind: "write_file", path, newFile: false, binary: !isText(after), bytesAfter: after.length, sha256After: sha256(after) };
+  let before: Buffer | null | undefined;
+  if (ctx.readFile) {
+    try {
+      before = await ctx.readFile(a.path);
+    } catch (err) {
+      const code = err instanceof LuminaGuardError ? err.code : "IO_ERROR";
+      d.note =
+        code === "PATH_ESCAPE"
+          ? "the path leaves the workspace: the sandbox will refuse this write"
+          : code === "FILE_TOO_LARGE"
+            ? "the current file is too large to diff; it will be replaced"
+            : `cannot read the current file (${code}): ${(err as Error).message}`;
+    }
+  } else d.note = "current content unknown (no workspace reader)";
+  if (before === null) d.newFile = true;
+  if (before) {
+    d.bytesBefore = before.length;
+    if (!isText(before)) d.binary = true;
+  }
+  if (before !== undefined && !d.binary) {
+    const diff = unifiedDiff(path, before === null ? undefined : before.toString("utf8"), after.toString("utf8"));
+    if (diff.length > MAX_DIFF_CHARS) {
+      d.diff = diff.slice(0, MAX_DIFF_CHARS);
+      d.diffTruncated = true;
+    } else d.diff = diff;
+    if (diff === "") d.note = "no change: the content is identical";
+  }
+  const verb = d.newFile ? "create" : "overwrite";
+  return { summary: `${verb} ${path} (${after.length} bytes${d.binary ? ", binary" : ""})`, details: d };
+}
+
+function isText(b: Buffer): boolean {
+  return !b.includes(0) && Buffer.from(b.toString("utf8"), "utf8").equals(b);
+}
+
+function sha256(b: Buffer): string {
+  return createHash("sha256").update(b).digest("hex");
+}
+
+function describeArgs(args: unknown): string {
+  if (typeof args !== "object" || args === null) return "";
+  const p = (args as Record<string, unknown>)["path"];
+  return typeof p === "string" ? oneLine(p, 200) : "";
+}
+
+/** Long strings shortened so a card (and the audit line holding it) stays readable and bounded. */
+function clip(v: unknown, depth = 0): unknown {
+  if (typeof v === "string") return v.length > MAX_ARG_STRING ? `${v.slice(0, MAX_ARG_STRING)}… (${v.length} chars)` : v;
+  if (depth > 8 || typeof v !== "object" || v === null) return v;
+  if (Array.isArray(v)) return v.slice(0, 200).map((x) => clip(x, depth + 1));
+  return Object.fromEntries(Object.entries(v).slice(0, 200).map(([k, x]) => [k, clip(x, depth + 1)]));
+}
+
+function oneLine(s: string, max: number): string {
+  const t = s.replace(/\s+/g, " ");
+  return t.length > max ? `${t.slice(0, max)}…` : t;
+}
+
+// Control characters (C0, DEL, C1), bidirectional marks and overrides.
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const UNSAFE_CHARS = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/gu;
+
+/**
+ * Makes model-controlled text safe to show on a terminal: control characters, escape sequences and
+ * bidirectional overrides are shown as visible escapes, so a card cannot redraw the screen or fake a prompt.
+ */
+export function sanitizeForTerminal(text: string, keepNewlines = true): string {
+  return text.replace(UNSAFE_CHARS, (ch) => {
+    if (ch === "\t") return "\t";
+    if (ch === "\n") return keepNewlines ? "\n" : "\\n";
+    const code = ch.codePointAt(0) as number;
+    return code <= 0xff ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u${code.toString(16).padStart(4, "0")}`;
+  });
+}
+
+export interface RenderOptions {
+  color?: boolean;
+  /** Longest diff shown, in lines; the audit keeps the whole (bounded) diff. */
+  maxDiffLines?: number;
+}
+
+/** The card as text for a terminal or an MCP elicitation message. */
+export function renderCard(card: Card, options: RenderOptions = {}): string {
+  const c = options.color === true;
+  const paint = (code: string, s: string): string => (c ? `\x1b[${code}m${s}\x1b[0m` : s);
+  const s = (t: string): string => sanitizeForTerminal(t, false);
+  const cls = card.class === "red" ? paint("1;31", "RED") : paint("1;32", "GREEN");
+  const lines: string[] = [];
+  lines.push(`${paint("1", "LuminaGuard approval")}  ${cls}  risk: ${paint(card.risk === "low" ? "32" : "33", card.risk)}  rule: ${s(card.rule)}`);
+  lines.push(`  ${card.server !== undefined ? `${s(card.server)} › ` : ""}${s(card.tool)}: ${s(card.summary)}`);
+  const d = card.details;
+  switch (d.kind) {
+    case "write_file": {
+      lines.push(`  path: ${s(d.path)}${d.newFile ? " (new file)" : ""}`);
+      if (d.binary) lines.push(`  binary content: ${d.bytesBefore ?? 0} → ${d.bytesAfter} bytes, sha256 ${d.sha256After}`);
+      if (d.note !== undefined) lines.push(`  note: ${s(d.note)}`);
+      if (d.diff !== undefined && d.diff !== "") {
+        const max = options.maxDiffLines ?? 200;
+        const diffLines = d.diff.replace(/\n$/, "").split("\n");
+        for (const l of diffLines.slice(0, max)) {
+          const safe = sanitizeForTerminal(l, false);
+          lines.push(`  ${l.startsWith("+") && !l.startsWith("+++") ? paint("32", safe) : l.startsWith("-") && !l.startsWith("---") ? paint("31", safe) : l.startsWith("@@") ? paint("36", safe) : safe}`);
+        }
+        if (diffLines.length > max || d.diffTruncated === true) lines.push(`  … diff truncated (${diffLines.length} lines${d.diffTruncated === true ? "+" : ""})`);
+      }
+      break;
+    }
+    case "execute_command": {
+      lines.push(`  command: ${s(d.command)}`);
+      lines.push(`  cwd:     ${s(d.cwd)}`);
+      const env = Object.entries(d.env);
+      lines.push(`  env:     ${env.length === 0 ? "(unchanged)" : env.map(([k, v]) => `${s(k)}=${s(shellQuote(v))}`).join(" ")}`);
+      if (d.stdinBytes !== undefined) lines.push(`  stdin:   ${d.stdinBytes} bytes`);
+      if (d.timeoutMs !== undefined) lines.push(`  timeout: ${d.timeoutMs} ms`);
+      break;
+    }
+    case "external": {
+      lines.push(`  server: ${s(d.server)}   tool: ${s(d.tool)}${d.readOnlyHint === true ? "   (server claims read-only; not trusted)" : ""}`);
+      if (d.description !== undefined) lines.push(`  description: ${s(d.description)}`);
+      for (const l of JSON.stringify(d.args ?? null, null, 2).split("\n")) lines.push(`  ${s(l)}`);
+      break;
+    }
+    case "tool": {
+      for (const l of JSON.stringify(d.args ?? null, null, 2).split("\n")) lines.push(`  ${s(l)}`);
+      if (d.note !== undefined) lines.push(`  note: ${s(d.note)}`);
+      break;
+    }
+  }
+  return `${lines.join("\n")}\n`;
+}

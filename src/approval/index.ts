@@ -1,0 +1,13 @@
+// The approval cliff's public surface: policy, cards, approvers, the gate and the audit log.
+export { ApprovalGate, denialResult, DEFAULT_APPROVAL_TIMEOUT_MS } from "./gate.js";
+export type { ApprovalGateOptions, GateContext, GateDecision, DenialCode } from "./gate.js";
+export { callbackApprover, elicitationApprover, nonInteractiveApprover, terminalApprover, hasTerminal, APPROVAL_ELICITATION_SCHEMA } from "./approvers.js";
+export type { Approver, ApprovalRequest, ApprovalAnswer, ApprovalCallback, ElicitFn, ElicitResult, ElicitationSchema, TerminalApproverOptions } from "./approvers.js";
+export { buildCard, renderCard, sanitizeForTerminal } from "./card.js";
+export type { Card, CardDetails, CardContext } from "./card.js";
+export { unifiedDiff } from "./diff.js";
+export { loadPolicy, parsePolicy, defaultPolicy, evaluatePolicy, defaultPolicyPath, DEFAULT_RULES, READ_ONLY_TOOLS } from "./policy.js";
+export type { Policy, PolicyRule, PolicyFile, PolicyMatch, ToolCallRequest, ActionClass, Risk, PolicyAction } from "./policy.js";
+export { AuditLog, readAudit, argsHash, canonicalJson, defaultAuditPath, auditEntrySchema } from "./audit.js";
+export type { AuditEntry } from "./audit.js";
+export { registerAuditCommand, parseSince } from "./cli.js";

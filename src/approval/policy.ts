@@ -1,0 +1,277 @@
+// The approval policy: ordered rules on tool, server and argument patterns; first match wins, built-in defaults last.
+import { existsSync, readFileSync, realpathSync } from "node:fs";
+import { dirname, join, posix, relative, sep } from "node:path";
+import { z } from "zod";
+import { LuminaGuardError } from "../errors.js";
+import { homeDir } from "../paths.js";
+
+/** One tool call as the gate sees it: built-in when `server` is absent, otherwise a tool of an external MCP server. */
+export interface ToolCallRequest {
+  server?: string;
+  tool: string;
+  args: unknown;
+}
+
+export const ACTIONS = ["allow", "ask", "deny"] as const;
+export const RISKS = ["low", "medium", "high", "critical"] as const;
+export type PolicyAction = (typeof ACTIONS)[number];
+export type Risk = (typeof RISKS)[number];
+/** Green: read-only, runs without asking. Red: anything with consequences, stops at the cliff unless a rule allows it. */
+export type ActionClass = "green" | "red";
+
+/** Tools that only read; everything else built in, and every unknown tool, is Red. */
+export const READ_ONLY_TOOLS: readonly string[] = ["read_file", "list_directory", "search"];
+
+const patterns = z.union([z.string().min(1).max(512), z.array(z.string().min(1).max(512)).min(1).max(256)]);
+const regex = z
+  .string()
+  .min(1)
+  .max(4096)
+  .superRefine((s, ctx) => {
+    try {
+      new RegExp(s, "u");
+    } catch (err) {
+      ctx.addIssue({ code: "custom", message: `invalid regular expression: ${(err as Error).message}` });
+    }
+  });
+
+export const policyRuleSchema = z.strictObject({
+  id: z.string().min(1).max(200).optional(),
+  description: z.string().max(2000).optional(),
+  /** Glob(s) on the tool name (`*`, `?`); absent: any tool. */
+  tool: patterns.optional(),
+  /** Glob(s) on the MCP server name; absent: built-in tools only (so a rule never leaks onto a server's tool of the same name). */
+  server: patterns.optional(),
+  /** Regex on the workspace-relative path argument (`path`, or `cwd` of execute_command, default "."). */
+  path: regex.optional(),
+  /** Regex on the command line of execute_command (argv is shell-quoted and joined by spaces). */
+  command: regex.optional(),
+  /** Dotted argument path → regex on its value (non-strings are matched as JSON). */
+  args: z.record(z.string().min(1).max(512), regex).optional(),
+  action: z.enum(ACTIONS),
+  /** Marks matching external tools read-only (Green). Ignored for built-in tools, whose class is fixed. */
+  readOnly: z.boolean().optional(),
+  risk: z.enum(RISKS).optional(),
+});
+
+export const policyFileSchema = z.strictObject({
+  version: z.literal(1).optional(),
+  /** How long an approval prompt waits before it counts as a denial. */
+  approvalTimeoutSeconds: z.number().int().min(1).max(86_400).optional(),
+  rules: z.array(policyRuleSchema).max(10_000).optional(),
+});
+
+export type PolicyRule = z.infer<typeof policyRuleSchema>;
+export type PolicyFile = z.infer<typeof policyFileSchema>;
+
+interface CompiledRule {
+  id: string;
+  rule: PolicyRule;
+  tool: RegExp[] | undefined;
+  server: RegExp[] | undefined;
+  path: RegExp | undefined;
+  command: RegExp | undefined;
+  args: Array<[string[], RegExp]>;
+}
+
+export interface Policy {
+  /** Where the rules came from (a file path, or "built-in"). */
+  readonly source: string;
+  readonly approvalTimeoutSeconds: number | undefined;
+  readonly rules: readonly CompiledRule[];
+}
+
+export interface PolicyMatch {
+  action: PolicyAction;
+  /** Id of the rule that fired. */
+  rule: string;
+  class: ActionClass;
+  risk: Risk;
+}
+
+export interface EvaluateOptions {
+  /** Host workspace directory: path rules are also checked against the path with symlinks resolved. */
+  workspace?: string;
+}
+
+export const DEFAULT_RULES: readonly PolicyRule[] = [
+  { id: "default:read-only", tool: [...READ_ONLY_TOOLS], action: "allow", risk: "low" },
+  { id: "default:write", tool: "write_file", action: "ask", risk: "medium" },
+  { id: "default:execute", tool: "execute_command", action: "ask", risk: "high" },
+  { id: "default:external", server: "*", action: "ask", risk: "high" },
+  { id: "default:unknown", action: "ask", risk: "high" },
+];
+
+const DEFAULT_RISK: Record<string, Risk> = { read_file: "low", list_directory: "low", search: "low", write_file: "medium", execute_command: "high" };
+
+/** The policy file LuminaGuard reads when none is named. */
+export function defaultPolicyPath(): string {
+  return join(homeDir(), "policy.json");
+}
+
+/** Validates a parsed policy document; every problem names the source and the JSON path. */
+export function parsePolicy(raw: unknown, source: string): Policy {
+  const parsed = policyFileSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => `${i.path.length ? i.path.join(".") : "(top level)"}: ${i.message}`);
+    throw new LuminaGuardError("INVALID_ARGUMENT", `policy ${source}: ${issues.join("; ")}`, { details: { source, issues } });
+  }
+  const user = (parsed.data.rules ?? []).map((r, i) => compile(r, r.id ?? `${source}#${i + 1}`));
+  const defaults = DEFAULT_RULES.map((r) => compile(r, r.id ?? "default"));
+  return { source, approvalTimeoutSeconds: parsed.data.approvalTimeoutSeconds, rules: [...user, ...defaults] };
+}
+
+/** The built-in rules alone: reads allowed, everything else asks. */
+export function defaultPolicy(): Policy {
+  return parsePolicy({}, "built-in");
+}
+
+/** `file` when given (must exist), else `$LUMINAGUARD_HOME/policy.json` when present, else the built-in rules. */
+export function loadPolicy(file?: string): Policy {
+  const path = file ?? defaultPolicyPath();
+  if (file === undefined && !existsSync(path)) return defaultPolicy();
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new LuminaGuardError("NOT_FOUND", `policy ${path}: cannot read: ${(err as Error).message}`, { cause: err });
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new LuminaGuardError("INVALID_ARGUMENT", `policy ${path}: not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+  return parsePolicy(raw, path);
+}
+
+/** First matching rule wins; the defaults at the end match everything, so there is always an answer. */
+export function evaluatePolicy(policy: Policy, call: ToolCallRequest, options: EvaluateOptions = {}): PolicyMatch {
+  const facts = callFacts(call, options);
+  for (const c of policy.rules) {
+    const action = c.rule.action;
+    if (!matches(c, call, facts, action)) continue;
+    const external = call.server !== undefined;
+    const cls: ActionClass = external ? (c.rule.readOnly === true ? "green" : "red") : READ_ONLY_TOOLS.includes(call.tool) ? "green" : "red";
+    const risk = c.rule.risk ?? (cls === "green" ? "low" : external ? "high" : (DEFAULT_RISK[call.tool] ?? "high"));
+    return { action, rule: c.id, class: cls, risk };
+  }
+  // Unreachable with the defaults in place; kept secure anyway.
+  return { action: "ask", rule: "default:unknown", class: "red", risk: "high" };
+}
+
+interface CallFacts {
+  /** Lexical workspace-relative path, and the same with symlinks resolved on the host when it differs. */
+  paths: string[] | undefined;
+  command: string | undefined;
+}
+
+function callFacts(call: ToolCallRequest, options: EvaluateOptions): CallFacts {
+  const args = isRecord(call.args) ? call.args : {};
+  let rawPath: unknown;
+  if (call.server === undefined) {
+    rawPath = call.tool === "execute_command" ? (args["cwd"] ?? ".") : (args["path"] ?? (call.tool === "read_file" || call.tool === "write_file" ? undefined : "."));
+  } else rawPath = args["path"];
+  let paths: string[] | undefined;
+  if (typeof rawPath === "string") {
+    const lexical = workspaceRelative(rawPath);
+    paths = [lexical];
+    if (options.workspace !== undefined) {
+      const resolved = resolvedRelative(options.workspace, lexical);
+      if (resolved !== undefined && resolved !== lexical) paths.push(resolved);
+    }
+  }
+  let command: string | undefined;
+  if (call.server === undefined && call.tool === "execute_command") {
+    const c = args["command"];
+    if (typeof c === "string") command = c;
+    else if (Array.isArray(c) && c.every((x) => typeof x === "string")) command = c.map(shellQuote).join(" ");
+  }
+  return { paths, command };
+}
+
+function matches(c: CompiledRule, call: ToolCallRequest, facts: CallFacts, action: PolicyAction): boolean {
+  if (c.server === undefined) {
+    if (call.server !== undefined) return false;
+  } else if (call.server === undefined || !c.server.some((g) => g.test(call.server as string))) return false;
+  if (c.tool !== undefined && !c.tool.some((g) => g.test(call.tool))) return false;
+  // An allow rule must hold for the path as written and as resolved; deny and ask fire on either.
+  if (c.path !== undefined) {
+    const re = c.path;
+    if (facts.paths === undefined) return false;
+    if (action === "allow" ? !facts.paths.every((p) => re.test(p)) : !facts.paths.some((p) => re.test(p))) return false;
+  }
+  if (c.command !== undefined && (facts.command === undefined || !c.command.test(facts.command))) return false;
+  for (const [keyPath, re] of c.args) {
+    const v = dig(call.args, keyPath);
+    if (v === undefined || !re.test(typeof v === "string" ? v : JSON.stringify(v))) return false;
+  }
+  return true;
+}
+
+function compile(rule: PolicyRule, id: string): CompiledRule {
+  const globs = (p: string | string[] | undefined): RegExp[] | undefined => (p === undefined ? undefined : (Array.isArray(p) ? p : [p]).map(globToRegExp));
+  return {
+    id,
+    rule,
+    tool: globs(rule.tool),
+    server: globs(rule.server),
+    path: rule.path === undefined ? undefined : new RegExp(rule.path, "u"),
+    command: rule.command === undefined ? undefined : new RegExp(rule.command, "u"),
+    args: Object.entries(rule.args ?? {}).map(([k, v]) => [k.split("."), new RegExp(v, "u")]),
+  };
+}
+
+export function globToRegExp(glob: string): RegExp {
+  const body = glob.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".");
+  return new RegExp(`^${body}$`, "su");
+}
+
+/** `/workspace/a/../b` → `b`, `./x/` → `x`, `/workspace` → `.`; escapes stay visible as `../…` or absolute paths. */
+export function workspaceRelative(p: string): string {
+  let n = posix.normalize(p);
+  if (n === "/workspace" || n === "/workspace/") return ".";
+  if (n.startsWith("/workspace/")) n = n.slice("/workspace/".length);
+  if (n.length > 1 && n.endsWith("/")) n = n.slice(0, -1);
+  if (n.startsWith("./")) n = n.slice(2);
+  return n === "" ? "." : n;
+}
+
+/** The workspace-relative path with symlinks in its existing prefix resolved on the host (undefined when it escapes or cannot be resolved). */
+function resolvedRelative(workspace: string, rel: string): string | undefined {
+  if (rel.startsWith("/") || rel === ".." || rel.startsWith("../")) return undefined;
+  try {
+    const root = realpathSync(workspace);
+    let probe = join(root, rel);
+    const tail: string[] = [];
+    while (!existsSync(probe)) {
+      tail.unshift(probe.slice(dirname(probe).length + 1));
+      const up = dirname(probe);
+      if (up === probe) return undefined;
+      probe = up;
+    }
+    const real = join(realpathSync(probe), ...tail);
+    const r = relative(root, real).split(sep).join("/");
+    return r === "" ? "." : r;
+  } catch {
+    return undefined;
+  }
+}
+
+function dig(value: unknown, keyPath: readonly string[]): unknown {
+  let v: unknown = value;
+  for (const k of keyPath) {
+    if (!isRecord(v) || !Object.hasOwn(v, k)) return undefined;
+    v = v[k];
+  }
+  return v;
+}
+
+export function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** POSIX shell quoting, for showing and matching argv as one command line. */
+export function shellQuote(s: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
