@@ -111,7 +111,9 @@ export class ApprovalGate {
       waitedMs: Date.now() - started,
       card: card as unknown as Record<string, unknown>,
     };
-    this.audit.append(entry);
+    // A read-only call changes nothing, so its line need not be durable before it runs (group commit);
+    // everything else is on disk before the action proceeds.
+    this.audit.append(entry, { sync: !(decision === "allow" && match.class === "green") });
     log.debug({ tool: call.tool, server: call.server, decision, channel, rule: match.rule }, "approval decision");
     return {
       decision,
