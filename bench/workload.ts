@@ -2,6 +2,7 @@
 import { spawn } from "node:child_process";
 import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync, lstatSync } from "node:fs";
 import { join, relative } from "node:path";
+import { seededRandom } from "../src/metrics/stats.js";
 import type { Sandbox } from "../src/runtime/sandbox.js";
 import type { ToolName } from "../src/tools/schemas.js";
 
@@ -16,17 +17,8 @@ export const STANDARD_MIX: Readonly<Record<ToolName, number>> = {
 
 export const WORKLOAD_FILES = 1000;
 
-/** Deterministic PRNG (mulberry32) so every run replays the same files and operations. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG so every run replays the same files and operations. */
+export const rng = seededRandom;
 
 const WORDS = ["agent", "sandbox", "kernel", "vm", "tool", "policy", "audit", "cliff", "guest", "host", "pool", "snapshot"];
 
