@@ -82,29 +82,45 @@ export class AuditLog {
   append(entry: AuditEntry, options: { sync?: boolean } = {}): void {
     const sync = options.sync ?? true;
     const line = Buffer.from(`${JSON.stringify(entry)}\n`, "utf8");
-    const dir = dirname(this.file);
-    let created = false;
     try {
-      if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
-      created = !existsSync(this.file);
-      const fd = openSync(this.file, constants.O_RDWR | constants.O_APPEND | constants.O_CREAT, 0o600);
-      try {
-        // A line torn by a crash must not swallow this one: start on a fresh line.
-        const size = fstatSync(fd).size;
-        const last = Buffer.alloc(1);
-        const data = size > 0 && readSync(fd, last, 0, 1, size - 1) === 1 && last[0] !== 0x0a ? Buffer.concat([Buffer.from("\n"), line]) : line;
-        // One write(2) per line: O_APPEND keeps concurrent writers' lines whole.
-        let off = 0;
-        while (off < data.length) off += writeSync(fd, data, off, data.length - off);
-        if (sync) fsyncSync(fd);
-        else this.scheduleSync();
-      } finally {
-        closeSync(fd);
-      }
-      if (created) fsyncDir(dir);
+      const fd = this.open();
+      // A line torn by another writer's crash must not swallow this one: start on a fresh line.
+      const size = fstatSync(fd).size;
+      const last = Buffer.alloc(1);
+      const data = size > 0 && readSync(fd, last, 0, 1, size - 1) === 1 && last[0] !== 0x0a ? Buffer.concat([Buffer.from("\n"), line]) : line;
+      // One write(2) per line: O_APPEND keeps concurrent writers' lines whole.
+      let off = 0;
+      while (off < data.length) off += writeSync(fd, data, off, data.length - off);
+      if (sync) fsyncSync(fd);
+      else this.scheduleSync();
     } catch (err) {
+      this.closeFd();
       throw new LuminaGuardError("IO_ERROR", `cannot write the audit log ${this.file}: ${(err as Error).message}`, { cause: err });
     }
+  }
+
+  private fd: number | undefined;
+
+  /** Opens once and keeps the descriptor for the life of the log. */
+  private open(): number {
+    if (this.fd !== undefined) return this.fd;
+    const dir = dirname(this.file);
+    if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const created = !existsSync(this.file);
+    const fd = openSync(this.file, constants.O_RDWR | constants.O_APPEND | constants.O_CREAT, 0o600);
+    if (created) fsyncDir(dir);
+    this.fd = fd;
+    return fd;
+  }
+
+  private closeFd(): void {
+    if (this.fd === undefined) return;
+    try {
+      closeSync(this.fd);
+    } catch {
+      /* already closed */
+    }
+    this.fd = undefined;
   }
 
   private scheduleSync(): void {
@@ -112,12 +128,7 @@ export class AuditLog {
     this.pendingSync = setTimeout(() => {
       this.pendingSync = undefined;
       try {
-        const fd = openSync(this.file, constants.O_RDONLY);
-        try {
-          fsyncSync(fd);
-        } finally {
-          closeSync(fd);
-        }
+        if (this.fd !== undefined) fsyncSync(this.fd);
       } catch {
         /* the next durable append syncs the file anyway */
       }
