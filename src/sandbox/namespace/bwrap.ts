@@ -164,9 +164,8 @@ function etcArgs(): string[] {
 /** The agent's command line inside the sandbox. */
 export const AGENT_COMMAND = [AGENT_PATH_IN_SANDBOX, "--channel", "stdio", "--root", WORKSPACE_IN_SANDBOX] as const;
 
-/** The whole bwrap argv (without `bwrap` itself), ending in `command` (the agent, except in tests). */
-export function bwrapArgs(plan: BwrapPlan, command: readonly string[] = AGENT_COMMAND): string[] {
-  const { fds } = plan;
+/** The isolation every sandbox (and the probe's trial) runs with: namespaces, identity, capabilities. */
+export function isolationArgs(): string[] {
   return [
     // Every namespace; the new network namespace holds only a loopback, so there is no network.
     // --unshare-all only *tries* a user namespace, and without one --uid and --cap-drop would mean
@@ -186,6 +185,14 @@ export function bwrapArgs(plan: BwrapPlan, command: readonly string[] = AGENT_CO
     String(SANDBOX_UID),
     "--gid",
     String(SANDBOX_GID),
+  ];
+}
+
+/** The whole bwrap argv (without `bwrap` itself), ending in `command` (the agent, except in tests). */
+export function bwrapArgs(plan: BwrapPlan, command: readonly string[] = AGENT_COMMAND): string[] {
+  const { fds } = plan;
+  return [
+    ...isolationArgs(),
     "--hostname",
     plan.id,
     ...systemDirArgs(),

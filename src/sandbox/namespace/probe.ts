@@ -2,7 +2,7 @@
 import { release } from "node:os";
 import { LuminaGuardError } from "../../errors.js";
 import { killGroup, run, spawnGroup } from "../../util/proc.js";
-import { SANDBOX_GID, SANDBOX_UID, systemDirArgs } from "./bwrap.js";
+import { SANDBOX_UID, isolationArgs, systemDirArgs } from "./bwrap.js";
 import { probeCgroups, type CgroupSupport } from "./cgroup.js";
 import { shieldStdio } from "./fd-shield.js";
 import { seccompFilterBytes } from "./seccomp.js";
@@ -58,17 +58,7 @@ async function trial(): Promise<BwrapProbe> {
   const started = performance.now();
   const argv = [
     "bwrap",
-    "--unshare-all",
-    "--unshare-user",
-    "--disable-userns",
-    "--die-with-parent",
-    "--new-session",
-    "--cap-drop",
-    "ALL",
-    "--uid",
-    String(SANDBOX_UID),
-    "--gid",
-    String(SANDBOX_GID),
+    ...isolationArgs(),
     ...systemDirArgs(),
     "--proc",
     "/proc",
