@@ -134,6 +134,10 @@ for (const backend of BACKENDS) {
       assert.equal(err.details["stdout"], "started\n", "output produced before the timeout is kept");
       const ps = await sandbox.commands.run("ps -o pid,args 2>/dev/null || ps");
       assert.doesNotMatch(ps.stdout, /sleep 30[01]/, "no process of the timed-out command survives");
+      const bg = await sandbox.commands.run("sleep 302 >/dev/null 2>&1 & echo detached");
+      assert.equal(bg.stdout, "detached\n");
+      const after = await sandbox.commands.run("ps -o pid,args 2>/dev/null || ps");
+      assert.doesNotMatch(after.stdout, /sleep 302/, "a background job does not outlive its command");
     });
 
     test("isolation: host files, writes outside the workspace, network", { skip }, async (t) => {

@@ -33,7 +33,8 @@
 #define MAX_STALE_CGROUPS 64
 #define MAX_ENV 4096
 
-enum end_reason { END_NONE, END_TIMEOUT, END_CANCEL };
+/* END_EXITED: the command's own process ended, and what it left running is being killed. */
+enum end_reason { END_NONE, END_TIMEOUT, END_CANCEL, END_EXITED };
 enum stage { STAGE_SETUP = 1, STAGE_EXEC = 2 };
 
 struct child_error {
@@ -765,6 +766,12 @@ static bool step(cmd_t *c, int64_t now)
 			read_output(c, s);
 			close_fd(&c->out_fd[s]);
 		}
+	}
+	if (!tree_gone(c)) {
+		/* Nothing a command started outlives it (background jobs, a fork bomb still forking):
+		 * left running, it would hold the sandbox's pids and memory against the next call. */
+		start_kill(c, END_EXITED);
+		return false;
 	}
 	finish(c);
 	return true;
