@@ -1,5 +1,5 @@
 // Test fixtures: real sandboxes on real backends, temp workspaces, and a clear skip when a backend cannot run here.
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestContext } from "node:test";
@@ -40,11 +40,11 @@ export async function sandboxFor(t: TestContext, backend: BackendName, options: 
   return { sandbox, workspace };
 }
 
-/** True while a host pid exists (and is not a zombie we could not reap). */
+/** True while a host pid exists and is not a zombie (a zombie has already exited). */
 export function pidAlive(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
   } catch {
     return false;
   }

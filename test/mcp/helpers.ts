@@ -8,6 +8,9 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import { pidAlive as alive } from "../fixtures.js";
+
+export { alive };
 
 const require = createRequire(import.meta.url);
 export const FS_SERVER = require.resolve("@modelcontextprotocol/server-filesystem/dist/index.js");
@@ -78,15 +81,6 @@ export function sandboxPids(needle: string): number[] {
   return out;
 }
 
-/** True while a process exists and is not a zombie. */
-export function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-  } catch {
-    return false;
-  }
-}
 
 export async function until(cond: () => boolean | Promise<boolean>, timeoutMs: number, stepMs = 25): Promise<boolean> {
   const end = Date.now() + timeoutMs;

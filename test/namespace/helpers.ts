@@ -1,6 +1,6 @@
 // Helpers for the namespace backend tests: real bwrap sandboxes running a test's command, and cleanup.
 import type { ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { killGroup } from "../../src/util/proc.js";
@@ -16,15 +16,7 @@ export function uniqueId(prefix: string): string {
   return `${prefix}-${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
 }
 
-/** True while `pid` is a live (not zombie) process. */
-export function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-  } catch {
-    return false;
-  }
-}
+export { pidAlive as alive } from "../fixtures.js";
 
 export async function waitFor(cond: () => boolean, timeoutMs: number, stepMs = 10): Promise<boolean> {
   const end = Date.now() + timeoutMs;
