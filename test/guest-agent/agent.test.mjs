@@ -11,6 +11,7 @@ import {
   readFileSync,
   realpathSync,
   rmSync,
+  statSync,
   symlinkSync,
   writeFileSync,
 } from "node:fs";
@@ -298,6 +299,24 @@ describe("lg-agent", () => {
         assert.equal((await a.err("write_file", { path: "bad", content: "%%%" })).code, "INVALID_ARGUMENT");
         assert.equal((await a.err("write_file", { path: "bad" })).code, "INVALID_ARGUMENT");
         assert.equal(readdirSync(ws).filter((n) => n.startsWith(".lg-")).length, 0);
+      }));
+
+    test("replacing a file keeps its permission bits but never set-user-ID, set-group-ID or sticky", () =>
+      withAgent(async (a, ws) => {
+        for (const [mode, kept] of [
+          [0o4755, 0o755],
+          [0o2750, 0o750],
+          [0o6777, 0o777],
+          [0o1644, 0o644],
+          [0o600, 0o600],
+        ]) {
+          const name = `m${mode.toString(8)}`;
+          writeFileSync(join(ws, name), "old");
+          chmodSync(join(ws, name), mode);
+          await a.ok("write_file", { path: name, content: b64("new") });
+          assert.equal(statSync(join(ws, name)).mode & 0o7777, kept, `${mode.toString(8)} -> ${(statSync(join(ws, name)).mode & 0o7777).toString(8)}`);
+          assert.equal(readFileSync(join(ws, name), "utf8"), "new");
+        }
       }));
 
     test("escape attempts change nothing outside the root", () =>

@@ -517,8 +517,13 @@ void op_write_file(req_t *r)
 		else if (n > 0)
 			done += (size_t)n;
 	}
+	/* Only the permission bits carry over. A set-user/group-ID bit would make the file a setuid
+	 * program for whoever runs it: root's, on the host of a namespace sandbox (whose user is the
+	 * invoking host user) or in the VM (where the agent is root and commands are not); the
+	 * namespace sandbox's seccomp filter would also refuse the whole fchmod, losing the mode. The
+	 * sticky bit means nothing on a file. */
 	if (!err && keep_mode)
-		fchmod(fd, st.st_mode & 07777);
+		fchmod(fd, st.st_mode & 0777);
 	if (!err && fsync(fd) < 0)
 		err = errno;
 	/* Network filesystems (9p) may only report a failed write at close. */
