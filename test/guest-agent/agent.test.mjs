@@ -61,10 +61,12 @@ function processGone(pid) {
 
 /** One agent process speaking the framed protocol on its stdin/stdout; checks every frame it sends. */
 class Agent {
-  constructor(root, extra = []) {
+  /** `wrap` runs the agent under a launcher (e.g. ["prlimit", "--fsize=N"]): argv is wrap + agent + args. */
+  constructor(root, extra = [], wrap = []) {
     // LG_AGENT_ARGS adds flags to every agent, e.g. "--no-openat2" to run the suite on the fallback resolver.
     const env = (process.env.LG_AGENT_ARGS ?? "").split(" ").filter(Boolean);
-    this.proc = spawn(agentPath, ["--channel", "stdio", "--root", root, ...env, ...extra], { stdio: ["pipe", "pipe", "pipe"] });
+    const argv = [...wrap, agentPath, "--channel", "stdio", "--root", root, ...env, ...extra];
+    this.proc = spawn(argv[0], argv.slice(1), { stdio: ["pipe", "pipe", "pipe"] });
     this.buf = Buffer.alloc(0);
     this.pending = new Map();
     this.answered = new Set();
@@ -79,6 +81,13 @@ class Agent {
     this.proc.stderr.on("data", (d) => (this.stderr += d));
     this.proc.stdin.on("error", () => undefined);
     this.exited = new Promise((res) => this.proc.on("exit", (code, signal) => res({ code, signal })));
+    // A dead agent answers nothing: fail what is pending instead of leaving the test hanging.
+    void this.exited.then(({ code, signal }) => {
+      for (const [id, p] of this.pending) {
+        this.pending.delete(id);
+        p.resolve({ id, ok: false, error: { code: "AGENT_EXITED", message: `agent exited (${signal ?? code}): ${this.stderr}` }, events: p.events });
+      }
+    });
   }
 
   onData(chunk) {
@@ -177,9 +186,9 @@ function workspace() {
 }
 
 /** A fresh workspace and agent per test, closed (and checked for protocol violations) afterwards. */
-async function withAgent(fn, extra = [], closeOptions = {}) {
+async function withAgent(fn, extra = [], closeOptions = {}, wrap = []) {
   const ws = workspace();
-  const agent = new Agent(ws, extra);
+  const agent = new Agent(ws, extra, wrap);
   try {
     await fn(agent, ws);
   } finally {
@@ -318,6 +327,57 @@ describe("lg-agent", () => {
           assert.equal(readFileSync(join(ws, name), "utf8"), "new");
         }
       }));
+
+    test("init diskMiB: content over the per-file limit is NO_SPACE and leaves nothing; commands cannot exceed it either", () =>
+      withAgent(async (a, ws) => {
+        const seed = Buffer.alloc(32, 1).toString("base64");
+        for (const diskMiB of [0, -1, 1.5, "1", 2 ** 31]) {
+          assert.equal((await a.err("init", { seed, timeMs: Date.now(), id: "sb", diskMiB })).code, "INVALID_ARGUMENT", String(diskMiB));
+        }
+        assert.deepEqual(await a.ok("init", { seed, timeMs: Date.now(), id: "sb", diskMiB: 1 }), {});
+        writeFileSync(join(ws, "keep"), "original");
+        const e = await a.err("write_file", { path: "keep", content: Buffer.alloc(1024 * 1024 + 1).toString("base64") });
+        assert.deepEqual([e.code, e.errno], ["NO_SPACE", "EFBIG"]);
+        assert.equal(readFileSync(join(ws, "keep"), "utf8"), "original", "the old file is untouched");
+        assert.deepEqual(readdirSync(ws), ["keep"], "no temp file left");
+        assert.equal((await a.ok("write_file", { path: "exact", content: Buffer.alloc(1024 * 1024).toString("base64") })).bytesWritten, 1024 * 1024);
+        const r = await a.run(["/bin/sh", "-c", "head -c 3000000 /dev/zero > big; echo status=$?"]);
+        assert.doesNotMatch(r.stdout, /status=0/, `a command wrote past RLIMIT_FSIZE: ${JSON.stringify(r)}`);
+        assert.ok(statSync(join(ws, "big")).size <= 1024 * 1024, `big is ${statSync(join(ws, "big")).size} bytes`);
+      }));
+
+    test("a write the filesystem refuses (EFBIG) answers NO_SPACE, leaves no temp file, and the agent lives", () =>
+      withAgent(
+        async (a, ws) => {
+          writeFileSync(join(ws, "keep"), "original");
+          const e = await a.err("write_file", { path: "keep", content: Buffer.alloc(200_000).toString("base64") });
+          assert.deepEqual([e.code, e.errno], ["NO_SPACE", "EFBIG"]);
+          assert.equal(readFileSync(join(ws, "keep"), "utf8"), "original");
+          assert.deepEqual(readdirSync(ws), ["keep"], "no temp file left");
+          assert.equal((await a.ok("write_file", { path: "small", content: b64("fits") })).bytesWritten, 4);
+        },
+        [],
+        {},
+        // The agent inherits a 64 KiB RLIMIT_FSIZE: a larger write fails with EFBIG (SIGXFSZ, unless ignored).
+        ["prlimit", "--fsize=65536:65536"],
+      ));
+
+    test("a full filesystem (ENOSPC) answers NO_SPACE and leaves no partial file", { skip: process.getuid?.() === 0 ? false : "needs root for a private tmpfs" }, () => {
+      const ws = workspace();
+      // A 256 KiB tmpfs on the workspace, private to the agent's own mount namespace.
+      const wrap = ["unshare", "--mount", "--propagation", "private", "sh", "-c", `mount -t tmpfs -o size=256k lg-test "${ws}" && exec "$@"`, "sh"];
+      const a = new Agent(ws, [], wrap);
+      return (async () => {
+        try {
+          const e = await a.err("write_file", { path: "big", content: Buffer.alloc(1024 * 1024).toString("base64") });
+          assert.deepEqual([e.code, e.errno], ["NO_SPACE", "ENOSPC"]);
+          assert.deepEqual((await a.ok("list_directory", {})).entries, [], "no temp file left");
+        } finally {
+          const r = await a.close();
+          assert.equal(r.signal, null, a.stderr);
+        }
+      })();
+    });
 
     test("escape attempts change nothing outside the root", () =>
       withAgent(async (a, ws) => {

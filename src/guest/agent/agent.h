@@ -4,6 +4,7 @@
 
 #include <limits.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "proto.h"
 
@@ -16,6 +17,8 @@ struct agent {
 	bool use_cgroups;
 	char cgroup_parent[200];
 	bool mounted;
+	/* From init's diskMiB: the largest file a command or write_file may make, 0 for no limit. */
+	uint64_t max_file_bytes;
 	bool shutdown_requested;
 };
 

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/wait.h>
@@ -227,7 +228,7 @@ static void run_child(int in_r, int out_w, int err_w, int errfd, int cgfd, int c
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	/* Ignored signals would stay ignored across exec (handled ones are reset by it anyway). */
-	static const int sigs[] = {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGIO, SIGCHLD};
+	static const int sigs[] = {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGIO, SIGCHLD, SIGXFSZ};
 	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
 		signal(sigs[i], SIG_DFL);
 	setsid();
@@ -235,6 +236,13 @@ static void run_child(int in_r, int out_w, int err_w, int errfd, int cgfd, int c
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (cgfd >= 0 && write(cgfd, "0", 1) != 1)
 		child_fail(errfd, STAGE_SETUP, errno);
+	/* No single file larger than the sandbox's disk: the host bounds the total, this bounds what one
+	 * runaway write can take of it before the host's limit is even looked at. */
+	if (g.max_file_bytes) {
+		struct rlimit rl = {.rlim_cur = g.max_file_bytes, .rlim_max = g.max_file_bytes};
+		if (setrlimit(RLIMIT_FSIZE, &rl) < 0)
+			child_fail(errfd, STAGE_SETUP, errno);
+	}
 	/* The agent protects itself from the OOM killer; its commands must stay the preferred victim. */
 	write_small_file("/proc/self/oom_score_adj", "0");
 	/* All pipe fds are >= 3 (main keeps 0-2 open), so these dup2s cannot clobber each other. */

@@ -463,6 +463,12 @@ void op_write_file(req_t *r)
 		reply_path_error(r->id, rc, path);
 		return;
 	}
+	/* Refused before anything is created: the same bound commands get as RLIMIT_FSIZE. */
+	if (g.max_file_bytes && len > g.max_file_bytes) {
+		reply_error(r->id, "NO_SPACE", EFBIG, "%.512s: %zu bytes exceed the sandbox's file size limit of %llu bytes", path,
+			    len, (unsigned long long)g.max_file_bytes);
+		return;
+	}
 	if (strcmp(rel, ".") == 0) {
 		reply_error(r->id, "IS_A_DIRECTORY", EISDIR, "%.512s: is the workspace root", path);
 		return;

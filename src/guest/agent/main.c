@@ -69,6 +69,9 @@ static void setup_signals(void)
 		signal(SIGHUP, SIG_IGN);
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/* A file-size limit (inherited, or a filesystem's maximum) must fail the write with EFBIG, which
+	 * write_file answers as NO_SPACE, rather than kill the agent. */
+	signal(SIGXFSZ, SIG_IGN);
 }
 
 /* Makes root absolute and lexically clean; it is the prefix absolute request paths must carry. */

@@ -127,7 +127,8 @@ const char *errno_code(int err)
 	case EACCES:
 	case EPERM: return "PERMISSION_DENIED";
 	case ENOSPC:
-	case EDQUOT: return "NO_SPACE";
+	case EDQUOT:
+	case EFBIG: return "NO_SPACE"; /* EFBIG: past RLIMIT_FSIZE or the filesystem's largest file */
 	case EXDEV: return "PATH_ESCAPE";
 	default: return "IO_ERROR";
 	}

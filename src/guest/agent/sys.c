@@ -21,6 +21,10 @@
 /* From <linux/random.h>, which musl does not ship: _IOW('R', 0x03, int[2]). */
 #define LG_RNDADDENTROPY 0x40085203
 #define SEED_MAX 512
+/* Upper bound of init's integer fields: they are positive 32-bit ints. */
+#define INIT_INT_MAX 2147483647u
+/* arg_uint leaves an absent field untouched: a value no field may have tells absent from given. */
+#define ABSENT UINT64_MAX
 /* Written by the image builder for kernels that have our drivers as modules (Debian's). */
 #define MODULE_DIR "/lib/modules/lg"
 
@@ -152,8 +156,14 @@ void op_init(req_t *r)
 	const char *id = NULL, *tag = NULL;
 	const jnode *time_n = arg_node(r, "timeMs", J_NUM, true);
 	const jnode *mount_n = arg_node(r, "mount", J_OBJ, false);
-	if (!arg_b64(r, "seed", true, &seed, &seed_len) || !arg_cstr(r, "id", true, &id, 64) || !time_n) {
+	uint64_t disk_mib = ABSENT;
+	if (!arg_b64(r, "seed", true, &seed, &seed_len) || !arg_cstr(r, "id", true, &id, 64) || !time_n ||
+	    !arg_uint(r, "diskMiB", false, INIT_INT_MAX, &disk_mib)) {
 		reply_invalid(r);
+		return;
+	}
+	if (disk_mib == 0) {
+		reply_error(r->id, "INVALID_ARGUMENT", 0, "args.diskMiB must be at least 1");
 		return;
 	}
 	if (mount_n) {
@@ -177,6 +187,8 @@ void op_init(req_t *r)
 		return;
 	}
 
+	if (disk_mib != ABSENT)
+		g.max_file_bytes = disk_mib << 20;
 	add_entropy(seed, seed_len);
 	memset(seed, 0, seed_len);
 	/* The clock and hostname belong to the VM; outside it they are the sandbox launcher's job
