@@ -59,7 +59,7 @@ async function baselines(rec: Recorder, o: ScenarioOptions): Promise<void> {
       o.progress("baseline: bare QEMU start", i, m);
       // The VMM's own floor: QEMU with the same image and devices, paused (-incoming), until QMP answers.
       const t = performance.now();
-      const vm = launchVm({ id: `bare-${process.pid}-${i}`, accel, image, memoryMiB: 256, vcpus: 1, incoming: true });
+      const vm = await launchVm({ id: `bare-${process.pid}-${i}`, accel, image, memoryMiB: 256, vcpus: 1, incoming: true, unjailed: true });
       const s = await connectWhenReady(vm.qmpPath, vm, 10_000);
       await new Promise<void>((r) => s.once("data", () => r()));
       rec.add("baseline_qemu_bare_start_ms", "ms", performance.now() - t);

@@ -50,7 +50,11 @@ for (const backend of BACKENDS) {
       await rejectsWith(sandbox.files.read("../../etc/passwd"), "PATH_ESCAPE");
       await rejectsWith(sandbox.files.read("/etc/passwd"), "PATH_ESCAPE");
       symlinkSync("/etc", join(workspace, "etc-link"));
-      await rejectsWith(sandbox.files.read("etc-link/passwd"), "PATH_ESCAPE");
+      // A host symlink: refused as an escape where the agent sees it (namespace); in the micro-VM the
+      // 9p export (mapped-xattr) never follows a host symlink at all, so the guest meets a link loop.
+      const hostLink = backend === "microvm" ? "IO_ERROR" : "PATH_ESCAPE";
+      const e = await rejectsWith(sandbox.files.read("etc-link/passwd"), hostLink);
+      assert.doesNotMatch(e.message, /root:x:0/);
       mkdirSync(join(workspace, "sub"));
       await rejectsWith(sandbox.files.read("sub"), "IS_A_DIRECTORY");
       writeFileSync(join(workspace, "big.bin"), Buffer.alloc(9 * 1024 * 1024, 1));
@@ -60,7 +64,8 @@ for (const backend of BACKENDS) {
       const outside = join(workspace, "..", `lg-escape-${randomBytes(4).toString("hex")}`);
       await rejectsWith(sandbox.files.write(`../${outside.split("/").pop()}`, "x"), "PATH_ESCAPE");
       assert.equal(existsSync(outside), false);
-      await rejectsWith(sandbox.files.write("etc-link/evil", "x"), "PATH_ESCAPE");
+      await rejectsWith(sandbox.files.write("etc-link/evil", "x"), hostLink);
+      assert.equal(existsSync("/etc/evil"), false);
       await rejectsWith(sandbox.files.write("no/such/dir/f.txt", "x"), "NOT_FOUND");
       await rejectsWith(sandbox.callTool("read_file", { path: 5 }), "INVALID_ARGUMENT");
       await rejectsWith(sandbox.callTool("write_file", { path: "x", content: "!!", encoding: "base64" }), "INVALID_ARGUMENT");

@@ -109,7 +109,7 @@ export class MicroVmBackend implements SandboxBackend {
 
   private async restore(spec: SandboxSpec, image: ImageManifest, accel: Accelerator, snapshot: Snapshot, signal?: AbortSignal): Promise<SandboxHandle> {
     const started = performance.now();
-    const vm = launchVm({
+    const vm = await launchVm({
       id: spec.id,
       accel,
       image,
@@ -138,7 +138,7 @@ export class MicroVmBackend implements SandboxBackend {
     extraInfo: Record<string, string>,
   ): Promise<SandboxHandle> {
     const started = performance.now();
-    const vm = launchVm({
+    const vm = await launchVm({
       id: spec.id,
       accel,
       image,
@@ -154,7 +154,7 @@ export class MicroVmBackend implements SandboxBackend {
   /** Boots a VM with no workspace and returns ms to the first agent answer; used by the KVM probe. */
   private async trialBoot(image: ImageManifest, accel: Accelerator, timeoutMs: number): Promise<number> {
     const started = performance.now();
-    const vm = launchVm({ id: `probe-${process.pid}-${randomBytes(3).toString("hex")}`, accel, image, memoryMiB: 128, vcpus: 1 });
+    const vm = await launchVm({ id: `probe-${process.pid}-${randomBytes(3).toString("hex")}`, accel, image, memoryMiB: 128, vcpus: 1 });
     try {
       const socket = await connectWhenReady(vm.socketPath, vm, timeoutMs);
       const channel = new GuestChannel({ input: socket, output: socket }, () => socket.destroy());

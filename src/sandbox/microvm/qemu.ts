@@ -1,12 +1,13 @@
 // Builds the QEMU microvm command line and starts one VM process with its channel, console log and QMP socket.
 import type { ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { LuminaGuardError } from "../../errors.js";
 import { imageNeedsAcpi, type ImageManifest } from "../../guest/image/build.js";
 import { runDir } from "../../paths.js";
 import { killGroup, spawnGroup } from "../../util/proc.js";
+import { JAIL, allocateIdentity, ensureJailer, jailerArgs, type JailBind, type JailPlan, type VmmIdentity } from "./jailer.js";
 
 export const QEMU_BINARY = "qemu-system-x86_64";
 export const AGENT_PORT_NAME = "lg.agent";
@@ -23,19 +24,39 @@ export interface VmLaunchOptions {
   vcpus: number;
   /** Host directory shared into the guest over 9p with tag WORKSPACE_TAG; omitted for templates. */
   workspace?: string;
-  /** Guest RAM backed by this file (snapshots); `share` true to write it, false to map it copy-on-write. */
+  /** Guest RAM backed by this host file (snapshots); `share` true to write it, false to map it copy-on-write. */
   memoryFile?: { path: string; share: boolean };
   /** Start paused waiting for an incoming migration (restore). */
   incoming?: boolean;
+  /**
+   * Run QEMU outside the jail, as the caller. Only the benchmark's bare-QEMU baseline does this, to
+   * show what the jail costs; never a sandbox.
+   */
+  unjailed?: boolean;
 }
 
 export interface VmProcess {
   child: ChildProcess;
+  /** Host path of the VM's private run directory (sockets, console log). */
   dir: string;
   socketPath: string;
   qmpPath: string;
   logPath: string;
+  /** The same run directory as QEMU names it (inside its jail). */
+  qemuRunDir: string;
+  /** The VMM's identity, released (with the run directory) when the VM is destroyed. */
+  identity: VmmIdentity;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Where the VM's runtime files are, as QEMU names them (inside the jail) and as the host does. */
+export interface VmPaths {
+  /** Directory holding the agent and QMP sockets and the console log, as QEMU sees it. */
+  run: string;
+  kernel: string;
+  initrd: string;
+  ram: string;
+  workspace: string;
 }
 
 export function accelArgs(accel: Accelerator): string[] {
@@ -43,12 +64,26 @@ export function accelArgs(accel: Accelerator): string[] {
   return accel === "kvm" ? ["-accel", "kvm", "-cpu", "host,-arch-capabilities"] : ["-accel", "tcg,thread=single", "-cpu", "max"];
 }
 
-export function qemuArgs(o: VmLaunchOptions, paths: { socketPath: string; qmpPath: string; logPath: string; emptyDir: string }): string[] {
+/**
+ * A value inside a QEMU option string (`key=value,key=value`): QEMU reads a doubled comma as a literal
+ * comma, so doubling every comma keeps a value from starting a new option. Control characters have
+ * no business in a path QEMU opens and are refused instead.
+ */
+export function qemuOptValue(value: string): string {
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/u.test(value)) {
+    throw new LuminaGuardError("INVALID_ARGUMENT", `a control character in ${JSON.stringify(value)} cannot be passed to QEMU`);
+  }
+  return value.replaceAll(",", ",,");
+}
+
+export function qemuArgs(o: VmLaunchOptions, paths: VmPaths): string[] {
+  const v = qemuOptValue;
   // Debian's kernel finds virtio-mmio devices through ACPI; the minimal kernel has no ACPI at all.
   const machine = ["microvm", "isa-serial=on", "rtc=on", `acpi=${imageNeedsAcpi(o.image) ? "on" : "off"}`];
   const args: string[] = [];
   if (o.memoryFile) {
-    args.push("-object", `memory-backend-file,id=mem,size=${o.memoryMiB}M,mem-path=${o.memoryFile.path},share=${o.memoryFile.share ? "on" : "off"}`);
+    args.push("-object", `memory-backend-file,id=mem,size=${o.memoryMiB}M,mem-path=${v(paths.ram)},share=${o.memoryFile.share ? "on" : "off"}`);
     machine.push("memory-backend=mem");
   }
   args.push(
@@ -57,19 +92,24 @@ export function qemuArgs(o: VmLaunchOptions, paths: { socketPath: string; qmpPat
     "-m", `${o.memoryMiB}M`,
     "-smp", String(o.vcpus),
     "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-    // QEMU's own seccomp filter: the VMM may not exec, raise privileges or use obsolete syscalls.
+    // QEMU's own seccomp filter, as strict as QEMU runs: no exec, no privilege change, no obsolete
+    // syscalls, no scheduler or resource control. lg-jailer adds ours (no set-id modes, no mounts).
     "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
-    "-serial", `file:${paths.logPath}`,
-    "-kernel", o.image.kernel, "-initrd", o.image.initrd, "-append", o.image.cmdline,
+    "-chardev", `file,id=console,path=${v(`${paths.run}/console.log`)}`,
+    "-serial", "chardev:console",
+    "-kernel", paths.kernel, "-initrd", paths.initrd, "-append", o.image.cmdline,
     "-device", "virtio-serial-device",
-    "-chardev", `socket,id=agent,path=${paths.socketPath},server=on,wait=off`,
+    "-chardev", `socket,id=agent,path=${v(`${paths.run}/agent.sock`)},server=on,wait=off`,
     "-device", `virtserialport,chardev=agent,name=${AGENT_PORT_NAME}`,
-    "-qmp", `unix:${paths.qmpPath},server=on,wait=off`,
+    "-chardev", `socket,id=qmp,path=${v(`${paths.run}/qmp.sock`)},server=on,wait=off`,
+    "-mon", "chardev=qmp,mode=control",
   );
   // The 9p device is always present so that templates and their clones have the same device layout;
   // a template shares an empty directory and never mounts it (QEMU refuses to migrate a mounted 9p).
+  // mapped-xattr: the guest's owners, modes, device nodes and symlinks live in xattrs of plain files;
+  // nothing the guest does becomes a host owner, a set-id bit, a device node or a host symlink.
   args.push(
-    "-fsdev", `local,id=ws,path=${o.workspace ?? paths.emptyDir},security_model=none`,
+    "-fsdev", `local,id=ws,path=${v(paths.workspace)},security_model=mapped-xattr,fmode=0644,dmode=0755`,
     "-device", `virtio-9p-device,fsdev=ws,mount_tag=${WORKSPACE_TAG}`,
   );
   if (o.incoming) args.push("-incoming", "defer");
@@ -84,19 +124,77 @@ function deathSignalPrefix(): string[] {
   return setprivWorks ? ["/usr/bin/setpriv", "--pdeathsig", "KILL", "--"] : [];
 }
 
-export function launchVm(o: VmLaunchOptions): VmProcess {
+function kvmGid(accel: Accelerator, identity: VmmIdentity): number | undefined {
+  if (accel !== "kvm" || !identity.switched) return undefined;
+  try {
+    return statSync("/dev/kvm").gid;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Starts QEMU in its jail: a private run directory owned by the VMM identity, and only what it needs. */
+export async function launchVm(o: VmLaunchOptions): Promise<VmProcess> {
+  const identity = o.unjailed ? { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, switched: false, release: () => undefined } : allocateIdentity();
   const dir = join(runDir(), `vm-${o.id}`);
-  rmSync(dir, { recursive: true, force: true });
-  mkdirSync(join(dir, "empty"), { recursive: true, mode: 0o700 });
-  const paths = {
+  try {
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(join(dir, "empty"), { recursive: true, mode: 0o700 });
+    // QEMU creates its sockets and console log here as the VMM identity; nobody else may enter.
+    if (identity.switched) {
+      chownSync(dir, identity.uid, identity.gid);
+      chownSync(join(dir, "empty"), identity.uid, identity.gid);
+    }
+    // A template's RAM file is written by its VMM (the caller takes it back once the snapshot is saved).
+    if (identity.switched && o.memoryFile?.share) chownSync(o.memoryFile.path, identity.uid, identity.gid);
+  } catch (err) {
+    identity.release();
+    throw err;
+  }
+  const host = {
     socketPath: join(dir, "agent.sock"),
     qmpPath: join(dir, "qmp.sock"),
     logPath: join(dir, "console.log"),
-    emptyDir: join(dir, "empty"),
   };
-  const child = spawnGroup([...deathSignalPrefix(), QEMU_BINARY, ...qemuArgs(o, paths)], {
-    stdio: ["ignore", "ignore", "pipe"],
-  });
+  let argv: string[];
+  let qemuRunDir = JAIL.run as string;
+  if (o.unjailed) {
+    qemuRunDir = dir;
+    const paths = { run: dir, kernel: o.image.kernel, initrd: o.image.initrd, ram: o.memoryFile?.path ?? "", workspace: o.workspace ?? join(dir, "empty") };
+    argv = [...deathSignalPrefix(), QEMU_BINARY, ...qemuArgs(o, paths)];
+  } else {
+    let build;
+    try {
+      build = await ensureJailer();
+    } catch (err) {
+      identity.release();
+      rmSync(dir, { recursive: true, force: true });
+      throw err;
+    }
+    const binds: JailBind[] = [
+      { kind: "ro", src: o.image.kernel, dst: JAIL.kernel },
+      { kind: "ro", src: o.image.initrd, dst: JAIL.initrd },
+      { kind: "rw", src: dir, dst: JAIL.run },
+      { kind: "dev", src: "/dev/null", dst: "/dev/null" },
+      { kind: "dev", src: "/dev/urandom", dst: "/dev/urandom" },
+    ];
+    // QEMU 7.2 opens a memory-backend file read-write even to map it copy-on-write, so the RAM file is
+    // bound read-write; its owner and mode (root:VMM group, 0660) decide who may open it (docs/security.md).
+    if (o.memoryFile) binds.push({ kind: "rw", src: o.memoryFile.path, dst: JAIL.ram });
+    if (o.accel === "kvm") binds.push({ kind: "dev", src: "/dev/kvm", dst: "/dev/kvm" });
+    let workspace: JailPlan["workspace"];
+    if (o.workspace !== undefined) {
+      const st = statSync(o.workspace);
+      workspace = { src: o.workspace, uid: st.uid, gid: st.gid };
+    } else {
+      binds.push({ kind: "ro", src: join(dir, "empty"), dst: JAIL.workspace });
+    }
+    const gid = kvmGid(o.accel, identity);
+    const plan: JailPlan = { identity, binds, ...(workspace ? { workspace } : {}), ...(gid === undefined ? {} : { kvmGid: gid }) };
+    const paths = { run: JAIL.run, kernel: JAIL.kernel, initrd: JAIL.initrd, ram: JAIL.ram, workspace: JAIL.workspace };
+    argv = [...jailerArgs(build, plan), `/usr/bin/${QEMU_BINARY}`, ...qemuArgs(o, paths)];
+  }
+  const child = spawnGroup(argv, { stdio: ["ignore", "ignore", "pipe"], env: vmmEnv() });
   let stderr = "";
   child.stderr?.on("data", (c: Buffer) => {
     if (stderr.length < 16_384) stderr += c.toString("utf8");
@@ -109,7 +207,12 @@ export function launchVm(o: VmLaunchOptions): VmProcess {
     child.on("exit", (code, signal) => resolve({ code, signal }));
   });
   Object.defineProperty(child, "lgStderr", { get: () => stderr });
-  return { child, dir, socketPath: paths.socketPath, qmpPath: paths.qmpPath, logPath: paths.logPath, exited };
+  return { child, dir, ...host, qemuRunDir, identity, exited };
+}
+
+/** QEMU's whole environment: nothing of ours (API keys, tokens) is inherited by accident. */
+export function vmmEnv(): NodeJS.ProcessEnv {
+  return { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", LANG: "C.UTF-8" };
 }
 
 export function vmStderr(vm: VmProcess): string {
@@ -150,4 +253,5 @@ export async function destroyVm(vm: VmProcess): Promise<void> {
   killGroup(vm.child);
   await vm.exited;
   rmSync(vm.dir, { recursive: true, force: true });
+  vm.identity.release();
 }

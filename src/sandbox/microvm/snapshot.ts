@@ -1,6 +1,6 @@
 // Snapshot templates: boot once to "agent ready", save; every clone restores with its RAM mapped copy-on-write.
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer, type Socket } from "node:net";
 import { join } from "node:path";
 import { z } from "zod";
@@ -103,10 +103,12 @@ export async function createSnapshot(p: SnapshotParams, bootTimeoutMs: number): 
   const key = snapshotKey(p);
   const final = join(cacheDir(), "snapshots", key);
   const dir = `${final}.tmp-${process.pid}-${randomBytes(3).toString("hex")}`;
-  mkdirSync(dir, { recursive: true });
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
   const ramPath = join(dir, "ram");
+  // The jail binds the RAM file, so it exists before QEMU starts; the VMM identity fills it.
+  writeFileSync(ramPath, "", { mode: 0o600 });
   const started = performance.now();
-  const vm = launchVm({
+  const vm = await launchVm({
     id: `tpl-${key}-${randomBytes(3).toString("hex")}`,
     accel: p.accel,
     image: p.image,
@@ -132,12 +134,18 @@ export async function createSnapshot(p: SnapshotParams, bootTimeoutMs: number): 
     const qmp = new QmpClient(qmpSocket);
     await qmp.execute("stop");
     await qmp.execute("migrate-set-capabilities", { capabilities: [{ capability: "x-ignore-shared", state: true }] });
-    const state = await receiveMigration(dir, async (uri) => {
+    const state = await receiveMigration(vm, async (uri) => {
       await qmp.execute("migrate", { uri });
       await pollMigration(qmp, vm, 60_000);
     });
     qmp.close();
     await destroyVm(vm);
+    // Clones map this file copy-on-write. QEMU 7.2 opens it read-write to do so, so clones need write
+    // permission: owner root, group the VMM group, no one else (docs/security.md: the residual risk).
+    if (vm.identity.switched) {
+      chownSync(ramPath, 0, vm.identity.gid);
+      chmodSync(ramPath, 0o660);
+    }
     const st = statSync(ramPath);
     const meta: SnapshotMeta = {
       format: SNAPSHOT_FORMAT,
@@ -172,9 +180,12 @@ export async function createSnapshot(p: SnapshotParams, bootTimeoutMs: number): 
   }
 }
 
-/** QEMU connects to a unix socket of ours and sends its migration stream; no exec:, so QEMU's -sandbox spawn=deny holds. */
-async function receiveMigration(dir: string, start: (uri: string) => Promise<void>): Promise<Buffer> {
-  const path = join(dir, "migrate.sock");
+/**
+ * QEMU connects to a unix socket of ours in its run directory and sends its migration stream; no
+ * exec:, so QEMU's -sandbox spawn=deny holds.
+ */
+async function receiveMigration(vm: VmProcess, start: (uri: string) => Promise<void>): Promise<Buffer> {
+  const path = join(vm.dir, "migrate.sock");
   const chunks: Buffer[] = [];
   let ended!: Promise<void>;
   const server = createServer((s) => {
@@ -186,7 +197,9 @@ async function receiveMigration(dir: string, start: (uri: string) => Promise<voi
   });
   await new Promise<void>((r) => server.listen(path, r));
   try {
-    await start(`unix:${path}`);
+    // Connecting needs write permission on the socket: it is the VMM's, in the VMM's directory.
+    if (vm.identity.switched) chownSync(path, vm.identity.uid, vm.identity.gid);
+    await start(`unix:${vm.qemuRunDir}/migrate.sock`);
     await ended;
     return Buffer.concat(chunks);
   } finally {
@@ -204,7 +217,7 @@ export async function restoreInto(vm: VmProcess, snapshot: Snapshot, timeoutMs: 
     await qmp.execute("migrate-set-capabilities", { capabilities: [{ capability: "x-ignore-shared", state: true }] });
     const t1 = performance.now();
     const path = join(vm.dir, "incoming.sock");
-    await qmp.execute("migrate-incoming", { uri: `unix:${path}` });
+    await qmp.execute("migrate-incoming", { uri: `unix:${vm.qemuRunDir}/incoming.sock` });
     const sender = await connectWhenReady(path, vm, timeoutMs);
     await new Promise<void>((resolve, reject) => {
       sender.on("error", reject);

@@ -1,0 +1,377 @@
+/* lg-jailer: starts a VMM with no privilege, in the manner of Firecracker's jailer.
+ *
+ *   lg-jailer --uid U --gid G [--kvm-gid K] [--ro SRC DST]... [--rw SRC DST]... [--dev SRC DST]...
+ *             [--idmap SRC DST DISK_UID DISK_GID] [--seccomp FILE] -- PROGRAM ARGS...
+ *
+ * In order: a private mount namespace (and IPC, UTS and network namespaces) whose root is a fresh
+ * tmpfs holding only the listed paths; /usr read-only for the VMM's own code; pivot_root onto it so
+ * no other host path exists for the VMM; every other file descriptor closed; no_new_privs; the given
+ * unprivileged uid/gid with no supplementary groups (except the kvm group when KVM is used); death
+ * with the parent; the extra seccomp filter; then exec. Run as root it requires a non-zero uid and
+ * maps the workspace with an idmapped mount, so the VMM (uid U) sees the workspace owner's files as
+ * its own and everything it creates is owned by the workspace owner on disk. Run as an ordinary user
+ * it cannot change uid (and needs not: that user has no privilege to drop); it builds the same mount
+ * namespace inside a user namespace that maps only that user.
+ *
+ * Every source path is opened (O_PATH, no symlink following at the last component) before anything
+ * is mounted, so a later mount cannot shadow it and a swapped symlink cannot redirect it. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#endif
+#ifndef SYS_move_mount
+#define SYS_move_mount 429
+#endif
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+#define LG_OPEN_TREE_CLONE 1
+#define LG_OPEN_TREE_CLOEXEC O_CLOEXEC
+#define LG_AT_RECURSIVE 0x8000
+#define LG_MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#define LG_MOUNT_ATTR_RDONLY 0x00000001
+#define LG_MOUNT_ATTR_NOSUID 0x00000002
+#define LG_MOUNT_ATTR_NODEV 0x00000004
+#define LG_MOUNT_ATTR_NOEXEC 0x00000008
+#define LG_MOUNT_ATTR_IDMAP 0x00100000
+
+struct lg_mount_attr {
+	uint64_t attr_set;
+	uint64_t attr_clr;
+	uint64_t propagation;
+	uint64_t userns_fd;
+};
+
+#define MAX_BINDS 32
+#define NEW_ROOT "/tmp"
+
+enum bind_kind { BIND_RO, BIND_RW, BIND_DEV, BIND_IDMAP };
+
+struct bind {
+	enum bind_kind kind;
+	const char *src, *dst;
+	int tree; /* detached clone of the source mount, from open_tree */
+};
+
+static struct bind binds[MAX_BINDS];
+static int nbinds;
+
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("lg-jailer: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	_exit(126);
+}
+
+static long parse_id(const char *s, const char *what)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || *end || end == s || v < 0 || v > 0x7fffffffL)
+		die("%s: not an id: %s", what, s);
+	return v;
+}
+
+static void add_bind(enum bind_kind kind, const char *src, const char *dst)
+{
+	if (nbinds == MAX_BINDS)
+		die("too many binds");
+	if (src[0] != '/' || dst[0] != '/' || strstr(dst, "..") || strcmp(dst, "/") == 0)
+		die("bind paths must be absolute and the target below /: %s -> %s", src, dst);
+	binds[nbinds++] = (struct bind){.kind = kind, .src = src, .dst = dst, .tree = -1};
+}
+
+/* A user namespace whose only mapping is `disk -> seen` for uids and gids; its fd names the idmapping
+ * of a mount (the kernel maps an on-disk id down through the namespace's map: first column to second).
+ * A child creates it and waits; we write its maps and keep a handle. */
+static int idmap_userns(long disk_uid, long seen_uid, long disk_gid, long seen_gid)
+{
+	int go[2];
+	if (pipe2(go, O_CLOEXEC) < 0)
+		die("pipe: %s", strerror(errno));
+	pid_t child = fork();
+	if (child < 0)
+		die("fork: %s", strerror(errno));
+	if (child == 0) {
+		char c;
+		if (unshare(CLONE_NEWUSER) < 0)
+			_exit(1);
+		close(go[1]);
+		(void)!read(go[0], &c, 1); /* parent closes its end once it holds the namespace */
+		_exit(0);
+	}
+	close(go[0]);
+	char path[64], map[96];
+	int fd;
+	/* The child may not have unshared yet: its maps belong to the parent namespace until it has. */
+	for (int i = 0; i < 1000; i++) {
+		char self[64], other[64];
+		snprintf(path, sizeof path, "/proc/%d/ns/user", child);
+		ssize_t a = readlink("/proc/self/ns/user", self, sizeof self - 1);
+		ssize_t b = readlink(path, other, sizeof other - 1);
+		if (a > 0 && b > 0 && (a != b || memcmp(self, other, (size_t)a) != 0))
+			break;
+		usleep(200);
+	}
+	snprintf(path, sizeof path, "/proc/%d/uid_map", child);
+	snprintf(map, sizeof map, "%ld %ld 1\n", disk_uid, seen_uid);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, map, strlen(map)) < 0)
+		die("write %s: %s", path, strerror(errno));
+	close(fd);
+	snprintf(path, sizeof path, "/proc/%d/gid_map", child);
+	snprintf(map, sizeof map, "%ld %ld 1\n", disk_gid, seen_gid);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, map, strlen(map)) < 0)
+		die("write %s: %s", path, strerror(errno));
+	close(fd);
+	snprintf(path, sizeof path, "/proc/%d/ns/user", child);
+	int ns = open(path, O_RDONLY | O_CLOEXEC);
+	if (ns < 0)
+		die("open %s: %s", path, strerror(errno));
+	close(go[1]);
+	waitpid(child, NULL, 0);
+	return ns;
+}
+
+static void set_attr(int tree, uint64_t set, int userns, const char *what)
+{
+	struct lg_mount_attr attr = {.attr_set = set, .userns_fd = userns < 0 ? 0 : (uint64_t)userns};
+	if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | LG_AT_RECURSIVE, &attr, sizeof attr) < 0)
+		die("mount_setattr %s: %s", what, strerror(errno));
+}
+
+/* Creates `path` (and its parents) inside the new root as a directory, or as an empty file when the
+ * source is not a directory: a bind needs a mount point of the same kind. */
+static void make_mount_point(const char *path, int is_dir)
+{
+	char buf[4096];
+	if (snprintf(buf, sizeof buf, "%s%s", NEW_ROOT, path) >= (int)sizeof buf)
+		die("path too long: %s", path);
+	for (char *p = buf + strlen(NEW_ROOT) + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+			die("mkdir %s: %s", buf, strerror(errno));
+		*p = '/';
+	}
+	if (is_dir) {
+		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+			die("mkdir %s: %s", buf, strerror(errno));
+	} else {
+		int fd = open(buf, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+		if (fd < 0)
+			die("create %s: %s", buf, strerror(errno));
+		close(fd);
+	}
+}
+
+static struct sock_filter filter[4096];
+static unsigned short filter_len;
+
+/* Read before the jail exists (the file is a host path); installed last, just before exec. */
+static void read_seccomp(const char *file)
+{
+	int fd = open(file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		die("open seccomp filter %s: %s", file, strerror(errno));
+	ssize_t n = read(fd, filter, sizeof filter);
+	close(fd);
+	if (n <= 0 || n % (ssize_t)sizeof filter[0] != 0)
+		die("seccomp filter %s: bad size", file);
+	filter_len = (unsigned short)(n / (ssize_t)sizeof filter[0]);
+}
+
+static void write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, text, strlen(text)) < 0)
+		die("write %s: %s", path, strerror(errno));
+	close(fd);
+}
+
+int main(int argc, char **argv)
+{
+	long uid = -1, gid = -1, kvm_gid = -1, disk_uid = -1, disk_gid = -1;
+	int i;
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "--") == 0) {
+			i++;
+			break;
+		} else if (strcmp(a, "--uid") == 0 && i + 1 < argc) {
+			uid = parse_id(argv[++i], "--uid");
+		} else if (strcmp(a, "--gid") == 0 && i + 1 < argc) {
+			gid = parse_id(argv[++i], "--gid");
+		} else if (strcmp(a, "--kvm-gid") == 0 && i + 1 < argc) {
+			kvm_gid = parse_id(argv[++i], "--kvm-gid");
+		} else if (strcmp(a, "--seccomp") == 0 && i + 1 < argc) {
+			read_seccomp(argv[++i]);
+		} else if ((strcmp(a, "--ro") == 0 || strcmp(a, "--rw") == 0 || strcmp(a, "--dev") == 0) && i + 2 < argc) {
+			add_bind(a[2] == 'r' ? (a[3] == 'o' ? BIND_RO : BIND_RW) : BIND_DEV, argv[i + 1], argv[i + 2]);
+			i += 2;
+		} else if (strcmp(a, "--idmap") == 0 && i + 4 < argc) {
+			add_bind(BIND_IDMAP, argv[i + 1], argv[i + 2]);
+			disk_uid = parse_id(argv[i + 3], "--idmap uid");
+			disk_gid = parse_id(argv[i + 4], "--idmap gid");
+			i += 4;
+		} else {
+			die("unknown or incomplete option %s", a);
+		}
+	}
+	if (i >= argc)
+		die("usage: lg-jailer --uid U --gid G [binds] -- PROGRAM ARGS...");
+	char **prog = argv + i;
+	int privileged = geteuid() == 0;
+	if (privileged && (uid <= 0 || gid <= 0))
+		die("run as root, --uid and --gid must name an unprivileged identity");
+	if (!privileged) {
+		uid = getuid();
+		gid = getgid();
+	}
+	pid_t parent = getppid();
+
+	/* Open every source before the first mount: a bind of /tmp/x must not find our new root there. */
+	for (int b = 0; b < nbinds; b++) {
+		binds[b].tree = (int)syscall(SYS_open_tree, AT_FDCWD, binds[b].src,
+			LG_OPEN_TREE_CLONE | LG_OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW | (binds[b].kind == BIND_DEV ? 0 : LG_AT_RECURSIVE));
+		if (binds[b].tree < 0)
+			die("open %s: %s", binds[b].src, strerror(errno));
+	}
+	int usr = (int)syscall(SYS_open_tree, AT_FDCWD, "/usr", LG_OPEN_TREE_CLONE | LG_OPEN_TREE_CLOEXEC | LG_AT_RECURSIVE);
+	if (usr < 0)
+		die("open /usr: %s", strerror(errno));
+	int idmap_ns = -1;
+	if (privileged && disk_uid >= 0)
+		idmap_ns = idmap_userns(disk_uid, uid, disk_gid, gid);
+
+	if (!privileged) {
+		/* An ordinary user: a user namespace mapping only itself gives the rights to build the jail. */
+		if (unshare(CLONE_NEWUSER) < 0)
+			die("unshare user namespace: %s (unprivileged user namespaces must be enabled)", strerror(errno));
+		char map[64];
+		snprintf(map, sizeof map, "%ld %ld 1\n", uid, uid);
+		write_file("/proc/self/uid_map", map);
+		write_file("/proc/self/setgroups", "deny");
+		snprintf(map, sizeof map, "%ld %ld 1\n", gid, gid);
+		write_file("/proc/self/gid_map", map);
+	}
+	if (unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET) < 0)
+		die("unshare: %s", strerror(errno));
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		die("make / private: %s", strerror(errno));
+	if (mount("lg-jail", NEW_ROOT, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755") < 0)
+		die("mount root tmpfs: %s", strerror(errno));
+
+	set_attr(usr, LG_MOUNT_ATTR_RDONLY | LG_MOUNT_ATTR_NODEV | LG_MOUNT_ATTR_NOSUID, -1, "/usr");
+	make_mount_point("/usr", 1);
+	if (syscall(SYS_move_mount, usr, "", AT_FDCWD, NEW_ROOT "/usr", LG_MOVE_MOUNT_F_EMPTY_PATH) < 0)
+		die("mount /usr: %s", strerror(errno));
+	/* Debian's merged /usr: the loader and libraries are found through these links. */
+	static const char *links[][2] = {{"usr/bin", "/bin"}, {"usr/sbin", "/sbin"}, {"usr/lib", "/lib"}, {"usr/lib64", "/lib64"}};
+	for (size_t l = 0; l < sizeof links / sizeof links[0]; l++) {
+		char at[64];
+		snprintf(at, sizeof at, "%s%s", NEW_ROOT, links[l][1]);
+		if (symlink(links[l][0], at) < 0)
+			die("symlink %s: %s", at, strerror(errno));
+	}
+	for (int b = 0; b < nbinds; b++) {
+		struct stat st;
+		if (fstat(binds[b].tree, &st) < 0)
+			die("stat %s: %s", binds[b].src, strerror(errno));
+		uint64_t attrs = LG_MOUNT_ATTR_NOSUID;
+		if (binds[b].kind != BIND_DEV)
+			attrs |= LG_MOUNT_ATTR_NODEV;
+		if (binds[b].kind == BIND_RO)
+			attrs |= LG_MOUNT_ATTR_RDONLY;
+		if (binds[b].kind == BIND_RW || binds[b].kind == BIND_IDMAP)
+			attrs |= LG_MOUNT_ATTR_NOEXEC;
+		if (binds[b].kind == BIND_IDMAP && idmap_ns >= 0)
+			attrs |= LG_MOUNT_ATTR_IDMAP;
+		set_attr(binds[b].tree, attrs, binds[b].kind == BIND_IDMAP ? idmap_ns : -1, binds[b].src);
+		make_mount_point(binds[b].dst, S_ISDIR(st.st_mode));
+		char at[4096];
+		snprintf(at, sizeof at, "%s%s", NEW_ROOT, binds[b].dst);
+		if (syscall(SYS_move_mount, binds[b].tree, "", AT_FDCWD, at, LG_MOVE_MOUNT_F_EMPTY_PATH) < 0)
+			die("mount %s on %s: %s", binds[b].src, binds[b].dst, strerror(errno));
+		close(binds[b].tree);
+	}
+	if (idmap_ns >= 0)
+		close(idmap_ns);
+	/* QEMU's 9p server reaches files through /proc/self/fd/N/NAME for its *at xattr calls. Only pid
+	 * directories, and only the VMM's own (hidepid: other uids' processes are invisible). An ordinary
+	 * user owns no pid namespace to mount a new proc for, and binds the host's instead (it already
+	 * sees it). */
+	make_mount_point("/proc", 1);
+	if (mount("proc", NEW_ROOT "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=invisible,subset=pid") < 0) {
+		if (privileged || mount("/proc", NEW_ROOT "/proc", NULL, MS_BIND | MS_REC, NULL) < 0)
+			die("mount /proc: %s", strerror(errno));
+	}
+	if (mkdir(NEW_ROOT "/.old", 0700) < 0)
+		die("mkdir: %s", strerror(errno));
+	if (syscall(SYS_pivot_root, NEW_ROOT, NEW_ROOT "/.old") < 0)
+		die("pivot_root: %s", strerror(errno));
+	if (chdir("/") < 0 || umount2("/.old", MNT_DETACH) < 0 || rmdir("/.old") < 0)
+		die("detach the host root: %s", strerror(errno));
+	if (mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
+		die("remount the root read-only: %s", strerror(errno));
+
+	/* Workspace files get ordinary modes (QEMU creates them fmode=0644, dmode=0755); the run directory
+	 * holding the sockets and the console log is 0700 and the VMM's own. */
+	umask(022);
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		die("no_new_privs: %s", strerror(errno));
+	if (privileged) {
+		gid_t groups[1] = {(gid_t)kvm_gid};
+		if (setgroups(kvm_gid >= 0 ? 1 : 0, groups) < 0 || setresgid((gid_t)gid, (gid_t)gid, (gid_t)gid) < 0 ||
+		    setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) < 0)
+			die("drop to %ld:%ld: %s", uid, gid, strerror(errno));
+		if (setuid(0) == 0 || geteuid() == 0)
+			die("still able to become root after dropping privileges");
+	}
+	/* A changed identity clears the parent-death signal: set it now, then make sure the parent did
+	 * not die before it took effect. */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != parent)
+		_exit(126);
+	if (syscall(SYS_close_range, 3, ~0U, 0) < 0) {
+		for (int fd = 3; fd < 1024; fd++)
+			close(fd);
+	}
+	if (filter_len > 0) {
+		struct sock_fprog fprog = {.len = filter_len, .filter = filter};
+		if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &fprog) < 0)
+			die("seccomp: %s", strerror(errno));
+	}
+	execv(prog[0], prog);
+	die("exec %s: %s", prog[0], strerror(errno));
+	return 126;
+}

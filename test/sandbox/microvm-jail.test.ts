@@ -1,0 +1,135 @@
+// The micro-VM's host side holds no privilege: a hostile guest leaves no host owner, set-id bit, device
+// node or symlink; QEMU runs unprivileged in its own mount namespace; no value reaches QEMU unescaped.
+import assert from "node:assert/strict";
+import { lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, test } from "node:test";
+import { qemuArgs, qemuOptValue } from "../../src/sandbox/microvm/qemu.js";
+import { requireImage } from "../../src/guest/image/build.js";
+import { sandboxFor, tempWorkspace, unavailable } from "../fixtures.js";
+
+function status(pid: number): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of readFileSync(`/proc/${pid}/status`, "utf8").split("\n")) {
+    const i = line.indexOf(":");
+    if (i > 0) out[line.slice(0, i)] = line.slice(i + 1).trim();
+  }
+  return out;
+}
+
+describe("QEMU option values", () => {
+  test("commas are doubled so a value cannot start another option", () => {
+    assert.equal(qemuOptValue("/srv/a,path=/,readonly=off"), "/srv/a,,path=/,,readonly=off");
+    assert.throws(() => qemuOptValue("/srv/a\nb"), { code: "INVALID_ARGUMENT" });
+  });
+
+  test("no host path reaches a QEMU option: every path QEMU opens is a fixed name inside its jail", async () => {
+    const image = await requireImage().catch(() => undefined);
+    if (!image) return;
+    const args = qemuArgs(
+      { id: "x", accel: "tcg", image, memoryMiB: 128, vcpus: 1, workspace: "/srv/ws,path=/", memoryFile: { path: "/c/ram,share=on", share: false } },
+      { run: "/run/vm", kernel: "/vm/kernel", initrd: "/vm/initrd", ram: "/vm/ram", workspace: "/workspace" },
+    );
+    const joined = args.join(" ");
+    assert.ok(!joined.includes("/srv/ws"), joined);
+    assert.ok(!joined.includes("/c/ram"), joined);
+    assert.match(joined, /security_model=mapped-xattr/);
+    assert.doesNotMatch(joined, /security_model=(none|passthrough)/);
+  });
+});
+
+describe("micro-VM jail", async () => {
+  const skip = await unavailable("microvm");
+
+  test("a guest cannot leave a set-uid, root-owned, device or symlink file on the host", { skip }, async (t) => {
+    const { sandbox, workspace } = await sandboxFor(t, "microvm");
+    const r = await sandbox.commands.run(
+      [
+        "echo hi > /workspace/suid; chown 0:0 /workspace/suid; chmod 4755 /workspace/suid",
+        "cp /bin/busybox /workspace/sgid; chmod 2755 /workspace/sgid",
+        "mknod /workspace/null c 1 3; mknod /workspace/blk b 8 0",
+        "ln -s /etc/shadow /workspace/link",
+        "mkdir /workspace/dir; chmod 7777 /workspace/dir",
+        "ls -ln /workspace",
+      ].join("; "),
+    );
+    // Inside, the guest sees what it asked for (its own view, kept in xattrs) ...
+    assert.match(r.stdout, /-rwsr-xr-x .* suid/, r.stdout + r.stderr);
+    assert.match(r.stdout, /^c.* null$/m);
+    assert.match(r.stdout, /^l.* link -> \/etc\/shadow$/m);
+    // ... and on the host every entry is a plain file or directory of the workspace's owner.
+    const owner = statSync(workspace);
+    for (const name of ["suid", "sgid", "null", "blk", "link", "dir"]) {
+      const st = lstatSync(join(workspace, name));
+      assert.ok(st.isFile() || st.isDirectory(), `${name} is a regular file or directory on the host`);
+      assert.equal(st.mode & 0o7000, 0, `${name} has no set-id or sticky bit on the host (mode ${st.mode.toString(8)})`);
+      assert.equal(st.uid, owner.uid, `${name} belongs to the workspace's owner`);
+      assert.equal(st.gid, owner.gid);
+    }
+    assert.equal(readFileSync(join(workspace, "link"), "utf8"), "/etc/shadow", "a guest symlink is a plain file holding its target");
+  });
+
+  test("write_file over a set-uid host file keeps no set-id bit", { skip }, async (t) => {
+    const { sandbox, workspace } = await sandboxFor(t, "microvm");
+    writeFileSync(join(workspace, "tool"), "old");
+    const r = await sandbox.commands.run("chmod 6755 /workspace/tool");
+    assert.equal(r.exitCode, 0, r.stderr);
+    await sandbox.files.write("tool", "new");
+    const st = lstatSync(join(workspace, "tool"));
+    assert.equal(st.mode & 0o7000, 0, `mode ${st.mode.toString(8)}`);
+    assert.equal(readFileSync(join(workspace, "tool"), "utf8"), "new");
+  });
+
+  test("QEMU runs unprivileged, with no_new_privs, seccomp, no groups, in its own mount namespace, with a minimal environment", { skip }, async (t) => {
+    const saved = { key: process.env["OPENAI_API_KEY"], token: process.env["LUMINAGUARD_MCP_TOKEN"] };
+    process.env["OPENAI_API_KEY"] = "sk-secret-test-key";
+    process.env["LUMINAGUARD_MCP_TOKEN"] = "mcp-secret-token";
+    t.after(() => {
+      for (const [k, v] of [["OPENAI_API_KEY", saved.key], ["LUMINAGUARD_MCP_TOKEN", saved.token]] as const) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    });
+    const { sandbox } = await sandboxFor(t, "microvm");
+    const [pid] = sandbox.pids();
+    assert.ok(pid !== undefined);
+    assert.match(readFileSync(`/proc/${pid}/cmdline`, "utf8"), /qemu-system-x86_64/);
+    const s = status(pid);
+    const [ruid, euid, suid] = (s["Uid"] ?? "").split(/\s+/).map(Number);
+    assert.ok(ruid !== 0 && euid !== 0 && suid !== 0, `QEMU uid ${s["Uid"]}`);
+    const [rgid] = (s["Gid"] ?? "").split(/\s+/).map(Number);
+    assert.notEqual(rgid, 0);
+    if ((process.getuid?.() ?? 0) === 0) assert.equal(s["Groups"], "", "no supplementary groups");
+    assert.equal(s["NoNewPrivs"], "1");
+    assert.equal(s["Seccomp"], "2");
+    assert.equal(s["CapEff"], "0000000000000000");
+    assert.equal(s["CapPrm"], "0000000000000000");
+    assert.notEqual(readlinkSync(`/proc/${pid}/ns/mnt`), readlinkSync("/proc/self/ns/mnt"), "own mount namespace");
+    assert.notEqual(readlinkSync(`/proc/${pid}/ns/net`), readlinkSync("/proc/self/ns/net"), "own network namespace");
+    // What QEMU can see of the filesystem: its code, its own files, nothing else of the host.
+    const root = readdirSync(`/proc/${pid}/root`).sort();
+    assert.deepEqual(root, ["bin", "dev", "lib", "lib64", "proc", "run", "sbin", "usr", "vm", "workspace"]);
+    assert.deepEqual(readdirSync(`/proc/${pid}/root/dev`).sort(), ["null", "urandom"].concat(sandbox.info["accel"] === "kvm" ? ["kvm"] : []).sort());
+    const env = readFileSync(`/proc/${pid}/environ`, "utf8");
+    assert.doesNotMatch(env, /sk-secret-test-key|mcp-secret-token/);
+    assert.deepEqual(env.split("\0").filter(Boolean).map((e) => e.split("=")[0]).sort(), ["LANG", "PATH"]);
+  });
+
+  test("a workspace whose path carries QEMU option syntax shares exactly that directory", { skip }, async (t) => {
+    const base = tempWorkspace();
+    t.after(() => base.remove());
+    // The real path itself has commas and '=' (not only a symlink to it): every value is escaped.
+    const ws = join(base.dir, "a,path=,security_model=passthrough, b");
+    mkdirSync(ws);
+    writeFileSync(join(ws, "inside.txt"), "in");
+    const link = join(base.dir, "w,path=");
+    symlinkSync(ws, link);
+    const { sandbox } = await sandboxFor(t, "microvm", { workspace: link });
+    const ls = await sandbox.commands.run("ls -a /workspace; cat /workspace/inside.txt; echo out > /workspace/new.txt");
+    assert.equal(ls.exitCode, 0, ls.stderr);
+    assert.deepEqual(ls.stdout.split("\n").slice(0, 3), [".", "..", "inside.txt"]);
+    assert.match(ls.stdout, /in$/m);
+    assert.equal(readFileSync(join(ws, "new.txt"), "utf8"), "out\n");
+    rmSync(join(ws, "new.txt"));
+  });
+});
