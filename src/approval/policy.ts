@@ -206,7 +206,68 @@ function matches(c: CompiledRule, call: ToolCallRequest, facts: CallFacts, actio
     const v = dig(call.args, keyPath);
     if (v === undefined || !re.test(typeof v === "string" ? v : JSON.stringify(v))) return false;
   }
+  // A rule written for "ls" must not wave through "ls" with LD_PRELOAD, a script on stdin or another cwd:
+  // an allow holds only for the parts of the call it constrains. Deny and ask may be broader.
+  if (action === "allow" && call.server === undefined && call.tool === "execute_command" && !coversCommandExtras(c, call.args)) return false;
   return true;
+}
+
+/**
+ * Whether an allow rule constrains every cwd, env and stdin the call carries: cwd by `path` or `args.cwd`, stdin
+ * by `args.stdin`, each variable by `args.env.NAME`, or by `args.env` (a regex on the whole object) unless the
+ * variable is a loader or interpreter hook, which only its exact name covers. What equals the default (cwd ".",
+ * no variables, empty stdin) needs no cover. `timeoutMs` needs none: it only bounds the command.
+ */
+function coversCommandExtras(c: CompiledRule, rawArgs: unknown): boolean {
+  const args = isRecord(rawArgs) ? rawArgs : {};
+  const named = new Set(c.args.map(([keyPath]) => keyPath.join(".")));
+  const cwd = args["cwd"];
+  if (cwd !== undefined && !(typeof cwd === "string" && workspaceRelative(cwd) === ".") && c.path === undefined && !named.has("cwd")) return false;
+  const stdin = args["stdin"];
+  if (stdin !== undefined && stdin !== "" && !named.has("stdin")) return false;
+  const env = args["env"];
+  if (env === undefined) return true;
+  if (!isRecord(env)) return named.has("env");
+  for (const name of Object.keys(env)) {
+    if (named.has(`env.${name}`)) continue;
+    if (named.has("env") && !isHookEnvVar(name)) continue;
+    return false;
+  }
+  return true;
+}
+
+/**
+ * Environment variables that make a program load or run other code (dynamic loader, interpreters, shells, git,
+ * build tools, pagers) or change where it finds its programs and configuration. A rule allows one only by naming
+ * it exactly (`args.env.NAME`); a regex on the whole environment never does. Matched case-insensitively
+ * (npm reads `npm_config_*` in any case).
+ */
+export const HOOK_ENV_NAMES: readonly string[] = [
+  "PATH", "IFS", "ENV", "BASH_ENV", "PROMPT_COMMAND", "PS0", "PS1", "PS2", "PS4", "SHELLOPTS", "BASHOPTS", "CDPATH", "GLOBIGNORE", "SHELL",
+  "HOME", "ZDOTDIR", "XDG_CONFIG_HOME", "XDG_CONFIG_DIRS", "XDG_DATA_HOME", "INPUTRC",
+  "GCONV_PATH", "GLIBC_TUNABLES", "LOCPATH", "NLSPATH", "HOSTALIASES", "RESOLV_HOST_CONF", "MALLOC_TRACE",
+  "OPENSSL_CONF", "OPENSSL_ENGINES", "OPENSSL_MODULES", "SSLKEYLOGFILE",
+  "EDITOR", "VISUAL", "PAGER", "MANPAGER", "MANOPT", "LESSOPEN", "LESSCLOSE", "LESSKEY", "BROWSER", "SUDO_ASKPASS", "SSH_ASKPASS",
+  "CLASSPATH", "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS", "JAVA_OPTIONS", "MAVEN_OPTS", "GRADLE_OPTS",
+  "MAKEFLAGS", "MFLAGS", "GNUMAKEFLAGS", "MAKEFILES",
+  "CC", "CXX", "CPP", "LD", "AS", "AR", "CFLAGS", "CXXFLAGS", "CPPFLAGS", "LDFLAGS", "COMPILER_PATH", "LIBRARY_PATH", "CPATH", "GCC_EXEC_PREFIX", "PKG_CONFIG_PATH",
+  "RUSTC", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "RUSTFLAGS", "RUSTDOCFLAGS", "GOFLAGS", "GOROOT", "GOPATH", "GOTOOLCHAIN", "CGO_CFLAGS", "CGO_LDFLAGS",
+  "PHPRC", "PHP_INI_SCAN_DIR", "TCLLIBPATH", "R_PROFILE", "R_PROFILE_USER", "R_ENVIRON", "R_ENVIRON_USER",
+  "DOTNET_STARTUP_HOOKS", "CORECLR_PROFILER", "CORECLR_PROFILER_PATH", "CORECLR_ENABLE_PROFILING",
+];
+
+/** Prefixes of whole families of hook variables (`LD_*`, `GIT_*`, `PYTHON*`, ...). */
+export const HOOK_ENV_PREFIXES: readonly string[] = [
+  "LD_", "DYLD_", "GIT_", "PYTHON", "PERL", "RUBY", "GEM_", "BUNDLE_", "NODE_", "NPM_CONFIG_", "YARN_", "PNPM_", "BUN_", "DENO_",
+  "LUA_", "BASH_FUNC_", "PIP_", "UV_", "CARGO_", "JAVA_", "_JAVA_", "JDK_", "COMPOSER_", "DOTNET_", "COR_",
+];
+
+const HOOK_SET = new Set(HOOK_ENV_NAMES);
+
+/** True for a variable only an exact, named rule may allow (see HOOK_ENV_NAMES and HOOK_ENV_PREFIXES). */
+export function isHookEnvVar(name: string): boolean {
+  const n = name.toUpperCase();
+  return HOOK_SET.has(n) || HOOK_ENV_PREFIXES.some((p) => n.startsWith(p));
 }
 
 function compile(rule: PolicyRule, id: string): CompiledRule {
