@@ -5,6 +5,8 @@ import { lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, 
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { qemuArgs, qemuOptValue } from "../../src/sandbox/microvm/qemu.js";
+import { allocateIdentity, ensureJailer, jailerArgs } from "../../src/sandbox/microvm/jailer.js";
+import { run } from "../../src/util/proc.js";
 import { requireImage } from "../../src/guest/image/build.js";
 import { sandboxFor, tempWorkspace, unavailable } from "../fixtures.js";
 
@@ -40,6 +42,42 @@ describe("QEMU option values", () => {
 
 describe("micro-VM jail", async () => {
   const skip = await unavailable("microvm");
+
+  test("a compromised VMM (any code in the jail) sees only its binds and cannot make set-id files or devices", { skip }, async (t) => {
+    const ws = tempWorkspace();
+    t.after(() => ws.remove());
+    writeFileSync(join(ws.dir, "host.txt"), "host");
+    const build = await ensureJailer();
+    const identity = allocateIdentity();
+    t.after(() => identity.release());
+    const owner = statSync(ws.dir);
+    const argv = [
+      ...jailerArgs(build, { identity, binds: [{ kind: "dev", src: "/dev/null", dst: "/dev/null" }], workspace: { src: ws.dir, uid: owner.uid, gid: owner.gid } }),
+      "/usr/bin/sh",
+      "-c",
+      [
+        "id -u",
+        "ls /",
+        "echo x > /workspace/new; chmod 4755 /workspace/new && echo SETUID-OK",
+        "chmod 2755 /workspace/new && echo SETGID-OK",
+        "mknod /workspace/dev c 1 3 && echo MKNOD-OK",
+        "chmod 755 /workspace/new && echo PLAIN-CHMOD-OK",
+        "echo more >> /workspace/host.txt && echo HOST-FILE-WRITABLE",
+        "ls /root /etc /home 2>&1 | head -3",
+      ].join("; "),
+    ];
+    const r = await run(argv, { timeoutMs: 10_000 });
+    const lines = r.stdout.split("\n");
+    if (identity.switched) assert.equal(lines[0], String(identity.uid));
+    assert.deepEqual(lines.slice(1, 9), ["bin", "dev", "lib", "lib64", "proc", "sbin", "usr", "workspace"]);
+    assert.doesNotMatch(r.stdout, /SETUID-OK|SETGID-OK|MKNOD-OK/);
+    assert.match(r.stdout, /PLAIN-CHMOD-OK/);
+    assert.match(r.stdout, /HOST-FILE-WRITABLE/, "the workspace owner's files are the VMM's to write");
+    assert.match(r.stdout, /No such file or directory/);
+    const st = lstatSync(join(ws.dir, "new"));
+    assert.equal(st.uid, owner.uid, "created files belong to the workspace's owner on disk");
+    assert.equal(st.mode & 0o7000, 0);
+  });
 
   test("a guest cannot leave a set-uid, root-owned, device or symlink file on the host", { skip }, async (t) => {
     const { sandbox, workspace } = await sandboxFor(t, "microvm");

@@ -260,20 +260,6 @@ int main(int argc, char **argv)
 	}
 	pid_t parent = getppid();
 
-	/* Open every source before the first mount: a bind of /tmp/x must not find our new root there. */
-	for (int b = 0; b < nbinds; b++) {
-		binds[b].tree = (int)syscall(SYS_open_tree, AT_FDCWD, binds[b].src,
-			LG_OPEN_TREE_CLONE | LG_OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW | (binds[b].kind == BIND_DEV ? 0 : LG_AT_RECURSIVE));
-		if (binds[b].tree < 0)
-			die("open %s: %s", binds[b].src, strerror(errno));
-	}
-	int usr = (int)syscall(SYS_open_tree, AT_FDCWD, "/usr", LG_OPEN_TREE_CLONE | LG_OPEN_TREE_CLOEXEC | LG_AT_RECURSIVE);
-	if (usr < 0)
-		die("open /usr: %s", strerror(errno));
-	int idmap_ns = -1;
-	if (privileged && disk_uid >= 0)
-		idmap_ns = idmap_userns(disk_uid, uid, disk_gid, gid);
-
 	if (!privileged) {
 		/* An ordinary user: a user namespace mapping only itself gives the rights to build the jail. */
 		if (unshare(CLONE_NEWUSER) < 0)
@@ -289,6 +275,21 @@ int main(int argc, char **argv)
 		die("unshare: %s", strerror(errno));
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		die("make / private: %s", strerror(errno));
+	/* Open every source before the new root is mounted: a bind of /tmp/x must not find our root there.
+	 * (In our own mount namespace: an ordinary user may clone mounts only there.) */
+	for (int b = 0; b < nbinds; b++) {
+		binds[b].tree = (int)syscall(SYS_open_tree, AT_FDCWD, binds[b].src,
+			LG_OPEN_TREE_CLONE | LG_OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW | (binds[b].kind == BIND_DEV ? 0 : LG_AT_RECURSIVE));
+		if (binds[b].tree < 0)
+			die("open %s: %s", binds[b].src, strerror(errno));
+	}
+	int usr = (int)syscall(SYS_open_tree, AT_FDCWD, "/usr", LG_OPEN_TREE_CLONE | LG_OPEN_TREE_CLOEXEC | LG_AT_RECURSIVE);
+	if (usr < 0)
+		die("open /usr: %s", strerror(errno));
+	int idmap_ns = -1;
+	if (privileged && disk_uid >= 0)
+		idmap_ns = idmap_userns(disk_uid, uid, disk_gid, gid);
+
 	if (mount("lg-jail", NEW_ROOT, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755") < 0)
 		die("mount root tmpfs: %s", strerror(errno));
 
