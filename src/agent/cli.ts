@@ -1,13 +1,13 @@
 // `luminaguard run "TASK"`: an agent loop on the host, every tool call through the approval cliff into a fresh sandbox.
 import { Option, type Command } from "commander";
 import { hasTerminal, nonInteractiveApprover, terminalApprover, type Approver } from "../approval/approvers.js";
-import { sanitizeForTerminal } from "../approval/card.js";
 import { ApprovalGate } from "../approval/gate.js";
 import { loadPolicy } from "../approval/policy.js";
 import { exitCodeFor, parseIntOption } from "../cli/output.js";
 import { isErrorCode, LuminaGuardError } from "../errors.js";
 import { BACKEND_CHOICES, type BackendChoice } from "../runtime/backends.js";
 import { Sandbox } from "../runtime/sandbox.js";
+import { clipWithMarker, escapeForTerminal } from "../util/terminal.js";
 import { DEFAULT_MAX_STEPS, runAgent, type AgentEvent, type AgentRunResult } from "./loop.js";
 import { createProvider } from "./models.js";
 import { loadPlan, PlanProvider } from "./plan.js";
@@ -106,8 +106,10 @@ export async function runCommand(task: string | undefined, flags: RunFlags, opti
     });
     transcript = new Transcript(runId);
     process.stderr.write(
-      `luminaguard: run ${runId}: ${provider.id} in sandbox ${sandbox.id} (${sandbox.backend}), workspace ${sandbox.workspace}\n` +
-        `luminaguard: transcript ${transcript.file}; approvals via ${approver.channel}, policy ${policy.source}\n`,
+      escapeForTerminal(
+        `luminaguard: run ${runId}: ${provider.id} in sandbox ${sandbox.id} (${sandbox.backend}), workspace ${sandbox.workspace}\n` +
+          `luminaguard: transcript ${transcript.file}; approvals via ${approver.channel}, policy ${policy.source}\n`,
+      ),
     );
     result = await runAgent({
       task: theTask,
@@ -139,14 +141,16 @@ export async function runCommand(task: string | undefined, flags: RunFlags, opti
 
   const line = `luminaguard: run ${result.runId} ${result.status} after ${result.steps} step(s): ${result.toolCalls} tool call(s), ${result.denied} denied, ${result.failed} failed, ${result.usage.inputTokens + result.usage.outputTokens} tokens, ${(result.durationMs / 1000).toFixed(1)} s\n`;
   process.stderr.write(line);
+  // JSON escapes control characters itself; plain text from the model is made inert (it may be an OSC 52
+  // clipboard write or a screen clear), even when stdout is a file someone will `cat` later.
   if (flags.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-  else if (result.finalText !== "") process.stdout.write(`${result.finalText.replace(/\n?$/, "\n")}`);
+  else if (result.finalText !== "") process.stdout.write(escapeForTerminal(result.finalText.replace(/\n?$/, "\n")));
   switch (result.status) {
     case "completed":
       return isPlan && result.denied + result.failed > 0 ? RUN_EXIT.planStepFailed : RUN_EXIT.completed;
     case "max_steps":
     case "budget_exceeded":
-      if (result.error) process.stderr.write(`luminaguard: ${result.error.message}\n`);
+      if (result.error) process.stderr.write(`luminaguard: ${escapeForTerminal(result.error.message)}\n`);
       else if (result.status === "max_steps") process.stderr.write(`luminaguard: step limit of ${flags.maxSteps} reached\n`);
       return RUN_EXIT.limit;
     case "cancelled":
@@ -154,7 +158,7 @@ export async function runCommand(task: string | undefined, flags: RunFlags, opti
     case "failed": {
       const code = result.error?.code;
       const e = new LuminaGuardError(code !== undefined && isErrorCode(code) ? code : "INTERNAL", result.error?.message ?? "run failed");
-      process.stderr.write(`luminaguard: error [${e.code}]: ${e.message}\n`);
+      process.stderr.write(`luminaguard: error [${e.code}]: ${escapeForTerminal(e.message)}\n`);
       return exitCodeFor(e);
     }
   }
@@ -167,7 +171,7 @@ function chooseProvider(flags: RunFlags): ModelProvider {
   }
   const spec = flags.model ?? process.env["LUMINAGUARD_MODEL"];
   if (spec === undefined || spec === "") throw new LuminaGuardError("INVALID_ARGUMENT", "run needs --model PROVIDER:MODEL (or $LUMINAGUARD_MODEL) or --plan FILE");
-  return createProvider(spec, { onRetry: (e) => process.stderr.write(`luminaguard: ${e.provider}: ${e.cause}; retry ${e.attempt} in ${(e.delayMs / 1000).toFixed(1)} s\n`) });
+  return createProvider(spec, { onRetry: (e) => process.stderr.write(`luminaguard: ${escapeForTerminal(`${e.provider}: ${e.cause}`, false)}; retry ${e.attempt} in ${(e.delayMs / 1000).toFixed(1)} s\n`) });
 }
 
 function chooseApprover(flags: RunFlags): Approver {
@@ -179,10 +183,10 @@ function chooseApprover(flags: RunFlags): Approver {
 }
 
 function progress(e: AgentEvent): void {
-  const s = (t: string): string => sanitizeForTerminal(t, false);
+  const s = (t: string): string => escapeForTerminal(t, false);
   switch (e.type) {
     case "model":
-      if (e.content.trim() !== "") process.stderr.write(`[${e.step}] model: ${s(e.content.trim().slice(0, 300))}\n`);
+      if (e.content.trim() !== "") process.stderr.write(`[${e.step}] model: ${s(clipWithMarker(e.content.trim(), 300))}\n`);
       break;
     case "decision": {
       const d = e.decision;
@@ -193,7 +197,7 @@ function progress(e: AgentEvent): void {
     case "tool_result":
       if (!e.ok) {
         const err = (e.result as { error?: { code?: string; message?: string } } | undefined)?.error;
-        process.stderr.write(`[${e.step}] ${s(e.tool)} failed: ${s(`${err?.code ?? "ERROR"}: ${err?.message ?? ""}`.slice(0, 300))}\n`);
+        process.stderr.write(`[${e.step}] ${s(e.tool)} failed: ${s(clipWithMarker(`${err?.code ?? "ERROR"}: ${err?.message ?? ""}`, 300))}\n`);
       }
       break;
   }

@@ -3,6 +3,7 @@ import { createHash } from "node:crypto";
 import { LuminaGuardError } from "../errors.js";
 import { parseToolArgs } from "../tools/dispatch.js";
 import { isToolName } from "../tools/schemas.js";
+import { escapeForTerminal } from "../util/terminal.js";
 import { unifiedDiff } from "./diff.js";
 import { shellQuote, workspaceRelative, type ActionClass, type PolicyAction, type Risk, type ToolCallRequest } from "./policy.js";
 
@@ -170,23 +171,6 @@ function oneLine(s: string, max: number): string {
   return t.length > max ? `${t.slice(0, max)}…` : t;
 }
 
-// Control characters (C0, DEL, C1), bidirectional marks and overrides.
-// eslint-disable-next-line no-control-regex -- matching control characters is the point
-const UNSAFE_CHARS = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/gu;
-
-/**
- * Makes model-controlled text safe to show on a terminal: control characters, escape sequences and
- * bidirectional overrides are shown as visible escapes, so a card cannot redraw the screen or fake a prompt.
- */
-export function sanitizeForTerminal(text: string, keepNewlines = true): string {
-  return text.replace(UNSAFE_CHARS, (ch) => {
-    if (ch === "\t") return "\t";
-    if (ch === "\n") return keepNewlines ? "\n" : "\\n";
-    const code = ch.codePointAt(0) as number;
-    return code <= 0xff ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u${code.toString(16).padStart(4, "0")}`;
-  });
-}
-
 export interface RenderOptions {
   color?: boolean;
   /** Longest diff shown, in lines; the audit keeps the whole (bounded) diff. */
@@ -197,7 +181,7 @@ export interface RenderOptions {
 export function renderCard(card: Card, options: RenderOptions = {}): string {
   const c = options.color === true;
   const paint = (code: string, s: string): string => (c ? `\x1b[${code}m${s}\x1b[0m` : s);
-  const s = (t: string): string => sanitizeForTerminal(t, false);
+  const s = (t: string): string => escapeForTerminal(t, false);
   const cls = card.class === "red" ? paint("1;31", "RED") : paint("1;32", "GREEN");
   const lines: string[] = [];
   lines.push(`${paint("1", "LuminaGuard approval")}  ${cls}  risk: ${paint(card.risk === "low" ? "32" : "33", card.risk)}  rule: ${s(card.rule)}`);
@@ -212,7 +196,7 @@ export function renderCard(card: Card, options: RenderOptions = {}): string {
         const max = options.maxDiffLines ?? 200;
         const diffLines = d.diff.replace(/\n$/, "").split("\n");
         for (const l of diffLines.slice(0, max)) {
-          const safe = sanitizeForTerminal(l, false);
+          const safe = escapeForTerminal(l, false);
           lines.push(`  ${l.startsWith("+") && !l.startsWith("+++") ? paint("32", safe) : l.startsWith("-") && !l.startsWith("---") ? paint("31", safe) : l.startsWith("@@") ? paint("36", safe) : safe}`);
         }
         if (diffLines.length > max || d.diffTruncated === true) lines.push(`  … diff truncated (${diffLines.length} lines${d.diffTruncated === true ? "+" : ""})`);

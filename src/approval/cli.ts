@@ -1,8 +1,8 @@
 // `luminaguard audit`: reads the approval decisions back from $LUMINAGUARD_HOME/audit.jsonl.
 import type { Command } from "commander";
 import { LuminaGuardError } from "../errors.js";
+import { escapeForTerminal } from "../util/terminal.js";
 import { defaultAuditPath, readAudit, type AuditEntry } from "./audit.js";
-import { sanitizeForTerminal } from "./card.js";
 
 const UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
 
@@ -20,7 +20,7 @@ export function parseSince(value: string, now = Date.now()): Date {
 export function formatAuditEntry(e: AuditEntry): string {
   const summary = typeof e.card["summary"] === "string" ? e.card["summary"] : "";
   const tool = e.server !== undefined ? `${e.server}/${e.tool}` : e.tool;
-  return sanitizeForTerminal(
+  return escapeForTerminal(
     [e.time, e.decision.toUpperCase().padEnd(5), e.class.padEnd(5), e.risk.padEnd(8), tool, `via ${e.channel} (${e.actor})`, `rule ${e.rule}`, summary, e.reason ? `— ${e.reason}` : ""]
       .filter((s) => s !== "")
       .join("  "),

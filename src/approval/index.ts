@@ -3,7 +3,8 @@ export { ApprovalGate, denialResult, DEFAULT_APPROVAL_TIMEOUT_MS } from "./gate.
 export type { ApprovalGateOptions, GateContext, GateDecision, DenialCode } from "./gate.js";
 export { callbackApprover, elicitationApprover, nonInteractiveApprover, terminalApprover, hasTerminal, APPROVAL_ELICITATION_SCHEMA } from "./approvers.js";
 export type { Approver, ApprovalRequest, ApprovalAnswer, ApprovalCallback, ElicitFn, ElicitResult, ElicitationSchema, TerminalApproverOptions } from "./approvers.js";
-export { buildCard, renderCard, sanitizeForTerminal } from "./card.js";
+export { buildCard, renderCard } from "./card.js";
+export { escapeForTerminal } from "../util/terminal.js";
 export type { Card, CardDetails, CardContext } from "./card.js";
 export { unifiedDiff } from "./diff.js";
 export { loadPolicy, parsePolicy, defaultPolicy, evaluatePolicy, defaultPolicyPath, DEFAULT_RULES, READ_ONLY_TOOLS } from "./policy.js";

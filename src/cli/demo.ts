@@ -7,8 +7,10 @@ import { buildImage } from "../guest/image/build.js";
 import { probeBackend, type BackendChoice } from "../runtime/backends.js";
 import { Sandbox } from "../runtime/sandbox.js";
 import type { BackendName } from "../sandbox/types.js";
+import { escapeForTerminal } from "../util/terminal.js";
 
-const say = (line = ""): boolean => process.stdout.write(`${line}\n`);
+// What the demo prints comes from the guest (outputs, file names) and error messages: inert on the terminal.
+const say = (line = ""): boolean => process.stdout.write(`${escapeForTerminal(line)}\n`);
 
 async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
   const t = performance.now();

@@ -1,5 +1,6 @@
 // How the CLI reports errors: one line with the code on stderr, JSON when asked; exit codes a script can use.
 import { LuminaGuardError, toLuminaGuardError } from "../errors.js";
+import { escapeForTerminal } from "../util/terminal.js";
 
 /** Exit codes: 124 like timeout(1) for TOOL_TIMEOUT, 125 for LuminaGuard's own failures, 2 for bad usage. */
 export function exitCodeFor(err: LuminaGuardError): number {
@@ -12,11 +13,12 @@ export function reportError(err: unknown, json = false): number {
   const e = toLuminaGuardError(err);
   if (json) process.stdout.write(`${JSON.stringify({ error: e.toJSON() })}\n`);
   else {
-    process.stderr.write(`luminaguard: error [${e.code}]: ${e.message}\n`);
+    // Messages carry what others wrote (paths, a model endpoint's answer, a guest's console): never raw to a terminal.
+    process.stderr.write(`luminaguard: error [${e.code}]: ${escapeForTerminal(e.message)}\n`);
     const console = e.details["console"];
-    if (typeof console === "string" && console) process.stderr.write(`guest console (last lines):\n${console}\n`);
+    if (typeof console === "string" && console) process.stderr.write(`guest console (last lines):\n${escapeForTerminal(console)}\n`);
     const qemu = e.details["qemuStderr"];
-    if (typeof qemu === "string" && qemu) process.stderr.write(`qemu: ${qemu}\n`);
+    if (typeof qemu === "string" && qemu) process.stderr.write(`qemu: ${escapeForTerminal(qemu)}\n`);
   }
   return exitCodeFor(e);
 }

@@ -4,6 +4,7 @@ import { configPath, loadConfig } from "../config/config.js";
 import { LuminaGuardError } from "../errors.js";
 import { parseIntOption } from "../cli/output.js";
 import { BACKEND_CHOICES, type BackendChoice } from "../runtime/backends.js";
+import { escapeForTerminal } from "../util/terminal.js";
 import { APPROVAL_MODES, approvalHook, type ApprovalMode } from "./approval.js";
 import { McpClientPool } from "./client.js";
 import { serveHttp, TOKEN_ENV } from "./serve-http.js";
@@ -119,9 +120,14 @@ export function registerMcpCommand(program: Command): void {
           const errs = Object.fromEntries(Object.entries(errors).map(([k, e]) => [k, e.toJSON()]));
           process.stdout.write(`${JSON.stringify({ tools, errors: errs }, null, 2)}\n`);
         } else {
-          const width = Math.min(48, Math.max(0, ...tools.map((t) => t.name.length)));
-          for (const t of tools) process.stdout.write(`${t.name.padEnd(width)}  ${(t.description ?? t.title ?? "").split("\n")[0]?.slice(0, 100) ?? ""}\n`);
-          for (const [name, e] of Object.entries(errors)) process.stderr.write(`luminaguard: ${name}: error [${e.code}]: ${e.message}\n`);
+          // Names, descriptions and errors come from the peer: inert on the terminal.
+          const s = (t: string): string => escapeForTerminal(t, false);
+          const width = Math.min(48, Math.max(0, ...tools.map((t) => s(t.name).length)));
+          for (const t of tools) {
+            const first = (t.description ?? t.title ?? "").split("\n")[0] ?? "";
+            process.stdout.write(`${s(t.name).padEnd(width)}  ${s(first.length > 100 ? `${first.slice(0, 100)}…` : first)}\n`);
+          }
+          for (const [name, e] of Object.entries(errors)) process.stderr.write(`luminaguard: ${s(name)}: error [${e.code}]: ${s(e.message)}\n`);
         }
         if (Object.keys(errors).length > 0) process.exitCode = 1;
       } finally {
