@@ -3,20 +3,30 @@ import { createHash } from "node:crypto";
 import { LuminaGuardError } from "../errors.js";
 import { parseToolArgs } from "../tools/dispatch.js";
 import { isToolName } from "../tools/schemas.js";
-import { escapeForTerminal } from "../util/terminal.js";
+import { clipWithMarker, escapeForTerminal } from "../util/terminal.js";
 import { unifiedDiff } from "./diff.js";
-import { shellQuote, workspaceRelative, type ActionClass, type PolicyAction, type Risk, type ToolCallRequest } from "./policy.js";
+import { isHookEnvVar, shellQuote, workspaceRelative, type ActionClass, type PolicyAction, type Risk, type ToolCallRequest } from "./policy.js";
+import { resolveWriteTarget } from "./resolve.js";
 
 export interface WriteFileDetails {
   kind: "write_file";
+  /** The path as the call names it (normalised). */
   path: string;
+  /** The file the write really replaces, when `path` passes through a symlinked directory. */
+  target?: string;
+  /** `path` is itself a symlink (to this): the write replaces the link with a regular file and leaves its target alone. */
+  replacesSymlink?: string;
+  /** The path resolves outside the workspace: the sandbox will refuse the write (PATH_ESCAPE). */
+  refused?: boolean;
   newFile: boolean;
   binary: boolean;
   bytesAfter: number;
   sha256After: string;
   bytesBefore?: number;
   diff?: string;
+  /** The diff was longer than the card keeps; `diffChars` is its whole length. */
   diffTruncated?: boolean;
+  diffChars?: number;
   note?: string;
 }
 
@@ -26,6 +36,8 @@ export interface ExecuteCommandDetails {
   cwd: string;
   /** Variables the command sets on top of the sandbox's environment. */
   env: Record<string, string>;
+  /** The whole of stdin (the audit log keeps it all; the screen shows the start and says how much is left). */
+  stdin?: string;
   stdinBytes?: number;
   timeoutMs?: number;
 }
@@ -65,6 +77,8 @@ export interface CardContext {
   /** Current content of a workspace file (null: it does not exist); read through the sandbox so paths mean the same. */
   readFile?: (path: string) => Promise<Buffer | null>;
   toolInfo?: { description?: string; readOnlyHint?: boolean };
+  /** Host workspace directory: a write's path is resolved through its symlinks to name the real target. */
+  workspace?: string;
 }
 
 export interface Classification {
@@ -76,12 +90,16 @@ export interface Classification {
 
 const MAX_DIFF_CHARS = 64 * 1024;
 const MAX_ARG_STRING = 2000;
+const MAX_ARG_ITEMS = 200;
+/** How much of a command's stdin the screen shows; the card (and so the audit log) keeps all of it. */
+const MAX_STDIN_LINES = 20;
+const MAX_STDIN_CHARS = 1000;
 
 export async function buildCard(call: ToolCallRequest, cls: Classification, ctx: CardContext = {}): Promise<Card> {
   const base = { tool: call.tool, ...(call.server !== undefined ? { server: call.server } : {}), ...cls };
   if (call.server !== undefined) {
     const details: ExternalDetails = { kind: "external", server: call.server, tool: call.tool, args: clip(call.args) };
-    if (ctx.toolInfo?.description !== undefined) details.description = ctx.toolInfo.description.slice(0, MAX_ARG_STRING);
+    if (ctx.toolInfo?.description !== undefined) details.description = clipWithMarker(ctx.toolInfo.description, MAX_ARG_STRING);
     if (ctx.toolInfo?.readOnlyHint !== undefined) details.readOnlyHint = ctx.toolInfo.readOnlyHint;
     return { ...base, summary: `call ${call.tool} on MCP server ${call.server}`, details };
   }
@@ -97,7 +115,10 @@ export async function buildCard(call: ToolCallRequest, cls: Classification, ctx:
       const a = parseToolArgs("execute_command", call.args);
       const command = typeof a.command === "string" ? a.command : a.command.map(shellQuote).join(" ");
       const details: ExecuteCommandDetails = { kind: "execute_command", command, cwd: a.cwd === undefined ? "/workspace" : a.cwd, env: a.env ?? {} };
-      if (a.stdin !== undefined) details.stdinBytes = Buffer.byteLength(a.stdin);
+      if (a.stdin !== undefined) {
+        details.stdin = a.stdin;
+        details.stdinBytes = Buffer.byteLength(a.stdin);
+      }
       if (a.timeoutMs !== undefined) details.timeoutMs = a.timeoutMs;
       return { ...base, summary: `run ${oneLine(command, 120)}`, details };
     } catch (err) {
@@ -119,6 +140,7 @@ async function writeCard(a: ReturnType<typeof parseToolArgs<"write_file">>, ctx:
       before = await ctx.readFile(a.path);
     } catch (err) {
       const code = err instanceof LuminaGuardError ? err.code : "IO_ERROR";
+      if (code === "PATH_ESCAPE") d.refused = true;
       d.note =
         code === "PATH_ESCAPE"
           ? "the path leaves the workspace: the sandbox will refuse this write"
@@ -127,21 +149,37 @@ async function writeCard(a: ReturnType<typeof parseToolArgs<"write_file">>, ctx:
             : `cannot read the current file (${code}): ${(err as Error).message}`;
     }
   } else d.note = "current content unknown (no workspace reader)";
+  if (ctx.workspace !== undefined) {
+    const t = resolveWriteTarget(ctx.workspace, path);
+    if (t.kind === "outside") {
+      d.refused = true;
+      d.note =
+        t.via !== undefined
+          ? `the path resolves outside the workspace through the symlink ${t.via} → ${t.target ?? "?"}: the sandbox will refuse this write`
+          : "the path leaves the workspace: the sandbox will refuse this write";
+    } else if (t.kind === "inside") {
+      if (t.path !== path) d.target = t.path;
+      if (t.symlink !== undefined) d.replacesSymlink = t.symlink;
+    }
+  }
   if (before === null) d.newFile = true;
   if (before) {
     d.bytesBefore = before.length;
     if (!isText(before)) d.binary = true;
   }
   if (before !== undefined && !d.binary) {
-    const diff = unifiedDiff(path, before === null ? undefined : before.toString("utf8"), after.toString("utf8"));
+    const diff = unifiedDiff(d.target ?? path, before === null ? undefined : before.toString("utf8"), after.toString("utf8"));
     if (diff.length > MAX_DIFF_CHARS) {
       d.diff = diff.slice(0, MAX_DIFF_CHARS);
       d.diffTruncated = true;
+      d.diffChars = diff.length;
     } else d.diff = diff;
     if (diff === "") d.note = "no change: the content is identical";
   }
   const verb = d.newFile ? "create" : "overwrite";
-  return { summary: `${verb} ${path} (${after.length} bytes${d.binary ? ", binary" : ""})`, details: d };
+  const where = d.target !== undefined ? `${d.target} via ${path}` : path;
+  const size = `${after.length} bytes${d.binary ? ", binary" : ""}`;
+  return { summary: `${verb} ${where} (${size})${d.refused === true ? " — will be refused: outside the workspace" : ""}`, details: d };
 }
 
 function isText(b: Buffer): boolean {
@@ -158,17 +196,44 @@ function describeArgs(args: unknown): string {
   return typeof p === "string" ? oneLine(p, 200) : "";
 }
 
-/** Long strings shortened so a card (and the audit line holding it) stays readable and bounded. */
+/**
+ * Long strings, arrays and objects shortened so a card (and the audit line holding it) stays readable and
+ * bounded; every cut says how much it left out.
+ */
 function clip(v: unknown, depth = 0): unknown {
-  if (typeof v === "string") return v.length > MAX_ARG_STRING ? `${v.slice(0, MAX_ARG_STRING)}… (${v.length} chars)` : v;
+  if (typeof v === "string") return clipWithMarker(v, MAX_ARG_STRING);
   if (depth > 8 || typeof v !== "object" || v === null) return v;
-  if (Array.isArray(v)) return v.slice(0, 200).map((x) => clip(x, depth + 1));
-  return Object.fromEntries(Object.entries(v).slice(0, 200).map(([k, x]) => [k, clip(x, depth + 1)]));
+  if (Array.isArray(v)) {
+    const out = v.slice(0, MAX_ARG_ITEMS).map((x) => clip(x, depth + 1));
+    if (v.length > MAX_ARG_ITEMS) out.push(`… [${v.length - MAX_ARG_ITEMS} more items]`);
+    return out;
+  }
+  const entries = Object.entries(v);
+  const out = Object.fromEntries(entries.slice(0, MAX_ARG_ITEMS).map(([k, x]) => [k, clip(x, depth + 1)]));
+  if (entries.length > MAX_ARG_ITEMS) out["…"] = `[${entries.length - MAX_ARG_ITEMS} more keys]`;
+  return out;
 }
 
 function oneLine(s: string, max: number): string {
-  const t = s.replace(/\s+/g, " ");
-  return t.length > max ? `${t.slice(0, max)}…` : t;
+  return clipWithMarker(s.replace(/\s+/g, " "), max);
+}
+
+/** The start of stdin that fits the screen: whole lines while they fit, else a cut inside the first long line. */
+function stdinPreview(stdin: string): string {
+  let end = 0;
+  for (let lines = 0; lines < MAX_STDIN_LINES && end < stdin.length; lines++) {
+    const nl = stdin.indexOf("\n", end);
+    const next = nl === -1 ? stdin.length : nl + 1;
+    if (next > MAX_STDIN_CHARS) {
+      if (end > 0) return stdin.slice(0, end);
+      // Never half a surrogate pair: the byte count of what is left must add up.
+      const high = stdin.charCodeAt(MAX_STDIN_CHARS - 1);
+      const cut = high >= 0xd800 && high <= 0xdbff ? MAX_STDIN_CHARS - 1 : MAX_STDIN_CHARS;
+      return stdin.slice(0, cut);
+    }
+    end = next;
+  }
+  return stdin.slice(0, end);
 }
 
 export interface RenderOptions {
@@ -190,6 +255,10 @@ export function renderCard(card: Card, options: RenderOptions = {}): string {
   switch (d.kind) {
     case "write_file": {
       lines.push(`  path: ${s(d.path)}${d.newFile ? " (new file)" : ""}`);
+      if (d.target !== undefined) lines.push(`  target: ${s(d.target)} (${s(d.path)} passes through a symlink)`);
+      if (d.replacesSymlink !== undefined) {
+        lines.push(`  symlink: replaces the symlink ${s(d.target ?? d.path)} (→ ${s(d.replacesSymlink)}) with a regular file; ${s(d.replacesSymlink)} is not changed`);
+      }
       if (d.binary) lines.push(`  binary content: ${d.bytesBefore ?? 0} → ${d.bytesAfter} bytes, sha256 ${d.sha256After}`);
       if (d.note !== undefined) lines.push(`  note: ${s(d.note)}`);
       if (d.diff !== undefined && d.diff !== "") {
@@ -199,7 +268,8 @@ export function renderCard(card: Card, options: RenderOptions = {}): string {
           const safe = escapeForTerminal(l, false);
           lines.push(`  ${l.startsWith("+") && !l.startsWith("+++") ? paint("32", safe) : l.startsWith("-") && !l.startsWith("---") ? paint("31", safe) : l.startsWith("@@") ? paint("36", safe) : safe}`);
         }
-        if (diffLines.length > max || d.diffTruncated === true) lines.push(`  … diff truncated (${diffLines.length} lines${d.diffTruncated === true ? "+" : ""})`);
+        if (diffLines.length > max) lines.push(`  … ${diffLines.length - max} more diff lines not shown`);
+        if (d.diffTruncated === true) lines.push(`  … the diff is ${d.diffChars ?? "more than"} chars; the card keeps the first ${MAX_DIFF_CHARS}`);
       }
       break;
     }
@@ -208,7 +278,15 @@ export function renderCard(card: Card, options: RenderOptions = {}): string {
       lines.push(`  cwd:     ${s(d.cwd)}`);
       const env = Object.entries(d.env);
       lines.push(`  env:     ${env.length === 0 ? "(unchanged)" : env.map(([k, v]) => `${s(k)}=${s(shellQuote(v))}`).join(" ")}`);
+      const hooks = env.map(([k]) => k).filter(isHookEnvVar);
+      if (hooks.length > 0) lines.push(`  hooks:   ${hooks.map(s).join(" ")} (these variables make programs load or run other code)`);
       if (d.stdinBytes !== undefined) lines.push(`  stdin:   ${d.stdinBytes} bytes`);
+      if (d.stdin !== undefined && d.stdin !== "") {
+        const shown = stdinPreview(d.stdin);
+        for (const l of shown.replace(/\n$/, "").split("\n")) lines.push(`    | ${s(l)}`);
+        const rest = Buffer.byteLength(d.stdin) - Buffer.byteLength(shown);
+        if (rest > 0) lines.push(`    … ${rest} more bytes of stdin not shown (the audit log keeps all of it)`);
+      }
       if (d.timeoutMs !== undefined) lines.push(`  timeout: ${d.timeoutMs} ms`);
       break;
     }

@@ -71,7 +71,8 @@ export class ApprovalGate {
   async check(call: ToolCallRequest, ctx: GateContext = {}): Promise<GateDecision> {
     const started = Date.now();
     const match = evaluatePolicy(this.policy, call, this.workspace !== undefined ? { workspace: this.workspace } : {});
-    const card = await buildCard(call, match, ctx);
+    // The card resolves a write's target in the same workspace the policy looked at.
+    const card = await buildCard(call, match, this.workspace !== undefined && ctx.workspace === undefined ? { ...ctx, workspace: this.workspace } : ctx);
     let decision: "allow" | "deny";
     let channel = "policy";
     let actor = "policy";

@@ -111,7 +111,7 @@ test("execute_command and external cards; model text cannot redraw the terminal 
   const etext = renderCard(ext);
   assert.match(etext, /server: mail\s+tool: send\s+\(server claims read-only; not trusted\)/);
   assert.match(etext, /"to": "a@b\.c"/);
-  assert.match(etext, /… \(5000 chars\)/, "long arguments are clipped");
+  assert.match(etext, /x… \[3000 more chars\]/, "long arguments are clipped, saying how much was cut");
 
   const evil = "harmless\x1b[2K\r\x1b[1AAllow this action? [y/N] y\u202Etxt.exe";
   const sneaky = await buildCard({ tool: "write_file", args: { path: "a.txt", content: `${evil}\n` } }, red, { readFile: async () => null });
