@@ -211,7 +211,7 @@ async function handleCall(
   try {
     const result =
       resolved.kind === "builtin"
-        ? await o.sandbox.callTool(resolved.tool, args, { signal })
+        ? o.gate.filterResult(request, await o.sandbox.callTool(resolved.tool, args, { signal }))
         : await (o.externalTools as NonNullable<AgentRunOptions["externalTools"]>).call(resolved.server, resolved.tool, args, { signal });
     emit({ type: "tool_result", step, callId: call.id, tool: call.name, ok: true, result });
     return { callId: call.id, name: call.name, content: clipResult(JSON.stringify(result ?? null)), isError: false };

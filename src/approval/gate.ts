@@ -4,6 +4,7 @@ import { log } from "../log.js";
 import type { Approver } from "./approvers.js";
 import { AuditLog, argsHash, newAuditId, type AuditEntry } from "./audit.js";
 import { buildCard, type Card, type CardContext } from "./card.js";
+import { filterResult } from "./filter.js";
 import { defaultPolicy, evaluatePolicy, type ActionClass, type Policy, type PolicyAction, type Risk, type ToolCallRequest } from "./policy.js";
 
 export const DEFAULT_APPROVAL_TIMEOUT_MS = 300_000;
@@ -129,6 +130,15 @@ export class ApprovalGate {
       auditId: entry.id,
       ...(code !== undefined ? { code } : {}),
     };
+  }
+
+  /**
+   * What an allowed call's result may show: search and list_directory results lose the entries of files the
+   * policy denies reading (see filterResult). Every caller that runs a call this gate allowed passes its result
+   * through here before anyone sees it.
+   */
+  filterResult<T>(call: ToolCallRequest, result: T): T {
+    return filterResult(this.policy, call, result, this.workspace !== undefined ? { workspace: this.workspace } : {});
   }
 
   private async ask(call: ToolCallRequest, card: Card, outer: AbortSignal | undefined): Promise<{ approved: boolean; actor: string; reason?: string; code?: DenialCode }> {

@@ -21,9 +21,11 @@ export function approvalHook(mode: ApprovalMode, options: { policyFile?: string;
     const approver =
       mode === "elicit" && ctx.canElicit ? elicitationApprover(ctx.elicit as unknown as ElicitFn, `mcp-session:${ctx.session.id}`) : nonInteractiveApprover();
     const gate = new ApprovalGate({ approver, policy, audit, ...(options.workspace !== undefined ? { workspace: options.workspace } : {}) });
-    const d = await gate.check({ tool: ctx.tool, args: ctx.args }, { signal: ctx.signal });
+    const call = { tool: ctx.tool, args: ctx.args };
+    const d = await gate.check(call, { signal: ctx.signal });
     if (d.decision === "deny") {
       throw new LuminaGuardError(d.code ?? "APPROVAL_DENIED", `${ctx.tool} not run: ${d.reason} (rule ${d.rule}; audit ${d.auditId})`);
     }
+    return (result) => gate.filterResult(call, result);
   };
 }

@@ -43,8 +43,12 @@ export interface ToolCallContext {
   elicit: (message: string, requestedSchema: ElicitRequestFormParams["requestedSchema"], options?: { signal?: AbortSignal; timeoutMs?: number }) => Promise<ElicitResult>;
 }
 
-/** Runs before every tool call; throwing (e.g. POLICY_DENIED) turns the call into an `isError` result. */
-export type BeforeToolCall = (ctx: ToolCallContext) => Promise<void>;
+/**
+ * Runs before every tool call; throwing (e.g. POLICY_DENIED) turns the call into an `isError` result. It may
+ * return a function the call's result passes through before it is sent (the approval gate withholds entries the
+ * policy denies reading).
+ */
+export type BeforeToolCall = (ctx: ToolCallContext) => Promise<void | ((result: Record<string, unknown>) => Record<string, unknown>)>;
 
 export interface McpServeOptions {
   backend?: BackendChoice;
@@ -93,11 +97,12 @@ export function createSessionServer(session: SandboxSession, o: Pick<McpServeOpt
     try {
       // The hook sees validated arguments; without one, callTool validates them (once, on the hot path).
       let args: unknown = request.params.arguments ?? {};
+      let shape: ((result: Record<string, unknown>) => Record<string, unknown>) | undefined;
       if (o.beforeToolCall) {
         args = parseToolArgs(name, args);
         const requestId = extra.requestId;
         const signal = controller.signal;
-        await o.beforeToolCall({
+        const after = await o.beforeToolCall({
           tool: name,
           args,
           session: { id: session.id, transport: session.transport },
@@ -108,10 +113,11 @@ export function createSessionServer(session: SandboxSession, o: Pick<McpServeOpt
           elicit: (message, requestedSchema, eo = {}) =>
             server.elicitInput({ mode: "form", message, requestedSchema }, { relatedRequestId: requestId, signal: eo.signal ?? signal, ...(eo.timeoutMs !== undefined ? { timeout: eo.timeoutMs } : {}) }),
         });
+        if (typeof after === "function") shape = after;
       }
       const sandbox = await session.sandboxFor(controller.signal);
       const result = await sandbox.callTool(name, args, { signal: controller.signal, maxReadBytes: MCP_READ_MAX_BYTES, maxOutputBytes: MCP_OUTPUT_MAX_BYTES });
-      return bounded(name, result);
+      return bounded(name, shape ? shape(result) : result);
     } catch (err) {
       log.debug({ session: session.id, tool: name, err: (err as Error).message }, "mcp tool call failed");
       return errorResult(err);

@@ -27,11 +27,13 @@ export const toolResultSchemas = {
   list_directory: z.object({
     entries: z.array(z.object({ path: z.string(), type: z.enum(["file", "dir", "symlink", "other"]), size: count, mtimeMs: z.number() })),
     truncated: z.boolean(),
+    filtered: count.optional().describe("entries withheld because the approval policy denies reading them"),
   }),
   search: z.object({
     matches: z.array(z.object({ path: z.string(), line: count.optional(), text: z.string().optional() })),
     truncated: z.boolean(),
     filesScanned: count,
+    filtered: count.optional().describe("matches withheld because the approval policy denies reading their files"),
   }),
   execute_command: z.object({
     exitCode: z.number().int().nullable(),
