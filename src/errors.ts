@@ -17,6 +17,10 @@ export const ERROR_CODES = [
   "SANDBOX_SPAWN_FAILED",
   "SANDBOX_CLOSED",
   "BACKEND_UNAVAILABLE",
+  /** A workspace that is, lies in, or contains a system, credential or LuminaGuard directory. */
+  "WORKSPACE_FORBIDDEN",
+  /** The private runtime directory (sockets, owned workspaces) is not ours alone: wrong owner, mode, a symlink. */
+  "RUNTIME_DIR_UNSAFE",
   "IMAGE_MISSING",
   "IMAGE_BUILD_FAILED",
   "GUEST_CHANNEL_LOST",

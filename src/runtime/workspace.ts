@@ -1,8 +1,8 @@
-// Workspaces LuminaGuard creates itself: under a 0700 parent, since a sandbox can chmod its own workspace open.
-import { chmodSync, mkdirSync, mkdtempSync, realpathSync, rmSync, statSync } from "node:fs";
+// Workspaces LuminaGuard creates itself: in the private runtime directory, since a sandbox can chmod its own workspace open.
+import { mkdtempSync, realpathSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { LuminaGuardError } from "../errors.js";
-import { runDir } from "../paths.js";
+import { runSubdir } from "../paths.js";
 
 export interface Workspace {
   path: string;
@@ -11,10 +11,8 @@ export interface Workspace {
 }
 
 export function createOwnedWorkspace(): Workspace {
-  const parent = join(runDir(), "workspaces");
-  mkdirSync(parent, { recursive: true, mode: 0o700 });
-  chmodSync(parent, 0o700);
-  return { path: realpathSync(mkdtempSync(join(parent, "ws-"))), owned: true };
+  // runSubdir: a 0700 directory of ours, or RUNTIME_DIR_UNSAFE; mkdtemp: a fresh 0700 name in it.
+  return { path: realpathSync(mkdtempSync(join(runSubdir("workspaces"), "ws-"))), owned: true };
 }
 
 /** A user-given workspace must exist and be a directory; it is used through its real path. */
