@@ -1,8 +1,9 @@
-// Workspaces LuminaGuard creates itself: in the private runtime directory, since a sandbox can chmod its own workspace open.
-import { mkdtempSync, realpathSync, rmSync, statSync } from "node:fs";
+// Workspaces LuminaGuard creates itself (in the private runtime directory, since a sandbox can chmod
+// its own workspace open), and user-given ones, which pass the one workspace check.
+import { mkdtempSync, realpathSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { LuminaGuardError } from "../errors.js";
 import { runSubdir } from "../paths.js";
+import { checkWorkspace } from "../sandbox/workspace.js";
 
 export interface Workspace {
   path: string;
@@ -15,16 +16,9 @@ export function createOwnedWorkspace(): Workspace {
   return { path: realpathSync(mkdtempSync(join(runSubdir("workspaces"), "ws-"))), owned: true };
 }
 
-/** A user-given workspace must exist and be a directory; it is used through its real path. */
+/** A user-given workspace: checked (see checkWorkspace) and used through its real path. */
 export function userWorkspace(dir: string): Workspace {
-  let st;
-  try {
-    st = statSync(dir);
-  } catch {
-    throw new LuminaGuardError("NOT_FOUND", `workspace ${dir} does not exist`);
-  }
-  if (!st.isDirectory()) throw new LuminaGuardError("NOT_A_DIRECTORY", `workspace ${dir} is not a directory`);
-  return { path: realpathSync(dir), owned: false };
+  return { path: checkWorkspace(dir), owned: false };
 }
 
 export function removeIfOwned(ws: Workspace): void {

@@ -358,8 +358,19 @@ describe("namespace backend", { skip }, () => {
     const ws = tempDir("lg-ns-ws-");
     workspaces.push(ws.remove);
     const base: SandboxSpec = { id: "ok-id", workspace: ws.dir, memoryMiB: 64, pidsMax: 64, vcpus: 1 };
-    for (const bad of [{ workspace: "/" }, { workspace: "/etc" }, { workspace: "/usr/lib" }, { workspace: join(ws.dir, "missing") }, { id: "../x" }, { id: "a b" }, { memoryMiB: 1 }, { pidsMax: 1 }]) {
-      await assert.rejects(backend.spawn({ ...base, ...bad }), (e: LuminaGuardError) => e.code === "INVALID_ARGUMENT", JSON.stringify(bad));
+    const cases: Array<[Partial<SandboxSpec>, string]> = [
+      [{ workspace: "/" }, "WORKSPACE_FORBIDDEN"],
+      [{ workspace: "/etc" }, "WORKSPACE_FORBIDDEN"],
+      [{ workspace: "/usr/lib" }, "WORKSPACE_FORBIDDEN"],
+      [{ workspace: homedir() }, "WORKSPACE_FORBIDDEN"],
+      [{ workspace: join(ws.dir, "missing") }, "NOT_FOUND"],
+      [{ id: "../x" }, "INVALID_ARGUMENT"],
+      [{ id: "a b" }, "INVALID_ARGUMENT"],
+      [{ memoryMiB: 1 }, "INVALID_ARGUMENT"],
+      [{ pidsMax: 1 }, "INVALID_ARGUMENT"],
+    ];
+    for (const [bad, code] of cases) {
+      await assert.rejects(backend.spawn({ ...base, ...bad }), (e: LuminaGuardError) => e.code === code, `${JSON.stringify(bad)}: ${code}`);
     }
   });
 

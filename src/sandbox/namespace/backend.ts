@@ -1,7 +1,7 @@
 // The namespace backend: the guest agent under bubblewrap (all namespaces, seccomp, cgroup limits) on the host kernel.
 // How a sandbox is started and placed in its cgroup is in launch.ts; what it can see is in bwrap.ts.
 import { randomBytes } from "node:crypto";
-import { readFileSync, readdirSync, realpathSync, statSync } from "node:fs";
+import { readFileSync, readdirSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import type { ChildProcess } from "node:child_process";
 import type { Readable, Writable } from "node:stream";
@@ -12,7 +12,8 @@ import { GuestChannelLostError, LuminaGuardError, toLuminaGuardError } from "../
 import { log } from "../../log.js";
 import { killGroup } from "../../util/proc.js";
 import type { BackendProbe, SandboxBackend, SandboxHandle, SandboxSpec } from "../types.js";
-import { SANDBOX_UID, workspaceProblem } from "./bwrap.js";
+import { checkWorkspace } from "../workspace.js";
+import { SANDBOX_UID } from "./bwrap.js";
 import { SandboxCgroup } from "./cgroup.js";
 import { launch, type Launch } from "./launch.js";
 import { probeNamespace, type NamespaceProbe } from "./probe.js";
@@ -40,16 +41,9 @@ function validate(spec: SandboxSpec): string {
     throw new LuminaGuardError("INVALID_ARGUMENT", `memoryMiB must be an integer >= ${MIN_MEMORY_MIB}`);
   }
   if (!Number.isInteger(spec.pidsMax) || spec.pidsMax < MIN_PIDS) throw new LuminaGuardError("INVALID_ARGUMENT", `pidsMax must be an integer >= ${MIN_PIDS}`);
-  let real: string;
-  try {
-    real = realpathSync(spec.workspace);
-    if (!statSync(real).isDirectory()) throw new Error("not a directory");
-  } catch (err) {
-    throw new LuminaGuardError("INVALID_ARGUMENT", `workspace ${spec.workspace} is not an existing directory: ${(err as Error).message}`, { cause: err });
-  }
-  const problem = workspaceProblem(real);
-  if (problem !== undefined) throw new LuminaGuardError("INVALID_ARGUMENT", problem);
-  return real;
+  // The one workspace check both backends share: system, credential and LuminaGuard directories,
+  // homes, and names that are not what they seem are refused by name.
+  return checkWorkspace(spec.workspace);
 }
 
 /**

@@ -268,18 +268,3 @@ export function groupFile(): string {
 export function hostsFile(id: string): string {
   return `127.0.0.1\tlocalhost ${id}\n::1\tlocalhost ip6-localhost ip6-loopback\n`;
 }
-
-/** Host directories a workspace must never be, nor lie under: binding them writable would hand them over. */
-const FORBIDDEN_WORKSPACE_ROOTS = ["/proc", "/sys", "/dev", "/boot", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32", "/run", "/var/run"];
-
-/** Why `realWorkspace` cannot be a workspace, or undefined if it can. */
-export function workspaceProblem(realWorkspace: string): string | undefined {
-  if (!realWorkspace.startsWith("/")) return "workspace must be an absolute path";
-  const parts = realWorkspace.split("/").filter((p) => p !== "");
-  // "/", "/home", "/tmp", "/root", ...: shared or whole-system directories, never one task's workspace.
-  if (parts.length < 2) return `workspace ${realWorkspace} is a top-level directory; use a dedicated per-task directory`;
-  for (const root of FORBIDDEN_WORKSPACE_ROOTS) {
-    if (realWorkspace === root || realWorkspace.startsWith(`${root}/`)) return `workspace ${realWorkspace} lies under the system directory ${root}`;
-  }
-  return undefined;
-}
