@@ -1,12 +1,12 @@
 // The micro-VM backend: a QEMU microvm per sandbox, guest agent over virtio-serial, workspace over 9p.
 import { randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
 import type { Socket } from "node:net";
 import { GuestChannel } from "../../guest/channel.js";
 import { requireImage, type ImageManifest } from "../../guest/image/build.js";
 import { LuminaGuardError, toLuminaGuardError } from "../../errors.js";
 import { log } from "../../log.js";
 import type { BackendProbe, SandboxBackend, SandboxHandle, SandboxSpec } from "../types.js";
+import { checkWorkspace } from "../workspace.js";
 import { kvmFlavour, probeAccelerator, qemuVersion, type AccelVerdict } from "./accel.js";
 import { createSnapshot, discardSnapshot, loadSnapshot, restoreInto, snapshotKey, type Snapshot } from "./snapshot.js";
 import {
@@ -87,7 +87,8 @@ export class MicroVmBackend implements SandboxBackend {
   async spawn(spec: SandboxSpec, signal?: AbortSignal): Promise<SandboxHandle> {
     const image = await requireImage();
     const { accel } = await this.accelerator(image);
-    if (!existsSync(spec.workspace)) throw new LuminaGuardError("NOT_FOUND", `workspace ${spec.workspace} does not exist`);
+    // The one workspace check both backends share: real path, never a system, credential or own directory.
+    spec = { ...spec, workspace: checkWorkspace(spec.workspace) };
     if (!this.snapshotsEnabled) return await this.coldBoot(spec, image, accel, signal, {});
     let snapshot: Snapshot;
     try {
