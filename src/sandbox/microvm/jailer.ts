@@ -3,7 +3,7 @@ import { closeSync, constants, existsSync, mkdirSync, openSync, renameSync, rmSy
 import { createHash, randomInt } from "node:crypto";
 import { join } from "node:path";
 import { LuminaGuardError } from "../../errors.js";
-import { cacheDir, runDir } from "../../paths.js";
+import { cacheDir, runSubdir } from "../../paths.js";
 import { hashInputs, listFiles } from "../../util/hash.js";
 import { packageRoot } from "../../util/pkg.js";
 import { run } from "../../util/proc.js";
@@ -60,8 +60,7 @@ export function allocateIdentity(): VmmIdentity {
   const gid = process.getgid?.() ?? 0;
   if (uid !== 0) return { uid, gid, switched: false, release: () => undefined };
   const base = vmmIdBase();
-  const dir = join(runDir(), "vmm-ids");
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const dir = runSubdir("vmm-ids");
   for (let attempt = 0; attempt < 64; attempt++) {
     const slot = randomInt(1, SLOTS + 1);
     const lock = join(dir, String(slot));

@@ -5,7 +5,7 @@ import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { LuminaGuardError } from "../../errors.js";
 import { imageNeedsAcpi, type ImageManifest } from "../../guest/image/build.js";
-import { runDir } from "../../paths.js";
+import { runDir, runSubdir } from "../../paths.js";
 import { killGroup, spawnGroup } from "../../util/proc.js";
 import { JAIL, allocateIdentity, ensureJailer, jailerArgs, type JailBind, type JailPlan, type VmmIdentity } from "./jailer.js";
 
@@ -136,10 +136,12 @@ function kvmGid(accel: Accelerator, identity: VmmIdentity): number | undefined {
 /** Starts QEMU in its jail: a private run directory owned by the VMM identity, and only what it needs. */
 export async function launchVm(o: VmLaunchOptions): Promise<VmProcess> {
   const identity = o.unjailed ? { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, switched: false, release: () => undefined } : allocateIdentity();
-  const dir = join(runDir(), `vm-${o.id}`);
+  // A leftover of the same id (a crashed run) is ours to remove: its owner is a VMM identity now.
+  rmSync(join(runDir(), `vm-${o.id}`), { recursive: true, force: true });
+  let dir: string;
   try {
-    rmSync(dir, { recursive: true, force: true });
-    mkdirSync(join(dir, "empty"), { recursive: true, mode: 0o700 });
+    dir = runSubdir(`vm-${o.id}`);
+    mkdirSync(join(dir, "empty"), { mode: 0o700 });
     // QEMU creates its sockets and console log here as the VMM identity; nobody else may enter.
     if (identity.switched) {
       chownSync(dir, identity.uid, identity.gid);
