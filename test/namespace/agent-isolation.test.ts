@@ -42,10 +42,63 @@ async function spawnSandbox(overrides: Partial<SandboxSpec> = {}): Promise<{ sb:
   return { sb, workspace: ws.dir };
 }
 
+interface ExecResult {
+  exitCode: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+}
+
+async function sh(sb: SandboxHandle, script: string, timeoutMs = 10_000): Promise<ExecResult> {
+  let stdout = "";
+  let stderr = "";
+  const r = await sb.channel.request(
+    "execute_command",
+    { argv: ["/bin/sh", "-c", script], timeoutMs, maxOutputBytes: 1 << 20 },
+    {
+      deadlineMs: timeoutMs + 10_000,
+      maxStreamBytes: 1 << 20,
+      onEvent: (stream, data) => {
+        if (stream === "stdout") stdout += data.toString("utf8");
+        else stderr += data.toString("utf8");
+      },
+    },
+  );
+  return { exitCode: r.exitCode, signal: r.signal, stdout, stderr };
+}
+
 describe("guest agent in the namespace sandbox", { skip }, () => {
   after(async () => {
     await Promise.allSettled([...handles].map((h) => h.destroy()));
     for (const remove of workspaces) remove();
+  });
+
+  test("commands can reach neither the agent's descriptors and memory nor any other holder of the channel", async () => {
+    const { sb } = await spawnSandbox();
+    const hello = await sb.channel.request("hello", { v: 1 });
+    // Every process that is not the command itself (nor its shell's children): the agent, and pid 1
+    // if that is someone else (bwrap's reaper keeps the agent's stdin/stdout open).
+    const script = [
+      `for p in $(ls /proc | grep -E '^[0-9]+$'); do`,
+      `  [ "$p" = "$$" ] && continue`,
+      `  case "$(cat /proc/$p/stat 2>/dev/null)" in *" $$ "*) continue;; esac`,
+      // (Listing the fd numbers may work: a non-dumpable process's /proc entries belong to kuid 0,
+      // which is the sandbox user itself when the host user is root. What they point to may not.)
+      `  for fd in 0 1 2 3 4 5; do`,
+      `    readlink /proc/$p/fd/$fd >/dev/null 2>&1 && echo "resolved /proc/$p/fd/$fd"`,
+      `    (exec 3</proc/$p/fd/$fd) 2>/dev/null && echo "opened /proc/$p/fd/$fd"`,
+      `    (exec 3>/proc/$p/fd/$fd) 2>/dev/null && echo "opened /proc/$p/fd/$fd for writing"`,
+      `  done`,
+      `  (exec 3</proc/$p/mem) 2>/dev/null && echo "opened /proc/$p/mem"`,
+      `  (exec 3>/proc/$p/mem) 2>/dev/null && echo "opened /proc/$p/mem for writing"`,
+      `  cat /proc/$p/environ >/dev/null 2>&1 && echo "read /proc/$p/environ"`,
+      `done; echo checked`,
+    ].join("\n");
+    const r = await sh(sb, script);
+    assert.equal(r.stdout, "checked\n", `agent pid ${hello.pid}: ${r.stdout}`);
+    // The command's own /proc is still its own.
+    assert.equal((await sh(sb, "ls /proc/self/fd >/dev/null && echo ok")).stdout, "ok\n");
+    await sb.destroy();
   });
 
   test("write_file replacing a set-id or sticky file keeps the permission bits, never the set-id/sticky ones", async () => {

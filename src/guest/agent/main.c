@@ -123,6 +123,12 @@ int main(int argc, char **argv)
 {
 	const char *channel = NULL, *root = "/workspace", *cgroup_parent = NULL;
 	int force_init = -1;
+	/* Before anything worth taking exists: a non-dumpable process's /proc/PID/{fd,mem,environ,...}
+	 * are closed to processes without CAP_SYS_PTRACE, even to its own uid. In the namespace sandbox
+	 * commands share the agent's uid, and would otherwise open its descriptors (their siblings' pipes)
+	 * or write its memory and speak to the host in its name. Forked children stay non-dumpable until
+	 * their exec, so they are covered while they still hold the agent's memory and descriptors. */
+	prctl(PR_SET_DUMPABLE, 0);
 	g.init_mode = getpid() == 1;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];

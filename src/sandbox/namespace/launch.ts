@@ -14,6 +14,7 @@
 import type { ChildProcess } from "node:child_process";
 import type { Readable, Writable } from "node:stream";
 import { LuminaGuardError } from "../../errors.js";
+import { sandboxHostEnv } from "../../util/env.js";
 import { spawnGroup } from "../../util/proc.js";
 import { AGENT_COMMAND, bwrapArgs, groupFile, hostsFile, passwdFile, type BwrapFds } from "./bwrap.js";
 import type { SandboxCgroup } from "./cgroup.js";
@@ -54,14 +55,28 @@ export interface Launch {
  * rejects); `ready` settles when the sandbox runs inside its cgroup, or why it does not.
  */
 export function launch(options: LaunchOptions): Launch {
+  const command = options.command ?? [...AGENT_COMMAND, "--no-init"];
   const args = bwrapArgs(
     { id: options.id, workspace: options.workspace, agentPath: options.agentPath, tmpfsBytes: options.memoryMiB * 1024 * 1024, fds: BWRAP_FDS },
-    options.command ?? AGENT_COMMAND,
+    command,
   );
-  // Only PATH for bwrap itself: nothing of this process's environment reaches even the launcher.
+  if (options.command === undefined) {
+    // The agent is pid 1 of the sandbox's pid namespace, with no bwrap reaper above it: that reaper
+    // keeps the agent's stdin and stdout (the channel to the host) open, and runs dumpable under the
+    // sandbox uid, so any command could write its memory through /proc/1/mem and talk to the host in
+    // the agent's name. The agent makes itself non-dumpable, reaps orphans (as pid 1 it gets them
+    // all) and, being pid 1, takes every process of the sandbox with it when it dies. --no-init:
+    // pid 1 here is not the VM's init (no mounts, clock or reboot).
+    const separator = args.length - command.length - 1;
+    if (args[separator] !== "--") throw new Error("bwrapArgs no longer ends in -- COMMAND");
+    args.splice(separator, 0, "--as-pid-1");
+  }
+  // bwrap's own environment is the minimal host one: --clearenv empties the sandbox's, but bwrap itself
+  // would keep ours (API keys, tokens) in /proc/PID/environ. The PATH is fixed too, so that a
+  // directory early in the caller's PATH cannot put another "bwrap" in its place.
   const bwrap = spawnGroup(["bwrap", ...args], {
     stdio: shieldStdio(Array<"pipe">(9).fill("pipe")),
-    env: { PATH: process.env["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin" },
+    env: sandboxHostEnv(),
   });
   let tail = "";
   bwrap.stderr?.on("data", (chunk: Buffer) => {
