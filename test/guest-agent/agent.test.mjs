@@ -558,6 +558,37 @@ describe("lg-agent", () => {
         assert.ok(processGone(grandchild), "the backgrounded sleep is gone");
       }));
 
+    test("nothing a command started outlives its call: setsid, double fork, setsid inside a double fork", () =>
+      withAgent(async (a) => {
+        // Each escapee prints its pid, then lets go of the output pipe so the answer does not wait.
+        const r = await a.run([
+          "/bin/sh",
+          "-c",
+          [
+            "setsid sh -c 'echo $$; exec sleep 1000 >/dev/null 2>&1' &",
+            "(sh -c 'sleep 1001 >/dev/null 2>&1 & echo $!' &)",
+            "(setsid sh -c '(sleep 1002 >/dev/null 2>&1 & echo $!) ; exec sleep 1003 >/dev/null 2>&1' &)",
+            "sleep 0.3",
+          ].join("\n"),
+        ]);
+        assert.equal(r.result?.exitCode, 0, JSON.stringify(r));
+        const pids = r.stdout.trim().split("\n").map(Number);
+        assert.equal(pids.length, 3, r.stdout);
+        for (const pid of pids) assert.ok(processGone(pid), `pid ${pid} outlived its command`);
+      }));
+
+    test("a command's end kills what escaped it but not another command still running, nor its background jobs", () =>
+      withAgent(async (a) => {
+        const other = a.run(["/bin/sh", "-c", "sleep 1.5 & sh -c 'sleep 1; echo child-alive'; wait; echo other-done"]);
+        await sleep(200);
+        const r = await a.run(["/bin/sh", "-c", "setsid sh -c 'echo $$; exec sleep 1000 >/dev/null 2>&1' & sleep 0.2"]);
+        const escaped = Number(r.stdout.trim());
+        assert.ok(escaped > 0, r.stdout);
+        assert.ok(processGone(escaped), "the escaped sleep is gone");
+        const o = await other;
+        assert.deepEqual([o.stdout, o.result?.exitCode], ["child-alive\nother-done\n", 0]);
+      }));
+
     test("programs that cannot run: COMMAND_NOT_FOUND, PERMISSION_DENIED", () =>
       withAgent(async (a, ws) => {
         let e = (await a.run(["no-such-command-xyz"])).error;

@@ -101,6 +101,15 @@ describe("guest agent in the namespace sandbox", { skip }, () => {
     await sb.destroy();
   });
 
+  test("nothing a command started outlives its call: setsid and double-forked processes are gone when it ends", async () => {
+    const { sb } = await spawnSandbox();
+    const r = await sh(sb, ["setsid sh -c 'exec sleep 1000 >/dev/null 2>&1' &", "(sh -c 'sleep 1001 >/dev/null 2>&1 &' &)", "sleep 0.3"].join("\n"));
+    assert.equal(r.exitCode, 0, JSON.stringify(r));
+    const ps = await sh(sb, "ps -eo pid,ppid,sid,args");
+    assert.doesNotMatch(ps.stdout, /sleep 100[01]/, ps.stdout);
+    await sb.destroy();
+  });
+
   test("write_file replacing a set-id or sticky file keeps the permission bits, never the set-id/sticky ones", async () => {
     const { sb, workspace } = await spawnSandbox();
     for (const [mode, kept] of [

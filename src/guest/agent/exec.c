@@ -301,7 +301,112 @@ static void emit(cmd_t *c, int s)
 	c->pend_len[s] = 0;
 }
 
-static void kill_tree(cmd_t *c)
+/* ---- processes that left their command's process group ---- */
+
+/* A command can leave its process group and session (setsid) and lose its parent (double fork),
+ * and in the namespace sandbox, where it has the agent's uid, leave its cgroup too. What it cannot
+ * leave is the agent's subtree: the agent is PID 1 or a child subreaper, so orphans are reparented
+ * to it. So /proc tells what is ours: a process whose parent chain reaches the agent. Of those, one
+ * belongs to a command still running if it is that command's leader, in its session (sessions
+ * cannot be joined, only created), or below either; anything else is an escapee, which is killed
+ * when any command's call ends. (An escapee of a command still running is killed too: once it has
+ * left its session and lost its parent, nothing tells whose it is.) */
+
+struct pinfo {
+	pid_t pid, ppid, sid;
+};
+
+static int cmp_pinfo(const void *a, const void *b)
+{
+	pid_t x = ((const struct pinfo *)a)->pid, y = ((const struct pinfo *)b)->pid;
+	return x < y ? -1 : x > y;
+}
+
+/* Every process in /proc (zombies too: a zombie leader may still have live threads), sorted by
+ * pid; NULL with *n = 0 if /proc cannot be read. */
+static struct pinfo *proc_snapshot(size_t *n)
+{
+	*n = 0;
+	DIR *d = opendir("/proc");
+	if (!d)
+		return NULL;
+	struct pinfo *all = NULL;
+	size_t cap = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (!isdigit((unsigned char)e->d_name[0]))
+			continue;
+		char path[64], st[512];
+		snprintf(path, sizeof path, "/proc/%.20s/stat", e->d_name);
+		if (read_small_file(path, st, sizeof st) <= 0)
+			continue;
+		/* "pid (comm) state ppid pgrp session ...": comm may hold anything, so parse from the last ')'. */
+		char *rp = strrchr(st, ')');
+		char state;
+		int ppid, pgrp, sid;
+		if (!rp || sscanf(rp + 1, " %c %d %d %d", &state, &ppid, &pgrp, &sid) != 4)
+			continue;
+		if (*n == cap) {
+			size_t ncap = cap ? cap * 2 : 128;
+			struct pinfo *p = realloc(all, ncap * sizeof *p);
+			if (!p)
+				break;
+			all = p;
+			cap = ncap;
+		}
+		all[(*n)++] = (struct pinfo){.pid = (pid_t)atoi(e->d_name), .ppid = ppid, .sid = sid};
+	}
+	closedir(d);
+	if (*n)
+		qsort(all, *n, sizeof *all, cmp_pinfo);
+	return all;
+}
+
+static bool of_live_command(const struct pinfo *p)
+{
+	for (cmd_t *c = cmds; c; c = c->next)
+		if (c->end == END_NONE && (p->pid == c->pid || p->sid == c->pid))
+			return true;
+	return false;
+}
+
+/* Descends from the agent and, with `spare_live`, is not part of a command still running. */
+static bool escapee(const struct pinfo *all, size_t n, const struct pinfo *p, pid_t self, bool spare_live)
+{
+	if (p->pid == self)
+		return false;
+	/* Bounded: the snapshot is not atomic, so a reused pid could in theory make a loop. */
+	for (int depth = 0; depth < 4096; depth++) {
+		if (spare_live && of_live_command(p))
+			return false;
+		if (p->ppid == self)
+			return true;
+		struct pinfo key = {.pid = p->ppid};
+		if (!(p = bsearch(&key, all, n, sizeof *all, cmp_pinfo)))
+			return false;
+	}
+	return false;
+}
+
+/* SIGKILLs every escapee (with `kill_them`); returns how many there were. */
+static size_t sweep(bool spare_live, bool kill_them)
+{
+	size_t n, found = 0;
+	struct pinfo *all = proc_snapshot(&n);
+	pid_t self = getpid();
+	for (size_t i = 0; i < n; i++) {
+		if (!escapee(all, n, &all[i], self, spare_live))
+			continue;
+		found++;
+		if (kill_them)
+			kill(all[i].pid, SIGKILL);
+	}
+	free(all);
+	return found;
+}
+
+/* The command's cgroup and process group. */
+static void kill_own(cmd_t *c)
 {
 	if (c->has_cg)
 		cg_kill(c->cg);
@@ -312,13 +417,21 @@ static void kill_tree(cmd_t *c)
 		kill(c->pid, SIGKILL);
 }
 
+static void kill_tree(cmd_t *c)
+{
+	kill_own(c);
+	sweep(true, true);
+}
+
 static bool tree_gone(cmd_t *c)
 {
 	if (!c->reaped)
 		return false;
 	if (c->has_cg && !cg_empty(c->cg))
 		return false;
-	return kill(-c->pid, 0) < 0 && errno == ESRCH;
+	if (!(kill(-c->pid, 0) < 0 && errno == ESRCH))
+		return false;
+	return sweep(true, false) == 0;
 }
 
 static void start_kill(cmd_t *c, enum end_reason why)
@@ -816,40 +929,17 @@ int exec_timeout_ms(int64_t now)
 	return best <= now ? 0 : (best - now > 1000000 ? 1000000 : (int)(best - now));
 }
 
-static void kill_direct_children(void)
-{
-	/* Orphans reparented to us (subreaper / PID 1) that left their command's group. */
-	DIR *d = opendir("/proc");
-	if (!d)
-		return;
-	pid_t self = getpid();
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		if (!isdigit((unsigned char)e->d_name[0]))
-			continue;
-		char path[64], st[512];
-		snprintf(path, sizeof path, "/proc/%.20s/stat", e->d_name);
-		if (read_small_file(path, st, sizeof st) <= 0)
-			continue;
-		/* "pid (comm) state ppid ...": comm may hold anything, so parse from the last ')'. */
-		char *rp = strrchr(st, ')');
-		if (rp && strlen(rp) > 4 && atoi(rp + 4) == self)
-			kill((pid_t)atoi(e->d_name), SIGKILL);
-	}
-	closedir(d);
-}
-
 void exec_kill_all(int ms)
 {
 	for (cmd_t *c = cmds; c; c = c->next)
-		kill_tree(c);
+		kill_own(c);
 	for (int i = 0; i < nstale; i++)
 		cg_kill(stale_cg[i]);
 	int64_t deadline = mono_ms() + ms;
 	do {
 		for (cmd_t *c = cmds; c; c = c->next)
-			kill_tree(c);
-		kill_direct_children();
+			kill_own(c);
+		sweep(false, true); /* every descendant, whichever command it came from */
 		pid_t p;
 		while ((p = waitpid(-1, NULL, WNOHANG)) > 0)
 			for (cmd_t *c = cmds; c; c = c->next)
