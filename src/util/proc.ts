@@ -1,6 +1,7 @@
 // Child processes the way the runtime needs them: argv only, own process group, deadline, abort, group kill.
 import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
 import { LuminaGuardError } from "../errors.js";
+import { sandboxHostEnv } from "./env.js";
 
 export interface RunOptions {
   cwd?: string;
@@ -35,11 +36,15 @@ export function killGroup(child: ChildProcess, signal: NodeJS.Signals = "SIGKILL
   }
 }
 
-/** Spawns argv[0] with its own process group so the whole tree can be killed at once. */
+/**
+ * Spawns argv[0] with its own process group so the whole tree can be killed at once. Without an
+ * `env` option the child gets sandboxHostEnv(), not ours: a process that should see the caller's
+ * environment (a build tool, an MCP server) must be given it explicitly.
+ */
 export function spawnGroup(argv: readonly string[], options: SpawnOptions = {}): ChildProcess {
   const [file, ...args] = argv;
   if (file === undefined) throw new LuminaGuardError("INVALID_ARGUMENT", "empty argv");
-  return spawn(file, args, { ...options, detached: true, shell: false });
+  return spawn(file, args, { ...options, env: options.env ?? sandboxHostEnv(), detached: true, shell: false });
 }
 
 /** Runs a command to completion with a deadline; output is capped, never unbounded. */
@@ -48,6 +53,9 @@ export function run(argv: readonly string[], options: RunOptions): Promise<RunRe
   return new Promise((resolve, reject) => {
     const child = spawnGroup(argv, {
       cwd: options.cwd,
+      // run() is for host tools run to completion (cc, make, apt-get, dpkg, git): they run in the
+      // user's environment as in a shell (make needs HOME, apt its proxy settings). Sandboxes are
+      // started with spawnGroup and a minimal environment instead.
       env: options.env ?? process.env,
       stdio: [options.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
     });
