@@ -1,10 +1,10 @@
 // The one check of a host directory before any backend shares it with a sandbox as /workspace.
 //
 // A workspace is handed over writable: whatever it is, lies in, or contains, the sandbox can read and
-// replace. So it may not be a system directory, LuminaGuard's own cache/state/runtime directories, a
-// home directory as a whole, or anything holding credentials, whether the path names them directly,
-// reaches them through a symlink, or contains them (a workspace of ~ exposes ~/.ssh, even one that
-// does not exist yet: the sandbox could create ~/.ssh/authorized_keys).
+// replace. So it may not be a system directory, LuminaGuard's own cache/state/runtime directories or
+// config file, a home directory as a whole, or anything holding credentials, whether the path names
+// them directly, reaches them through a symlink, or contains them (a workspace of ~ exposes ~/.ssh,
+// even one that does not exist yet: the sandbox could create ~/.ssh/authorized_keys).
 //
 // Names: the path goes into bwrap's argv and into a QEMU option (whose commas the micro-VM escapes),
 // so commas, quotes, spaces, '=' and ':' are ordinary characters. Control characters and names that
@@ -13,6 +13,7 @@
 import { existsSync, readFileSync, realpathSync, statSync } from "node:fs";
 import { homedir, tmpdir, userInfo } from "node:os";
 import { basename, dirname, join } from "node:path";
+import { configPath } from "../config/config.js";
 import { LuminaGuardError } from "../errors.js";
 import { activeRunDir, cacheDir, homeDir, knownRunDirs, RUN_DIR_TEMP_PREFIX } from "../paths.js";
 
@@ -246,6 +247,8 @@ export function checkWorkspace(path: string): string {
   const own: Array<[string, string]> = [
     [cacheDir(), "LuminaGuard's cache directory"],
     [homeDir(), "LuminaGuard's state directory (audit log, policy, config)"],
+    // A file: only "contains" can apply. It holds MCP servers' headers and env, tokens included.
+    [configPath(), "LuminaGuard's config file"],
     ...knownRunDirs().map((d): [string, string] => [d, "a LuminaGuard runtime directory (sockets of running sandboxes)"]),
   ];
   for (const [dir, name] of own) {

@@ -137,6 +137,21 @@ describe("LuminaGuard's own directories", () => {
     forbidden(state);
   });
 
+  test("a directory holding the config file named by LUMINAGUARD_CONFIG (MCP server tokens live there)", () => {
+    const cfgDir = join(root, "lg", "cfg");
+    mkdirSync(cfgDir, { recursive: true });
+    writeFileSync(join(cfgDir, "config.json"), "{}");
+    const saved = process.env["LUMINAGUARD_CONFIG"];
+    process.env["LUMINAGUARD_CONFIG"] = join(cfgDir, "config.json");
+    try {
+      forbidden(cfgDir);
+    } finally {
+      if (saved === undefined) delete process.env["LUMINAGUARD_CONFIG"];
+      else process.env["LUMINAGUARD_CONFIG"] = saved;
+    }
+    assert.equal(checkWorkspace(cfgDir), realpathSync(cfgDir), "an ordinary directory again once the config is elsewhere");
+  });
+
   test("the default cache and state dirs under the real home", () => {
     delete process.env["LUMINAGUARD_CACHE"];
     delete process.env["LUMINAGUARD_HOME"];
