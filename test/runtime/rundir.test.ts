@@ -148,16 +148,20 @@ function childRunDir(env: NodeJS.ProcessEnv, uid?: number): { dir: string; mode:
 
 describe("the default place", () => {
   test("without XDG_RUNTIME_DIR, as an ordinary user: a fresh 0700 temporary directory, removed at exit", { skip: !isRoot && "needs root to run as another uid" }, () => {
+    // Its own sticky temp dir, like /tmp: the test's other directories are 0700, closed to nobody.
     const tmp = mkdtempSync(join(tmpdir(), "lg-rundir-tmp-"));
-    chmodSync(tmp, 0o1777);
-    const a = childRunDir({ TMPDIR: tmp }, NOBODY);
-    const b = childRunDir({ TMPDIR: tmp }, NOBODY);
-    assert.notEqual(a.dir, b.dir, "not a predictable shared path");
-    assert.match(a.dir, new RegExp(`^${tmp}/luminaguard-${NOBODY}-[A-Za-z0-9]{6}$`));
-    assert.equal(a.mode, 0o700);
-    assert.equal(a.uid, NOBODY);
-    assert.ok(!existsSync(a.dir) && !existsSync(b.dir), "removed when the process exits");
-    rmSync(tmp, { recursive: true, force: true });
+    try {
+      chmodSync(tmp, 0o1777);
+      const a = childRunDir({ TMPDIR: tmp }, NOBODY);
+      const b = childRunDir({ TMPDIR: tmp }, NOBODY);
+      assert.notEqual(a.dir, b.dir, "not a predictable shared path");
+      assert.match(a.dir, new RegExp(`^${tmp}/luminaguard-${NOBODY}-[A-Za-z0-9]{6}$`));
+      assert.equal(a.mode, 0o700);
+      assert.equal(a.uid, NOBODY);
+      assert.ok(!existsSync(a.dir) && !existsSync(b.dir), "removed when the process exits");
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
   });
 
   test("as root without XDG_RUNTIME_DIR: /run/luminaguard (its parent is root's alone)", { skip: !isRoot && "root only" }, () => {
