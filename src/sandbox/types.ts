@@ -12,6 +12,11 @@ export interface SandboxSpec {
   /** Process limit inside the sandbox (fork bombs stop here). */
   pidsMax: number;
   vcpus: number;
+  /**
+   * The sandbox's disk limit in MiB, passed to the guest agent's `init` (no single file may grow past
+   * it). The workspace's total is bounded by the runtime (src/runtime/disk.ts), not by the backend.
+   */
+  diskMiB?: number;
 }
 
 export interface SandboxHandle {

@@ -215,7 +215,7 @@ export async function connectVm(
     const t1 = performance.now();
     await channel.request(
       "init",
-      { seed: randomBytes(32).toString("base64"), timeMs: Date.now(), id: spec.id, mount: { tag: WORKSPACE_TAG } },
+      { seed: randomBytes(32).toString("base64"), timeMs: Date.now(), id: spec.id, mount: { tag: WORKSPACE_TAG }, ...(spec.diskMiB !== undefined ? { diskMiB: spec.diskMiB } : {}) },
       { deadlineMs: timeoutMs },
     );
     log.debug({ id: spec.id, helloMs: t1 - t0, initMs: performance.now() - t1 }, "guest handshake phases");

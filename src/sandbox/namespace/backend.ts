@@ -351,7 +351,7 @@ export class NamespaceBackend implements SandboxBackend {
       const hello = await withAbort(sandbox.channel.handshake(HANDSHAKE_TIMEOUT_MS), signal);
       const helloMs = performance.now() - started;
       await withAbort(
-        sandbox.channel.request("init", { seed: randomBytes(32).toString("base64"), timeMs: Date.now(), id: spec.id }, { deadlineMs: INIT_DEADLINE_MS }),
+        sandbox.channel.request("init", { seed: randomBytes(32).toString("base64"), timeMs: Date.now(), id: spec.id, ...(spec.diskMiB !== undefined ? { diskMiB: spec.diskMiB } : {}) }, { deadlineMs: INIT_DEADLINE_MS }),
         signal,
       );
       const spawnMs = Math.round((performance.now() - started) * 100) / 100;
