@@ -21,6 +21,24 @@ export const guestMessageSchema = z.union([
 ]);
 export type GuestMessage = z.infer<typeof guestMessageSchema>;
 
+const positiveInt32 = z.number().int().min(1).max(0x7fffffff);
+
+/**
+ * The arguments of `init` (docs/protocol.md), for the host to check what it sends; the agent
+ * enforces the same bounds. commandUid/commandGid: who commands run as in the VM (default
+ * 1000/1000), which must be the guest owner of the workspace's files for commands to change them.
+ */
+export const initArgsSchema = z.strictObject({
+  seed: b64,
+  timeMs: z.number().nonnegative(),
+  id: z.string().min(1).max(64),
+  mount: z.strictObject({ tag: z.string().min(1).max(255) }).optional(),
+  diskMiB: positiveInt32.optional(),
+  commandUid: positiveInt32.optional(),
+  commandGid: positiveInt32.optional(),
+});
+export type InitArgs = z.infer<typeof initArgsSchema>;
+
 const entryType = z.enum(["file", "dir", "symlink", "other"]);
 
 /** What each op's success result must look like; anything else is a protocol violation. */

@@ -213,6 +213,46 @@ describe("lg-agent", () => {
       assert.equal(e.code, "INVALID_ARGUMENT"); // mounting is the VM init's job only
     }));
 
+  describe("commands as another user (the VM's default; here as a root agent told commandUid)", { skip: process.getuid?.() === 0 ? false : "needs a root agent" }, () => {
+    const seed = Buffer.alloc(32, 3).toString("base64");
+    const init = (a, more) => a.request("init", { seed, timeMs: Date.now(), id: "sb", ...more });
+
+    test("commandUid/commandGid are validated: integers 1 to 2^31-1", () =>
+      withAgent(async (a) => {
+        for (const bad of [0, -1, 2 ** 31, 1.5, "1000", true]) {
+          assert.equal((await init(a, { commandUid: bad, commandGid: 1000 })).error?.code, "INVALID_ARGUMENT", `commandUid ${bad}`);
+          assert.equal((await init(a, { commandUid: 1000, commandGid: bad })).error?.code, "INVALID_ARGUMENT", `commandGid ${bad}`);
+        }
+        // A refused init changed nothing: commands still run as the agent.
+        assert.equal((await a.run(["id", "-u"])).stdout, "0\n");
+      }));
+
+    test("commands run as that uid/gid, no supplementary groups, no new privileges; the agent stays out of reach", () =>
+      withAgent(async (a) => {
+        assert.equal((await init(a, { commandUid: 12345, commandGid: 12346 })).ok, true);
+        const r = await a.run(["/bin/sh", "-c", "id -u; id -g; id -G; grep -E '^(NoNewPrivs|CapEff)' /proc/self/status"]);
+        assert.equal(r.stdout, "12345\n12346\n12346\nCapEff:\t0000000000000000\nNoNewPrivs:\t1\n", r.stderr);
+        const probe = await a.run(["/bin/sh", "-c", `ls /proc/${a.proc.pid}/fd >/dev/null 2>&1 && echo listed; (exec 3>/proc/${a.proc.pid}/fd/1) 2>/dev/null && echo opened; kill -0 ${a.proc.pid} 2>/dev/null && echo signalled; echo done`]);
+        assert.equal(probe.stdout, "done\n");
+      }));
+
+    test("files and directories the agent creates belong to the command user, who can change them", () =>
+      withAgent(async (a, ws) => {
+        assert.equal((await init(a, { commandUid: 12345, commandGid: 12346 })).ok, true);
+        await a.ok("write_file", { path: "d/e/f.txt", content: b64("agent\n"), createParents: true });
+        for (const p of ["d", "d/e", "d/e/f.txt"]) {
+          const st = statSync(join(ws, p));
+          assert.deepEqual([st.uid, st.gid], [12345, 12346], p);
+        }
+        writeFileSync(join(ws, "d/e/f.txt"), "host\n"); // the host writing in place keeps the owner
+        await a.ok("write_file", { path: "d/e/f.txt", content: b64("agent again\n") }); // replaced: a new file, again theirs
+        assert.equal(statSync(join(ws, "d/e/f.txt")).uid, 12345);
+        const r = await a.run(["/bin/sh", "-c", "echo command >> f.txt && touch new && mkdir sub && echo ok"], { cwd: "d/e" });
+        assert.equal(r.stdout, "ok\n", r.stderr);
+        assert.equal(readFileSync(join(ws, "d/e/f.txt"), "utf8"), "agent again\ncommand\n");
+      }));
+  });
+
   describe("read_file", () => {
     test("text, binary byte-exact, offset and length", () =>
       withAgent(async (a, ws) => {

@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "proto.h"
 
@@ -19,6 +20,12 @@ struct agent {
 	bool mounted;
 	/* From init's diskMiB: the largest file a command or write_file may make, 0 for no limit. */
 	uint64_t max_file_bytes;
+	/* Commands run as cmd_uid:cmd_gid rather than as the agent: always in the VM (1000:1000 unless
+	 * init names the uid that owns the workspace), and for a root agent that init told so. What the
+	 * agent creates in the workspace is then chowned to them, so that commands can change it. */
+	bool drop_privs;
+	uid_t cmd_uid;
+	gid_t cmd_gid;
 	bool shutdown_requested;
 };
 
@@ -27,6 +34,9 @@ extern struct agent g;
 /* Returns the root fd, (re)opening it if needed; -errno on failure. */
 int root_fd(void);
 void root_reopen(void);
+
+/* Owner of the VM's commands when init does not name one. */
+#define DEFAULT_COMMAND_ID 1000
 
 /* fsops.c */
 void op_read_file(req_t *r);

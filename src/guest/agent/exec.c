@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +37,7 @@
 
 /* END_EXITED: the command's own process ended, and what it left running is being killed. */
 enum end_reason { END_NONE, END_TIMEOUT, END_CANCEL, END_EXITED };
-enum stage { STAGE_SETUP = 1, STAGE_EXEC = 2 };
+enum stage { STAGE_SETUP = 1, STAGE_EXEC = 2, STAGE_CWD = 3 };
 
 struct child_error {
 	int stage, err;
@@ -64,6 +65,9 @@ typedef struct cmd {
 	int pidx[3]; /* this round's pollfd index of in_fd/out_fd, -1 if not polled */
 	char cg[256];
 	bool has_cg;
+	/* Its cgroup holds everything it starts: it runs as a uid that cannot write to any cgroup.procs
+	 * (the tree is root's), so it cannot move out. Otherwise escapees are found by walking /proc. */
+	bool confined;
 	char argv0[128]; /* for error messages */
 } cmd_t;
 
@@ -221,8 +225,23 @@ static int exec_search(char *const argv[], char *const envp[], const char *path)
 	return eacces ? EACCES : ENOENT;
 }
 
+/* Gives up root for good: no supplementary groups, the command's gid and uid (real, effective and
+ * saved, so there is no way back), then no_new_privs so that no set-id file or file capability
+ * can return any of it. Changing credentials also leaves the child non-dumpable until its exec. */
+static void drop_privileges(int errfd)
+{
+	if (g.drop_privs) {
+		if (setgroups(0, NULL) < 0 || setresgid(g.cmd_gid, g.cmd_gid, g.cmd_gid) < 0 ||
+		    setresuid(g.cmd_uid, g.cmd_uid, g.cmd_uid) < 0)
+			child_fail(errfd, STAGE_SETUP, errno);
+	}
+	/* Harmless where commands were never privileged (the namespace sandbox sets it already). */
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		child_fail(errfd, STAGE_SETUP, errno);
+}
+
 static void run_child(int in_r, int out_w, int err_w, int errfd, int cgfd, int cwdfd, char *const argv[],
-		      char *const envp[], const char *path)
+		      char *const envp[], const char *path, pid_t agent)
 {
 	sigset_t none;
 	sigemptyset(&none);
@@ -232,8 +251,8 @@ static void run_child(int in_r, int out_w, int err_w, int errfd, int cgfd, int c
 	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
 		signal(sigs[i], SIG_DFL);
 	setsid();
-	if (!g.init_mode)
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
+	/* Joined as root, before the uid changes: the cgroup tree belongs to root, so that the command
+	 * cannot move itself out of its cgroup afterwards. */
 	if (cgfd >= 0 && write(cgfd, "0", 1) != 1)
 		child_fail(errfd, STAGE_SETUP, errno);
 	/* No single file larger than the sandbox's disk: the host bounds the total, this bounds what one
@@ -248,8 +267,14 @@ static void run_child(int in_r, int out_w, int err_w, int errfd, int cgfd, int c
 	/* All pipe fds are >= 3 (main keeps 0-2 open), so these dup2s cannot clobber each other. */
 	if (dup2(in_r, 0) < 0 || dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0)
 		child_fail(errfd, STAGE_SETUP, errno);
+	drop_privileges(errfd);
+	/* After the uid change, which clears the parent-death signal. If the agent died before it was
+	 * set, nothing would ever kill this command: stop now. */
+	if (!g.init_mode && (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != agent))
+		_exit(127);
+	/* As the command's user: a directory it may not enter is its own PERMISSION_DENIED. */
 	if (fchdir(cwdfd) < 0)
-		child_fail(errfd, STAGE_SETUP, errno);
+		child_fail(errfd, STAGE_CWD, errno);
 	child_fail(errfd, STAGE_EXEC, exec_search(argv, envp, path));
 }
 
@@ -420,7 +445,8 @@ static void kill_own(cmd_t *c)
 static void kill_tree(cmd_t *c)
 {
 	kill_own(c);
-	sweep(true, true);
+	if (!c->confined)
+		sweep(true, true);
 }
 
 static bool tree_gone(cmd_t *c)
@@ -431,7 +457,7 @@ static bool tree_gone(cmd_t *c)
 		return false;
 	if (!(kill(-c->pid, 0) < 0 && errno == ESRCH))
 		return false;
-	return sweep(true, false) == 0;
+	return c->confined || sweep(true, false) == 0;
 }
 
 static void start_kill(cmd_t *c, enum end_reason why)
@@ -612,13 +638,15 @@ void op_execute_command(req_t *r)
 		log_msg("command %u runs without its own cgroup", c->id);
 	c->start_ms = mono_ms();
 	c->deadline_ms = c->start_ms + (int64_t)timeout_ms;
+	c->confined = c->has_cg && g.drop_privs;
+	pid_t self = getpid();
 	pid_t pid = fork();
 	if (pid < 0) {
 		e = errno;
 		goto fail;
 	}
 	if (pid == 0)
-		run_child(in[0], out[1], err[1], ep[1], cgfd, cwdfd, argv, envp, path);
+		run_child(in[0], out[1], err[1], ep[1], cgfd, cwdfd, argv, envp, path, self);
 	c->pid = pid;
 	close(in[0]);
 	close(out[1]);
@@ -798,6 +826,10 @@ void exec_reap(void)
 static void answer_exec_error(cmd_t *c, const struct child_error *ce)
 {
 	int e = ce->err;
+	if (ce->stage == STAGE_CWD) {
+		reply_errno(c->id, e, "cwd");
+		return;
+	}
 	if (ce->stage != STAGE_EXEC) {
 		reply_error(c->id, "IO_ERROR", e, "cannot set up the command: %s", strerror(e));
 		return;

@@ -390,6 +390,16 @@ void op_read_file(req_t *r)
 
 /* ---- write_file ---- */
 
+/* What the agent creates in the workspace belongs to the user commands run as, so that they can
+ * change it: the agent may be root, they are not. The fd is one the agent just created (a file) or
+ * opened with O_NOFOLLOW|O_DIRECTORY (a directory), so a name swapped meanwhile cannot redirect it. */
+static int give_to_commands(int fd)
+{
+	if (g.drop_privs && fchown(fd, g.cmd_uid, g.cmd_gid) < 0)
+		return -errno;
+	return 0;
+}
+
 /* mkdir -p inside the root: each level is resolved beneath the root before the next is made. */
 static int make_parents(const char *dir)
 {
@@ -426,6 +436,16 @@ static int make_parents(const char *dir)
 			return pfd;
 		int rc = mkdirat(pfd, name, 0755);
 		int err = errno;
+		if (rc == 0 && g.drop_privs) {
+			int dfd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			rc = dfd < 0 ? -errno : give_to_commands(dfd);
+			if (dfd >= 0)
+				close(dfd);
+			if (rc < 0) {
+				close(pfd);
+				return rc;
+			}
+		}
 		close(pfd);
 		if (rc < 0 && err != EEXIST)
 			return -err;
@@ -528,6 +548,8 @@ void op_write_file(req_t *r)
 	 * invoking host user) or in the VM (where the agent is root and commands are not); the
 	 * namespace sandbox's seccomp filter would also refuse the whole fchmod, losing the mode. The
 	 * sticky bit means nothing on a file. */
+	if (!err && (rc = give_to_commands(fd)) < 0)
+		err = -rc;
 	if (!err && keep_mode)
 		fchmod(fd, st.st_mode & 0777);
 	if (!err && fsync(fd) < 0)

@@ -159,6 +159,13 @@ int main(int argc, char **argv)
 	}
 	if (force_init >= 0)
 		g.init_mode = force_init;
+	/* As the VM's init the agent is root and keeps root (cgroupfs, mounts, reboot); commands never
+	 * get it: as root they could read /proc/1/fd, open the agent's port and answer in its name. */
+	if (g.init_mode) {
+		g.drop_privs = true;
+		g.cmd_uid = DEFAULT_COMMAND_ID;
+		g.cmd_gid = DEFAULT_COMMAND_ID;
+	}
 	if (!set_root(root)) {
 		log_msg("bad --root %s", root);
 		return 2;

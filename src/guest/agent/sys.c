@@ -156,14 +156,23 @@ void op_init(req_t *r)
 	const char *id = NULL, *tag = NULL;
 	const jnode *time_n = arg_node(r, "timeMs", J_NUM, true);
 	const jnode *mount_n = arg_node(r, "mount", J_OBJ, false);
-	uint64_t disk_mib = ABSENT;
+	uint64_t disk_mib = ABSENT, uid = ABSENT, gid = ABSENT;
 	if (!arg_b64(r, "seed", true, &seed, &seed_len) || !arg_cstr(r, "id", true, &id, 64) || !time_n ||
-	    !arg_uint(r, "diskMiB", false, INIT_INT_MAX, &disk_mib)) {
+	    !arg_uint(r, "diskMiB", false, INIT_INT_MAX, &disk_mib) ||
+	    !arg_uint(r, "commandUid", false, INIT_INT_MAX, &uid) || !arg_uint(r, "commandGid", false, INIT_INT_MAX, &gid)) {
 		reply_invalid(r);
 		return;
 	}
-	if (disk_mib == 0) {
-		reply_error(r->id, "INVALID_ARGUMENT", 0, "args.diskMiB must be at least 1");
+	if (disk_mib == 0 || uid == 0 || gid == 0) {
+		/* uid/gid 0 would hand commands the root the whole scheme keeps from them. */
+		reply_error(r->id, "INVALID_ARGUMENT", 0, "args.%s must be at least 1",
+			    disk_mib == 0 ? "diskMiB" : uid == 0 ? "commandUid" : "commandGid");
+		return;
+	}
+	/* Only a root agent can switch its children's uid; elsewhere (the namespace sandbox, where
+	 * commands and agent are one unprivileged user) every command would fail to start instead. */
+	if ((uid != ABSENT || gid != ABSENT) && !g.init_mode && geteuid() != 0) {
+		reply_error(r->id, "INVALID_ARGUMENT", 0, "commandUid/commandGid need the agent to run as root");
 		return;
 	}
 	if (mount_n) {
@@ -189,6 +198,15 @@ void op_init(req_t *r)
 
 	if (disk_mib != ABSENT)
 		g.max_file_bytes = disk_mib << 20;
+	if (uid != ABSENT || gid != ABSENT) {
+		if (!g.drop_privs)
+			g.cmd_uid = g.cmd_gid = DEFAULT_COMMAND_ID;
+		g.drop_privs = true;
+		if (uid != ABSENT)
+			g.cmd_uid = (uid_t)uid;
+		if (gid != ABSENT)
+			g.cmd_gid = (gid_t)gid;
+	}
 	add_entropy(seed, seed_len);
 	memset(seed, 0, seed_len);
 	/* The clock and hostname belong to the VM; outside it they are the sandbox launcher's job
@@ -205,7 +223,9 @@ void op_init(req_t *r)
 			return;
 		}
 		mkdir(g.root, 0755);
-		if (mount(tag, g.root, "9p", 0, "trans=virtio,version=9p2000.L,msize=524288,cache=none") < 0) {
+		/* nosuid: a set-id file in the workspace (the host's, or one a command made) must not lift a
+		 * command back to root; nodev: nor may a device node there open the VM's hardware. */
+		if (mount(tag, g.root, "9p", MS_NOSUID | MS_NODEV, "trans=virtio,version=9p2000.L,msize=524288,cache=none") < 0) {
 			int e = errno;
 			reply_error(r->id, "IO_ERROR", e, "mount 9p %.64s on %s: %s", tag, g.root, strerror(e));
 			return;
