@@ -5,7 +5,7 @@ import { lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, 
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { qemuArgs, qemuOptValue } from "../../src/sandbox/microvm/qemu.js";
-import { allocateIdentity, ensureJailer, jailerArgs } from "../../src/sandbox/microvm/jailer.js";
+import { allocateIdentity, ensureJailer, jailerArgs } from "../../src/sandbox/jailer/jailer.js";
 import { run } from "../../src/util/proc.js";
 import { requireImage } from "../../src/guest/image/build.js";
 import { sandboxFor, tempWorkspace, unavailable } from "../fixtures.js";

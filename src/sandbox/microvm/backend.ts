@@ -215,7 +215,17 @@ export async function connectVm(
     const t1 = performance.now();
     await channel.request(
       "init",
-      { seed: randomBytes(32).toString("base64"), timeMs: Date.now(), id: spec.id, mount: { tag: WORKSPACE_TAG }, ...(spec.diskMiB !== undefined ? { diskMiB: spec.diskMiB } : {}) },
+      {
+        seed: randomBytes(32).toString("base64"),
+        timeMs: Date.now(),
+        id: spec.id,
+        mount: { tag: WORKSPACE_TAG },
+        ...(spec.diskMiB !== undefined ? { diskMiB: spec.diskMiB } : {}),
+        // Commands run as the uid the workspace's files show in the guest: the VMM's own (the 9p
+        // export reports host owners as QEMU sees them, through the idmapped workspace).
+        commandUid: vm.identity.uid,
+        commandGid: vm.identity.gid,
+      },
       { deadlineMs: timeoutMs },
     );
     log.debug({ id: spec.id, helloMs: t1 - t0, initMs: performance.now() - t1 }, "guest handshake phases");

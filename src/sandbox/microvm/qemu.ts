@@ -7,7 +7,7 @@ import { LuminaGuardError } from "../../errors.js";
 import { imageNeedsAcpi, type ImageManifest } from "../../guest/image/build.js";
 import { runDir, runSubdir } from "../../paths.js";
 import { killGroup, spawnGroup } from "../../util/proc.js";
-import { JAIL, allocateIdentity, ensureJailer, jailerArgs, type JailBind, type JailPlan, type VmmIdentity } from "./jailer.js";
+import { JAIL, allocateIdentity, ensureJailer, jailerArgs, type JailBind, type JailPlan, type VmmIdentity } from "../jailer/jailer.js";
 
 export const QEMU_BINARY = "qemu-system-x86_64";
 export const AGENT_PORT_NAME = "lg.agent";

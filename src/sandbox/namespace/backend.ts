@@ -15,6 +15,7 @@ import type { BackendProbe, SandboxBackend, SandboxHandle, SandboxSpec } from ".
 import { checkWorkspace } from "../workspace.js";
 import { SANDBOX_UID } from "./bwrap.js";
 import { SandboxCgroup } from "./cgroup.js";
+import { allocateIdentity, ensureJailer, type VmmIdentity } from "../jailer/jailer.js";
 import { launch, type Launch } from "./launch.js";
 import { probeNamespace, type NamespaceProbe } from "./probe.js";
 
@@ -131,6 +132,8 @@ class NamespaceSandbox implements SandboxHandle {
     private readonly bwrap: ChildProcess,
     private readonly cgroup: SandboxCgroup | undefined,
     info: Record<string, string | number | boolean>,
+    /** The host identity bwrap runs as (root only); freed for reuse once nothing of ours runs under it. */
+    private readonly identity?: VmmIdentity,
   ) {
     this.info = info;
     this.exited = new Promise<void>((resolve) => {
@@ -229,6 +232,7 @@ class NamespaceSandbox implements SandboxHandle {
     for (const s of [this.bwrap.stdin, this.bwrap.stdout, this.bwrap.stderr, ...this.bwrap.stdio.slice(3)]) {
       (s as { destroy?: () => void } | null)?.destroy?.();
     }
+    if (leftovers.length === 0) this.identity?.release();
     if (cgroupError !== undefined) throw toLuminaGuardError(cgroupError);
     if (leftovers.length > 0) throw new LuminaGuardError("INTERNAL", `sandbox ${this.id}: still running after destroy: ${leftovers.join(", ")}`);
     log.debug({ id: this.id, destroyMs: Math.round(performance.now() - started) }, "namespace sandbox destroyed");
@@ -300,10 +304,20 @@ export class NamespaceBackend implements SandboxBackend {
       throw new LuminaGuardError("BACKEND_UNAVAILABLE", `namespace backend needs cgroups for limits: ${p.cgroups.reason ?? "?"}`);
     }
     const agent = await this.agent();
+    // Run as root, bwrap (and so the sandbox's host uid) is an unprivileged identity of its own, so
+    // the sandbox is not host root for any check the kernel makes on the uid; jailer.c says how.
+    const jailBuild = (process.getuid?.() ?? 1) === 0 ? await ensureJailer() : undefined;
     if (signal?.aborted) throw new LuminaGuardError("CANCELLED", "sandbox spawn cancelled");
 
     const started = performance.now();
-    const cgroup = this.limitsActive(p) ? SandboxCgroup.create(spec.id, { memoryMiB: spec.memoryMiB, pidsMax: spec.pidsMax }) : undefined;
+    const identity = jailBuild ? allocateIdentity() : undefined;
+    let cgroup: SandboxCgroup | undefined;
+    try {
+      cgroup = this.limitsActive(p) ? SandboxCgroup.create(spec.id, { memoryMiB: spec.memoryMiB, pidsMax: spec.pidsMax }) : undefined;
+    } catch (err) {
+      identity?.release();
+      throw err;
+    }
     let launched: Launch;
     try {
       launched = launch({
@@ -312,11 +326,13 @@ export class NamespaceBackend implements SandboxBackend {
         agentPath: agent.path,
         memoryMiB: spec.memoryMiB,
         cgroup,
+        ...(jailBuild && identity ? { jail: { build: jailBuild, identity } } : {}),
         ...(signal === undefined ? {} : { signal }),
         onStderr: (chunk) => log.debug({ id: spec.id, stderr: chunk.toString("utf8").slice(0, 2000) }, "namespace sandbox stderr"),
       });
     } catch (err) {
       await cgroup?.destroy();
+      identity?.release();
       throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `cannot start bwrap: ${(err as Error).message}`, { cause: err });
     }
     const { bwrap, stderrTail } = launched;
@@ -332,11 +348,11 @@ export class NamespaceBackend implements SandboxBackend {
       memoryMiB: spec.memoryMiB,
       pidsMax: spec.pidsMax,
       sandboxUid: SANDBOX_UID,
-      hostUid: process.getuid?.() ?? -1,
+      hostUid: identity?.uid ?? process.getuid?.() ?? -1,
       agentHash: agent.hash,
       cpuLimit: "none",
       workspacePrivate: workspacePrivate(workspace),
-    });
+    }, identity);
     if (!sandbox.info["workspacePrivate"] && !warnedShared) {
       warnedShared = true;
       log.info(

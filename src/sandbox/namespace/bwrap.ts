@@ -1,18 +1,18 @@
 // The bubblewrap command line of a namespace sandbox: which namespaces, which host paths, which identity.
 //
 // Identity. Inside, commands run as uid/gid 1000 ("sandbox") with no capabilities. bwrap maps that
-// uid onto the uid that runs bwrap, i.e. the invoking user, so files written to the workspace are
-// owned by that user on the host, as they must be. Running bwrap as a separate unprivileged host user
-// would leave workspace files owned by that user instead, and bwrap 0.8 has no idmapped mounts to fix
-// it up. The price, when the invoking user is root (these machines): for every check the kernel makes
-// on the uid rather than on a capability, the sandbox *is* host root. Each such door is closed here
-// or in the seccomp filter, and the tests knock on each:
+// uid onto the uid that runs bwrap. Run by an ordinary user, that is the user itself. Run as root,
+// bwrap is started through lg-jailer (src/sandbox/jailer) as an unprivileged uid of its own per
+// sandbox, with the workspace idmapped so that files the sandbox creates belong to the workspace's
+// owner on disk: the sandbox is then not host root for any check the kernel makes on the uid
+// (sysctl files, keyrings, signals, file permissions). Each of those doors is also closed here or in
+// the seccomp filter, for the ordinary-user case and as a second layer, and the tests knock on each:
 //   - file permissions: the mount tree is the boundary. Nothing is bound that the sandbox need not
 //     see: system binaries and libraries read-only, an allowlist of /etc files, synthetic
 //     passwd/group/hosts, the agent, and the workspace as the only writable host path;
 //   - /proc/sys (sysctl writes are allowed by euid alone): read-only, see PROC_READ_ONLY;
 //   - kernel keyrings (per uid, not per namespace) and set-id files in the workspace: seccomp.ts;
-//   - signals and ptrace against host root processes: the pid namespace hides them, seccomp denies ptrace.
+//   - signals and ptrace against host processes: the pid namespace hides them, seccomp denies ptrace.
 // Known and accepted: /proc/self/mountinfo shows the host paths of the binds (workspace, agent).
 import { existsSync, lstatSync, readlinkSync } from "node:fs";
 

@@ -13,7 +13,9 @@
 // against the sandbox's pids.max. Its own memory is a few hundred KiB.
 import type { ChildProcess } from "node:child_process";
 import type { Readable, Writable } from "node:stream";
+import { statSync } from "node:fs";
 import { LuminaGuardError } from "../../errors.js";
+import { STAGE_ROOT, jailerArgs, type JailerBuild, type VmmIdentity } from "../jailer/jailer.js";
 import { sandboxHostEnv } from "../../util/env.js";
 import { spawnGroup } from "../../util/proc.js";
 import { AGENT_COMMAND, bwrapArgs, groupFile, hostsFile, passwdFile, type BwrapFds } from "./bwrap.js";
@@ -41,7 +43,15 @@ export interface LaunchOptions {
   signal?: AbortSignal;
   /** Every chunk bwrap or the sandboxed program writes to stderr (always drained either way). */
   onStderr?: (chunk: Buffer) => void;
+  /**
+   * Run as root: start bwrap through lg-jailer as this unprivileged identity, the workspace
+   * idmapped (its owner's files are the identity's; what the sandbox creates is the owner's on disk).
+   */
+  jail?: { build: JailerBuild; identity: VmmIdentity };
 }
+
+/** Where the jailer stages what bwrap, as its unprivileged identity, could not reach itself. */
+const STAGED = { workspace: `${STAGE_ROOT}/lg/workspace`, agent: `${STAGE_ROOT}/lg/lg-agent` } as const;
 
 export interface Launch {
   bwrap: ChildProcess;
@@ -56,8 +66,15 @@ export interface Launch {
  */
 export function launch(options: LaunchOptions): Launch {
   const command = options.command ?? [...AGENT_COMMAND, "--no-init"];
+  const jail = options.jail;
   const args = bwrapArgs(
-    { id: options.id, workspace: options.workspace, agentPath: options.agentPath, tmpfsBytes: options.memoryMiB * 1024 * 1024, fds: BWRAP_FDS },
+    {
+      id: options.id,
+      workspace: jail ? STAGED.workspace : options.workspace,
+      agentPath: jail ? STAGED.agent : options.agentPath,
+      tmpfsBytes: options.memoryMiB * 1024 * 1024,
+      fds: BWRAP_FDS,
+    },
     command,
   );
   if (options.command === undefined) {
@@ -74,7 +91,17 @@ export function launch(options: LaunchOptions): Launch {
   // bwrap's own environment is the minimal host one: --clearenv empties the sandbox's, but bwrap itself
   // would keep ours (API keys, tokens) in /proc/PID/environ. The PATH is fixed too, so that a
   // directory early in the caller's PATH cannot put another "bwrap" in its place.
-  const bwrap = spawnGroup(["bwrap", ...args], {
+  let prefix: string[] = [];
+  if (jail) {
+    const st = statSync(options.workspace);
+    prefix = jailerArgs(jail.build, {
+      identity: jail.identity,
+      binds: [{ kind: "ro", src: options.agentPath, dst: STAGED.agent.slice(STAGE_ROOT.length) }],
+      workspace: { src: options.workspace, uid: st.uid, gid: st.gid, dst: STAGED.workspace.slice(STAGE_ROOT.length) },
+      stage: { keepFds: Object.keys(BWRAP_FDS).length + 3 },
+    });
+  }
+  const bwrap = spawnGroup([...prefix, jail ? "/usr/bin/bwrap" : "bwrap", ...args], {
     stdio: shieldStdio(Array<"pipe">(9).fill("pipe")),
     env: sandboxHostEnv(),
   });

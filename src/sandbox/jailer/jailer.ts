@@ -1,10 +1,10 @@
-// The VMM's jail: builds lg-jailer, picks each VM's unprivileged identity, and lays out what QEMU may see.
+// The host side's jail: builds lg-jailer, picks each sandbox's unprivileged host identity, lays out what it may see.
 import { closeSync, constants, existsSync, mkdirSync, openSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { createHash, randomInt } from "node:crypto";
 import { join } from "node:path";
 import { LuminaGuardError } from "../../errors.js";
 import { cacheDir, runSubdir } from "../../paths.js";
-import { hashInputs, listFiles } from "../../util/hash.js";
+import { hashInputs } from "../../util/hash.js";
 import { packageRoot } from "../../util/pkg.js";
 import { run } from "../../util/proc.js";
 import { seccompFilterBytes } from "../namespace/seccomp.js";
@@ -39,9 +39,10 @@ export interface JailerBuild {
 }
 
 /**
- * VMM identities when LuminaGuard runs as root: uid BASE+slot, one per live VM (so one VMM can neither
- * signal, ptrace nor read another), and gid BASE shared by all (it owns the snapshot RAM files every
- * clone maps). No passwd entry is needed; LUMINAGUARD_VMM_ID_BASE moves the range if it collides.
+ * Host identities when LuminaGuard runs as root: uid BASE+slot, one per live sandbox (so one VMM or
+ * bwrap can neither signal, ptrace nor read another), and gid BASE shared by all (it owns the snapshot
+ * RAM files every micro-VM clone maps). No passwd entry is needed; LUMINAGUARD_VMM_ID_BASE moves the
+ * range if it collides.
  */
 export function vmmIdBase(): number {
   const raw = process.env["LUMINAGUARD_VMM_ID_BASE"];
@@ -86,7 +87,7 @@ export function allocateIdentity(): VmmIdentity {
 }
 
 function jailerSourceDir(): string {
-  return join(packageRoot(), "src", "sandbox", "microvm", "jailer");
+  return join(packageRoot(), "src", "sandbox", "jailer");
 }
 
 let built: Promise<JailerBuild> | undefined;
@@ -102,7 +103,7 @@ export function ensureJailer(): Promise<JailerBuild> {
 
 async function buildJailer(): Promise<JailerBuild> {
   const filter = seccompFilterBytes();
-  const hash = hashInputs(listFiles(jailerSourceDir()), [createHash("sha256").update(filter).digest("hex")], packageRoot()).slice(0, 16);
+  const hash = hashInputs([join(jailerSourceDir(), "jailer.c")], [createHash("sha256").update(filter).digest("hex")], packageRoot()).slice(0, 16);
   const dir = join(cacheDir(), "jailer", hash);
   const path = join(dir, "lg-jailer");
   const seccompPath = join(dir, "vmm.seccomp");
@@ -124,20 +125,32 @@ export interface JailPlan {
   identity: VmmIdentity;
   binds: JailBind[];
   /** Host directory shown read-write at JAIL.workspace through an idmapped mount (owner ↔ VMM identity). */
-  workspace?: { src: string; uid: number; gid: number };
+  workspace?: { src: string; uid: number; gid: number; dst?: string };
   /** gid of /dev/kvm, kept as the only supplementary group when KVM is used. */
   kvmGid?: number;
+  /**
+   * For a launcher that builds its own sandbox (bubblewrap): no new root, binds staged under
+   * STAGE_ROOT, descriptors 3..keepFds-1 kept open, no extra seccomp (the launcher applies the
+   * sandbox's own filter to what it runs).
+   */
+  stage?: { keepFds: number };
 }
+
+/** Where staged binds appear to the launcher (lg-jailer's NEW_ROOT). */
+export const STAGE_ROOT = "/tmp";
 
 /** lg-jailer's argv up to and including `--`. */
 export function jailerArgs(build: JailerBuild, plan: JailPlan): string[] {
-  const args = [build.path, "--uid", String(plan.identity.uid), "--gid", String(plan.identity.gid), "--seccomp", build.seccompPath];
+  const args = [build.path, "--uid", String(plan.identity.uid), "--gid", String(plan.identity.gid)];
+  if (plan.stage) args.push("--stage", "--keep-fds", String(plan.stage.keepFds));
+  else args.push("--seccomp", build.seccompPath);
   if (plan.kvmGid !== undefined) args.push("--kvm-gid", String(plan.kvmGid));
   for (const b of plan.binds) args.push(`--${b.kind}`, b.src, b.dst);
   if (plan.workspace) {
     // Run as an ordinary user the VMM already is the workspace owner: a plain read-write bind.
-    if (plan.identity.switched) args.push("--idmap", plan.workspace.src, JAIL.workspace, String(plan.workspace.uid), String(plan.workspace.gid));
-    else args.push("--rw", plan.workspace.src, JAIL.workspace);
+    const dst = plan.workspace.dst ?? JAIL.workspace;
+    if (plan.identity.switched) args.push("--idmap", plan.workspace.src, dst, String(plan.workspace.uid), String(plan.workspace.gid));
+    else args.push("--rw", plan.workspace.src, dst);
   }
   args.push("--");
   return args;

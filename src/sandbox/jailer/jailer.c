@@ -1,7 +1,7 @@
 /* lg-jailer: starts a VMM with no privilege, in the manner of Firecracker's jailer.
  *
  *   lg-jailer --uid U --gid G [--kvm-gid K] [--ro SRC DST]... [--rw SRC DST]... [--dev SRC DST]...
- *             [--idmap SRC DST DISK_UID DISK_GID] [--seccomp FILE] -- PROGRAM ARGS...
+ *             [--idmap SRC DST DISK_UID DISK_GID] [--seccomp FILE] [--stage] [--keep-fds N] -- PROGRAM ARGS...
  *
  * In order: a private mount namespace (and IPC, UTS and network namespaces) whose root is a fresh
  * tmpfs holding only the listed paths; /usr read-only for the VMM's own code; pivot_root onto it so
@@ -12,6 +12,11 @@
  * its own and everything it creates is owned by the workspace owner on disk. Run as an ordinary user
  * it cannot change uid (and needs not: that user has no privilege to drop); it builds the same mount
  * namespace inside a user namespace that maps only that user.
+ *
+ * --stage (root only) serves the namespace backend: no new root and no pivot, only a private mount
+ * namespace where the listed binds appear under NEW_ROOT (the workspace idmapped), so that bubblewrap,
+ * started as the unprivileged identity, can bind what it could not reach itself; --keep-fds keeps the
+ * launcher's descriptors 3..N-1 open.
  *
  * Every source path is opened (O_PATH, no symlink following at the last component) before anything
  * is mounted, so a later mount cannot shadow it and a swapped symlink cannot redirect it. */
@@ -221,7 +226,8 @@ static void write_file(const char *path, const char *text)
 
 int main(int argc, char **argv)
 {
-	long uid = -1, gid = -1, kvm_gid = -1, disk_uid = -1, disk_gid = -1;
+	long uid = -1, gid = -1, kvm_gid = -1, disk_uid = -1, disk_gid = -1, keep_fds = 3;
+	int stage = 0;
 	int i;
 	for (i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -234,6 +240,12 @@ int main(int argc, char **argv)
 			gid = parse_id(argv[++i], "--gid");
 		} else if (strcmp(a, "--kvm-gid") == 0 && i + 1 < argc) {
 			kvm_gid = parse_id(argv[++i], "--kvm-gid");
+		} else if (strcmp(a, "--stage") == 0) {
+			stage = 1;
+		} else if (strcmp(a, "--keep-fds") == 0 && i + 1 < argc) {
+			keep_fds = parse_id(argv[++i], "--keep-fds");
+			if (keep_fds < 3 || keep_fds > 64)
+				die("--keep-fds must be between 3 and 64");
 		} else if (strcmp(a, "--seccomp") == 0 && i + 1 < argc) {
 			read_seccomp(argv[++i]);
 		} else if ((strcmp(a, "--ro") == 0 || strcmp(a, "--rw") == 0 || strcmp(a, "--dev") == 0) && i + 2 < argc) {
@@ -271,7 +283,10 @@ int main(int argc, char **argv)
 		snprintf(map, sizeof map, "%ld %ld 1\n", gid, gid);
 		write_file("/proc/self/gid_map", map);
 	}
-	if (unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET) < 0)
+	if (stage && !privileged)
+		die("--stage is for dropping root; an ordinary user runs the sandbox launcher directly");
+	/* --stage prepares a launcher (bubblewrap) that makes every other namespace itself. */
+	if (unshare(stage ? CLONE_NEWNS : CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET) < 0)
 		die("unshare: %s", strerror(errno));
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		die("make / private: %s", strerror(errno));
@@ -293,17 +308,19 @@ int main(int argc, char **argv)
 	if (mount("lg-jail", NEW_ROOT, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755") < 0)
 		die("mount root tmpfs: %s", strerror(errno));
 
-	set_attr(usr, LG_MOUNT_ATTR_RDONLY | LG_MOUNT_ATTR_NODEV | LG_MOUNT_ATTR_NOSUID, -1, "/usr");
-	make_mount_point("/usr", 1);
-	if (syscall(SYS_move_mount, usr, "", AT_FDCWD, NEW_ROOT "/usr", LG_MOVE_MOUNT_F_EMPTY_PATH) < 0)
-		die("mount /usr: %s", strerror(errno));
-	/* Debian's merged /usr: the loader and libraries are found through these links. */
-	static const char *links[][2] = {{"usr/bin", "/bin"}, {"usr/sbin", "/sbin"}, {"usr/lib", "/lib"}, {"usr/lib64", "/lib64"}};
-	for (size_t l = 0; l < sizeof links / sizeof links[0]; l++) {
-		char at[64];
-		snprintf(at, sizeof at, "%s%s", NEW_ROOT, links[l][1]);
-		if (symlink(links[l][0], at) < 0)
-			die("symlink %s: %s", at, strerror(errno));
+	if (!stage) {
+		set_attr(usr, LG_MOUNT_ATTR_RDONLY | LG_MOUNT_ATTR_NODEV | LG_MOUNT_ATTR_NOSUID, -1, "/usr");
+		make_mount_point("/usr", 1);
+		if (syscall(SYS_move_mount, usr, "", AT_FDCWD, NEW_ROOT "/usr", LG_MOVE_MOUNT_F_EMPTY_PATH) < 0)
+			die("mount /usr: %s", strerror(errno));
+		/* Debian's merged /usr: the loader and libraries are found through these links. */
+		static const char *links[][2] = {{"usr/bin", "/bin"}, {"usr/sbin", "/sbin"}, {"usr/lib", "/lib"}, {"usr/lib64", "/lib64"}};
+		for (size_t l = 0; l < sizeof links / sizeof links[0]; l++) {
+			char at[64];
+			snprintf(at, sizeof at, "%s%s", NEW_ROOT, links[l][1]);
+			if (symlink(links[l][0], at) < 0)
+				die("symlink %s: %s", at, strerror(errno));
+		}
 	}
 	for (int b = 0; b < nbinds; b++) {
 		struct stat st;
@@ -314,7 +331,8 @@ int main(int argc, char **argv)
 			attrs |= LG_MOUNT_ATTR_NODEV;
 		if (binds[b].kind == BIND_RO)
 			attrs |= LG_MOUNT_ATTR_RDONLY;
-		if (binds[b].kind == BIND_RW || binds[b].kind == BIND_IDMAP)
+		/* QEMU executes nothing it writes; a staged workspace is where a sandbox's commands run scripts. */
+		if (!stage && (binds[b].kind == BIND_RW || binds[b].kind == BIND_IDMAP))
 			attrs |= LG_MOUNT_ATTR_NOEXEC;
 		if (binds[b].kind == BIND_IDMAP && idmap_ns >= 0)
 			attrs |= LG_MOUNT_ATTR_IDMAP;
@@ -328,24 +346,33 @@ int main(int argc, char **argv)
 	}
 	if (idmap_ns >= 0)
 		close(idmap_ns);
-	/* QEMU's 9p server reaches files through /proc/self/fd/N/NAME for its *at xattr calls. Only pid
-	 * directories, and only the VMM's own (hidepid: other uids' processes are invisible). An ordinary
-	 * user owns no pid namespace to mount a new proc for, and binds the host's instead (it already
-	 * sees it). */
-	make_mount_point("/proc", 1);
-	if (mount("proc", NEW_ROOT "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=invisible,subset=pid") < 0) {
-		if (privileged || mount("/proc", NEW_ROOT "/proc", NULL, MS_BIND | MS_REC, NULL) < 0)
-			die("mount /proc: %s", strerror(errno));
-	}
-	if (mkdir(NEW_ROOT "/.old", 0700) < 0)
-		die("mkdir: %s", strerror(errno));
-	if (syscall(SYS_pivot_root, NEW_ROOT, NEW_ROOT "/.old") < 0)
-		die("pivot_root: %s", strerror(errno));
-	if (chdir("/") < 0 || umount2("/.old", MNT_DETACH) < 0 || rmdir("/.old") < 0)
-		die("detach the host root: %s", strerror(errno));
-	if (mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
-		die("remount the root read-only: %s", strerror(errno));
+	if (stage) {
+		/* No pivot: the launcher needs the host's system directories and reads the staged binds
+		 * (sources it could not reach as its new identity) from NEW_ROOT. */
+		if (mount(NULL, NEW_ROOT, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
+			die("remount the stage read-only: %s", strerror(errno));
+		if (chdir("/") < 0)
+			die("chdir: %s", strerror(errno));
+	} else {
+		/* QEMU's 9p server reaches files through /proc/self/fd/N/NAME for its *at xattr calls. Only pid
+		 * directories, and only the VMM's own (hidepid: other uids' processes are invisible). An ordinary
+		 * user owns no pid namespace to mount a new proc for, and binds the host's instead (it already
+		 * sees it). */
+		make_mount_point("/proc", 1);
+		if (mount("proc", NEW_ROOT "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=invisible,subset=pid") < 0) {
+			if (privileged || mount("/proc", NEW_ROOT "/proc", NULL, MS_BIND | MS_REC, NULL) < 0)
+				die("mount /proc: %s", strerror(errno));
+		}
+		if (mkdir(NEW_ROOT "/.old", 0700) < 0)
+			die("mkdir: %s", strerror(errno));
+		if (syscall(SYS_pivot_root, NEW_ROOT, NEW_ROOT "/.old") < 0)
+			die("pivot_root: %s", strerror(errno));
+		if (chdir("/") < 0 || umount2("/.old", MNT_DETACH) < 0 || rmdir("/.old") < 0)
+			die("detach the host root: %s", strerror(errno));
+		if (mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
+			die("remount the root read-only: %s", strerror(errno));
 
+	}
 	/* Workspace files get ordinary modes (QEMU creates them fmode=0644, dmode=0755); the run directory
 	 * holding the sockets and the console log is 0700 and the VMM's own. */
 	umask(022);
@@ -363,8 +390,9 @@ int main(int argc, char **argv)
 	 * not die before it took effect. */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != parent)
 		_exit(126);
-	if (syscall(SYS_close_range, 3, ~0U, 0) < 0) {
-		for (int fd = 3; fd < 1024; fd++)
+	/* Descriptors the caller handed over on purpose (a launcher's info, block and data fds) stay. */
+	if (syscall(SYS_close_range, (unsigned)keep_fds, ~0U, 0) < 0) {
+		for (int fd = (int)keep_fds; fd < 1024; fd++)
 			close(fd);
 	}
 	if (filter_len > 0) {
