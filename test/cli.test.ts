@@ -40,6 +40,10 @@ test("bad usage gets a clear error and exit code 2", () => {
   assert.match(badBackend.stderr, /docker.*invalid|Allowed choices/i);
   const badTimeout = cli(["exec", "--timeout", "0", "--", "true"]);
   assert.equal(badTimeout.code, 2);
+  // A workspace that may not be shared is the caller's mistake too, not LuminaGuard's failure (125).
+  const forbidden = cli(["exec", "--backend", "namespace", "--workspace", "/etc/ssh", "--", "true"]);
+  assert.equal(forbidden.code, 2, forbidden.stderr);
+  assert.match(forbidden.stderr, /WORKSPACE_FORBIDDEN/);
 });
 
 for (const backend of BACKENDS) {

@@ -5,7 +5,8 @@ import { escapeForTerminal } from "../util/terminal.js";
 /** Exit codes: 124 like timeout(1) for TOOL_TIMEOUT, 125 for LuminaGuard's own failures, 2 for bad usage. */
 export function exitCodeFor(err: LuminaGuardError): number {
   if (err.code === "TOOL_TIMEOUT") return 124;
-  if (err.code === "INVALID_ARGUMENT") return 2;
+  // A refused workspace is a bad argument too: the user named a directory that may not be shared.
+  if (err.code === "INVALID_ARGUMENT" || err.code === "WORKSPACE_FORBIDDEN") return 2;
   return 125;
 }
 

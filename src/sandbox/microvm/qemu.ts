@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { LuminaGuardError } from "../../errors.js";
 import { imageNeedsAcpi, type ImageManifest } from "../../guest/image/build.js";
 import { runDir, runSubdir } from "../../paths.js";
+import { sandboxHostEnv } from "../../util/env.js";
 import { killGroup, spawnGroup } from "../../util/proc.js";
 import { JAIL, allocateIdentity, ensureJailer, jailerArgs, type JailBind, type JailPlan, type VmmIdentity } from "../jailer/jailer.js";
 
@@ -196,7 +197,8 @@ export async function launchVm(o: VmLaunchOptions): Promise<VmProcess> {
     const paths = { run: JAIL.run, kernel: JAIL.kernel, initrd: JAIL.initrd, ram: JAIL.ram, workspace: JAIL.workspace };
     argv = [...jailerArgs(build, plan), `/usr/bin/${QEMU_BINARY}`, ...qemuArgs(o, paths)];
   }
-  const child = spawnGroup(argv, { stdio: ["ignore", "ignore", "pipe"], env: vmmEnv() });
+  // sandboxHostEnv(): PATH, LANG and TZ only; nothing of ours (API keys, tokens) is inherited.
+  const child = spawnGroup(argv, { stdio: ["ignore", "ignore", "pipe"], env: sandboxHostEnv() });
   let stderr = "";
   child.stderr?.on("data", (c: Buffer) => {
     if (stderr.length < 16_384) stderr += c.toString("utf8");
@@ -210,11 +212,6 @@ export async function launchVm(o: VmLaunchOptions): Promise<VmProcess> {
   });
   Object.defineProperty(child, "lgStderr", { get: () => stderr });
   return { child, dir, ...host, qemuRunDir, identity, exited };
-}
-
-/** QEMU's whole environment: nothing of ours (API keys, tokens) is inherited by accident. */
-export function vmmEnv(): NodeJS.ProcessEnv {
-  return { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", LANG: "C.UTF-8" };
 }
 
 export function vmStderr(vm: VmProcess): string {

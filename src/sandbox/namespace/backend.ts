@@ -23,7 +23,7 @@ const HANDSHAKE_TIMEOUT_MS = 5_000;
 const INIT_DEADLINE_MS = 5_000;
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 const MIN_MEMORY_MIB = 16;
-/** bwrap's pid-1 reaper and the agent are in the cgroup too, so fewer cannot run a single command. */
+/** The agent (pid 1 of the sandbox) is in the cgroup too, and a command may need a shell and a child. */
 const MIN_PIDS = 4;
 
 export interface NamespaceBackendOptions {
