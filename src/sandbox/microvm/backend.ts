@@ -235,7 +235,17 @@ export async function connectVm(
       id: spec.id,
       backend: "microvm",
       channel,
-      info: { backend: "microvm", accel, sharesHostKernel: false, image: image.hash, memoryMiB: spec.memoryMiB, ...extraInfo },
+      info: {
+        backend: "microvm",
+        accel,
+        sharesHostKernel: false,
+        image: image.hash,
+        memoryMiB: spec.memoryMiB,
+        // Who QEMU runs as on the host (a per-VM uid when we are root) and how the workspace is exported.
+        hostUid: vm.identity.uid,
+        workspaceExport: "9p mapped-xattr",
+        ...extraInfo,
+      },
       pids: () => (vm.child.exitCode === null && vm.child.signalCode === null ? [pid] : []),
       exited: vm.exited.then(() => undefined),
       destroy,
