@@ -154,7 +154,7 @@ export async function toolsScenario(rec: Recorder, o: ScenarioOptions): Promise<
   seedWorkspace(ws.dir);
   seedWorkspace(ref.dir);
   const handle = await backend.spawn({ id: "bench-tools", workspace: ws.dir, memoryMiB: 256, pidsMax: 256, vcpus: 1 });
-  const sandbox = Sandbox.fromHandle(handle, ws.dir, false);
+  const sandbox = Sandbox.fromHandle(handle, { path: ws.dir, owned: false });
   try {
     const groups = opsByTool(standardOps(Math.max(200, o.runs * 10)));
     for (const [tool, ops] of groups) {
@@ -185,7 +185,7 @@ async function throughput(rec: Recorder, o: ScenarioOptions): Promise<void> {
     const ws = tempDir();
     seedWorkspace(ws.dir);
     const handle = await backend.spawn({ id: `bench-tp-${i}`, workspace: ws.dir, memoryMiB: 256, pidsMax: 256, vcpus: 1 });
-    workers.push({ sandbox: Sandbox.fromHandle(handle, ws.dir, false), ws });
+    workers.push({ sandbox: Sandbox.fromHandle(handle, { path: ws.dir, owned: false }), ws });
   }
   interface Sustained {
     perMin: number;
@@ -260,7 +260,7 @@ export async function memoryScenario(rec: Recorder, o: ScenarioOptions): Promise
       const ws = tempDir();
       seedWorkspace(ws.dir);
       const handle = await backend.spawn({ id: `bench-mem-${i}`, workspace: ws.dir, memoryMiB: 256, pidsMax: 256, vcpus: 1 });
-      live.push({ sandbox: Sandbox.fromHandle(handle, ws.dir, false), ws });
+      live.push({ sandbox: Sandbox.fromHandle(handle, { path: ws.dir, owned: false }), ws });
     }
     await sleep(500);
     let total = 0;

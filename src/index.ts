@@ -1,5 +1,5 @@
 // Public API of the luminaguard package: named exports only.
-export { Sandbox, DEFAULT_MEMORY_MIB, DEFAULT_PIDS_MAX } from "./runtime/sandbox.js";
+export { Sandbox, DEFAULT_MEMORY_MIB, DEFAULT_PIDS_MAX, DEFAULT_DISK_MIB } from "./runtime/sandbox.js";
 export type { SandboxOptions, RunOptions } from "./runtime/sandbox.js";
 export { resolveBackend, probeBackend, getBackend, BACKEND_CHOICES } from "./runtime/backends.js";
 export type { BackendChoice } from "./runtime/backends.js";

@@ -4,8 +4,9 @@ import { cpus } from "node:os";
 import { LuminaGuardError, toLuminaGuardError } from "../errors.js";
 import { log } from "../log.js";
 import type { SandboxBackend, SandboxHandle } from "../sandbox/types.js";
+import { diskLimit, type DiskLimit } from "./disk.js";
 import { DEFAULT_MEMORY_MIB, DEFAULT_PIDS_MAX, Sandbox } from "./sandbox.js";
-import { createOwnedWorkspace, removeIfOwned, userWorkspace } from "./workspace.js";
+import { removeIfOwned, workspaceFor, type Workspace } from "./workspace.js";
 
 export interface PoolOptions {
   backend: SandboxBackend;
@@ -22,6 +23,9 @@ export interface PoolOptions {
   memoryMiB?: number;
   pidsMax?: number;
   vcpus?: number;
+  /** Each sandbox's disk limit in MiB (default DEFAULT_DISK_MIB) and inodes; see SandboxOptions.diskMiB. */
+  diskMiB?: number;
+  diskInodes?: number;
   /**
    * Run one throwaway command in each sandbox before it counts as ready. Under TCG a restored VM
    * translates every code path on first use (~50 ms for the first fork+exec); paying that in the
@@ -42,8 +46,7 @@ export interface PoolStats {
 
 interface Ready {
   handle: SandboxHandle;
-  workspace: string;
-  owned: boolean;
+  workspace: Workspace;
 }
 
 interface Waiter {
@@ -69,8 +72,11 @@ export class SandboxPool {
   private lastError: LuminaGuardError | undefined;
   private readonly counters = { handedOut: 0, spawned: 0, spawnFailures: 0 };
   private readonly inFlight = new Set<Promise<void>>();
+  private readonly disk: DiskLimit;
 
   constructor(private readonly options: PoolOptions) {
+    // A bad limit is the caller's mistake: say so now, not as spawn failures later.
+    this.disk = diskLimit(options.diskMiB, options.diskInodes);
     this.minSize = options.minSize ?? 2;
     this.maxSize = Math.max(this.minSize, options.maxSize ?? Math.max(8, this.minSize));
     this.concurrency = options.refillConcurrency ?? Math.max(1, cpus().length - 1);
@@ -104,7 +110,7 @@ export class SandboxPool {
     // Refill after the caller has its sandbox: starting a spawn has a synchronous part (fork, mkdir)
     // that must not sit on the hand-out path.
     setImmediate(() => this.refill());
-    return Sandbox.fromHandle(r.handle, r.workspace, r.owned);
+    return Sandbox.fromHandle(r.handle, r.workspace, { disk: this.disk });
   }
 
   /** Stops refilling, destroys every ready sandbox, waits for spawns in flight and destroys them too. */
@@ -171,19 +177,20 @@ export class SandboxPool {
   }
 
   private async spawnOne(): Promise<void> {
-    const ws = this.options.workspace === undefined ? createOwnedWorkspace() : userWorkspace(this.options.workspace);
-    const { path: workspace, owned } = ws;
+    let ws: Workspace | undefined;
     let handle: SandboxHandle;
     try {
+      ws = await workspaceFor(this.options.workspace, this.disk);
       handle = await this.options.backend.spawn({
         id: `lg-${randomBytes(6).toString("hex")}`,
-        workspace,
+        workspace: ws.path,
         memoryMiB: this.options.memoryMiB ?? DEFAULT_MEMORY_MIB,
         pidsMax: this.options.pidsMax ?? DEFAULT_PIDS_MAX,
         vcpus: this.options.vcpus ?? 1,
+        diskMiB: this.disk.mib,
       });
     } catch (err) {
-      removeIfOwned(ws);
+      if (ws) await removeIfOwned(ws);
       this.counters.spawnFailures++;
       this.consecutiveFailures++;
       this.lastError = toLuminaGuardError(err, "SANDBOX_SPAWN_FAILED");
@@ -194,8 +201,7 @@ export class SandboxPool {
       try {
         await handle.channel.request("execute_command", { argv: ["true"], timeoutMs: 10_000, maxOutputBytes: 1024 }, { deadlineMs: 20_000 });
       } catch (err) {
-        await handle.destroy();
-        if (owned) removeIfOwned(ws);
+        await this.dispose({ handle, workspace: ws });
         this.counters.spawnFailures++;
         this.consecutiveFailures++;
         this.lastError = toLuminaGuardError(err, "SANDBOX_SPAWN_FAILED");
@@ -204,7 +210,7 @@ export class SandboxPool {
     }
     this.consecutiveFailures = 0;
     this.counters.spawned++;
-    const r: Ready = { handle, workspace, owned };
+    const r: Ready = { handle, workspace: ws };
     if (this.closed) return void (await this.dispose(r));
     // A pooled sandbox that dies while waiting is dropped, never handed out.
     void handle.exited.then(() => {
@@ -220,8 +226,13 @@ export class SandboxPool {
     else this.ready.push(r);
   }
 
+  /** Destroys a sandbox nobody took, then its workspace (a size-limited one is unmounted, its image deleted). */
   private async dispose(r: Ready): Promise<void> {
-    await r.handle.destroy();
-    removeIfOwned({ path: r.workspace, owned: r.owned });
+    try {
+      await r.handle.destroy();
+    } catch (err) {
+      log.warn({ id: r.handle.id, err: String(err) }, "pool: destroying a sandbox failed");
+    }
+    await removeIfOwned(r.workspace);
   }
 }

@@ -1,13 +1,13 @@
 // The SDK's Sandbox: one single-use isolated sandbox bound to one workspace, with files, search and commands.
 import { randomBytes } from "node:crypto";
-import { rmSync } from "node:fs";
 import { LuminaGuardError } from "../errors.js";
 import type { SandboxHandle } from "../sandbox/types.js";
 import * as tools from "../tools/dispatch.js";
 import type { CallOptions, CommandResult, ListDirectoryResult, ReadFileResult, SearchResult, WriteFileResult } from "../tools/dispatch.js";
 import type { ToolName } from "../tools/schemas.js";
 import { resolveBackend, type BackendChoice } from "./backends.js";
-import { createOwnedWorkspace, removeIfOwned, userWorkspace } from "./workspace.js";
+import { DiskGuard, diskLimit, noSpace, type DiskLimit, type DiskLimitMode } from "./disk.js";
+import { removeIfOwned, workspaceFor, type Workspace } from "./workspace.js";
 
 export interface SandboxOptions {
   backend?: BackendChoice;
@@ -16,6 +16,14 @@ export interface SandboxOptions {
   memoryMiB?: number;
   pidsMax?: number;
   vcpus?: number;
+  /**
+   * What the sandbox may add to its workspace, in MiB (default DEFAULT_DISK_MIB, 1024): past it,
+   * writes fail with NO_SPACE. Kernel-enforced on a workspace we create (run as root), watched on
+   * any other; `info.diskLimit` says which. See docs/security.md, "Disk".
+   */
+  diskMiB?: number;
+  /** Files and directories it may add (default: 64 per MiB of diskMiB, at least 1024). */
+  diskInodes?: number;
   /** Lifetime: the sandbox is killed this long after creation. Default: no limit. */
   timeoutMs?: number;
   signal?: AbortSignal;
@@ -23,6 +31,7 @@ export interface SandboxOptions {
 
 export const DEFAULT_MEMORY_MIB = 256;
 export const DEFAULT_PIDS_MAX = 256;
+export { DEFAULT_DISK_MIB } from "./disk.js";
 
 export interface RunOptions {
   cwd?: string;
@@ -34,49 +43,75 @@ export interface RunOptions {
   signal?: AbortSignal;
 }
 
+/** What a call may do to the workspace's disk use, which decides how the disk limit checks it. */
+type DiskUse = { kind: "none" } | { kind: "write"; bytes: number; entries: number } | { kind: "command" };
+const NO_DISK_USE: DiskUse = { kind: "none" };
+
+/** What a call's function is given: the signal to obey (the caller's, or the disk watch's) and the output callbacks. */
+interface CallContext {
+  signal: AbortSignal | undefined;
+  onStdout: ((chunk: Buffer) => void) | undefined;
+  onStderr: ((chunk: Buffer) => void) | undefined;
+}
+
+interface CallHooks {
+  signal?: AbortSignal | undefined;
+  onStdout?: ((chunk: Buffer) => void) | undefined;
+  onStderr?: ((chunk: Buffer) => void) | undefined;
+}
+
 export class Sandbox {
   readonly files = {
     read: (path: string, o: { offset?: number; length?: number; signal?: AbortSignal } = {}): Promise<ReadFileResult> =>
-      this.call(() =>
-        tools.readFile(this.handle.channel, tools.parseToolArgs("read_file", { path, ...strip(o, ["offset", "length"]) }), sig(o.signal)),
+      this.call(
+        (c) => tools.readFile(this.handle.channel, tools.parseToolArgs("read_file", { path, ...strip(o, ["offset", "length"]) }), sig(c.signal)),
+        NO_DISK_USE,
+        o,
       ),
     readText: async (path: string): Promise<string> => (await this.files.read(path)).content.toString("utf8"),
     write: (path: string, data: string | Uint8Array, o: { createParents?: boolean; signal?: AbortSignal } = {}): Promise<WriteFileResult> =>
-      this.call(() =>
-        tools.writeFile(
-          this.handle.channel,
-          typeof data === "string"
-            ? { path, content: data, encoding: "utf8", ...strip(o, ["createParents"]) }
-            : { path, content: Buffer.from(data).toString("base64"), encoding: "base64", ...strip(o, ["createParents"]) },
-          sig(o.signal),
-        ),
+      this.call(
+        (c) =>
+          tools.writeFile(
+            this.handle.channel,
+            typeof data === "string"
+              ? { path, content: data, encoding: "utf8", ...strip(o, ["createParents"]) }
+              : { path, content: Buffer.from(data).toString("base64"), encoding: "base64", ...strip(o, ["createParents"]) },
+            sig(c.signal),
+          ),
+        writeUse(path, typeof data === "string" ? Buffer.byteLength(data, "utf8") : data.byteLength, o.createParents),
+        o,
       ),
     list: (path = ".", o: { depth?: number; limit?: number; signal?: AbortSignal } = {}): Promise<ListDirectoryResult> =>
-      this.call(() =>
-        tools.listDirectory(this.handle.channel, tools.parseToolArgs("list_directory", { path, ...strip(o, ["depth", "limit"]) }), sig(o.signal)),
+      this.call(
+        (c) => tools.listDirectory(this.handle.channel, tools.parseToolArgs("list_directory", { path, ...strip(o, ["depth", "limit"]) }), sig(c.signal)),
+        NO_DISK_USE,
+        o,
       ),
   };
 
   readonly commands = {
-    run: (command: string | string[], o: RunOptions = {}): Promise<CommandResult> =>
-      this.call(() =>
-        tools.executeCommand(
-          this.handle.channel,
-          tools.parseToolArgs("execute_command", { command, ...strip(o, ["cwd", "env", "stdin", "timeoutMs"]) }),
-          { ...sig(o.signal), ...(o.onStdout ? { onStdout: o.onStdout } : {}), ...(o.onStderr ? { onStderr: o.onStderr } : {}) },
-        ),
-      ),
+    run: async (command: string | string[], o: RunOptions = {}): Promise<CommandResult> => {
+      const args = tools.parseToolArgs("execute_command", { command, ...strip(o, ["cwd", "env", "stdin", "timeoutMs"]) });
+      return await this.call((c) => tools.executeCommand(this.handle.channel, args, callOptions(c)), { kind: "command" }, o);
+    },
   };
 
   private killed: Promise<void> | undefined;
   private lifetime: NodeJS.Timeout | undefined;
+  /** The watch on a workspace the kernel does not limit; its baseline is measured while the sandbox starts. */
+  private readonly guard: Promise<DiskGuard> | undefined;
+  readonly workspace: string;
 
   private constructor(
     private readonly handle: SandboxHandle,
-    readonly workspace: string,
-    private readonly ownsWorkspace: boolean,
+    private readonly ws: Workspace,
+    private readonly disk: DiskLimit,
     timeoutMs: number | undefined,
+    guard?: Promise<DiskGuard>,
   ) {
+    this.workspace = ws.path;
+    this.guard = ws.limited ? undefined : (guard ?? DiskGuard.start(ws.path, disk));
     if (timeoutMs !== undefined) {
       this.lifetime = setTimeout(() => void this.kill(), timeoutMs);
       this.lifetime.unref();
@@ -85,9 +120,12 @@ export class Sandbox {
   }
 
   static async create(options: SandboxOptions = {}): Promise<Sandbox> {
+    const disk = diskLimit(options.diskMiB, options.diskInodes);
     const backend = await resolveBackend(options.backend ?? "auto");
-    const ws = options.workspace === undefined ? createOwnedWorkspace() : userWorkspace(options.workspace);
+    const ws = await workspaceFor(options.workspace, disk);
     try {
+      // The watched baseline is measured while the sandbox starts: nothing writes to the workspace meanwhile.
+      const guard = ws.limited ? undefined : DiskGuard.start(ws.path, disk);
       const handle = await backend.spawn(
         {
           id: `lg-${randomBytes(6).toString("hex")}`,
@@ -95,19 +133,23 @@ export class Sandbox {
           memoryMiB: options.memoryMiB ?? DEFAULT_MEMORY_MIB,
           pidsMax: options.pidsMax ?? DEFAULT_PIDS_MAX,
           vcpus: options.vcpus ?? 1,
+          diskMiB: disk.mib,
         },
         options.signal,
       );
-      return new Sandbox(handle, ws.path, ws.owned, options.timeoutMs);
+      return new Sandbox(handle, ws, disk, options.timeoutMs, guard);
     } catch (err) {
-      removeIfOwned(ws);
+      await removeIfOwned(ws);
       throw err;
     }
   }
 
-  /** Wraps a ready handle (from a pool); `ownsWorkspace` removes the workspace on kill. */
-  static fromHandle(handle: SandboxHandle, workspace: string, ownsWorkspace: boolean, timeoutMs?: number): Sandbox {
-    return new Sandbox(handle, workspace, ownsWorkspace, timeoutMs);
+  /**
+   * Wraps a ready handle (from a pool). An owned workspace is removed (a size-limited one unmounted
+   * first) on kill. `disk` is the limit the handle was spawned with (default: the default limit).
+   */
+  static fromHandle(handle: SandboxHandle, workspace: Workspace, o: { timeoutMs?: number; disk?: DiskLimit } = {}): Sandbox {
+    return new Sandbox(handle, workspace, o.disk ?? diskLimit(), o.timeoutMs);
   }
 
   get id(): string {
@@ -118,9 +160,14 @@ export class Sandbox {
     return this.handle.backend;
   }
 
-  /** What this sandbox runs on: accelerator, whether it shares the host kernel, image. */
+  /** How its disk limit is enforced: "kernel" (a filesystem of that size) or "watched" (DiskGuard). */
+  get diskLimit(): DiskLimitMode {
+    return this.ws.limited ? "kernel" : "watched";
+  }
+
+  /** What this sandbox runs on: accelerator, whether it shares the host kernel, image, disk limit. */
   get info(): Readonly<Record<string, string | number | boolean>> {
-    return this.handle.info;
+    return { ...this.handle.info, diskLimit: this.diskLimit, diskMiB: this.disk.mib, diskInodes: this.disk.inodes };
   }
 
   get alive(): boolean {
@@ -133,20 +180,31 @@ export class Sandbox {
   }
 
   search(args: { path?: string; pattern?: string; glob?: string; maxResults?: number }, o: { signal?: AbortSignal } = {}): Promise<SearchResult> {
-    return this.call(() => tools.search(this.handle.channel, tools.parseToolArgs("search", args), sig(o.signal)));
+    return this.call((c) => tools.search(this.handle.channel, tools.parseToolArgs("search", args), sig(c.signal)), NO_DISK_USE, o);
   }
 
   /** Any of the five tools by name with raw (unvalidated) arguments; the result is JSON-safe. */
-  callTool(name: ToolName, args: unknown, o: CallOptions = {}): Promise<Record<string, unknown>> {
-    return this.call(() => tools.callTool(this.handle.channel, name, args, o));
+  async callTool(name: ToolName, args: unknown, o: CallOptions = {}): Promise<Record<string, unknown>> {
+    if (name === "write_file") {
+      // Validated here for the content's size, which the disk limit must admit before anything is sent.
+      const a = tools.parseToolArgs("write_file", args);
+      const bytes = Buffer.byteLength(a.content, a.encoding === "base64" ? "base64" : "utf8");
+      return await this.call((c) => tools.callTool(this.handle.channel, name, a, { ...o, ...callOptions(c) }), writeUse(a.path, bytes, a.createParents), o);
+    }
+    const use: DiskUse = name === "execute_command" ? { kind: "command" } : NO_DISK_USE;
+    return await this.call((c) => tools.callTool(this.handle.channel, name, args, { ...o, ...callOptions(c) }), use, o);
   }
 
   /** Destroys the sandbox and everything it created. Idempotent. */
   kill(): Promise<void> {
     this.killed ??= (async () => {
       if (this.lifetime) clearTimeout(this.lifetime);
-      await this.handle.destroy();
-      if (this.ownsWorkspace) rmSync(this.workspace, { recursive: true, force: true });
+      try {
+        await this.handle.destroy();
+      } finally {
+        // After the sandbox's processes are gone: they hold the size-limited filesystem while alive.
+        await removeIfOwned(this.ws);
+      }
     })();
     return this.killed;
   }
@@ -155,9 +213,111 @@ export class Sandbox {
     await this.kill();
   }
 
-  private async call<T>(fn: () => Promise<T>): Promise<T> {
+  /**
+   * Every call goes through here. Read-only tools go straight to the guest. A write is admitted by
+   * the disk watch first (a kernel-limited workspace refuses it itself, and the agent removes its
+   * temp file). A command runs under the watch, which aborts it when the limit is crossed; see
+   * checkCommand for what its result becomes.
+   */
+  private async call<T>(fn: (c: CallContext) => Promise<T>, use: DiskUse, hooks: CallHooks): Promise<T> {
     if (this.killed) throw new LuminaGuardError("SANDBOX_CLOSED", `sandbox ${this.id} has been killed`);
-    return await fn();
+    const plain: CallContext = { signal: hooks.signal, onStdout: hooks.onStdout, onStderr: hooks.onStderr };
+    if (use.kind === "none") return await fn(plain);
+    const guard = this.guard ? await this.guard : undefined;
+    if (use.kind === "write") {
+      if (!guard) return await fn(plain);
+      const release = await guard.admitWrite(use.bytes, use.entries);
+      try {
+        return await fn(plain);
+      } finally {
+        release();
+      }
+    }
+    const tail = { stdout: new Tail(), stderr: new Tail() };
+    const watch = new AbortController();
+    let exceeded: LuminaGuardError | undefined;
+    const stop = guard?.watch((err) => {
+      exceeded = err;
+      watch.abort(err);
+    });
+    let result: T;
+    try {
+      result = await fn({
+        signal: hooks.signal ? AbortSignal.any([hooks.signal, watch.signal]) : watch.signal,
+        onStdout: (chunk) => {
+          tail.stdout.push(chunk);
+          hooks.onStdout?.(chunk);
+        },
+        onStderr: (chunk) => {
+          tail.stderr.push(chunk);
+          hooks.onStderr?.(chunk);
+        },
+      });
+    } catch (err) {
+      // Aborted by the watch (the guest kills the command's tree): NO_SPACE, with what it printed.
+      if (exceeded) throw withDetails(exceeded, { stdout: tail.stdout.text(), stderr: tail.stderr.text() });
+      throw err;
+    } finally {
+      stop?.();
+    }
+    await this.checkCommand(result, guard, exceeded);
+    return result;
+  }
+
+  /**
+   * What a finished command's result becomes (the same rule on both kinds of limit): NO_SPACE, with
+   * the exit code and output in `details`, when the watch saw the limit crossed, when the workspace
+   * is over its limit now, when the command was killed for a file past the size cap (SIGXFSZ), or
+   * when it failed with the workspace within fullSlackBytes of full or out of inodes (it most likely
+   * failed for that: ENOSPC, EFBIG). A command that succeeded on a full workspace keeps its result.
+   */
+  private async checkCommand(result: unknown, guard: DiskGuard | undefined, exceeded: LuminaGuardError | undefined): Promise<void> {
+    const r = (result ?? {}) as Partial<Record<"exitCode" | "signal" | "stdout" | "stderr", unknown>>;
+    const details = { exitCode: r.exitCode ?? null, signal: r.signal ?? null, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
+    if (exceeded) throw withDetails(exceeded, details);
+    if (r.signal === "SIGXFSZ") throw noSpace(this.disk, "a file the command wrote reached the size limit", details);
+    const failed = r.exitCode !== 0 || (r.signal !== null && r.signal !== undefined);
+    try {
+      if (guard) {
+        await guard.check();
+        if (failed && (await guard.nearlyFull())) throw noSpace(this.disk, "the command failed with the workspace full");
+      } else if (failed && (await this.ws.limited?.nearlyFull())) {
+        throw noSpace(this.disk, "the command failed with the workspace full");
+      }
+    } catch (err) {
+      if (err instanceof LuminaGuardError && err.code === "NO_SPACE") throw withDetails(err, details);
+      throw err;
+    }
+  }
+}
+
+/** A write of `bytes` at `path`; with createParents each missing parent is a new directory too. */
+function writeUse(path: string, bytes: number, createParents: boolean | undefined): DiskUse {
+  const parts = path.split("/").filter((p) => p !== "" && p !== ".").length;
+  return { kind: "write", bytes, entries: createParents ? Math.max(1, parts) : 1 };
+}
+
+function callOptions(c: CallContext): CallOptions {
+  return { ...sig(c.signal), ...(c.onStdout ? { onStdout: c.onStdout } : {}), ...(c.onStderr ? { onStderr: c.onStderr } : {}) };
+}
+
+function withDetails(err: LuminaGuardError, details: Record<string, unknown>): LuminaGuardError {
+  return new LuminaGuardError(err.code, err.message, { cause: err, details: { ...err.details, ...details } });
+}
+
+/** The last 64 KiB of a stream, for the error of a command stopped by the disk limit. */
+class Tail {
+  private chunks: Buffer[] = [];
+  private bytes = 0;
+
+  push(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.bytes += chunk.length;
+    while (this.bytes > 64 * 1024 && this.chunks.length > 1) this.bytes -= (this.chunks.shift() as Buffer).length;
+  }
+
+  text(): string {
+    return Buffer.concat(this.chunks).toString("utf8");
   }
 }
 

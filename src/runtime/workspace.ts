@@ -2,13 +2,18 @@
 // its own workspace open), and user-given ones, which pass the one workspace check.
 import { mkdtempSync, realpathSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { toLuminaGuardError } from "../errors.js";
+import { log } from "../log.js";
 import { runSubdir } from "../paths.js";
 import { checkWorkspace } from "../sandbox/workspace.js";
+import { LimitedWorkspace, type DiskLimit } from "./disk.js";
 
 export interface Workspace {
   path: string;
   /** Created by us, removed with the sandbox. */
   owned: boolean;
+  /** A size-limited filesystem mounted on it (owned workspaces, run as root): unmounted before removal. */
+  limited?: LimitedWorkspace;
 }
 
 export function createOwnedWorkspace(): Workspace {
@@ -16,11 +21,52 @@ export function createOwnedWorkspace(): Workspace {
   return { path: realpathSync(mkdtempSync(join(runSubdir("workspaces"), "ws-"))), owned: true };
 }
 
+let warnedFallback = false;
+
+/**
+ * An owned workspace whose disk use the kernel bounds when it can (a loop-mounted ext4 of `limit`,
+ * see LimitedWorkspace); otherwise a plain one, which the sandbox watches (DiskGuard).
+ */
+export async function createLimitedWorkspace(limit: DiskLimit): Promise<Workspace> {
+  const ws = createOwnedWorkspace();
+  if (!LimitedWorkspace.supported()) return ws;
+  try {
+    return { ...ws, limited: await LimitedWorkspace.create(ws.path, limit) };
+  } catch (err) {
+    const e = toLuminaGuardError(err);
+    if (e.code === "NO_SPACE") {
+      await removeIfOwned(ws);
+      throw e;
+    }
+    // Loop devices that exist but cannot be used (a container without the capability, none free):
+    // the watched limit still holds, and the sandbox's info says which one it got.
+    if (!warnedFallback) {
+      warnedFallback = true;
+      log.warn({ err: e.message }, "cannot mount a size-limited workspace; falling back to a watched disk limit");
+    }
+    return ws;
+  }
+}
+
 /** A user-given workspace: checked (see checkWorkspace) and used through its real path. */
 export function userWorkspace(dir: string): Workspace {
   return { path: checkWorkspace(dir), owned: false };
 }
 
-export function removeIfOwned(ws: Workspace): void {
+/** The user's directory when given, else a fresh owned one, size-limited by the kernel when possible. */
+export async function workspaceFor(dir: string | undefined, limit: DiskLimit): Promise<Workspace> {
+  return dir === undefined ? await createLimitedWorkspace(limit) : userWorkspace(dir);
+}
+
+/** Unmounts and deletes a size-limited filesystem, then removes an owned directory. Call after the sandbox is gone. */
+export async function removeIfOwned(ws: Workspace): Promise<void> {
+  if (ws.limited) {
+    await ws.limited.remove();
+    // Never delete through a mount that is still there: that would empty the filesystem and fail anyway.
+    if (ws.limited.mounted()) {
+      log.error({ path: ws.path, image: ws.limited.image }, "size-limited workspace is still mounted; left in place");
+      return;
+    }
+  }
   if (ws.owned) rmSync(ws.path, { recursive: true, force: true });
 }

@@ -57,7 +57,7 @@ describe("debian kernel image", async () => {
         rmSync(ws, { recursive: true, force: true });
         throw err;
       });
-    const sandbox = Sandbox.fromHandle(handle, ws, true);
+    const sandbox = Sandbox.fromHandle(handle, { path: ws, owned: true });
     cleanups.push(() => sandbox.kill());
     return { sandbox, ws };
   };

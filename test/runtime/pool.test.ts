@@ -36,7 +36,9 @@ describe("warm pool", async () => {
   });
 
   test("an empty pool makes a request wait for the next ready sandbox, and demand grows the target", { skip: skipNs }, async (t) => {
-    const pool = new SandboxPool({ backend: getBackend("namespace"), minSize: 1, maxSize: 3, idleMs: 200 });
+    // idleMs long enough for the three refills below (each mounts a size-limited workspace when root)
+    // to finish before the pool shrinks; warm() would otherwise wait for a target that is gone.
+    const pool = new SandboxPool({ backend: getBackend("namespace"), minSize: 1, maxSize: 3, idleMs: 1500 });
     t.after(() => pool.drain());
     await pool.warm(1);
     const got = await Promise.all([pool.acquire(), pool.acquire(), pool.acquire()]);
@@ -44,7 +46,7 @@ describe("warm pool", async () => {
     assert.ok(pool.stats.target > 1, `demand grew the target (now ${pool.stats.target})`);
     await Promise.all(got.map((s) => s.kill()));
     await pool.warm(pool.stats.target);
-    assert.ok(await waitFor(() => pool.stats.target === 1 && pool.stats.ready <= 1, 3000), "an idle pool shrinks back to its minimum");
+    assert.ok(await waitFor(() => pool.stats.target === 1 && pool.stats.ready <= 1, 5000), "an idle pool shrinks back to its minimum");
   });
 
   test("a pool that cannot spawn reports a named error instead of hanging", async (t) => {

@@ -98,7 +98,7 @@ describe("LUMINAGUARD_RUN", () => {
     unsafe(() => runDir(), /writable by others/);
   });
 
-  test("subdirectories: a workspaces dir that is not ours, a symlink, or open is refused, not chmod'ed", () => {
+  test("subdirectories: a workspaces dir that is not ours, a symlink, or open is refused, not chmod'ed", async () => {
     const dir = fresh();
     mkdirSync(dir, { mode: 0o700 });
     process.env["LUMINAGUARD_RUN"] = dir;
@@ -130,7 +130,7 @@ describe("LUMINAGUARD_RUN", () => {
     const good = createOwnedWorkspace();
     assert.equal(lstatSync(ws).mode & 0o777, 0o700);
     assert.equal(lstatSync(good.path).mode & 0o777, 0o700);
-    removeIfOwned(good);
+    await removeIfOwned(good);
   });
 });
 

@@ -39,7 +39,7 @@ test("userWorkspace refuses the home, a symlink to /, and the run dir; takes a p
   assert.deepEqual(userWorkspace(proj), { path: realpathSync(proj), owned: false });
 });
 
-test("our own workspaces pass the check; the run dir, its workspaces parent and a VM's dir do not", () => {
+test("our own workspaces pass the check; the run dir, its workspaces parent and a VM's dir do not", async () => {
   const ws = createOwnedWorkspace();
   try {
     assert.equal(checkWorkspace(ws.path), ws.path);
@@ -51,6 +51,6 @@ test("our own workspaces pass the check; the run dir, its workspaces parent and 
     assert.equal(code(() => checkWorkspace(join(run, "vm-other"))), "WORKSPACE_FORBIDDEN");
     assert.equal(code(() => checkWorkspace(root)), "WORKSPACE_FORBIDDEN", "a directory containing the run dir");
   } finally {
-    removeIfOwned(ws);
+    await removeIfOwned(ws);
   }
 });
