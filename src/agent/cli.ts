@@ -6,6 +6,7 @@ import { loadPolicy } from "../approval/policy.js";
 import { exitCodeFor, parseIntOption } from "../cli/output.js";
 import { isErrorCode, LuminaGuardError } from "../errors.js";
 import { BACKEND_CHOICES, type BackendChoice } from "../runtime/backends.js";
+import { MAX_DISK_MIB, MIN_DISK_MIB } from "../runtime/disk.js";
 import { Sandbox } from "../runtime/sandbox.js";
 import { clipWithMarker, escapeForTerminal } from "../util/terminal.js";
 import { DEFAULT_MAX_STEPS, runAgent, type AgentEvent, type AgentRunResult } from "./loop.js";
@@ -23,6 +24,7 @@ export interface RunFlags {
   workspace?: string;
   backend: BackendChoice;
   memory?: number;
+  disk?: number;
   nonInteractive?: boolean;
   policy?: string;
   approvalTimeout?: number;
@@ -50,6 +52,7 @@ export function registerRunCommand(program: Command, options: RegisterRunOptions
     .option("--workspace <dir>", "host directory seen as /workspace (default: a temporary one, removed afterwards)")
     .addOption(new Option("--backend <name>", "sandbox backend (auto = strongest isolation that works here)").choices([...BACKEND_CHOICES]).default("auto"))
     .option("--memory <MiB>", "memory limit of the sandbox", parseIntOption("--memory", 32, 65_536))
+    .option("--disk <MiB>", "disk limit of the sandbox: MiB it may add to its workspace (default 1024)", parseIntOption("--disk", MIN_DISK_MIB, MAX_DISK_MIB))
     .option("--non-interactive", "nobody to ask: Red actions are denied unless the policy allows them")
     .option("--policy <file>", "approval policy (default $LUMINAGUARD_HOME/policy.json when present)")
     .option("--approval-timeout <seconds>", "an unanswered approval is a denial after this long (default 300)", parseIntOption("--approval-timeout", 1, 86_400))
@@ -95,6 +98,7 @@ export async function runCommand(task: string | undefined, flags: RunFlags, opti
       backend: flags.backend,
       ...(flags.workspace !== undefined ? { workspace: flags.workspace } : {}),
       ...(flags.memory !== undefined ? { memoryMiB: flags.memory } : {}),
+      ...(flags.disk !== undefined ? { diskMiB: flags.disk } : {}),
       signal: controller.signal,
     });
     const gate = new ApprovalGate({

@@ -18,10 +18,10 @@ async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
   return [r, performance.now() - t];
 }
 
-async function demoBackend(backend: BackendName): Promise<void> {
+async function demoBackend(backend: BackendName, diskMiB: number | undefined): Promise<void> {
   const ws = mkdtempSync(join(tmpdir(), "lg-demo-"));
   writeFileSync(join(ws, "notes.txt"), "LuminaGuard keeps tool calls inside the sandbox.\nTODO: try a Red action\n");
-  const [sandbox, spawnMs] = await timed(() => Sandbox.create({ backend, workspace: ws, memoryMiB: 256 }));
+  const [sandbox, spawnMs] = await timed(() => Sandbox.create({ backend, workspace: ws, memoryMiB: 256, ...(diskMiB !== undefined ? { diskMiB } : {}) }));
   try {
     say(`\n== ${backend} (${Object.entries(sandbox.info).map(([k, v]) => `${k}=${v}`).join(", ")})`);
     say(`cold start to ready: ${spawnMs.toFixed(0)} ms`);
@@ -50,7 +50,7 @@ function describe(r: { exitCode: number | null; stderr: string }): string {
   return r.exitCode === 0 ? "succeeded" : `denied (exit ${r.exitCode}: ${r.stderr.trim().split("\n")[0] ?? ""})`;
 }
 
-export async function runDemo(choice: BackendChoice): Promise<void> {
+export async function runDemo(choice: BackendChoice, diskMiB?: number): Promise<void> {
   if (choice !== "namespace") {
     say("Building the guest image if needed (the first time compiles a kernel: a few minutes)...");
     await buildImage({ log: (l) => process.stderr.write(`  ${l}\n`) }).catch((e: unknown) => say(`image build failed, the micro-VM backend will be skipped: ${toLuminaGuardError(e).message}`));
@@ -63,7 +63,7 @@ export async function runDemo(choice: BackendChoice): Promise<void> {
       say(`\n== ${backend}: skipped, ${probe.reason ?? "unavailable"}`);
       continue;
     }
-    await demoBackend(backend);
+    await demoBackend(backend, diskMiB);
     ran++;
   }
   if (ran === 0) {

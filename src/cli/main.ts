@@ -4,6 +4,7 @@ import { Command, Option } from "commander";
 import { LuminaGuardError } from "../errors.js";
 import { buildImage, KERNEL_KINDS, type KernelKind } from "../guest/image/build.js";
 import { BACKEND_CHOICES, type BackendChoice } from "../runtime/backends.js";
+import { MAX_DISK_MIB, MIN_DISK_MIB } from "../runtime/disk.js";
 import { doctor, formatDoctor } from "../runtime/doctor.js";
 import { Sandbox } from "../runtime/sandbox.js";
 import { isToolName, TOOL_NAMES } from "../tools/schemas.js";
@@ -28,6 +29,7 @@ interface SandboxFlags {
   backend: BackendChoice;
   workspace?: string;
   memory?: number;
+  disk?: number;
 }
 
 function sandboxOptions(flags: SandboxFlags, signal: AbortSignal): Parameters<typeof Sandbox.create>[0] {
@@ -35,6 +37,7 @@ function sandboxOptions(flags: SandboxFlags, signal: AbortSignal): Parameters<ty
     backend: flags.backend,
     ...(flags.workspace !== undefined ? { workspace: flags.workspace } : {}),
     ...(flags.memory !== undefined ? { memoryMiB: flags.memory } : {}),
+    ...(flags.disk !== undefined ? { diskMiB: flags.disk } : {}),
     signal,
   };
 }
@@ -86,6 +89,7 @@ program
   .option("--workspace <dir>", "host directory seen as /workspace (default: a temporary one)")
   .option("--timeout <seconds>", "kill the command's process tree after this long", parseIntOption("--timeout", 1, 86_400), 60)
   .option("--memory <MiB>", "memory limit of the sandbox", parseIntOption("--memory", 32, 65_536))
+  .option("--disk <MiB>", "disk limit of the sandbox: MiB it may add to its workspace (default 1024)", parseIntOption("--disk", MIN_DISK_MIB, MAX_DISK_MIB))
   .argument("<cmd...>", "command and arguments (put -- before them)")
   .action(async (cmd: string[], flags: SandboxFlags & { timeout: number }) => {
     const { signal, cleanup } = interruptible();
@@ -113,6 +117,7 @@ program
   .addOption(backendOption())
   .option("--workspace <dir>", "host directory seen as /workspace (default: a temporary one)")
   .option("--memory <MiB>", "memory limit of the sandbox", parseIntOption("--memory", 32, 65_536))
+  .option("--disk <MiB>", "disk limit of the sandbox: MiB it may add to its workspace (default 1024)", parseIntOption("--disk", MIN_DISK_MIB, MAX_DISK_MIB))
   .action(async (name: string, flags: SandboxFlags & { args: string }) => {
     if (!isToolName(name)) throw new LuminaGuardError("INVALID_ARGUMENT", `unknown tool ${JSON.stringify(name)}; tools: ${TOOL_NAMES.join(", ")}`);
     let args: unknown;
@@ -136,8 +141,9 @@ program
   .command("demo")
   .description("build what is missing, then show every tool and the isolation on each backend that works here")
   .addOption(backendOption())
-  .action(async (o: { backend: BackendChoice }) => {
-    await runDemo(o.backend);
+  .option("--disk <MiB>", "disk limit of the sandbox: MiB it may add to its workspace (default 1024)", parseIntOption("--disk", MIN_DISK_MIB, MAX_DISK_MIB))
+  .action(async (o: { backend: BackendChoice; disk?: number }) => {
+    await runDemo(o.backend, o.disk);
   });
 
 registerBenchCommand(program);

@@ -4,6 +4,7 @@ import { configPath, loadConfig } from "../config/config.js";
 import { LuminaGuardError } from "../errors.js";
 import { parseIntOption } from "../cli/output.js";
 import { BACKEND_CHOICES, type BackendChoice } from "../runtime/backends.js";
+import { MAX_DISK_MIB, MIN_DISK_MIB } from "../runtime/disk.js";
 import { escapeForTerminal } from "../util/terminal.js";
 import { APPROVAL_MODES, approvalHook, type ApprovalMode } from "./approval.js";
 import { McpClientPool } from "./client.js";
@@ -20,6 +21,7 @@ interface ServeFlags {
   backend: BackendChoice;
   workspace?: string;
   memory?: number;
+  disk?: number;
   idleTimeout: number;
   maxSessions: number;
   approval: ApprovalMode;
@@ -65,6 +67,7 @@ export function registerMcpCommand(program: Command): void {
     .addOption(new Option("--backend <name>", "sandbox backend (auto = strongest isolation that works here)").choices([...BACKEND_CHOICES]).default("auto"))
     .option("--workspace <dir>", "host directory every session sees as /workspace (default: a fresh one per session)")
     .option("--memory <MiB>", "memory limit of each sandbox", parseIntOption("--memory", 32, 65_536))
+    .option("--disk <MiB>", "disk limit of each sandbox: MiB it may add to its workspace (default 1024)", parseIntOption("--disk", MIN_DISK_MIB, MAX_DISK_MIB))
     .option("--idle-timeout <seconds>", "release a session's sandbox (and end an http session) after this long unused", parseIntOption("--idle-timeout", 1, 7 * 86_400), 600)
     .addOption(
       new Option("--approval <mode>", "Red calls (writes, commands): elicit = ask the user through the host, else deny unless the policy allows; policy = the policy alone; off = no cliff")
@@ -84,6 +87,7 @@ export function registerMcpCommand(program: Command): void {
         idleMs: flags.idleTimeout * 1000,
         ...(flags.workspace !== undefined ? { workspace: flags.workspace } : {}),
         ...(flags.memory !== undefined ? { memoryMiB: flags.memory } : {}),
+        ...(flags.disk !== undefined ? { diskMiB: flags.disk } : {}),
       };
       const hook = approvalHook(flags.approval, {
         ...(flags.policy !== undefined ? { policyFile: flags.policy } : {}),

@@ -55,7 +55,9 @@ export interface McpServeOptions {
   /** Every session's sandbox sees this host directory; default: each session gets a fresh one. */
   workspace?: string;
   memoryMiB?: number;
-  /** A pool to take sandboxes from (not drained on close); default: one made from backend/workspace/memoryMiB. */
+  /** Each session sandbox's disk limit in MiB (default DEFAULT_DISK_MIB); see SandboxOptions.diskMiB. */
+  diskMiB?: number;
+  /** A pool to take sandboxes from (not drained on close); default: one made from backend/workspace/memoryMiB/diskMiB. */
   pool?: SandboxPool;
   idleMs?: number;
   maxInFlight?: number;
@@ -73,6 +75,7 @@ export async function poolFor(o: McpServeOptions, sizes: { minSize: number; maxS
     ...sizes,
     ...(o.workspace !== undefined ? { workspace: o.workspace } : {}),
     ...(o.memoryMiB !== undefined ? { memoryMiB: o.memoryMiB } : {}),
+    ...(o.diskMiB !== undefined ? { diskMiB: o.diskMiB } : {}),
   });
   return { pool, owned: true };
 }
