@@ -82,6 +82,31 @@ export function sandboxPids(needle: string): number[] {
 }
 
 
+/**
+ * The sandbox processes (bwrap, agent, QEMU) above `pid` in its process tree: how a test finds the
+ * sandbox that runs a given command when the launcher's command line names no host path of it.
+ */
+export function sandboxAncestors(pid: number): number[] {
+  const out: number[] = [];
+  for (let p = pid, i = 0; p > 1 && i < 64; i++) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${p}/stat`, "utf8");
+    } catch {
+      break;
+    }
+    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    try {
+      const cmd = readFileSync(`/proc/${ppid}/cmdline`, "utf8");
+      if (/bwrap|lg-agent|qemu-system/.test(cmd)) out.push(ppid);
+    } catch {
+      break;
+    }
+    p = ppid;
+  }
+  return out;
+}
+
 export async function until(cond: () => boolean | Promise<boolean>, timeoutMs: number, stepMs = 25): Promise<boolean> {
   const end = Date.now() + timeoutMs;
   while (Date.now() < end) {

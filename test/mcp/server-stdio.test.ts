@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { describe, test } from "node:test";
 import { ErrorCode, McpError } from "@modelcontextprotocol/sdk/types.js";
 import { tempWorkspace, unavailable } from "../fixtures.js";
-import { SERVE_ENTRY, alive, pidsWithCmdline, sandboxPids, sdkStdioClient, text, uniqueSleep, until } from "./helpers.js";
+import { SERVE_ENTRY, alive, pidsWithCmdline, sandboxAncestors, sandboxPids, sdkStdioClient, text, uniqueSleep, until } from "./helpers.js";
 
 describe("mcp server over stdio (namespace)", async () => {
   const skip = await unavailable("namespace");
@@ -204,14 +204,15 @@ describe("mcp server over stdio (namespace)", async () => {
     const secs = uniqueSleep();
     const pending = client.callTool({ name: "execute_command", arguments: { command: ["sleep", secs] } }, undefined, { timeout: 60_000 }).catch(() => undefined);
     assert.ok(await until(() => pidsWithCmdline(`sleep ${secs}`).length === 1, 10_000), "the command runs");
-    const pids = sandboxPids(ws.dir);
+    const [sleeper] = pidsWithCmdline(`sleep ${secs}`);
+    const pids = sandboxAncestors(sleeper ?? 0);
     assert.ok(pids.length > 0, "the session has a sandbox");
     // Close stdin (the host went away) without any goodbye.
     transport.stderr?.removeAllListeners();
     await client.close();
     await pending;
     assert.ok(await until(() => !alive(serverPid), 10_000), "server exits when stdin ends");
-    assert.ok(await until(() => pids.every((p) => !alive(p)) && sandboxPids(ws.dir).length === 0, 10_000), "sandbox processes are gone");
+    assert.ok(await until(() => pids.every((p) => !alive(p)), 10_000), "sandbox processes are gone");
     assert.equal(pidsWithCmdline(`sleep ${secs}`).length, 0, "the command died with it");
   });
 
