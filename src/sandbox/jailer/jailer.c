@@ -83,6 +83,8 @@ struct bind {
 
 static struct bind binds[MAX_BINDS];
 static int nbinds;
+static const char *detach_under[MAX_BINDS];
+static int ndetach;
 
 static void die(const char *fmt, ...)
 {
@@ -216,6 +218,65 @@ static void read_seccomp(const char *file)
 	filter_len = (unsigned short)(n / (ssize_t)sizeof filter[0]);
 }
 
+/* Decodes mountinfo's octal escapes (\040 for a space, ...) in place. */
+static void unescape(char *s)
+{
+	char *out = s;
+	for (char *in = s; *in; in++) {
+		if (in[0] == '\\' && in[1] >= '0' && in[1] <= '3' && in[2] >= '0' && in[2] <= '7' && in[3] >= '0' && in[3] <= '7') {
+			*out++ = (char)((in[1] - '0') * 64 + (in[2] - '0') * 8 + (in[3] - '0'));
+			in += 3;
+		} else {
+			*out++ = *in;
+		}
+	}
+	*out = 0;
+}
+
+/* A new mount namespace copies every mount of ours, and the launcher's monitor lives in it as long as
+ * its sandbox: other sandboxes' workspace mounts (loop-mounted images) would stay pinned there after
+ * their own sandbox unmounted them. Detach every mount strictly below the given directories, deepest
+ * first (our own sources were cloned already). */
+static void detach_mounts_under(const char *dir)
+{
+	size_t len = strlen(dir);
+	for (int iter = 0; iter < 4096; iter++) {
+		FILE *f = fopen("/proc/self/mountinfo", "re");
+		if (!f)
+			die("read mountinfo: %s", strerror(errno));
+		char line[8192];
+		char *victim = NULL;
+		size_t victim_len = 0;
+		while (fgets(line, sizeof line, f)) {
+			/* fields: id parent major:minor root mount-point ... */
+			char *save = NULL, *field = strtok_r(line, " ", &save);
+			for (int k = 0; field && k < 4; k++)
+				field = strtok_r(NULL, " ", &save);
+			if (!field)
+				continue;
+			unescape(field);
+			size_t n = strlen(field);
+			if (n > len + 1 && strncmp(field, dir, len) == 0 && field[len] == '/' && n > victim_len) {
+				free(victim);
+				victim = strdup(field);
+				victim_len = n;
+			}
+		}
+		fclose(f);
+		if (!victim)
+			return;
+		/* One at a time, deepest path first; re-read since a detach takes its submounts along. */
+		if (umount2(victim, MNT_DETACH) < 0) {
+			int e = errno;
+			free(victim);
+			if (e == EINVAL || e == ENOENT)
+				return; /* gone meanwhile: no progress to make on it, and nothing to pin */
+			die("detach a mount below %s: %s", dir, strerror(e));
+		}
+		free(victim);
+	}
+}
+
 static void write_file(const char *path, const char *text)
 {
 	int fd = open(path, O_WRONLY | O_CLOEXEC);
@@ -242,6 +303,10 @@ int main(int argc, char **argv)
 			kvm_gid = parse_id(argv[++i], "--kvm-gid");
 		} else if (strcmp(a, "--stage") == 0) {
 			stage = 1;
+		} else if (strcmp(a, "--detach-under") == 0 && i + 1 < argc) {
+			if (ndetach == MAX_BINDS)
+				die("too many --detach-under");
+			detach_under[ndetach++] = argv[++i];
 		} else if (strcmp(a, "--keep-fds") == 0 && i + 1 < argc) {
 			keep_fds = parse_id(argv[++i], "--keep-fds");
 			if (keep_fds < 3 || keep_fds > 64)
@@ -298,6 +363,8 @@ int main(int argc, char **argv)
 		if (binds[b].tree < 0)
 			die("open %s: %s", binds[b].src, strerror(errno));
 	}
+	for (int d = 0; d < ndetach; d++)
+		detach_mounts_under(detach_under[d]);
 	int usr = (int)syscall(SYS_open_tree, AT_FDCWD, "/usr", LG_OPEN_TREE_CLONE | LG_OPEN_TREE_CLOEXEC | LG_AT_RECURSIVE);
 	if (usr < 0)
 		die("open /usr: %s", strerror(errno));

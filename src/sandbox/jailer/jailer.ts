@@ -133,7 +133,7 @@ export interface JailPlan {
    * STAGE_ROOT, descriptors 3..keepFds-1 kept open, no extra seccomp (the launcher applies the
    * sandbox's own filter to what it runs).
    */
-  stage?: { keepFds: number };
+  stage?: { keepFds: number; detachUnder?: string[] };
 }
 
 /** Where staged binds appear to the launcher (lg-jailer's NEW_ROOT). */
@@ -142,7 +142,10 @@ export const STAGE_ROOT = "/tmp";
 /** lg-jailer's argv up to and including `--`. */
 export function jailerArgs(build: JailerBuild, plan: JailPlan): string[] {
   const args = [build.path, "--uid", String(plan.identity.uid), "--gid", String(plan.identity.gid)];
-  if (plan.stage) args.push("--stage", "--keep-fds", String(plan.stage.keepFds));
+  if (plan.stage) {
+    args.push("--stage", "--keep-fds", String(plan.stage.keepFds));
+    for (const dir of plan.stage.detachUnder ?? []) args.push("--detach-under", dir);
+  }
   else args.push("--seccomp", build.seccompPath);
   if (plan.kvmGid !== undefined) args.push("--kvm-gid", String(plan.kvmGid));
   for (const b of plan.binds) args.push(`--${b.kind}`, b.src, b.dst);

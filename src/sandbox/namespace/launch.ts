@@ -15,6 +15,7 @@ import type { ChildProcess } from "node:child_process";
 import type { Readable, Writable } from "node:stream";
 import { statSync } from "node:fs";
 import { LuminaGuardError } from "../../errors.js";
+import { runDir } from "../../paths.js";
 import { STAGE_ROOT, jailerArgs, type JailerBuild, type VmmIdentity } from "../jailer/jailer.js";
 import { sandboxHostEnv } from "../../util/env.js";
 import { spawnGroup } from "../../util/proc.js";
@@ -98,7 +99,9 @@ export function launch(options: LaunchOptions): Launch {
       identity: jail.identity,
       binds: [{ kind: "ro", src: options.agentPath, dst: STAGED.agent.slice(STAGE_ROOT.length) }],
       workspace: { src: options.workspace, uid: st.uid, gid: st.gid, dst: STAGED.workspace.slice(STAGE_ROOT.length) },
-      stage: { keepFds: Object.keys(BWRAP_FDS).length + 3 },
+      // Other sandboxes' workspaces (loop mounts under the runtime directory) must not be pinned by
+      // this sandbox's mount namespace after their own sandbox is gone.
+      stage: { keepFds: Object.keys(BWRAP_FDS).length + 3, detachUnder: [runDir()] },
     });
   }
   const bwrap = spawnGroup([...prefix, jail ? "/usr/bin/bwrap" : "bwrap", ...args], {
