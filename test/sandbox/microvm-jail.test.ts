@@ -1,7 +1,8 @@
 // The micro-VM's host side holds no privilege: a hostile guest leaves no host owner, set-id bit, device
 // node or symlink; QEMU runs unprivileged in its own mount namespace; no value reaches QEMU unescaped.
 import assert from "node:assert/strict";
-import { lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, copyFileSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { qemuArgs, qemuOptValue } from "../../src/sandbox/microvm/qemu.js";
@@ -77,6 +78,34 @@ describe("micro-VM jail", async () => {
     const st = lstatSync(join(ws.dir, "new"));
     assert.equal(st.uid, owner.uid, "created files belong to the workspace's owner on disk");
     assert.equal(st.mode & 0o7000, 0);
+  });
+
+  test("run by an ordinary user, the jail is built in a user namespace of that user alone", { skip: skip ?? ((process.getuid?.() ?? 1) !== 0 ? "needs root to become another user" : undefined) }, async (t) => {
+    // The jailer as uid 65534 (nobody): it cannot and need not change uid, but still gets a private
+    // root with only its binds and the seccomp filter.
+    const build = await ensureJailer();
+    const dir = mkdtempSync(join(tmpdir(), "lg-jail-user-"));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const jailer = join(dir, "lg-jailer");
+    const filter = join(dir, "vmm.seccomp");
+    copyFileSync(build.path, jailer);
+    copyFileSync(build.seccompPath, filter);
+    mkdirSync(join(dir, "ws"));
+    chmodSync(dir, 0o755);
+    chownSync(join(dir, "ws"), 65534, 65534);
+    const identity = { uid: 65534, gid: 65534, switched: false, release: () => undefined };
+    const argv = [
+      "/usr/bin/setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "--",
+      ...jailerArgs({ ...build, path: jailer, seccompPath: filter }, { identity, binds: [], workspace: { src: join(dir, "ws"), uid: 65534, gid: 65534 } }),
+      "/usr/bin/sh", "-c", "id -u; ls /; echo x > /workspace/f; chmod 4755 /workspace/f || echo SETID-DENIED",
+    ];
+    const r = await run(argv, { timeoutMs: 10_000 });
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.split("\n");
+    assert.equal(lines[0], "65534");
+    assert.deepEqual(lines.slice(1, 8), ["bin", "lib", "lib64", "proc", "sbin", "usr", "workspace"]);
+    assert.match(r.stdout, /SETID-DENIED/);
+    assert.equal(statSync(join(dir, "ws", "f")).mode & 0o7000, 0);
   });
 
   test("a guest cannot leave a set-uid, root-owned, device or symlink file on the host", { skip }, async (t) => {
