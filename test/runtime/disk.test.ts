@@ -256,6 +256,7 @@ test("pool: kernel-limited workspaces are unmounted and deleted on kill, drain a
 
 test("a later namespace sandbox does not pin an earlier sandbox's workspace after that one is killed", { skip: kernelSkip }, async (t) => {
   const first = await Sandbox.create({ backend: "namespace", diskMiB: 16 });
+  t.after(() => first.kill()); // idempotent: also when an assertion below fails first
   const mine = loopOf(first.workspace);
   // Started while the first one's workspace is mounted: its staging mount namespace began as a copy.
   const later = await sandboxFor(t, "namespace");
