@@ -145,15 +145,36 @@ function homes(): string[] {
   } catch {
     /* no password entry for our uid (some containers) */
   }
+  for (const home of passwdHomes()) out.add(home);
+  return [...out].filter((h) => h.startsWith("/"));
+}
+
+let passwdCache: { key: string; homes: string[] } | undefined;
+
+/**
+ * Every home /etc/passwd lists. The check runs on every spawn (twice for a user's workspace: at the
+ * edge and in the backend), so the file is parsed again only when its size or mtime changed.
+ */
+function passwdHomes(): string[] {
+  let key: string;
+  try {
+    const st = statSync("/etc/passwd");
+    key = `${st.ino}:${st.size}:${st.mtimeMs}`;
+  } catch {
+    return []; // no /etc/passwd: $HOME still counts
+  }
+  if (passwdCache?.key === key) return passwdCache.homes;
+  const homes: string[] = [];
   try {
     for (const line of readFileSync("/etc/passwd", "utf8").split("\n")) {
       const home = line.split(":")[5];
-      if (home !== undefined && home.startsWith("/")) out.add(home);
+      if (home !== undefined && home.startsWith("/")) homes.push(home);
     }
   } catch {
-    /* no /etc/passwd: $HOME still counts */
+    return [];
   }
-  return [...out].filter((h) => h.startsWith("/"));
+  passwdCache = { key, homes };
+  return homes;
 }
 
 /** First path components of HOME_SECRETS (".config" for ".config/gcloud"), each looked up once per home. */

@@ -54,35 +54,12 @@ export function runCli(args: string[], o: { env?: Record<string, string>; input?
   return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
 }
 
+export { descendants } from "../fixtures.js";
+
 export function runCliAsync(args: string[], o: { env?: Record<string, string> } = {}): ReturnType<typeof spawn> {
   return spawn(process.execPath, [CLI_ENTRY, ...args], { env: cliEnv(o.env), stdio: ["pipe", "pipe", "pipe"] });
 }
 
-/** All live descendants of `pid` (by /proc ppid links). */
-export function descendants(pid: number): number[] {
-  const children = new Map<number, number[]>();
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      const list = children.get(ppid) ?? [];
-      list.push(Number(name));
-      children.set(ppid, list);
-    } catch {
-      /* gone */
-    }
-  }
-  const out: number[] = [];
-  const stack = [pid];
-  while (stack.length > 0) {
-    for (const c of children.get(stack.pop() as number) ?? []) {
-      out.push(c);
-      stack.push(c);
-    }
-  }
-  return out;
-}
 
 /** Live (non-zombie) processes among `pids`. */
 export function alive(pids: readonly number[]): number[] {

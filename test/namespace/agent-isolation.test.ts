@@ -4,31 +4,14 @@ import assert from "node:assert/strict";
 import { chmodSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
-import { ensureAgent } from "../../src/guest/image/agent.js";
 import { NamespaceBackend } from "../../src/sandbox/namespace/backend.js";
 import type { SandboxHandle, SandboxSpec } from "../../src/sandbox/types.js";
-import { tempDir, uniqueId } from "./helpers.js";
+import { namespaceSkip, tempDir, uniqueId } from "./helpers.js";
 
 const backend = new NamespaceBackend();
 const probe = await backend.probe();
 
-async function why(): Promise<string | false> {
-  const required = (process.env["LUMINAGUARD_REQUIRE_BACKENDS"] ?? "").split(",").includes("namespace");
-  let reason: string | undefined;
-  if (!probe.available) reason = `namespace backend unavailable: ${probe.reason ?? "?"}`;
-  else {
-    try {
-      await ensureAgent();
-    } catch (err) {
-      reason = `guest agent does not build: ${(err as Error).message.slice(0, 300)}`;
-    }
-  }
-  if (reason === undefined) return false;
-  if (required) throw new Error(reason);
-  process.stderr.write(`SKIP: ${reason}\n`);
-  return reason;
-}
-const skip = await why();
+const skip = await namespaceSkip(probe);
 
 const handles = new Set<SandboxHandle>();
 const workspaces: Array<() => void> = [];

@@ -7,33 +7,15 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { LuminaGuardError } from "../../src/errors.js";
-import { ensureAgent } from "../../src/guest/image/agent.js";
 import { NamespaceBackend } from "../../src/sandbox/namespace/backend.js";
 import { probeCgroups } from "../../src/sandbox/namespace/cgroup.js";
 import type { SandboxHandle, SandboxSpec } from "../../src/sandbox/types.js";
-import { alive, noneExist, tempDir, uniqueId, waitFor } from "./helpers.js";
+import { alive, namespaceSkip, noneExist, tempDir, uniqueId, waitFor } from "./helpers.js";
 
 const backend = new NamespaceBackend();
 const probe = await backend.probe();
 
-/** Skips (or fails, when CI requires this backend) if bwrap or the agent cannot run here. */
-async function why(): Promise<string | false> {
-  const required = (process.env["LUMINAGUARD_REQUIRE_BACKENDS"] ?? "").split(",").includes("namespace");
-  let reason: string | undefined;
-  if (!probe.available) reason = `namespace backend unavailable: ${probe.reason ?? "?"}`;
-  else {
-    try {
-      await ensureAgent();
-    } catch (err) {
-      reason = `guest agent does not build: ${(err as Error).message.slice(0, 300)}`;
-    }
-  }
-  if (reason === undefined) return false;
-  if (required) throw new Error(reason);
-  process.stderr.write(`SKIP: ${reason}\n`);
-  return reason;
-}
-const skip = await why();
+const skip = await namespaceSkip(probe);
 const limited = probeCgroups().usable;
 
 const handles = new Set<SandboxHandle>();

@@ -4,12 +4,32 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { killGroup } from "../../src/util/proc.js";
+import { ensureAgent } from "../../src/guest/image/agent.js";
+import type { BackendProbe } from "../../src/sandbox/types.js";
 import { SandboxCgroup, probeCgroups } from "../../src/sandbox/namespace/cgroup.js";
 import { launch } from "../../src/sandbox/namespace/launch.js";
 
 export function tempDir(prefix: string): { dir: string; remove: () => void } {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** Skips (or fails, when CI requires this backend) if bwrap or the agent cannot run here. */
+export async function namespaceSkip(probe: BackendProbe): Promise<string | false> {
+  const required = (process.env["LUMINAGUARD_REQUIRE_BACKENDS"] ?? "").split(",").includes("namespace");
+  let reason: string | undefined;
+  if (!probe.available) reason = `namespace backend unavailable: ${probe.reason ?? "?"}`;
+  else {
+    try {
+      await ensureAgent();
+    } catch (err) {
+      reason = `guest agent does not build: ${(err as Error).message.slice(0, 300)}`;
+    }
+  }
+  if (reason === undefined) return false;
+  if (required) throw new Error(reason);
+  process.stderr.write(`SKIP: ${reason}\n`);
+  return reason;
 }
 
 export function uniqueId(prefix: string): string {

@@ -2,29 +2,17 @@
 // nothing behind; what the agent writes is theirs. One VM for the whole file (TCG boots are slow).
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { chmodSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { chmodSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { LuminaGuardError } from "../../src/errors.js";
 import { getBackend } from "../../src/runtime/backends.js";
 import type { SandboxHandle } from "../../src/sandbox/types.js";
-import { tempWorkspace, unavailable } from "../fixtures.js";
+import { descendants, tempWorkspace, unavailable } from "../fixtures.js";
 
 /** The host uid/gid of the QEMU process among `pids` and their descendants: the guest owner of the workspace's host files. */
 function vmmIdentity(pids: number[]): { uid: number; gid: number } {
-  const children = new Map<number, number[]>();
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(name)]);
-    } catch {
-      /* gone */
-    }
-  }
-  const queue = [...pids];
-  for (let pid = queue.shift(); pid !== undefined; pid = queue.shift()) {
+  for (const pid of [...pids, ...pids.flatMap((p) => descendants(p))]) {
     try {
       const status = readFileSync(`/proc/${pid}/status`, "utf8");
       if (/^Name:\s*qemu-system/m.test(status)) {
@@ -35,7 +23,6 @@ function vmmIdentity(pids: number[]): { uid: number; gid: number } {
     } catch {
       /* gone */
     }
-    queue.push(...(children.get(pid) ?? []));
   }
   throw new Error(`no QEMU process among ${pids.join(",")} and their descendants`);
 }

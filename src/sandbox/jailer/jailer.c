@@ -116,6 +116,14 @@ static void add_bind(enum bind_kind kind, const char *src, const char *dst)
 	binds[nbinds++] = (struct bind){.kind = kind, .src = src, .dst = dst, .tree = -1};
 }
 
+static void write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, text, strlen(text)) < 0)
+		die("write %s: %s", path, strerror(errno));
+	close(fd);
+}
+
 /* A user namespace whose only mapping is `disk -> seen` for uids and gids; its fd names the idmapping
  * of a mount (the kernel maps an on-disk id down through the namespace's map: first column to second).
  * A child creates it and waits; we write its maps and keep a handle. */
@@ -137,7 +145,6 @@ static int idmap_userns(long disk_uid, long seen_uid, long disk_gid, long seen_g
 	}
 	close(go[0]);
 	char path[64], map[96];
-	int fd;
 	/* The child may not have unshared yet: its maps belong to the parent namespace until it has. */
 	for (int i = 0; i < 1000; i++) {
 		char self[64], other[64];
@@ -150,16 +157,10 @@ static int idmap_userns(long disk_uid, long seen_uid, long disk_gid, long seen_g
 	}
 	snprintf(path, sizeof path, "/proc/%d/uid_map", child);
 	snprintf(map, sizeof map, "%ld %ld 1\n", disk_uid, seen_uid);
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0 || write(fd, map, strlen(map)) < 0)
-		die("write %s: %s", path, strerror(errno));
-	close(fd);
+	write_file(path, map);
 	snprintf(path, sizeof path, "/proc/%d/gid_map", child);
 	snprintf(map, sizeof map, "%ld %ld 1\n", disk_gid, seen_gid);
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0 || write(fd, map, strlen(map)) < 0)
-		die("write %s: %s", path, strerror(errno));
-	close(fd);
+	write_file(path, map);
 	snprintf(path, sizeof path, "/proc/%d/ns/user", child);
 	int ns = open(path, O_RDONLY | O_CLOEXEC);
 	if (ns < 0)
@@ -275,14 +276,6 @@ static void detach_mounts_under(const char *dir)
 		}
 		free(victim);
 	}
-}
-
-static void write_file(const char *path, const char *text)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0 || write(fd, text, strlen(text)) < 0)
-		die("write %s: %s", path, strerror(errno));
-	close(fd);
 }
 
 int main(int argc, char **argv)
