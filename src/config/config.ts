@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { LuminaGuardError } from "../errors.js";
 import { homeDir } from "../paths.js";
+import { FILE_TOOLS_MODES } from "../sandbox/types.js";
 
 /** A server name becomes the prefix of its tools (`name.tool`), so it cannot contain a dot. */
 export const SERVER_NAME_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
@@ -70,6 +71,8 @@ export const mcpServersSchema = z.record(
 /** The whole file: `mcpServers` is validated strictly, other top-level sections are kept for their owners. */
 export const configSchema = z.looseObject({
   mcpServers: mcpServersSchema.optional(),
+  /** Where a micro-VM's file tools run: "host" (beside the VM, the default) or "guest" (through 9p). */
+  fileTools: z.enum(FILE_TOOLS_MODES).optional(),
 });
 
 export type LuminaGuardConfig = z.infer<typeof configSchema>;

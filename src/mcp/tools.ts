@@ -12,6 +12,7 @@ export const MCP_OUTPUT_MAX_BYTES = 512 * 1024;
 export const MCP_RESULT_MAX_BYTES = 8 * 1024 * 1024;
 
 const count = z.number().int().nonnegative();
+const servedBy = z.enum(["vm", "jail"]).describe("where the call ran: inside the micro-VM, or in a namespace jail on the host kernel");
 
 /** The structured result of each tool, exactly as `Sandbox.callTool` returns it. */
 export const toolResultSchemas = {
@@ -22,18 +23,21 @@ export const toolResultSchemas = {
     offset: count,
     bytesRead: count,
     eof: z.boolean().describe("true when the read reached the end of the file"),
+    servedBy,
   }),
-  write_file: z.object({ path: z.string(), bytesWritten: count }),
+  write_file: z.object({ path: z.string(), bytesWritten: count, servedBy }),
   list_directory: z.object({
     entries: z.array(z.object({ path: z.string(), type: z.enum(["file", "dir", "symlink", "other"]), size: count, mtimeMs: z.number() })),
     truncated: z.boolean(),
     filtered: count.optional().describe("entries withheld because the approval policy denies reading them"),
+    servedBy,
   }),
   search: z.object({
     matches: z.array(z.object({ path: z.string(), line: count.optional(), text: z.string().optional() })),
     truncated: z.boolean(),
     filesScanned: count,
     filtered: count.optional().describe("matches withheld because the approval policy denies reading their files"),
+    servedBy,
   }),
   execute_command: z.object({
     exitCode: z.number().int().nullable(),
@@ -43,6 +47,7 @@ export const toolResultSchemas = {
     stdoutTruncated: z.boolean(),
     stderrTruncated: z.boolean(),
     durationMs: z.number().nonnegative(),
+    servedBy,
   }),
 } as const satisfies Record<ToolName, z.ZodType>;
 

@@ -2,6 +2,7 @@
 import { LuminaGuardError } from "../errors.js";
 import { MicroVmBackend } from "../sandbox/microvm/backend.js";
 import { NamespaceBackend } from "../sandbox/namespace/backend.js";
+import { fileToolsDefault } from "./file-tools.js";
 import type { BackendName, BackendProbe, SandboxBackend } from "../sandbox/types.js";
 
 export type BackendChoice = BackendName | "auto";
@@ -13,7 +14,8 @@ const probes = new Map<BackendName, Promise<BackendProbe>>();
 export function getBackend(name: BackendName): SandboxBackend {
   let b = instances.get(name);
   if (!b) {
-    b = name === "microvm" ? new MicroVmBackend() : new NamespaceBackend();
+    // A VM's file tools run beside it in the namespace jail unless configured otherwise (fileTools.ts).
+    b = name === "microvm" ? new MicroVmBackend({ fileJail: getBackend("namespace"), ...fileToolsDefault() }) : new NamespaceBackend();
     instances.set(name, b);
   }
   return b;

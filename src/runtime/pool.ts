@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { cpus } from "node:os";
 import { LuminaGuardError, toLuminaGuardError } from "../errors.js";
 import { log } from "../log.js";
-import type { SandboxBackend, SandboxHandle } from "../sandbox/types.js";
+import type { FileToolsMode, SandboxBackend, SandboxHandle } from "../sandbox/types.js";
 import { diskLimit, type DiskLimit } from "./disk.js";
 import { DEFAULT_MEMORY_MIB, DEFAULT_PIDS_MAX, Sandbox } from "./sandbox.js";
 import { removeIfOwned, workspaceFor, type Workspace } from "./workspace.js";
@@ -26,6 +26,8 @@ export interface PoolOptions {
   /** Each sandbox's disk limit in MiB (default DEFAULT_DISK_MIB) and inodes; see SandboxOptions.diskMiB. */
   diskMiB?: number;
   diskInodes?: number;
+  /** microvm only: where each sandbox's file tools run (see SandboxOptions.fileTools). */
+  fileTools?: FileToolsMode;
   /**
    * Run one throwaway command in each sandbox before it counts as ready. Under TCG a restored VM
    * translates every code path on first use (~50 ms for the first fork+exec); paying that in the
@@ -188,6 +190,7 @@ export class SandboxPool {
         pidsMax: this.options.pidsMax ?? DEFAULT_PIDS_MAX,
         vcpus: this.options.vcpus ?? 1,
         diskMiB: this.disk.mib,
+        ...(this.options.fileTools !== undefined ? { fileTools: this.options.fileTools } : {}),
       });
     } catch (err) {
       if (ws) await removeIfOwned(ws);

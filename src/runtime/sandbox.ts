@@ -1,7 +1,8 @@
 // The SDK's Sandbox: one single-use isolated sandbox bound to one workspace, with files, search and commands.
 import { randomBytes } from "node:crypto";
 import { LuminaGuardError } from "../errors.js";
-import type { SandboxHandle } from "../sandbox/types.js";
+import type { GuestChannel } from "../guest/channel.js";
+import type { FileToolsMode, SandboxHandle, ServedBy } from "../sandbox/types.js";
 import * as tools from "../tools/dispatch.js";
 import type { CallOptions, CommandResult, ListDirectoryResult, ReadFileResult, SearchResult, WriteFileResult } from "../tools/dispatch.js";
 import type { ToolName } from "../tools/schemas.js";
@@ -24,6 +25,12 @@ export interface SandboxOptions {
   diskMiB?: number;
   /** Files and directories it may add (default: 64 per MiB of diskMiB, at least 1024). */
   diskInodes?: number;
+  /**
+   * microvm only: where read_file, write_file, list_directory and search run. "host" (default where
+   * the namespace jail works): beside the VM, on the same workspace; "guest": in the VM through 9p.
+   * Commands always run in the VM. `info.fileTools` and each result's `servedBy` say which.
+   */
+  fileTools?: FileToolsMode;
   /** Lifetime: the sandbox is killed this long after creation. Default: no limit. */
   timeoutMs?: number;
   signal?: AbortSignal;
@@ -42,6 +49,9 @@ export interface RunOptions {
   onStderr?: (chunk: Buffer) => void;
   signal?: AbortSignal;
 }
+
+/** A tool's result, stamped with where it ran. */
+export type Served<T> = T & { servedBy: ServedBy };
 
 /** What a call may do to the workspace's disk use, which decides how the disk limit checks it. */
 type DiskUse = { kind: "none" } | { kind: "write"; bytes: number; entries: number } | { kind: "command" };
@@ -62,18 +72,20 @@ interface CallHooks {
 
 export class Sandbox {
   readonly files = {
-    read: (path: string, o: { offset?: number; length?: number; signal?: AbortSignal } = {}): Promise<ReadFileResult> =>
+    read: (path: string, o: { offset?: number; length?: number; signal?: AbortSignal } = {}): Promise<Served<ReadFileResult>> =>
+      this.served("read_file", (ch) =>
       this.call(
-        (c) => tools.readFile(this.handle.channel, tools.parseToolArgs("read_file", { path, ...strip(o, ["offset", "length"]) }), sig(c.signal)),
+        (c) => tools.readFile(ch, tools.parseToolArgs("read_file", { path, ...strip(o, ["offset", "length"]) }), sig(c.signal)),
         NO_DISK_USE,
         o,
-      ),
+      )),
     readText: async (path: string): Promise<string> => (await this.files.read(path)).content.toString("utf8"),
-    write: (path: string, data: string | Uint8Array, o: { createParents?: boolean; signal?: AbortSignal } = {}): Promise<WriteFileResult> =>
+    write: (path: string, data: string | Uint8Array, o: { createParents?: boolean; signal?: AbortSignal } = {}): Promise<Served<WriteFileResult>> =>
+      this.served("write_file", (ch) =>
       this.call(
         (c) =>
           tools.writeFile(
-            this.handle.channel,
+            ch,
             typeof data === "string"
               ? { path, content: data, encoding: "utf8", ...strip(o, ["createParents"]) }
               : { path, content: Buffer.from(data).toString("base64"), encoding: "base64", ...strip(o, ["createParents"]) },
@@ -81,19 +93,17 @@ export class Sandbox {
           ),
         writeUse(path, typeof data === "string" ? Buffer.byteLength(data, "utf8") : data.byteLength, o.createParents),
         o,
-      ),
-    list: (path = ".", o: { depth?: number; limit?: number; signal?: AbortSignal } = {}): Promise<ListDirectoryResult> =>
-      this.call(
-        (c) => tools.listDirectory(this.handle.channel, tools.parseToolArgs("list_directory", { path, ...strip(o, ["depth", "limit"]) }), sig(c.signal)),
-        NO_DISK_USE,
-        o,
+      )),
+    list: (path = ".", o: { depth?: number; limit?: number; signal?: AbortSignal } = {}): Promise<Served<ListDirectoryResult>> =>
+      this.served("list_directory", (ch) =>
+        this.call((c) => tools.listDirectory(ch, tools.parseToolArgs("list_directory", { path, ...strip(o, ["depth", "limit"]) }), sig(c.signal)), NO_DISK_USE, o),
       ),
   };
 
   readonly commands = {
-    run: async (command: string | string[], o: RunOptions = {}): Promise<CommandResult> => {
+    run: async (command: string | string[], o: RunOptions = {}): Promise<Served<CommandResult>> => {
       const args = tools.parseToolArgs("execute_command", { command, ...strip(o, ["cwd", "env", "stdin", "timeoutMs"]) });
-      return await this.call((c) => tools.executeCommand(this.handle.channel, args, callOptions(c)), { kind: "command" }, o);
+      return await this.served("execute_command", (ch) => this.call((c) => tools.executeCommand(ch, args, callOptions(c)), { kind: "command" }, o));
     },
   };
 
@@ -134,6 +144,7 @@ export class Sandbox {
           pidsMax: options.pidsMax ?? DEFAULT_PIDS_MAX,
           vcpus: options.vcpus ?? 1,
           diskMiB: disk.mib,
+          ...(options.fileTools !== undefined ? { fileTools: options.fileTools } : {}),
         },
         options.signal,
       );
@@ -179,8 +190,28 @@ export class Sandbox {
     return this.handle.pids();
   }
 
-  search(args: { path?: string; pattern?: string; glob?: string; maxResults?: number }, o: { signal?: AbortSignal } = {}): Promise<SearchResult> {
-    return this.call((c) => tools.search(this.handle.channel, tools.parseToolArgs("search", args), sig(c.signal)), NO_DISK_USE, o);
+  search(args: { path?: string; pattern?: string; glob?: string; maxResults?: number }, o: { signal?: AbortSignal } = {}): Promise<Served<SearchResult>> {
+    return this.served("search", (ch) => this.call((c) => tools.search(ch, tools.parseToolArgs("search", args), sig(c.signal)), NO_DISK_USE, o));
+  }
+
+  /**
+   * Where a tool runs in this sandbox: "jail" (the namespace sandbox, or the file jail beside a VM)
+   * or "vm" (inside the micro-VM).
+   */
+  servedBy(tool: ToolName): ServedBy {
+    if (this.handle.backend === "namespace") return "jail";
+    return tool !== "execute_command" && this.handle.fileChannel ? "jail" : "vm";
+  }
+
+  /** The channel a tool's call goes to: a VM's file jail for the four file tools, when it has one. */
+  private channelFor(tool: ToolName): GuestChannel {
+    return tool !== "execute_command" && this.handle.fileChannel ? this.handle.fileChannel : this.handle.channel;
+  }
+
+  /** Runs a call on the tool's channel and stamps the result with where it ran. */
+  private async served<T extends object>(tool: ToolName, fn: (channel: GuestChannel) => Promise<T>): Promise<Served<T>> {
+    const result = await fn(this.channelFor(tool));
+    return { ...result, servedBy: this.servedBy(tool) };
   }
 
   /** Any of the five tools by name with raw (unvalidated) arguments; the result is JSON-safe. */
@@ -189,10 +220,10 @@ export class Sandbox {
       // Validated here for the content's size, which the disk limit must admit before anything is sent.
       const a = tools.parseToolArgs("write_file", args);
       const bytes = Buffer.byteLength(a.content, a.encoding === "base64" ? "base64" : "utf8");
-      return await this.call((c) => tools.callTool(this.handle.channel, name, a, { ...o, ...callOptions(c) }), writeUse(a.path, bytes, a.createParents), o);
+      return await this.served(name, (ch) => this.call((c) => tools.callTool(ch, name, a, { ...o, ...callOptions(c) }), writeUse(a.path, bytes, a.createParents), o));
     }
     const use: DiskUse = name === "execute_command" ? { kind: "command" } : NO_DISK_USE;
-    return await this.call((c) => tools.callTool(this.handle.channel, name, args, { ...o, ...callOptions(c) }), use, o);
+    return await this.served(name, (ch) => this.call((c) => tools.callTool(ch, name, args, { ...o, ...callOptions(c) }), use, o));
   }
 
   /** Destroys the sandbox and everything it created. Idempotent. */

@@ -17,13 +17,27 @@ export interface SandboxSpec {
    * it). The workspace's total is bounded by the runtime (src/runtime/disk.ts), not by the backend.
    */
   diskMiB?: number;
+  /**
+   * microvm only: where read_file, write_file, list_directory and search run. "host" (default): an
+   * lg-agent beside the VM in a namespace jail on the same workspace; "guest": inside the VM, through
+   * 9p. execute_command always runs in the VM. See docs/security.md, "File tools beside the VM".
+   */
+  fileTools?: FileToolsMode;
 }
+
+export const FILE_TOOLS_MODES = ["host", "guest"] as const;
+export type FileToolsMode = (typeof FILE_TOOLS_MODES)[number];
+
+/** Where one call ran: in a VM's guest, or in a namespace jail on the host kernel. Every result says which. */
+export type ServedBy = "vm" | "jail";
 
 export interface SandboxHandle {
   readonly id: string;
   readonly backend: BackendName;
   /** Connected and past the hello/init handshake. */
   readonly channel: GuestChannel;
+  /** When set, the channel read_file, write_file, list_directory and search go to instead (file tools beside the VM). */
+  readonly fileChannel?: GuestChannel;
   /** What this sandbox runs on, recorded in every result: accelerator, kernel sharing, versions. */
   readonly info: Record<string, string | number | boolean>;
   /** Host pids owned by this sandbox (for PSS accounting). */

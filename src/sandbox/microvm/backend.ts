@@ -5,9 +5,10 @@ import { GuestChannel } from "../../guest/channel.js";
 import { requireImage, type ImageManifest } from "../../guest/image/build.js";
 import { LuminaGuardError, toLuminaGuardError } from "../../errors.js";
 import { log } from "../../log.js";
-import type { BackendProbe, SandboxBackend, SandboxHandle, SandboxSpec } from "../types.js";
+import type { BackendProbe, FileToolsMode, SandboxBackend, SandboxHandle, SandboxSpec } from "../types.js";
 import { checkWorkspace } from "../workspace.js";
 import { kvmFlavour, probeAccelerator, qemuVersion, type AccelVerdict } from "./accel.js";
+import { fileJailSpec, spawnBeside } from "./file-jail.js";
 import { createSnapshot, discardSnapshot, loadSnapshot, restoreInto, snapshotKey, type Snapshot } from "./snapshot.js";
 import {
   WORKSPACE_TAG,
@@ -29,6 +30,13 @@ export interface MicroVmOptions {
   accel?: Accelerator;
   /** Restore from a snapshot template (default) or always cold boot. LUMINAGUARD_SNAPSHOTS=0 turns them off. */
   snapshots?: boolean;
+  /**
+   * Where the four file tools run unless a spawn says otherwise: "host" (beside the VM, in a jail
+   * from `fileJail`) or "guest" (through 9p). Unset: "host" when `fileJail` works here, else "guest".
+   */
+  fileTools?: FileToolsMode;
+  /** The backend that jails the file tools beside each VM (the namespace backend). */
+  fileJail?: SandboxBackend;
 }
 
 export class MicroVmBackend implements SandboxBackend {
@@ -84,7 +92,39 @@ export class MicroVmBackend implements SandboxBackend {
     return await p;
   }
 
+  private jailProbe: Promise<BackendProbe> | undefined;
+
+  /** Where this spawn's file tools run, or why they cannot run where they were asked to. */
+  private async fileToolsFor(spec: SandboxSpec): Promise<{ mode: FileToolsMode; reason?: string }> {
+    const asked = spec.fileTools ?? this.options.fileTools;
+    if (asked === "guest") return { mode: "guest", reason: "chosen by configuration" };
+    const jail = this.options.fileJail;
+    const probe = jail ? await (this.jailProbe ??= jail.probe()) : undefined;
+    if (probe?.available) return { mode: "host" };
+    const why = probe ? (probe.reason ?? "unavailable") : "no jail backend configured";
+    if (asked === "host") throw new LuminaGuardError("BACKEND_UNAVAILABLE", `file tools beside the VM need the namespace jail: ${why}`);
+    return { mode: "guest", reason: `the namespace jail is unavailable: ${why}` };
+  }
+
   async spawn(spec: SandboxSpec, signal?: AbortSignal): Promise<SandboxHandle> {
+    const files = await this.fileToolsFor(spec);
+    const jail = this.options.fileJail;
+    if (files.mode === "host" && jail) {
+      const workspace = checkWorkspace(spec.workspace);
+      const s = { ...spec, workspace };
+      return await spawnBeside(
+        () => this.spawnVm(s, signal),
+        () => jail.spawn(fileJailSpec(s), signal),
+        spec.id,
+      );
+    }
+    const vm = await this.spawnVm(spec, signal);
+    vm.info["fileTools"] = "guest";
+    if (files.reason) vm.info["fileToolsReason"] = files.reason;
+    return vm;
+  }
+
+  private async spawnVm(spec: SandboxSpec, signal?: AbortSignal): Promise<SandboxHandle> {
     const image = await requireImage();
     const { accel } = await this.accelerator(image);
     // The one workspace check both backends share: real path, never a system, credential or own directory.

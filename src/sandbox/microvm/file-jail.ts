@@ -1,0 +1,92 @@
+// File tools beside the VM: read_file, write_file, list_directory and search run no code of the
+// agent's, so for a micro-VM they are served by an lg-agent in a namespace jail on the host, on the
+// same workspace, instead of through the guest kernel's 9p client that TCG emulates instruction by
+// instruction. Only execute_command runs in the VM. docs/security.md, "File tools beside the VM",
+// weighs what each mode exposes.
+import { LuminaGuardError, toLuminaGuardError } from "../../errors.js";
+import { log } from "../../log.js";
+import type { SandboxHandle, SandboxSpec } from "../types.js";
+
+/** The jail runs the agent alone: no command is ever sent there, so it needs no room for children. */
+const JAIL_PIDS_MAX = 4;
+
+/**
+ * The jail's sandbox spec: the VM's workspace and disk limit, its memory as a ceiling (a large
+ * read or search needs it), no room for processes.
+ */
+export function fileJailSpec(spec: SandboxSpec): SandboxSpec {
+  return {
+    id: `${spec.id}-files`,
+    workspace: spec.workspace,
+    memoryMiB: spec.memoryMiB,
+    pidsMax: JAIL_PIDS_MAX,
+    vcpus: 1,
+    ...(spec.diskMiB !== undefined ? { diskMiB: spec.diskMiB } : {}),
+  };
+}
+
+/** One sandbox made of a VM and its file jail: either one dying takes the other, destroy ends both. */
+export function besideVm(vm: SandboxHandle, jail: SandboxHandle): SandboxHandle {
+  let destroyed: Promise<void> | undefined;
+  const destroy = (): Promise<void> => {
+    destroyed ??= (async () => {
+      const results = await Promise.allSettled([vm.destroy(), jail.destroy()]);
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+      if (failed) throw toLuminaGuardError(failed.reason);
+    })();
+    return destroyed;
+  };
+  const exited = Promise.race([vm.exited, jail.exited]);
+  void exited.then(() =>
+    destroy().catch((err: unknown) => log.error({ id: vm.id, err: String(err) }, "destroying a micro-VM and its file jail failed")),
+  );
+  return {
+    id: vm.id,
+    backend: vm.backend,
+    channel: vm.channel,
+    fileChannel: jail.channel,
+    info: {
+      ...vm.info,
+      fileTools: "host",
+      fileJail: String(jail.info["isolation"] ?? "namespace"),
+      fileJailUid: jail.info["hostUid"] ?? -1,
+    },
+    pids: () => [...vm.pids(), ...jail.pids()],
+    exited,
+    destroy,
+  };
+}
+
+/**
+ * Starts the VM and its jail at once (the jail costs a few ms beside a restore); whichever fails
+ * first, the other is destroyed and nothing is left.
+ */
+export async function spawnBeside(
+  spawnVm: () => Promise<SandboxHandle>,
+  spawnJail: () => Promise<SandboxHandle>,
+  id: string,
+): Promise<SandboxHandle> {
+  const jailP = spawnJail();
+  // Settled by whoever awaits it below; this only keeps an early rejection from being unhandled.
+  jailP.catch(() => undefined);
+  let vm: SandboxHandle;
+  try {
+    vm = await spawnVm();
+  } catch (err) {
+    await jailP.then(
+      (j) => j.destroy(),
+      () => undefined,
+    );
+    throw err;
+  }
+  let jail: SandboxHandle;
+  try {
+    jail = await jailP;
+  } catch (err) {
+    await vm.destroy().catch((e: unknown) => log.error({ id, err: String(e) }, "destroying a micro-VM whose file jail failed failed"));
+    const e = toLuminaGuardError(err, "SANDBOX_SPAWN_FAILED");
+    if (e.code === "CANCELLED") throw e;
+    throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `micro-VM ${id}: its file-tool jail failed to start: ${e.message}`, { cause: err });
+  }
+  return besideVm(vm, jail);
+}
