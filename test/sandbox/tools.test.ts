@@ -6,6 +6,7 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { LuminaGuardError } from "../../src/errors.js";
+import type { BackendName, FileToolsMode } from "../../src/sandbox/types.js";
 import { BACKENDS, pidAlive, sandboxFor, unavailable, waitFor } from "../fixtures.js";
 
 async function rejectsWith(p: Promise<unknown>, code: string): Promise<LuminaGuardError> {
@@ -19,12 +20,18 @@ async function rejectsWith(p: Promise<unknown>, code: string): Promise<LuminaGua
   assert.fail(`expected ${code}, but the call succeeded`);
 }
 
-for (const backend of BACKENDS) {
-  describe(`${backend} backend`, async () => {
+// Each backend as it runs by default, and the micro-VM with its file tools in the guest (through 9p).
+const VARIANTS: { backend: BackendName; label: string; options: { fileTools?: FileToolsMode } }[] = [
+  ...BACKENDS.map((backend) => ({ backend, label: `${backend} backend`, options: {} })),
+  { backend: "microvm", label: "microvm backend, file tools in the guest", options: { fileTools: "guest" } },
+];
+
+for (const { backend, label, options } of VARIANTS) {
+  describe(label, async () => {
     const skip = await unavailable(backend);
 
     test("write_file, read_file and the workspace bridge", { skip }, async (t) => {
-      const { sandbox, workspace } = await sandboxFor(t, backend);
+      const { sandbox, workspace } = await sandboxFor(t, backend, options);
       const w = await sandbox.files.write("dir/a.txt", "héllo\n", { createParents: true });
       assert.equal(w.bytesWritten, Buffer.byteLength("héllo\n"));
       assert.equal(readFileSync(join(workspace, "dir/a.txt"), "utf8"), "héllo\n", "an acknowledged write is on the host");
@@ -45,14 +52,15 @@ for (const backend of BACKENDS) {
     });
 
     test("read_file and write_file refuse bad paths and change nothing", { skip }, async (t) => {
-      const { sandbox, workspace } = await sandboxFor(t, backend);
+      const { sandbox, workspace } = await sandboxFor(t, backend, options);
       await rejectsWith(sandbox.files.read("missing.txt"), "NOT_FOUND");
       await rejectsWith(sandbox.files.read("../../etc/passwd"), "PATH_ESCAPE");
       await rejectsWith(sandbox.files.read("/etc/passwd"), "PATH_ESCAPE");
       symlinkSync("/etc", join(workspace, "etc-link"));
-      // A host symlink: refused as an escape where the agent sees it (namespace); in the micro-VM the
-      // 9p export (mapped-xattr) never follows a host symlink at all, so the guest meets a link loop.
-      const hostLink = backend === "microvm" ? "IO_ERROR" : "PATH_ESCAPE";
+      // A host symlink: refused as an escape where the agent sees it (namespace, or beside the VM); in
+      // the micro-VM the 9p export (mapped-xattr) never follows a host symlink at all, so the guest
+      // meets a link loop.
+      const hostLink = backend === "microvm" && options.fileTools === "guest" ? "IO_ERROR" : "PATH_ESCAPE";
       const e = await rejectsWith(sandbox.files.read("etc-link/passwd"), hostLink);
       assert.doesNotMatch(e.message, /root:x:0/);
       mkdirSync(join(workspace, "sub"));
@@ -74,7 +82,7 @@ for (const backend of BACKENDS) {
     });
 
     test("list_directory and search", { skip }, async (t) => {
-      const { sandbox, workspace } = await sandboxFor(t, backend);
+      const { sandbox, workspace } = await sandboxFor(t, backend, options);
       mkdirSync(join(workspace, "src/deep"), { recursive: true });
       writeFileSync(join(workspace, "src/a.ts"), "const x = 1;\n// TODO fix\n");
       writeFileSync(join(workspace, "src/deep/b.ts"), "TODO: more\n");
@@ -104,7 +112,7 @@ for (const backend of BACKENDS) {
     });
 
     test("execute_command: exit codes, output, cwd, env, stdin, streaming", { skip }, async (t) => {
-      const { sandbox, workspace } = await sandboxFor(t, backend);
+      const { sandbox, workspace } = await sandboxFor(t, backend, options);
       const ok = await sandbox.commands.run("echo out; echo err >&2; exit 3");
       assert.equal(ok.exitCode, 3);
       assert.equal(ok.stdout, "out\n");
@@ -134,7 +142,7 @@ for (const backend of BACKENDS) {
     });
 
     test("a timeout gives TOOL_TIMEOUT and kills the whole process tree", { skip }, async (t) => {
-      const { sandbox } = await sandboxFor(t, backend);
+      const { sandbox } = await sandboxFor(t, backend, options);
       const err = await rejectsWith(sandbox.commands.run("sleep 300 & sleep 301 & echo started; wait", { timeoutMs: 1500 }), "TOOL_TIMEOUT");
       assert.equal(err.details["stdout"], "started\n", "output produced before the timeout is kept");
       const ps = await sandbox.commands.run("ps -o pid,args 2>/dev/null || ps");
@@ -149,7 +157,7 @@ for (const backend of BACKENDS) {
       const secret = `/root/lg-secret-${randomBytes(4).toString("hex")}`;
       writeFileSync(secret, "top secret");
       t.after(() => rmSync(secret, { force: true }));
-      const { sandbox } = await sandboxFor(t, backend);
+      const { sandbox } = await sandboxFor(t, backend, options);
       const cat = await sandbox.commands.run(["cat", secret]);
       assert.notEqual(cat.exitCode, 0);
       assert.doesNotMatch(cat.stdout, /top secret/);
@@ -171,7 +179,7 @@ for (const backend of BACKENDS) {
     });
 
     test("a fork bomb and a memory bomb are stopped and the sandbox survives", { skip }, async (t) => {
-      const { sandbox } = await sandboxFor(t, backend, { memoryMiB: 192, pidsMax: 128 });
+      const { sandbox } = await sandboxFor(t, backend, { ...options, memoryMiB: 192, pidsMax: 128 });
       const bomb = await sandbox.commands
         .run("b(){ b | b & }; b; sleep 3; echo survived-bomb", { timeoutMs: 8000 })
         .catch((e: unknown) => e as LuminaGuardError);
@@ -185,7 +193,7 @@ for (const backend of BACKENDS) {
     });
 
     test("killing the sandbox mid-call gives GUEST_CHANNEL_LOST, keeps acknowledged writes, leaves nothing running", { skip }, async (t) => {
-      const { sandbox, workspace } = await sandboxFor(t, backend);
+      const { sandbox, workspace } = await sandboxFor(t, backend, options);
       await sandbox.files.write("kept.txt", "acknowledged");
       const pids = sandbox.pids();
       assert.ok(pids.length > 0);

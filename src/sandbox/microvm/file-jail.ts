@@ -3,7 +3,7 @@
 // same workspace, instead of through the guest kernel's 9p client that TCG emulates instruction by
 // instruction. Only execute_command runs in the VM. docs/security.md, "File tools beside the VM",
 // weighs what each mode exposes.
-import { LuminaGuardError, toLuminaGuardError } from "../../errors.js";
+import { GuestChannelLostError, LuminaGuardError, toLuminaGuardError } from "../../errors.js";
 import { log } from "../../log.js";
 import type { SandboxHandle, SandboxSpec } from "../types.js";
 
@@ -36,10 +36,15 @@ export function besideVm(vm: SandboxHandle, jail: SandboxHandle): SandboxHandle 
     })();
     return destroyed;
   };
+  // One part dying on its own loses the sandbox: calls in flight on the other fail as a lost channel
+  // (not as a deliberate close), then both are destroyed.
+  const lost = (other: SandboxHandle, what: string): void => {
+    if (!destroyed) other.channel.fail(new GuestChannelLostError(`micro-VM ${vm.id}: ${what} exited`));
+    destroy().catch((err: unknown) => log.error({ id: vm.id, err: String(err) }, "destroying a micro-VM and its file jail failed"));
+  };
+  void vm.exited.then(() => lost(jail, "the VM"));
+  void jail.exited.then(() => lost(vm, "its file jail"));
   const exited = Promise.race([vm.exited, jail.exited]);
-  void exited.then(() =>
-    destroy().catch((err: unknown) => log.error({ id: vm.id, err: String(err) }, "destroying a micro-VM and its file jail failed")),
-  );
   return {
     id: vm.id,
     backend: vm.backend,
