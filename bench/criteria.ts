@@ -30,7 +30,10 @@ export function criteriaFor(scenario: string, backend: BackendName): CriterionDe
   }
   if (scenario === "memory" || scenario === "all") {
     out.push(c("seed: < 200 MB per agent (workload)", "pss_workload_mib", "max", "<", 200, "seed"));
-    if (backend === "microvm") out.push(c("PSS idle ≤ 30 MiB per VM (10 alive)", "pss_idle_mib", "p50", "<=", 30, "issue"));
+    if (backend === "microvm") {
+      out.push(c("PSS idle ≤ 30 MiB per VM (10 alive)", "pss_idle_mib", "p50", "<=", 30, "issue"));
+      out.push(c("the file-tool jail adds ≤ 2 MiB per sandbox", "pss_file_jail_mib", "p50", "<=", 2, "issue"));
+    }
   }
   if (scenario === "tools" || scenario === "all") {
     out.push(c("seed: 1000+ tool executions/min", "throughput_ops_per_min", "p50", ">=", 1000, "seed"));

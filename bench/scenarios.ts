@@ -8,7 +8,7 @@ import { SandboxPool } from "../src/runtime/pool.js";
 import { Sandbox } from "../src/runtime/sandbox.js";
 import { MicroVmBackend } from "../src/sandbox/microvm/backend.js";
 import { connectWhenReady, destroyVm, launchVm } from "../src/sandbox/microvm/qemu.js";
-import type { BackendName } from "../src/sandbox/types.js";
+import type { BackendName, SandboxHandle } from "../src/sandbox/types.js";
 import { cpuSampler } from "../src/metrics/stats.js";
 import { pssMiB, sleep, time, timeProcess } from "./measure.js";
 import { runOnSandbox, runUnsandboxed, seedWorkspace, standardOps, type Op } from "./workload.js";
@@ -253,21 +253,23 @@ async function throughput(rec: Recorder, o: ScenarioOptions): Promise<void> {
 export async function memoryScenario(rec: Recorder, o: ScenarioOptions): Promise<void> {
   const backend = getBackend(o.backend);
   const N = 10;
-  const live: Array<{ sandbox: Sandbox; ws: { dir: string; remove: () => void } }> = [];
+  const live: Array<{ sandbox: Sandbox; handle: SandboxHandle; ws: { dir: string; remove: () => void } }> = [];
   try {
     for (let i = 0; i < N; i++) {
       o.progress("memory: starting 10 sandboxes", i, N);
       const ws = tempDir();
       seedWorkspace(ws.dir);
       const handle = await backend.spawn({ id: `bench-mem-${i}`, workspace: ws.dir, memoryMiB: 256, pidsMax: 256, vcpus: 1 });
-      live.push({ sandbox: Sandbox.fromHandle(handle, { path: ws.dir, owned: false }), ws });
+      live.push({ sandbox: Sandbox.fromHandle(handle, { path: ws.dir, owned: false }), handle, ws });
     }
     await sleep(500);
     let total = 0;
-    for (const { sandbox } of live) {
+    for (const { sandbox, handle } of live) {
       const p = pssMiB(sandbox.pids());
       rec.add("pss_idle_mib", "MiB", p);
       total += p;
+      // What serving the file tools beside a VM costs, inside the figure above.
+      if (handle.fileJailPids) rec.add("pss_file_jail_mib", "MiB", pssMiB(handle.fileJailPids()));
     }
     rec.add("pss_idle_total_mib", "MiB", total);
     const ops = standardOps(100);

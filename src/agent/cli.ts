@@ -7,6 +7,8 @@ import { exitCodeFor, parseIntOption } from "../cli/output.js";
 import { isErrorCode, LuminaGuardError } from "../errors.js";
 import { BACKEND_CHOICES, type BackendChoice } from "../runtime/backends.js";
 import { MAX_DISK_MIB, MIN_DISK_MIB } from "../runtime/disk.js";
+import type { FileToolsMode } from "../sandbox/types.js";
+import { fileToolsOption } from "../cli/options.js";
 import { Sandbox } from "../runtime/sandbox.js";
 import { clipWithMarker, escapeForTerminal } from "../util/terminal.js";
 import { DEFAULT_MAX_STEPS, runAgent, type AgentEvent, type AgentRunResult } from "./loop.js";
@@ -25,6 +27,7 @@ export interface RunFlags {
   backend: BackendChoice;
   memory?: number;
   disk?: number;
+  fileTools?: FileToolsMode;
   nonInteractive?: boolean;
   policy?: string;
   approvalTimeout?: number;
@@ -53,6 +56,7 @@ export function registerRunCommand(program: Command, options: RegisterRunOptions
     .addOption(new Option("--backend <name>", "sandbox backend (auto = strongest isolation that works here)").choices([...BACKEND_CHOICES]).default("auto"))
     .option("--memory <MiB>", "memory limit of the sandbox", parseIntOption("--memory", 32, 65_536))
     .option("--disk <MiB>", "disk limit of the sandbox: MiB it may add to its workspace (default 1024)", parseIntOption("--disk", MIN_DISK_MIB, MAX_DISK_MIB))
+    .addOption(fileToolsOption())
     .option("--non-interactive", "nobody to ask: Red actions are denied unless the policy allows them")
     .option("--policy <file>", "approval policy (default $LUMINAGUARD_HOME/policy.json when present)")
     .option("--approval-timeout <seconds>", "an unanswered approval is a denial after this long (default 300)", parseIntOption("--approval-timeout", 1, 86_400))
@@ -99,6 +103,7 @@ export async function runCommand(task: string | undefined, flags: RunFlags, opti
       ...(flags.workspace !== undefined ? { workspace: flags.workspace } : {}),
       ...(flags.memory !== undefined ? { memoryMiB: flags.memory } : {}),
       ...(flags.disk !== undefined ? { diskMiB: flags.disk } : {}),
+      ...(flags.fileTools !== undefined ? { fileTools: flags.fileTools } : {}),
       signal: controller.signal,
     });
     const gate = new ApprovalGate({

@@ -5,6 +5,8 @@ import { LuminaGuardError } from "../errors.js";
 import { buildImage, KERNEL_KINDS, type KernelKind } from "../guest/image/build.js";
 import { BACKEND_CHOICES, type BackendChoice } from "../runtime/backends.js";
 import { MAX_DISK_MIB, MIN_DISK_MIB } from "../runtime/disk.js";
+import type { FileToolsMode } from "../sandbox/types.js";
+import { fileToolsOption } from "./options.js";
 import { doctor, formatDoctor } from "../runtime/doctor.js";
 import { Sandbox } from "../runtime/sandbox.js";
 import { isToolName, TOOL_NAMES } from "../tools/schemas.js";
@@ -30,6 +32,7 @@ interface SandboxFlags {
   workspace?: string;
   memory?: number;
   disk?: number;
+  fileTools?: FileToolsMode;
 }
 
 function sandboxOptions(flags: SandboxFlags, signal: AbortSignal): Parameters<typeof Sandbox.create>[0] {
@@ -38,6 +41,7 @@ function sandboxOptions(flags: SandboxFlags, signal: AbortSignal): Parameters<ty
     ...(flags.workspace !== undefined ? { workspace: flags.workspace } : {}),
     ...(flags.memory !== undefined ? { memoryMiB: flags.memory } : {}),
     ...(flags.disk !== undefined ? { diskMiB: flags.disk } : {}),
+    ...(flags.fileTools !== undefined ? { fileTools: flags.fileTools } : {}),
     signal,
   };
 }
@@ -90,6 +94,7 @@ program
   .option("--timeout <seconds>", "kill the command's process tree after this long", parseIntOption("--timeout", 1, 86_400), 60)
   .option("--memory <MiB>", "memory limit of the sandbox", parseIntOption("--memory", 32, 65_536))
   .option("--disk <MiB>", "disk limit of the sandbox: MiB it may add to its workspace (default 1024)", parseIntOption("--disk", MIN_DISK_MIB, MAX_DISK_MIB))
+  .addOption(fileToolsOption())
   .argument("<cmd...>", "command and arguments (put -- before them)")
   .action(async (cmd: string[], flags: SandboxFlags & { timeout: number }) => {
     const { signal, cleanup } = interruptible();
@@ -118,6 +123,7 @@ program
   .option("--workspace <dir>", "host directory seen as /workspace (default: a temporary one)")
   .option("--memory <MiB>", "memory limit of the sandbox", parseIntOption("--memory", 32, 65_536))
   .option("--disk <MiB>", "disk limit of the sandbox: MiB it may add to its workspace (default 1024)", parseIntOption("--disk", MIN_DISK_MIB, MAX_DISK_MIB))
+  .addOption(fileToolsOption())
   .action(async (name: string, flags: SandboxFlags & { args: string }) => {
     if (!isToolName(name)) throw new LuminaGuardError("INVALID_ARGUMENT", `unknown tool ${JSON.stringify(name)}; tools: ${TOOL_NAMES.join(", ")}`);
     let args: unknown;

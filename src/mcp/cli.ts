@@ -5,6 +5,8 @@ import { LuminaGuardError } from "../errors.js";
 import { parseIntOption } from "../cli/output.js";
 import { BACKEND_CHOICES, type BackendChoice } from "../runtime/backends.js";
 import { MAX_DISK_MIB, MIN_DISK_MIB } from "../runtime/disk.js";
+import type { FileToolsMode } from "../sandbox/types.js";
+import { fileToolsOption } from "../cli/options.js";
 import { escapeForTerminal } from "../util/terminal.js";
 import { APPROVAL_MODES, approvalHook, type ApprovalMode } from "./approval.js";
 import { McpClientPool } from "./client.js";
@@ -22,6 +24,7 @@ interface ServeFlags {
   workspace?: string;
   memory?: number;
   disk?: number;
+  fileTools?: FileToolsMode;
   idleTimeout: number;
   maxSessions: number;
   approval: ApprovalMode;
@@ -68,6 +71,7 @@ export function registerMcpCommand(program: Command): void {
     .option("--workspace <dir>", "host directory every session sees as /workspace (default: a fresh one per session)")
     .option("--memory <MiB>", "memory limit of each sandbox", parseIntOption("--memory", 32, 65_536))
     .option("--disk <MiB>", "disk limit of each sandbox: MiB it may add to its workspace (default 1024)", parseIntOption("--disk", MIN_DISK_MIB, MAX_DISK_MIB))
+    .addOption(fileToolsOption())
     .option("--idle-timeout <seconds>", "release a session's sandbox (and end an http session) after this long unused", parseIntOption("--idle-timeout", 1, 7 * 86_400), 600)
     .addOption(
       new Option("--approval <mode>", "Red calls (writes, commands): elicit = ask the user through the host, else deny unless the policy allows; policy = the policy alone; off = no cliff")
@@ -88,6 +92,7 @@ export function registerMcpCommand(program: Command): void {
         ...(flags.workspace !== undefined ? { workspace: flags.workspace } : {}),
         ...(flags.memory !== undefined ? { memoryMiB: flags.memory } : {}),
         ...(flags.disk !== undefined ? { diskMiB: flags.disk } : {}),
+        ...(flags.fileTools !== undefined ? { fileTools: flags.fileTools } : {}),
       };
       const hook = approvalHook(flags.approval, {
         ...(flags.policy !== undefined ? { policyFile: flags.policy } : {}),

@@ -1,4 +1,5 @@
 // LuminaGuard as an MCP server: the five tools, each session's calls run in that session's own sandbox.
+import type { FileToolsMode } from "../sandbox/types.js";
 import { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import {
   CallToolRequestSchema,
@@ -57,6 +58,8 @@ export interface McpServeOptions {
   memoryMiB?: number;
   /** Each session sandbox's disk limit in MiB (default DEFAULT_DISK_MIB); see SandboxOptions.diskMiB. */
   diskMiB?: number;
+  /** microvm only: where each session's file tools run (see SandboxOptions.fileTools). */
+  fileTools?: FileToolsMode;
   /** A pool to take sandboxes from (not drained on close); default: one made from backend/workspace/memoryMiB/diskMiB. */
   pool?: SandboxPool;
   idleMs?: number;
@@ -76,6 +79,7 @@ export async function poolFor(o: McpServeOptions, sizes: { minSize: number; maxS
     ...(o.workspace !== undefined ? { workspace: o.workspace } : {}),
     ...(o.memoryMiB !== undefined ? { memoryMiB: o.memoryMiB } : {}),
     ...(o.diskMiB !== undefined ? { diskMiB: o.diskMiB } : {}),
+    ...(o.fileTools !== undefined ? { fileTools: o.fileTools } : {}),
   });
   return { pool, owned: true };
 }

@@ -42,6 +42,8 @@ export interface SandboxHandle {
   readonly info: Record<string, string | number | boolean>;
   /** Host pids owned by this sandbox (for PSS accounting). */
   pids(): number[];
+  /** Of those, the file jail's beside a VM (for its own PSS figure); absent without a file jail. */
+  fileJailPids?(): number[];
   /** Resolves when the sandbox's host process has exited, for whatever reason. */
   readonly exited: Promise<void>;
   /** Kills every process and removes every mount, cgroup, socket and temp file. Idempotent. */

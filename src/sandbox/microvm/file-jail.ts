@@ -57,6 +57,7 @@ export function besideVm(vm: SandboxHandle, jail: SandboxHandle): SandboxHandle 
       fileJailUid: jail.info["hostUid"] ?? -1,
     },
     pids: () => [...vm.pids(), ...jail.pids()],
+    fileJailPids: () => jail.pids(),
     exited,
     destroy,
   };
