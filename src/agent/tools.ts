@@ -1,6 +1,6 @@
 // The tools a run offers the model: the five built-ins and any external MCP tools, under API-safe unique names.
 import { z } from "zod";
-import { isToolName, TOOL_NAMES, toolArgSchemas, type ToolName } from "../tools/schemas.js";
+import { isToolName, TOOL_NAMES, toolArgSchemas, type ToolName } from "../tools/registry.js";
 import { safeToolName } from "./names.js";
 import type { ExternalToolInfo, ExternalTools, ToolSpec } from "./types.js";
 

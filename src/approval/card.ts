@@ -1,8 +1,7 @@
 // The diff card: what a Red action will change (a diff, a command line, a server's tool and arguments), the risk and the rule.
 import { createHash } from "node:crypto";
 import { LuminaGuardError } from "../errors.js";
-import { parseToolArgs } from "../tools/dispatch.js";
-import { isToolName } from "../tools/schemas.js";
+import { isToolName, parseToolArgs } from "../tools/registry.js";
 import { clipWithMarker, escapeForTerminal } from "../util/terminal.js";
 import { unifiedDiff } from "./diff.js";
 import { isHookEnvVar, shellQuote, workspaceRelative, type ActionClass, type PolicyAction, type Risk, type ToolCallRequest } from "./policy.js";

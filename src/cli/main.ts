@@ -7,7 +7,7 @@ import { BACKEND_CHOICES, type BackendChoice } from "../runtime/backends.js";
 import { MAX_DISK_MIB, MIN_DISK_MIB } from "../runtime/disk.js";
 import { doctor, formatDoctor } from "../runtime/doctor.js";
 import { Sandbox } from "../runtime/sandbox.js";
-import { isToolName, TOOL_NAMES } from "../tools/schemas.js";
+import { isToolName, TOOL_NAMES } from "../tools/registry.js";
 import { packageVersion } from "../util/pkg.js";
 import { registerRunCommand } from "../agent/cli.js";
 import { configuredExternalTools } from "../agent/external.js";

@@ -2,7 +2,7 @@
 import type { CallToolResult, Tool } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
 import { toLuminaGuardError } from "../errors.js";
-import { TOOL_NAMES, toolArgSchemas, type ToolName } from "../tools/schemas.js";
+import { TOOL_NAMES, toolArgSchemas, type ToolName } from "../tools/registry.js";
 
 /** Reads over this size need offset/length: the answer carries the bytes twice (text and structured) and hosts cap messages near 10 MiB. */
 export const MCP_READ_MAX_BYTES = 2 * 1024 * 1024;
