@@ -4,7 +4,7 @@ import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync, lstatSyn
 import { join, relative } from "node:path";
 import { seededRandom } from "../src/metrics/stats.js";
 import type { Sandbox } from "../src/runtime/sandbox.js";
-import type { ToolName } from "../src/tools/schemas.js";
+import type { ToolName } from "../src/tools/registry.js";
 
 /** Mix of the five tools in every scenario that replays the workload (percent). */
 export const STANDARD_MIX: Readonly<Record<ToolName, number>> = {

@@ -3,7 +3,7 @@ import { denialResult, type ApprovalGate, type GateDecision } from "../approval/
 import { isRecord } from "../approval/policy.js";
 import { LuminaGuardError, toLuminaGuardError } from "../errors.js";
 import type { Sandbox } from "../runtime/sandbox.js";
-import { parseToolArgs } from "../tools/dispatch.js";
+import { parseToolArgs } from "../tools/registry.js";
 import { newRunId, type Transcript } from "./transcript.js";
 import { ToolCatalogue, type ResolvedTool } from "./tools.js";
 import type { ChatMessage, ExternalTools, ModelProvider, ModelToolCall, ToolResultMessage, Usage } from "./types.js";
@@ -222,6 +222,7 @@ async function handleCall(
   }
 }
 
+/** The one parse of a call's arguments: the gate's card and the sandbox take a built-in's parsed arguments as they are. */
 function validateArgs(resolved: ResolvedTool, raw: unknown): Record<string, unknown> {
   if (resolved.kind === "builtin") return parseToolArgs(resolved.tool, raw ?? {}) as Record<string, unknown>;
   if (raw === undefined) return {};

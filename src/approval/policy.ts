@@ -4,6 +4,7 @@ import { dirname, join, posix, relative, sep } from "node:path";
 import { z } from "zod";
 import { LuminaGuardError } from "../errors.js";
 import { homeDir } from "../paths.js";
+import { isToolName, TOOL_NAMES, TOOLS } from "../tools/registry.js";
 
 /** One tool call as the gate sees it: built-in when `server` is absent, otherwise a tool of an external MCP server. */
 export interface ToolCallRequest {
@@ -19,8 +20,8 @@ export type Risk = (typeof RISKS)[number];
 /** Green: read-only, runs without asking. Red: anything with consequences, stops at the cliff unless a rule allows it. */
 export type ActionClass = "green" | "red";
 
-/** Tools that only read; everything else built in, and every unknown tool, is Red. */
-export const READ_ONLY_TOOLS: readonly string[] = ["read_file", "list_directory", "search"];
+/** Tools that only read (the registry says which); everything else built in, and every unknown tool, is Red. */
+export const READ_ONLY_TOOLS: readonly string[] = TOOL_NAMES.filter((n) => TOOLS[n].readOnly);
 
 const patterns = z.union([z.string().min(1).max(512), z.array(z.string().min(1).max(512)).min(1).max(256)]);
 const regex = z
@@ -94,15 +95,13 @@ export interface EvaluateOptions {
   workspace?: string;
 }
 
+/** The built-in rules, last: read-only tools run, every other built-in tool asks (one rule each), then external and unknown tools ask. */
 export const DEFAULT_RULES: readonly PolicyRule[] = [
   { id: "default:read-only", tool: [...READ_ONLY_TOOLS], action: "allow", risk: "low" },
-  { id: "default:write", tool: "write_file", action: "ask", risk: "medium" },
-  { id: "default:execute", tool: "execute_command", action: "ask", risk: "high" },
+  ...TOOL_NAMES.filter((n) => !TOOLS[n].readOnly).map((n): PolicyRule => ({ id: TOOLS[n].defaultRule ?? `default:${n}`, tool: n, action: "ask", risk: TOOLS[n].risk })),
   { id: "default:external", server: "*", action: "ask", risk: "high" },
   { id: "default:unknown", action: "ask", risk: "high" },
 ];
-
-const DEFAULT_RISK: Record<string, Risk> = { read_file: "low", list_directory: "low", search: "low", write_file: "medium", execute_command: "high" };
 
 /** The policy file LuminaGuard reads when none is named. */
 export function defaultPolicyPath(): string {
@@ -152,8 +151,9 @@ export function evaluatePolicy(policy: Policy, call: ToolCallRequest, options: E
     const action = c.rule.action;
     if (!matches(c, call, facts, action)) continue;
     const external = call.server !== undefined;
-    const cls: ActionClass = external ? (c.rule.readOnly === true ? "green" : "red") : READ_ONLY_TOOLS.includes(call.tool) ? "green" : "red";
-    const risk = c.rule.risk ?? (cls === "green" ? "low" : external ? "high" : (DEFAULT_RISK[call.tool] ?? "high"));
+    const builtin = !external && isToolName(call.tool) ? TOOLS[call.tool] : undefined;
+    const cls: ActionClass = external ? (c.rule.readOnly === true ? "green" : "red") : builtin?.readOnly === true ? "green" : "red";
+    const risk = c.rule.risk ?? (cls === "green" ? "low" : (builtin?.risk ?? "high"));
     return { action, rule: c.id, class: cls, risk };
   }
   // Unreachable with the defaults in place; kept secure anyway.

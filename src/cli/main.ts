@@ -9,7 +9,7 @@ import type { FileToolsMode } from "../sandbox/types.js";
 import { fileToolsOption } from "./options.js";
 import { doctor, formatDoctor } from "../runtime/doctor.js";
 import { Sandbox } from "../runtime/sandbox.js";
-import { isToolName, TOOL_NAMES } from "../tools/schemas.js";
+import { isToolName, TOOL_NAMES } from "../tools/registry.js";
 import { packageVersion } from "../util/pkg.js";
 import { registerRunCommand } from "../agent/cli.js";
 import { configuredExternalTools } from "../agent/external.js";

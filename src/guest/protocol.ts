@@ -1,12 +1,12 @@
 // Host side of the guest agent protocol (docs/protocol.md): framing and zod schemas for every guest message.
 import { z } from "zod";
+import { toolWireResults } from "../tools/registry.js";
+import { base64 as b64, count } from "../tools/tool.js";
 
 export const PROTOCOL_VERSION = 1;
 export const MAX_FRAME_BYTES = 16 * 1024 * 1024;
 
 const u32 = z.number().int().min(0).max(0xffffffff);
-const b64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, "not base64");
-const count = z.number().int().nonnegative();
 
 export const guestErrorSchema = z.object({
   code: z.string().max(64),
@@ -39,32 +39,11 @@ export const initArgsSchema = z.strictObject({
 });
 export type InitArgs = z.infer<typeof initArgsSchema>;
 
-const entryType = z.enum(["file", "dir", "symlink", "other"]);
-
-/** What each op's success result must look like; anything else is a protocol violation. */
+/** What each op's success result must look like (the tools' answers are in their modules); anything else is a protocol violation. */
 export const resultSchemas = {
   hello: z.object({ v: z.literal(PROTOCOL_VERSION), agent: z.string().max(128), pid: count }),
   init: z.object({}),
-  read_file: z.object({ content: b64, size: count, offset: count, bytesRead: count, eof: z.boolean() }),
-  write_file: z.object({ path: z.string().max(4096), bytesWritten: count }),
-  list_directory: z.object({
-    entries: z.array(z.object({ path: z.string().max(4096), type: entryType, size: count, mtimeMs: z.number() })),
-    truncated: z.boolean(),
-  }),
-  search: z.object({
-    matches: z.array(
-      z.object({ path: z.string().max(4096), line: count.optional(), text: z.string().max(4096).optional() }),
-    ),
-    truncated: z.boolean(),
-    filesScanned: count,
-  }),
-  execute_command: z.object({
-    exitCode: z.number().int().nullable(),
-    signal: z.string().max(32).nullable(),
-    stdoutTruncated: z.boolean(),
-    stderrTruncated: z.boolean(),
-    durationMs: z.number().nonnegative(),
-  }),
+  ...toolWireResults,
   cancel: z.object({ found: z.boolean() }),
   shutdown: z.object({}),
 } as const;

@@ -15,8 +15,7 @@ import { log } from "../log.js";
 import { resolveBackend, type BackendChoice } from "../runtime/backends.js";
 import { SandboxPool } from "../runtime/pool.js";
 import { userWorkspace } from "../runtime/workspace.js";
-import { parseToolArgs } from "../tools/dispatch.js";
-import { TOOL_NAMES, isToolName, type ToolName } from "../tools/schemas.js";
+import { TOOL_NAMES, isToolName, validateCall, type ToolName, type ValidatedCall } from "../tools/registry.js";
 import { packageVersion } from "../util/pkg.js";
 import type { SandboxSession, SessionTransport } from "./session.js";
 import { MCP_OUTPUT_MAX_BYTES, MCP_READ_MAX_BYTES, MCP_RESULT_MAX_BYTES, MCP_TOOLS, errorResult, successResult } from "./tools.js";
@@ -27,7 +26,9 @@ export const DEFAULT_MAX_IN_FLIGHT = 32;
 /** What a `beforeToolCall` hook sees: the validated call, its session, and the SDK server (for `elicitInput`). */
 export interface ToolCallContext {
   tool: ToolName;
-  args: unknown;
+  /** The arguments as validated at this edge (deep-frozen); the sandbox runs exactly these. */
+  args: ValidatedCall["args"];
+  call: ValidatedCall;
   session: { id: string; transport: SessionTransport };
   /**
    * The session's MCP server. To ask the user through the host:
@@ -102,16 +103,16 @@ export function createSessionServer(session: SandboxSession, o: Pick<McpServeOpt
       return errorResult(err);
     }
     try {
-      // The hook sees validated arguments; without one, callTool validates them (once, on the hot path).
-      let args: unknown = request.params.arguments ?? {};
+      // Validated once, here: the hook, the approval card and the sandbox all take these arguments as they are.
+      const call = validateCall(name, request.params.arguments ?? {});
       let shape: ((result: Record<string, unknown>) => Record<string, unknown>) | undefined;
       if (o.beforeToolCall) {
-        args = parseToolArgs(name, args);
         const requestId = extra.requestId;
         const signal = controller.signal;
         const after = await o.beforeToolCall({
           tool: name,
-          args,
+          args: call.args,
+          call,
           session: { id: session.id, transport: session.transport },
           server,
           requestId,
@@ -123,7 +124,7 @@ export function createSessionServer(session: SandboxSession, o: Pick<McpServeOpt
         if (typeof after === "function") shape = after;
       }
       const sandbox = await session.sandboxFor(controller.signal);
-      const result = await sandbox.callTool(name, args, { signal: controller.signal, maxReadBytes: MCP_READ_MAX_BYTES, maxOutputBytes: MCP_OUTPUT_MAX_BYTES });
+      const result = await sandbox.callTool(name, call.args, { signal: controller.signal, maxReadBytes: MCP_READ_MAX_BYTES, maxOutputBytes: MCP_OUTPUT_MAX_BYTES });
       return bounded(name, shape ? shape(result) : result);
     } catch (err) {
       log.debug({ session: session.id, tool: name, err: (err as Error).message }, "mcp tool call failed");

@@ -29,7 +29,8 @@ export const FILE_TOOLS_MODES = ["host", "guest"] as const;
 export type FileToolsMode = (typeof FILE_TOOLS_MODES)[number];
 
 /** Where one call ran: in a VM's guest, or in a namespace jail on the host kernel. Every result says which. */
-export type ServedBy = "vm" | "jail";
+export const SERVED_BY = ["vm", "jail"] as const;
+export type ServedBy = (typeof SERVED_BY)[number];
 
 export interface SandboxHandle {
   readonly id: string;

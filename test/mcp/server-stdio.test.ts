@@ -48,10 +48,10 @@ describe("mcp server over stdio (namespace)", async () => {
     const read = await client.callTool({ name: "read_file", arguments: { path: "hello.txt" } });
     assert.equal(read.isError, undefined);
     assert.equal(text(read as never), "hello from the host\n");
-    assert.deepEqual(read.structuredContent, { content: "hello from the host\n", encoding: "utf8", size: 20, offset: 0, bytesRead: 20, eof: true });
+    assert.deepEqual(read.structuredContent, { content: "hello from the host\n", encoding: "utf8", size: 20, offset: 0, bytesRead: 20, eof: true, servedBy: "jail" });
 
     const w = await client.callTool({ name: "write_file", arguments: { path: "out/new.txt", content: "written by mcp", createParents: true } });
-    assert.deepEqual(w.structuredContent, { path: "out/new.txt", bytesWritten: 14 });
+    assert.deepEqual(w.structuredContent, { path: "out/new.txt", bytesWritten: 14, servedBy: "jail" });
     assert.equal(readFileSync(join(ws.dir, "out/new.txt"), "utf8"), "written by mcp");
 
     const ls = await client.callTool({ name: "list_directory", arguments: { depth: 2 } });
