@@ -26,7 +26,6 @@ struct agent {
 	bool drop_privs;
 	uid_t cmd_uid;
 	gid_t cmd_gid;
-	bool shutdown_requested;
 };
 
 extern struct agent g;

@@ -11,6 +11,7 @@
 
 #include "agent.h"
 #include "channel.h"
+#include "dispatch.h"
 #include "exec.h"
 #include "fsops.h"
 #include "sys.h"
@@ -182,7 +183,7 @@ int main(int argc, char **argv)
 	root_fd();
 	if (!channel)
 		channel = g.init_mode ? "virtio:lg.agent" : "stdio";
-	if (!chan_open(channel))
+	if (!chan_open(channel, dispatch_frame))
 		sys_exit(1);
 	if (g.init_mode)
 		log_msg("ready on %s, workspace %s%s", channel, g.root, g.use_cgroups ? ", cgroups" : "");
@@ -224,7 +225,7 @@ int main(int argc, char **argv)
 		exec_tick();
 		if (st == CHAN_OK)
 			st = chan_pump();
-		if (g.shutdown_requested)
+		if (dispatch_shutdown_requested())
 			cleanup_and_exit(0);
 		if (term)
 			cleanup_and_exit(0);
