@@ -10,11 +10,7 @@
 #include "proto.h"
 
 struct agent {
-	char root[PATH_MAX]; /* workspace root, absolute, no trailing slash unless "/" */
-	size_t root_len;
-	int rootfd;          /* O_PATH directory fd of root, -1 until it can be opened */
 	bool init_mode;      /* PID 1 of the micro-VM: owns mounts, clock, hostname, power */
-	bool use_openat2;    /* cleared when the kernel (or a seccomp filter) says ENOSYS */
 	bool use_cgroups;
 	char cgroup_parent[200];
 	bool mounted;
@@ -29,10 +25,6 @@ struct agent {
 };
 
 extern struct agent g;
-
-/* Returns the root fd, (re)opening it if needed; -errno on failure. */
-int root_fd(void);
-void root_reopen(void);
 
 /* Owner of the VM's commands when init does not name one. */
 #define DEFAULT_COMMAND_ID 1000

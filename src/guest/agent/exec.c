@@ -21,7 +21,7 @@
 
 #include "agent.h"
 #include "channel.h"
-#include "fsops.h"
+#include "confine.h"
 
 #define CHUNK (64 * 1024)
 /* After the command's own process exits, how long a background child holding its stdout may keep
@@ -488,7 +488,7 @@ static char *env_entry(const char *key, const char *val)
 static void build_env(req_t *r, const jnode *env, char ***out_envp, const char **out_path)
 {
 	static const char *const base_keys[] = {"PATH", "HOME", "LANG"};
-	const char *base_vals[] = {BASE_PATH, g.root, "C.UTF-8"};
+	const char *base_vals[] = {BASE_PATH, confine_root(), "C.UTF-8"};
 	size_t n = 3 + (env ? env->len : 0);
 	*out_path = BASE_PATH;
 	if (env && env->len > MAX_ENV) {

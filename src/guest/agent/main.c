@@ -11,34 +11,14 @@
 
 #include "agent.h"
 #include "channel.h"
+#include "confine.h"
 #include "dispatch.h"
 #include "exec.h"
-#include "fsops.h"
 #include "sys.h"
 
-struct agent g = {.rootfd = -1, .use_openat2 = true};
+struct agent g;
 
 static int sig_pipe[2] = {-1, -1};
-
-int root_fd(void)
-{
-	if (g.rootfd >= 0)
-		return g.rootfd;
-	int fd = open(g.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	probe_openat2(fd);
-	g.rootfd = fd;
-	return fd;
-}
-
-void root_reopen(void)
-{
-	if (g.rootfd >= 0)
-		close(g.rootfd);
-	g.rootfd = -1;
-	root_fd();
-}
 
 static void on_signal(int sig)
 {
@@ -73,36 +53,6 @@ static void setup_signals(void)
 	/* A file-size limit (inherited, or a filesystem's maximum) must fail the write with EFBIG, which
 	 * write_file answers as NO_SPACE, rather than kill the agent. */
 	signal(SIGXFSZ, SIG_IGN);
-}
-
-/* Makes root absolute and lexically clean; it is the prefix absolute request paths must carry. */
-static bool set_root(const char *dir)
-{
-	char tmp[PATH_MAX];
-	if (dir[0] == '/') {
-		if (strlen(dir) >= sizeof tmp)
-			return false;
-		strcpy(tmp, dir);
-	} else {
-		char cwd[PATH_MAX];
-		if (!getcwd(cwd, sizeof cwd) || (size_t)snprintf(tmp, sizeof tmp, "%s/%s", cwd, dir) >= sizeof tmp)
-			return false;
-	}
-	/* Reuse the request-path cleaner with an empty root prefix. */
-	char out[PATH_MAX];
-	strcpy(g.root, "/");
-	if (path_clean(tmp, out) < 0)
-		return false;
-	if (strcmp(out, ".") == 0)
-		strcpy(g.root, "/");
-	else if (strlen(out) + 2 > sizeof g.root)
-		return false;
-	else {
-		g.root[0] = '/';
-		strcpy(g.root + 1, out);
-	}
-	g.root_len = strlen(g.root);
-	return true;
 }
 
 static void usage(void)
@@ -148,7 +98,7 @@ int main(int argc, char **argv)
 		} else if (strcmp(a, "--no-init") == 0) {
 			force_init = 0;
 		} else if (strcmp(a, "--no-openat2") == 0) {
-			g.use_openat2 = false;
+			confine_no_openat2();
 		} else if (strcmp(a, "--help") == 0) {
 			usage();
 			return 0;
@@ -167,7 +117,7 @@ int main(int argc, char **argv)
 		g.cmd_uid = DEFAULT_COMMAND_ID;
 		g.cmd_gid = DEFAULT_COMMAND_ID;
 	}
-	if (!set_root(root)) {
+	if (!confine_set_root(root)) {
 		log_msg("bad --root %s", root);
 		return 2;
 	}
@@ -180,13 +130,13 @@ int main(int argc, char **argv)
 		prctl(PR_SET_CHILD_SUBREAPER, 1);
 	if (cgroup_parent || g.init_mode)
 		exec_setup_cgroups(cgroup_parent ? cgroup_parent : "/sys/fs/cgroup");
-	root_fd();
+	confine_root_fd();
 	if (!channel)
 		channel = g.init_mode ? "virtio:lg.agent" : "stdio";
 	if (!chan_open(channel, dispatch_frame))
 		sys_exit(1);
 	if (g.init_mode)
-		log_msg("ready on %s, workspace %s%s", channel, g.root, g.use_cgroups ? ", cgroups" : "");
+		log_msg("ready on %s, workspace %s%s", channel, confine_root(), g.use_cgroups ? ", cgroups" : "");
 
 	struct pollfd pfd[1 + 2 + EXEC_POLLFDS];
 	for (;;) {

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "agent.h"
-#include "fsops.h"
+#include "confine.h"
 
 /* From <linux/random.h>, which musl does not ship: _IOW('R', 0x03, int[2]). */
 #define LG_RNDADDENTROPY 0x40085203
@@ -88,7 +88,7 @@ void sys_early_init(void)
 		write_small_file("/sys/fs/cgroup/cgroup.subtree_control", "+pids");
 		write_small_file("/sys/fs/cgroup/cgroup.subtree_control", "+memory");
 	}
-	mkdir(g.root, 0755);
+	mkdir(confine_root(), 0755);
 }
 
 void sys_ensure_std_fds(void)
@@ -222,16 +222,16 @@ void op_init(req_t *r)
 			reply_empty(r->id); /* a repeated init (the host retried) must not stack mounts */
 			return;
 		}
-		mkdir(g.root, 0755);
+		mkdir(confine_root(), 0755);
 		/* nosuid: a set-id file in the workspace (the host's, or one a command made) must not lift a
 		 * command back to root; nodev: nor may a device node there open the VM's hardware. */
-		if (mount(tag, g.root, "9p", MS_NOSUID | MS_NODEV, "trans=virtio,version=9p2000.L,msize=524288,cache=none") < 0) {
+		if (mount(tag, confine_root(), "9p", MS_NOSUID | MS_NODEV, "trans=virtio,version=9p2000.L,msize=524288,cache=none") < 0) {
 			int e = errno;
-			reply_error(r->id, "IO_ERROR", e, "mount 9p %.64s on %s: %s", tag, g.root, strerror(e));
+			reply_error(r->id, "IO_ERROR", e, "mount 9p %.64s on %s: %s", tag, confine_root(), strerror(e));
 			return;
 		}
 		g.mounted = true;
-		root_reopen();
+		confine_reopen_root();
 	}
 	reply_empty(r->id);
 }
