@@ -11,8 +11,6 @@
 
 struct agent {
 	bool init_mode;      /* PID 1 of the micro-VM: owns mounts, clock, hostname, power */
-	bool use_cgroups;
-	char cgroup_parent[200];
 	bool mounted;
 	/* From init's diskMiB: the largest file a command or write_file may make, 0 for no limit. */
 	uint64_t max_file_bytes;

@@ -14,12 +14,12 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "agent.h"
+#include "cgroup.h"
 #include "channel.h"
 #include "confine.h"
 
@@ -30,9 +30,6 @@
 #define KILL_RETRY_MS 10
 /* A tree that survives SIGKILL this long is stuck in the kernel (D state): answer anyway. */
 #define KILL_GIVEUP_MS 2000
-#define PIDS_MAX "512"
-#define CGROUP2_SUPER_MAGIC 0x63677270
-#define MAX_STALE_CGROUPS 64
 #define MAX_ENV 4096
 
 /* END_EXITED: the command's own process ended, and what it left running is being killed. */
@@ -63,7 +60,7 @@ typedef struct cmd {
 	enum end_reason end;
 	int64_t kill_started, next_kill;
 	int pidx[3]; /* this round's pollfd index of in_fd/out_fd, -1 if not polled */
-	char cg[256];
+	char cg[CGROUP_PATH_MAX];
 	bool has_cg;
 	/* Its cgroup holds everything it starts: it runs as a uid that cannot write to any cgroup.procs
 	 * (the tree is root's), so it cannot move out. Otherwise escapees are found by walking /proc. */
@@ -73,96 +70,8 @@ typedef struct cmd {
 
 static cmd_t *cmds;
 static int ncmds;
-static char stale_cg[MAX_STALE_CGROUPS][256];
-static int nstale;
 
 static const char *const BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/* ---- cgroups ---- */
-
-void exec_setup_cgroups(const char *parent)
-{
-	struct statfs sf;
-	char probe[300];
-	snprintf(probe, sizeof probe, "%s/cgroup.procs", parent);
-	if (statfs(parent, &sf) < 0 || sf.f_type != CGROUP2_SUPER_MAGIC || access(probe, W_OK) < 0 ||
-	    strlen(parent) >= sizeof g.cgroup_parent)
-		return;
-	strcpy(g.cgroup_parent, parent);
-	g.use_cgroups = true;
-}
-
-static bool cg_file(const char *dir, const char *file, char *out, size_t cap)
-{
-	return (size_t)snprintf(out, cap, "%s/%s", dir, file) < cap;
-}
-
-static int cg_create(cmd_t *c)
-{
-	static uint32_t seq;
-	snprintf(c->cg, sizeof c->cg, "%.200s/lg-cmd-%u", g.cgroup_parent, c->id);
-	/* A same-named leftover that cannot be removed still holds an earlier command's background
-	 * processes: use a unique name instead. */
-	if (mkdir(c->cg, 0755) < 0 && (errno != EEXIST || rmdir(c->cg) < 0 || mkdir(c->cg, 0755) < 0)) {
-		snprintf(c->cg, sizeof c->cg, "%.200s/lg-cmd-%u-%u", g.cgroup_parent, c->id, ++seq);
-		if (mkdir(c->cg, 0755) < 0)
-			return -1;
-	}
-	char f[300];
-	if (cg_file(c->cg, "pids.max", f, sizeof f))
-		write_small_file(f, PIDS_MAX);
-	int fd = cg_file(c->cg, "cgroup.procs", f, sizeof f) ? open(f, O_WRONLY | O_CLOEXEC) : -1;
-	if (fd < 0) {
-		rmdir(c->cg);
-		return -1;
-	}
-	c->has_cg = true;
-	return fd;
-}
-
-static void cg_kill(const char *dir)
-{
-	char f[300], pids[4096];
-	snprintf(f, sizeof f, "%s/cgroup.kill", dir);
-	if (write_small_file(f, "1") == 0)
-		return;
-	/* Kernels before 5.14 have no cgroup.kill: signal each member instead. */
-	snprintf(f, sizeof f, "%s/cgroup.procs", dir);
-	if (read_small_file(f, pids, sizeof pids) <= 0)
-		return;
-	for (char *save = NULL, *t = strtok_r(pids, "\n", &save); t; t = strtok_r(NULL, "\n", &save))
-		kill((pid_t)atoi(t), SIGKILL);
-}
-
-static bool cg_empty(const char *dir)
-{
-	char f[300], ev[512];
-	snprintf(f, sizeof f, "%s/cgroup.events", dir);
-	if (read_small_file(f, ev, sizeof ev) <= 0)
-		return true;
-	return strstr(ev, "populated 0") != NULL;
-}
-
-static void cg_remove(const char *dir)
-{
-	if (rmdir(dir) == 0 || errno == ENOENT)
-		return;
-	/* Background processes still live in it: try again each time something is reaped. */
-	if (nstale < MAX_STALE_CGROUPS)
-		snprintf(stale_cg[nstale++], sizeof stale_cg[0], "%s", dir);
-}
-
-static void cg_retry_stale(void)
-{
-	for (int i = 0; i < nstale;) {
-		if (rmdir(stale_cg[i]) == 0 || errno == ENOENT) {
-			memmove(stale_cg[i], stale_cg[nstale - 1], sizeof stale_cg[0]);
-			nstale--;
-		} else {
-			i++;
-		}
-	}
-}
 
 /* ---- the child side of fork ---- */
 
@@ -312,7 +221,7 @@ static void free_cmd(cmd_t *c)
 	close_fd(&c->out_fd[1]);
 	close_fd(&c->err_fd);
 	if (c->has_cg)
-		cg_remove(c->cg);
+		cgroup_remove(c->cg);
 	free(c->in_buf);
 	free(c->pend[0]);
 	free(c->pend[1]);
@@ -434,7 +343,7 @@ static size_t sweep(bool spare_live, bool kill_them)
 static void kill_own(cmd_t *c)
 {
 	if (c->has_cg)
-		cg_kill(c->cg);
+		cgroup_kill(c->cg);
 	/* setsid made pid the group id; before setsid runs the child is still in ours, so also
 	 * signal the child itself (safe: it is not reaped, so the pid cannot be reused). */
 	kill(-c->pid, SIGKILL);
@@ -453,7 +362,7 @@ static bool tree_gone(cmd_t *c)
 {
 	if (!c->reaped)
 		return false;
-	if (c->has_cg && !cg_empty(c->cg))
+	if (c->has_cg && !cgroup_empty(c->cg))
 		return false;
 	if (!(kill(-c->pid, 0) < 0 && errno == ESRCH))
 		return false;
@@ -634,8 +543,11 @@ void op_execute_command(req_t *r)
 	}
 	if ((e = -make_pipe(in)) || (e = -make_pipe(out)) || (e = -make_pipe(err)) || (e = -make_pipe(ep)))
 		goto fail;
-	if (g.use_cgroups && (cgfd = cg_create(c)) < 0)
-		log_msg("command %u runs without its own cgroup", c->id);
+	if (cgroup_enabled()) {
+		if ((cgfd = cgroup_create(c->id, c->cg)) < 0)
+			log_msg("command %u runs without its own cgroup", c->id);
+		c->has_cg = cgfd >= 0;
+	}
 	c->start_ms = mono_ms();
 	c->deadline_ms = c->start_ms + (int64_t)timeout_ms;
 	c->confined = c->has_cg && g.drop_privs;
@@ -680,7 +592,7 @@ fail:
 	}
 	if (cgfd >= 0) {
 		close(cgfd);
-		rmdir(c->cg);
+		cgroup_abandon(c->cg);
 	}
 	close(cwdfd);
 	free_env(envp);
@@ -819,8 +731,7 @@ void exec_reap(void)
 			}
 		}
 	}
-	if (nstale)
-		cg_retry_stale();
+	cgroup_retry_stale();
 }
 
 static void answer_exec_error(cmd_t *c, const struct child_error *ce)
@@ -965,8 +876,7 @@ void exec_kill_all(int ms)
 {
 	for (cmd_t *c = cmds; c; c = c->next)
 		kill_own(c);
-	for (int i = 0; i < nstale; i++)
-		cg_kill(stale_cg[i]);
+	cgroup_kill_stale();
 	int64_t deadline = mono_ms() + ms;
 	do {
 		for (cmd_t *c = cmds; c; c = c->next)
@@ -984,5 +894,5 @@ void exec_kill_all(int ms)
 	} while (mono_ms() < deadline);
 	while (cmds)
 		free_cmd(cmds);
-	cg_retry_stale();
+	cgroup_retry_stale();
 }

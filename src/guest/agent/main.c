@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "cgroup.h"
 #include "channel.h"
 #include "confine.h"
 #include "dispatch.h"
@@ -129,14 +130,14 @@ int main(int argc, char **argv)
 	if (!g.init_mode)
 		prctl(PR_SET_CHILD_SUBREAPER, 1);
 	if (cgroup_parent || g.init_mode)
-		exec_setup_cgroups(cgroup_parent ? cgroup_parent : "/sys/fs/cgroup");
+		cgroup_setup(cgroup_parent ? cgroup_parent : "/sys/fs/cgroup");
 	confine_root_fd();
 	if (!channel)
 		channel = g.init_mode ? "virtio:lg.agent" : "stdio";
 	if (!chan_open(channel, dispatch_frame))
 		sys_exit(1);
 	if (g.init_mode)
-		log_msg("ready on %s, workspace %s%s", channel, confine_root(), g.use_cgroups ? ", cgroups" : "");
+		log_msg("ready on %s, workspace %s%s", channel, confine_root(), cgroup_enabled() ? ", cgroups" : "");
 
 	struct pollfd pfd[1 + 2 + EXEC_POLLFDS];
 	for (;;) {

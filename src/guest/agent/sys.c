@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "cgroup.h"
 #include "confine.h"
 
 /* From <linux/random.h>, which musl does not ship: _IOW('R', 0x03, int[2]). */
@@ -84,10 +85,7 @@ void sys_early_init(void)
 	load_modules();
 	mount_one("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
 	mount_one("cgroup2", "/sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-	if (write_small_file("/sys/fs/cgroup/cgroup.subtree_control", "+pids +memory") < 0) {
-		write_small_file("/sys/fs/cgroup/cgroup.subtree_control", "+pids");
-		write_small_file("/sys/fs/cgroup/cgroup.subtree_control", "+memory");
-	}
+	cgroup_enable_controllers("/sys/fs/cgroup");
 	mkdir(confine_root(), 0755);
 }
 
