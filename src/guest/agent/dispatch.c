@@ -5,7 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "agent.h"
+#include "ops.h"
 #include "proto.h"
 
 static void op_hello(req_t *r)

@@ -18,10 +18,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent.h"
 #include "cgroup.h"
 #include "channel.h"
 #include "confine.h"
+#include "ops.h"
+#include "policy.h"
+#include "sys.h"
 
 #define CHUNK (64 * 1024)
 /* After the command's own process exits, how long a background child holding its stdout may keep
@@ -139,9 +141,10 @@ static int exec_search(char *const argv[], char *const envp[], const char *path)
  * can return any of it. Changing credentials also leaves the child non-dumpable until its exec. */
 static void drop_privileges(int errfd)
 {
-	if (g.drop_privs) {
-		if (setgroups(0, NULL) < 0 || setresgid(g.cmd_gid, g.cmd_gid, g.cmd_gid) < 0 ||
-		    setresuid(g.cmd_uid, g.cmd_uid, g.cmd_uid) < 0)
+	if (policy_drops_privs()) {
+		uid_t uid = policy_uid();
+		gid_t gid = policy_gid();
+		if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)
 			child_fail(errfd, STAGE_SETUP, errno);
 	}
 	/* Harmless where commands were never privileged (the namespace sandbox sets it already). */
@@ -166,8 +169,9 @@ static void run_child(int in_r, int out_w, int err_w, int errfd, int cgfd, int c
 		child_fail(errfd, STAGE_SETUP, errno);
 	/* No single file larger than the sandbox's disk: the host bounds the total, this bounds what one
 	 * runaway write can take of it before the host's limit is even looked at. */
-	if (g.max_file_bytes) {
-		struct rlimit rl = {.rlim_cur = g.max_file_bytes, .rlim_max = g.max_file_bytes};
+	uint64_t max_file = policy_max_file_bytes();
+	if (max_file) {
+		struct rlimit rl = {.rlim_cur = max_file, .rlim_max = max_file};
 		if (setrlimit(RLIMIT_FSIZE, &rl) < 0)
 			child_fail(errfd, STAGE_SETUP, errno);
 	}
@@ -179,7 +183,7 @@ static void run_child(int in_r, int out_w, int err_w, int errfd, int cgfd, int c
 	drop_privileges(errfd);
 	/* After the uid change, which clears the parent-death signal. If the agent died before it was
 	 * set, nothing would ever kill this command: stop now. */
-	if (!g.init_mode && (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != agent))
+	if (!sys_is_init() && (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != agent))
 		_exit(127);
 	/* As the command's user: a directory it may not enter is its own PERMISSION_DENIED. */
 	if (fchdir(cwdfd) < 0)
@@ -550,7 +554,7 @@ void op_execute_command(req_t *r)
 	}
 	c->start_ms = mono_ms();
 	c->deadline_ms = c->start_ms + (int64_t)timeout_ms;
-	c->confined = c->has_cg && g.drop_privs;
+	c->confined = c->has_cg && policy_drops_privs();
 	pid_t self = getpid();
 	pid_t pid = fork();
 	if (pid < 0) {

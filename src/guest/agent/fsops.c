@@ -1,6 +1,6 @@
 /* lg-agent: the file tools (read_file, write_file, list_directory, search). */
 #define _GNU_SOURCE
-#include "agent.h"
+#include "ops.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "confine.h"
+#include "policy.h"
 
 /* read_file content is base64 inside one frame: 12 MiB encodes to 16 MiB, minus room for JSON. */
 #define READ_CAP (12u * 1024 * 1024 - 4096)
@@ -117,16 +118,6 @@ void op_read_file(req_t *r)
 
 /* ---- write_file ---- */
 
-/* What the agent creates in the workspace belongs to the user commands run as, so that they can
- * change it: the agent may be root, they are not. The fd is one the agent just created (a file) or
- * opened with O_NOFOLLOW|O_DIRECTORY (a directory), so a name swapped meanwhile cannot redirect it. */
-static int give_to_commands(int fd)
-{
-	if (g.drop_privs && fchown(fd, g.cmd_uid, g.cmd_gid) < 0)
-		return -errno;
-	return 0;
-}
-
 /* mkdir -p inside the root: each level is resolved beneath the root before the next is made. */
 static int make_parents(const char *dir)
 {
@@ -163,9 +154,9 @@ static int make_parents(const char *dir)
 			return pfd;
 		int rc = mkdirat(pfd, name, 0755);
 		int err = errno;
-		if (rc == 0 && g.drop_privs) {
+		if (rc == 0 && policy_drops_privs()) {
 			int dfd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			rc = dfd < 0 ? -errno : give_to_commands(dfd);
+			rc = dfd < 0 ? -errno : policy_give_to_commands(dfd);
 			if (dfd >= 0)
 				close(dfd);
 			if (rc < 0) {
@@ -211,9 +202,10 @@ void op_write_file(req_t *r)
 		return;
 	}
 	/* Refused before anything is created: the same bound commands get as RLIMIT_FSIZE. */
-	if (g.max_file_bytes && len > g.max_file_bytes) {
+	uint64_t max_file = policy_max_file_bytes();
+	if (max_file && len > max_file) {
 		reply_error(r->id, "NO_SPACE", EFBIG, "%.512s: %zu bytes exceed the sandbox's file size limit of %llu bytes", path,
-			    len, (unsigned long long)g.max_file_bytes);
+			    len, (unsigned long long)max_file);
 		return;
 	}
 	if (strcmp(rel, ".") == 0) {
@@ -275,7 +267,7 @@ void op_write_file(req_t *r)
 	 * invoking host user) or in the VM (where the agent is root and commands are not); the
 	 * namespace sandbox's seccomp filter would also refuse the whole fchmod, losing the mode. The
 	 * sticky bit means nothing on a file. */
-	if (!err && (rc = give_to_commands(fd)) < 0)
+	if (!err && (rc = policy_give_to_commands(fd)) < 0)
 		err = -rc;
 	if (!err && keep_mode)
 		fchmod(fd, st.st_mode & 0777);

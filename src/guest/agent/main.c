@@ -9,15 +9,13 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
-#include "agent.h"
 #include "cgroup.h"
 #include "channel.h"
 #include "confine.h"
 #include "dispatch.h"
+#include "policy.h"
 #include "exec.h"
 #include "sys.h"
-
-struct agent g;
 
 static int sig_pipe[2] = {-1, -1};
 
@@ -30,7 +28,7 @@ static void on_signal(int sig)
 	errno = saved;
 }
 
-static void setup_signals(void)
+static void setup_signals(bool init_mode)
 {
 	if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
 		log_msg("pipe: %s", strerror(errno));
@@ -41,7 +39,7 @@ static void setup_signals(void)
 	sigaction(SIGCHLD, &sa, NULL);
 	sigaction(SIGIO, &sa, NULL);
 	/* As PID 1 a stray `kill 1` from a command must not take the VM down. */
-	if (!g.init_mode) {
+	if (!init_mode) {
 		sigaction(SIGTERM, &sa, NULL);
 		sigaction(SIGINT, &sa, NULL);
 		sigaction(SIGHUP, &sa, NULL);
@@ -75,13 +73,13 @@ int main(int argc, char **argv)
 {
 	const char *channel = NULL, *root = "/workspace", *cgroup_parent = NULL;
 	int force_init = -1;
+	bool init_mode = getpid() == 1;
 	/* Before anything worth taking exists: a non-dumpable process's /proc/PID/{fd,mem,environ,...}
 	 * are closed to processes without CAP_SYS_PTRACE, even to its own uid. In the namespace sandbox
 	 * commands share the agent's uid, and would otherwise open its descriptors (their siblings' pipes)
 	 * or write its memory and speak to the host in its name. Forked children stay non-dumpable until
 	 * their exec, so they are covered while they still hold the agent's memory and descriptors. */
 	prctl(PR_SET_DUMPABLE, 0);
-	g.init_mode = getpid() == 1;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -103,40 +101,38 @@ int main(int argc, char **argv)
 		} else if (strcmp(a, "--help") == 0) {
 			usage();
 			return 0;
-		} else if (!g.init_mode) {
+		} else if (!init_mode) {
 			/* As PID 1, unknown words are kernel command-line leftovers and are ignored. */
 			usage();
 			return 2;
 		}
 	}
 	if (force_init >= 0)
-		g.init_mode = force_init;
+		init_mode = force_init;
+	sys_set_init(init_mode);
 	/* As the VM's init the agent is root and keeps root (cgroupfs, mounts, reboot); commands never
 	 * get it: as root they could read /proc/1/fd, open the agent's port and answer in its name. */
-	if (g.init_mode) {
-		g.drop_privs = true;
-		g.cmd_uid = DEFAULT_COMMAND_ID;
-		g.cmd_gid = DEFAULT_COMMAND_ID;
-	}
+	if (init_mode)
+		policy_run_as(DEFAULT_COMMAND_ID, DEFAULT_COMMAND_ID);
 	if (!confine_set_root(root)) {
 		log_msg("bad --root %s", root);
 		return 2;
 	}
-	if (g.init_mode)
+	if (init_mode)
 		sys_early_init();
 	sys_ensure_std_fds();
-	setup_signals();
+	setup_signals(init_mode);
 	sys_protect_from_oom();
-	if (!g.init_mode)
+	if (!init_mode)
 		prctl(PR_SET_CHILD_SUBREAPER, 1);
-	if (cgroup_parent || g.init_mode)
+	if (cgroup_parent || init_mode)
 		cgroup_setup(cgroup_parent ? cgroup_parent : "/sys/fs/cgroup");
 	confine_root_fd();
 	if (!channel)
-		channel = g.init_mode ? "virtio:lg.agent" : "stdio";
+		channel = init_mode ? "virtio:lg.agent" : "stdio";
 	if (!chan_open(channel, dispatch_frame))
 		sys_exit(1);
-	if (g.init_mode)
+	if (init_mode)
 		log_msg("ready on %s, workspace %s%s", channel, confine_root(), cgroup_enabled() ? ", cgroups" : "");
 
 	struct pollfd pfd[1 + 2 + EXEC_POLLFDS];
