@@ -7,10 +7,12 @@
 /* Each answers its request before returning, except execute_command, which answers when the command
  * is done (or at once, when it cannot start). */
 
-/* fsops.c */
+/* readwrite.c */
 void op_read_file(req_t *r);
 void op_write_file(req_t *r);
+/* list.c */
 void op_list_directory(req_t *r);
+/* search.c */
 void op_search(req_t *r);
 /* sys.c */
 void op_init(req_t *r);
