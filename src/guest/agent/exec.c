@@ -2,18 +2,12 @@
 #define _GNU_SOURCE
 #include "exec.h"
 
-#include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,9 +15,10 @@
 #include "cgroup.h"
 #include "channel.h"
 #include "confine.h"
+#include "escapees.h"
 #include "ops.h"
 #include "policy.h"
-#include "sys.h"
+#include "spawn.h"
 
 #define CHUNK (64 * 1024)
 /* After the command's own process exits, how long a background child holding its stdout may keep
@@ -36,11 +31,6 @@
 
 /* END_EXITED: the command's own process ended, and what it left running is being killed. */
 enum end_reason { END_NONE, END_TIMEOUT, END_CANCEL, END_EXITED };
-enum stage { STAGE_SETUP = 1, STAGE_EXEC = 2, STAGE_CWD = 3 };
-
-struct child_error {
-	int stage, err;
-};
 
 typedef struct cmd {
 	struct cmd *next;
@@ -74,122 +64,6 @@ static cmd_t *cmds;
 static int ncmds;
 
 static const char *const BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/* ---- the child side of fork ---- */
-
-static void child_fail(int errfd, int stage, int err)
-{
-	struct child_error ce = {stage, err};
-	ssize_t w = write(errfd, &ce, sizeof ce);
-	(void)w;
-	_exit(127);
-}
-
-/* execvp semantics (PATH search, EACCES remembered, ENOEXEC run by /bin/sh), but with the PATH of
- * the command's own environment rather than the agent's. */
-static int exec_search(char *const argv[], char *const envp[], const char *path)
-{
-	const char *file = argv[0];
-	int argc = 0;
-	while (argv[argc])
-		argc++;
-	char buf[PATH_MAX];
-	bool eacces = false;
-	const char *p = strchr(file, '/') ? "" : path;
-	size_t fl = strlen(file);
-	for (;;) {
-		const char *cand = file;
-		const char *colon = NULL;
-		if (*p || !strchr(file, '/')) {
-			colon = strchrnul(p, ':');
-			size_t dl = (size_t)(colon - p);
-			if (dl + 1 + fl >= sizeof buf)
-				goto next;
-			memcpy(buf, p, dl);
-			if (dl == 0)
-				buf[dl++] = '.';
-			buf[dl] = '/';
-			memcpy(buf + dl + 1, file, fl + 1);
-			cand = buf;
-		}
-		execve(cand, argv, envp);
-		if (errno == ENOEXEC) {
-			char **sh = calloc((size_t)argc + 2, sizeof *sh);
-			if (!sh)
-				return ENOMEM;
-			sh[0] = "sh";
-			sh[1] = (char *)cand;
-			for (int i = 1; i < argc; i++)
-				sh[i + 1] = argv[i];
-			execve("/bin/sh", sh, envp);
-			return ENOEXEC;
-		}
-		if (errno == EACCES)
-			eacces = true;
-		else if (errno != ENOENT && errno != ENOTDIR && errno != ESTALE && errno != ENODEV && errno != ETIMEDOUT)
-			return errno;
-	next:
-		if (!colon || !*colon)
-			break;
-		p = colon + 1;
-	}
-	return eacces ? EACCES : ENOENT;
-}
-
-/* Gives up root for good: no supplementary groups, the command's gid and uid (real, effective and
- * saved, so there is no way back), then no_new_privs so that no set-id file or file capability
- * can return any of it. Changing credentials also leaves the child non-dumpable until its exec. */
-static void drop_privileges(int errfd)
-{
-	if (policy_drops_privs()) {
-		uid_t uid = policy_uid();
-		gid_t gid = policy_gid();
-		if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)
-			child_fail(errfd, STAGE_SETUP, errno);
-	}
-	/* Harmless where commands were never privileged (the namespace sandbox sets it already). */
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-		child_fail(errfd, STAGE_SETUP, errno);
-}
-
-static void run_child(int in_r, int out_w, int err_w, int errfd, int cgfd, int cwdfd, char *const argv[],
-		      char *const envp[], const char *path, pid_t agent)
-{
-	sigset_t none;
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	/* Ignored signals would stay ignored across exec (handled ones are reset by it anyway). */
-	static const int sigs[] = {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGIO, SIGCHLD, SIGXFSZ};
-	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-		signal(sigs[i], SIG_DFL);
-	setsid();
-	/* Joined as root, before the uid changes: the cgroup tree belongs to root, so that the command
-	 * cannot move itself out of its cgroup afterwards. */
-	if (cgfd >= 0 && write(cgfd, "0", 1) != 1)
-		child_fail(errfd, STAGE_SETUP, errno);
-	/* No single file larger than the sandbox's disk: the host bounds the total, this bounds what one
-	 * runaway write can take of it before the host's limit is even looked at. */
-	uint64_t max_file = policy_max_file_bytes();
-	if (max_file) {
-		struct rlimit rl = {.rlim_cur = max_file, .rlim_max = max_file};
-		if (setrlimit(RLIMIT_FSIZE, &rl) < 0)
-			child_fail(errfd, STAGE_SETUP, errno);
-	}
-	/* The agent protects itself from the OOM killer; its commands must stay the preferred victim. */
-	write_small_file("/proc/self/oom_score_adj", "0");
-	/* All pipe fds are >= 3 (main keeps 0-2 open), so these dup2s cannot clobber each other. */
-	if (dup2(in_r, 0) < 0 || dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0)
-		child_fail(errfd, STAGE_SETUP, errno);
-	drop_privileges(errfd);
-	/* After the uid change, which clears the parent-death signal. If the agent died before it was
-	 * set, nothing would ever kill this command: stop now. */
-	if (!sys_is_init() && (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != agent))
-		_exit(127);
-	/* As the command's user: a directory it may not enter is its own PERMISSION_DENIED. */
-	if (fchdir(cwdfd) < 0)
-		child_fail(errfd, STAGE_CWD, errno);
-	child_fail(errfd, STAGE_EXEC, exec_search(argv, envp, path));
-}
 
 /* ---- bookkeeping ---- */
 
@@ -241,106 +115,16 @@ static void emit(cmd_t *c, int s)
 
 /* ---- processes that left their command's process group ---- */
 
-/* A command can leave its process group and session (setsid) and lose its parent (double fork),
- * and in the namespace sandbox, where it has the agent's uid, leave its cgroup too. What it cannot
- * leave is the agent's subtree: the agent is PID 1 or a child subreaper, so orphans are reparented
- * to it. So /proc tells what is ours: a process whose parent chain reaches the agent. Of those, one
- * belongs to a command still running if it is that command's leader, in its session (sessions
- * cannot be joined, only created), or below either; anything else is an escapee, which is killed
- * when any command's call ends. (An escapee of a command still running is killed too: once it has
- * left its session and lost its parent, nothing tells whose it is.) */
-
-struct pinfo {
-	pid_t pid, ppid, sid;
-};
-
-static int cmp_pinfo(const void *a, const void *b)
-{
-	pid_t x = ((const struct pinfo *)a)->pid, y = ((const struct pinfo *)b)->pid;
-	return x < y ? -1 : x > y;
-}
-
-/* Every process in /proc (zombies too: a zombie leader may still have live threads), sorted by
- * pid; NULL with *n = 0 if /proc cannot be read. */
-static struct pinfo *proc_snapshot(size_t *n)
-{
-	*n = 0;
-	DIR *d = opendir("/proc");
-	if (!d)
-		return NULL;
-	struct pinfo *all = NULL;
-	size_t cap = 0;
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		if (!isdigit((unsigned char)e->d_name[0]))
-			continue;
-		char path[64], st[512];
-		snprintf(path, sizeof path, "/proc/%.20s/stat", e->d_name);
-		if (read_small_file(path, st, sizeof st) <= 0)
-			continue;
-		/* "pid (comm) state ppid pgrp session ...": comm may hold anything, so parse from the last ')'. */
-		char *rp = strrchr(st, ')');
-		char state;
-		int ppid, pgrp, sid;
-		if (!rp || sscanf(rp + 1, " %c %d %d %d", &state, &ppid, &pgrp, &sid) != 4)
-			continue;
-		if (*n == cap) {
-			size_t ncap = cap ? cap * 2 : 128;
-			struct pinfo *p = realloc(all, ncap * sizeof *p);
-			if (!p)
-				break;
-			all = p;
-			cap = ncap;
-		}
-		all[(*n)++] = (struct pinfo){.pid = (pid_t)atoi(e->d_name), .ppid = ppid, .sid = sid};
-	}
-	closedir(d);
-	if (*n)
-		qsort(all, *n, sizeof *all, cmp_pinfo);
-	return all;
-}
-
-static bool of_live_command(const struct pinfo *p)
-{
-	for (cmd_t *c = cmds; c; c = c->next)
-		if (c->end == END_NONE && (p->pid == c->pid || p->sid == c->pid))
-			return true;
-	return false;
-}
-
-/* Descends from the agent and, with `spare_live`, is not part of a command still running. */
-static bool escapee(const struct pinfo *all, size_t n, const struct pinfo *p, pid_t self, bool spare_live)
-{
-	if (p->pid == self)
-		return false;
-	/* Bounded: the snapshot is not atomic, so a reused pid could in theory make a loop. */
-	for (int depth = 0; depth < 4096; depth++) {
-		if (spare_live && of_live_command(p))
-			return false;
-		if (p->ppid == self)
-			return true;
-		struct pinfo key = {.pid = p->ppid};
-		if (!(p = bsearch(&key, all, n, sizeof *all, cmp_pinfo)))
-			return false;
-	}
-	return false;
-}
-
-/* SIGKILLs every escapee (with `kill_them`); returns how many there were. */
+/* SIGKILLs (with `kill_them`) every process that descends from the agent but is not part of a
+ * command still running (any command, without `spare_live`); returns how many there were. */
 static size_t sweep(bool spare_live, bool kill_them)
 {
-	size_t n, found = 0;
-	struct pinfo *all = proc_snapshot(&n);
-	pid_t self = getpid();
-	for (size_t i = 0; i < n; i++) {
-		if (!escapee(all, n, &all[i], self, spare_live))
-			continue;
-		found++;
-		if (kill_them)
-			kill(all[i].pid, SIGKILL);
-	}
-	free(all);
-	return found;
+	pid_t live[MAX_COMMANDS];
+	size_t n = 0;
+	for (cmd_t *c = cmds; c && spare_live; c = c->next)
+		if (c->end == END_NONE && n < MAX_COMMANDS)
+			live[n++] = c->pid;
+	return escapees_sweep(live, n, kill_them);
 }
 
 /* The command's cgroup and process group. */
@@ -562,7 +346,7 @@ void op_execute_command(req_t *r)
 		goto fail;
 	}
 	if (pid == 0)
-		run_child(in[0], out[1], err[1], ep[1], cgfd, cwdfd, argv, envp, path, self);
+		spawn_child(in[0], out[1], err[1], ep[1], cgfd, cwdfd, argv, envp, path, self);
 	c->pid = pid;
 	close(in[0]);
 	close(out[1]);
