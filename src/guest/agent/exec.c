@@ -1,4 +1,4 @@
-/* lg-agent: execute_command: child processes, their pipes, timeouts and tree kills. */
+/* lg-agent: execute_command and cancel: the running commands, their deadlines, tree kills and answers. */
 #define _GNU_SOURCE
 #include "exec.h"
 
@@ -18,9 +18,9 @@
 #include "escapees.h"
 #include "ops.h"
 #include "policy.h"
+#include "pump.h"
 #include "spawn.h"
 
-#define CHUNK (64 * 1024)
 /* After the command's own process exits, how long a background child holding its stdout may keep
  * the answer waiting. */
 #define EXIT_GRACE_MS 200
@@ -40,18 +40,10 @@ typedef struct cmd {
 	bool reaped;
 	int status;
 	int64_t start_ms, deadline_ms, reaped_ms;
-	int in_fd; /* -1 once all of stdin is written or the command stopped reading */
-	uint8_t *in_buf;
-	size_t in_len, in_off;
-	int out_fd[2]; /* stdout, stderr; -1 at EOF */
-	uint64_t out_total[2], max_out;
-	bool trunc[2];
-	char *pend[2]; /* output coalesced into one event of up to CHUNK bytes */
-	size_t pend_len[2];
+	struct pump io;
 	int err_fd; /* CLOEXEC pipe: EOF means exec succeeded, a child_error means it did not */
 	enum end_reason end;
 	int64_t kill_started, next_kill;
-	int pidx[3]; /* this round's pollfd index of in_fd/out_fd, -1 if not polled */
 	char cg[CGROUP_PATH_MAX];
 	bool has_cg;
 	/* Its cgroup holds everything it starts: it runs as a uid that cannot write to any cgroup.procs
@@ -94,24 +86,15 @@ static void free_cmd(cmd_t *c)
 		}
 	}
 	ncmds--;
-	close_fd(&c->in_fd);
-	close_fd(&c->out_fd[0]);
-	close_fd(&c->out_fd[1]);
+	pump_free(&c->io);
 	close_fd(&c->err_fd);
 	if (c->has_cg)
 		cgroup_remove(c->cg);
-	free(c->in_buf);
-	free(c->pend[0]);
-	free(c->pend[1]);
 	free(c);
 }
 
-static void emit(cmd_t *c, int s)
-{
-	if (c->pend_len[s] && current(c))
-		send_event(c->id, s ? "stderr" : "stdout", c->pend[s], c->pend_len[s]);
-	c->pend_len[s] = 0;
-}
+/* Sends the output read so far, to the host that asked if it is still the one connected. */
+static void emit_output(cmd_t *c) { pump_flush(&c->io, c->id, current(c)); }
 
 /* ---- processes that left their command's process group ---- */
 
@@ -163,7 +146,7 @@ static void start_kill(cmd_t *c, enum end_reason why)
 	c->kill_started = mono_ms();
 	c->next_kill = c->kill_started + KILL_RETRY_MS;
 	kill_tree(c);
-	close_fd(&c->in_fd);
+	pump_close_stdin(&c->io);
 }
 
 /* ---- execute_command ---- */
@@ -301,6 +284,8 @@ void op_execute_command(req_t *r)
 		e = ENOMEM;
 		goto fail;
 	}
+	*c = (cmd_t){.id = r->id, .generation = chan_generation(), .err_fd = -1};
+	pump_init(&c->io, max_out);
 	size_t i = 0;
 	/* The strings live in the request frame; the forked child has its own copy of it. */
 	for (const jnode *a = json_first(r->doc, argvn); a; a = json_next(r->doc, a))
@@ -318,16 +303,10 @@ void op_execute_command(req_t *r)
 		e = ENOMEM;
 		goto fail;
 	}
-	*c = (cmd_t){.id = r->id, .generation = chan_generation(), .in_fd = -1, .out_fd = {-1, -1}, .err_fd = -1, .max_out = max_out,
-		     .pidx = {-1, -1, -1}};
 	snprintf(c->argv0, sizeof c->argv0, "%s", argv[0]);
-	if (stdin_len) {
-		if (!(c->in_buf = malloc(stdin_len))) {
-			e = ENOMEM;
-			goto fail;
-		}
-		memcpy(c->in_buf, stdin_data, stdin_len);
-		c->in_len = stdin_len;
+	if (stdin_len && !pump_set_stdin(&c->io, stdin_data, stdin_len)) {
+		e = ENOMEM;
+		goto fail;
 	}
 	if ((e = -make_pipe(in)) || (e = -make_pipe(out)) || (e = -make_pipe(err)) || (e = -make_pipe(ep)))
 		goto fail;
@@ -357,16 +336,9 @@ void op_execute_command(req_t *r)
 	close(cwdfd);
 	free(argv);
 	free_env(envp);
-	c->in_fd = in[1];
-	c->out_fd[0] = out[0];
-	c->out_fd[1] = err[0];
+	pump_attach(&c->io, in[1], out[0], err[0]);
 	c->err_fd = ep[0];
-	set_nonblock(c->in_fd, true);
-	set_nonblock(c->out_fd[0], true);
-	set_nonblock(c->out_fd[1], true);
 	set_nonblock(c->err_fd, true);
-	if (!c->in_len)
-		close_fd(&c->in_fd);
 	c->next = cmds;
 	cmds = c;
 	ncmds++;
@@ -386,7 +358,7 @@ fail:
 	free_env(envp);
 	free(argv);
 	if (c)
-		free(c->in_buf);
+		pump_free(&c->io);
 	free(c);
 	reply_error(r->id, "IO_ERROR", e, "cannot start command: %s", strerror(e));
 }
@@ -416,91 +388,15 @@ void op_cancel(req_t *r)
 int exec_fill_poll(struct pollfd *pfd, bool want_output)
 {
 	int n = 0;
-	for (cmd_t *c = cmds; c; c = c->next) {
-		c->pidx[0] = c->pidx[1] = c->pidx[2] = -1;
-		if (c->in_fd >= 0) {
-			c->pidx[0] = n;
-			pfd[n++] = (struct pollfd){.fd = c->in_fd, .events = POLLOUT};
-		}
-		for (int s = 0; s < 2; s++) {
-			/* Output past the cap is only discarded, so it is read even under backpressure. */
-			if (c->out_fd[s] >= 0 && (want_output || c->out_total[s] >= c->max_out)) {
-				c->pidx[1 + s] = n;
-				pfd[n++] = (struct pollfd){.fd = c->out_fd[s], .events = POLLIN};
-			}
-		}
-	}
+	for (cmd_t *c = cmds; c; c = c->next)
+		n = pump_fill_poll(&c->io, pfd, n, want_output);
 	return n;
-}
-
-static void write_stdin(cmd_t *c)
-{
-	while (c->in_fd >= 0 && c->in_off < c->in_len) {
-		ssize_t w = write(c->in_fd, c->in_buf + c->in_off, c->in_len - c->in_off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && errno == EAGAIN)
-			return;
-		if (w < 0) {
-			/* EPIPE: the command closed its stdin early, which is its business. */
-			break;
-		}
-		c->in_off += (size_t)w;
-	}
-	close_fd(&c->in_fd);
-	free(c->in_buf);
-	c->in_buf = NULL;
-}
-
-static void read_output(cmd_t *c, int s)
-{
-	static char discard[CHUNK];
-	for (int round = 0; round < 16 && c->out_fd[s] >= 0; round++) {
-		bool keep = c->out_total[s] < c->max_out;
-		char *dst = discard;
-		size_t room = sizeof discard;
-		if (keep) {
-			if (!c->pend[s] && !(c->pend[s] = malloc(CHUNK)))
-				keep = false;
-			else {
-				if (c->pend_len[s] == CHUNK)
-					emit(c, s);
-				dst = c->pend[s] + c->pend_len[s];
-				room = CHUNK - c->pend_len[s];
-				if (room > c->max_out - c->out_total[s])
-					room = (size_t)(c->max_out - c->out_total[s]);
-			}
-		}
-		ssize_t n = read(c->out_fd[s], dst, room);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN)
-			return;
-		if (n <= 0) {
-			close_fd(&c->out_fd[s]);
-			return;
-		}
-		if (keep) {
-			c->pend_len[s] += (size_t)n;
-			c->out_total[s] += (uint64_t)n;
-			if (c->pend_len[s] == CHUNK)
-				emit(c, s);
-		} else {
-			c->trunc[s] = true;
-		}
-	}
 }
 
 void exec_handle_poll(const struct pollfd *pfd)
 {
-	for (cmd_t *c = cmds; c; c = c->next) {
-		if (c->pidx[0] >= 0 && pfd[c->pidx[0]].revents)
-			write_stdin(c);
-		for (int s = 0; s < 2; s++)
-			if (c->pidx[1 + s] >= 0 && pfd[c->pidx[1 + s]].revents)
-				read_output(c, s);
-		c->pidx[0] = c->pidx[1] = c->pidx[2] = -1;
-	}
+	for (cmd_t *c = cmds; c; c = c->next)
+		pump_handle(&c->io, pfd, c->id, current(c));
 }
 
 void exec_reap(void)
@@ -542,8 +438,7 @@ static void answer_exec_error(cmd_t *c, const struct child_error *ce)
 
 static void finish(cmd_t *c)
 {
-	emit(c, 0);
-	emit(c, 1);
+	emit_output(c);
 	int64_t dur = mono_ms() - c->start_ms;
 	if (!current(c)) {
 		/* Asked by a host that has gone: nobody to answer. */
@@ -568,9 +463,9 @@ static void finish(cmd_t *c)
 		else
 			jw_null(&w);
 		jw_key(&w, "stdoutTruncated");
-		jw_bool(&w, c->trunc[0]);
+		jw_bool(&w, c->io.trunc[0]);
 		jw_key(&w, "stderrTruncated");
-		jw_bool(&w, c->trunc[1]);
+		jw_bool(&w, c->io.trunc[1]);
 		jw_key(&w, "durationMs");
 		jw_int(&w, dur);
 		jw_obj_end(&w);
@@ -610,14 +505,11 @@ static bool step(cmd_t *c, int64_t now)
 			return true;
 		}
 	}
-	if (c->out_fd[0] >= 0 || c->out_fd[1] >= 0) {
+	if (pump_output_open(&c->io)) {
 		if (now - c->reaped_ms < EXIT_GRACE_MS && now < c->deadline_ms)
 			return false;
 		/* A background process still holds the pipes: take what is there and answer without it. */
-		for (int s = 0; s < 2; s++) {
-			read_output(c, s);
-			close_fd(&c->out_fd[s]);
-		}
+		pump_drain(&c->io, c->id, current(c));
 	}
 	if (!tree_gone(c)) {
 		/* Nothing a command started outlives it (background jobs, a fork bomb still forking):
@@ -636,8 +528,7 @@ void exec_tick(void)
 		next = c->next;
 		if (step(c, now))
 			continue;
-		emit(c, 0);
-		emit(c, 1);
+		emit_output(c);
 	}
 }
 

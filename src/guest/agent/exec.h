@@ -1,4 +1,4 @@
-/* lg-agent: execute_command: child processes, their pipes, timeouts and tree kills. */
+/* lg-agent: execute_command and cancel: the running commands, their deadlines, tree kills and answers. */
 #ifndef LG_EXEC_H
 #define LG_EXEC_H
 
