@@ -56,22 +56,24 @@ static bool cg_file(const char *dir, const char *file, char *out, size_t cap)
 int cgroup_create(uint32_t id, char out[CGROUP_PATH_MAX])
 {
 	static uint32_t seq;
-	snprintf(out, CGROUP_PATH_MAX, "%.200s/lg-cmd-%u", parent, id);
+	char dir[CGROUP_PATH_MAX];
+	snprintf(dir, sizeof dir, "%.200s/lg-cmd-%u", parent, id);
 	/* A same-named leftover that cannot be removed still holds an earlier command's background
 	 * processes: use a unique name instead. */
-	if (mkdir(out, 0755) < 0 && (errno != EEXIST || rmdir(out) < 0 || mkdir(out, 0755) < 0)) {
-		snprintf(out, CGROUP_PATH_MAX, "%.200s/lg-cmd-%u-%u", parent, id, ++seq);
-		if (mkdir(out, 0755) < 0)
+	if (mkdir(dir, 0755) < 0 && (errno != EEXIST || rmdir(dir) < 0 || mkdir(dir, 0755) < 0)) {
+		snprintf(dir, sizeof dir, "%.200s/lg-cmd-%u-%u", parent, id, ++seq);
+		if (mkdir(dir, 0755) < 0)
 			return -1;
 	}
 	char f[300];
-	if (cg_file(out, "pids.max", f, sizeof f))
+	if (cg_file(dir, "pids.max", f, sizeof f))
 		write_small_file(f, PIDS_MAX);
-	int fd = cg_file(out, "cgroup.procs", f, sizeof f) ? open(f, O_WRONLY | O_CLOEXEC) : -1;
+	int fd = cg_file(dir, "cgroup.procs", f, sizeof f) ? open(f, O_WRONLY | O_CLOEXEC) : -1;
 	if (fd < 0) {
-		rmdir(out);
+		rmdir(dir);
 		return -1;
 	}
+	memcpy(out, dir, sizeof dir);
 	return fd;
 }
 

@@ -13,8 +13,8 @@ void cgroup_enable_controllers(const char *dir);
 /* Probes cgroup2 at `parent` (writable, the right filesystem); enables per-command cgroups. */
 void cgroup_setup(const char *parent);
 bool cgroup_enabled(void);
-/* Makes command `id`'s cgroup, its path in `out`; returns an fd of its cgroup.procs, which the
- * command's process joins by writing "0", or -1 when there is none (`out` then names nothing). */
+/* Makes command `id`'s cgroup and copies its path to `out`; returns an fd of its cgroup.procs,
+ * which the command's process joins by writing "0", or -1 (and `out` untouched) when there is none. */
 int cgroup_create(uint32_t id, char out[CGROUP_PATH_MAX]);
 /* SIGKILLs every process in the cgroup. */
 void cgroup_kill(const char *dir);

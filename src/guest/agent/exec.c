@@ -96,10 +96,11 @@ static void free_cmd(cmd_t *c)
 /* Sends the output read so far, to the host that asked if it is still the one connected. */
 static void emit_output(cmd_t *c) { pump_flush(&c->io, c->id, current(c)); }
 
-/* ---- processes that left their command's process group ---- */
+/* ---- killing a command's process tree ---- */
 
-/* SIGKILLs (with `kill_them`) every process that descends from the agent but is not part of a
- * command still running (any command, without `spare_live`); returns how many there were. */
+/* Finds, and with `kill_them` SIGKILLs, the agent's descendants: with `spare_live` only those that
+ * are not part of a command still running (escapees.c says how it tells), else all of them.
+ * Returns how many there were. */
 static size_t sweep(bool spare_live, bool kill_them)
 {
 	pid_t live[MAX_COMMANDS];

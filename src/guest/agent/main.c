@@ -3,8 +3,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -13,8 +11,8 @@
 #include "channel.h"
 #include "confine.h"
 #include "dispatch.h"
-#include "policy.h"
 #include "exec.h"
+#include "policy.h"
 #include "sys.h"
 
 static int sig_pipe[2] = {-1, -1};
