@@ -11,9 +11,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent.h"
-#include "proto.h"
-
 enum { CH_STDIO, CH_VIRTIO };
 
 /* Frames up to this size are parsed straight out of the read buffer; larger ones get their own. */
@@ -43,6 +40,8 @@ static struct {
 	size_t out_bytes;
 	int64_t next_check;
 	uint32_t generation;
+	chan_frame_fn on_frame;
+	bool done; /* on_frame wants no more frames */
 } ch = {.rfd = -1, .wfd = -1};
 /* Outside `ch` so it lands in .bss rather than 64 KiB of initialised data in the binary. */
 static char rbuf[RBUF_SIZE];
@@ -171,12 +170,18 @@ static enum chan_status protocol_error(const char *why)
 	return CHAN_OK;
 }
 
-/* Dispatches the complete frames in rbuf, as long as the output queue has room. */
+static void deliver(char *body, size_t len)
+{
+	if (!ch.on_frame(body, len))
+		ch.done = true;
+}
+
+/* Hands on the complete frames in rbuf, as long as the output queue has room. */
 static enum chan_status parse_rbuf(void)
 {
 	size_t off = 0;
 	enum chan_status st = CHAN_OK;
-	while (ch.connected && !ch.body && !g.shutdown_requested && ch.out_bytes < OUT_HIGH) {
+	while (ch.connected && !ch.body && !ch.done && ch.out_bytes < OUT_HIGH) {
 		if (ch.resync && !resync_scan(&off))
 			break;
 		if (ch.rlen - off < 4)
@@ -204,7 +209,7 @@ static enum chan_status parse_rbuf(void)
 			if (avail < len)
 				break;
 			off += 4;
-			dispatch_frame(rbuf + off, len);
+			deliver(rbuf + off, len);
 			off += len;
 			continue;
 		}
@@ -233,7 +238,7 @@ static void finish_body(void)
 	size_t len = ch.body_len;
 	ch.body = NULL;
 	ch.body_len = ch.body_got = 0;
-	dispatch_frame(body, len);
+	deliver(body, len);
 	free(body);
 }
 
@@ -401,8 +406,9 @@ static int open_virtio(const char *name)
 	return -1;
 }
 
-bool chan_open(const char *spec)
+bool chan_open(const char *spec, chan_frame_fn on_frame)
 {
+	ch.on_frame = on_frame;
 	if (strcmp(spec, "stdio") == 0) {
 		ch.kind = CH_STDIO;
 		ch.rfd = 0;

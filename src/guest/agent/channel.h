@@ -8,8 +8,12 @@
 
 enum chan_status { CHAN_OK, CHAN_EOF, CHAN_FATAL };
 
-/* spec is "stdio" or "virtio:NAME". */
-bool chan_open(const char *spec);
+/* Handles one complete frame body, which it may modify and which lives until it returns. Returns
+ * false to take no further frame from this channel (the host asked to shut down). */
+typedef bool (*chan_frame_fn)(char *body, size_t len);
+
+/* spec is "stdio" or "virtio:NAME"; every complete frame received goes to on_frame. */
+bool chan_open(const char *spec, chan_frame_fn on_frame);
 bool chan_connected(void);
 /* Changes whenever the host disconnects: requests belong to the connection they came on, and a new
  * host must never see answers to ids it did not send. */
@@ -20,9 +24,9 @@ void chan_send(buf_t *frame);
 bool chan_backpressured(void);
 /* Fills at most 2 pollfds; returns how many. */
 int chan_pollfds(struct pollfd *pfd);
-/* Handles the revents of the pollfds chan_pollfds filled, then dispatches buffered frames. */
+/* Handles the revents of the pollfds chan_pollfds filled, then hands buffered frames on. */
 enum chan_status chan_handle(const struct pollfd *pfd, int n);
-/* Dispatches complete frames that waited for the output queue to drain, and tries to write. */
+/* Hands on complete frames that waited for the output queue to drain, and tries to write. */
 enum chan_status chan_pump(void);
 /* ms until chan_tick wants to run (the reconnection check), or -1. */
 int chan_timeout_ms(int64_t now);

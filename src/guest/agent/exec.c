@@ -1,47 +1,36 @@
-/* lg-agent: execute_command: child processes, their pipes, timeouts and tree kills. */
+/* lg-agent: execute_command and cancel: the running commands, their deadlines, tree kills and answers. */
 #define _GNU_SOURCE
 #include "exec.h"
 
-#include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
-#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "agent.h"
+#include "cgroup.h"
 #include "channel.h"
-#include "fsops.h"
+#include "confine.h"
+#include "escapees.h"
+#include "ops.h"
+#include "policy.h"
+#include "pump.h"
+#include "spawn.h"
 
-#define CHUNK (64 * 1024)
 /* After the command's own process exits, how long a background child holding its stdout may keep
  * the answer waiting. */
 #define EXIT_GRACE_MS 200
 #define KILL_RETRY_MS 10
 /* A tree that survives SIGKILL this long is stuck in the kernel (D state): answer anyway. */
 #define KILL_GIVEUP_MS 2000
-#define PIDS_MAX "512"
-#define CGROUP2_SUPER_MAGIC 0x63677270
-#define MAX_STALE_CGROUPS 64
 #define MAX_ENV 4096
 
 /* END_EXITED: the command's own process ended, and what it left running is being killed. */
 enum end_reason { END_NONE, END_TIMEOUT, END_CANCEL, END_EXITED };
-enum stage { STAGE_SETUP = 1, STAGE_EXEC = 2, STAGE_CWD = 3 };
-
-struct child_error {
-	int stage, err;
-};
 
 typedef struct cmd {
 	struct cmd *next;
@@ -51,19 +40,11 @@ typedef struct cmd {
 	bool reaped;
 	int status;
 	int64_t start_ms, deadline_ms, reaped_ms;
-	int in_fd; /* -1 once all of stdin is written or the command stopped reading */
-	uint8_t *in_buf;
-	size_t in_len, in_off;
-	int out_fd[2]; /* stdout, stderr; -1 at EOF */
-	uint64_t out_total[2], max_out;
-	bool trunc[2];
-	char *pend[2]; /* output coalesced into one event of up to CHUNK bytes */
-	size_t pend_len[2];
+	struct pump io;
 	int err_fd; /* CLOEXEC pipe: EOF means exec succeeded, a child_error means it did not */
 	enum end_reason end;
 	int64_t kill_started, next_kill;
-	int pidx[3]; /* this round's pollfd index of in_fd/out_fd, -1 if not polled */
-	char cg[256];
+	char cg[CGROUP_PATH_MAX];
 	bool has_cg;
 	/* Its cgroup holds everything it starts: it runs as a uid that cannot write to any cgroup.procs
 	 * (the tree is root's), so it cannot move out. Otherwise escapees are found by walking /proc. */
@@ -73,210 +54,8 @@ typedef struct cmd {
 
 static cmd_t *cmds;
 static int ncmds;
-static char stale_cg[MAX_STALE_CGROUPS][256];
-static int nstale;
 
 static const char *const BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/* ---- cgroups ---- */
-
-void exec_setup_cgroups(const char *parent)
-{
-	struct statfs sf;
-	char probe[300];
-	snprintf(probe, sizeof probe, "%s/cgroup.procs", parent);
-	if (statfs(parent, &sf) < 0 || sf.f_type != CGROUP2_SUPER_MAGIC || access(probe, W_OK) < 0 ||
-	    strlen(parent) >= sizeof g.cgroup_parent)
-		return;
-	strcpy(g.cgroup_parent, parent);
-	g.use_cgroups = true;
-}
-
-static bool cg_file(const char *dir, const char *file, char *out, size_t cap)
-{
-	return (size_t)snprintf(out, cap, "%s/%s", dir, file) < cap;
-}
-
-static int cg_create(cmd_t *c)
-{
-	static uint32_t seq;
-	snprintf(c->cg, sizeof c->cg, "%.200s/lg-cmd-%u", g.cgroup_parent, c->id);
-	/* A same-named leftover that cannot be removed still holds an earlier command's background
-	 * processes: use a unique name instead. */
-	if (mkdir(c->cg, 0755) < 0 && (errno != EEXIST || rmdir(c->cg) < 0 || mkdir(c->cg, 0755) < 0)) {
-		snprintf(c->cg, sizeof c->cg, "%.200s/lg-cmd-%u-%u", g.cgroup_parent, c->id, ++seq);
-		if (mkdir(c->cg, 0755) < 0)
-			return -1;
-	}
-	char f[300];
-	if (cg_file(c->cg, "pids.max", f, sizeof f))
-		write_small_file(f, PIDS_MAX);
-	int fd = cg_file(c->cg, "cgroup.procs", f, sizeof f) ? open(f, O_WRONLY | O_CLOEXEC) : -1;
-	if (fd < 0) {
-		rmdir(c->cg);
-		return -1;
-	}
-	c->has_cg = true;
-	return fd;
-}
-
-static void cg_kill(const char *dir)
-{
-	char f[300], pids[4096];
-	snprintf(f, sizeof f, "%s/cgroup.kill", dir);
-	if (write_small_file(f, "1") == 0)
-		return;
-	/* Kernels before 5.14 have no cgroup.kill: signal each member instead. */
-	snprintf(f, sizeof f, "%s/cgroup.procs", dir);
-	if (read_small_file(f, pids, sizeof pids) <= 0)
-		return;
-	for (char *save = NULL, *t = strtok_r(pids, "\n", &save); t; t = strtok_r(NULL, "\n", &save))
-		kill((pid_t)atoi(t), SIGKILL);
-}
-
-static bool cg_empty(const char *dir)
-{
-	char f[300], ev[512];
-	snprintf(f, sizeof f, "%s/cgroup.events", dir);
-	if (read_small_file(f, ev, sizeof ev) <= 0)
-		return true;
-	return strstr(ev, "populated 0") != NULL;
-}
-
-static void cg_remove(const char *dir)
-{
-	if (rmdir(dir) == 0 || errno == ENOENT)
-		return;
-	/* Background processes still live in it: try again each time something is reaped. */
-	if (nstale < MAX_STALE_CGROUPS)
-		snprintf(stale_cg[nstale++], sizeof stale_cg[0], "%s", dir);
-}
-
-static void cg_retry_stale(void)
-{
-	for (int i = 0; i < nstale;) {
-		if (rmdir(stale_cg[i]) == 0 || errno == ENOENT) {
-			memmove(stale_cg[i], stale_cg[nstale - 1], sizeof stale_cg[0]);
-			nstale--;
-		} else {
-			i++;
-		}
-	}
-}
-
-/* ---- the child side of fork ---- */
-
-static void child_fail(int errfd, int stage, int err)
-{
-	struct child_error ce = {stage, err};
-	ssize_t w = write(errfd, &ce, sizeof ce);
-	(void)w;
-	_exit(127);
-}
-
-/* execvp semantics (PATH search, EACCES remembered, ENOEXEC run by /bin/sh), but with the PATH of
- * the command's own environment rather than the agent's. */
-static int exec_search(char *const argv[], char *const envp[], const char *path)
-{
-	const char *file = argv[0];
-	int argc = 0;
-	while (argv[argc])
-		argc++;
-	char buf[PATH_MAX];
-	bool eacces = false;
-	const char *p = strchr(file, '/') ? "" : path;
-	size_t fl = strlen(file);
-	for (;;) {
-		const char *cand = file;
-		const char *colon = NULL;
-		if (*p || !strchr(file, '/')) {
-			colon = strchrnul(p, ':');
-			size_t dl = (size_t)(colon - p);
-			if (dl + 1 + fl >= sizeof buf)
-				goto next;
-			memcpy(buf, p, dl);
-			if (dl == 0)
-				buf[dl++] = '.';
-			buf[dl] = '/';
-			memcpy(buf + dl + 1, file, fl + 1);
-			cand = buf;
-		}
-		execve(cand, argv, envp);
-		if (errno == ENOEXEC) {
-			char **sh = calloc((size_t)argc + 2, sizeof *sh);
-			if (!sh)
-				return ENOMEM;
-			sh[0] = "sh";
-			sh[1] = (char *)cand;
-			for (int i = 1; i < argc; i++)
-				sh[i + 1] = argv[i];
-			execve("/bin/sh", sh, envp);
-			return ENOEXEC;
-		}
-		if (errno == EACCES)
-			eacces = true;
-		else if (errno != ENOENT && errno != ENOTDIR && errno != ESTALE && errno != ENODEV && errno != ETIMEDOUT)
-			return errno;
-	next:
-		if (!colon || !*colon)
-			break;
-		p = colon + 1;
-	}
-	return eacces ? EACCES : ENOENT;
-}
-
-/* Gives up root for good: no supplementary groups, the command's gid and uid (real, effective and
- * saved, so there is no way back), then no_new_privs so that no set-id file or file capability
- * can return any of it. Changing credentials also leaves the child non-dumpable until its exec. */
-static void drop_privileges(int errfd)
-{
-	if (g.drop_privs) {
-		if (setgroups(0, NULL) < 0 || setresgid(g.cmd_gid, g.cmd_gid, g.cmd_gid) < 0 ||
-		    setresuid(g.cmd_uid, g.cmd_uid, g.cmd_uid) < 0)
-			child_fail(errfd, STAGE_SETUP, errno);
-	}
-	/* Harmless where commands were never privileged (the namespace sandbox sets it already). */
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-		child_fail(errfd, STAGE_SETUP, errno);
-}
-
-static void run_child(int in_r, int out_w, int err_w, int errfd, int cgfd, int cwdfd, char *const argv[],
-		      char *const envp[], const char *path, pid_t agent)
-{
-	sigset_t none;
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	/* Ignored signals would stay ignored across exec (handled ones are reset by it anyway). */
-	static const int sigs[] = {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGIO, SIGCHLD, SIGXFSZ};
-	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-		signal(sigs[i], SIG_DFL);
-	setsid();
-	/* Joined as root, before the uid changes: the cgroup tree belongs to root, so that the command
-	 * cannot move itself out of its cgroup afterwards. */
-	if (cgfd >= 0 && write(cgfd, "0", 1) != 1)
-		child_fail(errfd, STAGE_SETUP, errno);
-	/* No single file larger than the sandbox's disk: the host bounds the total, this bounds what one
-	 * runaway write can take of it before the host's limit is even looked at. */
-	if (g.max_file_bytes) {
-		struct rlimit rl = {.rlim_cur = g.max_file_bytes, .rlim_max = g.max_file_bytes};
-		if (setrlimit(RLIMIT_FSIZE, &rl) < 0)
-			child_fail(errfd, STAGE_SETUP, errno);
-	}
-	/* The agent protects itself from the OOM killer; its commands must stay the preferred victim. */
-	write_small_file("/proc/self/oom_score_adj", "0");
-	/* All pipe fds are >= 3 (main keeps 0-2 open), so these dup2s cannot clobber each other. */
-	if (dup2(in_r, 0) < 0 || dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0)
-		child_fail(errfd, STAGE_SETUP, errno);
-	drop_privileges(errfd);
-	/* After the uid change, which clears the parent-death signal. If the agent died before it was
-	 * set, nothing would ever kill this command: stop now. */
-	if (!g.init_mode && (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != agent))
-		_exit(127);
-	/* As the command's user: a directory it may not enter is its own PERMISSION_DENIED. */
-	if (fchdir(cwdfd) < 0)
-		child_fail(errfd, STAGE_CWD, errno);
-	child_fail(errfd, STAGE_EXEC, exec_search(argv, envp, path));
-}
 
 /* ---- bookkeeping ---- */
 
@@ -307,134 +86,36 @@ static void free_cmd(cmd_t *c)
 		}
 	}
 	ncmds--;
-	close_fd(&c->in_fd);
-	close_fd(&c->out_fd[0]);
-	close_fd(&c->out_fd[1]);
+	pump_free(&c->io);
 	close_fd(&c->err_fd);
 	if (c->has_cg)
-		cg_remove(c->cg);
-	free(c->in_buf);
-	free(c->pend[0]);
-	free(c->pend[1]);
+		cgroup_remove(c->cg);
 	free(c);
 }
 
-static void emit(cmd_t *c, int s)
-{
-	if (c->pend_len[s] && current(c))
-		send_event(c->id, s ? "stderr" : "stdout", c->pend[s], c->pend_len[s]);
-	c->pend_len[s] = 0;
-}
+/* Sends the output read so far, to the host that asked if it is still the one connected. */
+static void emit_output(cmd_t *c) { pump_flush(&c->io, c->id, current(c)); }
 
-/* ---- processes that left their command's process group ---- */
+/* ---- killing a command's process tree ---- */
 
-/* A command can leave its process group and session (setsid) and lose its parent (double fork),
- * and in the namespace sandbox, where it has the agent's uid, leave its cgroup too. What it cannot
- * leave is the agent's subtree: the agent is PID 1 or a child subreaper, so orphans are reparented
- * to it. So /proc tells what is ours: a process whose parent chain reaches the agent. Of those, one
- * belongs to a command still running if it is that command's leader, in its session (sessions
- * cannot be joined, only created), or below either; anything else is an escapee, which is killed
- * when any command's call ends. (An escapee of a command still running is killed too: once it has
- * left its session and lost its parent, nothing tells whose it is.) */
-
-struct pinfo {
-	pid_t pid, ppid, sid;
-};
-
-static int cmp_pinfo(const void *a, const void *b)
-{
-	pid_t x = ((const struct pinfo *)a)->pid, y = ((const struct pinfo *)b)->pid;
-	return x < y ? -1 : x > y;
-}
-
-/* Every process in /proc (zombies too: a zombie leader may still have live threads), sorted by
- * pid; NULL with *n = 0 if /proc cannot be read. */
-static struct pinfo *proc_snapshot(size_t *n)
-{
-	*n = 0;
-	DIR *d = opendir("/proc");
-	if (!d)
-		return NULL;
-	struct pinfo *all = NULL;
-	size_t cap = 0;
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		if (!isdigit((unsigned char)e->d_name[0]))
-			continue;
-		char path[64], st[512];
-		snprintf(path, sizeof path, "/proc/%.20s/stat", e->d_name);
-		if (read_small_file(path, st, sizeof st) <= 0)
-			continue;
-		/* "pid (comm) state ppid pgrp session ...": comm may hold anything, so parse from the last ')'. */
-		char *rp = strrchr(st, ')');
-		char state;
-		int ppid, pgrp, sid;
-		if (!rp || sscanf(rp + 1, " %c %d %d %d", &state, &ppid, &pgrp, &sid) != 4)
-			continue;
-		if (*n == cap) {
-			size_t ncap = cap ? cap * 2 : 128;
-			struct pinfo *p = realloc(all, ncap * sizeof *p);
-			if (!p)
-				break;
-			all = p;
-			cap = ncap;
-		}
-		all[(*n)++] = (struct pinfo){.pid = (pid_t)atoi(e->d_name), .ppid = ppid, .sid = sid};
-	}
-	closedir(d);
-	if (*n)
-		qsort(all, *n, sizeof *all, cmp_pinfo);
-	return all;
-}
-
-static bool of_live_command(const struct pinfo *p)
-{
-	for (cmd_t *c = cmds; c; c = c->next)
-		if (c->end == END_NONE && (p->pid == c->pid || p->sid == c->pid))
-			return true;
-	return false;
-}
-
-/* Descends from the agent and, with `spare_live`, is not part of a command still running. */
-static bool escapee(const struct pinfo *all, size_t n, const struct pinfo *p, pid_t self, bool spare_live)
-{
-	if (p->pid == self)
-		return false;
-	/* Bounded: the snapshot is not atomic, so a reused pid could in theory make a loop. */
-	for (int depth = 0; depth < 4096; depth++) {
-		if (spare_live && of_live_command(p))
-			return false;
-		if (p->ppid == self)
-			return true;
-		struct pinfo key = {.pid = p->ppid};
-		if (!(p = bsearch(&key, all, n, sizeof *all, cmp_pinfo)))
-			return false;
-	}
-	return false;
-}
-
-/* SIGKILLs every escapee (with `kill_them`); returns how many there were. */
+/* Finds, and with `kill_them` SIGKILLs, the agent's descendants: with `spare_live` only those that
+ * are not part of a command still running (escapees.c says how it tells), else all of them.
+ * Returns how many there were. */
 static size_t sweep(bool spare_live, bool kill_them)
 {
-	size_t n, found = 0;
-	struct pinfo *all = proc_snapshot(&n);
-	pid_t self = getpid();
-	for (size_t i = 0; i < n; i++) {
-		if (!escapee(all, n, &all[i], self, spare_live))
-			continue;
-		found++;
-		if (kill_them)
-			kill(all[i].pid, SIGKILL);
-	}
-	free(all);
-	return found;
+	pid_t live[MAX_COMMANDS];
+	size_t n = 0;
+	for (cmd_t *c = cmds; c && spare_live; c = c->next)
+		if (c->end == END_NONE && n < MAX_COMMANDS)
+			live[n++] = c->pid;
+	return escapees_sweep(live, n, kill_them);
 }
 
 /* The command's cgroup and process group. */
 static void kill_own(cmd_t *c)
 {
 	if (c->has_cg)
-		cg_kill(c->cg);
+		cgroup_kill(c->cg);
 	/* setsid made pid the group id; before setsid runs the child is still in ours, so also
 	 * signal the child itself (safe: it is not reaped, so the pid cannot be reused). */
 	kill(-c->pid, SIGKILL);
@@ -453,7 +134,7 @@ static bool tree_gone(cmd_t *c)
 {
 	if (!c->reaped)
 		return false;
-	if (c->has_cg && !cg_empty(c->cg))
+	if (c->has_cg && !cgroup_empty(c->cg))
 		return false;
 	if (!(kill(-c->pid, 0) < 0 && errno == ESRCH))
 		return false;
@@ -466,7 +147,7 @@ static void start_kill(cmd_t *c, enum end_reason why)
 	c->kill_started = mono_ms();
 	c->next_kill = c->kill_started + KILL_RETRY_MS;
 	kill_tree(c);
-	close_fd(&c->in_fd);
+	pump_close_stdin(&c->io);
 }
 
 /* ---- execute_command ---- */
@@ -488,7 +169,7 @@ static char *env_entry(const char *key, const char *val)
 static void build_env(req_t *r, const jnode *env, char ***out_envp, const char **out_path)
 {
 	static const char *const base_keys[] = {"PATH", "HOME", "LANG"};
-	const char *base_vals[] = {BASE_PATH, g.root, "C.UTF-8"};
+	const char *base_vals[] = {BASE_PATH, confine_root(), "C.UTF-8"};
 	size_t n = 3 + (env ? env->len : 0);
 	*out_path = BASE_PATH;
 	if (env && env->len > MAX_ENV) {
@@ -604,6 +285,8 @@ void op_execute_command(req_t *r)
 		e = ENOMEM;
 		goto fail;
 	}
+	*c = (cmd_t){.id = r->id, .generation = chan_generation(), .err_fd = -1};
+	pump_init(&c->io, max_out);
 	size_t i = 0;
 	/* The strings live in the request frame; the forked child has its own copy of it. */
 	for (const jnode *a = json_first(r->doc, argvn); a; a = json_next(r->doc, a))
@@ -621,24 +304,21 @@ void op_execute_command(req_t *r)
 		e = ENOMEM;
 		goto fail;
 	}
-	*c = (cmd_t){.id = r->id, .generation = chan_generation(), .in_fd = -1, .out_fd = {-1, -1}, .err_fd = -1, .max_out = max_out,
-		     .pidx = {-1, -1, -1}};
 	snprintf(c->argv0, sizeof c->argv0, "%s", argv[0]);
-	if (stdin_len) {
-		if (!(c->in_buf = malloc(stdin_len))) {
-			e = ENOMEM;
-			goto fail;
-		}
-		memcpy(c->in_buf, stdin_data, stdin_len);
-		c->in_len = stdin_len;
+	if (stdin_len && !pump_set_stdin(&c->io, stdin_data, stdin_len)) {
+		e = ENOMEM;
+		goto fail;
 	}
 	if ((e = -make_pipe(in)) || (e = -make_pipe(out)) || (e = -make_pipe(err)) || (e = -make_pipe(ep)))
 		goto fail;
-	if (g.use_cgroups && (cgfd = cg_create(c)) < 0)
-		log_msg("command %u runs without its own cgroup", c->id);
+	if (cgroup_enabled()) {
+		if ((cgfd = cgroup_create(c->id, c->cg)) < 0)
+			log_msg("command %u runs without its own cgroup", c->id);
+		c->has_cg = cgfd >= 0;
+	}
 	c->start_ms = mono_ms();
 	c->deadline_ms = c->start_ms + (int64_t)timeout_ms;
-	c->confined = c->has_cg && g.drop_privs;
+	c->confined = c->has_cg && policy_drops_privs();
 	pid_t self = getpid();
 	pid_t pid = fork();
 	if (pid < 0) {
@@ -646,7 +326,7 @@ void op_execute_command(req_t *r)
 		goto fail;
 	}
 	if (pid == 0)
-		run_child(in[0], out[1], err[1], ep[1], cgfd, cwdfd, argv, envp, path, self);
+		spawn_child(in[0], out[1], err[1], ep[1], cgfd, cwdfd, argv, envp, path, self);
 	c->pid = pid;
 	close(in[0]);
 	close(out[1]);
@@ -657,16 +337,9 @@ void op_execute_command(req_t *r)
 	close(cwdfd);
 	free(argv);
 	free_env(envp);
-	c->in_fd = in[1];
-	c->out_fd[0] = out[0];
-	c->out_fd[1] = err[0];
+	pump_attach(&c->io, in[1], out[0], err[0]);
 	c->err_fd = ep[0];
-	set_nonblock(c->in_fd, true);
-	set_nonblock(c->out_fd[0], true);
-	set_nonblock(c->out_fd[1], true);
 	set_nonblock(c->err_fd, true);
-	if (!c->in_len)
-		close_fd(&c->in_fd);
 	c->next = cmds;
 	cmds = c;
 	ncmds++;
@@ -680,13 +353,13 @@ fail:
 	}
 	if (cgfd >= 0) {
 		close(cgfd);
-		rmdir(c->cg);
+		cgroup_abandon(c->cg);
 	}
 	close(cwdfd);
 	free_env(envp);
 	free(argv);
 	if (c)
-		free(c->in_buf);
+		pump_free(&c->io);
 	free(c);
 	reply_error(r->id, "IO_ERROR", e, "cannot start command: %s", strerror(e));
 }
@@ -716,91 +389,15 @@ void op_cancel(req_t *r)
 int exec_fill_poll(struct pollfd *pfd, bool want_output)
 {
 	int n = 0;
-	for (cmd_t *c = cmds; c; c = c->next) {
-		c->pidx[0] = c->pidx[1] = c->pidx[2] = -1;
-		if (c->in_fd >= 0) {
-			c->pidx[0] = n;
-			pfd[n++] = (struct pollfd){.fd = c->in_fd, .events = POLLOUT};
-		}
-		for (int s = 0; s < 2; s++) {
-			/* Output past the cap is only discarded, so it is read even under backpressure. */
-			if (c->out_fd[s] >= 0 && (want_output || c->out_total[s] >= c->max_out)) {
-				c->pidx[1 + s] = n;
-				pfd[n++] = (struct pollfd){.fd = c->out_fd[s], .events = POLLIN};
-			}
-		}
-	}
+	for (cmd_t *c = cmds; c; c = c->next)
+		n = pump_fill_poll(&c->io, pfd, n, want_output);
 	return n;
-}
-
-static void write_stdin(cmd_t *c)
-{
-	while (c->in_fd >= 0 && c->in_off < c->in_len) {
-		ssize_t w = write(c->in_fd, c->in_buf + c->in_off, c->in_len - c->in_off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && errno == EAGAIN)
-			return;
-		if (w < 0) {
-			/* EPIPE: the command closed its stdin early, which is its business. */
-			break;
-		}
-		c->in_off += (size_t)w;
-	}
-	close_fd(&c->in_fd);
-	free(c->in_buf);
-	c->in_buf = NULL;
-}
-
-static void read_output(cmd_t *c, int s)
-{
-	static char discard[CHUNK];
-	for (int round = 0; round < 16 && c->out_fd[s] >= 0; round++) {
-		bool keep = c->out_total[s] < c->max_out;
-		char *dst = discard;
-		size_t room = sizeof discard;
-		if (keep) {
-			if (!c->pend[s] && !(c->pend[s] = malloc(CHUNK)))
-				keep = false;
-			else {
-				if (c->pend_len[s] == CHUNK)
-					emit(c, s);
-				dst = c->pend[s] + c->pend_len[s];
-				room = CHUNK - c->pend_len[s];
-				if (room > c->max_out - c->out_total[s])
-					room = (size_t)(c->max_out - c->out_total[s]);
-			}
-		}
-		ssize_t n = read(c->out_fd[s], dst, room);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN)
-			return;
-		if (n <= 0) {
-			close_fd(&c->out_fd[s]);
-			return;
-		}
-		if (keep) {
-			c->pend_len[s] += (size_t)n;
-			c->out_total[s] += (uint64_t)n;
-			if (c->pend_len[s] == CHUNK)
-				emit(c, s);
-		} else {
-			c->trunc[s] = true;
-		}
-	}
 }
 
 void exec_handle_poll(const struct pollfd *pfd)
 {
-	for (cmd_t *c = cmds; c; c = c->next) {
-		if (c->pidx[0] >= 0 && pfd[c->pidx[0]].revents)
-			write_stdin(c);
-		for (int s = 0; s < 2; s++)
-			if (c->pidx[1 + s] >= 0 && pfd[c->pidx[1 + s]].revents)
-				read_output(c, s);
-		c->pidx[0] = c->pidx[1] = c->pidx[2] = -1;
-	}
+	for (cmd_t *c = cmds; c; c = c->next)
+		pump_handle(&c->io, pfd, c->id, current(c));
 }
 
 void exec_reap(void)
@@ -819,8 +416,7 @@ void exec_reap(void)
 			}
 		}
 	}
-	if (nstale)
-		cg_retry_stale();
+	cgroup_retry_stale();
 }
 
 static void answer_exec_error(cmd_t *c, const struct child_error *ce)
@@ -843,8 +439,7 @@ static void answer_exec_error(cmd_t *c, const struct child_error *ce)
 
 static void finish(cmd_t *c)
 {
-	emit(c, 0);
-	emit(c, 1);
+	emit_output(c);
 	int64_t dur = mono_ms() - c->start_ms;
 	if (!current(c)) {
 		/* Asked by a host that has gone: nobody to answer. */
@@ -869,9 +464,9 @@ static void finish(cmd_t *c)
 		else
 			jw_null(&w);
 		jw_key(&w, "stdoutTruncated");
-		jw_bool(&w, c->trunc[0]);
+		jw_bool(&w, c->io.trunc[0]);
 		jw_key(&w, "stderrTruncated");
-		jw_bool(&w, c->trunc[1]);
+		jw_bool(&w, c->io.trunc[1]);
 		jw_key(&w, "durationMs");
 		jw_int(&w, dur);
 		jw_obj_end(&w);
@@ -911,14 +506,11 @@ static bool step(cmd_t *c, int64_t now)
 			return true;
 		}
 	}
-	if (c->out_fd[0] >= 0 || c->out_fd[1] >= 0) {
+	if (pump_output_open(&c->io)) {
 		if (now - c->reaped_ms < EXIT_GRACE_MS && now < c->deadline_ms)
 			return false;
 		/* A background process still holds the pipes: take what is there and answer without it. */
-		for (int s = 0; s < 2; s++) {
-			read_output(c, s);
-			close_fd(&c->out_fd[s]);
-		}
+		pump_drain(&c->io, c->id, current(c));
 	}
 	if (!tree_gone(c)) {
 		/* Nothing a command started outlives it (background jobs, a fork bomb still forking):
@@ -937,8 +529,7 @@ void exec_tick(void)
 		next = c->next;
 		if (step(c, now))
 			continue;
-		emit(c, 0);
-		emit(c, 1);
+		emit_output(c);
 	}
 }
 
@@ -965,8 +556,7 @@ void exec_kill_all(int ms)
 {
 	for (cmd_t *c = cmds; c; c = c->next)
 		kill_own(c);
-	for (int i = 0; i < nstale; i++)
-		cg_kill(stale_cg[i]);
+	cgroup_kill_stale();
 	int64_t deadline = mono_ms() + ms;
 	do {
 		for (cmd_t *c = cmds; c; c = c->next)
@@ -984,5 +574,5 @@ void exec_kill_all(int ms)
 	} while (mono_ms() < deadline);
 	while (cmds)
 		free_cmd(cmds);
-	cg_retry_stale();
+	cgroup_retry_stale();
 }

@@ -1,4 +1,4 @@
-/* lg-agent: execute_command: child processes, their pipes, timeouts and tree kills. */
+/* lg-agent: execute_command and cancel: the running commands, their deadlines, tree kills and answers. */
 #ifndef LG_EXEC_H
 #define LG_EXEC_H
 
@@ -10,8 +10,6 @@
 /* pollfds a command can need: stdin, stdout, stderr. */
 #define EXEC_POLLFDS (3 * MAX_COMMANDS)
 
-/* Probes cgroup2 at `parent` (writable, the right filesystem); enables per-command cgroups. */
-void exec_setup_cgroups(const char *parent);
 int exec_fill_poll(struct pollfd *pfd, bool want_output);
 void exec_handle_poll(const struct pollfd *pfd);
 /* Reaps every exited child (ours or orphans reparented to us). */

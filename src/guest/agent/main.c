@@ -3,41 +3,19 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
-#include "agent.h"
+#include "cgroup.h"
 #include "channel.h"
+#include "confine.h"
+#include "dispatch.h"
 #include "exec.h"
-#include "fsops.h"
+#include "policy.h"
 #include "sys.h"
 
-struct agent g = {.rootfd = -1, .use_openat2 = true};
-
 static int sig_pipe[2] = {-1, -1};
-
-int root_fd(void)
-{
-	if (g.rootfd >= 0)
-		return g.rootfd;
-	int fd = open(g.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	probe_openat2(fd);
-	g.rootfd = fd;
-	return fd;
-}
-
-void root_reopen(void)
-{
-	if (g.rootfd >= 0)
-		close(g.rootfd);
-	g.rootfd = -1;
-	root_fd();
-}
 
 static void on_signal(int sig)
 {
@@ -48,7 +26,7 @@ static void on_signal(int sig)
 	errno = saved;
 }
 
-static void setup_signals(void)
+static void setup_signals(bool init_mode)
 {
 	if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
 		log_msg("pipe: %s", strerror(errno));
@@ -59,7 +37,7 @@ static void setup_signals(void)
 	sigaction(SIGCHLD, &sa, NULL);
 	sigaction(SIGIO, &sa, NULL);
 	/* As PID 1 a stray `kill 1` from a command must not take the VM down. */
-	if (!g.init_mode) {
+	if (!init_mode) {
 		sigaction(SIGTERM, &sa, NULL);
 		sigaction(SIGINT, &sa, NULL);
 		sigaction(SIGHUP, &sa, NULL);
@@ -72,36 +50,6 @@ static void setup_signals(void)
 	/* A file-size limit (inherited, or a filesystem's maximum) must fail the write with EFBIG, which
 	 * write_file answers as NO_SPACE, rather than kill the agent. */
 	signal(SIGXFSZ, SIG_IGN);
-}
-
-/* Makes root absolute and lexically clean; it is the prefix absolute request paths must carry. */
-static bool set_root(const char *dir)
-{
-	char tmp[PATH_MAX];
-	if (dir[0] == '/') {
-		if (strlen(dir) >= sizeof tmp)
-			return false;
-		strcpy(tmp, dir);
-	} else {
-		char cwd[PATH_MAX];
-		if (!getcwd(cwd, sizeof cwd) || (size_t)snprintf(tmp, sizeof tmp, "%s/%s", cwd, dir) >= sizeof tmp)
-			return false;
-	}
-	/* Reuse the request-path cleaner with an empty root prefix. */
-	char out[PATH_MAX];
-	strcpy(g.root, "/");
-	if (path_clean(tmp, out) < 0)
-		return false;
-	if (strcmp(out, ".") == 0)
-		strcpy(g.root, "/");
-	else if (strlen(out) + 2 > sizeof g.root)
-		return false;
-	else {
-		g.root[0] = '/';
-		strcpy(g.root + 1, out);
-	}
-	g.root_len = strlen(g.root);
-	return true;
 }
 
 static void usage(void)
@@ -123,13 +71,13 @@ int main(int argc, char **argv)
 {
 	const char *channel = NULL, *root = "/workspace", *cgroup_parent = NULL;
 	int force_init = -1;
+	bool init_mode = getpid() == 1;
 	/* Before anything worth taking exists: a non-dumpable process's /proc/PID/{fd,mem,environ,...}
 	 * are closed to processes without CAP_SYS_PTRACE, even to its own uid. In the namespace sandbox
 	 * commands share the agent's uid, and would otherwise open its descriptors (their siblings' pipes)
 	 * or write its memory and speak to the host in its name. Forked children stay non-dumpable until
 	 * their exec, so they are covered while they still hold the agent's memory and descriptors. */
 	prctl(PR_SET_DUMPABLE, 0);
-	g.init_mode = getpid() == 1;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -147,45 +95,43 @@ int main(int argc, char **argv)
 		} else if (strcmp(a, "--no-init") == 0) {
 			force_init = 0;
 		} else if (strcmp(a, "--no-openat2") == 0) {
-			g.use_openat2 = false;
+			confine_no_openat2();
 		} else if (strcmp(a, "--help") == 0) {
 			usage();
 			return 0;
-		} else if (!g.init_mode) {
+		} else if (!init_mode) {
 			/* As PID 1, unknown words are kernel command-line leftovers and are ignored. */
 			usage();
 			return 2;
 		}
 	}
 	if (force_init >= 0)
-		g.init_mode = force_init;
+		init_mode = force_init;
+	sys_set_init(init_mode);
 	/* As the VM's init the agent is root and keeps root (cgroupfs, mounts, reboot); commands never
 	 * get it: as root they could read /proc/1/fd, open the agent's port and answer in its name. */
-	if (g.init_mode) {
-		g.drop_privs = true;
-		g.cmd_uid = DEFAULT_COMMAND_ID;
-		g.cmd_gid = DEFAULT_COMMAND_ID;
-	}
-	if (!set_root(root)) {
+	if (init_mode)
+		policy_run_as(DEFAULT_COMMAND_ID, DEFAULT_COMMAND_ID);
+	if (!confine_set_root(root)) {
 		log_msg("bad --root %s", root);
 		return 2;
 	}
-	if (g.init_mode)
+	if (init_mode)
 		sys_early_init();
 	sys_ensure_std_fds();
-	setup_signals();
+	setup_signals(init_mode);
 	sys_protect_from_oom();
-	if (!g.init_mode)
+	if (!init_mode)
 		prctl(PR_SET_CHILD_SUBREAPER, 1);
-	if (cgroup_parent || g.init_mode)
-		exec_setup_cgroups(cgroup_parent ? cgroup_parent : "/sys/fs/cgroup");
-	root_fd();
+	if (cgroup_parent || init_mode)
+		cgroup_setup(cgroup_parent ? cgroup_parent : "/sys/fs/cgroup");
+	confine_root_fd();
 	if (!channel)
-		channel = g.init_mode ? "virtio:lg.agent" : "stdio";
-	if (!chan_open(channel))
+		channel = init_mode ? "virtio:lg.agent" : "stdio";
+	if (!chan_open(channel, dispatch_frame))
 		sys_exit(1);
-	if (g.init_mode)
-		log_msg("ready on %s, workspace %s%s", channel, g.root, g.use_cgroups ? ", cgroups" : "");
+	if (init_mode)
+		log_msg("ready on %s, workspace %s%s", channel, confine_root(), cgroup_enabled() ? ", cgroups" : "");
 
 	struct pollfd pfd[1 + 2 + EXEC_POLLFDS];
 	for (;;) {
@@ -224,7 +170,7 @@ int main(int argc, char **argv)
 		exec_tick();
 		if (st == CHAN_OK)
 			st = chan_pump();
-		if (g.shutdown_requested)
+		if (dispatch_shutdown_requested())
 			cleanup_and_exit(0);
 		if (term)
 			cleanup_and_exit(0);

@@ -1,4 +1,4 @@
-/* lg-agent: request dispatch, argument checking and answer/event frames. */
+/* lg-agent: request argument checking and the answer and event frames. */
 #define _GNU_SOURCE
 #include "proto.h"
 
@@ -7,12 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "agent.h"
 #include "channel.h"
 
-uint64_t g_answers;
+static uint64_t answers;
+
+uint64_t answers_sent(void) { return answers; }
 
 /* ---- arguments ---- */
 
@@ -173,7 +173,7 @@ static void send_error_frame(uint32_t id, const char *code, int err, const char 
 	}
 	jw_obj_end(&w);
 	jw_obj_end(&w);
-	g_answers++;
+	answers++;
 	if (b.failed) {
 		log_msg("cannot build the answer to request %u", id);
 		buf_free(&b);
@@ -221,7 +221,7 @@ void reply_end(jw_t *w, buf_t *b, uint32_t id)
 		reply_error(id, "IO_ERROR", ENOMEM, "the answer does not fit in a %u-byte frame", FRAME_MAX);
 		return;
 	}
-	g_answers++;
+	answers++;
 	frame_send(b);
 }
 
@@ -256,91 +256,4 @@ void send_event(uint32_t id, const char *stream, const void *data, size_t n)
 		return;
 	}
 	frame_send(&b);
-}
-
-/* ---- dispatch ---- */
-
-static void op_hello(req_t *r)
-{
-	jw_t w;
-	buf_t b;
-	reply_begin(&w, &b, r->id);
-	jw_obj(&w);
-	jw_key(&w, "v");
-	jw_int(&w, 1);
-	jw_key(&w, "agent");
-	jw_cstr(&w, LG_AGENT_NAME);
-	jw_key(&w, "pid");
-	jw_int(&w, getpid());
-	jw_obj_end(&w);
-	reply_end(&w, &b, r->id);
-}
-
-static void op_shutdown(req_t *r)
-{
-	reply_empty(r->id);
-	g.shutdown_requested = true;
-}
-
-static const struct {
-	const char *name;
-	void (*fn)(req_t *);
-} ops[] = {
-	{"hello", op_hello},
-	{"init", op_init},
-	{"read_file", op_read_file},
-	{"write_file", op_write_file},
-	{"list_directory", op_list_directory},
-	{"search", op_search},
-	{"execute_command", op_execute_command},
-	{"cancel", op_cancel},
-	{"shutdown", op_shutdown},
-};
-
-void dispatch_frame(char *body, size_t len)
-{
-	jdoc d;
-	if (!json_parse(&d, body, len)) {
-		if (d.has_early_id)
-			reply_error(d.early_id, "INVALID_ARGUMENT", 0, "malformed request: %s", d.error);
-		else
-			log_msg("dropped a malformed frame without a readable id: %s", d.error);
-		json_free(&d);
-		return;
-	}
-	const jnode *root = json_root(&d);
-	const jnode *idn = json_get(&d, root, "id");
-	if (!idn || idn->type != J_NUM || !(idn->num >= 0 && idn->num <= 4294967295.0) ||
-	    idn->num != (double)(uint32_t)idn->num) {
-		log_msg("dropped a request without a valid id");
-		json_free(&d);
-		return;
-	}
-	req_t r = {.id = (uint32_t)idn->num, .doc = &d};
-	const jnode *op = json_get(&d, root, "op");
-	const jnode *args = json_get(&d, root, "args");
-	if (!op || op->type != J_STR) {
-		reply_error(r.id, "INVALID_ARGUMENT", 0, "request needs a string \"op\"");
-	} else if (args && args->type != J_OBJ && args->type != J_NULL) {
-		reply_error(r.id, "INVALID_ARGUMENT", 0, "\"args\" must be an object");
-	} else {
-		/* A missing args is read as {} so argument-less ops need not send one. */
-		static const jnode empty = {.type = J_OBJ, .child = -1, .next = -1};
-		r.args = args && args->type == J_OBJ ? args : &empty;
-		size_t i;
-		for (i = 0; i < sizeof ops / sizeof ops[0]; i++)
-			if (strlen(ops[i].name) == op->len && memcmp(ops[i].name, op->str, op->len) == 0)
-				break;
-		if (i == sizeof ops / sizeof ops[0]) {
-			reply_error(r.id, "UNSUPPORTED_OP", 0, "unknown op \"%.64s\"", op->str);
-		} else {
-			uint64_t before = g_answers;
-			ops[i].fn(&r);
-			/* execute_command answers later (or now, on a bad request); every other op answers
-			 * before returning, and this is the backstop should one ever forget. */
-			if (g_answers == before && ops[i].fn != op_execute_command)
-				reply_error(r.id, "IO_ERROR", 0, "internal error: %s produced no answer", ops[i].name);
-		}
-	}
-	json_free(&d);
 }

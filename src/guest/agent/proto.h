@@ -1,4 +1,4 @@
-/* lg-agent: request dispatch, argument checking and answer/event frames. */
+/* lg-agent: request argument checking and the answer and event frames. */
 #ifndef LG_PROTO_H
 #define LG_PROTO_H
 
@@ -36,9 +36,7 @@ void reply_end(jw_t *w, buf_t *b, uint32_t id);
 void reply_empty(uint32_t id);
 void send_event(uint32_t id, const char *stream, const void *data, size_t n);
 
-void dispatch_frame(char *body, size_t len);
-
 /* Counts final answers; the dispatcher uses it to guarantee one answer per synchronous request. */
-extern uint64_t g_answers;
+uint64_t answers_sent(void);
 
 #endif

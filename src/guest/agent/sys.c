@@ -15,8 +15,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent.h"
-#include "fsops.h"
+#include "cgroup.h"
+#include "confine.h"
+#include "ops.h"
+#include "policy.h"
 
 /* From <linux/random.h>, which musl does not ship: _IOW('R', 0x03, int[2]). */
 #define LG_RNDADDENTROPY 0x40085203
@@ -27,6 +29,12 @@
 #define ABSENT UINT64_MAX
 /* Written by the image builder for kernels that have our drivers as modules (Debian's). */
 #define MODULE_DIR "/lib/modules/lg"
+
+static bool init_mode; /* PID 1 of the micro-VM: owns mounts, clock, hostname, power */
+static bool mounted;   /* the workspace's 9p mount is in place */
+
+void sys_set_init(bool on) { init_mode = on; }
+bool sys_is_init(void) { return init_mode; }
 
 static void mount_one(const char *src, const char *dst, const char *type, unsigned long flags, const char *data)
 {
@@ -84,11 +92,8 @@ void sys_early_init(void)
 	load_modules();
 	mount_one("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
 	mount_one("cgroup2", "/sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-	if (write_small_file("/sys/fs/cgroup/cgroup.subtree_control", "+pids +memory") < 0) {
-		write_small_file("/sys/fs/cgroup/cgroup.subtree_control", "+pids");
-		write_small_file("/sys/fs/cgroup/cgroup.subtree_control", "+memory");
-	}
-	mkdir(g.root, 0755);
+	cgroup_enable_controllers("/sys/fs/cgroup");
+	mkdir(confine_root(), 0755);
 }
 
 void sys_ensure_std_fds(void)
@@ -115,7 +120,7 @@ void sys_protect_from_oom(void)
 void sys_exit(int code)
 {
 	sync();
-	if (!g.init_mode)
+	if (!init_mode)
 		exit(code);
 	/* A restart, not a power-off: microvm with acpi=off has no power-off device, so the kernel
 	 * turns RB_POWER_OFF into a halt and the VM would hang; QEMU runs with -no-reboot, so a
@@ -133,7 +138,7 @@ static void add_entropy(const uint8_t *seed, size_t len)
 		return;
 	/* Crediting entropy is for the VM kernel only; a host kernel (namespace backend, tests)
 	 * just gets the bytes mixed in, like any write to /dev/urandom. */
-	if (g.init_mode) {
+	if (init_mode) {
 		struct {
 			int entropy_count;
 			int buf_size;
@@ -171,7 +176,7 @@ void op_init(req_t *r)
 	}
 	/* Only a root agent can switch its children's uid; elsewhere (the namespace sandbox, where
 	 * commands and agent are one unprivileged user) every command would fail to start instead. */
-	if ((uid != ABSENT || gid != ABSENT) && !g.init_mode && geteuid() != 0) {
+	if ((uid != ABSENT || gid != ABSENT) && !init_mode && geteuid() != 0) {
 		reply_error(r->id, "INVALID_ARGUMENT", 0, "commandUid/commandGid need the agent to run as root");
 		return;
 	}
@@ -191,47 +196,44 @@ void op_init(req_t *r)
 		reply_error(r->id, "INVALID_ARGUMENT", 0, "args.timeMs is out of range");
 		return;
 	}
-	if (tag && !g.init_mode) {
+	if (tag && !init_mode) {
 		reply_error(r->id, "INVALID_ARGUMENT", 0, "mount is only available when the agent is the VM's init");
 		return;
 	}
 
 	if (disk_mib != ABSENT)
-		g.max_file_bytes = disk_mib << 20;
+		policy_set_max_file_bytes(disk_mib << 20);
 	if (uid != ABSENT || gid != ABSENT) {
-		if (!g.drop_privs)
-			g.cmd_uid = g.cmd_gid = DEFAULT_COMMAND_ID;
-		g.drop_privs = true;
-		if (uid != ABSENT)
-			g.cmd_uid = (uid_t)uid;
-		if (gid != ABSENT)
-			g.cmd_gid = (gid_t)gid;
+		/* Whichever of the two init leaves out keeps its current value, or the default. */
+		bool dropped = policy_drops_privs();
+		policy_run_as(uid != ABSENT ? (uid_t)uid : dropped ? policy_uid() : DEFAULT_COMMAND_ID,
+			      gid != ABSENT ? (gid_t)gid : dropped ? policy_gid() : DEFAULT_COMMAND_ID);
 	}
 	add_entropy(seed, seed_len);
 	memset(seed, 0, seed_len);
 	/* The clock and hostname belong to the VM; outside it they are the sandbox launcher's job
 	 * (bwrap --hostname), and changing a host's would be a bug. */
-	if (g.init_mode) {
+	if (init_mode) {
 		int64_t ms = (int64_t)time_n->num;
 		struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
 		clock_settime(CLOCK_REALTIME, &ts);
 		sethostname(id, strlen(id));
 	}
 	if (tag) {
-		if (g.mounted) {
+		if (mounted) {
 			reply_empty(r->id); /* a repeated init (the host retried) must not stack mounts */
 			return;
 		}
-		mkdir(g.root, 0755);
+		mkdir(confine_root(), 0755);
 		/* nosuid: a set-id file in the workspace (the host's, or one a command made) must not lift a
 		 * command back to root; nodev: nor may a device node there open the VM's hardware. */
-		if (mount(tag, g.root, "9p", MS_NOSUID | MS_NODEV, "trans=virtio,version=9p2000.L,msize=524288,cache=none") < 0) {
+		if (mount(tag, confine_root(), "9p", MS_NOSUID | MS_NODEV, "trans=virtio,version=9p2000.L,msize=524288,cache=none") < 0) {
 			int e = errno;
-			reply_error(r->id, "IO_ERROR", e, "mount 9p %.64s on %s: %s", tag, g.root, strerror(e));
+			reply_error(r->id, "IO_ERROR", e, "mount 9p %.64s on %s: %s", tag, confine_root(), strerror(e));
 			return;
 		}
-		g.mounted = true;
-		root_reopen();
+		mounted = true;
+		confine_reopen_root();
 	}
 	reply_empty(r->id);
 }
