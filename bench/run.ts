@@ -1,6 +1,6 @@
 // `luminaguard bench <scenario>`: runs scenarios, checks for leftovers, stores the result and prints it.
 import { LuminaGuardError } from "../src/errors.js";
-import { requireImage } from "../src/guest/image/build.js";
+import { requireImage } from "../src/image/build.js";
 import { getBackend, probeBackend } from "../src/runtime/backends.js";
 import type { MicroVmBackend } from "../src/sandbox/microvm/backend.js";
 import type { BackendName } from "../src/sandbox/types.js";

@@ -2,7 +2,7 @@
 import { mkdtempSync, realpathSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { requireImage } from "../src/guest/image/build.js";
+import { requireImage } from "../src/image/build.js";
 import { getBackend } from "../src/runtime/backends.js";
 import { SandboxPool } from "../src/runtime/pool.js";
 import { Sandbox } from "../src/runtime/sandbox.js";

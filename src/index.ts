@@ -27,8 +27,8 @@ export type { ListDirectoryArgs, ListDirectoryResult } from "./tools/list-direct
 export type { SearchArgs, SearchResult } from "./tools/search.js";
 export type { ExecuteCommandArgs, CommandResult } from "./tools/execute-command.js";
 export type { BackendName, BackendProbe } from "./sandbox/types.js";
-export { buildImage } from "./guest/image/build.js";
-export type { ImageManifest } from "./guest/image/build.js";
+export { buildImage } from "./image/build.js";
+export type { ImageManifest } from "./image/build.js";
 export { McpClientPool, serveStdio, serveHttp } from "./mcp/index.js";
 export { ApprovalGate, callbackApprover, nonInteractiveApprover, terminalApprover, elicitationApprover, loadPolicy, parsePolicy, AuditLog, readAudit } from "./approval/index.js";
 export type { Approver, ApprovalRequest, ApprovalAnswer, GateDecision, Policy, PolicyRule, AuditEntry, Card } from "./approval/index.js";

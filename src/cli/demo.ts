@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { toLuminaGuardError } from "../errors.js";
-import { buildImage } from "../guest/image/build.js";
+import { buildImage } from "../image/build.js";
 import { probeBackend, type BackendChoice } from "../runtime/backends.js";
 import { Sandbox } from "../runtime/sandbox.js";
 import type { BackendName } from "../sandbox/types.js";

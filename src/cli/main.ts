@@ -2,7 +2,7 @@
 // The `luminaguard` command: doctor, image build, exec, tool, demo.
 import { Command, Option } from "commander";
 import { LuminaGuardError } from "../errors.js";
-import { buildImage, KERNEL_KINDS, type KernelKind } from "../guest/image/build.js";
+import { buildImage, KERNEL_KINDS, type KernelKind } from "../image/build.js";
 import { BACKEND_CHOICES, type BackendChoice } from "../runtime/backends.js";
 import { MAX_DISK_MIB, MIN_DISK_MIB } from "../runtime/disk.js";
 import type { FileToolsMode } from "../sandbox/types.js";

@@ -1,7 +1,7 @@
 // The SDK's Sandbox: one single-use isolated sandbox bound to one workspace, with files, search and commands.
 import { randomBytes } from "node:crypto";
 import { LuminaGuardError } from "../errors.js";
-import type { GuestChannel } from "../guest/channel.js";
+import type { GuestChannel } from "../protocol/channel.js";
 import type { FileToolsMode, SandboxHandle, ServedBy } from "../sandbox/types.js";
 import * as tools from "../tools/dispatch.js";
 import type { CallOptions, CommandResult, ListDirectoryResult, ReadFileResult, SearchResult, WriteFileResult } from "../tools/dispatch.js";

@@ -1,5 +1,5 @@
 // The contract between the runtime and a sandbox backend; backends know nothing of MCP, HTTP or the CLI.
-import type { GuestChannel } from "../guest/channel.js";
+import type { GuestChannel } from "../protocol/channel.js";
 
 export type BackendName = "microvm" | "namespace";
 

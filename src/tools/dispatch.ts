@@ -1,6 +1,6 @@
 // Carries one validated tool call to a sandbox's guest agent over the channel the caller picks; each tool's
 // host side lives in its module, and the only tool implementation in the guest.
-import type { GuestChannel } from "../guest/channel.js";
+import type { GuestChannel } from "../protocol/channel.js";
 import { TOOLS, type ToolResult, type ValidatedCall } from "./registry.js";
 import type { CallOptions } from "./tool.js";
 

@@ -1,7 +1,7 @@
 // execute_command: one command (a shell line or an argv) in the sandbox, its output streamed, its process tree killed at the timeout.
 import { z } from "zod";
 import { ToolTimeoutError } from "../errors.js";
-import type { GuestChannel } from "../guest/channel.js";
+import type { GuestChannel } from "../protocol/channel.js";
 import { DEFAULT_OUTPUT_MAX_BYTES, WORKSPACE_PATH_TEXT, defineTool, requestOptions, workspacePath, type CallOptions, type Valid } from "./tool.js";
 
 export const DEFAULT_COMMAND_TIMEOUT_MS = 60_000;

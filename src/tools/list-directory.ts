@@ -1,6 +1,6 @@
 // list_directory: a workspace directory's entries, depth-first and sorted, without following symlinks.
 import { z } from "zod";
-import type { GuestChannel } from "../guest/channel.js";
+import type { GuestChannel } from "../protocol/channel.js";
 import { FILE_OP_DEADLINE_MS, WORKSPACE_PATH_TEXT, count, defineTool, requestOptions, workspacePath, type CallOptions, type Valid } from "./tool.js";
 
 export const DEFAULT_LIST_DEPTH = 1;

@@ -1,7 +1,7 @@
 // read_file: bytes of one workspace file, from an offset, as text when they are UTF-8 and base64 otherwise.
 import { z } from "zod";
 import { LuminaGuardError } from "../errors.js";
-import type { GuestChannel } from "../guest/channel.js";
+import type { GuestChannel } from "../protocol/channel.js";
 import { DEFAULT_READ_MAX_BYTES, FILE_OP_DEADLINE_MS, WORKSPACE_PATH_TEXT, base64, count, defineTool, requestOptions, workspacePath, type CallOptions, type Valid } from "./tool.js";
 
 export const DEFAULT_READ_OFFSET = 0;

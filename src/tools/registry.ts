@@ -35,7 +35,7 @@ export type ValidatedCall = { [N in ToolName]: { readonly tool: N; readonly args
 export const toolArgSchemas = mapTools((d) => d.args) as { readonly [N in ToolName]: Defs[N]["args"] };
 /** The JSON-safe result of each tool, exactly as `Sandbox.callTool` returns it. */
 export const toolResultSchemas = mapTools((d) => d.result) as { readonly [N in ToolName]: Defs[N]["result"] };
-/** Each tool's success answer from the guest agent; guest/protocol.ts adds the control ops. */
+/** Each tool's success answer from the guest agent; protocol/messages.ts adds the control ops. */
 export const toolWireResults = mapTools((d) => d.wireResult) as { readonly [N in ToolName]: Defs[N]["wireResult"] };
 
 /** Arguments parsed here, by tool; deep-frozen, so what was checked is what runs. */

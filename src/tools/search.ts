@@ -1,6 +1,6 @@
 // search: lines matching a regular expression, files matching a name glob, or both, under a workspace directory.
 import { z } from "zod";
-import type { GuestChannel } from "../guest/channel.js";
+import type { GuestChannel } from "../protocol/channel.js";
 import { FILE_OP_DEADLINE_MS, WORKSPACE_PATH_TEXT, count, defineTool, requestOptions, workspacePath, type CallOptions, type Valid } from "./tool.js";
 
 export const DEFAULT_SEARCH_MAX_RESULTS = 100;

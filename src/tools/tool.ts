@@ -1,6 +1,6 @@
 // What one tool module declares, and the pieces the five share: path and base64 schemas, call options, deadlines.
 import { z } from "zod";
-import type { GuestChannel, RequestOptions } from "../guest/channel.js";
+import type { GuestChannel, RequestOptions } from "../protocol/channel.js";
 
 /** Reads return at most this many bytes unless the caller caps them lower (the MCP server does). */
 export const DEFAULT_READ_MAX_BYTES = 8 * 1024 * 1024;

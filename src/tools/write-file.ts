@@ -1,7 +1,7 @@
 // write_file: create or replace one workspace file, atomically and durably, from UTF-8 text or base64.
 import { z } from "zod";
 import { LuminaGuardError } from "../errors.js";
-import type { GuestChannel } from "../guest/channel.js";
+import type { GuestChannel } from "../protocol/channel.js";
 import { BASE64_RE, FILE_OP_DEADLINE_MS, WORKSPACE_PATH_TEXT, count, defineTool, requestOptions, workspacePath, type CallOptions, type Valid } from "./tool.js";
 
 export const MAX_WRITE_BYTES = 8 * 1024 * 1024;

@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { killGroup } from "../../src/util/proc.js";
-import { ensureAgent } from "../../src/guest/image/agent.js";
+import { ensureAgent } from "../../src/image/agent.js";
 import type { BackendProbe } from "../../src/sandbox/types.js";
 import { SandboxCgroup, probeCgroups } from "../../src/sandbox/namespace/cgroup.js";
 import { launch } from "../../src/sandbox/namespace/launch.js";

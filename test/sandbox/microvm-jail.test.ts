@@ -8,7 +8,7 @@ import { describe, test } from "node:test";
 import { qemuArgs, qemuOptValue } from "../../src/sandbox/microvm/qemu.js";
 import { allocateIdentity, ensureJailer, jailerArgs } from "../../src/sandbox/jailer/jailer.js";
 import { run } from "../../src/util/proc.js";
-import { requireImage } from "../../src/guest/image/build.js";
+import { requireImage } from "../../src/image/build.js";
 import { sandboxFor, tempWorkspace, unavailable } from "../fixtures.js";
 
 function status(pid: number): Record<string, string> {

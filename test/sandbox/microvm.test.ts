@@ -4,7 +4,7 @@ import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import { release } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { requireImage } from "../../src/guest/image/build.js";
+import { requireImage } from "../../src/image/build.js";
 import { getBackend } from "../../src/runtime/backends.js";
 import { MicroVmBackend } from "../../src/sandbox/microvm/backend.js";
 import { loadSnapshot } from "../../src/sandbox/microvm/snapshot.js";

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { cacheDir } from "../../paths.js";
 import { run } from "../../util/proc.js";
-import type { ImageManifest } from "../../guest/image/build.js";
+import type { ImageManifest } from "../../image/build.js";
 import { QEMU_BINARY, type Accelerator } from "./qemu.js";
 
 export const accelVerdictSchema = z.object({

@@ -1,8 +1,8 @@
 // The micro-VM backend: a QEMU microvm per sandbox, guest agent over virtio-serial, workspace over 9p.
 import { randomBytes } from "node:crypto";
 import type { Socket } from "node:net";
-import { GuestChannel } from "../../guest/channel.js";
-import { requireImage, type ImageManifest } from "../../guest/image/build.js";
+import { GuestChannel } from "../../protocol/channel.js";
+import { requireImage, type ImageManifest } from "../../image/build.js";
 import { LuminaGuardError, toLuminaGuardError } from "../../errors.js";
 import { log } from "../../log.js";
 import type { BackendProbe, FileToolsMode, SandboxBackend, SandboxHandle, SandboxSpec } from "../types.js";

@@ -4,7 +4,7 @@ import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, statSync } from
 import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { LuminaGuardError } from "../../errors.js";
-import { imageNeedsAcpi, type ImageManifest } from "../../guest/image/build.js";
+import { imageNeedsAcpi, type ImageManifest } from "../../image/build.js";
 import { runDir, runSubdir } from "../../paths.js";
 import { sandboxHostEnv } from "../../util/env.js";
 import { killGroup, spawnGroup } from "../../util/proc.js";

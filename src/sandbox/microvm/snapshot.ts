@@ -4,8 +4,8 @@ import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, renameSync, 
 import { createServer, type Socket } from "node:net";
 import { join } from "node:path";
 import { z } from "zod";
-import { GuestChannel } from "../../guest/channel.js";
-import type { ImageManifest } from "../../guest/image/build.js";
+import { GuestChannel } from "../../protocol/channel.js";
+import type { ImageManifest } from "../../image/build.js";
 import { LuminaGuardError } from "../../errors.js";
 import { log } from "../../log.js";
 import { cacheDir } from "../../paths.js";

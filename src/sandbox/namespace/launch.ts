@@ -21,7 +21,7 @@ import { sandboxHostEnv } from "../../util/env.js";
 import { spawnGroup } from "../../util/proc.js";
 import { AGENT_COMMAND, bwrapArgs, groupFile, hostsFile, passwdFile, type BwrapFds } from "./bwrap.js";
 import type { SandboxCgroup } from "./cgroup.js";
-import { shieldStdio } from "./fd-shield.js";
+import { shieldStdio } from "./inherited-fds.js";
 import { seccompFilterBytes } from "./seccomp.js";
 
 /** Child descriptor numbers; 0-2 are the agent's channel (stdin/stdout) and its log (stderr). */

@@ -1,18 +1,18 @@
 // Builds the minimal guest kernel from Debian's linux-source-6.1 (tinyconfig + our fragment), cached by content hash.
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
-import { join } from "node:path";
-import { LuminaGuardError } from "../../errors.js";
-import { cacheDir } from "../../paths.js";
-import { hashInputs } from "../../util/hash.js";
-import { packageRoot } from "../../util/pkg.js";
-import { run } from "../../util/proc.js";
+import { dirname, join } from "node:path";
+import { LuminaGuardError } from "../errors.js";
+import { cacheDir } from "../paths.js";
+import { hashInputs } from "../util/hash.js";
+import { packageRoot } from "../util/pkg.js";
+import { run } from "../util/proc.js";
 
 export const KERNEL_SOURCE_TARBALL = "/usr/src/linux-source-6.1.tar.xz";
 const BUILD_TIMEOUT_MS = 60 * 60 * 1000;
 
 export function kernelFragmentPath(): string {
-  return join(packageRoot(), "src", "guest", "image", "kernel.config.fragment");
+  return join(packageRoot(), "src", "image", "kernel.config.fragment");
 }
 
 /** CONFIG_X=y lines the built .config must contain; a missing one means the fragment did not apply. */
@@ -36,7 +36,8 @@ async function sourceIdentity(): Promise<string> {
 }
 
 export async function minimalKernelHash(): Promise<string> {
-  return hashInputs([kernelFragmentPath()], [await sourceIdentity(), "tinyconfig+fragment v1"], packageRoot()).slice(0, 16);
+  // Keyed by the fragment's content, not by where it lives in the tree.
+  return hashInputs([kernelFragmentPath()], [await sourceIdentity(), "tinyconfig+fragment v1"], dirname(kernelFragmentPath())).slice(0, 16);
 }
 
 export interface KernelBuild {

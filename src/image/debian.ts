@@ -2,10 +2,10 @@
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
-import { LuminaGuardError } from "../../errors.js";
-import { cacheDir } from "../../paths.js";
-import { hashInputs } from "../../util/hash.js";
-import { run, type RunResult } from "../../util/proc.js";
+import { LuminaGuardError } from "../errors.js";
+import { cacheDir } from "../paths.js";
+import { hashInputs } from "../util/hash.js";
+import { run, type RunResult } from "../util/proc.js";
 import { indexModules, resolveModules } from "./kmod.js";
 import { extractPvhKernel } from "./vmlinux.js";
 

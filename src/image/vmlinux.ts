@@ -2,7 +2,7 @@
 import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { gunzipSync } from "node:zlib";
-import { run } from "../../util/proc.js";
+import { run } from "../util/proc.js";
 
 /** XEN_ELFNOTE_PHYS32_ENTRY: the 32-bit PVH entry point QEMU looks for in an ELF kernel. */
 const PVH_NOTE_TYPE = 18;

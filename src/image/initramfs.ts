@@ -1,6 +1,6 @@
 // Writes the guest's initramfs as an uncompressed newc cpio archive: our agent as /init, static busybox, kernel modules.
 import { readFileSync } from "node:fs";
-import { LuminaGuardError } from "../../errors.js";
+import { LuminaGuardError } from "../errors.js";
 
 interface CpioEntry {
   name: string;

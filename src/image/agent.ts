@@ -1,11 +1,11 @@
-// Builds the static guest agent from src/guest/agent, cached by the hash of its sources and compiler.
+// Builds the static guest agent from guest-agent/, cached by the hash of its sources and compiler.
 import { existsSync, mkdirSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { LuminaGuardError } from "../../errors.js";
-import { cacheDir } from "../../paths.js";
-import { hashInputs, listFiles } from "../../util/hash.js";
-import { packageRoot } from "../../util/pkg.js";
-import { run } from "../../util/proc.js";
+import { LuminaGuardError } from "../errors.js";
+import { cacheDir } from "../paths.js";
+import { hashInputs, listFiles } from "../util/hash.js";
+import { packageRoot } from "../util/pkg.js";
+import { run } from "../util/proc.js";
 
 export interface AgentBuild {
   path: string;
@@ -14,7 +14,13 @@ export interface AgentBuild {
 }
 
 export function agentSourceDir(): string {
-  return join(packageRoot(), "src", "guest", "agent");
+  return join(packageRoot(), "guest-agent");
+}
+
+/** The agent's sources and build script: its tests (guest-agent/test) do not change the binary. */
+function agentSources(): string[] {
+  const tests = join(agentSourceDir(), "test");
+  return listFiles(agentSourceDir()).filter((f) => !f.startsWith(`${tests}/`));
 }
 
 async function compilerId(): Promise<string> {
@@ -30,7 +36,8 @@ async function compilerId(): Promise<string> {
 }
 
 export async function agentHash(): Promise<string> {
-  return hashInputs(listFiles(agentSourceDir()), [await compilerId()], packageRoot()).slice(0, 16);
+  // Names relative to the agent's folder: moving the folder does not change the key.
+  return hashInputs(agentSources(), [await compilerId()], agentSourceDir()).slice(0, 16);
 }
 
 /** Returns the cached agent binary, building it first when its inputs changed or `force` is set. */

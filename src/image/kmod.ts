@@ -3,8 +3,8 @@ import { copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSyn
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { gunzipSync } from "node:zlib";
-import { LuminaGuardError } from "../../errors.js";
-import { run } from "../../util/proc.js";
+import { LuminaGuardError } from "../errors.js";
+import { run } from "../util/proc.js";
 
 const MODULE_FILE = /\.ko(\.xz|\.zst|\.gz)?$/;
 

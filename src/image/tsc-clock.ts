@@ -1,7 +1,7 @@
 // The host's TSC frequency, which a Debian kernel under TCG must be told (tsc_early_khz) or it hangs calibrating.
 import { readFileSync } from "node:fs";
-import { LuminaGuardError } from "../../errors.js";
-import { run } from "../../util/proc.js";
+import { LuminaGuardError } from "../errors.js";
+import { run } from "../util/proc.js";
 
 export interface TscReading {
   khz: number;

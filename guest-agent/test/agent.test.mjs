@@ -1,4 +1,4 @@
-// Guest agent (src/guest/agent) over its stdio channel: builds lg-agent, then checks docs/protocol.md op by op.
+// Guest agent (guest-agent/) over its stdio channel: builds lg-agent, then checks docs/protocol.md op by op.
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { execFileSync, spawn } from "node:child_process";
@@ -32,7 +32,7 @@ const agentPath = process.env.LG_AGENT_BIN ?? join(scratch, "lg-agent");
 
 before(() => {
   if (process.env.LG_AGENT_BIN) return;
-  execFileSync("bash", [join(repo, "src/guest/agent/build.sh"), agentPath], { stdio: ["ignore", "inherit", "inherit"] });
+  execFileSync("bash", [join(repo, "guest-agent/build.sh"), agentPath], { stdio: ["ignore", "inherit", "inherit"] });
 });
 
 after(() => {

@@ -15,7 +15,7 @@ import {
   resultSchemas,
   type GuestOp,
   type GuestResult,
-} from "./protocol.js";
+} from "./messages.js";
 
 export interface ChannelTransport {
   input: Readable;

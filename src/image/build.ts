@@ -2,16 +2,16 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
-import { LuminaGuardError } from "../../errors.js";
-import { log } from "../../log.js";
-import { cacheDir } from "../../paths.js";
-import { hashInputs } from "../../util/hash.js";
-import { run } from "../../util/proc.js";
+import { LuminaGuardError } from "../errors.js";
+import { log } from "../log.js";
+import { cacheDir } from "../paths.js";
+import { hashInputs } from "../util/hash.js";
+import { run } from "../util/proc.js";
 import { agentHash, ensureAgent } from "./agent.js";
 import { DEBIAN_KERNEL_META_PACKAGE, debianKernelHash, ensureDebianKernel, resolveDebianKernelPackage, type DebianPackage } from "./debian.js";
 import { buildInitramfs } from "./initramfs.js";
 import { ensureMinimalKernel, minimalKernelHash } from "./kernel.js";
-import { hostTscKhz } from "./tsc.js";
+import { hostTscKhz } from "./tsc-clock.js";
 
 export const BUSYBOX_PATH = "/bin/busybox";
 const IMAGE_FORMAT = "initramfs-newc v1";
