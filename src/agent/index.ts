@@ -1,4 +1,4 @@
-// The agent loop's public surface: providers, plans, the loop, transcripts and the `run` command.
+// The agent loop's public surface: providers, plans, the loop and transcripts.
 export { runAgent, DEFAULT_MAX_STEPS, DEFAULT_SYSTEM_PROMPT, MAX_RESULT_CHARS } from "./loop.js";
 export type { AgentRunOptions, AgentRunResult, AgentStatus, AgentEvent } from "./loop.js";
 export { OpenAIProvider, DEFAULT_OPENAI_BASE_URL } from "./openai.js";
@@ -13,6 +13,4 @@ export { loadPlan, parsePlan, PlanProvider, planSchema } from "./plan.js";
 export type { Plan, PlanStep } from "./plan.js";
 export { ToolCatalogue } from "./tools.js";
 export { Transcript, newRunId, runsDir } from "./transcript.js";
-export { registerRunCommand, runCommand, RUN_EXIT } from "./cli.js";
-export type { RunFlags, RegisterRunOptions } from "./cli.js";
 export type { ChatMessage, CompletionRequest, ExternalToolInfo, ExternalTools, ModelProvider, ModelToolCall, ModelTurn, ToolSpec, Usage } from "./types.js";

@@ -12,4 +12,3 @@ export { loadPolicy, parsePolicy, defaultPolicy, evaluatePolicy, defaultPolicyPa
 export type { Policy, PolicyRule, PolicyFile, PolicyMatch, ToolCallRequest, ActionClass, Risk, PolicyAction } from "./policy.js";
 export { AuditLog, readAudit, argsHash, canonicalJson, defaultAuditPath, auditEntrySchema } from "./audit.js";
 export type { AuditEntry } from "./audit.js";
-export { registerAuditCommand, parseSince } from "./cli.js";

@@ -1,6 +1,6 @@
 // `luminaguard bench <scenario>`: the Phase 3 benchmark; results go to .beads/metrics/ and the screen.
 import { Argument, Option, type Command } from "commander";
-import { runBench, SCENARIOS, type ScenarioName } from "../../bench/run.js";
+import { runBench, SCENARIOS, type ScenarioName } from "../bench/run.js";
 import { formatRun, progressBar } from "../metrics/format.js";
 import { runSummaryJson } from "../metrics/schema.js";
 import type { BackendName } from "../sandbox/types.js";

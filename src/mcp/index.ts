@@ -21,4 +21,3 @@ export {
   McpRemoteError,
 } from "./errors.js";
 export type { McpFailureReason } from "./errors.js";
-export { registerMcpCommand } from "./cli.js";

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { Command } from "commander";
 import { LuminaGuardError } from "../../src/errors.js";
-import { registerMetricsCommand } from "../../src/metrics/cli.js";
+import { registerMetricsCommand } from "../../src/cli/metrics.js";
 import { saveRun } from "../../src/metrics/store.js";
 import { spawnRun, tempDir, toolsRun } from "./helpers.js";
 

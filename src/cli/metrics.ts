@@ -2,11 +2,11 @@
 import { join } from "node:path";
 import type { Command } from "commander";
 import { LuminaGuardError } from "../errors.js";
-import { compareRuns } from "./compare.js";
-import { colorFor, criteriaCounts, formatComparison, formatRun, formatRunList, type ListedRun } from "./format.js";
-import { writeReport, type ReportInput } from "./report.js";
-import { runSummaryJson, SCENARIO_NAME, type BenchRun } from "./schema.js";
-import { listRuns, metricsDir, readRunFile, resolveRun, RUN_REF_HELP, type StoredRun } from "./store.js";
+import { compareRuns } from "../metrics/compare.js";
+import { colorFor, criteriaCounts, formatComparison, formatRun, formatRunList, type ListedRun } from "../metrics/format.js";
+import { writeReport, type ReportInput } from "../metrics/report.js";
+import { runSummaryJson, SCENARIO_NAME, type BenchRun } from "../metrics/schema.js";
+import { listRuns, metricsDir, readRunFile, resolveRun, RUN_REF_HELP, type StoredRun } from "../metrics/store.js";
 
 export interface MetricsIo {
   /** Where requested output goes; default process.stdout. */

@@ -3,19 +3,19 @@ import { Option, type Command } from "commander";
 import { hasTerminal, nonInteractiveApprover, terminalApprover, type Approver } from "../approval/approvers.js";
 import { ApprovalGate } from "../approval/gate.js";
 import { loadPolicy } from "../approval/policy.js";
-import { exitCodeFor, parseIntOption } from "../cli/output.js";
+import { exitCodeFor, parseIntOption } from "./output.js";
 import { isErrorCode, LuminaGuardError } from "../errors.js";
 import { BACKEND_CHOICES, type BackendChoice } from "../runtime/backends.js";
 import { MAX_DISK_MIB, MIN_DISK_MIB } from "../runtime/disk.js";
 import type { FileToolsMode } from "../sandbox/types.js";
-import { fileToolsOption } from "../cli/options.js";
+import { fileToolsOption } from "./options.js";
 import { Sandbox } from "../runtime/sandbox.js";
 import { clipWithMarker, escapeForTerminal } from "../util/terminal.js";
-import { DEFAULT_MAX_STEPS, runAgent, type AgentEvent, type AgentRunResult } from "./loop.js";
-import { createProvider } from "./models.js";
-import { loadPlan, PlanProvider } from "./plan.js";
-import { newRunId, Transcript } from "./transcript.js";
-import type { ExternalTools, ModelProvider } from "./types.js";
+import { DEFAULT_MAX_STEPS, runAgent, type AgentEvent, type AgentRunResult } from "../agent/loop.js";
+import { createProvider } from "../agent/models.js";
+import { loadPlan, PlanProvider } from "../agent/plan.js";
+import { newRunId, Transcript } from "../agent/transcript.js";
+import type { ExternalTools, ModelProvider } from "../agent/types.js";
 
 export interface RunFlags {
   model?: string;

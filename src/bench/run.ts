@@ -1,11 +1,11 @@
 // `luminaguard bench <scenario>`: runs scenarios, checks for leftovers, stores the result and prints it.
-import { LuminaGuardError } from "../src/errors.js";
-import { requireImage } from "../src/image/build.js";
-import { getBackend, probeBackend } from "../src/runtime/backends.js";
-import type { MicroVmBackend } from "../src/sandbox/microvm/backend.js";
-import type { BackendName } from "../src/sandbox/types.js";
-import type { BenchRun } from "../src/metrics/schema.js";
-import { createRun, saveRun } from "../src/metrics/store.js";
+import { LuminaGuardError } from "../errors.js";
+import { requireImage } from "../image/build.js";
+import { getBackend, probeBackend } from "../runtime/backends.js";
+import type { MicroVmBackend } from "../sandbox/microvm/backend.js";
+import type { BackendName } from "../sandbox/types.js";
+import type { BenchRun } from "../metrics/schema.js";
+import { createRun, saveRun } from "../metrics/store.js";
 import { criteriaFor } from "./criteria.js";
 import { mcpScenario } from "./mcp.js";
 import { leakSnapshot, newLeaks } from "./leaks.js";

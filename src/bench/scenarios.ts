@@ -2,14 +2,14 @@
 import { mkdtempSync, realpathSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { requireImage } from "../src/image/build.js";
-import { getBackend } from "../src/runtime/backends.js";
-import { SandboxPool } from "../src/runtime/pool.js";
-import { Sandbox } from "../src/runtime/sandbox.js";
-import { MicroVmBackend } from "../src/sandbox/microvm/backend.js";
-import { connectWhenReady, destroyVm, launchVm } from "../src/sandbox/microvm/qemu.js";
-import type { BackendName, SandboxHandle } from "../src/sandbox/types.js";
-import { cpuSampler } from "../src/metrics/stats.js";
+import { requireImage } from "../image/build.js";
+import { getBackend } from "../runtime/backends.js";
+import { SandboxPool } from "../runtime/pool.js";
+import { Sandbox } from "../runtime/sandbox.js";
+import { MicroVmBackend } from "../sandbox/microvm/backend.js";
+import { connectWhenReady, destroyVm, launchVm } from "../sandbox/microvm/qemu.js";
+import type { BackendName, SandboxHandle } from "../sandbox/types.js";
+import { cpuSampler } from "../metrics/stats.js";
 import { pssMiB, sleep, time, timeProcess } from "./measure.js";
 import { runOnSandbox, runUnsandboxed, seedWorkspace, standardOps, type Op } from "./workload.js";
 

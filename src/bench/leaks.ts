@@ -2,7 +2,7 @@
 import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { runDir } from "../src/paths.js";
+import { runDir } from "../paths.js";
 
 export interface LeakSnapshot {
   processes: string[];

@@ -2,9 +2,9 @@
 import { spawn } from "node:child_process";
 import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync, lstatSync } from "node:fs";
 import { join, relative } from "node:path";
-import { seededRandom } from "../src/metrics/stats.js";
-import type { Sandbox } from "../src/runtime/sandbox.js";
-import type { ToolName } from "../src/tools/registry.js";
+import { seededRandom } from "../metrics/stats.js";
+import type { Sandbox } from "../runtime/sandbox.js";
+import type { ToolName } from "../tools/registry.js";
 
 /** Mix of the five tools in every scenario that replays the workload (percent). */
 export const STANDARD_MIX: Readonly<Record<ToolName, number>> = {

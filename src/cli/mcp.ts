@@ -2,17 +2,17 @@
 import { Option, type Command } from "commander";
 import { configPath, loadConfig } from "../config/config.js";
 import { LuminaGuardError } from "../errors.js";
-import { parseIntOption } from "../cli/output.js";
+import { parseIntOption } from "./output.js";
 import { BACKEND_CHOICES, type BackendChoice } from "../runtime/backends.js";
 import { MAX_DISK_MIB, MIN_DISK_MIB } from "../runtime/disk.js";
 import type { FileToolsMode } from "../sandbox/types.js";
-import { fileToolsOption } from "../cli/options.js";
+import { fileToolsOption } from "./options.js";
 import { escapeForTerminal } from "../util/terminal.js";
-import { APPROVAL_MODES, approvalHook, type ApprovalMode } from "./approval.js";
-import { McpClientPool } from "./client.js";
-import { serveHttp, TOKEN_ENV } from "./serve-http.js";
-import { serveStdio } from "./serve-stdio.js";
-import type { McpServeOptions } from "./server.js";
+import { APPROVAL_MODES, approvalHook, type ApprovalMode } from "../mcp/approval.js";
+import { McpClientPool } from "../mcp/client.js";
+import { serveHttp, TOKEN_ENV } from "../mcp/serve-http.js";
+import { serveStdio } from "../mcp/serve-stdio.js";
+import type { McpServeOptions } from "../mcp/server.js";
 
 export const DEFAULT_HTTP_PORT = 8765;
 

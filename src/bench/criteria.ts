@@ -1,6 +1,6 @@
 // Success criteria per scenario and backend: the seed's Phase 3 floor and this project's own (issue) targets.
-import type { CriterionDef } from "../src/metrics/schema.js";
-import type { BackendName } from "../src/sandbox/types.js";
+import type { CriterionDef } from "../metrics/schema.js";
+import type { BackendName } from "../sandbox/types.js";
 
 const c = (name: string, metric: string, stat: CriterionDef["stat"], op: CriterionDef["op"], target: number, source: CriterionDef["source"]): CriterionDef => ({
   name,

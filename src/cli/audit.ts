@@ -2,7 +2,7 @@
 import type { Command } from "commander";
 import { LuminaGuardError } from "../errors.js";
 import { escapeForTerminal } from "../util/terminal.js";
-import { defaultAuditPath, readAudit, type AuditEntry } from "./audit.js";
+import { defaultAuditPath, readAudit, type AuditEntry } from "../approval/audit.js";
 
 const UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
 

@@ -9,9 +9,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
-import { McpClientPool } from "../src/mcp/client.js";
-import { packageRoot } from "../src/util/pkg.js";
-import { killGroup } from "../src/util/proc.js";
+import { McpClientPool } from "../mcp/client.js";
+import { packageRoot } from "../util/pkg.js";
+import { killGroup } from "../util/proc.js";
 import { sleep } from "./measure.js";
 import type { Recorder, ScenarioOptions } from "./scenarios.js";
 
@@ -31,7 +31,7 @@ function packageVersion(name: string): string {
 
 /** argv of our MCP server over stdio: the real `luminaguard mcp`. */
 function ourServerArgv(backend: string, workspace: string): { argv: string[]; via: string } {
-  const main = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
+  const main = fileURLToPath(new URL("../cli/main.js", import.meta.url));
   return { argv: [main, "mcp", "--backend", backend, "--workspace", workspace, "--idle-timeout", "3600"], via: "luminaguard mcp" };
 }
 
