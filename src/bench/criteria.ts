@@ -1,4 +1,4 @@
-// Success criteria per scenario and backend: the seed's Phase 3 floor and this project's own (issue) targets.
+// Success criteria per scenario and backend: the Phase 3 targets (the floor) and this project's own.
 import type { CriterionDef } from "../metrics/schema.js";
 import type { BackendName } from "../sandbox/types.js";
 
@@ -14,38 +14,38 @@ const c = (name: string, metric: string, stat: CriterionDef["stat"], op: Criteri
 export function criteriaFor(scenario: string, backend: BackendName): CriterionDef[] {
   const out: CriterionDef[] = [];
   if (scenario === "spawn" || scenario === "all") {
-    // The seed: median spawn under 100 ms, 95% under 120 ms. For microvm "spawn" is a real restore.
+    // Phase 3: median spawn under 100 ms, 95% under 120 ms. For microvm "spawn" is a real restore.
     const spawnMetric = backend === "microvm" ? "restore_ms" : "spawn_ms";
-    out.push(c("seed: median spawn < 100 ms", spawnMetric, "p50", "<", 100, "seed"));
-    out.push(c("seed: 95% of spawns < 120 ms", spawnMetric, "p95", "<", 120, "seed"));
-    out.push(c("handout p50 ≤ 2 ms", "handout_ms", "p50", "<=", 2, "issue"));
-    out.push(c("handout p95/p50 ≤ 1.2", "handout_p95_over_p50", "p50", "<=", 1.2, "issue"));
+    out.push(c("median spawn < 100 ms", spawnMetric, "p50", "<", 100, "phase3"));
+    out.push(c("95% of spawns < 120 ms", spawnMetric, "p95", "<", 120, "phase3"));
+    out.push(c("handout p50 ≤ 2 ms", "handout_ms", "p50", "<=", 2, "project"));
+    out.push(c("handout p95/p50 ≤ 1.2", "handout_p95_over_p50", "p50", "<=", 1.2, "project"));
     if (backend === "namespace") {
-      out.push(c("handout p95 ≤ 5 ms", "handout_ms", "p95", "<=", 5, "issue"));
-      out.push(c("first call (pool hot) p50 ≤ 15 ms", "spawn_first_call_ms", "p50", "<=", 15, "issue"));
+      out.push(c("handout p95 ≤ 5 ms", "handout_ms", "p95", "<=", 5, "project"));
+      out.push(c("first call (pool hot) p50 ≤ 15 ms", "spawn_first_call_ms", "p50", "<=", 15, "project"));
     } else {
-      out.push(c("restore p50 ≤ 100 ms", "restore_ms", "p50", "<=", 100, "issue"));
-      out.push(c("restore p95 ≤ 120 ms", "restore_ms", "p95", "<=", 120, "issue"));
+      out.push(c("restore p50 ≤ 100 ms", "restore_ms", "p50", "<=", 100, "project"));
+      out.push(c("restore p95 ≤ 120 ms", "restore_ms", "p95", "<=", 120, "project"));
     }
   }
   if (scenario === "memory" || scenario === "all") {
-    out.push(c("seed: < 200 MB per agent (workload)", "pss_workload_mib", "max", "<", 200, "seed"));
+    out.push(c("< 200 MB per agent (workload)", "pss_workload_mib", "max", "<", 200, "phase3"));
     if (backend === "microvm") {
-      out.push(c("PSS idle ≤ 30 MiB per VM (10 alive)", "pss_idle_mib", "p50", "<=", 30, "issue"));
-      out.push(c("the file-tool jail adds ≤ 2 MiB per sandbox", "pss_file_jail_mib", "p50", "<=", 2, "issue"));
+      out.push(c("PSS idle ≤ 30 MiB per VM (10 alive)", "pss_idle_mib", "p50", "<=", 30, "project"));
+      out.push(c("the file-tool jail adds ≤ 2 MiB per sandbox", "pss_file_jail_mib", "p50", "<=", 2, "project"));
     }
   }
   if (scenario === "tools" || scenario === "all") {
-    out.push(c("seed: 1000+ tool executions/min", "throughput_ops_per_min", "p50", ">=", 1000, "seed"));
-    out.push(c("seed: CPU < 50% at 1,000 ops/min, C agents (mean)", "cpu_util_pct_at_seed_rate", "mean", "<", 50, "seed"));
-    if (backend === "namespace") out.push(c("throughput ≥ 60,000 ops/min (C=8)", "throughput_ops_per_min", "p50", ">=", 60_000, "issue"));
+    out.push(c("1000+ tool executions/min", "throughput_ops_per_min", "p50", ">=", 1000, "phase3"));
+    out.push(c("CPU < 50% at 1,000 ops/min, C agents (mean)", "cpu_util_pct_at_seed_rate", "mean", "<", 50, "phase3"));
+    if (backend === "namespace") out.push(c("throughput ≥ 60,000 ops/min (C=8)", "throughput_ops_per_min", "p50", ">=", 60_000, "project"));
   }
   if (scenario === "mcp" || scenario === "all") {
-    out.push(c("seed: MCP p95 < 50 ms (our server's read_file)", "mcp_latency_ms.server_read_file", "p95", "<", 50, "seed"));
-    out.push(c("our client → local stdio server p95 ≤ 5 ms", "mcp_latency_ms.client_fs_stdio", "p95", "<=", 5, "issue"));
+    out.push(c("MCP p95 < 50 ms (our server's read_file)", "mcp_latency_ms.server_read_file", "p95", "<", 50, "phase3"));
+    out.push(c("our client → local stdio server p95 ≤ 5 ms", "mcp_latency_ms.client_fs_stdio", "p95", "<=", 5, "project"));
     if (backend === "namespace") {
-      out.push(c("our sandboxed read_file p95 ≤ 5 ms", "mcp_latency_ms.server_read_file", "p95", "<=", 5, "issue"));
-      out.push(c("pipelined throughput ≥ 1.0× unsandboxed server-filesystem", "mcp_throughput_ratio.server_read_file_over_ref", "p50", ">=", 1.0, "issue"));
+      out.push(c("our sandboxed read_file p95 ≤ 5 ms", "mcp_latency_ms.server_read_file", "p95", "<=", 5, "project"));
+      out.push(c("pipelined throughput ≥ 1.0× unsandboxed server-filesystem", "mcp_throughput_ratio.server_read_file_over_ref", "p50", ">=", 1.0, "project"));
     }
   }
   return out;

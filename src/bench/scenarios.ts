@@ -1,4 +1,4 @@
-// The Phase 3 benchmark scenarios: spawn, tools, memory, all. Each returns samples; run.ts turns them into a stored result.
+// The benchmark scenarios: spawn, tools, memory, all. Each returns samples; run.ts turns them into a stored result.
 import { mkdtempSync, realpathSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -233,7 +233,7 @@ async function throughput(rec: Recorder, o: ScenarioOptions): Promise<void> {
     rec.series["throughput_ops_per_s"] = sandboxed.perSecond.map((v, i) => ({ tMs: i * 1000, value: v ?? 0 }));
     rec.series["cpu_util_pct"] = sandboxed.cpuSeries;
     for (const s of sandboxed.cpuSeries) rec.add("cpu_util_pct", "%", s.value);
-    // The seed's CPU criterion, read at the seed's own load: 1,000 tool executions a minute in all.
+    // The Phase 3 CPU target, read at its own load: 1,000 tool executions a minute in all.
     const pacedSeconds = Math.min(15, o.durationS);
     const paced = await run(`CPU at 1,000 ops/min (${o.backend}, C=${C})`, (w, op) => runOnSandbox((workers[w] as { sandbox: Sandbox }).sandbox, op), pacedSeconds, 1000 / 60 / C);
     rec.add("paced_throughput_ops_per_min", "ops/min", paced.perMin);

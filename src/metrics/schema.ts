@@ -27,21 +27,41 @@ export const metricSummarySchema = z.object({
   mean: finite,
 });
 
-export const criterionDefSchema = z.object({
+/** Where a criterion comes from: the Phase 3 targets, or this project's own. */
+export const CRITERION_SOURCES = ["phase3", "project"] as const;
+
+/**
+ * Runs stored before the labels were renamed said "seed" (with names "seed: ...") and "issue"; they read as
+ * today's labels and names, so that old and new runs still compare criterion by criterion.
+ */
+function upgradeStoredCriterion(value: unknown): unknown {
+  if (typeof value !== "object" || value === null) return value;
+  const c = value as Record<string, unknown>;
+  if (c["source"] === "seed") return { ...c, source: "phase3", ...(typeof c["name"] === "string" ? { name: c["name"].replace(/^seed: /, "") } : {}) };
+  if (c["source"] === "issue") return { ...c, source: "project" };
+  return value;
+}
+
+const criterionDefShape = z.object({
   name: z.string().min(1),
   metric: z.string().min(1),
   stat: z.enum(STATS),
   op: z.enum(OPS),
   target: finite,
-  source: z.enum(["seed", "issue"]),
+  source: z.enum(CRITERION_SOURCES),
 });
 
-export const criterionSchema = criterionDefSchema.extend({
-  /** The measured stat; null when the metric was not measured in this run. */
-  value: finite.nullable(),
-  /** null when value is null: not measured is neither a pass nor a fail. */
-  pass: z.boolean().nullable(),
-});
+export const criterionDefSchema = z.preprocess(upgradeStoredCriterion, criterionDefShape);
+
+export const criterionSchema = z.preprocess(
+  upgradeStoredCriterion,
+  criterionDefShape.extend({
+    /** The measured stat; null when the metric was not measured in this run. */
+    value: finite.nullable(),
+    /** null when value is null: not measured is neither a pass nor a fail. */
+    pass: z.boolean().nullable(),
+  }),
+);
 
 export const machineSchema = z.object({
   cpus: z.number().int().min(1),
