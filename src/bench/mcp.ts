@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
-import { McpClientPool } from "../mcp/client.js";
+import { McpClientPool } from "../mcp/client/pool.js";
 import { packageRoot } from "../util/pkg.js";
 import { killGroup } from "../util/proc.js";
 import { sleep } from "./measure.js";

@@ -8,11 +8,11 @@ import { MAX_DISK_MIB, MIN_DISK_MIB } from "../runtime/disk.js";
 import type { FileToolsMode } from "../sandbox/types.js";
 import { fileToolsOption } from "./options.js";
 import { escapeForTerminal } from "../util/terminal.js";
-import { APPROVAL_MODES, approvalHook, type ApprovalMode } from "../mcp/approval.js";
-import { McpClientPool } from "../mcp/client.js";
-import { serveHttp, TOKEN_ENV } from "../mcp/serve-http.js";
-import { serveStdio } from "../mcp/serve-stdio.js";
-import type { McpServeOptions } from "../mcp/server.js";
+import { APPROVAL_MODES, approvalHook, type ApprovalMode } from "../mcp/server/approval.js";
+import { McpClientPool } from "../mcp/client/pool.js";
+import { serveHttp, TOKEN_ENV } from "../mcp/server/serve-http.js";
+import { serveStdio } from "../mcp/server/serve-stdio.js";
+import type { McpServeOptions } from "../mcp/server/server.js";
 
 export const DEFAULT_HTTP_PORT = 8765;
 

@@ -5,8 +5,8 @@ import { mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from "
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test, type TestContext } from "node:test";
-import { McpClientPool } from "../../src/mcp/client.js";
-import { McpClientError } from "../../src/mcp/errors.js";
+import { McpClientPool } from "../../src/mcp/client/pool.js";
+import { McpClientError } from "../../src/mcp/client/errors.js";
 import { parseConfig } from "../../src/config/config.js";
 import { EVERYTHING_SERVER, FIXTURES, FS_SERVER, alive, killTree, spawnUntil, startEverythingHttp, text, until } from "./helpers.js";
 

@@ -7,8 +7,8 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { ElicitRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import { LuminaGuardError } from "../../src/errors.js";
-import { serveHttp, type McpHttpServer } from "../../src/mcp/serve-http.js";
-import type { ToolCallContext } from "../../src/mcp/server.js";
+import { serveHttp, type McpHttpServer } from "../../src/mcp/server/serve-http.js";
+import type { ToolCallContext } from "../../src/mcp/server/server.js";
 import { tempWorkspace, unavailable } from "../fixtures.js";
 import { SERVE_ENTRY, alive, killTree, pidsWithCmdline, sdkHttpClient, spawnUntil, text, uniqueSleep, until } from "./helpers.js";
 

@@ -15,7 +15,7 @@ import { DEFAULT_RULES, defaultPolicy, evaluatePolicy, READ_ONLY_TOOLS } from ".
 import { LuminaGuardError } from "../../src/errors.js";
 import type { RequestOptions } from "../../src/protocol/channel.js";
 import { resultSchemas } from "../../src/protocol/messages.js";
-import { MCP_READ_MAX_BYTES, MCP_TOOLS } from "../../src/mcp/tools.js";
+import { MCP_READ_MAX_BYTES, MCP_TOOLS } from "../../src/mcp/server/tools.js";
 import { Sandbox } from "../../src/runtime/sandbox.js";
 import { getBackend } from "../../src/runtime/backends.js";
 import { isValidArgs, parseToolArgs, TOOL_NAMES, toolInputSchema, toolOutputSchema, TOOLS } from "../../src/tools/registry.js";

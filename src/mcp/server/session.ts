@@ -1,8 +1,8 @@
 // One MCP session's hold on the runtime: its sandbox from the warm pool, its calls in flight, its idle timer.
-import { LuminaGuardError } from "../errors.js";
-import { log } from "../log.js";
-import type { SandboxPool } from "../runtime/pool.js";
-import type { Sandbox } from "../runtime/sandbox.js";
+import { LuminaGuardError } from "../../errors.js";
+import { log } from "../../log.js";
+import type { SandboxPool } from "../../runtime/pool.js";
+import type { Sandbox } from "../../runtime/sandbox.js";
 
 export type SessionTransport = "stdio" | "http";
 

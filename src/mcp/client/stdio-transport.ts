@@ -5,9 +5,9 @@ import { isAbsolute, join, resolve } from "node:path";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
 import { getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
 import type { JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
-import { log } from "../log.js";
-import { killGroup, spawnGroup } from "../util/proc.js";
-import { DEFAULT_MAX_MESSAGE_BYTES, LineSplitter, parseJsonRpcLine, serialize } from "./jsonl.js";
+import { log } from "../../log.js";
+import { killGroup, spawnGroup } from "../../util/proc.js";
+import { DEFAULT_MAX_MESSAGE_BYTES, LineSplitter, parseJsonRpcLine, serialize } from "../shared/jsonl.js";
 
 export interface StdioProcessParams {
   command: string;

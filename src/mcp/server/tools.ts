@@ -1,7 +1,7 @@
 // The built-in tools as MCP presents them (tools/list, from the registry), and their results as MCP carries them.
 import type { CallToolResult, Tool } from "@modelcontextprotocol/sdk/types.js";
-import { toLuminaGuardError } from "../errors.js";
-import { TOOL_NAMES, TOOLS, toolInputSchema, toolOutputSchema, type ToolName } from "../tools/registry.js";
+import { toLuminaGuardError } from "../../errors.js";
+import { TOOL_NAMES, TOOLS, toolInputSchema, toolOutputSchema, type ToolName } from "../../tools/registry.js";
 
 /** Reads over this size need offset/length: the answer carries the bytes twice (text and structured) and hosts cap messages near 10 MiB. */
 export const MCP_READ_MAX_BYTES = 2 * 1024 * 1024;

@@ -2,8 +2,8 @@
 import type { Readable, Writable } from "node:stream";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
 import { ErrorCode, type JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
-import { log } from "../log.js";
-import { DEFAULT_MAX_MESSAGE_BYTES, LineSplitter, findRequestId, parseJsonRpcLine, serialize } from "./jsonl.js";
+import { log } from "../../log.js";
+import { DEFAULT_MAX_MESSAGE_BYTES, LineSplitter, findRequestId, parseJsonRpcLine, serialize } from "../shared/jsonl.js";
 
 /**
  * Unlike the SDK's StdioServerTransport this one answers a line it cannot use with a JSON-RPC error and keeps

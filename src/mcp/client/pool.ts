@@ -9,10 +9,10 @@ import {
   type CallToolResult,
   type Tool,
 } from "@modelcontextprotocol/sdk/types.js";
-import { expandEnv, isHttpServer, loadConfig, type LuminaGuardConfig, type McpServerConfig } from "../config/config.js";
-import { LuminaGuardError } from "../errors.js";
-import { log } from "../log.js";
-import { packageVersion } from "../util/pkg.js";
+import { expandEnv, isHttpServer, loadConfig, type LuminaGuardConfig, type McpServerConfig } from "../../config/config.js";
+import { LuminaGuardError } from "../../errors.js";
+import { log } from "../../log.js";
+import { packageVersion } from "../../util/pkg.js";
 import {
   McpClientError,
   McpProtocolError,
@@ -22,7 +22,7 @@ import {
   McpTimeoutError,
 } from "./errors.js";
 import { McpClientMetrics, type CallOutcome } from "./metrics.js";
-import { ProcessGroupStdioTransport } from "./stdio-client-transport.js";
+import { ProcessGroupStdioTransport } from "./stdio-transport.js";
 
 export const DEFAULT_CALL_TIMEOUT_MS = 60_000;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;

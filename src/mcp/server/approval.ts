@@ -1,9 +1,9 @@
 // The approval cliff at the MCP edge: Red calls are asked of the user through the host (elicitation), or denied.
-import { elicitationApprover, nonInteractiveApprover, type ElicitFn } from "../approval/approvers.js";
-import { AuditLog } from "../approval/audit.js";
-import { ApprovalGate } from "../approval/gate.js";
-import { loadPolicy } from "../approval/policy.js";
-import { LuminaGuardError } from "../errors.js";
+import { elicitationApprover, nonInteractiveApprover, type ElicitFn } from "../../approval/approvers.js";
+import { AuditLog } from "../../approval/audit.js";
+import { ApprovalGate } from "../../approval/gate.js";
+import { loadPolicy } from "../../approval/policy.js";
+import { LuminaGuardError } from "../../errors.js";
 import type { BeforeToolCall } from "./server.js";
 
 export const APPROVAL_MODES = ["elicit", "policy", "off"] as const;

@@ -1,9 +1,9 @@
 // `luminaguard mcp` over stdio: exactly one session, ended by EOF on stdin; stdout carries only protocol messages.
 import type { Readable, Writable } from "node:stream";
-import { log } from "../log.js";
+import { log } from "../../log.js";
 import { DEFAULT_IDLE_MS, DEFAULT_MAX_IN_FLIGHT, createSessionServer, poolFor, type McpServeOptions } from "./server.js";
 import { SandboxSession } from "./session.js";
-import { LineStdioServerTransport } from "./stdio-server-transport.js";
+import { LineStdioServerTransport } from "./stdio-transport.js";
 
 export interface StdioServeOptions extends McpServeOptions {
   stdin?: Readable;

@@ -1,5 +1,5 @@
 // Named failures of an upstream MCP server, as the client pool reports them (each a LuminaGuardError with a stable code).
-import { LuminaGuardError, type ErrorCode, type ErrorOptions } from "../errors.js";
+import { LuminaGuardError, type ErrorCode, type ErrorOptions } from "../../errors.js";
 
 /** What went wrong with the upstream server, finer than the error code; also in `details.reason`. */
 export type McpFailureReason = "unavailable" | "crashed" | "timeout" | "protocol" | "remote" | "unknown_server" | "unknown_tool" | "cancelled";

@@ -1,5 +1,5 @@
 // LuminaGuard as an MCP server: the five tools, each session's calls run in that session's own sandbox.
-import type { FileToolsMode } from "../sandbox/types.js";
+import type { FileToolsMode } from "../../sandbox/types.js";
 import { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import {
   CallToolRequestSchema,
@@ -10,13 +10,13 @@ import {
   type ElicitRequestFormParams,
   type ElicitResult,
 } from "@modelcontextprotocol/sdk/types.js";
-import { LuminaGuardError } from "../errors.js";
-import { log } from "../log.js";
-import { resolveBackend, type BackendChoice } from "../runtime/backends.js";
-import { SandboxPool } from "../runtime/pool.js";
-import { userWorkspace } from "../runtime/workspace.js";
-import { TOOL_NAMES, isToolName, validateCall, type ToolName, type ValidatedCall } from "../tools/registry.js";
-import { packageVersion } from "../util/pkg.js";
+import { LuminaGuardError } from "../../errors.js";
+import { log } from "../../log.js";
+import { resolveBackend, type BackendChoice } from "../../runtime/backends.js";
+import { SandboxPool } from "../../runtime/pool.js";
+import { userWorkspace } from "../../runtime/workspace.js";
+import { TOOL_NAMES, isToolName, validateCall, type ToolName, type ValidatedCall } from "../../tools/registry.js";
+import { packageVersion } from "../../util/pkg.js";
 import type { SandboxSession, SessionTransport } from "./session.js";
 import { MCP_OUTPUT_MAX_BYTES, MCP_READ_MAX_BYTES, MCP_RESULT_MAX_BYTES, MCP_TOOLS, errorResult, successResult } from "./tools.js";
 

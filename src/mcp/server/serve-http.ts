@@ -5,9 +5,9 @@ import type { AddressInfo } from "node:net";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import { isInitializeRequest } from "@modelcontextprotocol/sdk/types.js";
-import { LuminaGuardError } from "../errors.js";
-import { log } from "../log.js";
-import { DEFAULT_MAX_MESSAGE_BYTES } from "./jsonl.js";
+import { LuminaGuardError } from "../../errors.js";
+import { log } from "../../log.js";
+import { DEFAULT_MAX_MESSAGE_BYTES } from "../shared/jsonl.js";
 import { DEFAULT_IDLE_MS, DEFAULT_MAX_IN_FLIGHT, createSessionServer, poolFor, type McpServeOptions } from "./server.js";
 import { SandboxSession } from "./session.js";
 
