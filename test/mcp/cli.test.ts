@@ -52,6 +52,7 @@ describe("mcp list / mcp call", () => {
     const listed = JSON.parse(all.stdout) as { tools: Array<{ name: string }>; errors: Record<string, { code: string; message: string }> };
     assert.ok(listed.tools.some((x) => x.name === "fs.read_text_file"));
     assert.match(listed.errors["broken"]?.message ?? "", /ENOENT/);
+    assert.equal(listed.errors["broken"]?.code, "UPSTREAM_UNREACHABLE");
     const one = await run(["list", "fs"], env);
     assert.equal(one.code, 0, one.stderr);
     assert.match(one.stdout, /^fs\.read_text_file\s+\S/m);
@@ -66,6 +67,9 @@ describe("mcp list / mcp call", () => {
     assert.match(unknownTool.stderr, /error \[NOT_FOUND\]: server fs has no tool "nope"/);
     const unknownServer = await run(["call", "ghost", "x"], env);
     assert.match(unknownServer.stderr, /error \[NOT_FOUND\]: no MCP server "ghost" is configured; configured: fs, broken/);
+    const unreachable = await run(["call", "broken", "x"], env);
+    assert.equal(unreachable.code, 125);
+    assert.match(unreachable.stderr, /error \[UPSTREAM_UNREACHABLE\]: .*ENOENT/);
     const badArgs = await run(["call", "fs", "read_text_file", "--args", "[1]"], env);
     assert.equal(badArgs.code, 2);
     assert.match(badArgs.stderr, /--args must be a JSON object/);

@@ -4,7 +4,9 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createServer } from "node:net";
 import { describe, test, type TestContext } from "node:test";
+import type { ErrorCode } from "../../src/errors.js";
 import { McpClientPool } from "../../src/mcp/client/pool.js";
 import { McpClientError } from "../../src/mcp/client/errors.js";
 import { parseConfig } from "../../src/config/config.js";
@@ -22,6 +24,17 @@ function pool(t: TestContext, servers: ConstructorParameters<typeof McpClientPoo
   return p;
 }
 
+/** The error code each failure kind carries, the same at every edge (SDK, CLI, agent). */
+const CODE_OF: Record<string, ErrorCode> = {
+  unavailable: "UPSTREAM_UNREACHABLE",
+  crashed: "UPSTREAM_CRASHED",
+  protocol: "UPSTREAM_PROTOCOL",
+  timeout: "TOOL_TIMEOUT",
+  cancelled: "CANCELLED",
+  unknown_server: "NOT_FOUND",
+  unknown_tool: "NOT_FOUND",
+};
+
 async function rejectsNamed(p: Promise<unknown>, name: string, reason: string): Promise<McpClientError> {
   try {
     await p;
@@ -29,6 +42,8 @@ async function rejectsNamed(p: Promise<unknown>, name: string, reason: string): 
     assert.ok(err instanceof McpClientError, `expected an McpClientError, got ${String(err)}`);
     assert.equal(err.name, name, `${err.name}: ${err.message}`);
     assert.equal(err.reason, reason);
+    assert.equal(err.code, CODE_OF[reason], `${err.name} carries its own code`);
+    assert.equal(err.toJSON().details?.["reason"], reason);
     return err;
   }
   assert.fail(`expected ${name}, but the call succeeded`);
@@ -137,6 +152,34 @@ describe("mcp client pool", () => {
     assert.equal(text(await p.callTool("everything.echo", { message: "back" })), "Echo: back");
     assert.notEqual(p.status()[0]?.pid, pid);
     assert.equal(p.metrics.snapshot()["everything"]?.["trigger-long-running-operation"]?.outcomes.crashed, 1);
+  });
+
+  test("a stdio server that dies by itself during a call: UPSTREAM_CRASHED with its exit status and stderr", async (t) => {
+    const p = pool(t, { crash: { command: node, args: [join(FIXTURES, "bad-server.js"), "crash"] } });
+    const tools = await p.listTools("crash");
+    assert.deepEqual(tools.map((x) => x.name), ["crash.echo"]);
+    const err = await rejectsNamed(p.callTool("crash.echo", { message: "x" }, { timeoutMs: 10_000 }), "McpServerCrashedError", "crashed");
+    assert.match(err.message, /exited with status 70/);
+    assert.equal(p.metrics.snapshot()["crash"]?.["echo"]?.outcomes.crashed, 1);
+  });
+
+  test("an HTTP server nobody listens for: UPSTREAM_UNREACHABLE at once, not a timeout", async (t) => {
+    // A port that was free a moment ago: bound, then closed.
+    const port = await new Promise<number>((resolve, reject) => {
+      const s = createServer();
+      s.once("error", reject);
+      s.listen(0, "127.0.0.1", () => {
+        const a = s.address();
+        s.close(() => resolve(typeof a === "object" && a !== null ? a.port : 0));
+      });
+    });
+    const p = pool(t, { gone: { url: `http://127.0.0.1:${port}/mcp` } });
+    const t0 = Date.now();
+    const err = await rejectsNamed(p.callTool("gone.echo", {}, { timeoutMs: 20_000 }), "McpServerUnavailableError", "unavailable");
+    assert.ok(Date.now() - t0 < 10_000, `named after ${Date.now() - t0} ms`);
+    assert.match(err.message, /ECONNREFUSED|fetch failed|connect/i);
+    const { errors } = await p.listAllTools({ timeoutMs: 5000 });
+    assert.equal(errors["gone"]?.code, "UPSTREAM_UNREACHABLE");
   });
 
   test("a hung server (SIGSTOP): McpTimeoutError, it is killed, the next call gets a fresh one", async (t) => {

@@ -144,7 +144,7 @@ describe("mcp server over Streamable HTTP (namespace)", async () => {
     await assert.rejects(sdkHttpClient(server.url, server.token), /503|too many sessions/);
     const calls = Array.from({ length: 40 }, () => a.client.callTool({ name: "execute_command", arguments: { command: ["sleep", "0.3"] } }));
     const rs = await Promise.all(calls);
-    const busy = rs.filter((r) => r.isError && /too many calls in flight/.test(text(r as never))).length;
+    const busy = rs.filter((r) => r.isError && /^SESSION_BUSY: too many calls in flight/.test(text(r as never))).length;
     assert.ok(busy >= 30, `busy ${busy}`);
     assert.equal(rs.filter((r) => !r.isError).length + busy, 40);
     const ok = await b.client.callTool({ name: "read_file", arguments: { path: "x" } });

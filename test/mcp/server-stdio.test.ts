@@ -169,7 +169,7 @@ describe("mcp server over stdio (namespace)", async () => {
     for (let i = 0; i < 300; i++) rpc(100 + i, "tools/call", { name: "execute_command", arguments: { command: ["sleep", "0.2"] } });
     assert.ok(await until(() => [...Array(300).keys()].every((i) => answers.has(100 + i)), 60_000), "every storm request is answered");
     const results = [...Array(300).keys()].map((i) => answers.get(100 + i)?.["result"] as { isError?: boolean; content: Array<{ text: string }> });
-    const busy = results.filter((r) => r.isError && /too many calls in flight/.test(r.content[0]?.text ?? "")).length;
+    const busy = results.filter((r) => r.isError && /^SESSION_BUSY: too many calls in flight/.test(r.content[0]?.text ?? "")).length;
     const done = results.filter((r) => !r.isError).length;
     assert.ok(busy > 0 && done >= 32, `busy ${busy}, done ${done}`);
     assert.equal(busy + done, 300);

@@ -21,7 +21,7 @@ export class McpClientError extends LuminaGuardError {
 /** The server could not be started or reached (spawn failure, connection refused, init failed). */
 export class McpServerUnavailableError extends McpClientError {
   constructor(server: string, message: string, options: ErrorOptions = {}) {
-    super(server, "unavailable", "IO_ERROR", message, options);
+    super(server, "unavailable", "UPSTREAM_UNREACHABLE", message, options);
     this.name = "McpServerUnavailableError";
   }
 }
@@ -29,7 +29,7 @@ export class McpServerUnavailableError extends McpClientError {
 /** The server's process exited or its connection closed while a call was in flight. */
 export class McpServerCrashedError extends McpClientError {
   constructor(server: string, message: string, options: ErrorOptions = {}) {
-    super(server, "crashed", "IO_ERROR", message, options);
+    super(server, "crashed", "UPSTREAM_CRASHED", message, options);
     this.name = "McpServerCrashedError";
   }
 }
@@ -45,7 +45,7 @@ export class McpTimeoutError extends McpClientError {
 /** The server sent something that is not valid MCP (bad JSON, bad JSON-RPC, a result of the wrong shape). */
 export class McpProtocolError extends McpClientError {
   constructor(server: string, message: string, options: ErrorOptions = {}) {
-    super(server, "protocol", "IO_ERROR", message, options);
+    super(server, "protocol", "UPSTREAM_PROTOCOL", message, options);
     this.name = "McpProtocolError";
   }
 }

@@ -59,7 +59,7 @@ export class SandboxSession {
   begin(requestId: RequestId, parent?: AbortSignal): AbortController {
     if (this.closing) throw new LuminaGuardError("SANDBOX_CLOSED", `session ${this.id} is closed`);
     if (this.inFlight.size >= this.options.maxInFlight) {
-      throw new LuminaGuardError("IO_ERROR", `too many calls in flight in this session (limit ${this.options.maxInFlight}); retry when one has finished`, {
+      throw new LuminaGuardError("SESSION_BUSY", `too many calls in flight in this session (limit ${this.options.maxInFlight}); retry when one has finished`, {
         details: { errno: "EAGAIN" },
       });
     }
