@@ -4,6 +4,7 @@ import { userInfo } from "node:os";
 import { createInterface } from "node:readline";
 import { ReadStream } from "node:tty";
 import type { Readable, Writable } from "node:stream";
+import type { ElicitRequestFormParams, ElicitResult as McpElicitResult } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
 import { LuminaGuardError } from "../errors.js";
 import { renderCard, type Card } from "./card.js";
@@ -68,19 +69,17 @@ export function callbackApprover(fn: ApprovalCallback, name = "sdk-callback"): A
   };
 }
 
-/** What an MCP host answers to `elicitation/create`. */
-export interface ElicitResult {
-  action: "accept" | "decline" | "cancel";
-  content?: Record<string, unknown>;
-}
+/** What an MCP host answers to `elicitation/create` (the MCP SDK's type). */
+export type ElicitResult = McpElicitResult;
 
-export type ElicitFn = (message: string, requestedSchema: ElicitationSchema, options: { signal: AbortSignal }) => Promise<ElicitResult>;
+/** The form an elicitation asks the user to fill in (the MCP SDK's type). */
+export type ElicitationSchema = ElicitRequestFormParams["requestedSchema"];
 
-export interface ElicitationSchema {
-  type: "object";
-  properties: Record<string, { type: "boolean"; title: string; description: string; default: boolean }>;
-  required: string[];
-}
+/**
+ * Asks the user through the MCP host: the one elicitation function type, which the MCP server hands each
+ * tool call (ToolCallContext.elicit) and the elicitation approver takes.
+ */
+export type ElicitFn = (message: string, requestedSchema: ElicitationSchema, options?: { signal?: AbortSignal; timeoutMs?: number }) => Promise<ElicitResult>;
 
 export const APPROVAL_ELICITATION_SCHEMA: ElicitationSchema = {
   type: "object",

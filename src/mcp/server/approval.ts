@@ -1,5 +1,5 @@
 // The approval cliff at the MCP edge: Red calls are asked of the user through the host (elicitation), or denied.
-import { elicitationApprover, nonInteractiveApprover, type ElicitFn } from "../../approval/approvers.js";
+import { elicitationApprover, nonInteractiveApprover } from "../../approval/approvers.js";
 import { AuditLog } from "../../approval/audit.js";
 import { ApprovalGate } from "../../approval/gate.js";
 import { loadPolicy } from "../../approval/policy.js";
@@ -19,7 +19,7 @@ export function approvalHook(mode: ApprovalMode, options: { policyFile?: string;
   const audit = new AuditLog();
   return async (ctx) => {
     const approver =
-      mode === "elicit" && ctx.canElicit ? elicitationApprover(ctx.elicit as unknown as ElicitFn, `mcp-session:${ctx.session.id}`) : nonInteractiveApprover();
+      mode === "elicit" && ctx.canElicit ? elicitationApprover(ctx.elicit, `mcp-session:${ctx.session.id}`) : nonInteractiveApprover();
     const gate = new ApprovalGate({ approver, policy, audit, ...(options.workspace !== undefined ? { workspace: options.workspace } : {}) });
     const call = { tool: ctx.tool, args: ctx.args };
     const d = await gate.check(call, { signal: ctx.signal });

@@ -7,9 +7,8 @@ import {
   ListToolsRequestSchema,
   McpError,
   type CallToolResult,
-  type ElicitRequestFormParams,
-  type ElicitResult,
 } from "@modelcontextprotocol/sdk/types.js";
+import type { ElicitFn } from "../../approval/approvers.js";
 import { LuminaGuardError } from "../../errors.js";
 import { log } from "../../log.js";
 import { resolveBackend, type BackendChoice } from "../../runtime/backends.js";
@@ -42,7 +41,7 @@ export interface ToolCallContext {
   /** Whether the host declared it can answer (form) elicitation. */
   canElicit: boolean;
   /** Asks the user through the host on this call's own stream; rejects when the host cannot elicit. */
-  elicit: (message: string, requestedSchema: ElicitRequestFormParams["requestedSchema"], options?: { signal?: AbortSignal; timeoutMs?: number }) => Promise<ElicitResult>;
+  elicit: ElicitFn;
 }
 
 /**
