@@ -5,9 +5,9 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { BACKENDS, tempWorkspace, unavailable } from "./fixtures.js";
+import { BACKENDS, tempWorkspace, unavailable } from "../fixtures.js";
 
-const MAIN = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
+const MAIN = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
 
 function cli(args: string[], input?: string): { code: number | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: "utf8", timeout: 120_000, ...(input !== undefined ? { input } : {}) });

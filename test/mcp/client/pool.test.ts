@@ -6,11 +6,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createServer } from "node:net";
 import { describe, test, type TestContext } from "node:test";
-import type { ErrorCode } from "../../src/errors.js";
-import { McpClientPool } from "../../src/mcp/client/pool.js";
-import { McpClientError } from "../../src/mcp/client/errors.js";
-import { parseConfig } from "../../src/config/config.js";
-import { EVERYTHING_SERVER, FIXTURES, FS_SERVER, alive, killTree, spawnUntil, startEverythingHttp, text, until } from "./helpers.js";
+import type { ErrorCode } from "../../../src/errors.js";
+import { McpClientPool } from "../../../src/mcp/client/pool.js";
+import { McpClientError } from "../../../src/mcp/client/errors.js";
+import { parseConfig } from "../../../src/config/config.js";
+import { EVERYTHING_SERVER, FIXTURES, FS_SERVER, alive, killTree, spawnUntil, startEverythingHttp, text, until } from "../helpers.js";
 
 function tempDir(t: TestContext): string {
   const dir = realpathSync(mkdtempSync(join(tmpdir(), "lg-mcp-client-")));

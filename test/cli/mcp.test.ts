@@ -5,7 +5,7 @@ import { mkdtempSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test, type TestContext } from "node:test";
-import { FS_SERVER, SERVE_ENTRY } from "./helpers.js";
+import { FS_SERVER, SERVE_ENTRY } from "../mcp/helpers.js";
 
 interface Run {
   code: number | null;

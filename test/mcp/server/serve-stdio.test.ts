@@ -5,8 +5,8 @@ import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { ErrorCode, McpError } from "@modelcontextprotocol/sdk/types.js";
-import { tempWorkspace, unavailable } from "../fixtures.js";
-import { SERVE_ENTRY, alive, pidsWithCmdline, sandboxAncestors, sandboxPids, sdkStdioClient, text, uniqueSleep, until } from "./helpers.js";
+import { tempWorkspace, unavailable } from "../../fixtures.js";
+import { SERVE_ENTRY, alive, pidsWithCmdline, sandboxAncestors, sandboxPids, sdkStdioClient, text, uniqueSleep, until } from "../helpers.js";
 
 describe("mcp server over stdio (namespace)", async () => {
   const skip = await unavailable("namespace");

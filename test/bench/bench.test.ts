@@ -6,9 +6,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { unavailable } from "./fixtures.js";
+import { unavailable } from "../fixtures.js";
 
-const MAIN = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
+const MAIN = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
 
 test("bench spawn --json prints one result object and stores it under the metrics dir", { skip: await unavailable("namespace") }, (t) => {
   const dir = mkdtempSync(join(tmpdir(), "lg-metrics-"));

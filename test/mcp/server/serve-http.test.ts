@@ -6,11 +6,11 @@ import { describe, test } from "node:test";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { ElicitRequestSchema } from "@modelcontextprotocol/sdk/types.js";
-import { LuminaGuardError } from "../../src/errors.js";
-import { serveHttp, type McpHttpServer } from "../../src/mcp/server/serve-http.js";
-import type { ToolCallContext } from "../../src/mcp/server/server.js";
-import { tempWorkspace, unavailable } from "../fixtures.js";
-import { SERVE_ENTRY, alive, killTree, pidsWithCmdline, sdkHttpClient, spawnUntil, text, uniqueSleep, until } from "./helpers.js";
+import { LuminaGuardError } from "../../../src/errors.js";
+import { serveHttp, type McpHttpServer } from "../../../src/mcp/server/serve-http.js";
+import type { ToolCallContext } from "../../../src/mcp/server/server.js";
+import { tempWorkspace, unavailable } from "../../fixtures.js";
+import { SERVE_ENTRY, alive, killTree, pidsWithCmdline, sdkHttpClient, spawnUntil, text, uniqueSleep, until } from "../helpers.js";
 
 const INIT = { jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "1" } } };
 

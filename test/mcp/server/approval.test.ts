@@ -6,8 +6,8 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { tempWorkspace, unavailable } from "../fixtures.js";
-import { SERVE_ENTRY, text } from "./helpers.js";
+import { tempWorkspace, unavailable } from "../../fixtures.js";
+import { SERVE_ENTRY, text } from "../helpers.js";
 
 test("default --approval elicit: Green runs, Red is denied without elicitation, both are audited", { skip: await unavailable("namespace") }, async (t) => {
   const ws = tempWorkspace();

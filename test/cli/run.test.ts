@@ -6,8 +6,8 @@ import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import type { AuditEntry } from "../../src/approval/audit.js";
 import { BACKENDS, tempWorkspace, unavailable } from "../fixtures.js";
-import { FakeLlmServer, OPENAI_KEY } from "./llm-server.js";
-import { alive, descendants, runCli, runCliAsync, runCliAwait, snapshotTree, useTempHome } from "./helpers.js";
+import { FakeLlmServer, OPENAI_KEY } from "../agent/llm-server.js";
+import { alive, descendants, runCli, runCliAsync, runCliAwait, snapshotTree, useTempHome } from "../agent/helpers.js";
 
 const home = useTempHome();
 const files = mkdtempSync(join(tmpdir(), "lg-run-files-"));

@@ -1,7 +1,7 @@
 // The stdio framing: bounded lines, oversized lines skipped with their id recovered, structural JSON-RPC checks.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { LineSplitter, findRequestId, parseJsonRpcLine, type OversizedLine } from "../../src/mcp/shared/jsonl.js";
+import { LineSplitter, findRequestId, parseJsonRpcLine, type OversizedLine } from "../../../src/mcp/shared/jsonl.js";
 
 describe("jsonl framing", () => {
   test("lines across chunks, CRLF, blank lines", () => {

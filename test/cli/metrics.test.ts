@@ -7,7 +7,7 @@ import { Command } from "commander";
 import { LuminaGuardError } from "../../src/errors.js";
 import { registerMetricsCommand } from "../../src/cli/metrics.js";
 import { saveRun } from "../../src/metrics/store.js";
-import { spawnRun, tempDir, toolsRun } from "./helpers.js";
+import { spawnRun, tempDir, toolsRun } from "../metrics/helpers.js";
 
 let store: { dir: string; remove: () => void };
 let work: { dir: string; remove: () => void };
