@@ -56,7 +56,7 @@ static void usage(void)
 {
 	static const char text[] =
 		"usage: lg-agent [--channel stdio|virtio:NAME] [--root DIR] [--init|--no-init]\n"
-		"                [--cgroup-parent DIR] [--no-openat2]\n";
+		"                [--cgroup-parent DIR] [--no-openat2] [--files-only]\n";
 	write_all(2, text, sizeof text - 1);
 }
 
@@ -94,6 +94,8 @@ int main(int argc, char **argv)
 			force_init = 1;
 		} else if (strcmp(a, "--no-init") == 0) {
 			force_init = 0;
+		} else if (strcmp(a, "--files-only") == 0) {
+			dispatch_files_only();
 		} else if (strcmp(a, "--no-openat2") == 0) {
 			confine_no_openat2();
 		} else if (strcmp(a, "--help") == 0) {

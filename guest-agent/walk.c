@@ -54,7 +54,8 @@ void walk_dir(struct walk *wk, int dirfd, size_t plen, int level)
 		bytes += nl;
 	}
 	closedir(d);
-	qsort(names, count, sizeof *names, cmp_names);
+	if (count > 0) /* qsort(NULL, 0, ...) is undefined behaviour */
+		qsort(names, count, sizeof *names, cmp_names);
 	for (size_t i = 0; i < count && !wk->stop; i++) {
 		struct stat st;
 		size_t nl = strlen(names[i]);

@@ -26,12 +26,12 @@ export function pssMiB(pids: readonly number[]): number {
   return kib / 1024;
 }
 
-/** ms from spawn to exit of argv; rejects on a non-zero exit. */
-export function timeProcess(argv: readonly string[]): Promise<number> {
+/** ms from spawn to exit of argv (with `env` added to ours); rejects on a non-zero exit. */
+export function timeProcess(argv: readonly string[], env?: Record<string, string>): Promise<number> {
   const [file, ...args] = argv;
   const t = performance.now();
   return new Promise((resolve, reject) => {
-    const c = spawn(file as string, args, { stdio: "ignore" });
+    const c = spawn(file as string, args, { stdio: "ignore", ...(env ? { env: { ...process.env, ...env } } : {}) });
     c.on("error", reject);
     c.on("close", (code) => (code === 0 ? resolve(performance.now() - t) : reject(new Error(`${argv.join(" ")} exited ${code}`))));
   });

@@ -7,11 +7,12 @@ import type { BackendName } from "../sandbox/types.js";
 import type { BenchRun } from "../metrics/schema.js";
 import { createRun, saveRun } from "../metrics/store.js";
 import { criteriaFor } from "./criteria.js";
+import { cliScenario } from "./cli.js";
 import { mcpScenario } from "./mcp.js";
 import { leakSnapshot, newLeaks } from "./leaks.js";
 import { Recorder, memoryScenario, spawnScenario, toolsScenario, type ScenarioOptions } from "./scenarios.js";
 
-export const SCENARIOS = ["spawn", "tools", "memory", "mcp", "all"] as const;
+export const SCENARIOS = ["spawn", "tools", "memory", "mcp", "cli", "all"] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
 /** Which metric each figure is read against, measured in the same run. */
@@ -51,6 +52,7 @@ export async function runBench(scenario: ScenarioName, o: BenchOptions): Promise
   if (wants("memory")) await memoryScenario(rec, opts);
   if (wants("tools")) await toolsScenario(rec, opts);
   if (wants("mcp")) await mcpScenario(rec, opts);
+  if (wants("cli")) await cliScenario(rec, opts);
   // Everything a scenario started must be gone by now; give exits a moment to be reaped.
   let leaks: string[] = [];
   for (let i = 0; i < 50; i++) {

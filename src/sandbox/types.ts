@@ -23,6 +23,8 @@ export interface SandboxSpec {
    * 9p. execute_command always runs in the VM. See docs/security.md, "File tools beside the VM".
    */
   fileTools?: FileToolsMode;
+  /** namespace only: the agent serves the four file tools and refuses commands (a VM's file jail). */
+  filesOnly?: boolean;
 }
 
 export const FILE_TOOLS_MODES = ["host", "guest"] as const;

@@ -21,6 +21,7 @@ export function fileJailSpec(spec: SandboxSpec): SandboxSpec {
     memoryMiB: spec.memoryMiB,
     pidsMax: JAIL_PIDS_MAX,
     vcpus: 1,
+    filesOnly: true,
     ...(spec.diskMiB !== undefined ? { diskMiB: spec.diskMiB } : {}),
   };
 }

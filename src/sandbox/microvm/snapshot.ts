@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { GuestChannel } from "../../protocol/channel.js";
 import type { ImageManifest } from "../../image/build.js";
-import { LuminaGuardError } from "../../errors.js";
+import { LuminaGuardError, toLuminaGuardError } from "../../errors.js";
 import { log } from "../../log.js";
 import { cacheDir } from "../../paths.js";
 import { QmpClient } from "./qmp.js";
@@ -227,6 +227,11 @@ export async function restoreInto(vm: VmProcess, snapshot: Snapshot, timeoutMs: 
     const t2 = performance.now();
     await qmp.execute("cont");
     log.debug({ qmpReadyMs: t1 - t0, migrateMs: t2 - t1, contMs: performance.now() - t2 }, "restore phases");
+  } catch (err) {
+    // Said with QEMU's own words when it is the VMM that went away.
+    const stderr = vmStderr(vm);
+    const e = toLuminaGuardError(err, "SANDBOX_SPAWN_FAILED");
+    throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `restore failed: ${e.message}${stderr ? ` (QEMU: ${stderr.slice(-500)})` : ""}`, { cause: err });
   } finally {
     qmp.close();
   }

@@ -13,7 +13,7 @@ import { log } from "../../log.js";
 import { killGroup } from "../../util/proc.js";
 import type { BackendProbe, SandboxBackend, SandboxHandle, SandboxSpec } from "../types.js";
 import { checkWorkspace } from "../workspace.js";
-import { SANDBOX_UID } from "./bwrap.js";
+import { AGENT_COMMAND, SANDBOX_UID } from "./bwrap.js";
 import { SandboxCgroup } from "./cgroup.js";
 import { allocateIdentity, ensureJailer, type VmmIdentity } from "../jailer/jailer.js";
 import { launch, type Launch } from "./launch.js";
@@ -324,6 +324,7 @@ export class NamespaceBackend implements SandboxBackend {
         id: spec.id,
         workspace,
         agentPath: agent.path,
+        ...(spec.filesOnly ? { command: [...AGENT_COMMAND, "--no-init", "--files-only"] } : {}),
         memoryMiB: spec.memoryMiB,
         cgroup,
         ...(jailBuild && identity ? { jail: { build: jailBuild, identity } } : {}),
@@ -352,6 +353,7 @@ export class NamespaceBackend implements SandboxBackend {
       agentHash: agent.hash,
       cpuLimit: "none",
       workspacePrivate: workspacePrivate(workspace),
+      ...(spec.filesOnly ? { filesOnly: true } : {}),
     }, identity);
     if (!sandbox.info["workspacePrivate"] && !warnedShared) {
       warnedShared = true;
