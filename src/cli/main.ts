@@ -1,35 +1,47 @@
 #!/usr/bin/env node
-// The `luminaguard` command: each command group registers itself from its own file here.
+// The `luminaguard` command: each command group registers itself from its own file here, and only the
+// group a command line names is loaded (a command starts like node, not like every module at once).
 import { Command } from "commander";
-import { configuredExternalTools } from "../agent/external.js";
 import { packageVersion } from "../util/pkg.js";
-import { registerAuditCommand } from "./audit.js";
-import { registerBenchCommand } from "./bench.js";
-import { registerDemoCommand } from "./demo.js";
-import { registerDoctorCommand } from "./doctor.js";
-import { registerExecCommand } from "./exec.js";
-import { registerImageCommand } from "./image.js";
-import { registerMcpCommand } from "./mcp.js";
-import { registerMetricsCommand } from "./metrics.js";
 import { reportError } from "./output.js";
-import { registerRunCommand } from "./run.js";
-import { registerToolCommand } from "./tool.js";
 
-const program = new Command();
-program.name("luminaguard").description("Run AI agents' tool calls in single-use micro-VMs and namespace sandboxes").version(packageVersion());
-program.showHelpAfterError();
+type Register = (program: Command) => void;
 
-registerDoctorCommand(program);
-registerImageCommand(program);
-registerExecCommand(program);
-registerToolCommand(program);
-registerDemoCommand(program);
-registerBenchCommand(program);
-registerMetricsCommand(program);
-registerMcpCommand(program);
-registerRunCommand(program, { externalTools: configuredExternalTools });
-registerAuditCommand(program);
+/** Every command group, in help order, loaded when named (all of them only for the top-level help). */
+const GROUPS: Record<string, () => Promise<Register>> = {
+  doctor: async () => (await import("./doctor.js")).registerDoctorCommand,
+  image: async () => (await import("./image.js")).registerImageCommand,
+  exec: async () => (await import("./exec.js")).registerExecCommand,
+  tool: async () => (await import("./tool.js")).registerToolCommand,
+  demo: async () => (await import("./demo.js")).registerDemoCommand,
+  bench: async () => (await import("./bench.js")).registerBenchCommand,
+  metrics: async () => (await import("./metrics.js")).registerMetricsCommand,
+  mcp: async () => (await import("./mcp.js")).registerMcpCommand,
+  run: async () => {
+    const [{ registerRunCommand }, { configuredExternalTools }] = await Promise.all([import("./run.js"), import("../agent/external.js")]);
+    return (program) => registerRunCommand(program, { externalTools: configuredExternalTools });
+  },
+  audit: async () => (await import("./audit.js")).registerAuditCommand,
+};
 
-program.parseAsync(process.argv).catch((err: unknown) => {
+/** The groups this command line needs: the one it names; none for a bare --version; all otherwise (help, errors). */
+function groupsFor(argv: readonly string[]): string[] {
+  const words = argv.slice(2);
+  const named = words.find((w) => !w.startsWith("-"));
+  if (named !== undefined && Object.hasOwn(GROUPS, named)) return [named];
+  if (named === undefined && words.length > 0 && words.every((w) => w === "--version" || w === "-V")) return [];
+  return Object.keys(GROUPS);
+}
+
+async function main(): Promise<void> {
+  const program = new Command();
+  program.name("luminaguard").description("Run AI agents' tool calls in single-use micro-VMs and namespace sandboxes").version(packageVersion());
+  program.showHelpAfterError();
+  const registers = await Promise.all(groupsFor(process.argv).map((name) => (GROUPS[name] as () => Promise<Register>)()));
+  for (const register of registers) register(program);
+  await program.parseAsync(process.argv);
+}
+
+main().catch((err: unknown) => {
   process.exitCode = reportError(err);
 });
