@@ -1,6 +1,7 @@
 // JSON over HTTP to an LLM endpoint: retries with backoff on rate limits, overload and outages, then a clear error.
 import { LuminaGuardError } from "../errors.js";
 import { log } from "../log.js";
+import { sleep } from "../util/abort.js";
 
 export interface RetryOptions {
   /** Attempts after the first. Default 4. */
@@ -90,17 +91,7 @@ export function retryAfter(h: Headers, max: number): number | undefined {
 async function backoff(o: PostOptions, attempt: number, delayMs: number, cause: string): Promise<void> {
   log.warn({ provider: o.provider, attempt: attempt + 1, delayMs, cause }, "LLM endpoint failed; retrying");
   o.onRetry?.({ provider: o.provider, attempt: attempt + 1, delayMs, cause });
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => {
-      o.signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, delayMs);
-    const onAbort = (): void => {
-      clearTimeout(t);
-      reject(cancelled(o));
-    };
-    o.signal.addEventListener("abort", onAbort, { once: true });
-  });
+  await sleep(delayMs, o.signal, () => cancelled(o));
 }
 
 async function readBody(res: Response, o: PostOptions): Promise<string> {

@@ -6,6 +6,7 @@ import { ReadStream } from "node:tty";
 import type { Readable, Writable } from "node:stream";
 import { z } from "zod";
 import { LuminaGuardError } from "../errors.js";
+import { onAbort } from "../util/abort.js";
 import { renderCard, type Card } from "./card.js";
 import type { ToolCallRequest } from "./policy.js";
 
@@ -214,14 +215,13 @@ function readLine(input: Readable, signal: AbortSignal): Promise<string | undefi
     // terminal:false keeps the TTY in cooked mode: the kernel does line editing and Ctrl-C stays a real SIGINT.
     const rl = createInterface({ input, terminal: false, crlfDelay: Infinity });
     const done = (v: string | undefined): void => {
-      signal.removeEventListener("abort", onAbort);
+      unhook();
       rl.removeAllListeners();
       rl.close();
       input.pause();
       resolve(v);
     };
-    const onAbort = (): void => done(undefined);
-    signal.addEventListener("abort", onAbort, { once: true });
+    const unhook = onAbort(signal, () => done(undefined));
     rl.once("line", (line) => done(line));
     rl.once("close", () => done(undefined));
   });

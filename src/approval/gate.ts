@@ -1,6 +1,7 @@
 // The approval cliff: classify a tool call, build its card, ask the approver when the policy says so, audit, decide.
 import { LuminaGuardError } from "../errors.js";
 import { log } from "../log.js";
+import { onAbort } from "../util/abort.js";
 import type { Approver } from "./approvers.js";
 import { AuditLog, argsHash, newAuditId, type AuditEntry } from "./audit.js";
 import { buildCard, type Card, type CardContext } from "./card.js";
@@ -145,14 +146,9 @@ export class ApprovalGate {
     const turn = this.asking.then(async () => {
       const controller = new AbortController();
       const timer = setTimeout(() => controller.abort("timeout"), this.timeoutMs);
-      const onOuter = (): void => controller.abort("cancelled");
-      if (outer?.aborted) controller.abort("cancelled");
-      else outer?.addEventListener("abort", onOuter, { once: true });
+      const unhook = onAbort(outer, () => controller.abort("cancelled"));
       // An approver that ignores its signal still cannot hold the cliff open past the timeout.
-      const gaveUp = new Promise<"aborted">((resolve) => {
-        if (controller.signal.aborted) resolve("aborted");
-        else controller.signal.addEventListener("abort", () => resolve("aborted"), { once: true });
-      });
+      const gaveUp = new Promise<"aborted">((resolve) => onAbort(controller.signal, () => resolve("aborted")));
       try {
         const answer = await Promise.race([this.approver.ask({ call, card, timeoutMs: this.timeoutMs }, { signal: controller.signal }), gaveUp]);
         if (controller.signal.aborted) {
@@ -172,7 +168,7 @@ export class ApprovalGate {
         return { approved: false, actor: this.approver.channel, reason: `approval channel failed: ${e}` };
       } finally {
         clearTimeout(timer);
-        outer?.removeEventListener("abort", onOuter);
+        unhook();
       }
     });
     this.asking = turn.catch(() => undefined);

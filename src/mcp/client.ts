@@ -12,6 +12,7 @@ import {
 import { expandEnv, isHttpServer, loadConfig, type LuminaGuardConfig, type McpServerConfig } from "../config/config.js";
 import { LuminaGuardError } from "../errors.js";
 import { log } from "../log.js";
+import { raceAbort } from "../util/abort.js";
 import { packageVersion } from "../util/pkg.js";
 import {
   McpClientError,
@@ -485,24 +486,8 @@ function causeMessage(err: unknown): string {
 
 /** Waits for `p` within the caller's signal and deadline (the shared work itself goes on for other callers). */
 function within<T>(p: Promise<T>, signal: AbortSignal | undefined, deadlineAt: number, server: string): Promise<T> {
-  if (signal?.aborted) return Promise.reject(new McpClientError(server, "cancelled", "CANCELLED", `call to ${server} was cancelled`));
-  const remaining = deadlineAt - Date.now();
-  if (remaining <= 0) return Promise.reject(new McpTimeoutError(server, `${server} was not ready within the call's deadline`));
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => finish(() => reject(new McpTimeoutError(server, `${server} was not ready within the call's deadline`))), remaining);
-    const onAbort = (): void => finish(() => reject(new McpClientError(server, "cancelled", "CANCELLED", `call to ${server} was cancelled`)));
-    let done = false;
-    const finish = (fn: () => void): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", onAbort);
-      fn();
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
-    p.then(
-      (v) => finish(() => resolve(v)),
-      (e: unknown) => finish(() => reject(e)),
-    );
+  return raceAbort(p, signal, () => new McpClientError(server, "cancelled", "CANCELLED", `call to ${server} was cancelled`), {
+    ms: deadlineAt - Date.now(),
+    expired: () => new McpTimeoutError(server, `${server} was not ready within the call's deadline`),
   });
 }

@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import { cpus } from "node:os";
 import { LuminaGuardError, toLuminaGuardError } from "../errors.js";
 import { log } from "../log.js";
+import { onAbort } from "../util/abort.js";
 import type { FileToolsMode, SandboxBackend, SandboxHandle } from "../sandbox/types.js";
 import { diskLimit, type DiskLimit } from "./disk.js";
 import { DEFAULT_MEMORY_MIB, DEFAULT_PIDS_MAX, Sandbox } from "./sandbox.js";
@@ -127,17 +128,22 @@ export class SandboxPool {
   private waitForReady(signal?: AbortSignal): Promise<Ready> {
     if (this.consecutiveFailures >= MAX_CONSECUTIVE_FAILURES && this.lastError) return Promise.reject(this.lastError);
     return new Promise<Ready>((resolve, reject) => {
-      const waiter: Waiter = { resolve, reject };
-      this.waiters.push(waiter);
-      signal?.addEventListener(
-        "abort",
-        () => {
-          const i = this.waiters.indexOf(waiter);
-          if (i >= 0) this.waiters.splice(i, 1);
-          reject(new LuminaGuardError("CANCELLED", "waiting for a sandbox was cancelled"));
+      const waiter: Waiter = {
+        resolve: (r) => {
+          unhook();
+          resolve(r);
         },
-        { once: true },
-      );
+        reject: (e) => {
+          unhook();
+          reject(e);
+        },
+      };
+      this.waiters.push(waiter);
+      const unhook = onAbort(signal, () => {
+        const i = this.waiters.indexOf(waiter);
+        if (i >= 0) this.waiters.splice(i, 1);
+        reject(new LuminaGuardError("CANCELLED", "waiting for a sandbox was cancelled"));
+      });
       this.refill();
     });
   }

@@ -5,6 +5,7 @@ import { GuestChannel } from "../../guest/channel.js";
 import { requireImage, type ImageManifest } from "../../guest/image/build.js";
 import { LuminaGuardError, toLuminaGuardError } from "../../errors.js";
 import { log } from "../../log.js";
+import { onAbort } from "../../util/abort.js";
 import type { BackendProbe, FileToolsMode, SandboxBackend, SandboxHandle, SandboxSpec } from "../types.js";
 import { checkWorkspace } from "../workspace.js";
 import { kvmFlavour, probeAccelerator, qemuVersion, type AccelVerdict } from "./accel.js";
@@ -242,8 +243,7 @@ export async function connectVm(
     })();
     return destroyed;
   };
-  const onAbort = (): void => void destroy();
-  signal?.addEventListener("abort", onAbort, { once: true });
+  const unhook = onAbort(signal, () => void destroy());
   try {
     socket = await connectWhenReady(vm.socketPath, vm, timeoutMs);
     const channel = new GuestChannel({ input: socket, output: socket }, () => void destroy());
@@ -300,6 +300,6 @@ export async function connectVm(
       details: { ...(stderr ? { qemuStderr: stderr } : {}), ...(tail ? { console: tail } : {}) },
     });
   } finally {
-    signal?.removeEventListener("abort", onAbort);
+    unhook();
   }
 }

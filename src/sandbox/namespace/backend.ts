@@ -10,13 +10,14 @@ import { GuestChannel } from "../../guest/channel.js";
 import { ensureAgent, type AgentBuild } from "../../guest/image/agent.js";
 import { GuestChannelLostError, LuminaGuardError, toLuminaGuardError } from "../../errors.js";
 import { log } from "../../log.js";
+import { raceAbort } from "../../util/abort.js";
 import { killGroup } from "../../util/proc.js";
 import type { BackendProbe, SandboxBackend, SandboxHandle, SandboxSpec } from "../types.js";
 import { checkWorkspace } from "../workspace.js";
 import { AGENT_COMMAND, SANDBOX_UID } from "./bwrap.js";
 import { SandboxCgroup } from "./cgroup.js";
 import { allocateIdentity, ensureJailer, type VmmIdentity } from "../jailer/jailer.js";
-import { launch, type Launch } from "./launch.js";
+import { launch, spawnCancelled, type Launch } from "./launch.js";
 import { probeNamespace, type NamespaceProbe } from "./probe.js";
 
 const HANDSHAKE_TIMEOUT_MS = 5_000;
@@ -307,7 +308,7 @@ export class NamespaceBackend implements SandboxBackend {
     // Run as root, bwrap (and so the sandbox's host uid) is an unprivileged identity of its own, so
     // the sandbox is not host root for any check the kernel makes on the uid; jailer.c says how.
     const jailBuild = (process.getuid?.() ?? 1) === 0 ? await ensureJailer() : undefined;
-    if (signal?.aborted) throw new LuminaGuardError("CANCELLED", "sandbox spawn cancelled");
+    if (signal?.aborted) throw spawnCancelled();
 
     const started = performance.now();
     const identity = jailBuild ? allocateIdentity() : undefined;
@@ -366,11 +367,12 @@ export class NamespaceBackend implements SandboxBackend {
       sandbox.setInit(await launched.ready);
       const launchedMs = performance.now() - started;
 
-      const hello = await withAbort(sandbox.channel.handshake(HANDSHAKE_TIMEOUT_MS), signal);
+      const hello = await raceAbort(sandbox.channel.handshake(HANDSHAKE_TIMEOUT_MS), signal, spawnCancelled);
       const helloMs = performance.now() - started;
-      await withAbort(
+      await raceAbort(
         sandbox.channel.request("init", { seed: randomBytes(32).toString("base64"), timeMs: Date.now(), id: spec.id, ...(spec.diskMiB !== undefined ? { diskMiB: spec.diskMiB } : {}) }, { deadlineMs: INIT_DEADLINE_MS }),
         signal,
+        spawnCancelled,
       );
       const spawnMs = Math.round((performance.now() - started) * 100) / 100;
       sandbox.info["agent"] = hello.agent;
@@ -394,21 +396,4 @@ function round(ms: number): number {
   return Math.round(ms * 100) / 100;
 }
 
-function withAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return promise;
-  if (signal.aborted) return Promise.reject(new LuminaGuardError("CANCELLED", "sandbox spawn cancelled"));
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(new LuminaGuardError("CANCELLED", "sandbox spawn cancelled"));
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(
-      (v) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(e instanceof Error ? e : new Error(String(e)));
-      },
-    );
-  });
-}
+
