@@ -1,8 +1,8 @@
 // Plan files: a fixed sequence of tool calls replayed through the same loop and cliff as a model, for offline, repeatable runs.
-import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { z } from "zod";
 import { LuminaGuardError } from "../errors.js";
+import { parseWith, readJsonFile } from "../util/json-file.js";
 import type { CompletionRequest, ModelProvider, ModelTurn } from "./types.js";
 
 export const planStepSchema = z.strictObject({
@@ -22,29 +22,15 @@ export type Plan = z.infer<typeof planSchema>;
 export type PlanStep = z.infer<typeof planStepSchema>;
 
 export function parsePlan(raw: unknown, source: string): Plan {
-  const parsed = planSchema.safeParse(raw);
-  if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => `${i.path.length ? i.path.join(".") : "(top level)"}: ${i.message}`);
-    throw new LuminaGuardError("INVALID_ARGUMENT", `plan ${source}: ${issues.join("; ")}`, { details: { source, issues } });
-  }
-  return parsed.data;
+  return parseWith(planSchema, raw, (issues) => new LuminaGuardError("INVALID_ARGUMENT", `plan ${source}: ${issues.join("; ")}`, { details: { source, issues } }));
 }
 
 export function loadPlan(file: string): Plan {
   const path = resolve(file);
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (err) {
-    throw new LuminaGuardError("NOT_FOUND", `plan ${path}: cannot read: ${(err as Error).message}`, { cause: err });
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (err) {
-    throw new LuminaGuardError("INVALID_ARGUMENT", `plan ${path}: not valid JSON: ${(err as Error).message}`, { cause: err });
-  }
-  return parsePlan(raw, path);
+  return readJsonFile(path, (raw) => parsePlan(raw, path), {
+    unreadable: (err) => new LuminaGuardError("NOT_FOUND", `plan ${path}: cannot read: ${err.message}`, { cause: err }),
+    notJson: (err) => new LuminaGuardError("INVALID_ARGUMENT", `plan ${path}: not valid JSON: ${err.message}`, { cause: err }),
+  });
 }
 
 /** Plays the plan as if it were a model: one step per turn, then a final answer. */

@@ -1,10 +1,10 @@
 // LuminaGuard's config file ($LUMINAGUARD_HOME/config.json): zod-validated, open to sections other features own.
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { LuminaGuardError } from "../errors.js";
 import { homeDir } from "../paths.js";
 import { FILE_TOOLS_MODES } from "../sandbox/types.js";
+import { parseWith, readJsonFile } from "../util/json-file.js";
 
 /** A server name becomes the prefix of its tools (`name.tool`), so it cannot contain a dot. */
 export const SERVER_NAME_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
@@ -88,28 +88,18 @@ export function isHttpServer(c: McpServerConfig): c is HttpServerConfig {
 
 /** Validates a parsed config; errors name `source` and every bad key (`mcpServers.github.args.0: ...`). */
 export function parseConfig(raw: unknown, source: string): LuminaGuardConfig {
-  const r = configSchema.safeParse(raw);
-  if (r.success) return r.data;
-  const issues = r.error.issues.map((i) => `${i.path.length ? i.path.map(String).join(".") : "(top level)"}: ${issueMessage(i)}`);
-  throw new LuminaGuardError("INVALID_ARGUMENT", `${source}: ${issues.join("; ")}`, { details: { file: source, issues } });
+  return parseWith(configSchema, raw, (issues) => new LuminaGuardError("INVALID_ARGUMENT", `${source}: ${issues.join("; ")}`, { details: { file: source, issues } }), {
+    message: issueMessage,
+  });
 }
 
 /** Reads and validates the config file; a missing file is an empty config. */
 export function loadConfig(path: string = configPath()): LuminaGuardConfig {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return {};
-    throw new LuminaGuardError("IO_ERROR", `${path}: cannot read the config file: ${(err as Error).message}`, { cause: err });
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (err) {
-    throw new LuminaGuardError("INVALID_ARGUMENT", `${path}: not valid JSON: ${(err as Error).message}`, { cause: err, details: { file: path } });
-  }
-  return parseConfig(raw, path);
+  return readJsonFile(path, (raw) => parseConfig(raw, path), {
+    missing: () => ({}),
+    unreadable: (err) => new LuminaGuardError("IO_ERROR", `${path}: cannot read the config file: ${err.message}`, { cause: err }),
+    notJson: (err) => new LuminaGuardError("INVALID_ARGUMENT", `${path}: not valid JSON: ${err.message}`, { cause: err, details: { file: path } }),
+  });
 }
 
 /**
