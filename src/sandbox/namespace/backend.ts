@@ -1,7 +1,7 @@
 // The namespace backend: the guest agent under bubblewrap (all namespaces, seccomp, cgroup limits) on the host kernel.
 // How a sandbox is started and placed in its cgroup is in launch.ts; what it can see is in bwrap.ts.
 import { randomBytes } from "node:crypto";
-import { readFileSync, readdirSync, statSync } from "node:fs";
+import { statSync } from "node:fs";
 import { dirname } from "node:path";
 import type { ChildProcess } from "node:child_process";
 import type { Readable, Writable } from "node:stream";
@@ -12,6 +12,7 @@ import { GuestChannelLostError, LuminaGuardError, toLuminaGuardError } from "../
 import { log } from "../../log.js";
 import { raceAbort } from "../../util/abort.js";
 import { killGroup } from "../../util/proc.js";
+import { descendants, liveStartTime } from "../../util/procfs.js";
 import type { BackendProbe, SandboxBackend, SandboxHandle, SandboxSpec } from "../types.js";
 import { checkWorkspace } from "../workspace.js";
 import { AGENT_COMMAND, SANDBOX_UID } from "./bwrap.js";
@@ -49,21 +50,6 @@ function validate(spec: SandboxSpec): string {
 }
 
 /**
- * /proc/PID/stat field 22 (start time), which tells a pid apart from a later process that reused it;
- * undefined when the process is gone or a zombie (it holds nothing but its pid then).
- */
-function liveStartTime(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return fields[0] === "Z" ? undefined : fields[19];
-  } catch {
-    return undefined;
-  }
-}
-
-/**
  * Whether other local users are kept out of the workspace by a directory above it. The sandbox owns
  * the workspace directory itself and may chmod it open, but it cannot see, let alone change, its
  * ancestors: one without search permission for others keeps the workspace private whatever happens
@@ -81,40 +67,6 @@ function workspacePrivate(realWorkspace: string): boolean {
 }
 
 let warnedShared = false;
-
-/** Every live descendant of `root` by walking /proc; the fallback when there is no cgroup to read. */
-function descendants(root: number): number[] {
-  const children = new Map<number, number[]>();
-  let names: string[];
-  try {
-    names = readdirSync("/proc");
-  } catch {
-    return [];
-  }
-  for (const name of names) {
-    const pid = Number(name);
-    if (!Number.isInteger(pid)) continue;
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      const list = children.get(ppid) ?? [];
-      list.push(pid);
-      children.set(ppid, list);
-    } catch {
-      /* exited meanwhile */
-    }
-  }
-  const out: number[] = [];
-  const queue = [root];
-  while (queue.length > 0) {
-    const pid = queue.shift() as number;
-    for (const c of children.get(pid) ?? []) {
-      out.push(c);
-      queue.push(c);
-    }
-  }
-  return out;
-}
 
 /** One live namespace sandbox. */
 class NamespaceSandbox implements SandboxHandle {
