@@ -7,7 +7,6 @@ export { AnthropicProvider, DEFAULT_ANTHROPIC_BASE_URL, ANTHROPIC_VERSION } from
 export type { AnthropicProviderOptions } from "./anthropic.js";
 export { createProvider, parseModelSpec, PROVIDERS } from "./models.js";
 export type { ProviderName, ProviderOptions } from "./models.js";
-export { postJson, retryAfter } from "./http.js";
 export type { RetryOptions, RetryEvent } from "./http.js";
 export { loadPlan, parsePlan, PlanProvider, planSchema } from "./plan.js";
 export type { Plan, PlanStep } from "./plan.js";
