@@ -19,6 +19,7 @@ import {
   launchVm,
   vmStderr,
   type Accelerator,
+  type VmLaunchOptions,
   type VmProcess,
 } from "./qemu.js";
 
@@ -150,26 +151,13 @@ export class MicroVmBackend implements SandboxBackend {
   }
 
   private async restore(spec: SandboxSpec, image: ImageManifest, accel: Accelerator, snapshot: Snapshot, signal?: AbortSignal): Promise<SandboxHandle> {
-    const started = performance.now();
-    const vm = await launchVm({
-      id: spec.id,
-      accel,
-      image,
-      memoryMiB: spec.memoryMiB,
-      vcpus: spec.vcpus,
-      workspace: spec.workspace,
-      memoryFile: { path: snapshot.ramPath, share: false },
-      incoming: true,
+    return await startVm(spec, image, accel, signal, {
+      launch: { memoryFile: { path: snapshot.ramPath, share: false }, incoming: true },
+      prepare: (vm) => restoreInto(vm, snapshot, RESTORE_TIMEOUT_MS),
+      timeoutMs: RESTORE_TIMEOUT_MS,
+      info: { start: "restore", snapshot: snapshot.meta.key },
+      ready: "microvm restored",
     });
-    try {
-      await restoreInto(vm, snapshot, RESTORE_TIMEOUT_MS);
-    } catch (err) {
-      await destroyVm(vm);
-      throw err;
-    }
-    const handle = await connectVm(vm, spec, accel, image, RESTORE_TIMEOUT_MS, signal, { start: "restore", snapshot: snapshot.meta.key });
-    log.debug({ id: spec.id, accel, ms: performance.now() - started }, "microvm restored");
-    return handle;
   }
 
   private async coldBoot(
@@ -179,18 +167,7 @@ export class MicroVmBackend implements SandboxBackend {
     signal: AbortSignal | undefined,
     extraInfo: Record<string, string>,
   ): Promise<SandboxHandle> {
-    const started = performance.now();
-    const vm = await launchVm({
-      id: spec.id,
-      accel,
-      image,
-      memoryMiB: spec.memoryMiB,
-      vcpus: spec.vcpus,
-      workspace: spec.workspace,
-    });
-    const handle = await connectVm(vm, spec, accel, image, BOOT_TIMEOUT_MS[accel], signal, { start: "cold", ...extraInfo });
-    log.debug({ id: spec.id, accel, ms: performance.now() - started }, "microvm cold boot ready");
-    return handle;
+    return await startVm(spec, image, accel, signal, { timeoutMs: BOOT_TIMEOUT_MS[accel], info: { start: "cold", ...extraInfo }, ready: "microvm cold boot ready" });
   }
 
   /** Boots a VM with no workspace and returns ms to the first agent answer; used by the KVM probe. */
@@ -222,6 +199,32 @@ export class MicroVmBackend implements SandboxBackend {
       await destroyVm(vm);
     }
   }
+}
+
+/** How a sandbox's VM starts: cold, or restored from a snapshot (QEMU options, a step before connecting). */
+interface VmStart {
+  launch?: Pick<VmLaunchOptions, "memoryFile" | "incoming">;
+  /** Runs on the launched VM before the guest is connected; the VM is destroyed if it fails. */
+  prepare?: (vm: VmProcess) => Promise<void>;
+  timeoutMs: number;
+  info: Record<string, string>;
+  /** The debug line logged with the time it took. */
+  ready: string;
+}
+
+/** Launches the VM for `spec`, prepares it, connects its guest. */
+async function startVm(spec: SandboxSpec, image: ImageManifest, accel: Accelerator, signal: AbortSignal | undefined, how: VmStart): Promise<SandboxHandle> {
+  const started = performance.now();
+  const vm = await launchVm({ id: spec.id, accel, image, memoryMiB: spec.memoryMiB, vcpus: spec.vcpus, workspace: spec.workspace, ...how.launch });
+  try {
+    await how.prepare?.(vm);
+  } catch (err) {
+    await destroyVm(vm);
+    throw err;
+  }
+  const handle = await connectVm(vm, spec, accel, image, how.timeoutMs, signal, how.info);
+  log.debug({ id: spec.id, accel, ms: performance.now() - started }, how.ready);
+  return handle;
 }
 
 /** Connects the channel of a started VM, handshakes, gives the guest its identity and workspace. */
