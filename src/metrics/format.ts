@@ -1,6 +1,6 @@
 // Plain-text tables for people: one run, a comparison, the list of stored runs; colour only on a terminal.
 import type { MetricComparison, RunComparison } from "./compare.js";
-import type { BenchRun, Criterion } from "./schema.js";
+import type { BenchRun, Criterion, MetricSummary } from "./schema.js";
 import type { RunEntry } from "./store.js";
 
 export interface FormatOptions {
@@ -94,6 +94,15 @@ export function runHeadline(run: BenchRun, id?: string): string {
 }
 
 /** One run: headline, metrics table, baselines, criteria with PASS/FAIL/—, notes. */
+/** Each metric the run compares with a baseline metric: both summaries, and the ratio of their p50s (null when not measured). */
+export function baselineRatios(run: BenchRun): { metric: string; base: string; m: MetricSummary | undefined; b: MetricSummary | undefined; ratio: number | null }[] {
+  return Object.entries(run.baselines ?? {}).map(([metric, base]) => {
+    const m = run.metrics[metric];
+    const b = run.metrics[base];
+    return { metric, base, m, b, ratio: m !== undefined && b !== undefined && b.p50 !== 0 ? m.p50 / b.p50 : null };
+  });
+}
+
 export function formatRun(run: BenchRun, options: FormatOptions & { id?: string } = {}): string {
   const color = options.color ?? false;
   const out: string[] = [runHeadline(run, options.id), ""];
@@ -107,13 +116,10 @@ export function formatRun(run: BenchRun, options: FormatOptions & { id?: string 
     });
     out.push(table(["metric", "unit", "n", "p50", "p95", "p99", "max"], rows, ["l", "l", "r", "r", "r", "r", "r"]));
   }
-  const baselines = Object.entries(run.baselines ?? {});
+  const baselines = baselineRatios(run);
   if (baselines.length > 0) {
     out.push("", "against baselines (p50 / baseline p50):");
-    for (const [metric, base] of baselines) {
-      const m = run.metrics[metric];
-      const b = run.metrics[base];
-      const ratio = m !== undefined && b !== undefined && b.p50 !== 0 ? m.p50 / b.p50 : null;
+    for (const { metric, base, m, b, ratio } of baselines) {
       out.push(`  ${metric} = ${formatRatio(ratio)} ${base}${m && b ? ` (${formatNumber(m.p50)} vs ${formatNumber(b.p50)} ${m.unit})` : " (not measured)"}`);
     }
   }
