@@ -5,9 +5,9 @@ import { safeToolName } from "./names.js";
 import type { ChatMessage, CompletionRequest, ModelProvider, ModelToolCall, ModelTurn } from "./types.js";
 
 export const DEFAULT_ANTHROPIC_BASE_URL = "https://api.anthropic.com";
-export const ANTHROPIC_VERSION = "2023-06-01";
+const ANTHROPIC_VERSION = "2023-06-01";
 
-export interface AnthropicProviderOptions extends RetryConfig {
+interface AnthropicProviderOptions extends RetryConfig {
   model: string;
   /** Without /v1 (as the official SDKs take it). */
   baseUrl?: string;

@@ -6,7 +6,7 @@ import { issueLines, parseWith } from "../util/json-file.js";
 import type { ModelToolCall } from "./types.js";
 import { sleep } from "../util/abort.js";
 
-export interface RetryOptions {
+interface RetryOptions {
   /** Attempts after the first. Default 4. */
   retries?: number;
   baseDelayMs?: number;
@@ -35,7 +35,7 @@ interface PostOptions extends RetryConfig {
 }
 
 /** One model turn's request, as both providers make it: POST `body`, retry, and check the answer's shape. */
-export interface ModelRequest<S extends z.ZodType> {
+interface ModelRequest<S extends z.ZodType> {
   /** The provider's id, e.g. openai:gpt-4o-mini: errors and retries name it. */
   provider: string;
   url: string;

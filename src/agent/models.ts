@@ -5,8 +5,8 @@ import type { RetryConfig } from "./http.js";
 import { DEFAULT_OPENAI_BASE_URL, OpenAIProvider } from "./openai.js";
 import type { ModelProvider } from "./types.js";
 
-export const PROVIDERS = ["openai", "anthropic"] as const;
-export type ProviderName = (typeof PROVIDERS)[number];
+const PROVIDERS = ["openai", "anthropic"] as const;
+type ProviderName = (typeof PROVIDERS)[number];
 
 export function parseModelSpec(spec: string): { provider: ProviderName; model: string } {
   const i = spec.indexOf(":");
@@ -18,7 +18,7 @@ export function parseModelSpec(spec: string): { provider: ProviderName; model: s
   return { provider: provider as ProviderName, model };
 }
 
-export interface ProviderOptions extends RetryConfig {
+interface ProviderOptions extends RetryConfig {
   env?: NodeJS.ProcessEnv;
 }
 

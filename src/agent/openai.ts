@@ -6,7 +6,7 @@ import type { ChatMessage, CompletionRequest, ModelProvider, ModelToolCall, Mode
 
 export const DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1";
 
-export interface OpenAIProviderOptions extends RetryConfig {
+interface OpenAIProviderOptions extends RetryConfig {
   model: string;
   /** Ends in /v1 (the chat completions path is appended). */
   baseUrl?: string;

@@ -5,7 +5,7 @@ import { LuminaGuardError } from "../errors.js";
 import { parseWith, readJsonFile } from "../util/json-file.js";
 import type { CompletionRequest, ModelProvider, ModelTurn } from "./types.js";
 
-export const planStepSchema = z.strictObject({
+const planStepSchema = z.strictObject({
   tool: z.string().min(1).max(256),
   /** An external MCP server; absent for the built-in tools. */
   server: z.string().min(1).max(256).optional(),
@@ -13,15 +13,14 @@ export const planStepSchema = z.strictObject({
   note: z.string().max(2000).optional(),
 });
 
-export const planSchema = z.strictObject({
+const planSchema = z.strictObject({
   description: z.string().max(10_000).optional(),
   steps: z.array(planStepSchema).max(100_000),
 });
 
 export type Plan = z.infer<typeof planSchema>;
-export type PlanStep = z.infer<typeof planStepSchema>;
 
-export function parsePlan(raw: unknown, source: string): Plan {
+function parsePlan(raw: unknown, source: string): Plan {
   return parseWith(planSchema, raw, (issues) => new LuminaGuardError("INVALID_ARGUMENT", `plan ${source}: ${issues.join("; ")}`, { details: { source, issues } }));
 }
 

@@ -42,12 +42,12 @@ export function nonInteractiveApprover(): Approver {
   };
 }
 
-export type ApprovalCallback = (
+type ApprovalCallback = (
   card: Card,
   context: { call: ToolCallRequest; signal: AbortSignal },
 ) => boolean | ApprovalAnswerLike | Promise<boolean | ApprovalAnswerLike>;
 
-export interface ApprovalAnswerLike {
+interface ApprovalAnswerLike {
   approved: boolean;
   actor?: string;
   reason?: string;
@@ -77,13 +77,13 @@ export interface ElicitResult {
 
 export type ElicitFn = (message: string, requestedSchema: ElicitationSchema, options: { signal: AbortSignal }) => Promise<ElicitResult>;
 
-export interface ElicitationSchema {
+interface ElicitationSchema {
   type: "object";
   properties: Record<string, { type: "boolean"; title: string; description: string; default: boolean }>;
   required: string[];
 }
 
-export const APPROVAL_ELICITATION_SCHEMA: ElicitationSchema = {
+const APPROVAL_ELICITATION_SCHEMA: ElicitationSchema = {
   type: "object",
   properties: {
     approve: { type: "boolean", title: "Approve this action", description: "Let LuminaGuard run the action shown above", default: false },
@@ -111,7 +111,7 @@ export function elicitationApprover(elicit: ElicitFn, actor = "mcp-client"): App
   };
 }
 
-export interface TerminalApproverOptions {
+interface TerminalApproverOptions {
   /** A given stream pair (tests, embedding); otherwise the controlling terminal is opened at each prompt. */
   input?: Readable;
   output?: Writable;

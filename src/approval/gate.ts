@@ -8,9 +8,9 @@ import { buildCard, type Card, type CardContext } from "./card.js";
 import { filterResult } from "./filter.js";
 import { defaultPolicy, evaluatePolicy, type ActionClass, type Policy, type PolicyAction, type Risk, type ToolCallRequest } from "./policy.js";
 
-export const DEFAULT_APPROVAL_TIMEOUT_MS = 300_000;
+const DEFAULT_APPROVAL_TIMEOUT_MS = 300_000;
 
-export interface ApprovalGateOptions {
+interface ApprovalGateOptions {
   approver: Approver;
   policy?: Policy;
   /** The audit log; default `$LUMINAGUARD_HOME/audit.jsonl`. */
@@ -23,12 +23,12 @@ export interface ApprovalGateOptions {
   runId?: string;
 }
 
-export interface GateContext extends CardContext {
+interface GateContext extends CardContext {
   signal?: AbortSignal;
 }
 
 /** Why a call was denied, as the agent sees it. */
-export type DenialCode = "POLICY_DENIED" | "APPROVAL_DENIED" | "APPROVAL_TIMEOUT" | "CANCELLED";
+type DenialCode = "POLICY_DENIED" | "APPROVAL_DENIED" | "APPROVAL_TIMEOUT" | "CANCELLED";
 
 export interface GateDecision {
   decision: "allow" | "deny";

@@ -37,7 +37,7 @@ const regex = z
     }
   });
 
-export const policyRuleSchema = z.strictObject({
+const policyRuleSchema = z.strictObject({
   id: z.string().min(1).max(200).optional(),
   description: z.string().max(2000).optional(),
   /** Glob(s) on the tool name (`*`, `?`); absent: any tool. */
@@ -56,7 +56,7 @@ export const policyRuleSchema = z.strictObject({
   risk: z.enum(RISKS).optional(),
 });
 
-export const policyFileSchema = z.strictObject({
+const policyFileSchema = z.strictObject({
   version: z.literal(1).optional(),
   /** How long an approval prompt waits before it counts as a denial. */
   approvalTimeoutSeconds: z.number().int().min(1).max(86_400).optional(),
@@ -64,7 +64,6 @@ export const policyFileSchema = z.strictObject({
 });
 
 export type PolicyRule = z.infer<typeof policyRuleSchema>;
-export type PolicyFile = z.infer<typeof policyFileSchema>;
 
 interface CompiledRule {
   id: string;
@@ -83,7 +82,7 @@ export interface Policy {
   readonly rules: readonly CompiledRule[];
 }
 
-export interface PolicyMatch {
+interface PolicyMatch {
   action: PolicyAction;
   /** Id of the rule that fired. */
   rule: string;
@@ -105,7 +104,7 @@ export const DEFAULT_RULES: readonly PolicyRule[] = [
 ];
 
 /** The policy file LuminaGuard reads when none is named. */
-export function defaultPolicyPath(): string {
+function defaultPolicyPath(): string {
   return join(homeDir(), "policy.json");
 }
 
@@ -271,7 +270,7 @@ function compile(rule: PolicyRule, id: string): CompiledRule {
   };
 }
 
-export function globToRegExp(glob: string): RegExp {
+function globToRegExp(glob: string): RegExp {
   const body = glob.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".");
   return new RegExp(`^${body}$`, "su");
 }

@@ -18,7 +18,7 @@ import {
   type GuestResult,
 } from "./protocol.js";
 
-export interface ChannelTransport {
+interface ChannelTransport {
   input: Readable;
   output: Writable;
 }

@@ -25,12 +25,12 @@ import {
 import { McpClientMetrics, type CallOutcome } from "./metrics.js";
 import { ProcessGroupStdioTransport } from "./stdio-client-transport.js";
 
-export const DEFAULT_CALL_TIMEOUT_MS = 60_000;
-export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
+const DEFAULT_CALL_TIMEOUT_MS = 60_000;
+const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
 const HEALTH_CHECK_TIMEOUT_MS = 2_000;
 const MAX_TOOL_PAGES = 100;
 
-export interface McpClientPoolOptions {
+interface McpClientPoolOptions {
   servers: Record<string, McpServerConfig>;
   /** Deadline of a call unless the call or the server's config sets one. */
   callTimeoutMs?: number;
@@ -44,7 +44,7 @@ export interface McpClientPoolOptions {
 }
 
 /** A tool of an upstream server, exposed as `server.tool`. */
-export interface UpstreamTool {
+interface UpstreamTool {
   name: string;
   server: string;
   tool: string;
@@ -55,14 +55,14 @@ export interface UpstreamTool {
   annotations?: Tool["annotations"];
 }
 
-export interface ClientCallOptions {
+interface ClientCallOptions {
   signal?: AbortSignal;
   timeoutMs?: number;
 }
 
-export type UpstreamState = "idle" | "connecting" | "ready" | "backoff" | "closed";
+type UpstreamState = "idle" | "connecting" | "ready" | "backoff" | "closed";
 
-export interface UpstreamStatus {
+interface UpstreamStatus {
   server: string;
   transport: "stdio" | "http";
   state: UpstreamState;
@@ -73,7 +73,7 @@ export interface UpstreamStatus {
 }
 
 /** Splits `server.tool` at the first dot (server names cannot contain one). */
-export function splitToolName(qualified: string): { server: string; tool: string } {
+function splitToolName(qualified: string): { server: string; tool: string } {
   const i = qualified.indexOf(".");
   if (i <= 0 || i === qualified.length - 1) throw new LuminaGuardError("INVALID_ARGUMENT", `tool name ${JSON.stringify(qualified)} is not of the form server.tool`);
   return { server: qualified.slice(0, i), tool: qualified.slice(i + 1) };

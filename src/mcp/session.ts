@@ -7,7 +7,7 @@ import type { Sandbox } from "../runtime/sandbox.js";
 
 export type SessionTransport = "stdio" | "http";
 
-export interface SandboxSessionOptions {
+interface SandboxSessionOptions {
   id: string;
   transport: SessionTransport;
   pool: SandboxPool;

@@ -3,7 +3,7 @@ import type { MetricComparison, RunComparison } from "./compare.js";
 import type { BenchRun, Criterion, MetricSummary } from "./schema.js";
 import type { RunEntry } from "./store.js";
 
-export interface FormatOptions {
+interface FormatOptions {
   /** ANSI colours for PASS/FAIL and verdicts; default false. Use colorFor(process.stdout). */
   color?: boolean;
 }
@@ -65,7 +65,7 @@ export function targetText(c: Pick<Criterion, "stat" | "op" | "target">, unit = 
   return `${c.stat} ${op} ${formatNumber(c.target)}${unit ? ` ${unit}` : ""}`;
 }
 
-export function resultText(pass: boolean | null, color = false): string {
+function resultText(pass: boolean | null, color = false): string {
   if (pass === null) return "—";
   return pass ? paint(color, 32, "PASS") : paint(color, 31, "FAIL");
 }
@@ -85,7 +85,7 @@ export function criteriaSummary(criteria: readonly Criterion[]): string {
 }
 
 /** The header line and machine line of a run. */
-export function runHeadline(run: BenchRun, id?: string): string {
+function runHeadline(run: BenchRun, id?: string): string {
   const m = run.machine;
   return [
     `${run.scenario} on ${run.backend}${run.accel ? ` (${run.accel})` : ""} · commit ${run.commit} · ${when(run.startedAt)} · ${seconds(run.durationMs)}${id ? ` · ${id}` : ""}`,
@@ -190,7 +190,7 @@ export function formatRunList(runs: readonly ListedRun[]): string {
   return table(["id", "backend", "commit", "took", "criteria"], rows, ["l", "l", "l", "r", "l"]);
 }
 
-export interface Progress {
+interface Progress {
   update(label: string, done: number, total: number): void;
   /** Clears the bar (TTY) so the next output starts on a clean line. */
   done(): void;

@@ -8,7 +8,7 @@ import type { BenchRun, Criterion, SeriesPoint } from "./schema.js";
 import { percentile } from "./stats.js";
 import { barChart, lineChart, PALETTE, type Bar, type LegendItem, type LineSeries, type RefLine } from "./svg.js";
 
-export interface Chart {
+interface Chart {
   /** File name inside the report directory. */
   file: string;
   title: string;
@@ -20,7 +20,7 @@ export interface ReportInput {
   run: BenchRun;
 }
 
-export interface ReportResult {
+interface ReportResult {
   dir: string;
   /** Path of report.md. */
   markdown: string;
@@ -238,7 +238,7 @@ function memoryChart(run: BenchRun, prefix: string): Chart[] {
 }
 
 /** Every chart of one run; file names start with prefix. */
-export function runCharts(run: BenchRun, prefix: string): Chart[] {
+function runCharts(run: BenchRun, prefix: string): Chart[] {
   return [...cdfCharts(run, prefix), ...seriesCharts(run, prefix), ...memoryChart(run, prefix)];
 }
 

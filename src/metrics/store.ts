@@ -13,7 +13,7 @@ export function metricsDir(): string {
   return resolve(process.env["LUMINAGUARD_METRICS_DIR"] ?? join(process.cwd(), ".beads", "metrics"));
 }
 
-export interface StoreOptions {
+interface StoreOptions {
   /** The metrics directory; default metricsDir(). */
   dir?: string;
 }
@@ -47,7 +47,7 @@ function parseRun(value: unknown, invalid: (issues: string) => LuminaGuardError)
 }
 
 /** Validates a run; throws INVALID_ARGUMENT with the offending fields. */
-export function validateRun(value: unknown, what = "benchmark run"): BenchRun {
+function validateRun(value: unknown, what = "benchmark run"): BenchRun {
   return parseRun(value, (issues) => new LuminaGuardError("INVALID_ARGUMENT", `${what} is not valid: ${issues}`));
 }
 
@@ -63,7 +63,7 @@ function stemToIso(stem: string): string | undefined {
 }
 
 /** JSON with one line per metric for samples and series (10,000 numbers one per line would be unreadable). */
-export function stringifyRun(run: BenchRun): string {
+function stringifyRun(run: BenchRun): string {
   const lines: string[] = [];
   const entries = Object.entries(run).filter(([, v]) => v !== undefined);
   entries.forEach(([key, value], i) => {
@@ -250,7 +250,7 @@ export function latestRun(scenario: string, backend?: string, options: StoreOpti
 }
 
 /** The newest valid run of any scenario. */
-export function newestRun(options: StoreOptions = {}): StoredRun | undefined {
+function newestRun(options: StoreOptions = {}): StoredRun | undefined {
   for (const s of validRuns(listRuns(options))) return s;
   return undefined;
 }
@@ -303,7 +303,7 @@ export function resolveRun(ref: string, options: StoreOptions = {}): StoredRun {
   return nth(scenario, backend, back, { dir: root }, r);
 }
 
-export interface CreateRunInput {
+interface CreateRunInput {
   scenario: string;
   backend: string;
   /** kvm / tcg / ...; null (or omitted) where the backend has none. */

@@ -12,7 +12,7 @@ import { removeIfOwned, workspaceFor, type Workspace } from "./workspace.js";
 /** Each sandbox's limits and file tools, as for Sandbox.create. */
 type PerSandbox = Pick<SandboxOptions, "memoryMiB" | "pidsMax" | "vcpus" | "diskMiB" | "diskInodes" | "fileTools">;
 
-export interface PoolOptions extends PerSandbox {
+interface PoolOptions extends PerSandbox {
   backend: SandboxBackend;
   /** Ready sandboxes kept when idle. */
   minSize?: number;

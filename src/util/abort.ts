@@ -16,7 +16,7 @@ export function onAbort(signal: AbortSignal | undefined, fn: () => void): () => 
 }
 
 /** A limit on how long raceAbort waits, and what it throws when it is reached. */
-export interface RaceDeadline {
+interface RaceDeadline {
   ms: number;
   expired: () => Error;
 }

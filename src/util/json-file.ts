@@ -2,7 +2,7 @@
 import { readFileSync } from "node:fs";
 import type { z } from "zod";
 
-export interface JsonFileErrors<T> {
+interface JsonFileErrors<T> {
   /** The file cannot be read (missing, a directory, no permission). */
   unreadable: (err: NodeJS.ErrnoException) => Error;
   /** The text is not JSON. */
@@ -30,7 +30,7 @@ export function readJsonFile<T>(path: string, validate: (raw: unknown) => T, err
   return validate(raw);
 }
 
-export interface IssueFormat {
+interface IssueFormat {
   /** How an issue at the top level is named. Default "(top level)". */
   root?: string;
   /** An issue's text. Default its message. */

@@ -2,7 +2,7 @@
 // returns nothing for a process that is gone: a pid may exit between listing /proc and reading it.
 import { readFileSync, readdirSync } from "node:fs";
 
-export interface ProcStat {
+interface ProcStat {
   pid: number;
   /** Field 2 without its parentheses; it may itself contain spaces and parentheses. */
   comm: string;

@@ -13,7 +13,7 @@ export interface AgentBuild {
   built: boolean;
 }
 
-export function agentSourceDir(): string {
+function agentSourceDir(): string {
   return join(packageRoot(), "src", "guest", "agent");
 }
 

@@ -13,14 +13,14 @@ import { buildInitramfs } from "./initramfs.js";
 import { ensureMinimalKernel, minimalKernelHash } from "./kernel.js";
 import { hostTscKhz } from "./tsc.js";
 
-export const BUSYBOX_PATH = "/bin/busybox";
+const BUSYBOX_PATH = "/bin/busybox";
 const IMAGE_FORMAT = "initramfs-newc v1";
 
 /** `minimal`: our kernel built from linux-source-6.1 (fast). `debian`: Debian's packaged kernel, the fallback. */
 export const KERNEL_KINDS = ["minimal", "debian"] as const;
 export type KernelKind = (typeof KERNEL_KINDS)[number];
 
-export const imageManifestSchema = z.object({
+const imageManifestSchema = z.object({
   hash: z.string(),
   kernelKind: z.enum(KERNEL_KINDS),
   kernel: z.string(),
@@ -38,14 +38,14 @@ export const imageManifestSchema = z.object({
 export type ImageManifest = z.infer<typeof imageManifestSchema>;
 
 /** Kernel command line measured to boot fast under TCG (DESIGN.md); reboot=t lets -no-reboot end QEMU. */
-export const GUEST_CMDLINE =
+const GUEST_CMDLINE =
   "console=ttyS0 quiet loglevel=1 panic=-1 mitigations=off tsc=reliable no_timer_check pci=off reboot=t rdinit=/init";
 
 /**
  * Debian's kernel knows every option above (none ends up "Unknown" in its boot log); it also needs
  * the host's TSC rate, or under TCG it hangs after "Marking TSC unstable" (DESIGN.md).
  */
-export function debianCmdline(tscKhz: number): string {
+function debianCmdline(tscKhz: number): string {
   return `${GUEST_CMDLINE} tsc_early_khz=${tscKhz}`;
 }
 
@@ -178,7 +178,7 @@ export async function requireImage(): Promise<ImageManifest> {
   return image;
 }
 
-export interface BuildImageOptions {
+interface BuildImageOptions {
   /** Which kernel; the image built becomes the current one. Default minimal. */
   kernel?: KernelKind;
   force?: boolean;

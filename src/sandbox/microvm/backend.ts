@@ -2,6 +2,7 @@
 import { randomBytes } from "node:crypto";
 import type { Socket } from "node:net";
 import { GuestChannel } from "../../guest/channel.js";
+import type { InitArgs } from "../../guest/protocol.js";
 import { requireImage, type ImageManifest } from "../../guest/image/build.js";
 import { LuminaGuardError, toLuminaGuardError } from "../../errors.js";
 import { log } from "../../log.js";
@@ -27,7 +28,7 @@ import {
 const BOOT_TIMEOUT_MS = { kvm: 10_000, tcg: 30_000 } as const;
 const RESTORE_TIMEOUT_MS = 15_000;
 
-export interface MicroVmOptions {
+interface MicroVmOptions {
   /** Force an accelerator instead of probing (LUMINAGUARD_ACCEL does the same). */
   accel?: Accelerator;
   /** Restore from a snapshot template (default) or always cold boot. LUMINAGUARD_SNAPSHOTS=0 turns them off. */
@@ -228,7 +229,7 @@ async function startVm(spec: SandboxSpec, image: ImageManifest, accel: Accelerat
 }
 
 /** Connects the channel of a started VM, handshakes, gives the guest its identity and workspace. */
-export async function connectVm(
+async function connectVm(
   vm: VmProcess,
   spec: SandboxSpec,
   accel: Accelerator,
@@ -268,7 +269,7 @@ export async function connectVm(
         // export reports host owners as QEMU sees them, through the idmapped workspace).
         commandUid: vm.identity.uid,
         commandGid: vm.identity.gid,
-      },
+      } satisfies InitArgs,
       { deadlineMs: timeoutMs },
     );
     log.debug({ id: spec.id, helloMs: t1 - t0, initMs: performance.now() - t1 }, "guest handshake phases");

@@ -7,6 +7,7 @@ import type { ChildProcess } from "node:child_process";
 import type { Readable, Writable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { GuestChannel } from "../../guest/channel.js";
+import type { InitArgs } from "../../guest/protocol.js";
 import { ensureAgent, type AgentBuild } from "../../guest/image/agent.js";
 import { GuestChannelLostError, LuminaGuardError, toLuminaGuardError } from "../../errors.js";
 import { log } from "../../log.js";
@@ -28,7 +29,7 @@ const MIN_MEMORY_MIB = 16;
 /** The agent (pid 1 of the sandbox) is in the cgroup too, and a command may need a shell and a child. */
 const MIN_PIDS = 4;
 
-export interface NamespaceBackendOptions {
+interface NamespaceBackendOptions {
   /**
    * "auto" (default): limits when cgroups are usable, else run without and say so in `info.limits`.
    * "require": refuse to spawn without limits. "off": never create cgroups.
@@ -322,7 +323,11 @@ export class NamespaceBackend implements SandboxBackend {
       const hello = await raceAbort(sandbox.channel.handshake(HANDSHAKE_TIMEOUT_MS), signal, spawnCancelled);
       const helloMs = performance.now() - started;
       await raceAbort(
-        sandbox.channel.request("init", { seed: randomBytes(32).toString("base64"), timeMs: Date.now(), id: spec.id, ...(spec.diskMiB !== undefined ? { diskMiB: spec.diskMiB } : {}) }, { deadlineMs: INIT_DEADLINE_MS }),
+        sandbox.channel.request(
+          "init",
+          { seed: randomBytes(32).toString("base64"), timeMs: Date.now(), id: spec.id, ...(spec.diskMiB !== undefined ? { diskMiB: spec.diskMiB } : {}) } satisfies InitArgs,
+          { deadlineMs: INIT_DEADLINE_MS },
+        ),
         signal,
         spawnCancelled,
       );

@@ -26,14 +26,14 @@ import { shieldStdio } from "./fd-shield.js";
 import { seccompFilterBytes } from "./seccomp.js";
 
 /** Child descriptor numbers; 0-2 are the agent's channel (stdin/stdout) and its log (stderr). */
-export const BWRAP_FDS: Required<BwrapFds> = { info: 3, block: 4, seccomp: 5, passwd: 6, group: 7, hosts: 8 };
+const BWRAP_FDS: Required<BwrapFds> = { info: 3, block: 4, seccomp: 5, passwd: 6, group: 7, hosts: 8 };
 
 const INFO_TIMEOUT_MS = 5_000;
 /** bwrap's info JSON is a few hundred bytes; anything larger is not bwrap talking. */
 const INFO_MAX_BYTES = 64 * 1024;
 const STDERR_TAIL_BYTES = 8 * 1024;
 
-export interface LaunchOptions {
+interface LaunchOptions {
   id: string;
   /** Real path of the host workspace (validated by the caller). */
   workspace: string;
