@@ -28,14 +28,9 @@ static bool list_visit(struct walk *wk, int dirfd, const char *name, size_t path
 	(void)dirfd;
 	(void)name;
 	struct list_ctx *c = wk->ctx;
-	if (c->emitted >= c->limit || c->w->b->len > RESULT_SOFT_CAP) {
-		wk->truncated = true;
-		return false;
-	}
 	jw_t *w = c->w;
-	jw_obj(w);
-	jw_key(w, "path");
-	jw_str(w, wk->path, pathlen);
+	if (!walk_entry_open(wk, w, pathlen, c->emitted >= c->limit))
+		return false;
 	jw_key(w, "type");
 	jw_cstr(w, type_of(st->st_mode));
 	jw_key(w, "size");

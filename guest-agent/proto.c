@@ -150,15 +150,22 @@ static void frame_send(buf_t *b)
 	chan_send(b);
 }
 
+/* Every frame is one object that starts with the request's id. */
+static void frame_open(jw_t *w, buf_t *b, uint32_t id)
+{
+	*b = (buf_t){0};
+	jw_init(w, b);
+	frame_begin(b);
+	jw_obj(w);
+	jw_key(w, "id");
+	jw_int(w, id);
+}
+
 static void send_error_frame(uint32_t id, const char *code, int err, const char *msg)
 {
-	buf_t b = {0};
+	buf_t b;
 	jw_t w;
-	jw_init(&w, &b);
-	frame_begin(&b);
-	jw_obj(&w);
-	jw_key(&w, "id");
-	jw_int(&w, id);
+	frame_open(&w, &b, id);
 	jw_key(&w, "ok");
 	jw_bool(&w, false);
 	jw_key(&w, "error");
@@ -202,12 +209,7 @@ void reply_invalid(req_t *r) { send_error_frame(r->id, "INVALID_ARGUMENT", 0, r-
 
 void reply_begin(jw_t *w, buf_t *b, uint32_t id)
 {
-	*b = (buf_t){0};
-	jw_init(w, b);
-	frame_begin(b);
-	jw_obj(w);
-	jw_key(w, "id");
-	jw_int(w, id);
+	frame_open(w, b, id);
 	jw_key(w, "ok");
 	jw_bool(w, true);
 	jw_key(w, "result");
@@ -239,13 +241,9 @@ void send_event(uint32_t id, const char *stream, const void *data, size_t n)
 {
 	if (!chan_connected())
 		return; /* nobody would receive it; the final answer is likewise dropped */
-	buf_t b = {0};
+	buf_t b;
 	jw_t w;
-	jw_init(&w, &b);
-	frame_begin(&b);
-	jw_obj(&w);
-	jw_key(&w, "id");
-	jw_int(&w, id);
+	frame_open(&w, &b, id);
 	jw_key(&w, "event");
 	jw_cstr(&w, stream);
 	jw_key(&w, "data");

@@ -32,15 +32,9 @@ struct search_ctx {
 /* Adds one match; false when a bound says stop (and marks the result truncated). */
 static bool add_match(struct walk *wk, struct search_ctx *c, size_t pathlen, uint64_t line, const char *text, size_t tl)
 {
-	if (c->results >= c->max_results || c->result_bytes + pathlen + tl > c->max_bytes ||
-	    c->w->b->len > RESULT_SOFT_CAP) {
-		wk->truncated = true;
-		return false;
-	}
 	jw_t *w = c->w;
-	jw_obj(w);
-	jw_key(w, "path");
-	jw_str(w, wk->path, pathlen);
+	if (!walk_entry_open(wk, w, pathlen, c->results >= c->max_results || c->result_bytes + pathlen + tl > c->max_bytes))
+		return false;
 	if (text) {
 		jw_key(w, "line");
 		jw_int(w, (int64_t)line);

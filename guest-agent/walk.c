@@ -102,3 +102,15 @@ int walk_start(req_t *r, struct walk *wk, const char *path, int flags)
 		wk->path[0] = 0;
 	return fd;
 }
+
+bool walk_entry_open(struct walk *wk, jw_t *w, size_t pathlen, bool full)
+{
+	if (full || w->b->len > RESULT_SOFT_CAP) {
+		wk->truncated = true;
+		return false;
+	}
+	jw_obj(w);
+	jw_key(w, "path");
+	jw_str(w, wk->path, pathlen);
+	return true;
+}

@@ -29,5 +29,8 @@ int walk_start(req_t *r, struct walk *wk, const char *path, int flags);
 /* Visits the entries of dirfd in name order, descending into directories (never through symlinks)
  * while level < wk->max_level; wk->path holds the first plen bytes of the display path. */
 void walk_dir(struct walk *wk, int dirfd, size_t plen, int level);
+/* Starts a result entry (an object holding the current path) in w; when `full`, or when the answer
+ * has reached RESULT_SOFT_CAP, marks the walk truncated instead and returns false. */
+bool walk_entry_open(struct walk *wk, jw_t *w, size_t pathlen, bool full);
 
 #endif

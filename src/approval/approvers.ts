@@ -7,6 +7,7 @@ import type { Readable, Writable } from "node:stream";
 import type { ElicitRequestFormParams, ElicitResult as McpElicitResult } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
 import { LuminaGuardError } from "../errors.js";
+import { onAbort } from "../util/abort.js";
 import { renderCard, type Card } from "./card.js";
 import type { ToolCallRequest } from "./policy.js";
 
@@ -42,12 +43,12 @@ export function nonInteractiveApprover(): Approver {
   };
 }
 
-export type ApprovalCallback = (
+type ApprovalCallback = (
   card: Card,
   context: { call: ToolCallRequest; signal: AbortSignal },
 ) => boolean | ApprovalAnswerLike | Promise<boolean | ApprovalAnswerLike>;
 
-export interface ApprovalAnswerLike {
+interface ApprovalAnswerLike {
   approved: boolean;
   actor?: string;
   reason?: string;
@@ -81,7 +82,7 @@ export type ElicitationSchema = ElicitRequestFormParams["requestedSchema"];
  */
 export type ElicitFn = (message: string, requestedSchema: ElicitationSchema, options?: { signal?: AbortSignal; timeoutMs?: number }) => Promise<ElicitResult>;
 
-export const APPROVAL_ELICITATION_SCHEMA: ElicitationSchema = {
+const APPROVAL_ELICITATION_SCHEMA: ElicitationSchema = {
   type: "object",
   properties: {
     approve: { type: "boolean", title: "Approve this action", description: "Let LuminaGuard run the action shown above", default: false },
@@ -109,7 +110,7 @@ export function elicitationApprover(elicit: ElicitFn, actor = "mcp-client"): App
   };
 }
 
-export interface TerminalApproverOptions {
+interface TerminalApproverOptions {
   /** A given stream pair (tests, embedding); otherwise the controlling terminal is opened at each prompt. */
   input?: Readable;
   output?: Writable;
@@ -213,14 +214,13 @@ function readLine(input: Readable, signal: AbortSignal): Promise<string | undefi
     // terminal:false keeps the TTY in cooked mode: the kernel does line editing and Ctrl-C stays a real SIGINT.
     const rl = createInterface({ input, terminal: false, crlfDelay: Infinity });
     const done = (v: string | undefined): void => {
-      signal.removeEventListener("abort", onAbort);
+      unhook();
       rl.removeAllListeners();
       rl.close();
       input.pause();
       resolve(v);
     };
-    const onAbort = (): void => done(undefined);
-    signal.addEventListener("abort", onAbort, { once: true });
+    const unhook = onAbort(signal, () => done(undefined));
     rl.once("line", (line) => done(line));
     rl.once("close", () => done(undefined));
   });

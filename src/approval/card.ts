@@ -8,7 +8,7 @@ import { unifiedDiff } from "./diff.js";
 import { isHookEnvVar, shellQuote, workspaceRelative, type ActionClass, type PolicyAction, type Risk, type ToolCallRequest } from "./policy.js";
 import { resolveWriteTarget } from "./resolve.js";
 
-export interface WriteFileDetails {
+interface WriteFileDetails {
   kind: "write_file";
   /** The path as the call names it (normalised). */
   path: string;
@@ -30,7 +30,7 @@ export interface WriteFileDetails {
   note?: string;
 }
 
-export interface ExecuteCommandDetails {
+interface ExecuteCommandDetails {
   kind: "execute_command";
   command: string;
   cwd: string;
@@ -42,7 +42,7 @@ export interface ExecuteCommandDetails {
   timeoutMs?: number;
 }
 
-export interface ExternalDetails {
+interface ExternalDetails {
   kind: "external";
   server: string;
   tool: string;
@@ -52,14 +52,14 @@ export interface ExternalDetails {
   readOnlyHint?: boolean;
 }
 
-export interface ToolDetails {
+interface ToolDetails {
   kind: "tool";
   args: unknown;
   /** Why the arguments could not be understood (the call will fail), when they could not. */
   note?: string;
 }
 
-export type CardDetails = WriteFileDetails | ExecuteCommandDetails | ExternalDetails | ToolDetails;
+type CardDetails = WriteFileDetails | ExecuteCommandDetails | ExternalDetails | ToolDetails;
 
 export interface Card {
   tool: string;
@@ -243,7 +243,7 @@ function stdinPreview(stdin: string): string {
   return stdin.slice(0, end);
 }
 
-export interface RenderOptions {
+interface RenderOptions {
   color?: boolean;
   /** Longest diff shown, in lines; the audit keeps the whole (bounded) diff. */
   maxDiffLines?: number;

@@ -1,8 +1,9 @@
 // What a benchmark must not leave behind: processes, run-dir entries, cgroups, temp workspaces.
-import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runDir } from "../paths.js";
+import { cmdline, descendants } from "../util/procfs.js";
 
 export interface LeakSnapshot {
   processes: string[];
@@ -13,30 +14,12 @@ export interface LeakSnapshot {
 
 const OURS = /qemu-system|bwrap|lg-agent|setpriv/;
 
-function descendants(root: number): string[] {
-  const children = new Map<number, number[]>();
-  const cmd = new Map<number, string>();
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      const pid = Number(name);
-      children.set(ppid, [...(children.get(ppid) ?? []), pid]);
-      cmd.set(pid, readFileSync(`/proc/${name}/cmdline`, "utf8").replace(/\0/g, " ").trim());
-    } catch {
-      /* exited while we looked */
-    }
-  }
-  const out: string[] = [];
-  const stack = [...(children.get(root) ?? [])];
-  while (stack.length) {
-    const pid = stack.pop() as number;
-    const c = cmd.get(pid) ?? "";
-    if (OURS.test(c)) out.push(`${pid} ${c.slice(0, 120)}`);
-    stack.push(...(children.get(pid) ?? []));
-  }
-  return out;
+/** Our sandbox processes (QEMU, bwrap, the agent) still below `root`, as "pid command line". */
+function sandboxDescendants(root: number): string[] {
+  return descendants(root).flatMap((pid) => {
+    const c = cmdline(pid) ?? "";
+    return OURS.test(c) ? [`${pid} ${c.slice(0, 120)}`] : [];
+  });
 }
 
 /** Sandbox cgroups live under a `luminaguard` parent somewhere below each hierarchy (v1) or the v2 root. */
@@ -64,7 +47,7 @@ function cgroupDirs(): string[] {
 export function leakSnapshot(): LeakSnapshot {
   const rd = runDir();
   return {
-    processes: descendants(process.pid),
+    processes: sandboxDescendants(process.pid),
     runDir: [
       ...(existsSync(rd) ? readdirSync(rd).filter((n) => n !== "workspaces").map((n) => join(rd, n)) : []),
       ...(existsSync(join(rd, "workspaces")) ? readdirSync(join(rd, "workspaces")).map((n) => join(rd, "workspaces", n)) : []),

@@ -17,7 +17,7 @@ export function parseSince(value: string, now = Date.now()): Date {
   throw new LuminaGuardError("INVALID_ARGUMENT", `--since: expected a duration like 30m, 2h, 7d or an ISO date, got ${JSON.stringify(value)}`);
 }
 
-export function formatAuditEntry(e: AuditEntry): string {
+function formatAuditEntry(e: AuditEntry): string {
   const summary = typeof e.card["summary"] === "string" ? e.card["summary"] : "";
   const tool = e.server !== undefined ? `${e.server}/${e.tool}` : e.tool;
   return escapeForTerminal(

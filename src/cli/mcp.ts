@@ -14,7 +14,7 @@ import { serveHttp, TOKEN_ENV } from "../mcp/server/serve-http.js";
 import { serveStdio } from "../mcp/server/serve-stdio.js";
 import type { McpServeOptions } from "../mcp/server/server.js";
 
-export const DEFAULT_HTTP_PORT = 8765;
+const DEFAULT_HTTP_PORT = 8765;
 
 interface ServeFlags {
   transport: "stdio" | "http";

@@ -8,7 +8,7 @@ import { writeReport, type ReportInput } from "../metrics/report.js";
 import { runSummaryJson, SCENARIO_NAME, type BenchRun } from "../metrics/schema.js";
 import { listRuns, metricsDir, readRunFile, resolveRun, RUN_REF_HELP, type StoredRun } from "../metrics/store.js";
 
-export interface MetricsIo {
+interface MetricsIo {
   /** Where requested output goes; default process.stdout. */
   out?: (text: string) => void;
   /** ANSI colours in tables; default: when stdout is a terminal (and NO_COLOR is unset). */

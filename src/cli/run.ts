@@ -17,7 +17,7 @@ import { loadPlan, PlanProvider } from "../agent/plan.js";
 import { newRunId, Transcript } from "../agent/transcript.js";
 import type { ExternalTools, ModelProvider } from "../agent/types.js";
 
-export interface RunFlags {
+interface RunFlags {
   model?: string;
   plan?: string;
   maxSteps: number;
@@ -35,9 +35,9 @@ export interface RunFlags {
 }
 
 /** Exit codes of `run`: 0 done, 3 stopped by the step limit or a budget, 4 a plan step failed or was denied, 130 cancelled. */
-export const RUN_EXIT = { completed: 0, limit: 3, planStepFailed: 4, cancelled: 130 } as const;
+const RUN_EXIT = { completed: 0, limit: 3, planStepFailed: 4, cancelled: 130 } as const;
 
-export interface RegisterRunOptions {
+interface RegisterRunOptions {
   /** The MCP client pool, once there is one; its tools are offered next to the built-ins. */
   externalTools?: () => Promise<ExternalTools | undefined>;
 }
@@ -66,7 +66,7 @@ export function registerRunCommand(program: Command, options: RegisterRunOptions
     });
 }
 
-export async function runCommand(task: string | undefined, flags: RunFlags, options: RegisterRunOptions = {}): Promise<number> {
+async function runCommand(task: string | undefined, flags: RunFlags, options: RegisterRunOptions = {}): Promise<number> {
   const provider = chooseProvider(flags);
   const isPlan = flags.plan !== undefined;
   const theTask = task ?? (isPlan ? `replay the plan ${flags.plan as string}` : undefined);

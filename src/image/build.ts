@@ -13,14 +13,14 @@ import { buildInitramfs } from "./initramfs.js";
 import { ensureMinimalKernel, minimalKernelHash } from "./kernel.js";
 import { hostTscKhz } from "./tsc-clock.js";
 
-export const BUSYBOX_PATH = "/bin/busybox";
+const BUSYBOX_PATH = "/bin/busybox";
 const IMAGE_FORMAT = "initramfs-newc v1";
 
 /** `minimal`: our kernel built from linux-source-6.1 (fast). `debian`: Debian's packaged kernel, the fallback. */
 export const KERNEL_KINDS = ["minimal", "debian"] as const;
 export type KernelKind = (typeof KERNEL_KINDS)[number];
 
-export const imageManifestSchema = z.object({
+const imageManifestSchema = z.object({
   hash: z.string(),
   kernelKind: z.enum(KERNEL_KINDS),
   kernel: z.string(),
@@ -38,14 +38,14 @@ export const imageManifestSchema = z.object({
 export type ImageManifest = z.infer<typeof imageManifestSchema>;
 
 /** Kernel command line measured to boot fast under TCG (DESIGN.md); reboot=t lets -no-reboot end QEMU. */
-export const GUEST_CMDLINE =
+const GUEST_CMDLINE =
   "console=ttyS0 quiet loglevel=1 panic=-1 mitigations=off tsc=reliable no_timer_check pci=off reboot=t rdinit=/init";
 
 /**
  * Debian's kernel knows every option above (none ends up "Unknown" in its boot log); it also needs
  * the host's TSC rate, or under TCG it hangs after "Marking TSC unstable" (DESIGN.md).
  */
-export function debianCmdline(tscKhz: number): string {
+function debianCmdline(tscKhz: number): string {
   return `${GUEST_CMDLINE} tsc_early_khz=${tscKhz}`;
 }
 
@@ -178,7 +178,7 @@ export async function requireImage(): Promise<ImageManifest> {
   return image;
 }
 
-export interface BuildImageOptions {
+interface BuildImageOptions {
   /** Which kernel; the image built becomes the current one. Default minimal. */
   kernel?: KernelKind;
   force?: boolean;
@@ -217,9 +217,22 @@ function writeImage(ids: ImageIds, initrdBytes: Buffer, fields: Omit<ImageManife
   return manifest;
 }
 
-async function buildMinimalImage(options: BuildImageOptions): Promise<BuiltImage> {
+type ImageFields = Omit<ImageManifest, "hash" | "initrd" | "agentHash" | "kernelHash" | "createdAt" | "agent" | "kernel">;
+
+/** What a kernel step hands the image: the file QEMU boots, the modules it loads, the manifest's kernel fields. */
+interface ImageKernel {
+  path: string;
+  /** The progress line that says what was built or reused. */
+  said: string;
+  modules?: readonly { name: string; path: string }[];
+  fields: ImageFields;
+}
+
+type KernelStep = (options: { log: (line: string) => void; force?: boolean; signal?: AbortSignal }) => Promise<ImageKernel>;
+
+/** Every kind of image: the cached one when it is built, else agent → kernel → initramfs → manifest. */
+async function buildWith(ids: ImageIds, options: BuildImageOptions, kernelStep: KernelStep): Promise<BuiltImage> {
   const say = options.log ?? (() => undefined);
-  const ids = await minimalImageHash();
   const existing = options.force ? undefined : readManifest(manifestPath(ids.hash));
   if (existing) {
     say(`image ${ids.hash} is up to date`);
@@ -228,13 +241,21 @@ async function buildMinimalImage(options: BuildImageOptions): Promise<BuiltImage
   const common = { log: say, ...(options.force ? { force: true } : {}) };
   const agent = await ensureAgent(common);
   say(`agent: ${agent.path}${agent.built ? " (built)" : " (cached)"}`);
-  const kernel = await ensureMinimalKernel({ ...common, ...(options.signal ? { signal: options.signal } : {}) });
-  say(`kernel: ${kernel.path}${kernel.built ? " (built)" : " (cached)"}`);
+  const kernel = await kernelStep({ ...common, ...(options.signal ? { signal: options.signal } : {}) });
+  say(kernel.said);
   const busybox = await busyboxIdentity();
-  const initrd = buildInitramfs({ agentPath: agent.path, busyboxPath: BUSYBOX_PATH, applets: busybox.applets });
-  const manifest = writeImage(ids, initrd, { kernelKind: "minimal", kernel: kernel.path, agent: agent.path, cmdline: GUEST_CMDLINE });
+  const initrd = buildInitramfs({ agentPath: agent.path, busyboxPath: BUSYBOX_PATH, applets: busybox.applets, ...(kernel.modules ? { modules: kernel.modules } : {}) });
+  const { kernelKind, ...rest } = kernel.fields;
+  const manifest = writeImage(ids, initrd, { kernelKind, kernel: kernel.path, agent: agent.path, ...rest });
   say(`image ${ids.hash} ready in ${join(cacheDir(), "images", ids.hash)}`);
   return { ...manifest, built: true };
+}
+
+async function buildMinimalImage(options: BuildImageOptions): Promise<BuiltImage> {
+  return await buildWith(await minimalImageHash(), options, async (o) => {
+    const kernel = await ensureMinimalKernel(o);
+    return { path: kernel.path, said: `kernel: ${kernel.path}${kernel.built ? " (built)" : " (cached)"}`, fields: { kernelKind: "minimal", cmdline: GUEST_CMDLINE } };
+  });
 }
 
 async function buildDebianImage(options: BuildImageOptions): Promise<BuiltImage> {
@@ -245,28 +266,13 @@ async function buildDebianImage(options: BuildImageOptions): Promise<BuiltImage>
   const tsc = await hostTscKhz();
   say(`host TSC: ${tsc.khz} kHz (from ${tsc.source}), passed as tsc_early_khz`);
   const cmdline = debianCmdline(tsc.khz);
-  const ids = await debianImageHash(pkg, cmdline);
-  const existing = options.force ? undefined : readManifest(manifestPath(ids.hash));
-  if (existing) {
-    say(`image ${ids.hash} is up to date`);
-    return { ...existing, built: false };
-  }
-  const common = { log: say, ...(options.force ? { force: true } : {}) };
-  const agent = await ensureAgent(common);
-  say(`agent: ${agent.path}${agent.built ? " (built)" : " (cached)"}`);
-  const kernel = await ensureDebianKernel(pkg, { ...common, ...(options.signal ? { signal: options.signal } : {}) });
-  say(`kernel: ${kernel.path} (${kernel.release}, ${kernel.boot} boot${kernel.built ? ", unpacked" : ", cached"})`);
-  const busybox = await busyboxIdentity();
-  const initrd = buildInitramfs({ agentPath: agent.path, busyboxPath: BUSYBOX_PATH, applets: busybox.applets, modules: kernel.modules });
-  const manifest = writeImage(ids, initrd, {
-    kernelKind: "debian",
-    kernel: kernel.path,
-    agent: agent.path,
-    cmdline,
-    kernelPackage: pkg,
-    kernelRelease: kernel.release,
-    modules: kernel.modules.map((m) => m.name),
+  return await buildWith(await debianImageHash(pkg, cmdline), options, async (o) => {
+    const kernel = await ensureDebianKernel(pkg, o);
+    return {
+      path: kernel.path,
+      said: `kernel: ${kernel.path} (${kernel.release}, ${kernel.boot} boot${kernel.built ? ", unpacked" : ", cached"})`,
+      modules: kernel.modules,
+      fields: { kernelKind: "debian", cmdline, kernelPackage: pkg, kernelRelease: kernel.release, modules: kernel.modules.map((m) => m.name) },
+    };
   });
-  say(`image ${ids.hash} ready in ${join(cacheDir(), "images", ids.hash)}`);
-  return { ...manifest, built: true };
 }

@@ -16,7 +16,7 @@ export const DEBIAN_KERNEL_META_PACKAGE = "linux-image-amd64";
  * PCI), the console port the agent talks over, and 9p over virtio for /workspace. Their own
  * dependencies (virtio, virtio_ring, 9pnet, netfs, fscache) are resolved from the modules.
  */
-export const DEBIAN_GUEST_MODULES: readonly { module: string; config: string }[] = [
+const DEBIAN_GUEST_MODULES: readonly { module: string; config: string }[] = [
   { module: "virtio_mmio", config: "CONFIG_VIRTIO_MMIO" },
   { module: "virtio_console", config: "CONFIG_VIRTIO_CONSOLE" },
   { module: "9pnet_virtio", config: "CONFIG_NET_9P_VIRTIO" },
@@ -41,7 +41,7 @@ const kernelMetaSchema = z.object({
   modules: z.array(z.string()),
 });
 
-export interface DebianKernel {
+interface DebianKernel {
   /** The file QEMU boots: the unpacked PVH vmlinux, or the package's bzImage when it cannot be unpacked. */
   path: string;
   hash: string;

@@ -41,7 +41,7 @@ function header(entry: CpioEntry, ino: number, size: number): Buffer {
   return Buffer.concat([head, Buffer.alloc(pad4(head.length))]);
 }
 
-export function cpioArchive(entries: readonly CpioEntry[]): Buffer {
+function cpioArchive(entries: readonly CpioEntry[]): Buffer {
   const parts: Buffer[] = [];
   let ino = 1;
   for (const entry of entries) {
@@ -53,7 +53,7 @@ export function cpioArchive(entries: readonly CpioEntry[]): Buffer {
   return Buffer.concat([all, Buffer.alloc((512 - (all.length % 512)) % 512)]);
 }
 
-export interface InitramfsInputs {
+interface InitramfsInputs {
   agentPath: string;
   busyboxPath: string;
   /** Applet names busybox provides; each becomes /bin/NAME → busybox. */
@@ -63,7 +63,7 @@ export interface InitramfsInputs {
 }
 
 /** Where the agent (sys.c) looks for modules to load, and the file listing them in load order. */
-export const GUEST_MODULE_DIR = "lib/modules/lg";
+const GUEST_MODULE_DIR = "lib/modules/lg";
 
 /** The guest userland: busybox for commands, the agent as PID 1, the modules its kernel needs, and nothing else. */
 export function buildInitramfs(inputs: InitramfsInputs): Buffer {

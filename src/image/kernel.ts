@@ -8,7 +8,7 @@ import { hashInputs } from "../util/hash.js";
 import { packageRoot } from "../util/pkg.js";
 import { run } from "../util/proc.js";
 
-export const KERNEL_SOURCE_TARBALL = "/usr/src/linux-source-6.1.tar.xz";
+const KERNEL_SOURCE_TARBALL = "/usr/src/linux-source-6.1.tar.xz";
 const BUILD_TIMEOUT_MS = 60 * 60 * 1000;
 
 export function kernelFragmentPath(): string {
@@ -40,7 +40,7 @@ export async function minimalKernelHash(): Promise<string> {
   return hashInputs([kernelFragmentPath()], [await sourceIdentity(), "tinyconfig+fragment v1"], dirname(kernelFragmentPath())).slice(0, 16);
 }
 
-export interface KernelBuild {
+interface KernelBuild {
   path: string;
   hash: string;
   built: boolean;

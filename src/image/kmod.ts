@@ -9,7 +9,7 @@ import { run } from "../util/proc.js";
 const MODULE_FILE = /\.ko(\.xz|\.zst|\.gz)?$/;
 
 /** Module names use `_` where file names may use `-` (kbuild's KBUILD_MODNAME rule). */
-export function moduleName(file: string): string {
+function moduleName(file: string): string {
   return basename(file).replace(MODULE_FILE, "").replace(/-/g, "_");
 }
 
@@ -28,7 +28,7 @@ export function indexModules(root: string): Map<string, string> {
 }
 
 /** The `.modinfo` section of a module ELF: NUL-separated key=value strings (what modinfo(8) prints). */
-export function modinfo(elf: Buffer): Map<string, string[]> {
+function modinfo(elf: Buffer): Map<string, string[]> {
   const bad = (why: string): never => {
     throw new LuminaGuardError("IMAGE_BUILD_FAILED", `not a kernel module: ${why}`);
   };
@@ -62,7 +62,7 @@ export function modinfo(elf: Buffer): Map<string, string[]> {
 }
 
 /** A module as a plain .ko, decompressing .ko.xz / .ko.zst / .ko.gz (newer Debian kernels ship them compressed). */
-export async function readModule(path: string): Promise<Buffer> {
+async function readModule(path: string): Promise<Buffer> {
   if (path.endsWith(".ko")) return readFileSync(path);
   if (path.endsWith(".gz")) return gunzipSync(readFileSync(path));
   const tool = path.endsWith(".xz") ? "xz" : "zstd";
@@ -81,7 +81,7 @@ export async function readModule(path: string): Promise<Buffer> {
   }
 }
 
-export interface LoadableModule {
+interface LoadableModule {
   name: string;
   data: Buffer;
 }

@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { LuminaGuardError } from "../errors.js";
 import { run } from "../util/proc.js";
 
-export interface TscReading {
+interface TscReading {
   khz: number;
   /** Where the number came from, for the build log. */
   source: string;

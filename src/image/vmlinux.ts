@@ -8,7 +8,7 @@ import { run } from "../util/proc.js";
 const PVH_NOTE_TYPE = 18;
 
 /** The compressed payload of a bzImage (boot protocol ≥ 2.08), without the 4-byte size kbuild appends. */
-export function bzImagePayload(bz: Buffer): Buffer | undefined {
+function bzImagePayload(bz: Buffer): Buffer | undefined {
   if (bz.length < 0x250 || bz.toString("latin1", 0x202, 0x206) !== "HdrS" || bz.readUInt16LE(0x206) < 0x208) return undefined;
   const setupSects = bz[0x1f1] || 4;
   const start = (setupSects + 1) * 512 + bz.readUInt32LE(0x248);
@@ -18,7 +18,7 @@ export function bzImagePayload(bz: Buffer): Buffer | undefined {
 }
 
 /** True for a 64-bit ELF that carries a PVH entry note. */
-export function hasPvhEntry(elf: Buffer): boolean {
+function hasPvhEntry(elf: Buffer): boolean {
   if (elf.length < 64 || elf.readUInt32BE(0) !== 0x7f454c46 || elf[4] !== 2 || elf[5] !== 1) return false;
   const phoff = Number(elf.readBigUInt64LE(0x20));
   const phentsize = elf.readUInt16LE(0x36);

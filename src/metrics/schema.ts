@@ -10,12 +10,12 @@ export const MAX_SERIES_POINTS = 10_000;
 /** Scenario names become directory names: no separators, no dot-dot, nothing a shell would trip on. */
 export const SCENARIO_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
-export const STATS = ["min", "p50", "p95", "p99", "max", "mean"] as const;
-export const OPS = ["<=", ">=", "<", ">"] as const;
+const STATS = ["min", "p50", "p95", "p99", "max", "mean"] as const;
+const OPS = ["<=", ">=", "<", ">"] as const;
 
 const finite = z.number().refine(Number.isFinite, { message: "must be a finite number" });
 
-export const metricSummarySchema = z.object({
+const metricSummarySchema = z.object({
   /** ms, MiB, ops/min, %, ratio ...; "" for a plain count. */
   unit: z.string().max(32),
   n: z.number().int().min(1),
@@ -63,7 +63,7 @@ export const criterionSchema = z.preprocess(
   }),
 );
 
-export const machineSchema = z.object({
+const machineSchema = z.object({
   cpus: z.number().int().min(1),
   cpuModel: z.string(),
   memGiB: z.number().min(0),
@@ -72,7 +72,7 @@ export const machineSchema = z.object({
   hostname: z.string().optional(),
 });
 
-export const seriesPointSchema = z.object({ tMs: finite, value: finite });
+const seriesPointSchema = z.object({ tMs: finite, value: finite });
 
 export const benchRunSchema = z.object({
   schema: z.literal(1),

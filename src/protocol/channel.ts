@@ -1,5 +1,6 @@
 // A multiplexed request/response client over one byte stream to a guest agent; every guest byte is checked.
 import type { Readable, Writable } from "node:stream";
+import { onAbort } from "../util/abort.js";
 import {
   GuestChannelLostError,
   GuestProtocolError,
@@ -17,7 +18,7 @@ import {
   type GuestResult,
 } from "./messages.js";
 
-export interface ChannelTransport {
+interface ChannelTransport {
   input: Readable;
   output: Writable;
 }
@@ -95,19 +96,16 @@ export class GuestChannel {
         this.fail(new GuestChannelLostError(`guest did not answer ${op} within ${deadline} ms`, { details: { op, deadlineMs: deadline } }));
       }, deadline);
       entry.timer.unref?.();
-      if (options.signal) {
-        const onAbort = (): void => {
-          if (!this.pending.has(id) || entry.abandoned) return;
-          entry.abandoned = true;
-          if (entry.timer) clearTimeout(entry.timer);
-          // Give the guest a bounded time to acknowledge, then forget the id.
-          entry.timer = setTimeout(() => this.pending.delete(id), 30_000);
-          entry.timer.unref?.();
-          void this.request("cancel", { target: id }, { deadlineMs: 30_000 }).catch(() => undefined);
-          reject(new LuminaGuardError("CANCELLED", `${op} cancelled`));
-        };
-        options.signal.addEventListener("abort", onAbort, { once: true });
-      }
+      onAbort(options.signal, () => {
+        if (!this.pending.has(id) || entry.abandoned) return;
+        entry.abandoned = true;
+        if (entry.timer) clearTimeout(entry.timer);
+        // Give the guest a bounded time to acknowledge, then forget the id.
+        entry.timer = setTimeout(() => this.pending.delete(id), 30_000);
+        entry.timer.unref?.();
+        void this.request("cancel", { target: id }, { deadlineMs: 30_000 }).catch(() => undefined);
+        reject(new LuminaGuardError("CANCELLED", `${op} cancelled`));
+      });
       this.pending.set(id, entry);
       this.send({ id, op, args });
     });

@@ -4,11 +4,11 @@ import { toolWireResults } from "../tools/registry.js";
 import { base64 as b64, count } from "../tools/tool.js";
 
 export const PROTOCOL_VERSION = 1;
-export const MAX_FRAME_BYTES = 16 * 1024 * 1024;
+const MAX_FRAME_BYTES = 16 * 1024 * 1024;
 
 const u32 = z.number().int().min(0).max(0xffffffff);
 
-export const guestErrorSchema = z.object({
+const guestErrorSchema = z.object({
   code: z.string().max(64),
   message: z.string().max(8192),
   errno: z.string().max(32).optional(),
@@ -19,7 +19,6 @@ export const guestMessageSchema = z.union([
   z.object({ id: u32, ok: z.literal(false), error: guestErrorSchema }),
   z.object({ id: u32, event: z.enum(["stdout", "stderr"]), data: b64 }),
 ]);
-export type GuestMessage = z.infer<typeof guestMessageSchema>;
 
 const positiveInt32 = z.number().int().min(1).max(0x7fffffff);
 

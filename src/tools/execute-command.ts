@@ -4,7 +4,7 @@ import { ToolTimeoutError } from "../errors.js";
 import type { GuestChannel } from "../protocol/channel.js";
 import { DEFAULT_OUTPUT_MAX_BYTES, WORKSPACE_PATH_TEXT, defineTool, requestOptions, workspacePath, type CallOptions, type Valid } from "./tool.js";
 
-export const DEFAULT_COMMAND_TIMEOUT_MS = 60_000;
+const DEFAULT_COMMAND_TIMEOUT_MS = 60_000;
 /** Slack on top of a command's own timeout before the host declares the guest stalled. */
 const HOST_DEADLINE_SLACK_MS = 15_000;
 

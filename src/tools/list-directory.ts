@@ -3,8 +3,8 @@ import { z } from "zod";
 import type { GuestChannel } from "../protocol/channel.js";
 import { FILE_OP_DEADLINE_MS, WORKSPACE_PATH_TEXT, count, defineTool, requestOptions, workspacePath, type CallOptions, type Valid } from "./tool.js";
 
-export const DEFAULT_LIST_DEPTH = 1;
-export const DEFAULT_LIST_LIMIT = 1000;
+const DEFAULT_LIST_DEPTH = 1;
+const DEFAULT_LIST_LIMIT = 1000;
 
 export const listDirectoryArgs = z.strictObject({
   path: workspacePath.optional(),

@@ -4,7 +4,7 @@ import { LuminaGuardError } from "../errors.js";
 import type { GuestChannel } from "../protocol/channel.js";
 import { DEFAULT_READ_MAX_BYTES, FILE_OP_DEADLINE_MS, WORKSPACE_PATH_TEXT, base64, count, defineTool, requestOptions, workspacePath, type CallOptions, type Valid } from "./tool.js";
 
-export const DEFAULT_READ_OFFSET = 0;
+const DEFAULT_READ_OFFSET = 0;
 
 export const readFileArgs = z.strictObject({
   path: workspacePath,

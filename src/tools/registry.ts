@@ -14,7 +14,6 @@ const ALL = [readFileTool, writeFileTool, listDirectoryTool, searchTool, execute
 
 type Defs = { [D in (typeof ALL)[number] as D["name"]]: D };
 export type ToolName = keyof Defs;
-export type ToolDef<N extends ToolName = ToolName> = Defs[N];
 
 export const TOOLS: Readonly<Defs> = Object.fromEntries(ALL.map((d) => [d.name, d])) as unknown as Defs;
 export const TOOL_NAMES: readonly ToolName[] = ALL.map((d) => d.name);
@@ -24,7 +23,7 @@ export function isToolName(name: string): name is ToolName {
 }
 
 /** Arguments of tool N as its schema outputs them. */
-export type ToolArgs<N extends ToolName> = z.output<Defs[N]["args"]>;
+type ToolArgs<N extends ToolName> = z.output<Defs[N]["args"]>;
 /** Arguments of tool N that passed `parseToolArgs`. */
 export type ValidArgs<N extends ToolName> = Valid<ToolArgs<N>, N>;
 /** The JSON-safe result of tool N. */
@@ -33,8 +32,6 @@ export type ToolResult<N extends ToolName> = z.output<Defs[N]["result"]>;
 export type ValidatedCall = { [N in ToolName]: { readonly tool: N; readonly args: ValidArgs<N> } }[ToolName];
 
 export const toolArgSchemas = mapTools((d) => d.args) as { readonly [N in ToolName]: Defs[N]["args"] };
-/** The JSON-safe result of each tool, exactly as `Sandbox.callTool` returns it. */
-export const toolResultSchemas = mapTools((d) => d.result) as { readonly [N in ToolName]: Defs[N]["result"] };
 /** Each tool's success answer from the guest agent; protocol/messages.ts adds the control ops. */
 export const toolWireResults = mapTools((d) => d.wireResult) as { readonly [N in ToolName]: Defs[N]["wireResult"] };
 
@@ -67,15 +64,15 @@ export function validateCall(tool: ToolName, raw: unknown): ValidatedCall {
   return { tool, args: parseToolArgs(tool, raw) } as ValidatedCall;
 }
 
-export type JsonSchemaObject = { type: "object"; properties?: Record<string, object>; required?: string[]; [k: string]: unknown };
+type JsonSchemaObject = { type: "object"; properties?: Record<string, object>; required?: string[]; [k: string]: unknown };
 
-export interface JsonSchemaOptions {
+interface JsonSchemaOptions {
   /** Drop `maximum: Number.MAX_SAFE_INTEGER` (zod's bound on every integer), which tells a model nothing. */
   dropSafeIntegerBounds?: boolean;
 }
 
 /** The JSON Schema of a zod object schema, as MCP and the model APIs take it (no `$schema`, always `type: object`). */
-export function jsonSchemaOf(schema: z.ZodType, io: "input" | "output", o: JsonSchemaOptions = {}): JsonSchemaObject {
+function jsonSchemaOf(schema: z.ZodType, io: "input" | "output", o: JsonSchemaOptions = {}): JsonSchemaObject {
   const js = z.toJSONSchema(schema, { io, unrepresentable: "any" }) as Record<string, unknown>;
   delete js["$schema"];
   const out = { ...js, type: "object" as const };
@@ -93,7 +90,7 @@ export function toolInputSchema(name: ToolName, o: JsonSchemaOptions = {}): Json
 
 /** The output schema of a tool: its JSON-safe result. */
 /** Where a call ran, stamped on every result by the runtime: inside the micro-VM, or in a namespace jail. */
-export const servedBySchema = z.enum(SERVED_BY).describe("where the call ran: inside the micro-VM, or in a namespace jail on the host kernel");
+const servedBySchema = z.enum(SERVED_BY).describe("where the call ran: inside the micro-VM, or in a namespace jail on the host kernel");
 
 /** The JSON Schema of a tool's result as `Sandbox.callTool` returns it: the tool's own result and where it ran. */
 export function toolOutputSchema(name: ToolName): JsonSchemaObject {

@@ -3,7 +3,7 @@ import { z } from "zod";
 import type { GuestChannel } from "../protocol/channel.js";
 import { FILE_OP_DEADLINE_MS, WORKSPACE_PATH_TEXT, count, defineTool, requestOptions, workspacePath, type CallOptions, type Valid } from "./tool.js";
 
-export const DEFAULT_SEARCH_MAX_RESULTS = 100;
+const DEFAULT_SEARCH_MAX_RESULTS = 100;
 
 export const searchArgs = z
   .strictObject({

@@ -18,7 +18,7 @@ export const base64 = z.string().regex(BASE64_RE, "not base64");
 export const count = z.number().int().nonnegative();
 
 /** The caps a caller applies to reads and command output; descriptions quote them. */
-export interface ToolLimits {
+interface ToolLimits {
   maxReadBytes: number;
   maxOutputBytes: number;
 }
@@ -41,7 +41,7 @@ declare const VALID: unique symbol;
 export type Valid<T, N extends string> = T & { readonly [VALID]: N };
 
 /** Risk of a tool's call when no policy rule names one; the policy's scale goes up to "critical". */
-export type ToolRisk = "low" | "medium" | "high";
+type ToolRisk = "low" | "medium" | "high";
 
 export interface ToolDefinition<Name extends string, Args extends z.ZodType<Record<string, unknown>>, Wire extends z.ZodType, Result extends z.ZodType<Record<string, unknown>>> {
   readonly name: Name;

@@ -4,7 +4,7 @@ import { LuminaGuardError } from "../errors.js";
 import type { GuestChannel } from "../protocol/channel.js";
 import { BASE64_RE, FILE_OP_DEADLINE_MS, WORKSPACE_PATH_TEXT, count, defineTool, requestOptions, workspacePath, type CallOptions, type Valid } from "./tool.js";
 
-export const MAX_WRITE_BYTES = 8 * 1024 * 1024;
+const MAX_WRITE_BYTES = 8 * 1024 * 1024;
 
 export const writeFileArgs = z
   .strictObject({

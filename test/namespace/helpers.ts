@@ -36,7 +36,7 @@ export function uniqueId(prefix: string): string {
   return `${prefix}-${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
 }
 
-export { pidAlive as alive } from "../fixtures.js";
+export { pidAlive as alive } from "../../src/util/procfs.js";
 
 export async function waitFor(cond: () => boolean, timeoutMs: number, stepMs = 10): Promise<boolean> {
   const end = Date.now() + timeoutMs;

@@ -10,7 +10,8 @@ import { MicroVmBackend } from "../../src/sandbox/microvm/backend.js";
 import { loadSnapshot } from "../../src/sandbox/microvm/snapshot.js";
 import { qemuVersion } from "../../src/sandbox/microvm/accel.js";
 import { runDir } from "../../src/paths.js";
-import { pidAlive, sandboxFor, tempWorkspace, unavailable, waitFor } from "../fixtures.js";
+import { pidAlive } from "../../src/util/procfs.js";
+import { sandboxFor, tempWorkspace, unavailable, waitFor } from "../fixtures.js";
 
 describe("microvm backend", async () => {
   const skip = await unavailable("microvm");

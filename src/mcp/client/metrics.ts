@@ -4,7 +4,7 @@ import type { McpFailureReason } from "./errors.js";
 /** How a call ended: a result, a result with `isError`, or one of the named failures. */
 export type CallOutcome = "ok" | "tool_error" | McpFailureReason;
 
-export interface ToolCallStats {
+interface ToolCallStats {
   calls: number;
   outcomes: Partial<Record<CallOutcome, number>>;
   /** The most recent latencies in ms (at most `maxSamples`), in no particular order. */

@@ -12,6 +12,7 @@ import {
 import { expandEnv, isHttpServer, loadConfig, type LuminaGuardConfig, type McpServerConfig } from "../../config/config.js";
 import { LuminaGuardError } from "../../errors.js";
 import { log } from "../../log.js";
+import { raceAbort } from "../../util/abort.js";
 import { packageVersion } from "../../util/pkg.js";
 import {
   McpClientError,
@@ -24,12 +25,12 @@ import {
 import { McpClientMetrics, type CallOutcome } from "./metrics.js";
 import { ProcessGroupStdioTransport } from "./stdio-transport.js";
 
-export const DEFAULT_CALL_TIMEOUT_MS = 60_000;
-export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
+const DEFAULT_CALL_TIMEOUT_MS = 60_000;
+const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
 const HEALTH_CHECK_TIMEOUT_MS = 2_000;
 const MAX_TOOL_PAGES = 100;
 
-export interface McpClientPoolOptions {
+interface McpClientPoolOptions {
   servers: Record<string, McpServerConfig>;
   /** Deadline of a call unless the call or the server's config sets one. */
   callTimeoutMs?: number;
@@ -43,7 +44,7 @@ export interface McpClientPoolOptions {
 }
 
 /** A tool of an upstream server, exposed as `server.tool`. */
-export interface UpstreamTool {
+interface UpstreamTool {
   name: string;
   server: string;
   tool: string;
@@ -54,14 +55,14 @@ export interface UpstreamTool {
   annotations?: Tool["annotations"];
 }
 
-export interface ClientCallOptions {
+interface ClientCallOptions {
   signal?: AbortSignal;
   timeoutMs?: number;
 }
 
-export type UpstreamState = "idle" | "connecting" | "ready" | "backoff" | "closed";
+type UpstreamState = "idle" | "connecting" | "ready" | "backoff" | "closed";
 
-export interface UpstreamStatus {
+interface UpstreamStatus {
   server: string;
   transport: "stdio" | "http";
   state: UpstreamState;
@@ -72,7 +73,7 @@ export interface UpstreamStatus {
 }
 
 /** Splits `server.tool` at the first dot (server names cannot contain one). */
-export function splitToolName(qualified: string): { server: string; tool: string } {
+function splitToolName(qualified: string): { server: string; tool: string } {
   const i = qualified.indexOf(".");
   if (i <= 0 || i === qualified.length - 1) throw new LuminaGuardError("INVALID_ARGUMENT", `tool name ${JSON.stringify(qualified)} is not of the form server.tool`);
   return { server: qualified.slice(0, i), tool: qualified.slice(i + 1) };
@@ -485,24 +486,8 @@ function causeMessage(err: unknown): string {
 
 /** Waits for `p` within the caller's signal and deadline (the shared work itself goes on for other callers). */
 function within<T>(p: Promise<T>, signal: AbortSignal | undefined, deadlineAt: number, server: string): Promise<T> {
-  if (signal?.aborted) return Promise.reject(new McpClientError(server, "cancelled", "CANCELLED", `call to ${server} was cancelled`));
-  const remaining = deadlineAt - Date.now();
-  if (remaining <= 0) return Promise.reject(new McpTimeoutError(server, `${server} was not ready within the call's deadline`));
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => finish(() => reject(new McpTimeoutError(server, `${server} was not ready within the call's deadline`))), remaining);
-    const onAbort = (): void => finish(() => reject(new McpClientError(server, "cancelled", "CANCELLED", `call to ${server} was cancelled`)));
-    let done = false;
-    const finish = (fn: () => void): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", onAbort);
-      fn();
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
-    p.then(
-      (v) => finish(() => resolve(v)),
-      (e: unknown) => finish(() => reject(e)),
-    );
+  return raceAbort(p, signal, () => new McpClientError(server, "cancelled", "CANCELLED", `call to ${server} was cancelled`), {
+    ms: deadlineAt - Date.now(),
+    expired: () => new McpTimeoutError(server, `${server} was not ready within the call's deadline`),
   });
 }

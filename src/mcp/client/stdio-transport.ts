@@ -9,7 +9,7 @@ import { log } from "../../log.js";
 import { killGroup, spawnGroup } from "../../util/proc.js";
 import { DEFAULT_MAX_MESSAGE_BYTES, LineSplitter, parseJsonRpcLine, serialize } from "../shared/jsonl.js";
 
-export interface StdioProcessParams {
+interface StdioProcessParams {
   command: string;
   args?: readonly string[];
   /** Added to the SDK's safe default environment (HOME, PATH, USER, ...), as other MCP hosts do. */

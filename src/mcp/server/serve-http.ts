@@ -12,9 +12,9 @@ import { DEFAULT_IDLE_MS, DEFAULT_MAX_IN_FLIGHT, createSessionServer, poolFor, t
 import { SandboxSession } from "./session.js";
 
 export const TOKEN_ENV = "LUMINAGUARD_MCP_TOKEN";
-export const MCP_PATH = "/mcp";
+const MCP_PATH = "/mcp";
 
-export interface HttpServeOptions extends McpServeOptions {
+interface HttpServeOptions extends McpServeOptions {
   host?: string;
   /** 0 picks a free port. */
   port?: number;

@@ -5,13 +5,13 @@ import { DEFAULT_IDLE_MS, DEFAULT_MAX_IN_FLIGHT, createSessionServer, poolFor, t
 import { SandboxSession } from "./session.js";
 import { LineStdioServerTransport } from "./stdio-transport.js";
 
-export interface StdioServeOptions extends McpServeOptions {
+interface StdioServeOptions extends McpServeOptions {
   stdin?: Readable;
   stdout?: Writable;
   maxMessageBytes?: number;
 }
 
-export interface McpStdioServer {
+interface McpStdioServer {
   session: SandboxSession;
   /** Resolves once the session has ended and everything it held is released. */
   closed: Promise<void>;

@@ -3,10 +3,11 @@ import { LuminaGuardError } from "../../errors.js";
 import { log } from "../../log.js";
 import type { SandboxPool } from "../../runtime/pool.js";
 import type { Sandbox } from "../../runtime/sandbox.js";
+import { onAbort, raceAbort } from "../../util/abort.js";
 
 export type SessionTransport = "stdio" | "http";
 
-export interface SandboxSessionOptions {
+interface SandboxSessionOptions {
   id: string;
   transport: SessionTransport;
   pool: SandboxPool;
@@ -64,13 +65,8 @@ export class SandboxSession {
       });
     }
     const controller = new AbortController();
-    if (parent?.aborted) controller.abort();
-    else if (parent) {
-      // Removed in end(): aborting a finished call's controller just to drop the listener costs a DOMException per call.
-      const forward = (): void => controller.abort();
-      parent.addEventListener("abort", forward, { once: true });
-      this.unlink.set(controller, () => parent.removeEventListener("abort", forward));
-    }
+    // Unhooked in end(): aborting a finished call's controller just to drop the listener costs a DOMException per call.
+    if (parent) this.unlink.set(controller, onAbort(parent, () => controller.abort()));
     this.inFlight.get(requestId)?.abort();
     this.inFlight.set(requestId, controller);
     this.disarmIdle();
@@ -119,7 +115,7 @@ export class SandboxSession {
         throw err;
       },
     );
-    return await raceAbort(this.acquiring, signal);
+    return await raceAbort(this.acquiring, signal, () => new LuminaGuardError("CANCELLED", "the call was cancelled"));
   }
 
   /** Kills the sandbox (single use); the session stays open and a later call gets a fresh one. */
@@ -161,22 +157,4 @@ export class SandboxSession {
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
   }
-}
-
-function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(new LuminaGuardError("CANCELLED", "the call was cancelled"));
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(new LuminaGuardError("CANCELLED", "the call was cancelled"));
-    signal.addEventListener("abort", onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(e);
-      },
-    );
-  });
 }

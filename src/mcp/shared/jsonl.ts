@@ -105,7 +105,7 @@ export function findRequestId(line: OversizedLine): string | number | undefined 
   }
 }
 
-export type ParsedLine = { ok: true; message: JSONRPCMessage } | { ok: false; error: string; id?: string | number };
+type ParsedLine = { ok: true; message: JSONRPCMessage } | { ok: false; error: string; id?: string | number };
 
 /**
  * Structural JSON-RPC 2.0 check of one line: cheaper than a schema parse on the hot path, and enough here since

@@ -27,7 +27,7 @@ export function fileJailSpec(spec: SandboxSpec): SandboxSpec {
 }
 
 /** One sandbox made of a VM and its file jail: either one dying takes the other, destroy ends both. */
-export function besideVm(vm: SandboxHandle, jail: SandboxHandle): SandboxHandle {
+function besideVm(vm: SandboxHandle, jail: SandboxHandle): SandboxHandle {
   let destroyed: Promise<void> | undefined;
   const destroy = (): Promise<void> => {
     destroyed ??= (async () => {

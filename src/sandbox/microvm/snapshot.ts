@@ -14,7 +14,7 @@ import { connectWhenReady, consoleTail, destroyVm, launchVm, vmStderr, type Acce
 
 const SNAPSHOT_FORMAT = 2;
 
-export const snapshotMetaSchema = z.object({
+const snapshotMetaSchema = z.object({
   format: z.number().int(),
   key: z.string(),
   image: z.string(),
@@ -29,7 +29,7 @@ export const snapshotMetaSchema = z.object({
   createdAt: z.string(),
   bootMs: z.number(),
 });
-export type SnapshotMeta = z.infer<typeof snapshotMetaSchema>;
+type SnapshotMeta = z.infer<typeof snapshotMetaSchema>;
 
 export interface Snapshot {
   dir: string;
@@ -39,7 +39,7 @@ export interface Snapshot {
   meta: SnapshotMeta;
 }
 
-export interface SnapshotParams {
+interface SnapshotParams {
   image: ImageManifest;
   accel: Accelerator;
   memoryMiB: number;

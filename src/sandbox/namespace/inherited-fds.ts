@@ -8,7 +8,7 @@
 import { openSync, readFileSync, readdirSync } from "node:fs";
 
 /** This process's descriptors >= 3 that would survive exec. */
-export function inheritableFds(): number[] {
+function inheritableFds(): number[] {
   const fds: number[] = [];
   let names: string[];
   try {

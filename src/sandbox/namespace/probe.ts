@@ -7,7 +7,7 @@ import { probeCgroups, type CgroupSupport } from "./cgroup.js";
 import { shieldStdio } from "./inherited-fds.js";
 import { seccompFilterBytes } from "./seccomp.js";
 
-export interface BwrapProbe {
+interface BwrapProbe {
   ok: boolean;
   reason?: string;
   version?: string;
