@@ -233,13 +233,19 @@ void op_write_file(req_t *r)
 		keep_mode = S_ISREG(st.st_mode);
 	}
 	char tmp[32];
-	int fd = -1;
+	/* An unnamed file first (O_TMPFILE): should the agent die mid-write (the sandbox killed), nothing
+	 * is left in the workspace. It gets a name only once complete, just before the rename. 9p has no
+	 * O_TMPFILE: there the named temp file is the fallback. */
+	int fd = openat(dfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+	bool unnamed = fd >= 0;
+	bool named = false; /* a temp file exists under the name `tmp` */
 	for (int tries = 0; tries < 16 && fd < 0; tries++) {
 		tmp_name(tmp);
 		fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
 		if (fd < 0 && errno != EEXIST)
 			break;
 	}
+	named = fd >= 0 && !unnamed;
 	if (fd < 0) {
 		int e = errno;
 		close(dfd);
@@ -266,13 +272,34 @@ void op_write_file(req_t *r)
 		fchmod(fd, st.st_mode & 0777);
 	if (!err && fsync(fd) < 0)
 		err = errno;
+	if (!err && unnamed) {
+		/* Named through /proc (linkat with AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH). */
+		char self[64];
+		snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
+		int linked = -1;
+		for (int tries = 0; tries < 16 && linked < 0; tries++) {
+			tmp_name(tmp);
+			linked = linkat(AT_FDCWD, self, dfd, tmp, AT_SYMLINK_FOLLOW);
+			if (linked < 0 && errno != EEXIST)
+				break;
+		}
+		if (linked < 0) {
+			err = errno;
+			close(fd);
+			close(dfd);
+			reply_errno(r->id, err, path);
+			return;
+		}
+		named = true;
+	}
 	/* Network filesystems (9p) may only report a failed write at close. */
 	if (close(fd) < 0 && !err && errno != EINTR)
 		err = errno;
 	if (!err && renameat(dfd, tmp, dfd, name) < 0)
 		err = errno;
 	if (err) {
-		unlinkat(dfd, tmp, 0);
+		if (named)
+			unlinkat(dfd, tmp, 0);
 		close(dfd);
 		reply_errno(r->id, err, path);
 		return;
