@@ -31,6 +31,16 @@ export const ERROR_CODES = [
   "LLM_UNAVAILABLE",
   "LLM_BAD_RESPONSE",
   "BUDGET_EXCEEDED",
+  /** The daemon is at its limit (sandboxes at most); `details.retryAfterMs` says when to try again. */
+  "CAPACITY",
+  /** The daemon is draining (SIGTERM): it takes no new work. */
+  "SHUTTING_DOWN",
+  /** No daemon answers on the socket, or it answered with something that is not the API. */
+  "DAEMON_UNAVAILABLE",
+  /** Another daemon already listens on the socket. */
+  "DAEMON_RUNNING",
+  /** A request to the daemon's API without the right bearer token. */
+  "UNAUTHORIZED",
   "INTERNAL",
 ] as const;
 

@@ -17,6 +17,7 @@ import { registerAuditCommand } from "../approval/cli.js";
 import { registerMcpCommand } from "../mcp/cli.js";
 import { registerMetricsCommand } from "../metrics/cli.js";
 import { registerBenchCommand } from "./bench.js";
+import { registerServeCommand } from "./serve.js";
 import { runDemo } from "./demo.js";
 import { parseIntOption, reportError } from "./output.js";
 
@@ -33,6 +34,8 @@ interface SandboxFlags {
   memory?: number;
   disk?: number;
   fileTools?: FileToolsMode;
+  /** false with --no-daemon: never use a running daemon. */
+  daemon?: boolean;
 }
 
 function sandboxOptions(flags: SandboxFlags, signal: AbortSignal): Parameters<typeof Sandbox.create>[0] {
@@ -42,6 +45,7 @@ function sandboxOptions(flags: SandboxFlags, signal: AbortSignal): Parameters<ty
     ...(flags.memory !== undefined ? { memoryMiB: flags.memory } : {}),
     ...(flags.disk !== undefined ? { diskMiB: flags.disk } : {}),
     ...(flags.fileTools !== undefined ? { fileTools: flags.fileTools } : {}),
+    ...(flags.daemon === false ? { daemon: false } : {}),
     signal,
   };
 }
@@ -95,11 +99,13 @@ program
   .option("--memory <MiB>", "memory limit of the sandbox", parseIntOption("--memory", 32, 65_536))
   .option("--disk <MiB>", "disk limit of the sandbox: MiB it may add to its workspace (default 1024)", parseIntOption("--disk", MIN_DISK_MIB, MAX_DISK_MIB))
   .addOption(fileToolsOption())
+  .option("--no-daemon", "run in-process even when a daemon (luminaguard serve) is running")
   .argument("<cmd...>", "command and arguments (put -- before them)")
   .action(async (cmd: string[], flags: SandboxFlags & { timeout: number }) => {
     const { signal, cleanup } = interruptible();
     const sandbox = await Sandbox.create(sandboxOptions(flags, signal));
     cleanup(() => sandbox.kill());
+    if (sandbox.info["via"] === "daemon") process.stderr.write(`luminaguard: via the daemon at ${String(sandbox.info["daemon"])} (sandbox ${sandbox.id}, ${sandbox.backend})\n`);
     try {
       const r = await sandbox.commands.run(cmd, {
         timeoutMs: flags.timeout * 1000,
@@ -124,6 +130,7 @@ program
   .option("--memory <MiB>", "memory limit of the sandbox", parseIntOption("--memory", 32, 65_536))
   .option("--disk <MiB>", "disk limit of the sandbox: MiB it may add to its workspace (default 1024)", parseIntOption("--disk", MIN_DISK_MIB, MAX_DISK_MIB))
   .addOption(fileToolsOption())
+  .option("--no-daemon", "run in-process even when a daemon (luminaguard serve) is running")
   .action(async (name: string, flags: SandboxFlags & { args: string }) => {
     if (!isToolName(name)) throw new LuminaGuardError("INVALID_ARGUMENT", `unknown tool ${JSON.stringify(name)}; tools: ${TOOL_NAMES.join(", ")}`);
     let args: unknown;
@@ -137,7 +144,8 @@ program
     cleanup(() => sandbox.kill());
     try {
       const result = await sandbox.callTool(name, args, { signal });
-      process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+      const via = sandbox.info["via"] === "daemon" ? { via: "daemon", sandbox: sandbox.id } : {};
+      process.stdout.write(`${JSON.stringify({ ...result, ...via }, null, 2)}\n`);
     } finally {
       await sandbox.kill();
     }
@@ -157,6 +165,7 @@ registerMetricsCommand(program);
 registerMcpCommand(program);
 registerRunCommand(program, { externalTools: configuredExternalTools });
 registerAuditCommand(program);
+registerServeCommand(program);
 
 function signalNumber(name: string | null): number {
   const table: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15 };
