@@ -22,6 +22,7 @@ interface ServeFlags {
   idle?: number;
   policy?: string;
   recover: boolean;
+  recoveryGrace?: number;
   mcp: boolean;
 }
 
@@ -54,6 +55,7 @@ export function registerServeCommand(program: Command): void {
     .option("--idle <seconds>", "destroy a sandbox unused for this long (default 600)", parseIntOption("--idle", 1, 7 * 86_400))
     .option("--policy <file>", "approval policy file (default $LUMINAGUARD_HOME/policy.json)")
     .option("--no-recover", "skip start-up recovery of what a crashed run left behind")
+    .option("--recovery-grace <ms>", "leave leftovers younger than this alone: another process may be about to use them (default 5000)", parseIntOption("--recovery-grace", 0, 3_600_000))
     .option("--no-mcp", "do not serve MCP at /mcp")
     .action(async (flags: ServeFlags) => {
       const config = loadConfig().serve ?? {};
@@ -71,6 +73,7 @@ export function registerServeCommand(program: Command): void {
         pools,
         drainGraceMs,
         recover: flags.recover,
+        ...(flags.recoveryGrace !== undefined ? { recoveryGraceMs: flags.recoveryGrace } : {}),
         mcp: flags.mcp,
         ...(socket !== undefined ? { socketPath: socket } : {}),
         ...(listen !== undefined ? { listen } : {}),

@@ -330,7 +330,8 @@ export async function sandboxFromDaemon(options: SandboxOptions): Promise<Remote
     if (options.daemon === true) throw new LuminaGuardError("INVALID_ARGUMENT", "pidsMax, vcpus and diskInodes cannot be set through the daemon; use { daemon: false }");
     return undefined;
   }
-  shared ??= new DaemonClient();
+  const socketPath = defaultSocketPath();
+  if (shared?.socketPath !== socketPath || process.env[DAEMON_URL_ENV]) shared = new DaemonClient(process.env[DAEMON_URL_ENV] ? {} : { socketPath });
   const client = shared;
   const body: CreateSandboxBody = {
     ...(options.backend !== undefined ? { backend: options.backend } : {}),

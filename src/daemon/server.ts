@@ -28,6 +28,8 @@ export interface ServeOptions extends DaemonOptions {
   drainGraceMs?: number;
   /** Skip start-up recovery (tests of something else). */
   recover?: boolean;
+  /** Leftovers younger than this are kept (another process may be about to use them); default 5 s. */
+  recoveryGraceMs?: number;
   /** Serve MCP Streamable HTTP at /mcp. Default true. */
   mcp?: boolean;
 }
@@ -148,7 +150,7 @@ export async function startDaemon(o: ServeOptions = {}): Promise<RunningDaemon> 
   await prepareSocketPath(socketPath);
 
   let recovery: RecoveryReport | undefined;
-  if (o.recover !== false) recovery = await recover();
+  if (o.recover !== false) recovery = await recover(o.recoveryGraceMs !== undefined ? { graceMs: o.recoveryGraceMs } : {});
 
   const daemon = new Daemon(o);
   if (recovery) for (const r of recovery.removed) daemon.metrics.recovered.inc({ kind: r.kind });
