@@ -109,18 +109,31 @@ function liveness(): Liveness {
   return { uids, held };
 }
 
-/** Mount points in our mount namespace (octal escapes undone). */
-function mountPoints(): Set<string> {
-  const out = new Set<string>();
+const unescapeMount = (s: string): string => s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+
+/** Mount points in our mount namespace (octal escapes undone), each with its source device (the last mount on top). */
+function mountPoints(): Map<string, string> {
+  const out = new Map<string, string>();
   try {
     for (const line of readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
-      const mp = line.split(" ")[4];
-      if (mp !== undefined) out.add(mp.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8))));
+      const [pre, post] = line.split(" - ");
+      const mp = pre?.split(" ")[4];
+      if (mp !== undefined) out.set(unescapeMount(mp), unescapeMount(post?.split(" ")[1] ?? ""));
     }
   } catch {
     /* no /proc: nothing is mounted that we could see */
   }
   return out;
+}
+
+/** The image file a loop device is bound to, if any. */
+function loopBacking(device: string): string | undefined {
+  if (!/^\/dev\/loop\d+$/.test(device)) return undefined;
+  try {
+    return readFileSync(`/sys/block/${device.slice(5)}/loop/backing_file`, "utf8").trim().replace(/ \(deleted\)$/, "");
+  } catch {
+    return undefined;
+  }
 }
 
 /** Image files attached to a loop device. */
@@ -290,7 +303,7 @@ function recoverIdentities(dir: string, live: Liveness, young: (st: Stats) => bo
 async function recoverWorkspaces(
   dir: string,
   live: Liveness,
-  mounts: Set<string>,
+  mounts: Map<string, string>,
   young: (st: Stats) => boolean,
   report: RecoveryReport,
   remove: RemoveFn,
@@ -313,6 +326,8 @@ async function recoverWorkspaces(
       continue;
     }
     if (mounted) {
+      const device = mounts.get(path) ?? "";
+      const image = loopBacking(device);
       const r = await run([umountTool(), path], { timeoutMs: 10_000 }).catch((err: unknown) => ({ code: -1, stdout: "", stderr: String(err) }));
       if (r.code !== 0) {
         report.failed.push({ path, error: `umount failed: ${r.stderr.trim()}` });
@@ -324,6 +339,11 @@ async function recoverWorkspaces(
       if (mountPoints().has(path)) {
         report.failed.push({ path, error: "still mounted after umount" });
         continue;
+      }
+      // The loop device lets go of its image within milliseconds of the unmount (autoclear); then the image goes.
+      if (image !== undefined) {
+        for (let i = 0; i < 20 && loopBacking(device) === image; i++) await new Promise((r) => setTimeout(r, 10));
+        if (loopBacking(device) !== image) remove("workspace-image", image, "its filesystem was unmounted", () => rmSync(image, { force: true }));
       }
     }
     remove("workspace", path, "no process holds it", () => rmSync(path, { recursive: true, force: true }));
