@@ -197,6 +197,11 @@ export class Daemon {
       await sandbox.kill();
       throw new LuminaGuardError("SHUTTING_DOWN", "the daemon is shutting down and takes no new work");
     }
+    if (signal?.aborted) {
+      // The client went away while its sandbox was made: nobody would ever kill it.
+      await sandbox.kill();
+      throw new LuminaGuardError("CANCELLED", "the client went away before its sandbox was ready");
+    }
     const now = Date.now();
     const entry: Entry = {
       sandbox,
