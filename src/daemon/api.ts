@@ -10,6 +10,7 @@ import type { z } from "zod";
 import { LuminaGuardError, toLuminaGuardError } from "../errors.js";
 import { log } from "../log.js";
 import type { McpHttpHandler } from "../mcp/serve-http.js";
+import { parseToolArgs } from "../tools/dispatch.js";
 import { isToolName, TOOL_NAMES } from "../tools/schemas.js";
 import { packageVersion } from "../util/pkg.js";
 import { errorResponse } from "./http-errors.js";
@@ -138,9 +139,9 @@ export function createApi(o: ApiOptions): Hono<Env> {
   // execute_command with its output as it comes: NDJSON lines, then one `result` or `error` line.
   app.post("/v1/sandboxes/:id/commands", async (c) => {
     const id = c.req.param("id");
-    const args = await rawJson(c);
-    // What can fail before the command runs is a plain error response; the stream starts after.
+    // What can fail before the command runs (no such sandbox, bad arguments) is a plain error response.
     daemon.describe(id);
+    const args = parseToolArgs("execute_command", await rawJson(c));
     return stream(c, async (s) => {
       const controller = new AbortController();
       s.onAbort(() => controller.abort());

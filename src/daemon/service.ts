@@ -150,6 +150,7 @@ export class Daemon {
 
   async create(body: CreateSandboxBody, signal?: AbortSignal): Promise<SandboxDescription> {
     this.admit();
+    this.forgetDead();
     if (this.sandboxes.size + this.creating >= this.maxSandboxes) {
       const retryAfterMs = this.options.retryAfterMs ?? 1000;
       throw new LuminaGuardError("CAPACITY", `the daemon runs its maximum of ${this.maxSandboxes} sandboxes; kill one or retry later`, {
@@ -303,14 +304,21 @@ export class Daemon {
     return tracked;
   }
 
+  /** Forgets sandboxes that died on their own (their Sandbox killed itself): they no longer count. */
+  private forgetDead(): void {
+    for (const [id, e] of this.sandboxes) {
+      if (e.sandbox.alive) continue;
+      this.sandboxes.delete(id);
+      if (e.lifetime) clearTimeout(e.lifetime);
+    }
+  }
+
   /** Destroys sandboxes past their idle time, and forgets those that died on their own. */
   private reap(): void {
+    this.forgetDead();
     const now = Date.now();
     for (const [id, e] of this.sandboxes) {
-      if (!e.sandbox.alive) {
-        this.sandboxes.delete(id);
-        if (e.lifetime) clearTimeout(e.lifetime);
-      } else if (e.inFlight === 0 && now - e.lastUsed > this.idleMs) {
+      if (e.inFlight === 0 && now - e.lastUsed > this.idleMs) {
         log.info({ id, idleMs: this.idleMs }, "daemon: idle sandbox destroyed");
         void this.kill(id).catch(() => undefined);
       }
