@@ -1,9 +1,9 @@
 // `luminaguard serve`: the long-running daemon (warm pools, approvals, audit, the HTTP API on a Unix socket).
 import { Option, type Command } from "commander";
 import { loadConfig } from "../config/config.js";
-import { formatRecovery } from "../daemon/recovery.js";
-import { DAEMON_APPROVAL_MODES, type DaemonApprovalMode } from "../daemon/schemas.js";
-import { startDaemon, DEFAULT_DRAIN_GRACE_MS, DAEMON_TOKEN_ENV } from "../daemon/server.js";
+// The server (hono, prom-client) is loaded by the action only: other commands start without it.
+import { DAEMON_APPROVAL_MODES, DEFAULT_DRAIN_GRACE_MS, type DaemonApprovalMode } from "../daemon/schemas.js";
+import { DAEMON_TOKEN_ENV } from "../daemon/socket-path.js";
 import type { PoolSize } from "../daemon/service.js";
 import { LuminaGuardError } from "../errors.js";
 import type { BackendName } from "../sandbox/types.js";
@@ -69,6 +69,8 @@ export function registerServeCommand(program: Command): void {
       const idleMs = flags.idle !== undefined ? flags.idle * 1000 : config.idleMs;
       const drainGraceMs = flags.drainGrace !== undefined ? flags.drainGrace * 1000 : (config.drainGraceMs ?? DEFAULT_DRAIN_GRACE_MS);
 
+      const { startDaemon } = await import("../daemon/server.js");
+      const { formatRecovery } = await import("../daemon/recovery.js");
       const running = await startDaemon({
         pools,
         drainGraceMs,

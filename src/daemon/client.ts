@@ -10,10 +10,9 @@ import type { BackendName, ServedBy } from "../sandbox/types.js";
 import type { CallOptions, CommandResult, ListDirectoryResult, ReadFileResult, SearchResult, WriteFileResult } from "../tools/dispatch.js";
 import type { ToolName } from "../tools/schemas.js";
 import type { CommandStreamLine, CreateSandboxBody, SandboxDescription } from "./schemas.js";
-import { daemonDisabledByEnv, defaultSocketPath } from "./socket-path.js";
+import { DAEMON_TOKEN_ENV, daemonDisabledByEnv, defaultSocketPath } from "./socket-path.js";
 
 export const DAEMON_URL_ENV = "LUMINAGUARD_DAEMON_URL";
-export const DAEMON_TOKEN_ENV = "LUMINAGUARD_DAEMON_TOKEN";
 
 export interface DaemonClientOptions {
   /** Unix socket (default: defaultSocketPath()). */

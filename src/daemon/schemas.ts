@@ -6,6 +6,8 @@ import { FILE_TOOLS_MODES, type BackendName, type ServedBy } from "../sandbox/ty
 import type { ToolName } from "../tools/schemas.js";
 
 export const API_VERSION = "v1";
+/** SIGTERM: how long calls in flight may take to finish before the daemon destroys their sandboxes. */
+export const DEFAULT_DRAIN_GRACE_MS = 30_000;
 
 /**
  * How the daemon's approval cliff treats a sandbox's Red calls: "ask" queues them for an answer over the

@@ -12,10 +12,9 @@ import { runDir } from "../paths.js";
 import { createApi, sha256, type Transport } from "./api.js";
 import { recover, type RecoveryReport } from "./recovery.js";
 import { Daemon, type DaemonOptions } from "./service.js";
-import { defaultSocketPath } from "./socket-path.js";
+import { DEFAULT_DRAIN_GRACE_MS } from "./schemas.js";
+import { DAEMON_TOKEN_ENV, defaultSocketPath } from "./socket-path.js";
 
-export const DAEMON_TOKEN_ENV = "LUMINAGUARD_DAEMON_TOKEN";
-export const DEFAULT_DRAIN_GRACE_MS = 30_000;
 
 export interface ServeOptions extends DaemonOptions {
   /** Unix socket path; default defaultSocketPath(). */

@@ -7,6 +7,8 @@ export const SOCKET_ENV = "LUMINAGUARD_SOCKET";
 /** `0` (or `false`, `off`, `no`): never use a daemon, run in-process. */
 export const DAEMON_ENV = "LUMINAGUARD_DAEMON";
 export const SOCKET_NAME = "luminaguard.sock";
+/** The bearer token of the daemon's TCP listener (`serve --listen`), for the daemon and its clients. */
+export const DAEMON_TOKEN_ENV = "LUMINAGUARD_DAEMON_TOKEN";
 
 function euid(): number {
   return process.geteuid?.() ?? -1;

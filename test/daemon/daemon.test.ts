@@ -202,6 +202,23 @@ describe("daemon", async () => {
     assert.ok((capacity.body.details?.retryAfterMs ?? 0) > 0);
   });
 
+  test("20 clients at once against a limit of 6: each gets a sandbox or CAPACITY, none hangs", { skip }, async () => {
+    const t0 = Date.now();
+    const answers = await Promise.all(Array.from({ length: 20 }, () => http(d, "POST", "/v1/sandboxes", { backend: "namespace" })));
+    const made = answers.filter((a) => a.status === 201).map((a) => (a.json() as { id: string }).id);
+    try {
+      assert.equal(made.length, 6, "exactly the limit was handed out");
+      for (const a of answers.filter((x) => x.status !== 201)) {
+        assert.equal(a.status, 429);
+        assert.equal((a.json() as { code: string }).code, "CAPACITY");
+      }
+      assert.ok(Date.now() - t0 < 30_000, "every client had its answer promptly");
+    } finally {
+      await Promise.all(made.map((id) => http(d, "DELETE", `/v1/sandboxes/${id}`)));
+    }
+    assert.deepEqual((((await http(d, "GET", "/v1/sandboxes")).json()) as { sandboxes: unknown[] }).sandboxes, []);
+  });
+
   test("approvals: a Red call waits in /v1/approvals; approve runs it, deny and no answer do not; the audit log says who", { skip }, async () => {
     const c = await http(d, "POST", "/v1/sandboxes", { backend: "namespace", workspace: ws.dir, approval: "ask", client: "approval-test" });
     assert.equal(c.status, 201);
