@@ -16,6 +16,8 @@ export interface DaemonBenchOptions {
   runs: number;
   /** Iterations of each CLI variant (`luminaguard exec -- true`, a new process each). */
   cliRuns: number;
+  /** Pause between iterations for both pools to refill; default 300 ms (namespace), 2000 ms (microvm). */
+  pauseMs?: number;
   log?: (line: string) => void;
 }
 
@@ -108,8 +110,8 @@ export async function benchDaemon(o: DaemonBenchOptions): Promise<DaemonBenchRes
         if (i >= 0) samples[name].push(ms);
       }
       // Both pools refill in the background between iterations (a namespace spawn with its own
-      // size-limited workspace takes ~100 ms here): "pool hot" as the benchmark defines it.
-      await new Promise((r) => setTimeout(r, 300));
+      // size-limited workspace takes ~100 ms here, a micro-VM restore under TCG ~1 s): "pool hot".
+      await new Promise((r) => setTimeout(r, o.pauseMs ?? (o.backend === "microvm" ? 2000 : 300)));
       if (i >= 0 && (i + 1) % 10 === 0) say(`sdk: ${i + 1}/${o.runs}`);
     }
     const cli: { daemon: number[]; in_process: number[] } = { daemon: [], in_process: [] };
