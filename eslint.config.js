@@ -1,4 +1,4 @@
-// Lint config: typescript-eslint's recommended rules over src, test and bench.
+// Lint config: typescript-eslint's recommended rules over the tree (src, test, guest-agent's tests).
 import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 

@@ -20,7 +20,7 @@ const files = [];
     else if (/\.test\.(m?js)$/.test(name)) files.push(p);
   }
 })(root);
-const extra = ["test/guest-agent"].flatMap((d) => {
+const extra = ["guest-agent/test"].flatMap((d) => {
   try {
     return readdirSync(d).filter((n) => n.endsWith(".test.mjs")).map((n) => join(d, n));
   } catch {

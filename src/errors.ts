@@ -31,6 +31,14 @@ export const ERROR_CODES = [
   "LLM_UNAVAILABLE",
   "LLM_BAD_RESPONSE",
   "BUDGET_EXCEEDED",
+  /** An MCP session already has as many calls in flight as it may take; retry when one has finished. */
+  "SESSION_BUSY",
+  /** An upstream MCP server could not be started or reached (spawn failure, connection refused, refused credentials). */
+  "UPSTREAM_UNREACHABLE",
+  /** An upstream MCP server's process exited or its connection closed while it was needed. */
+  "UPSTREAM_CRASHED",
+  /** An upstream MCP server sent something that is not valid MCP (bad JSON, bad JSON-RPC, a malformed result). */
+  "UPSTREAM_PROTOCOL",
   /** The daemon is at its limit (sandboxes at most); `details.retryAfterMs` says when to try again. */
   "CAPACITY",
   /** The daemon is draining (SIGTERM): it takes no new work. */

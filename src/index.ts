@@ -16,28 +16,21 @@ export {
   isErrorCode,
 } from "./errors.js";
 export type { ErrorCode } from "./errors.js";
-export {
-  readFileArgs,
-  writeFileArgs,
-  listDirectoryArgs,
-  searchArgs,
-  executeCommandArgs,
-  toolArgSchemas,
-  TOOL_NAMES,
-  isToolName,
-} from "./tools/schemas.js";
-export type {
-  ToolName,
-  ReadFileArgs,
-  WriteFileArgs,
-  ListDirectoryArgs,
-  SearchArgs,
-  ExecuteCommandArgs,
-} from "./tools/schemas.js";
-export type { CommandResult, ReadFileResult, WriteFileResult, ListDirectoryResult, SearchResult } from "./tools/dispatch.js";
+export { toolArgSchemas, TOOL_NAMES, isToolName } from "./tools/registry.js";
+export type { ToolName } from "./tools/registry.js";
+export { readFileArgs } from "./tools/read-file.js";
+export { writeFileArgs } from "./tools/write-file.js";
+export { listDirectoryArgs } from "./tools/list-directory.js";
+export { searchArgs } from "./tools/search.js";
+export { executeCommandArgs } from "./tools/execute-command.js";
+export type { ReadFileArgs, ReadFileResult } from "./tools/read-file.js";
+export type { WriteFileArgs, WriteFileResult } from "./tools/write-file.js";
+export type { ListDirectoryArgs, ListDirectoryResult } from "./tools/list-directory.js";
+export type { SearchArgs, SearchResult } from "./tools/search.js";
+export type { ExecuteCommandArgs, CommandResult } from "./tools/execute-command.js";
 export type { BackendName, BackendProbe } from "./sandbox/types.js";
-export { buildImage } from "./guest/image/build.js";
-export type { ImageManifest } from "./guest/image/build.js";
+export { buildImage } from "./image/build.js";
+export type { ImageManifest } from "./image/build.js";
 export { McpClientPool, serveStdio, serveHttp } from "./mcp/index.js";
 export { ApprovalGate, callbackApprover, nonInteractiveApprover, terminalApprover, elicitationApprover, loadPolicy, parsePolicy, AuditLog, readAudit } from "./approval/index.js";
 export type { Approver, ApprovalRequest, ApprovalAnswer, GateDecision, Policy, PolicyRule, AuditEntry, Card } from "./approval/index.js";

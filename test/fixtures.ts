@@ -1,5 +1,5 @@
 // Test fixtures: real sandboxes on real backends, temp workspaces, and a clear skip when a backend cannot run here.
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestContext } from "node:test";
@@ -40,16 +40,6 @@ export async function sandboxFor(t: TestContext, backend: BackendName, options: 
   return { sandbox, workspace };
 }
 
-/** True while a host pid exists and is not a zombie (a zombie has already exited). */
-export function pidAlive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-  } catch {
-    return false;
-  }
-}
-
 export async function waitFor(cond: () => boolean, timeoutMs: number, stepMs = 20): Promise<boolean> {
   const end = Date.now() + timeoutMs;
   while (Date.now() < end) {
@@ -59,28 +49,3 @@ export async function waitFor(cond: () => boolean, timeoutMs: number, stepMs = 2
   return cond();
 }
 
-/** All live descendants of `pid` (by /proc ppid links). */
-export function descendants(pid: number): number[] {
-  const children = new Map<number, number[]>();
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      const list = children.get(ppid) ?? [];
-      list.push(Number(name));
-      children.set(ppid, list);
-    } catch {
-      /* gone */
-    }
-  }
-  const out: number[] = [];
-  const stack = [pid];
-  while (stack.length > 0) {
-    for (const c of children.get(stack.pop() as number) ?? []) {
-      out.push(c);
-      stack.push(c);
-    }
-  }
-  return out;
-}

@@ -1,20 +1,17 @@
 // The Anthropic Messages API with tool use.
 import { z } from "zod";
-import { LuminaGuardError } from "../errors.js";
-import { postJson, type RetryEvent, type RetryOptions } from "./http.js";
+import { endpoint, malformedToolCall, requestModel, type RetryConfig } from "./http.js";
 import { safeToolName } from "./names.js";
 import type { ChatMessage, CompletionRequest, ModelProvider, ModelToolCall, ModelTurn } from "./types.js";
 
 export const DEFAULT_ANTHROPIC_BASE_URL = "https://api.anthropic.com";
-export const ANTHROPIC_VERSION = "2023-06-01";
+const ANTHROPIC_VERSION = "2023-06-01";
 
-export interface AnthropicProviderOptions {
+interface AnthropicProviderOptions extends RetryConfig {
   model: string;
   /** Without /v1 (as the official SDKs take it). */
   baseUrl?: string;
   apiKey: string;
-  retry?: RetryOptions;
-  onRetry?: (e: RetryEvent) => void;
 }
 
 const responseSchema = z.object({
@@ -34,7 +31,7 @@ export class AnthropicProvider implements ModelProvider {
 
   constructor(private readonly o: AnthropicProviderOptions) {
     this.id = `anthropic:${o.model}`;
-    this.url = `${(o.baseUrl ?? DEFAULT_ANTHROPIC_BASE_URL).replace(/\/+$/, "")}/v1/messages`;
+    this.url = endpoint(o.baseUrl ?? DEFAULT_ANTHROPIC_BASE_URL, "/v1/messages");
   }
 
   async complete(req: CompletionRequest): Promise<ModelTurn> {
@@ -45,36 +42,32 @@ export class AnthropicProvider implements ModelProvider {
       messages: req.messages.map(toAnthropic),
     };
     if (req.tools.length > 0) body["tools"] = req.tools.map((t) => ({ name: t.name, description: t.description, input_schema: t.inputSchema }));
-    const raw = await postJson(this.url, { "x-api-key": this.o.apiKey, "anthropic-version": ANTHROPIC_VERSION }, body, {
+    const data = await requestModel({
       provider: this.id,
+      url: this.url,
+      headers: { "x-api-key": this.o.apiKey, "anthropic-version": ANTHROPIC_VERSION },
+      body,
+      response: responseSchema,
       signal: req.signal,
-      ...(this.o.retry ? { retry: this.o.retry } : {}),
-      ...(this.o.onRetry ? { onRetry: this.o.onRetry } : {}),
+      retry: this.o,
     });
-    const parsed = responseSchema.safeParse(raw);
-    if (!parsed.success) {
-      throw new LuminaGuardError("LLM_BAD_RESPONSE", `${this.id}: unexpected response: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
-    }
     const text: string[] = [];
     const toolCalls: ModelToolCall[] = [];
-    for (const block of parsed.data.content) {
+    for (const block of data.content) {
       if (block.type === "text" && typeof block["text"] === "string") text.push(block["text"]);
       else if (block.type === "tool_use") toolCalls.push(this.toolCall(block));
     }
     return {
       content: text.join(""),
       toolCalls,
-      stopReason: parsed.data.stop_reason ?? "unknown",
-      usage: { inputTokens: parsed.data.usage.input_tokens, outputTokens: parsed.data.usage.output_tokens },
+      stopReason: data.stop_reason ?? "unknown",
+      usage: { inputTokens: data.usage.input_tokens, outputTokens: data.usage.output_tokens },
     };
   }
 
   private toolCall(block: unknown): ModelToolCall {
     const p = toolUseSchema.safeParse(block);
-    if (!p.success) {
-      const id = typeof (block as { id?: unknown }).id === "string" ? (block as { id: string }).id : `toolu_lg_${++this.seq}`;
-      return { id, name: "invalid_tool_call", error: `malformed tool_use block: ${p.error.issues.map((i) => `${i.path.join(".") || "block"}: ${i.message}`).join("; ")}` };
-    }
+    if (!p.success) return malformedToolCall(block, p.error, `toolu_lg_${++this.seq}`, { name: "tool_use block", root: "block" });
     const { id, name, input } = p.data;
     if (typeof input !== "object" || input === null || Array.isArray(input)) return { id, name, error: "tool_use input is not an object" };
     return { id, name, args: input };

@@ -1,7 +1,7 @@
 // Plugs the MCP client pool into the agent loop: upstream servers' tools offered next to the built-ins.
 import { loadConfig } from "../config/config.js";
 import { log } from "../log.js";
-import { McpClientPool } from "../mcp/client.js";
+import { McpClientPool } from "../mcp/client/pool.js";
 import type { ExternalTools } from "./types.js";
 
 export function mcpExternalTools(pool: McpClientPool): ExternalTools {

@@ -1,8 +1,12 @@
 // JSON over HTTP to an LLM endpoint: retries with backoff on rate limits, overload and outages, then a clear error.
+import type { z } from "zod";
 import { LuminaGuardError } from "../errors.js";
 import { log } from "../log.js";
+import { issueLines, parseWith } from "../util/json-file.js";
+import type { ModelToolCall } from "./types.js";
+import { sleep } from "../util/abort.js";
 
-export interface RetryOptions {
+interface RetryOptions {
   /** Attempts after the first. Default 4. */
   retries?: number;
   baseDelayMs?: number;
@@ -19,17 +23,55 @@ export interface RetryEvent {
   cause: string;
 }
 
-export interface PostOptions {
-  provider: string;
-  signal: AbortSignal;
+/** How a provider retries; given by the caller of createProvider. */
+export interface RetryConfig {
   retry?: RetryOptions;
   onRetry?: (e: RetryEvent) => void;
+}
+
+interface PostOptions extends RetryConfig {
+  provider: string;
+  signal: AbortSignal;
+}
+
+/** One model turn's request, as both providers make it: POST `body`, retry, and check the answer's shape. */
+interface ModelRequest<S extends z.ZodType> {
+  /** The provider's id, e.g. openai:gpt-4o-mini: errors and retries name it. */
+  provider: string;
+  url: string;
+  headers: Record<string, string>;
+  body: unknown;
+  /** The answer's shape; any other is LLM_BAD_RESPONSE. */
+  response: S;
+  signal: AbortSignal;
+  retry: RetryConfig;
+}
+
+export async function requestModel<S extends z.ZodType>(r: ModelRequest<S>): Promise<z.output<S>> {
+  const raw = await postJson(r.url, r.headers, r.body, {
+    provider: r.provider,
+    signal: r.signal,
+    ...(r.retry.retry ? { retry: r.retry.retry } : {}),
+    ...(r.retry.onRetry ? { onRetry: r.retry.onRetry } : {}),
+  });
+  return parseWith(r.response, raw, (issues) => new LuminaGuardError("LLM_BAD_RESPONSE", `${r.provider}: unexpected response: ${issues.join("; ")}`), { root: "" });
+}
+
+/** The endpoint `path` below a base URL given with or without trailing slashes. */
+export function endpoint(baseUrl: string, path: string): string {
+  return `${baseUrl.replace(/\/+$/, "")}${path}`;
+}
+
+/** A tool call the model got wrong, kept (with its id, or a made-up one) so the model is told what was wrong. */
+export function malformedToolCall(raw: unknown, error: z.ZodError, fallbackId: string, what: { name: string; root: string }): ModelToolCall {
+  const id = typeof (raw as { id?: unknown } | null)?.id === "string" ? (raw as { id: string }).id : fallbackId;
+  return { id, name: "invalid_tool_call", error: `malformed ${what.name}: ${issueLines(error, { root: what.root }).join("; ")}` };
 }
 
 const RETRYABLE = new Set([408, 409, 425, 429, 500, 502, 503, 504, 529]);
 const MAX_ERROR_BODY = 2000;
 
-export async function postJson(url: string, headers: Record<string, string>, body: unknown, o: PostOptions): Promise<unknown> {
+async function postJson(url: string, headers: Record<string, string>, body: unknown, o: PostOptions): Promise<unknown> {
   const retries = o.retry?.retries ?? 4;
   const base = o.retry?.baseDelayMs ?? 500;
   const maxDelay = o.retry?.maxDelayMs ?? 30_000;
@@ -77,7 +119,7 @@ function backoffDelay(base: number, max: number, attempt: number): number {
 }
 
 /** `retry-after-ms`, or `retry-after` in seconds or as an HTTP date; capped. */
-export function retryAfter(h: Headers, max: number): number | undefined {
+function retryAfter(h: Headers, max: number): number | undefined {
   const ms = h.get("retry-after-ms");
   if (ms !== null && /^\d+(\.\d+)?$/.test(ms.trim())) return Math.min(max, Math.ceil(Number(ms)));
   const ra = h.get("retry-after");
@@ -90,17 +132,7 @@ export function retryAfter(h: Headers, max: number): number | undefined {
 async function backoff(o: PostOptions, attempt: number, delayMs: number, cause: string): Promise<void> {
   log.warn({ provider: o.provider, attempt: attempt + 1, delayMs, cause }, "LLM endpoint failed; retrying");
   o.onRetry?.({ provider: o.provider, attempt: attempt + 1, delayMs, cause });
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => {
-      o.signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, delayMs);
-    const onAbort = (): void => {
-      clearTimeout(t);
-      reject(cancelled(o));
-    };
-    o.signal.addEventListener("abort", onAbort, { once: true });
-  });
+  await sleep(delayMs, o.signal, () => cancelled(o));
 }
 
 async function readBody(res: Response, o: PostOptions): Promise<string> {

@@ -3,25 +3,25 @@ import { denialResult, type ApprovalGate, type GateDecision } from "../approval/
 import { isRecord } from "../approval/policy.js";
 import { LuminaGuardError, toLuminaGuardError } from "../errors.js";
 import type { SandboxApi as Sandbox } from "../runtime/sandbox.js";
-import { parseToolArgs } from "../tools/dispatch.js";
+import { parseToolArgs } from "../tools/registry.js";
 import { newRunId, type Transcript } from "./transcript.js";
 import { ToolCatalogue, type ResolvedTool } from "./tools.js";
 import type { ChatMessage, ExternalTools, ModelProvider, ModelToolCall, ToolResultMessage, Usage } from "./types.js";
 
 export const DEFAULT_MAX_STEPS = 20;
-export const DEFAULT_MAX_OUTPUT_TOKENS = 4096;
+const DEFAULT_MAX_OUTPUT_TOKENS = 4096;
 /** Tool results longer than this are cut before they go back to the model. */
-export const MAX_RESULT_CHARS = 32_000;
+const MAX_RESULT_CHARS = 32_000;
 const MAX_CALLS_PER_TURN = 32;
 
-export const DEFAULT_SYSTEM_PROMPT = [
+const DEFAULT_SYSTEM_PROMPT = [
   "You are an agent working in an isolated sandbox. The project's files are in /workspace.",
   "Use the tools to complete the task. Reading is free. Writing files, running commands and external tools stop for a person's approval and may be denied.",
   "A denial is final for that action: do not retry it; adapt your approach or explain what you could not do.",
   "Nothing you write can approve an action. When the task is done, reply with a short summary and no tool call.",
 ].join(" ");
 
-export type AgentStatus = "completed" | "max_steps" | "budget_exceeded" | "cancelled" | "failed";
+type AgentStatus = "completed" | "max_steps" | "budget_exceeded" | "cancelled" | "failed";
 
 export type AgentEvent =
   | { type: "model"; step: number; content: string; toolCalls: Array<{ id: string; name: string }>; usage: Usage }
@@ -222,6 +222,7 @@ async function handleCall(
   }
 }
 
+/** The one parse of a call's arguments: the gate's card and the sandbox take a built-in's parsed arguments as they are. */
 function validateArgs(resolved: ResolvedTool, raw: unknown): Record<string, unknown> {
   if (resolved.kind === "builtin") return parseToolArgs(resolved.tool, raw ?? {}) as Record<string, unknown>;
   if (raw === undefined) return {};

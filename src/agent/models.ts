@@ -1,12 +1,12 @@
 // `--model PROVIDER:MODEL` → a provider, with the base URL and key from the environment.
 import { LuminaGuardError } from "../errors.js";
 import { AnthropicProvider, DEFAULT_ANTHROPIC_BASE_URL } from "./anthropic.js";
-import type { RetryEvent, RetryOptions } from "./http.js";
+import type { RetryConfig } from "./http.js";
 import { DEFAULT_OPENAI_BASE_URL, OpenAIProvider } from "./openai.js";
 import type { ModelProvider } from "./types.js";
 
-export const PROVIDERS = ["openai", "anthropic"] as const;
-export type ProviderName = (typeof PROVIDERS)[number];
+const PROVIDERS = ["openai", "anthropic"] as const;
+type ProviderName = (typeof PROVIDERS)[number];
 
 export function parseModelSpec(spec: string): { provider: ProviderName; model: string } {
   const i = spec.indexOf(":");
@@ -18,10 +18,8 @@ export function parseModelSpec(spec: string): { provider: ProviderName; model: s
   return { provider: provider as ProviderName, model };
 }
 
-export interface ProviderOptions {
+interface ProviderOptions extends RetryConfig {
   env?: NodeJS.ProcessEnv;
-  retry?: RetryOptions;
-  onRetry?: (e: RetryEvent) => void;
 }
 
 /**

@@ -1,19 +1,16 @@
 // OpenAI-compatible chat completions with function tool calls (OpenAI, and servers that speak its protocol).
 import { z } from "zod";
-import { LuminaGuardError } from "../errors.js";
-import { postJson, type RetryEvent, type RetryOptions } from "./http.js";
+import { endpoint, malformedToolCall, requestModel, type RetryConfig } from "./http.js";
 import { safeToolName } from "./names.js";
 import type { ChatMessage, CompletionRequest, ModelProvider, ModelToolCall, ModelTurn } from "./types.js";
 
 export const DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1";
 
-export interface OpenAIProviderOptions {
+interface OpenAIProviderOptions extends RetryConfig {
   model: string;
   /** Ends in /v1 (the chat completions path is appended). */
   baseUrl?: string;
   apiKey?: string;
-  retry?: RetryOptions;
-  onRetry?: (e: RetryEvent) => void;
 }
 
 const responseSchema = z.object({
@@ -45,7 +42,7 @@ export class OpenAIProvider implements ModelProvider {
 
   constructor(private readonly o: OpenAIProviderOptions) {
     this.id = `openai:${o.model}`;
-    this.url = `${(o.baseUrl ?? DEFAULT_OPENAI_BASE_URL).replace(/\/+$/, "")}/chat/completions`;
+    this.url = endpoint(o.baseUrl ?? DEFAULT_OPENAI_BASE_URL, "/chat/completions");
   }
 
   async complete(req: CompletionRequest): Promise<ModelTurn> {
@@ -57,32 +54,28 @@ export class OpenAIProvider implements ModelProvider {
       body["tools"] = req.tools.map((t) => ({ type: "function", function: { name: t.name, description: t.description, parameters: t.inputSchema } }));
       body["tool_choice"] = "auto";
     }
-    const raw = await postJson(this.url, this.o.apiKey ? { authorization: `Bearer ${this.o.apiKey}` } : {}, body, {
+    const data = await requestModel({
       provider: this.id,
+      url: this.url,
+      headers: this.o.apiKey ? { authorization: `Bearer ${this.o.apiKey}` } : {},
+      body,
+      response: responseSchema,
       signal: req.signal,
-      ...(this.o.retry ? { retry: this.o.retry } : {}),
-      ...(this.o.onRetry ? { onRetry: this.o.onRetry } : {}),
+      retry: this.o,
     });
-    const parsed = responseSchema.safeParse(raw);
-    if (!parsed.success) {
-      throw new LuminaGuardError("LLM_BAD_RESPONSE", `${this.id}: unexpected response: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
-    }
-    const choice = parsed.data.choices[0] as z.infer<typeof responseSchema>["choices"][number];
+    const choice = data.choices[0] as z.infer<typeof responseSchema>["choices"][number];
     const toolCalls = (choice.message.tool_calls ?? []).map((tc) => this.toolCall(tc));
     return {
       content: choice.message.content ?? choice.message.refusal ?? "",
       toolCalls,
       stopReason: choice.finish_reason ?? "unknown",
-      usage: { inputTokens: parsed.data.usage?.prompt_tokens ?? 0, outputTokens: parsed.data.usage?.completion_tokens ?? 0 },
+      usage: { inputTokens: data.usage?.prompt_tokens ?? 0, outputTokens: data.usage?.completion_tokens ?? 0 },
     };
   }
 
   private toolCall(raw: unknown): ModelToolCall {
     const p = toolCallSchema.safeParse(raw);
-    if (!p.success) {
-      const id = typeof (raw as { id?: unknown })?.id === "string" ? (raw as { id: string }).id : `call_lg_${++this.seq}`;
-      return { id, name: "invalid_tool_call", error: `malformed tool call: ${p.error.issues.map((i) => `${i.path.join(".") || "call"}: ${i.message}`).join("; ")}` };
-    }
+    if (!p.success) return malformedToolCall(raw, p.error, `call_lg_${++this.seq}`, { name: "tool call", root: "call" });
     const { id, function: fn } = p.data;
     try {
       return { id, name: fn.name, rawArgs: fn.arguments, args: fn.arguments.trim() === "" ? {} : (JSON.parse(fn.arguments) as unknown) };

@@ -1,11 +1,11 @@
 // Plan files: a fixed sequence of tool calls replayed through the same loop and cliff as a model, for offline, repeatable runs.
-import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { z } from "zod";
 import { LuminaGuardError } from "../errors.js";
+import { parseWith, readJsonFile } from "../util/json-file.js";
 import type { CompletionRequest, ModelProvider, ModelTurn } from "./types.js";
 
-export const planStepSchema = z.strictObject({
+const planStepSchema = z.strictObject({
   tool: z.string().min(1).max(256),
   /** An external MCP server; absent for the built-in tools. */
   server: z.string().min(1).max(256).optional(),
@@ -13,38 +13,23 @@ export const planStepSchema = z.strictObject({
   note: z.string().max(2000).optional(),
 });
 
-export const planSchema = z.strictObject({
+const planSchema = z.strictObject({
   description: z.string().max(10_000).optional(),
   steps: z.array(planStepSchema).max(100_000),
 });
 
 export type Plan = z.infer<typeof planSchema>;
-export type PlanStep = z.infer<typeof planStepSchema>;
 
-export function parsePlan(raw: unknown, source: string): Plan {
-  const parsed = planSchema.safeParse(raw);
-  if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => `${i.path.length ? i.path.join(".") : "(top level)"}: ${i.message}`);
-    throw new LuminaGuardError("INVALID_ARGUMENT", `plan ${source}: ${issues.join("; ")}`, { details: { source, issues } });
-  }
-  return parsed.data;
+function parsePlan(raw: unknown, source: string): Plan {
+  return parseWith(planSchema, raw, (issues) => new LuminaGuardError("INVALID_ARGUMENT", `plan ${source}: ${issues.join("; ")}`, { details: { source, issues } }));
 }
 
 export function loadPlan(file: string): Plan {
   const path = resolve(file);
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (err) {
-    throw new LuminaGuardError("NOT_FOUND", `plan ${path}: cannot read: ${(err as Error).message}`, { cause: err });
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (err) {
-    throw new LuminaGuardError("INVALID_ARGUMENT", `plan ${path}: not valid JSON: ${(err as Error).message}`, { cause: err });
-  }
-  return parsePlan(raw, path);
+  return readJsonFile(path, (raw) => parsePlan(raw, path), {
+    unreadable: (err) => new LuminaGuardError("NOT_FOUND", `plan ${path}: cannot read: ${err.message}`, { cause: err }),
+    notJson: (err) => new LuminaGuardError("INVALID_ARGUMENT", `plan ${path}: not valid JSON: ${err.message}`, { cause: err }),
+  });
 }
 
 /** Plays the plan as if it were a model: one step per turn, then a final answer. */

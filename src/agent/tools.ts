@@ -1,17 +1,11 @@
 // The tools a run offers the model: the five built-ins and any external MCP tools, under API-safe unique names.
-import { z } from "zod";
-import { isToolName, TOOL_NAMES, toolArgSchemas, type ToolName } from "../tools/schemas.js";
+import { DEFAULT_LIMITS } from "../tools/tool.js";
+import { isToolName, TOOL_NAMES, TOOLS, toolInputSchema, type ToolName } from "../tools/registry.js";
 import { safeToolName } from "./names.js";
 import type { ExternalToolInfo, ExternalTools, ToolSpec } from "./types.js";
 
-const DESCRIPTIONS: Record<ToolName, string> = {
-  read_file: "Read a file in the workspace (/workspace; relative paths resolve there). Returns its content (utf8, or base64 when binary).",
-  write_file: "Create or replace a file in the workspace. Needs a person's approval unless the policy allows it; a denial means nothing was written.",
-  list_directory: "List a directory in the workspace (name, type, size, mtime), optionally recursively with depth.",
-  search: "Search the workspace: a POSIX extended regex per line (pattern) and/or a file-name glob.",
-  execute_command:
-    "Run a command in an isolated sandbox with no network, working directory /workspace. A string runs under sh -c; an array is argv. Needs a person's approval unless the policy allows it.",
-};
+/** Said of every tool that is not read-only: the run's approval gate stands before it. */
+const NEEDS_APPROVAL = " Needs a person's approval unless the policy allows it; a denial means nothing was changed.";
 
 export type ResolvedTool = { kind: "builtin"; tool: ToolName } | { kind: "external"; server: string; tool: string; info: ExternalToolInfo };
 
@@ -23,7 +17,8 @@ export class ToolCatalogue {
   private constructor(externalTools: readonly ExternalToolInfo[]) {
     for (const name of TOOL_NAMES) {
       this.byName.set(name, { kind: "builtin", tool: name });
-      this.specs.push({ name, description: DESCRIPTIONS[name], inputSchema: builtinSchema(name) });
+      const t = TOOLS[name];
+      this.specs.push({ name, description: t.describe(DEFAULT_LIMITS) + (t.readOnly ? "" : NEEDS_APPROVAL), inputSchema: toolInputSchema(name, { dropSafeIntegerBounds: true }) });
     }
     for (const info of externalTools) {
       this.external.set(`${info.server}\0${info.name}`, info);
@@ -56,22 +51,4 @@ export class ToolCatalogue {
   names(): string[] {
     return [...this.byName.keys()];
   }
-}
-
-function builtinSchema(name: ToolName): Record<string, unknown> {
-  const s = z.toJSONSchema(toolArgSchemas[name], { io: "input", unrepresentable: "any" }) as Record<string, unknown>;
-  delete s["$schema"];
-  return stripHugeMaximum(s) as Record<string, unknown>;
-}
-
-/** Number.MAX_SAFE_INTEGER bounds add nothing for a model; drop them. */
-function stripHugeMaximum(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(stripHugeMaximum);
-  if (typeof v !== "object" || v === null) return v;
-  const out: Record<string, unknown> = {};
-  for (const [k, x] of Object.entries(v)) {
-    if (k === "maximum" && x === Number.MAX_SAFE_INTEGER) continue;
-    out[k] = stripHugeMaximum(x);
-  }
-  return out;
 }

@@ -10,7 +10,7 @@ export function newRunId(now = new Date()): string {
   return `${stamp}-${randomBytes(4).toString("hex")}`;
 }
 
-export function runsDir(): string {
+function runsDir(): string {
   return join(homeDir(), "runs");
 }
 

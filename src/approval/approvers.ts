@@ -4,8 +4,10 @@ import { userInfo } from "node:os";
 import { createInterface } from "node:readline";
 import { ReadStream } from "node:tty";
 import type { Readable, Writable } from "node:stream";
+import type { ElicitRequestFormParams, ElicitResult as McpElicitResult } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
 import { LuminaGuardError } from "../errors.js";
+import { onAbort } from "../util/abort.js";
 import { renderCard, type Card } from "./card.js";
 import type { ToolCallRequest } from "./policy.js";
 
@@ -41,12 +43,12 @@ export function nonInteractiveApprover(): Approver {
   };
 }
 
-export type ApprovalCallback = (
+type ApprovalCallback = (
   card: Card,
   context: { call: ToolCallRequest; signal: AbortSignal },
 ) => boolean | ApprovalAnswerLike | Promise<boolean | ApprovalAnswerLike>;
 
-export interface ApprovalAnswerLike {
+interface ApprovalAnswerLike {
   approved: boolean;
   actor?: string;
   reason?: string;
@@ -68,21 +70,19 @@ export function callbackApprover(fn: ApprovalCallback, name = "sdk-callback"): A
   };
 }
 
-/** What an MCP host answers to `elicitation/create`. */
-export interface ElicitResult {
-  action: "accept" | "decline" | "cancel";
-  content?: Record<string, unknown>;
-}
+/** What an MCP host answers to `elicitation/create` (the MCP SDK's type). */
+export type ElicitResult = McpElicitResult;
 
-export type ElicitFn = (message: string, requestedSchema: ElicitationSchema, options: { signal: AbortSignal }) => Promise<ElicitResult>;
+/** The form an elicitation asks the user to fill in (the MCP SDK's type). */
+export type ElicitationSchema = ElicitRequestFormParams["requestedSchema"];
 
-export interface ElicitationSchema {
-  type: "object";
-  properties: Record<string, { type: "boolean"; title: string; description: string; default: boolean }>;
-  required: string[];
-}
+/**
+ * Asks the user through the MCP host: the one elicitation function type, which the MCP server hands each
+ * tool call (ToolCallContext.elicit) and the elicitation approver takes.
+ */
+export type ElicitFn = (message: string, requestedSchema: ElicitationSchema, options?: { signal?: AbortSignal; timeoutMs?: number }) => Promise<ElicitResult>;
 
-export const APPROVAL_ELICITATION_SCHEMA: ElicitationSchema = {
+const APPROVAL_ELICITATION_SCHEMA: ElicitationSchema = {
   type: "object",
   properties: {
     approve: { type: "boolean", title: "Approve this action", description: "Let LuminaGuard run the action shown above", default: false },
@@ -110,7 +110,7 @@ export function elicitationApprover(elicit: ElicitFn, actor = "mcp-client"): App
   };
 }
 
-export interface TerminalApproverOptions {
+interface TerminalApproverOptions {
   /** A given stream pair (tests, embedding); otherwise the controlling terminal is opened at each prompt. */
   input?: Readable;
   output?: Writable;
@@ -214,14 +214,13 @@ function readLine(input: Readable, signal: AbortSignal): Promise<string | undefi
     // terminal:false keeps the TTY in cooked mode: the kernel does line editing and Ctrl-C stays a real SIGINT.
     const rl = createInterface({ input, terminal: false, crlfDelay: Infinity });
     const done = (v: string | undefined): void => {
-      signal.removeEventListener("abort", onAbort);
+      unhook();
       rl.removeAllListeners();
       rl.close();
       input.pause();
       resolve(v);
     };
-    const onAbort = (): void => done(undefined);
-    signal.addEventListener("abort", onAbort, { once: true });
+    const unhook = onAbort(signal, () => done(undefined));
     rl.once("line", (line) => done(line));
     rl.once("close", () => done(undefined));
   });

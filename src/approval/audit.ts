@@ -7,7 +7,7 @@ import { LuminaGuardError } from "../errors.js";
 import { homeDir } from "../paths.js";
 import { ACTIONS, RISKS } from "./policy.js";
 
-export const auditEntrySchema = z.object({
+const auditEntrySchema = z.object({
   v: z.literal(1),
   id: z.string(),
   time: z.string(),
@@ -137,7 +137,7 @@ export class AuditLog {
   }
 }
 
-export interface ReadAuditOptions {
+interface ReadAuditOptions {
   since?: Date;
   runId?: string;
 }

@@ -1,14 +1,14 @@
 // The diff card: what a Red action will change (a diff, a command line, a server's tool and arguments), the risk and the rule.
 import { createHash } from "node:crypto";
 import { LuminaGuardError } from "../errors.js";
-import { parseToolArgs } from "../tools/dispatch.js";
-import { isToolName } from "../tools/schemas.js";
+import { isToolName, parseToolArgs, type ValidArgs } from "../tools/registry.js";
+import { writeBytes } from "../tools/write-file.js";
 import { clipWithMarker, escapeForTerminal } from "../util/terminal.js";
 import { unifiedDiff } from "./diff.js";
 import { isHookEnvVar, shellQuote, workspaceRelative, type ActionClass, type PolicyAction, type Risk, type ToolCallRequest } from "./policy.js";
 import { resolveWriteTarget } from "./resolve.js";
 
-export interface WriteFileDetails {
+interface WriteFileDetails {
   kind: "write_file";
   /** The path as the call names it (normalised). */
   path: string;
@@ -30,7 +30,7 @@ export interface WriteFileDetails {
   note?: string;
 }
 
-export interface ExecuteCommandDetails {
+interface ExecuteCommandDetails {
   kind: "execute_command";
   command: string;
   cwd: string;
@@ -42,7 +42,7 @@ export interface ExecuteCommandDetails {
   timeoutMs?: number;
 }
 
-export interface ExternalDetails {
+interface ExternalDetails {
   kind: "external";
   server: string;
   tool: string;
@@ -52,14 +52,14 @@ export interface ExternalDetails {
   readOnlyHint?: boolean;
 }
 
-export interface ToolDetails {
+interface ToolDetails {
   kind: "tool";
   args: unknown;
   /** Why the arguments could not be understood (the call will fail), when they could not. */
   note?: string;
 }
 
-export type CardDetails = WriteFileDetails | ExecuteCommandDetails | ExternalDetails | ToolDetails;
+type CardDetails = WriteFileDetails | ExecuteCommandDetails | ExternalDetails | ToolDetails;
 
 export interface Card {
   tool: string;
@@ -95,6 +95,10 @@ const MAX_ARG_ITEMS = 200;
 const MAX_STDIN_LINES = 20;
 const MAX_STDIN_CHARS = 1000;
 
+/**
+ * The card of one call. A built-in call's arguments are read as parsed at the edge (`parseToolArgs`); raw ones
+ * are parsed here, and ones that do not parse make a card that says why.
+ */
 export async function buildCard(call: ToolCallRequest, cls: Classification, ctx: CardContext = {}): Promise<Card> {
   const base = { tool: call.tool, ...(call.server !== undefined ? { server: call.server } : {}), ...cls };
   if (call.server !== undefined) {
@@ -112,15 +116,7 @@ export async function buildCard(call: ToolCallRequest, cls: Classification, ctx:
   }
   if (call.tool === "execute_command") {
     try {
-      const a = parseToolArgs("execute_command", call.args);
-      const command = typeof a.command === "string" ? a.command : a.command.map(shellQuote).join(" ");
-      const details: ExecuteCommandDetails = { kind: "execute_command", command, cwd: a.cwd === undefined ? "/workspace" : a.cwd, env: a.env ?? {} };
-      if (a.stdin !== undefined) {
-        details.stdin = a.stdin;
-        details.stdinBytes = Buffer.byteLength(a.stdin);
-      }
-      if (a.timeoutMs !== undefined) details.timeoutMs = a.timeoutMs;
-      return { ...base, summary: `run ${oneLine(command, 120)}`, details };
+      return { ...base, ...commandCard(parseToolArgs("execute_command", call.args)) };
     } catch (err) {
       return { ...base, summary: "execute_command with invalid arguments", details: { kind: "tool", args: clip(call.args), note: (err as Error).message } };
     }
@@ -130,8 +126,19 @@ export async function buildCard(call: ToolCallRequest, cls: Classification, ctx:
   return { ...base, summary, details: { kind: "tool", args: clip(call.args), ...(known ? {} : { note: "not a LuminaGuard tool" }) } };
 }
 
-async function writeCard(a: ReturnType<typeof parseToolArgs<"write_file">>, ctx: CardContext): Promise<Pick<Card, "summary" | "details">> {
-  const after = a.encoding === "base64" ? Buffer.from(a.content, "base64") : Buffer.from(a.content, "utf8");
+function commandCard(a: ValidArgs<"execute_command">): Pick<Card, "summary" | "details"> {
+  const command = typeof a.command === "string" ? a.command : a.command.map(shellQuote).join(" ");
+  const details: ExecuteCommandDetails = { kind: "execute_command", command, cwd: a.cwd === undefined ? "/workspace" : a.cwd, env: a.env ?? {} };
+  if (a.stdin !== undefined) {
+    details.stdin = a.stdin;
+    details.stdinBytes = Buffer.byteLength(a.stdin);
+  }
+  if (a.timeoutMs !== undefined) details.timeoutMs = a.timeoutMs;
+  return { summary: `run ${oneLine(command, 120)}`, details };
+}
+
+async function writeCard(a: ValidArgs<"write_file">, ctx: CardContext): Promise<Pick<Card, "summary" | "details">> {
+  const after = writeBytes(a);
   const path = workspaceRelative(a.path);
   const d: WriteFileDetails = { kind: "write_file", path, newFile: false, binary: !isText(after), bytesAfter: after.length, sha256After: sha256(after) };
   let before: Buffer | null | undefined;
@@ -236,7 +243,7 @@ function stdinPreview(stdin: string): string {
   return stdin.slice(0, end);
 }
 
-export interface RenderOptions {
+interface RenderOptions {
   color?: boolean;
   /** Longest diff shown, in lines; the audit keeps the whole (bounded) diff. */
   maxDiffLines?: number;

@@ -5,14 +5,14 @@ interface Edit {
   line: string;
 }
 
-export interface UnifiedDiffOptions {
+interface UnifiedDiffOptions {
   context?: number;
   /** Past this many differences the diff gives up and shows a full replacement. */
   maxEditDistance?: number;
 }
 
 /** Lines with their terminators kept, so a missing final newline is a difference. */
-export function splitLines(text: string): string[] {
+function splitLines(text: string): string[] {
   const out: string[] = [];
   let start = 0;
   for (let i = 0; i < text.length; i++) {

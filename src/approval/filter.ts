@@ -1,9 +1,7 @@
 // Results that would show what the policy will not let an agent read: search and list_directory entries of
 // read-denied files are withheld, and the result says how many.
+import { isToolName, TOOLS } from "../tools/registry.js";
 import { evaluatePolicy, isRecord, type EvaluateOptions, type Policy, type ToolCallRequest } from "./policy.js";
-
-/** The member of each filtered tool's result that holds the workspace paths. */
-const LISTS: Record<string, "entries" | "matches"> = { list_directory: "entries", search: "matches" };
 
 /**
  * A built-in `list_directory` or `search` result without the entries whose path a `read_file` would be denied
@@ -14,7 +12,7 @@ const LISTS: Record<string, "entries" | "matches"> = { list_directory: "entries"
  * list the file: the read rule is about the content and the name, not about the one tool.
  */
 export function filterResult<T>(policy: Policy, call: ToolCallRequest, result: T, options: EvaluateOptions = {}): T {
-  const key = call.server === undefined ? LISTS[call.tool] : undefined;
+  const key = call.server === undefined && isToolName(call.tool) ? TOOLS[call.tool].pathList : undefined;
   if (key === undefined || !isRecord(result) || !canDenyReads(policy)) return result;
   const items = result[key];
   if (!Array.isArray(items)) return result;

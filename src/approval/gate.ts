@@ -1,15 +1,16 @@
 // The approval cliff: classify a tool call, build its card, ask the approver when the policy says so, audit, decide.
 import { LuminaGuardError } from "../errors.js";
 import { log } from "../log.js";
+import { onAbort } from "../util/abort.js";
 import type { Approver } from "./approvers.js";
 import { AuditLog, argsHash, newAuditId, type AuditEntry } from "./audit.js";
 import { buildCard, type Card, type CardContext } from "./card.js";
 import { filterResult } from "./filter.js";
 import { defaultPolicy, evaluatePolicy, type ActionClass, type Policy, type PolicyAction, type Risk, type ToolCallRequest } from "./policy.js";
 
-export const DEFAULT_APPROVAL_TIMEOUT_MS = 300_000;
+const DEFAULT_APPROVAL_TIMEOUT_MS = 300_000;
 
-export interface ApprovalGateOptions {
+interface ApprovalGateOptions {
   approver: Approver;
   policy?: Policy;
   /** The audit log; default `$LUMINAGUARD_HOME/audit.jsonl`. */
@@ -22,12 +23,12 @@ export interface ApprovalGateOptions {
   runId?: string;
 }
 
-export interface GateContext extends CardContext {
+interface GateContext extends CardContext {
   signal?: AbortSignal;
 }
 
 /** Why a call was denied, as the agent sees it. */
-export type DenialCode = "POLICY_DENIED" | "APPROVAL_DENIED" | "APPROVAL_TIMEOUT" | "CANCELLED";
+type DenialCode = "POLICY_DENIED" | "APPROVAL_DENIED" | "APPROVAL_TIMEOUT" | "CANCELLED";
 
 export interface GateDecision {
   decision: "allow" | "deny";
@@ -145,14 +146,9 @@ export class ApprovalGate {
     const turn = this.asking.then(async () => {
       const controller = new AbortController();
       const timer = setTimeout(() => controller.abort("timeout"), this.timeoutMs);
-      const onOuter = (): void => controller.abort("cancelled");
-      if (outer?.aborted) controller.abort("cancelled");
-      else outer?.addEventListener("abort", onOuter, { once: true });
+      const unhook = onAbort(outer, () => controller.abort("cancelled"));
       // An approver that ignores its signal still cannot hold the cliff open past the timeout.
-      const gaveUp = new Promise<"aborted">((resolve) => {
-        if (controller.signal.aborted) resolve("aborted");
-        else controller.signal.addEventListener("abort", () => resolve("aborted"), { once: true });
-      });
+      const gaveUp = new Promise<"aborted">((resolve) => onAbort(controller.signal, () => resolve("aborted")));
       try {
         const answer = await Promise.race([this.approver.ask({ call, card, timeoutMs: this.timeoutMs }, { signal: controller.signal }), gaveUp]);
         if (controller.signal.aborted) {
@@ -172,7 +168,7 @@ export class ApprovalGate {
         return { approved: false, actor: this.approver.channel, reason: `approval channel failed: ${e}` };
       } finally {
         clearTimeout(timer);
-        outer?.removeEventListener("abort", onOuter);
+        unhook();
       }
     });
     this.asking = turn.catch(() => undefined);

@@ -1,9 +1,11 @@
 // The approval policy: ordered rules on tool, server and argument patterns; first match wins, built-in defaults last.
-import { existsSync, readFileSync, realpathSync } from "node:fs";
+import { existsSync, realpathSync } from "node:fs";
 import { dirname, join, posix, relative, sep } from "node:path";
 import { z } from "zod";
 import { LuminaGuardError } from "../errors.js";
 import { homeDir } from "../paths.js";
+import { isToolName, TOOL_NAMES, TOOLS } from "../tools/registry.js";
+import { parseWith, readJsonFile } from "../util/json-file.js";
 
 /** One tool call as the gate sees it: built-in when `server` is absent, otherwise a tool of an external MCP server. */
 export interface ToolCallRequest {
@@ -19,8 +21,8 @@ export type Risk = (typeof RISKS)[number];
 /** Green: read-only, runs without asking. Red: anything with consequences, stops at the cliff unless a rule allows it. */
 export type ActionClass = "green" | "red";
 
-/** Tools that only read; everything else built in, and every unknown tool, is Red. */
-export const READ_ONLY_TOOLS: readonly string[] = ["read_file", "list_directory", "search"];
+/** Tools that only read (the registry says which); everything else built in, and every unknown tool, is Red. */
+export const READ_ONLY_TOOLS: readonly string[] = TOOL_NAMES.filter((n) => TOOLS[n].readOnly);
 
 const patterns = z.union([z.string().min(1).max(512), z.array(z.string().min(1).max(512)).min(1).max(256)]);
 const regex = z
@@ -35,7 +37,7 @@ const regex = z
     }
   });
 
-export const policyRuleSchema = z.strictObject({
+const policyRuleSchema = z.strictObject({
   id: z.string().min(1).max(200).optional(),
   description: z.string().max(2000).optional(),
   /** Glob(s) on the tool name (`*`, `?`); absent: any tool. */
@@ -54,7 +56,7 @@ export const policyRuleSchema = z.strictObject({
   risk: z.enum(RISKS).optional(),
 });
 
-export const policyFileSchema = z.strictObject({
+const policyFileSchema = z.strictObject({
   version: z.literal(1).optional(),
   /** How long an approval prompt waits before it counts as a denial. */
   approvalTimeoutSeconds: z.number().int().min(1).max(86_400).optional(),
@@ -62,7 +64,6 @@ export const policyFileSchema = z.strictObject({
 });
 
 export type PolicyRule = z.infer<typeof policyRuleSchema>;
-export type PolicyFile = z.infer<typeof policyFileSchema>;
 
 interface CompiledRule {
   id: string;
@@ -81,7 +82,7 @@ export interface Policy {
   readonly rules: readonly CompiledRule[];
 }
 
-export interface PolicyMatch {
+interface PolicyMatch {
   action: PolicyAction;
   /** Id of the rule that fired. */
   rule: string;
@@ -94,31 +95,25 @@ export interface EvaluateOptions {
   workspace?: string;
 }
 
+/** The built-in rules, last: read-only tools run, every other built-in tool asks (one rule each), then external and unknown tools ask. */
 export const DEFAULT_RULES: readonly PolicyRule[] = [
   { id: "default:read-only", tool: [...READ_ONLY_TOOLS], action: "allow", risk: "low" },
-  { id: "default:write", tool: "write_file", action: "ask", risk: "medium" },
-  { id: "default:execute", tool: "execute_command", action: "ask", risk: "high" },
+  ...TOOL_NAMES.filter((n) => !TOOLS[n].readOnly).map((n): PolicyRule => ({ id: TOOLS[n].defaultRule ?? `default:${n}`, tool: n, action: "ask", risk: TOOLS[n].risk })),
   { id: "default:external", server: "*", action: "ask", risk: "high" },
   { id: "default:unknown", action: "ask", risk: "high" },
 ];
 
-const DEFAULT_RISK: Record<string, Risk> = { read_file: "low", list_directory: "low", search: "low", write_file: "medium", execute_command: "high" };
-
 /** The policy file LuminaGuard reads when none is named. */
-export function defaultPolicyPath(): string {
+function defaultPolicyPath(): string {
   return join(homeDir(), "policy.json");
 }
 
 /** Validates a parsed policy document; every problem names the source and the JSON path. */
 export function parsePolicy(raw: unknown, source: string): Policy {
-  const parsed = policyFileSchema.safeParse(raw);
-  if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => `${i.path.length ? i.path.join(".") : "(top level)"}: ${i.message}`);
-    throw new LuminaGuardError("INVALID_ARGUMENT", `policy ${source}: ${issues.join("; ")}`, { details: { source, issues } });
-  }
-  const user = (parsed.data.rules ?? []).map((r, i) => compile(r, r.id ?? `${source}#${i + 1}`));
+  const file = parseWith(policyFileSchema, raw, (issues) => new LuminaGuardError("INVALID_ARGUMENT", `policy ${source}: ${issues.join("; ")}`, { details: { source, issues } }));
+  const user = (file.rules ?? []).map((r, i) => compile(r, r.id ?? `${source}#${i + 1}`));
   const defaults = DEFAULT_RULES.map((r) => compile(r, r.id ?? "default"));
-  return { source, approvalTimeoutSeconds: parsed.data.approvalTimeoutSeconds, rules: [...user, ...defaults] };
+  return { source, approvalTimeoutSeconds: file.approvalTimeoutSeconds, rules: [...user, ...defaults] };
 }
 
 /** The built-in rules alone: reads allowed, everything else asks. */
@@ -130,19 +125,10 @@ export function defaultPolicy(): Policy {
 export function loadPolicy(file?: string): Policy {
   const path = file ?? defaultPolicyPath();
   if (file === undefined && !existsSync(path)) return defaultPolicy();
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (err) {
-    throw new LuminaGuardError("NOT_FOUND", `policy ${path}: cannot read: ${(err as Error).message}`, { cause: err });
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (err) {
-    throw new LuminaGuardError("INVALID_ARGUMENT", `policy ${path}: not valid JSON: ${(err as Error).message}`, { cause: err });
-  }
-  return parsePolicy(raw, path);
+  return readJsonFile(path, (raw) => parsePolicy(raw, path), {
+    unreadable: (err) => new LuminaGuardError("NOT_FOUND", `policy ${path}: cannot read: ${err.message}`, { cause: err }),
+    notJson: (err) => new LuminaGuardError("INVALID_ARGUMENT", `policy ${path}: not valid JSON: ${err.message}`, { cause: err }),
+  });
 }
 
 /** First matching rule wins; the defaults at the end match everything, so there is always an answer. */
@@ -152,8 +138,9 @@ export function evaluatePolicy(policy: Policy, call: ToolCallRequest, options: E
     const action = c.rule.action;
     if (!matches(c, call, facts, action)) continue;
     const external = call.server !== undefined;
-    const cls: ActionClass = external ? (c.rule.readOnly === true ? "green" : "red") : READ_ONLY_TOOLS.includes(call.tool) ? "green" : "red";
-    const risk = c.rule.risk ?? (cls === "green" ? "low" : external ? "high" : (DEFAULT_RISK[call.tool] ?? "high"));
+    const builtin = !external && isToolName(call.tool) ? TOOLS[call.tool] : undefined;
+    const cls: ActionClass = external ? (c.rule.readOnly === true ? "green" : "red") : builtin?.readOnly === true ? "green" : "red";
+    const risk = c.rule.risk ?? (cls === "green" ? "low" : (builtin?.risk ?? "high"));
     return { action, rule: c.id, class: cls, risk };
   }
   // Unreachable with the defaults in place; kept secure anyway.
@@ -283,7 +270,7 @@ function compile(rule: PolicyRule, id: string): CompiledRule {
   };
 }
 
-export function globToRegExp(glob: string): RegExp {
+function globToRegExp(glob: string): RegExp {
   const body = glob.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".");
   return new RegExp(`^${body}$`, "su");
 }

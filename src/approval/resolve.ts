@@ -3,7 +3,7 @@
 import { lstatSync, readlinkSync, realpathSync } from "node:fs";
 import { join } from "node:path";
 
-export type WriteTarget =
+type WriteTarget =
   /** `path`: workspace-relative file the write replaces; `symlink`: the link text when `path` itself is a symlink (replaced, not written through). */
   | { kind: "inside"; path: string; symlink?: string }
   /** The sandbox refuses the write (PATH_ESCAPE): `via` is the symlink that leads out (with `target`), absent for a path that is outside as written. */

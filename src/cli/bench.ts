@@ -1,6 +1,6 @@
-// `luminaguard bench <scenario>`: the Phase 3 benchmark; results go to .beads/metrics/ and the screen.
+// `luminaguard bench <scenario>`: the benchmark, judged against its targets; results go to .beads/metrics/ and the screen.
 import { Argument, Option, type Command } from "commander";
-import { runBench, SCENARIOS, type ScenarioName } from "../../bench/run.js";
+import { runBench, SCENARIOS, type ScenarioName } from "../bench/run.js";
 import { formatRun, progressBar } from "../metrics/format.js";
 import { runSummaryJson } from "../metrics/schema.js";
 import type { BackendName } from "../sandbox/types.js";
@@ -9,7 +9,7 @@ import { parseIntOption } from "./output.js";
 export function registerBenchCommand(program: Command): void {
   program
     .command("bench")
-    .description("run a Phase 3 benchmark scenario and store the result under .beads/metrics/")
+    .description("run a benchmark scenario, judge it against its targets and store the result under .beads/metrics/")
     .addArgument(new Argument("<scenario>", "which scenario").choices([...SCENARIOS]))
     .addOption(new Option("--backend <name>", "sandbox backend").choices(["microvm", "namespace"]).default("namespace"))
     .option("--runs <n>", "samples per latency metric", parseIntOption("--runs", 1, 100_000), 100)

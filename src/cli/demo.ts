@@ -2,12 +2,16 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Command } from "commander";
 import { toLuminaGuardError } from "../errors.js";
-import { buildImage } from "../guest/image/build.js";
+import { buildImage } from "../image/build.js";
 import { probeBackend, type BackendChoice } from "../runtime/backends.js";
+import { MAX_DISK_MIB, MIN_DISK_MIB } from "../runtime/disk.js";
 import { Sandbox } from "../runtime/sandbox.js";
 import type { BackendName } from "../sandbox/types.js";
 import { escapeForTerminal } from "../util/terminal.js";
+import { parseIntOption } from "./output.js";
+import { backendOption } from "./sandbox.js";
 
 // What the demo prints comes from the guest (outputs, file names) and error messages: inert on the terminal.
 const say = (line = ""): boolean => process.stdout.write(`${escapeForTerminal(line)}\n`);
@@ -50,7 +54,7 @@ function describe(r: { exitCode: number | null; stderr: string }): string {
   return r.exitCode === 0 ? "succeeded" : `denied (exit ${r.exitCode}: ${r.stderr.trim().split("\n")[0] ?? ""})`;
 }
 
-export async function runDemo(choice: BackendChoice, diskMiB?: number): Promise<void> {
+async function runDemo(choice: BackendChoice, diskMiB?: number): Promise<void> {
   if (choice !== "namespace") {
     say("Building the guest image if needed (the first time compiles a kernel: a few minutes)...");
     await buildImage({ log: (l) => process.stderr.write(`  ${l}\n`) }).catch((e: unknown) => say(`image build failed, the micro-VM backend will be skipped: ${toLuminaGuardError(e).message}`));
@@ -70,4 +74,15 @@ export async function runDemo(choice: BackendChoice, diskMiB?: number): Promise<
     process.exitCode = 1;
     say("\nNo backend works here: run `luminaguard doctor`.");
   }
+}
+
+export function registerDemoCommand(program: Command): void {
+  program
+    .command("demo")
+    .description("build what is missing, then show every tool and the isolation on each backend that works here")
+    .addOption(backendOption())
+    .option("--disk <MiB>", "disk limit of the sandbox: MiB it may add to its workspace (default 1024)", parseIntOption("--disk", MIN_DISK_MIB, MAX_DISK_MIB))
+    .action(async (o: { backend: BackendChoice; disk?: number }) => {
+      await runDemo(o.backend, o.disk);
+    });
 }

@@ -1,19 +1,19 @@
 // LuminaGuard's config file ($LUMINAGUARD_HOME/config.json): zod-validated, open to sections other features own.
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { LuminaGuardError } from "../errors.js";
 import { homeDir } from "../paths.js";
 import { FILE_TOOLS_MODES } from "../sandbox/types.js";
+import { parseWith, readJsonFile } from "../util/json-file.js";
 
 /** A server name becomes the prefix of its tools (`name.tool`), so it cannot contain a dot. */
-export const SERVER_NAME_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+const SERVER_NAME_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
 const timeoutMs = z.number().int().min(1).max(24 * 3600 * 1000);
 const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "invalid environment variable name");
 
 /** `{ command, args, env }`: the shape Claude Desktop, Cursor and Claude Code use for a stdio server. */
-export const stdioServerSchema = z.strictObject({
+const stdioServerSchema = z.strictObject({
   type: z.literal("stdio").optional(),
   command: z.string().min(1, "command must not be empty"),
   args: z.array(z.string()).optional(),
@@ -24,15 +24,15 @@ export const stdioServerSchema = z.strictObject({
 });
 
 /** `{ url, headers }`: a Streamable HTTP server. */
-export const httpServerSchema = z.strictObject({
+const httpServerSchema = z.strictObject({
   type: z.enum(["http", "streamable-http", "streamableHttp"]).optional(),
   url: z.url({ protocol: /^https?$/, error: "url must be an http:// or https:// URL" }),
   headers: z.record(z.string().min(1), z.string()).optional(),
   timeoutMs: timeoutMs.optional(),
 });
 
-export type StdioServerConfig = z.infer<typeof stdioServerSchema>;
-export type HttpServerConfig = z.infer<typeof httpServerSchema>;
+type StdioServerConfig = z.infer<typeof stdioServerSchema>;
+type HttpServerConfig = z.infer<typeof httpServerSchema>;
 export type McpServerConfig = StdioServerConfig | HttpServerConfig;
 
 /** zod reports a bad record key as "Invalid key in record" with the reason nested: show the reason. */
@@ -63,7 +63,7 @@ const mcpServerSchema = z.unknown().transform((value, ctx): McpServerConfig => {
   return r.data;
 });
 
-export const mcpServersSchema = z.record(
+const mcpServersSchema = z.record(
   z.string().regex(SERVER_NAME_PATTERN, "server names are 1-64 letters, digits, '_' or '-' (no '.')"),
   mcpServerSchema,
 );
@@ -93,7 +93,7 @@ export const serveConfigSchema = z.strictObject({
 export type ServeConfig = z.infer<typeof serveConfigSchema>;
 
 /** The whole file: `mcpServers` is validated strictly, other top-level sections are kept for their owners. */
-export const configSchema = z.looseObject({
+const configSchema = z.looseObject({
   mcpServers: mcpServersSchema.optional(),
   serve: serveConfigSchema.optional(),
   /** Where a micro-VM's file tools run: "host" (beside the VM, the default) or "guest" (through 9p). */
@@ -113,28 +113,18 @@ export function isHttpServer(c: McpServerConfig): c is HttpServerConfig {
 
 /** Validates a parsed config; errors name `source` and every bad key (`mcpServers.github.args.0: ...`). */
 export function parseConfig(raw: unknown, source: string): LuminaGuardConfig {
-  const r = configSchema.safeParse(raw);
-  if (r.success) return r.data;
-  const issues = r.error.issues.map((i) => `${i.path.length ? i.path.map(String).join(".") : "(top level)"}: ${issueMessage(i)}`);
-  throw new LuminaGuardError("INVALID_ARGUMENT", `${source}: ${issues.join("; ")}`, { details: { file: source, issues } });
+  return parseWith(configSchema, raw, (issues) => new LuminaGuardError("INVALID_ARGUMENT", `${source}: ${issues.join("; ")}`, { details: { file: source, issues } }), {
+    message: issueMessage,
+  });
 }
 
 /** Reads and validates the config file; a missing file is an empty config. */
 export function loadConfig(path: string = configPath()): LuminaGuardConfig {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return {};
-    throw new LuminaGuardError("IO_ERROR", `${path}: cannot read the config file: ${(err as Error).message}`, { cause: err });
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (err) {
-    throw new LuminaGuardError("INVALID_ARGUMENT", `${path}: not valid JSON: ${(err as Error).message}`, { cause: err, details: { file: path } });
-  }
-  return parseConfig(raw, path);
+  return readJsonFile(path, (raw) => parseConfig(raw, path), {
+    missing: () => ({}),
+    unreadable: (err) => new LuminaGuardError("IO_ERROR", `${path}: cannot read the config file: ${err.message}`, { cause: err }),
+    notJson: (err) => new LuminaGuardError("INVALID_ARGUMENT", `${path}: not valid JSON: ${err.message}`, { cause: err, details: { file: path } }),
+  });
 }
 
 /**

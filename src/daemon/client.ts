@@ -8,7 +8,7 @@ import type { DiskLimitMode } from "../runtime/disk.js";
 import type { RunOptions, SandboxApi, SandboxOptions, Served } from "../runtime/sandbox.js";
 import type { BackendName, ServedBy } from "../sandbox/types.js";
 import type { CallOptions, CommandResult, ListDirectoryResult, ReadFileResult, SearchResult, WriteFileResult } from "../tools/dispatch.js";
-import type { ToolName } from "../tools/schemas.js";
+import type { ToolName } from "../tools/registry.js";
 import type { CommandStreamLine, CreateSandboxBody, SandboxDescription } from "./schemas.js";
 import { DAEMON_TOKEN_ENV, daemonDisabledByEnv, defaultSocketPath } from "./socket-path.js";
 

@@ -3,7 +3,7 @@ import { z } from "zod";
 import { BACKEND_CHOICES } from "../runtime/backends.js";
 import { MAX_DISK_MIB, MIN_DISK_MIB } from "../runtime/disk.js";
 import { FILE_TOOLS_MODES, type BackendName, type ServedBy } from "../sandbox/types.js";
-import type { ToolName } from "../tools/schemas.js";
+import type { ToolName } from "../tools/registry.js";
 
 export const API_VERSION = "v1";
 /** SIGTERM: how long calls in flight may take to finish before the daemon destroys their sandboxes. */

@@ -7,7 +7,7 @@ import { dirname, resolve } from "node:path";
 import { getRequestListener } from "@hono/node-server";
 import { LuminaGuardError } from "../errors.js";
 import { log } from "../log.js";
-import { createMcpHttpHandler, type McpHttpHandler } from "../mcp/serve-http.js";
+import { createMcpHttpHandler, type McpHttpHandler } from "../mcp/server/serve-http.js";
 import { runDir } from "../paths.js";
 import { createApi, sha256, type Transport } from "./api.js";
 import { recover, type RecoveryReport } from "./recovery.js";

@@ -13,7 +13,7 @@ import { SandboxPool, type PoolStats } from "../runtime/pool.js";
 import { DEFAULT_MEMORY_MIB, Sandbox, type RunOptions } from "../runtime/sandbox.js";
 import type { BackendName, BackendProbe } from "../sandbox/types.js";
 import { parseToolArgs } from "../tools/dispatch.js";
-import { TOOL_NAMES, type ToolName } from "../tools/schemas.js";
+import { TOOL_NAMES, type ToolName } from "../tools/registry.js";
 import { DaemonMetrics } from "./metrics.js";
 import type { CreateSandboxBody, DaemonApprovalMode, SandboxDescription } from "./schemas.js";
 

@@ -2,7 +2,7 @@
 import type { BenchRun, Criterion, MetricSummary } from "./schema.js";
 import { compareSamples, MIN_SAMPLES_FOR_NOISE, type CompareOptions } from "./stats.js";
 
-export type Direction = "lower" | "higher";
+type Direction = "lower" | "higher";
 
 /** Throughput and rates are better higher; latencies, memory, CPU and everything else better lower. */
 export function betterWhen(metric: string, unit: string): Direction {
@@ -20,7 +20,7 @@ function kindOf(metric: string, unit: string): Kind {
   return "other";
 }
 
-export type Verdict = "better" | "worse" | "same" | "unknown";
+type Verdict = "better" | "worse" | "same" | "unknown";
 
 export interface MetricComparison {
   metric: string;
@@ -39,7 +39,7 @@ export interface MetricComparison {
   label: string;
 }
 
-export interface CriterionChange {
+interface CriterionChange {
   name: string;
   a: Criterion | undefined;
   b: Criterion | undefined;
@@ -56,7 +56,7 @@ export interface RunComparison {
   minChange: number;
 }
 
-export interface CompareRunsOptions extends CompareOptions {
+interface CompareRunsOptions extends CompareOptions {
   /** Default 0.02: a 1% shift that the bootstrap can resolve is still "same" for a person. */
   minChange?: number;
 }

@@ -1,9 +1,9 @@
 // Plain-text tables for people: one run, a comparison, the list of stored runs; colour only on a terminal.
 import type { MetricComparison, RunComparison } from "./compare.js";
-import type { BenchRun, Criterion } from "./schema.js";
+import type { BenchRun, Criterion, MetricSummary } from "./schema.js";
 import type { RunEntry } from "./store.js";
 
-export interface FormatOptions {
+interface FormatOptions {
   /** ANSI colours for PASS/FAIL and verdicts; default false. Use colorFor(process.stdout). */
   color?: boolean;
 }
@@ -65,7 +65,7 @@ export function targetText(c: Pick<Criterion, "stat" | "op" | "target">, unit = 
   return `${c.stat} ${op} ${formatNumber(c.target)}${unit ? ` ${unit}` : ""}`;
 }
 
-export function resultText(pass: boolean | null, color = false): string {
+function resultText(pass: boolean | null, color = false): string {
   if (pass === null) return "—";
   return pass ? paint(color, 32, "PASS") : paint(color, 31, "FAIL");
 }
@@ -85,7 +85,7 @@ export function criteriaSummary(criteria: readonly Criterion[]): string {
 }
 
 /** The header line and machine line of a run. */
-export function runHeadline(run: BenchRun, id?: string): string {
+function runHeadline(run: BenchRun, id?: string): string {
   const m = run.machine;
   return [
     `${run.scenario} on ${run.backend}${run.accel ? ` (${run.accel})` : ""} · commit ${run.commit} · ${when(run.startedAt)} · ${seconds(run.durationMs)}${id ? ` · ${id}` : ""}`,
@@ -94,6 +94,15 @@ export function runHeadline(run: BenchRun, id?: string): string {
 }
 
 /** One run: headline, metrics table, baselines, criteria with PASS/FAIL/—, notes. */
+/** Each metric the run compares with a baseline metric: both summaries, and the ratio of their p50s (null when not measured). */
+export function baselineRatios(run: BenchRun): { metric: string; base: string; m: MetricSummary | undefined; b: MetricSummary | undefined; ratio: number | null }[] {
+  return Object.entries(run.baselines ?? {}).map(([metric, base]) => {
+    const m = run.metrics[metric];
+    const b = run.metrics[base];
+    return { metric, base, m, b, ratio: m !== undefined && b !== undefined && b.p50 !== 0 ? m.p50 / b.p50 : null };
+  });
+}
+
 export function formatRun(run: BenchRun, options: FormatOptions & { id?: string } = {}): string {
   const color = options.color ?? false;
   const out: string[] = [runHeadline(run, options.id), ""];
@@ -107,13 +116,10 @@ export function formatRun(run: BenchRun, options: FormatOptions & { id?: string 
     });
     out.push(table(["metric", "unit", "n", "p50", "p95", "p99", "max"], rows, ["l", "l", "r", "r", "r", "r", "r"]));
   }
-  const baselines = Object.entries(run.baselines ?? {});
+  const baselines = baselineRatios(run);
   if (baselines.length > 0) {
     out.push("", "against baselines (p50 / baseline p50):");
-    for (const [metric, base] of baselines) {
-      const m = run.metrics[metric];
-      const b = run.metrics[base];
-      const ratio = m !== undefined && b !== undefined && b.p50 !== 0 ? m.p50 / b.p50 : null;
+    for (const { metric, base, m, b, ratio } of baselines) {
       out.push(`  ${metric} = ${formatRatio(ratio)} ${base}${m && b ? ` (${formatNumber(m.p50)} vs ${formatNumber(b.p50)} ${m.unit})` : " (not measured)"}`);
     }
   }
@@ -184,7 +190,7 @@ export function formatRunList(runs: readonly ListedRun[]): string {
   return table(["id", "backend", "commit", "took", "criteria"], rows, ["l", "l", "l", "r", "l"]);
 }
 
-export interface Progress {
+interface Progress {
   update(label: string, done: number, total: number): void;
   /** Clears the bar (TTY) so the next output starts on a clean line. */
   done(): void;

@@ -3,12 +3,12 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { LuminaGuardError } from "../errors.js";
 import { compareRuns, type RunComparison } from "./compare.js";
-import { criteriaSummary, formatNumber, formatRatio, targetText } from "./format.js";
+import { baselineRatios, criteriaSummary, formatNumber, formatRatio, targetText } from "./format.js";
 import type { BenchRun, Criterion, SeriesPoint } from "./schema.js";
 import { percentile } from "./stats.js";
 import { barChart, lineChart, PALETTE, type Bar, type LegendItem, type LineSeries, type RefLine } from "./svg.js";
 
-export interface Chart {
+interface Chart {
   /** File name inside the report directory. */
   file: string;
   title: string;
@@ -20,7 +20,7 @@ export interface ReportInput {
   run: BenchRun;
 }
 
-export interface ReportResult {
+interface ReportResult {
   dir: string;
   /** Path of report.md. */
   markdown: string;
@@ -238,7 +238,7 @@ function memoryChart(run: BenchRun, prefix: string): Chart[] {
 }
 
 /** Every chart of one run; file names start with prefix. */
-export function runCharts(run: BenchRun, prefix: string): Chart[] {
+function runCharts(run: BenchRun, prefix: string): Chart[] {
   return [...cdfCharts(run, prefix), ...seriesCharts(run, prefix), ...memoryChart(run, prefix)];
 }
 
@@ -322,14 +322,10 @@ function markdown(inputs: readonly ReportInput[], charts: readonly Chart[][], ti
       for (const c of runCh) out.push(`![${c.title}](${encodeURI(c.file)})`, "");
     }
     out.push("### Metrics", "", metricsTable(run), "");
-    const baselines = Object.entries(run.baselines ?? {});
+    const baselines = baselineRatios(run);
     if (baselines.length > 0) {
       out.push("Against baselines (ratio of p50s):", "");
-      for (const [metric, base] of baselines) {
-        const a = run.metrics[metric];
-        const b = run.metrics[base];
-        out.push(`- \`${metric}\` is ${a && b && b.p50 !== 0 ? formatRatio(a.p50 / b.p50) : "—"} \`${base}\``);
-      }
+      for (const { metric, base, ratio } of baselines) out.push(`- \`${metric}\` is ${ratio !== null ? formatRatio(ratio) : "—"} \`${base}\``);
       out.push("");
     }
     if (run.notes.length > 0) out.push("### Notes", "", ...run.notes.map((n) => `- ${n}`), "");

@@ -10,12 +10,12 @@ export const MAX_SERIES_POINTS = 10_000;
 /** Scenario names become directory names: no separators, no dot-dot, nothing a shell would trip on. */
 export const SCENARIO_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
-export const STATS = ["min", "p50", "p95", "p99", "max", "mean"] as const;
-export const OPS = ["<=", ">=", "<", ">"] as const;
+const STATS = ["min", "p50", "p95", "p99", "max", "mean"] as const;
+const OPS = ["<=", ">=", "<", ">"] as const;
 
 const finite = z.number().refine(Number.isFinite, { message: "must be a finite number" });
 
-export const metricSummarySchema = z.object({
+const metricSummarySchema = z.object({
   /** ms, MiB, ops/min, %, ratio ...; "" for a plain count. */
   unit: z.string().max(32),
   n: z.number().int().min(1),
@@ -27,23 +27,43 @@ export const metricSummarySchema = z.object({
   mean: finite,
 });
 
-export const criterionDefSchema = z.object({
+/** Where a criterion comes from: the Phase 3 targets, or this project's own. */
+export const CRITERION_SOURCES = ["phase3", "project"] as const;
+
+/**
+ * Runs stored before the labels were renamed said "seed" (with names "seed: ...") and "issue"; they read as
+ * today's labels and names, so that old and new runs still compare criterion by criterion.
+ */
+function upgradeStoredCriterion(value: unknown): unknown {
+  if (typeof value !== "object" || value === null) return value;
+  const c = value as Record<string, unknown>;
+  if (c["source"] === "seed") return { ...c, source: "phase3", ...(typeof c["name"] === "string" ? { name: c["name"].replace(/^seed: /, "") } : {}) };
+  if (c["source"] === "issue") return { ...c, source: "project" };
+  return value;
+}
+
+const criterionDefShape = z.object({
   name: z.string().min(1),
   metric: z.string().min(1),
   stat: z.enum(STATS),
   op: z.enum(OPS),
   target: finite,
-  source: z.enum(["seed", "issue"]),
+  source: z.enum(CRITERION_SOURCES),
 });
 
-export const criterionSchema = criterionDefSchema.extend({
-  /** The measured stat; null when the metric was not measured in this run. */
-  value: finite.nullable(),
-  /** null when value is null: not measured is neither a pass nor a fail. */
-  pass: z.boolean().nullable(),
-});
+export const criterionDefSchema = z.preprocess(upgradeStoredCriterion, criterionDefShape);
 
-export const machineSchema = z.object({
+export const criterionSchema = z.preprocess(
+  upgradeStoredCriterion,
+  criterionDefShape.extend({
+    /** The measured stat; null when the metric was not measured in this run. */
+    value: finite.nullable(),
+    /** null when value is null: not measured is neither a pass nor a fail. */
+    pass: z.boolean().nullable(),
+  }),
+);
+
+const machineSchema = z.object({
   cpus: z.number().int().min(1),
   cpuModel: z.string(),
   memGiB: z.number().min(0),
@@ -52,7 +72,7 @@ export const machineSchema = z.object({
   hostname: z.string().optional(),
 });
 
-export const seriesPointSchema = z.object({ tMs: finite, value: finite });
+const seriesPointSchema = z.object({ tMs: finite, value: finite });
 
 export const benchRunSchema = z.object({
   schema: z.literal(1),

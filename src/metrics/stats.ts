@@ -72,7 +72,7 @@ export function capSamples(samples: readonly number[], max: number): number[] {
   return out;
 }
 
-export function statOf(summary: MetricSummary, stat: Stat): number {
+function statOf(summary: MetricSummary, stat: Stat): number {
   return summary[stat];
 }
 
@@ -128,7 +128,7 @@ export interface CompareOptions {
   seed?: number;
 }
 
-export interface SampleComparison {
+interface SampleComparison {
   nA: number;
   nB: number;
   medianA: number;
@@ -237,7 +237,7 @@ function readCpuTimes(): CpuTimes | undefined {
   return { busy: total - idle, total };
 }
 
-export interface CpuSampler {
+interface CpuSampler {
   /** Takes the first reading and starts sampling; calling it again restarts the series. */
   start(): void;
   /** Stops sampling (with a last point if at least half an interval passed) and returns the series. */

@@ -1,9 +1,10 @@
 // Where benchmark runs live: one JSON file per run under <dir>/<scenario>/<timestamp>.json, written atomically,
 // read back through the zod schema so a corrupt file is a clear error and never a crash.
 import { randomBytes } from "node:crypto";
-import { closeSync, existsSync, fsyncSync, linkSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeSync, mkdirSync } from "node:fs";
+import { closeSync, existsSync, fsyncSync, linkSync, openSync, readdirSync, renameSync, statSync, unlinkSync, writeSync, mkdirSync } from "node:fs";
 import { basename, join, relative, resolve, sep } from "node:path";
 import { LuminaGuardError } from "../errors.js";
+import { parseWith, readJsonFile } from "../util/json-file.js";
 import { benchRunSchema, MAX_SAMPLES_PER_METRIC, MAX_SERIES_POINTS, SCENARIO_NAME, type BenchRun, type CriterionDef, type Machine, type MetricSummary, type SeriesPoint } from "./schema.js";
 import { capSamples, currentMachine, evaluate, gitCommit, summarizeAll } from "./stats.js";
 
@@ -12,7 +13,7 @@ export function metricsDir(): string {
   return resolve(process.env["LUMINAGUARD_METRICS_DIR"] ?? join(process.cwd(), ".beads", "metrics"));
 }
 
-export interface StoreOptions {
+interface StoreOptions {
   /** The metrics directory; default metricsDir(). */
   dir?: string;
 }
@@ -35,17 +36,19 @@ export interface RunEntry {
   startedAt: string | undefined;
 }
 
-function issuesText(error: { issues: ReadonlyArray<{ path: PropertyKey[]; message: string }> }): string {
-  const shown = error.issues.slice(0, 5).map((i) => `${i.path.length ? i.path.map(String).join(".") : "(root)"}: ${i.message}`);
-  const more = error.issues.length - shown.length;
-  return shown.join("; ") + (more > 0 ? `; and ${more} more` : "");
+/** The first five issues, and how many more there are. */
+function issuesText(issues: string[]): string {
+  const more = issues.length - 5;
+  return issues.slice(0, 5).join("; ") + (more > 0 ? `; and ${more} more` : "");
+}
+
+function parseRun(value: unknown, invalid: (issues: string) => LuminaGuardError): BenchRun {
+  return parseWith(benchRunSchema, value, (issues) => invalid(issuesText(issues)), { root: "(root)" });
 }
 
 /** Validates a run; throws INVALID_ARGUMENT with the offending fields. */
-export function validateRun(value: unknown, what = "benchmark run"): BenchRun {
-  const r = benchRunSchema.safeParse(value);
-  if (!r.success) throw new LuminaGuardError("INVALID_ARGUMENT", `${what} is not valid: ${issuesText(r.error)}`);
-  return r.data;
+function validateRun(value: unknown, what = "benchmark run"): BenchRun {
+  return parseRun(value, (issues) => new LuminaGuardError("INVALID_ARGUMENT", `${what} is not valid: ${issues}`));
 }
 
 function stemFor(startedAt: string): string {
@@ -60,7 +63,7 @@ function stemToIso(stem: string): string | undefined {
 }
 
 /** JSON with one line per metric for samples and series (10,000 numbers one per line would be unreadable). */
-export function stringifyRun(run: BenchRun): string {
+function stringifyRun(run: BenchRun): string {
   const lines: string[] = [];
   const entries = Object.entries(run).filter(([, v]) => v !== undefined);
   entries.forEach(([key, value], i) => {
@@ -175,28 +178,21 @@ export function listRuns(options: StoreOptions & { scenario?: string } = {}): Ru
 
 /** Reads and validates one run file; a missing file is NOT_FOUND, anything else wrong is INVALID_ARGUMENT naming the file. */
 export function readRunFile(path: string): BenchRun {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === "ENOENT") throw new LuminaGuardError("NOT_FOUND", `no benchmark run at ${path}`, { cause: err });
-    if (code === "EISDIR") throw new LuminaGuardError("IS_A_DIRECTORY", `${path} is a directory, not a benchmark run`, { cause: err });
-    throw new LuminaGuardError("IO_ERROR", `cannot read ${path}: ${(err as Error).message}`, { cause: err });
-  }
-  let data: unknown;
-  try {
-    data = JSON.parse(text);
-  } catch (err) {
-    throw new LuminaGuardError("INVALID_ARGUMENT", `${path} is corrupt: not valid JSON (${(err as Error).message})`, { cause: err, details: { path } });
-  }
-  const version = (data as { schema?: unknown } | null)?.schema;
-  if (typeof version === "number" && version > 1) {
-    throw new LuminaGuardError("INVALID_ARGUMENT", `${path} has schema ${version}; this LuminaGuard reads schema 1 (upgrade to read it)`, { details: { path } });
-  }
-  const r = benchRunSchema.safeParse(data);
-  if (!r.success) throw new LuminaGuardError("INVALID_ARGUMENT", `${path} is corrupt: not a valid benchmark run (${issuesText(r.error)})`, { details: { path } });
-  return r.data;
+  const validate = (data: unknown): BenchRun => {
+    const version = (data as { schema?: unknown } | null)?.schema;
+    if (typeof version === "number" && version > 1) {
+      throw new LuminaGuardError("INVALID_ARGUMENT", `${path} has schema ${version}; this LuminaGuard reads schema 1 (upgrade to read it)`, { details: { path } });
+    }
+    return parseRun(data, (issues) => new LuminaGuardError("INVALID_ARGUMENT", `${path} is corrupt: not a valid benchmark run (${issues})`, { details: { path } }));
+  };
+  return readJsonFile(path, validate, {
+    unreadable: (err) => {
+      if (err.code === "ENOENT") return new LuminaGuardError("NOT_FOUND", `no benchmark run at ${path}`, { cause: err });
+      if (err.code === "EISDIR") return new LuminaGuardError("IS_A_DIRECTORY", `${path} is a directory, not a benchmark run`, { cause: err });
+      return new LuminaGuardError("IO_ERROR", `cannot read ${path}: ${err.message}`, { cause: err });
+    },
+    notJson: (err) => new LuminaGuardError("INVALID_ARGUMENT", `${path} is corrupt: not valid JSON (${err.message})`, { cause: err, details: { path } }),
+  });
 }
 
 function idForPath(path: string, root: string): string {
@@ -254,7 +250,7 @@ export function latestRun(scenario: string, backend?: string, options: StoreOpti
 }
 
 /** The newest valid run of any scenario. */
-export function newestRun(options: StoreOptions = {}): StoredRun | undefined {
+function newestRun(options: StoreOptions = {}): StoredRun | undefined {
   for (const s of validRuns(listRuns(options))) return s;
   return undefined;
 }
@@ -307,7 +303,7 @@ export function resolveRun(ref: string, options: StoreOptions = {}): StoredRun {
   return nth(scenario, backend, back, { dir: root }, r);
 }
 
-export interface CreateRunInput {
+interface CreateRunInput {
   scenario: string;
   backend: string;
   /** kvm / tcg / ...; null (or omitted) where the backend has none. */

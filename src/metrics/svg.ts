@@ -9,7 +9,7 @@ const MUTED = "#666";
 const GRID = "#e6e6e6";
 const AXIS = "#999";
 
-export function escapeXml(s: string): string {
+function escapeXml(s: string): string {
   return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;").replace(/'/g, "&apos;");
 }
 
@@ -18,7 +18,7 @@ type Attrs = Record<string, string | number | undefined>;
 const r1 = (v: number): number => Math.round(v * 10) / 10;
 
 /** One element; attribute values are escaped, numbers rounded to 0.1 px. */
-export function el(tag: string, attrs: Attrs, children?: string | readonly string[]): string {
+function el(tag: string, attrs: Attrs, children?: string | readonly string[]): string {
   const a = Object.entries(attrs)
     .filter(([, v]) => v !== undefined)
     .map(([k, v]) => ` ${k}="${typeof v === "number" ? r1(v) : escapeXml(String(v))}"`)
@@ -31,11 +31,11 @@ export function el(tag: string, attrs: Attrs, children?: string | readonly strin
 const text = (x: number, y: number, s: string, attrs: Attrs = {}): string => el("text", { x, y, ...attrs }, escapeXml(s));
 
 /** Rough width of a label in px at a font size (average glyph of a sans-serif is ~0.56 em). */
-export function textWidth(s: string, size: number): number {
+function textWidth(s: string, size: number): number {
   return s.length * size * 0.56;
 }
 
-export interface Scale {
+interface Scale {
   (v: number): number;
   ticks: number[];
   domain: [number, number];
@@ -45,7 +45,7 @@ export interface Scale {
 }
 
 /** 1, 2 or 5 times a power of ten: the step that gives about `count` ticks over the span. */
-export function niceStep(span: number, count: number): number {
+function niceStep(span: number, count: number): number {
   const raw = span / Math.max(1, count);
   const mag = 10 ** Math.floor(Math.log10(raw));
   const f = raw / mag;
@@ -236,7 +236,7 @@ export interface RefLine {
 /** Label drawn over lines: a white halo keeps it readable where it crosses a curve. */
 const HALO: Attrs = { stroke: "#ffffff", "stroke-width": 3, "paint-order": "stroke", "stroke-linejoin": "round" };
 
-export interface LineChartSpec {
+interface LineChartSpec {
   title: string;
   subtitle?: string;
   xLabel: string;
@@ -258,7 +258,7 @@ export interface LineChartSpec {
 }
 
 /** Whether values spanning lo..hi read better on a log axis: more than two decades. */
-export function wantsLog(lo: number, hi: number): boolean {
+function wantsLog(lo: number, hi: number): boolean {
   return lo > 0 && hi / lo > 100;
 }
 
@@ -349,7 +349,7 @@ export interface Bar {
   target?: RefLine;
 }
 
-export interface BarChartSpec {
+interface BarChartSpec {
   title: string;
   subtitle?: string;
   yLabel: string;

@@ -43,7 +43,7 @@ export function diskLimit(mib: number = DEFAULT_DISK_MIB, inodes?: number): Disk
   return { mib, inodes: n };
 }
 
-export interface DiskUsage {
+interface DiskUsage {
   bytes: number;
   inodes: number;
 }

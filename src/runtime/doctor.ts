@@ -1,7 +1,7 @@
 // What works on this machine and why not: backends, accelerator, versions. Shown by `luminaguard doctor`.
 import { existsSync } from "node:fs";
 import { release } from "node:os";
-import { currentImage, currentKernelKind, imageBuildCommand } from "../guest/image/build.js";
+import { currentImage, currentKernelKind, imageBuildCommand } from "../image/build.js";
 import { packageVersion } from "../util/pkg.js";
 import { cacheDir } from "../paths.js";
 import type { BackendProbe } from "../sandbox/types.js";

@@ -3,12 +3,16 @@ import { randomBytes } from "node:crypto";
 import { cpus } from "node:os";
 import { LuminaGuardError, toLuminaGuardError } from "../errors.js";
 import { log } from "../log.js";
-import type { FileToolsMode, SandboxBackend, SandboxHandle } from "../sandbox/types.js";
+import { onAbort } from "../util/abort.js";
+import type { SandboxBackend, SandboxHandle } from "../sandbox/types.js";
 import { diskLimit, type DiskLimit } from "./disk.js";
-import { DEFAULT_MEMORY_MIB, DEFAULT_PIDS_MAX, Sandbox } from "./sandbox.js";
+import { DEFAULT_MEMORY_MIB, DEFAULT_PIDS_MAX, Sandbox, type SandboxOptions } from "./sandbox.js";
 import { removeIfOwned, workspaceFor, type Workspace } from "./workspace.js";
 
-export interface PoolOptions {
+/** Each sandbox's limits and file tools, as for Sandbox.create. */
+type PerSandbox = Pick<SandboxOptions, "memoryMiB" | "pidsMax" | "vcpus" | "diskMiB" | "diskInodes" | "fileTools">;
+
+interface PoolOptions extends PerSandbox {
   backend: SandboxBackend;
   /** Ready sandboxes kept when idle. */
   minSize?: number;
@@ -20,14 +24,6 @@ export interface PoolOptions {
   idleMs?: number;
   /** Every sandbox of the pool sees this host directory; default: each gets its own fresh one. */
   workspace?: string;
-  memoryMiB?: number;
-  pidsMax?: number;
-  vcpus?: number;
-  /** Each sandbox's disk limit in MiB (default DEFAULT_DISK_MIB) and inodes; see SandboxOptions.diskMiB. */
-  diskMiB?: number;
-  diskInodes?: number;
-  /** microvm only: where each sandbox's file tools run (see SandboxOptions.fileTools). */
-  fileTools?: FileToolsMode;
   /**
    * Run one throwaway command in each sandbox before it counts as ready. Under TCG a restored VM
    * translates every code path on first use (~50 ms for the first fork+exec); paying that in the
@@ -127,17 +123,22 @@ export class SandboxPool {
   private waitForReady(signal?: AbortSignal): Promise<Ready> {
     if (this.consecutiveFailures >= MAX_CONSECUTIVE_FAILURES && this.lastError) return Promise.reject(this.lastError);
     return new Promise<Ready>((resolve, reject) => {
-      const waiter: Waiter = { resolve, reject };
-      this.waiters.push(waiter);
-      signal?.addEventListener(
-        "abort",
-        () => {
-          const i = this.waiters.indexOf(waiter);
-          if (i >= 0) this.waiters.splice(i, 1);
-          reject(new LuminaGuardError("CANCELLED", "waiting for a sandbox was cancelled"));
+      const waiter: Waiter = {
+        resolve: (r) => {
+          unhook();
+          resolve(r);
         },
-        { once: true },
-      );
+        reject: (e) => {
+          unhook();
+          reject(e);
+        },
+      };
+      this.waiters.push(waiter);
+      const unhook = onAbort(signal, () => {
+        const i = this.waiters.indexOf(waiter);
+        if (i >= 0) this.waiters.splice(i, 1);
+        reject(new LuminaGuardError("CANCELLED", "waiting for a sandbox was cancelled"));
+      });
       this.refill();
     });
   }

@@ -1,11 +1,11 @@
 // The SDK's Sandbox: one single-use isolated sandbox bound to one workspace, with files, search and commands.
 import { randomBytes } from "node:crypto";
 import { LuminaGuardError } from "../errors.js";
-import type { GuestChannel } from "../guest/channel.js";
+import type { GuestChannel } from "../protocol/channel.js";
 import type { FileToolsMode, SandboxHandle, ServedBy } from "../sandbox/types.js";
 import * as tools from "../tools/dispatch.js";
 import type { CallOptions, CommandResult, ListDirectoryResult, ReadFileResult, SearchResult, WriteFileResult } from "../tools/dispatch.js";
-import type { ToolName } from "../tools/schemas.js";
+import { validateCall, type ToolName } from "../tools/registry.js";
 import { sandboxFromDaemon } from "../daemon/client.js";
 import { resolveBackend, type BackendChoice } from "./backends.js";
 import { DiskGuard, diskLimit, noSpace, type DiskLimit, type DiskLimitMode } from "./disk.js";
@@ -95,9 +95,12 @@ export class Sandbox {
         (c) =>
           tools.writeFile(
             ch,
-            typeof data === "string"
-              ? { path, content: data, encoding: "utf8", ...strip(o, ["createParents"]) }
-              : { path, content: Buffer.from(data).toString("base64"), encoding: "base64", ...strip(o, ["createParents"]) },
+            tools.parseToolArgs(
+              "write_file",
+              typeof data === "string"
+                ? { path, content: data, encoding: "utf8", ...strip(o, ["createParents"]) }
+                : { path, content: Buffer.from(data).toString("base64"), encoding: "base64", ...strip(o, ["createParents"]) },
+            ),
             sig(c.signal),
           ),
         writeUse(path, typeof data === "string" ? Buffer.byteLength(data, "utf8") : data.byteLength, o.createParents),
@@ -227,16 +230,19 @@ export class Sandbox {
     return { ...result, servedBy: this.servedBy(tool) };
   }
 
-  /** Any of the five tools by name with raw (unvalidated) arguments; the result is JSON-safe. */
+  /**
+   * Any of the five tools by name; the result is JSON-safe. Raw arguments are validated here; arguments an
+   * edge already validated (parseToolArgs) are not parsed again.
+   */
   async callTool(name: ToolName, args: unknown, o: CallOptions = {}): Promise<Record<string, unknown>> {
-    if (name === "write_file") {
-      // Validated here for the content's size, which the disk limit must admit before anything is sent.
-      const a = tools.parseToolArgs("write_file", args);
-      const bytes = Buffer.byteLength(a.content, a.encoding === "base64" ? "base64" : "utf8");
-      return await this.served(name, (ch) => this.call((c) => tools.callTool(ch, name, a, { ...o, ...callOptions(c) }), writeUse(a.path, bytes, a.createParents), o));
+    const call = validateCall(name, args);
+    let use: DiskUse = call.tool === "execute_command" ? { kind: "command" } : NO_DISK_USE;
+    if (call.tool === "write_file") {
+      // The content's size, which the disk limit must admit before anything is sent.
+      const a = call.args;
+      use = writeUse(a.path, Buffer.byteLength(a.content, a.encoding === "base64" ? "base64" : "utf8"), a.createParents);
     }
-    const use: DiskUse = name === "execute_command" ? { kind: "command" } : NO_DISK_USE;
-    return await this.served(name, (ch) => this.call((c) => tools.callTool(ch, name, args, { ...o, ...callOptions(c) }), use, o));
+    return await this.served(call.tool, (ch) => this.call((c) => tools.callTool(ch, call, { ...o, ...callOptions(c) }), use, o));
   }
 
   /** Destroys the sandbox and everything it created. Idempotent. */

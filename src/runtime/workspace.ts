@@ -27,7 +27,7 @@ let warnedFallback = false;
  * An owned workspace whose disk use the kernel bounds when it can (a loop-mounted ext4 of `limit`,
  * see LimitedWorkspace); otherwise a plain one, which the sandbox watches (DiskGuard).
  */
-export async function createLimitedWorkspace(limit: DiskLimit): Promise<Workspace> {
+async function createLimitedWorkspace(limit: DiskLimit): Promise<Workspace> {
   const ws = createOwnedWorkspace();
   if (!LimitedWorkspace.supported()) return ws;
   try {

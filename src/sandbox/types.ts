@@ -1,5 +1,5 @@
 // The contract between the runtime and a sandbox backend; backends know nothing of MCP, HTTP or the CLI.
-import type { GuestChannel } from "../guest/channel.js";
+import type { GuestChannel } from "../protocol/channel.js";
 
 export type BackendName = "microvm" | "namespace";
 
@@ -23,13 +23,16 @@ export interface SandboxSpec {
    * 9p. execute_command always runs in the VM. See docs/security.md, "File tools beside the VM".
    */
   fileTools?: FileToolsMode;
+  /** namespace only: the agent serves the four file tools and refuses commands (a VM's file jail). */
+  filesOnly?: boolean;
 }
 
 export const FILE_TOOLS_MODES = ["host", "guest"] as const;
 export type FileToolsMode = (typeof FILE_TOOLS_MODES)[number];
 
 /** Where one call ran: in a VM's guest, or in a namespace jail on the host kernel. Every result says which. */
-export type ServedBy = "vm" | "jail";
+export const SERVED_BY = ["vm", "jail"] as const;
+export type ServedBy = (typeof SERVED_BY)[number];
 
 export interface SandboxHandle {
   readonly id: string;

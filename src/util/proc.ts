@@ -1,6 +1,7 @@
 // Child processes the way the runtime needs them: argv only, own process group, deadline, abort, group kill.
 import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
 import { LuminaGuardError } from "../errors.js";
+import { onAbort } from "./abort.js";
 import { sandboxHostEnv } from "./env.js";
 
 export interface RunOptions {
@@ -77,16 +78,15 @@ export function run(argv: readonly string[], options: RunOptions): Promise<RunRe
       timedOut = true;
       killGroup(child);
     }, options.timeoutMs);
-    const onAbort = (): void => killGroup(child);
-    options.signal?.addEventListener("abort", onAbort, { once: true });
+    const unhook = onAbort(options.signal, () => killGroup(child));
     child.on("error", (e) => {
       clearTimeout(timer);
-      options.signal?.removeEventListener("abort", onAbort);
+      unhook();
       reject(new LuminaGuardError("COMMAND_NOT_FOUND", `cannot run ${argv[0]}: ${e.message}`, { cause: e }));
     });
     child.on("close", (code, signal) => {
       clearTimeout(timer);
-      options.signal?.removeEventListener("abort", onAbort);
+      unhook();
       // The leader exited; make sure nothing it started outlives it.
       killGroup(child);
       resolve({

@@ -54,7 +54,8 @@ export function runCli(args: string[], o: { env?: Record<string, string>; input?
   return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
 }
 
-export { descendants } from "../fixtures.js";
+import { pidAlive } from "../../src/util/procfs.js";
+export { descendants } from "../../src/util/procfs.js";
 
 export function runCliAsync(args: string[], o: { env?: Record<string, string> } = {}): ReturnType<typeof spawn> {
   return spawn(process.execPath, [CLI_ENTRY, ...args], { env: cliEnv(o.env), stdio: ["pipe", "pipe", "pipe"] });
@@ -63,14 +64,7 @@ export function runCliAsync(args: string[], o: { env?: Record<string, string> } 
 
 /** Live (non-zombie) processes among `pids`. */
 export function alive(pids: readonly number[]): number[] {
-  return pids.filter((p) => {
-    try {
-      const stat = readFileSync(`/proc/${p}/stat`, "utf8");
-      return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
-    } catch {
-      return false;
-    }
-  });
+  return pids.filter(pidAlive);
 }
 
 export function shellQuote(s: string): string {

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { callbackApprover, nonInteractiveApprover } from "../../src/approval/approvers.js";
 import { argsHash, AuditLog, canonicalJson, readAudit, type AuditEntry } from "../../src/approval/audit.js";
-import { parseSince } from "../../src/approval/cli.js";
+import { parseSince } from "../../src/cli/audit.js";
 import { ApprovalGate } from "../../src/approval/gate.js";
 import { LuminaGuardError } from "../../src/errors.js";
 import { runCli, useTempHome } from "../agent/helpers.js";

@@ -7,6 +7,7 @@ import { callbackApprover, elicitationApprover, nonInteractiveApprover, terminal
 import { AuditLog, readAudit } from "../../src/approval/audit.js";
 import { ApprovalGate, denialResult } from "../../src/approval/gate.js";
 import { parsePolicy } from "../../src/approval/policy.js";
+import { onAbort } from "../../src/util/abort.js";
 import { useTempHome } from "../agent/helpers.js";
 
 const home = useTempHome();
@@ -49,7 +50,7 @@ test("timeout: no answer within the timeout is a denial, audited, even from a ch
 });
 
 test("cancellation while waiting denies at once", async () => {
-  const gate = new ApprovalGate({ approver: callbackApprover((_c, { signal }) => new Promise<boolean>((r) => signal.addEventListener("abort", () => r(true)))) });
+  const gate = new ApprovalGate({ approver: callbackApprover((_c, { signal }) => new Promise<boolean>((r) => onAbort(signal, () => r(true)))) });
   const controller = new AbortController();
   setTimeout(() => controller.abort(), 100);
   const d = await gate.check(WRITE, { signal: controller.signal });

@@ -1,6 +1,5 @@
 // Shared pieces of the MCP tests: where the real npm servers and our launcher are, SDK clients, process checks.
 import { spawn, type ChildProcess } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
@@ -8,7 +7,7 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
-import { pidAlive as alive } from "../fixtures.js";
+import { ancestors, cmdline, listPids, pidAlive as alive } from "../../src/util/procfs.js";
 
 export { alive };
 
@@ -49,16 +48,7 @@ export function text(r: CallToolResult | Record<string, unknown>): string {
 
 /** Pids of any process whose command line contains `needle` (sandboxed processes are visible from the host). */
 export function pidsWithCmdline(needle: string): number[] {
-  const out: number[] = [];
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
-    try {
-      if (readFileSync(`/proc/${name}/cmdline`, "utf8").replace(/\0/g, " ").includes(needle) && alive(Number(name))) out.push(Number(name));
-    } catch {
-      /* exited */
-    }
-  }
-  return out;
+  return listPids().filter((p) => p !== process.pid && (cmdline(p) ?? "").includes(needle) && alive(p));
 }
 
 /** A sleep duration no other process uses, to find that one command from the host. */
@@ -66,19 +56,14 @@ export function uniqueSleep(): string {
   return `${300 + Math.floor(Math.random() * 1e6) / 1e6}`.padEnd(10, "1");
 }
 
+const SANDBOX_PROCESS = /bwrap|lg-agent|qemu-system/;
+
 /** Pids of our sandboxes' processes (bwrap, lg-agent, qemu) whose command line mentions `needle`. */
 export function sandboxPids(needle: string): number[] {
-  const out: number[] = [];
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const cmd = readFileSync(`/proc/${name}/cmdline`, "utf8").replace(/\0/g, " ");
-      if (/bwrap|lg-agent|qemu-system/.test(cmd) && cmd.includes(needle)) out.push(Number(name));
-    } catch {
-      /* exited */
-    }
-  }
-  return out;
+  return listPids().filter((p) => {
+    const cmd = cmdline(p) ?? "";
+    return SANDBOX_PROCESS.test(cmd) && cmd.includes(needle);
+  });
 }
 
 
@@ -87,24 +72,7 @@ export function sandboxPids(needle: string): number[] {
  * sandbox that runs a given command when the launcher's command line names no host path of it.
  */
 export function sandboxAncestors(pid: number): number[] {
-  const out: number[] = [];
-  for (let p = pid, i = 0; p > 1 && i < 64; i++) {
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${p}/stat`, "utf8");
-    } catch {
-      break;
-    }
-    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-    try {
-      const cmd = readFileSync(`/proc/${ppid}/cmdline`, "utf8");
-      if (/bwrap|lg-agent|qemu-system/.test(cmd)) out.push(ppid);
-    } catch {
-      break;
-    }
-    p = ppid;
-  }
-  return out;
+  return ancestors(pid).filter((p) => SANDBOX_PROCESS.test(cmdline(p) ?? ""));
 }
 
 export async function until(cond: () => boolean | Promise<boolean>, timeoutMs: number, stepMs = 25): Promise<boolean> {

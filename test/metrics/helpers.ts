@@ -28,10 +28,10 @@ export function lognormal(n: number, median: number, sigma: number, seed: number
 }
 
 export const SPAWN_CRITERIA: CriterionDef[] = [
-  { name: "seed: median spawn < 100 ms", metric: "spawn_ms", stat: "p50", op: "<", target: 100, source: "seed" },
-  { name: "seed: 95% of spawns < 120 ms", metric: "spawn_ms", stat: "p95", op: "<", target: 120, source: "seed" },
-  { name: "handout p50 ≤ 2 ms", metric: "handout_ms", stat: "p50", op: "<=", target: 2, source: "issue" },
-  { name: "restore p50 ≤ 100 ms", metric: "restore_ms", stat: "p50", op: "<=", target: 100, source: "issue" },
+  { name: "median spawn < 100 ms", metric: "spawn_ms", stat: "p50", op: "<", target: 100, source: "phase3" },
+  { name: "95% of spawns < 120 ms", metric: "spawn_ms", stat: "p95", op: "<", target: 120, source: "phase3" },
+  { name: "handout p50 ≤ 2 ms", metric: "handout_ms", stat: "p50", op: "<=", target: 2, source: "project" },
+  { name: "restore p50 ≤ 100 ms", metric: "restore_ms", stat: "p50", op: "<=", target: 100, source: "project" },
 ];
 
 /** A spawn-like run: spawn latencies (scaled by `slowdown`), handouts, a baseline; criteria evaluated. */
@@ -93,12 +93,12 @@ export function toolsRun(startedAt: string): Promise<BenchRun> {
     units,
     series: { throughput_ops_per_s: throughput, cpu_util_pct: cpu },
     criteria: [
-      { name: "seed: 1000+ tool executions/min", metric: "throughput_ops_per_min", stat: "p50", op: ">=", target: 1000, source: "seed" },
-      { name: "seed: CPU < 50% under concurrency (mean)", metric: "cpu_util_pct", stat: "mean", op: "<", target: 50, source: "seed" },
-      { name: "seed: < 200 MB per agent (workload)", metric: "pss_workload_mib", stat: "max", op: "<", target: 200, source: "seed" },
-      { name: "PSS idle ≤ 30 MiB per VM", metric: "pss_idle_mib", stat: "p50", op: "<=", target: 30, source: "issue" },
-      { name: "read_file p95 ≤ 3 ms", metric: "tool_latency_ms.read_file", stat: "p95", op: "<=", target: 3, source: "issue" },
-      { name: "never measured", metric: "nope_ms", stat: "p50", op: "<", target: 1, source: "issue" },
+      { name: "1000+ tool executions/min", metric: "throughput_ops_per_min", stat: "p50", op: ">=", target: 1000, source: "phase3" },
+      { name: "CPU < 50% under concurrency (mean)", metric: "cpu_util_pct", stat: "mean", op: "<", target: 50, source: "phase3" },
+      { name: "< 200 MB per agent (workload)", metric: "pss_workload_mib", stat: "max", op: "<", target: 200, source: "phase3" },
+      { name: "PSS idle ≤ 30 MiB per VM", metric: "pss_idle_mib", stat: "p50", op: "<=", target: 30, source: "project" },
+      { name: "read_file p95 ≤ 3 ms", metric: "tool_latency_ms.read_file", stat: "p95", op: "<=", target: 3, source: "project" },
+      { name: "never measured", metric: "nope_ms", stat: "p50", op: "<", target: 1, source: "project" },
     ],
     notes: ["tools: 0 operations failed"],
     commit: "def5678",

@@ -63,9 +63,9 @@ test("formatRun: aligned metrics table, criteria with PASS/FAIL/— and targets,
   assert.ok(rows.length >= 6);
   // right-aligned numbers: each p50 cell ends in the same column as its header
   for (const r of rows) assert.notEqual(r[p50col - 1], " ", `p50 column aligned in ${JSON.stringify(r)}`);
-  assert.match(text, /seed: 1000\+ tool executions\/min\s+seed\s+p50 ≥ 1000 ops\/min\s+66,123\s+PASS/);
-  assert.match(text, /read_file p95 ≤ 3 ms\s+issue\s+p95 ≤ 3 ms\s+4\.63\s+FAIL/);
-  assert.match(text, /never measured\s+issue\s+p50 < 1\s+—\s+—/);
+  assert.match(text, /1000\+ tool executions\/min\s+phase3\s+p50 ≥ 1000 ops\/min\s+66,123\s+PASS/);
+  assert.match(text, /read_file p95 ≤ 3 ms\s+project\s+p95 ≤ 3 ms\s+4\.63\s+FAIL/);
+  assert.match(text, /never measured\s+project\s+p50 < 1\s+—\s+—/);
   assert.match(text, /4 of 6 criteria pass, 1 fail, 1 not measured/);
   assert.match(text, /notes:\n {2}- tools: 0 operations failed/);
   const colored = formatRun(run, { color: true });
@@ -80,7 +80,7 @@ test("formatComparison: ratio, interval and verdict per metric", async () => {
   assert.match(text, /^A: A-run\nB: B-run/);
   assert.match(text, /spawn_ms\s+ms\s+\S+\s+\S+\s+2\.00×\s+\d\.\d\d–\d\.\d\d\s+slower/);
   assert.match(text, /baseline_process_spawn_ms\s+ms\s+\S+\s+\S+\s+1\.00×\s+\S+\s+same \(within noise\)/);
-  assert.match(text, /seed: median spawn < 100 ms\s+\S+ PASS\s+\S+ FAIL\s+broke/);
+  assert.match(text, /median spawn < 100 ms\s+\S+ PASS\s+\S+ FAIL\s+broke/);
 });
 
 test("scales: nice linear ticks, log decades", () => {
@@ -150,7 +150,7 @@ test("writeReport writes report.md and well-formed SVG charts it links to", asyn
     assert.match(cdf, /read_file p95 ≤ 3 ms/, "targets drawn on the chart");
     for (const link of md.matchAll(/\]\(([^)#]+\.svg)\)/g)) assert.ok(existsSync(join(out, link[1] as string)), `${link[1]} exists`);
     assert.match(md, /^# LuminaGuard benchmark report$/m);
-    assert.match(md, /\| ✅ PASS \| seed: median spawn < 100 ms \| seed \| `spawn_ms` p50 < 100 ms \| [\d.]+ ms \|/);
+    assert.match(md, /\| ✅ PASS \| median spawn < 100 ms \| phase3 \| `spawn_ms` p50 < 100 ms \| [\d.]+ ms \|/);
     assert.match(md, /\| ❌ FAIL \| read_file p95 ≤ 3 ms \|/);
     assert.match(md, /\| — not measured \| never measured \|/);
     assert.match(md, /## Comparisons/);

@@ -35,11 +35,11 @@ test("evaluate: pass, fail, and not measured (null) for each operator", () => {
   const metrics = { a_ms: summarize([1, 2, 3, 4, 5], "ms"), tp: summarize([1200], "ops/min") };
   const out = evaluate(
     [
-      { name: "a p50 < 3", metric: "a_ms", stat: "p50", op: "<", target: 3, source: "seed" },
-      { name: "a p50 <= 3", metric: "a_ms", stat: "p50", op: "<=", target: 3, source: "seed" },
-      { name: "a max > 5", metric: "a_ms", stat: "max", op: ">", target: 5, source: "issue" },
-      { name: "tp >= 1000", metric: "tp", stat: "p50", op: ">=", target: 1000, source: "seed" },
-      { name: "missing", metric: "nope", stat: "p95", op: "<", target: 1, source: "issue" },
+      { name: "a p50 < 3", metric: "a_ms", stat: "p50", op: "<", target: 3, source: "phase3" },
+      { name: "a p50 <= 3", metric: "a_ms", stat: "p50", op: "<=", target: 3, source: "phase3" },
+      { name: "a max > 5", metric: "a_ms", stat: "max", op: ">", target: 5, source: "project" },
+      { name: "tp >= 1000", metric: "tp", stat: "p50", op: ">=", target: 1000, source: "phase3" },
+      { name: "missing", metric: "nope", stat: "p95", op: "<", target: 1, source: "project" },
     ],
     metrics,
   );
@@ -53,7 +53,7 @@ test("evaluate: pass, fail, and not measured (null) for each operator", () => {
       ["missing", null, null],
     ],
   );
-  assert.equal(out[0]?.source, "seed");
+  assert.equal(out[0]?.source, "phase3");
 });
 
 test("capSamples keeps min, max and the shape of the distribution", () => {
@@ -133,7 +133,7 @@ test("compareRuns: per-metric verdicts with direction, and criteria changes", as
   assert.ok(spawn?.ratio !== null && spawn !== undefined && Math.abs((spawn.ratio ?? 0) - 2) < 0.01);
   const baseline = cmp.metrics.find((m) => m.metric === "baseline_process_spawn_ms");
   assert.equal(baseline?.verdict, "same", "the baseline did not change");
-  const median = cmp.criteria.find((c) => c.name.startsWith("seed: median"));
+  const median = cmp.criteria.find((c) => c.name.startsWith("median"));
   assert.equal(median?.change, "broke", "120 ms median breaks the < 100 ms criterion");
   const faster = compareRuns(b, a).metrics.find((m) => m.metric === "spawn_ms");
   assert.equal(faster?.verdict, "better");

@@ -155,7 +155,7 @@ test("createRun summarises all samples, caps stored ones, evaluates criteria and
     samples: { x_ms: many, empty: [] },
     units: { x_ms: "ms" },
     series: { cpu_util_pct: [{ tMs: 0, value: 1 }] },
-    criteria: [{ name: "x p50 < 20000", metric: "x_ms", stat: "p50", op: "<", target: 20_000, source: "issue" }],
+    criteria: [{ name: "x p50 < 20000", metric: "x_ms", stat: "p50", op: "<", target: 20_000, source: "project" }],
   });
   assert.equal(run.metrics["x_ms"]?.n, 25_000, "summary from all samples");
   assert.equal(run.metrics["x_ms"]?.p50, 12_500.5);
@@ -175,4 +175,25 @@ test("createRun summarises all samples, caps stored ones, evaluates criteria and
     createRun({ scenario: "s", backend: "b", startedAt: "2025-02-01T00:00:00Z", durationMs: 1, samples: { a: [1, Number.NaN] }, units: {}, commit: "x", machine: MACHINE }),
     isCode("INVALID_ARGUMENT", /metric a: samples must be finite/),
   );
+});
+
+test("runs stored with the old criterion labels (seed, issue) read as phase3 and project, names without the seed: prefix", async () => {
+  const path = saveRun(await spawnRun("2025-03-01T00:00:00.000Z"));
+  const stored = JSON.parse(readFileSync(path, "utf8")) as { criteria: Array<Record<string, unknown>> };
+  for (const c of stored.criteria) {
+    if (c["source"] === "phase3") Object.assign(c, { source: "seed", name: `seed: ${String(c["name"])}` });
+    else c["source"] = "issue";
+  }
+  writeFileSync(path, JSON.stringify(stored));
+  const back = loadRun(path).run;
+  assert.deepEqual(
+    back.criteria.map((c) => [c.name, c.source]),
+    [
+      ["median spawn < 100 ms", "phase3"],
+      ["95% of spawns < 120 ms", "phase3"],
+      ["handout p50 ≤ 2 ms", "project"],
+      ["restore p50 ≤ 100 ms", "project"],
+    ],
+  );
+  assert.ok(benchRunSchema.safeParse(stored).success);
 });

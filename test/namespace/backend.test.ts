@@ -10,6 +10,7 @@ import { LuminaGuardError } from "../../src/errors.js";
 import { NamespaceBackend } from "../../src/sandbox/namespace/backend.js";
 import { probeCgroups } from "../../src/sandbox/namespace/cgroup.js";
 import type { SandboxHandle, SandboxSpec } from "../../src/sandbox/types.js";
+import { cmdline } from "../../src/util/procfs.js";
 import { alive, namespaceSkip, noneExist, tempDir, uniqueId, waitFor } from "./helpers.js";
 
 const backend = new NamespaceBackend();
@@ -92,13 +93,7 @@ describe("namespace backend", { skip }, () => {
     // bwrap and the agent (pid 1 of the sandbox, with no bwrap reaper: see launch.ts), both on the host.
     const pids = sb.pids();
     assert.ok(pids.length >= 2, `pids ${pids.join(",")}`);
-    const cmdlines = pids.map((p) => {
-      try {
-        return readFileSync(`/proc/${p}/cmdline`, "utf8").split("\0")[0];
-      } catch {
-        return "";
-      }
-    });
+    const cmdlines = pids.map((p) => (cmdline(p) ?? "").split(" ")[0]);
     assert.ok(cmdlines.includes("/.lg/lg-agent"), cmdlines.join(" | "));
     assert.ok(cmdlines.some((c) => c === "bwrap" || c?.endsWith("/bwrap")), cmdlines.join(" | "));
     if (limited) for (const d of cgroupDirs(spec.id)) assert.ok(existsSync(d), d);
@@ -293,13 +288,7 @@ describe("namespace backend", { skip }, () => {
   test("agent death mid-call: the call rejects with GUEST_CHANNEL_LOST and the sandbox is destroyed", async () => {
     const { sb, spec } = await spawnSandbox();
     const pids = sb.pids();
-    const agentPid = pids.find((p) => {
-      try {
-        return readFileSync(`/proc/${p}/cmdline`, "utf8").startsWith("/.lg/lg-agent");
-      } catch {
-        return false;
-      }
-    });
+    const agentPid = pids.find((p) => (cmdline(p) ?? "").startsWith("/.lg/lg-agent"));
     assert.ok(agentPid !== undefined);
     const call = sh(sb, "sleep 30", 60_000);
     await new Promise((r) => setTimeout(r, 100));

@@ -4,13 +4,13 @@ import assert from "node:assert/strict";
 import { lstatSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
+import { procStatus } from "../../src/util/procfs.js";
 import { sandboxFor, unavailable } from "../fixtures.js";
 
 const root = (process.getuid?.() ?? 1) === 0;
 
 function uids(pid: number): number[] {
-  const line = /^Uid:\s*(.*)$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? "";
-  return line.split(/\s+/).map(Number);
+  return (procStatus(pid)?.["Uid"] ?? "").split(/\s+/).map(Number);
 }
 
 describe("namespace sandbox host identity", async () => {

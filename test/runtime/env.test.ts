@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
 import { SANDBOX_HOST_PATH, sandboxHostEnv } from "../../src/util/env.js";
 import { spawnGroup } from "../../src/util/proc.js";
+import { cmdline } from "../../src/util/procfs.js";
 import { BACKENDS, sandboxFor, unavailable } from "../fixtures.js";
 
 // Set before anything is spawned: whatever inherits our environment by accident would carry them.
@@ -75,12 +76,7 @@ for (const backend of BACKENDS) {
         } catch {
           continue; // exited meanwhile
         }
-        let cmd = "";
-        try {
-          cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").slice(0, 2).join(" ");
-        } catch {
-          /* gone */
-        }
+        const cmd = (cmdline(pid) ?? "").split(" ").slice(0, 2).join(" ");
         assertClean(`host pid ${pid} (${cmd})`, environ);
         // The launcher (bwrap, or QEMU) runs with a fixed PATH, not one a caller could prepend to.
         if (/^(\S*\/)?(bwrap|qemu-system-\S+|setpriv)( |$)/.test(cmd)) {

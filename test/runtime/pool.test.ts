@@ -6,7 +6,8 @@ import { LuminaGuardError } from "../../src/errors.js";
 import { getBackend } from "../../src/runtime/backends.js";
 import { SandboxPool } from "../../src/runtime/pool.js";
 import type { BackendProbe, SandboxBackend, SandboxHandle, SandboxSpec } from "../../src/sandbox/types.js";
-import { pidAlive, unavailable, waitFor } from "../fixtures.js";
+import { pidAlive } from "../../src/util/procfs.js";
+import { unavailable, waitFor } from "../fixtures.js";
 
 describe("warm pool", async () => {
   const skipNs = await unavailable("namespace");

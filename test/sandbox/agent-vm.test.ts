@@ -8,20 +8,16 @@ import { after, before, describe, test } from "node:test";
 import { LuminaGuardError } from "../../src/errors.js";
 import { getBackend } from "../../src/runtime/backends.js";
 import type { SandboxHandle } from "../../src/sandbox/types.js";
-import { descendants, tempWorkspace, unavailable } from "../fixtures.js";
+import { descendants, procStatus } from "../../src/util/procfs.js";
+import { tempWorkspace, unavailable } from "../fixtures.js";
 
 /** The host uid/gid of the QEMU process among `pids` and their descendants: the guest owner of the workspace's host files. */
 function vmmIdentity(pids: number[]): { uid: number; gid: number } {
   for (const pid of [...pids, ...pids.flatMap((p) => descendants(p))]) {
-    try {
-      const status = readFileSync(`/proc/${pid}/status`, "utf8");
-      if (/^Name:\s*qemu-system/m.test(status)) {
-        const uid = Number(/^Uid:\s*(\d+)/m.exec(status)?.[1]);
-        const gid = Number(/^Gid:\s*(\d+)/m.exec(status)?.[1]);
-        return { uid, gid };
-      }
-    } catch {
-      /* gone */
+    const status = procStatus(pid);
+    if (status?.["Name"]?.startsWith("qemu-system")) {
+      const first = (field: string): number => Number(status[field]?.split(/\s+/)[0]);
+      return { uid: first("Uid"), gid: first("Gid") };
     }
   }
   throw new Error(`no QEMU process among ${pids.join(",")} and their descendants`);

@@ -8,17 +8,9 @@ import { describe, test } from "node:test";
 import { qemuArgs, qemuOptValue } from "../../src/sandbox/microvm/qemu.js";
 import { allocateIdentity, ensureJailer, jailerArgs } from "../../src/sandbox/jailer/jailer.js";
 import { run } from "../../src/util/proc.js";
-import { requireImage } from "../../src/guest/image/build.js";
+import { procStatus } from "../../src/util/procfs.js";
+import { requireImage } from "../../src/image/build.js";
 import { sandboxFor, tempWorkspace, unavailable } from "../fixtures.js";
-
-function status(pid: number): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const line of readFileSync(`/proc/${pid}/status`, "utf8").split("\n")) {
-    const i = line.indexOf(":");
-    if (i > 0) out[line.slice(0, i)] = line.slice(i + 1).trim();
-  }
-  return out;
-}
 
 describe("QEMU option values", () => {
   test("commas are doubled so a value cannot start another option", () => {
@@ -168,7 +160,7 @@ describe("micro-VM jail", async () => {
     const [pid] = sandbox.pids();
     assert.ok(pid !== undefined);
     assert.match(readFileSync(`/proc/${pid}/cmdline`, "utf8"), /qemu-system-x86_64/);
-    const s = status(pid);
+    const s = procStatus(pid) ?? {};
     const [ruid, euid, suid] = (s["Uid"] ?? "").split(/\s+/).map(Number);
     assert.ok(ruid !== 0 && euid !== 0 && suid !== 0, `QEMU uid ${s["Uid"]}`);
     const [rgid] = (s["Gid"] ?? "").split(/\s+/).map(Number);

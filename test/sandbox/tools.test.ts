@@ -7,7 +7,8 @@ import { join } from "node:path";
 import { describe, test } from "node:test";
 import { LuminaGuardError } from "../../src/errors.js";
 import type { BackendName, FileToolsMode } from "../../src/sandbox/types.js";
-import { BACKENDS, pidAlive, sandboxFor, unavailable, waitFor } from "../fixtures.js";
+import { pidAlive } from "../../src/util/procfs.js";
+import { BACKENDS, sandboxFor, unavailable, waitFor } from "../fixtures.js";
 
 async function rejectsWith(p: Promise<unknown>, code: string): Promise<LuminaGuardError> {
   try {

@@ -5,10 +5,10 @@ import { join } from "node:path";
 import { z } from "zod";
 import { cacheDir } from "../../paths.js";
 import { run } from "../../util/proc.js";
-import type { ImageManifest } from "../../guest/image/build.js";
+import type { ImageManifest } from "../../image/build.js";
 import { QEMU_BINARY, type Accelerator } from "./qemu.js";
 
-export const accelVerdictSchema = z.object({
+const accelVerdictSchema = z.object({
   accel: z.enum(["kvm", "tcg"]),
   reason: z.string(),
   key: z.string(),
@@ -63,7 +63,7 @@ async function bootsUnderKvm(tryBoot: BootTrial): Promise<{ ok: true; ms: number
 }
 
 /** Boots a throwaway VM under `accel` and resolves with the ms to a guest agent answer, or throws. */
-export type BootTrial = (accel: Accelerator, timeoutMs: number) => Promise<number>;
+type BootTrial = (accel: Accelerator, timeoutMs: number) => Promise<number>;
 
 export async function probeAccelerator(
   image: ImageManifest,

@@ -1,10 +1,12 @@
 // The micro-VM backend: a QEMU microvm per sandbox, guest agent over virtio-serial, workspace over 9p.
 import { randomBytes } from "node:crypto";
 import type { Socket } from "node:net";
-import { GuestChannel } from "../../guest/channel.js";
-import { requireImage, type ImageManifest } from "../../guest/image/build.js";
+import { GuestChannel } from "../../protocol/channel.js";
+import type { InitArgs } from "../../protocol/messages.js";
+import { requireImage, type ImageManifest } from "../../image/build.js";
 import { LuminaGuardError, toLuminaGuardError } from "../../errors.js";
 import { log } from "../../log.js";
+import { onAbort } from "../../util/abort.js";
 import type { BackendProbe, FileToolsMode, SandboxBackend, SandboxHandle, SandboxSpec } from "../types.js";
 import { checkWorkspace } from "../workspace.js";
 import { kvmFlavour, probeAccelerator, qemuVersion, type AccelVerdict } from "./accel.js";
@@ -18,6 +20,7 @@ import {
   launchVm,
   vmStderr,
   type Accelerator,
+  type VmLaunchOptions,
   type VmProcess,
 } from "./qemu.js";
 
@@ -25,7 +28,7 @@ import {
 const BOOT_TIMEOUT_MS = { kvm: 10_000, tcg: 30_000 } as const;
 const RESTORE_TIMEOUT_MS = 15_000;
 
-export interface MicroVmOptions {
+interface MicroVmOptions {
   /** Force an accelerator instead of probing (LUMINAGUARD_ACCEL does the same). */
   accel?: Accelerator;
   /** Restore from a snapshot template (default) or always cold boot. LUMINAGUARD_SNAPSHOTS=0 turns them off. */
@@ -149,26 +152,13 @@ export class MicroVmBackend implements SandboxBackend {
   }
 
   private async restore(spec: SandboxSpec, image: ImageManifest, accel: Accelerator, snapshot: Snapshot, signal?: AbortSignal): Promise<SandboxHandle> {
-    const started = performance.now();
-    const vm = await launchVm({
-      id: spec.id,
-      accel,
-      image,
-      memoryMiB: spec.memoryMiB,
-      vcpus: spec.vcpus,
-      workspace: spec.workspace,
-      memoryFile: { path: snapshot.ramPath, share: false },
-      incoming: true,
+    return await startVm(spec, image, accel, signal, {
+      launch: { memoryFile: { path: snapshot.ramPath, share: false }, incoming: true },
+      prepare: (vm) => restoreInto(vm, snapshot, RESTORE_TIMEOUT_MS),
+      timeoutMs: RESTORE_TIMEOUT_MS,
+      info: { start: "restore", snapshot: snapshot.meta.key },
+      ready: "microvm restored",
     });
-    try {
-      await restoreInto(vm, snapshot, RESTORE_TIMEOUT_MS);
-    } catch (err) {
-      await destroyVm(vm);
-      throw err;
-    }
-    const handle = await connectVm(vm, spec, accel, image, RESTORE_TIMEOUT_MS, signal, { start: "restore", snapshot: snapshot.meta.key });
-    log.debug({ id: spec.id, accel, ms: performance.now() - started }, "microvm restored");
-    return handle;
   }
 
   private async coldBoot(
@@ -178,18 +168,7 @@ export class MicroVmBackend implements SandboxBackend {
     signal: AbortSignal | undefined,
     extraInfo: Record<string, string>,
   ): Promise<SandboxHandle> {
-    const started = performance.now();
-    const vm = await launchVm({
-      id: spec.id,
-      accel,
-      image,
-      memoryMiB: spec.memoryMiB,
-      vcpus: spec.vcpus,
-      workspace: spec.workspace,
-    });
-    const handle = await connectVm(vm, spec, accel, image, BOOT_TIMEOUT_MS[accel], signal, { start: "cold", ...extraInfo });
-    log.debug({ id: spec.id, accel, ms: performance.now() - started }, "microvm cold boot ready");
-    return handle;
+    return await startVm(spec, image, accel, signal, { timeoutMs: BOOT_TIMEOUT_MS[accel], info: { start: "cold", ...extraInfo }, ready: "microvm cold boot ready" });
   }
 
   /** Boots a VM with no workspace and returns ms to the first agent answer; used by the KVM probe. */
@@ -223,8 +202,34 @@ export class MicroVmBackend implements SandboxBackend {
   }
 }
 
+/** How a sandbox's VM starts: cold, or restored from a snapshot (QEMU options, a step before connecting). */
+interface VmStart {
+  launch?: Pick<VmLaunchOptions, "memoryFile" | "incoming">;
+  /** Runs on the launched VM before the guest is connected; the VM is destroyed if it fails. */
+  prepare?: (vm: VmProcess) => Promise<void>;
+  timeoutMs: number;
+  info: Record<string, string>;
+  /** The debug line logged with the time it took. */
+  ready: string;
+}
+
+/** Launches the VM for `spec`, prepares it, connects its guest. */
+async function startVm(spec: SandboxSpec, image: ImageManifest, accel: Accelerator, signal: AbortSignal | undefined, how: VmStart): Promise<SandboxHandle> {
+  const started = performance.now();
+  const vm = await launchVm({ id: spec.id, accel, image, memoryMiB: spec.memoryMiB, vcpus: spec.vcpus, workspace: spec.workspace, ...how.launch });
+  try {
+    await how.prepare?.(vm);
+  } catch (err) {
+    await destroyVm(vm);
+    throw err;
+  }
+  const handle = await connectVm(vm, spec, accel, image, how.timeoutMs, signal, how.info);
+  log.debug({ id: spec.id, accel, ms: performance.now() - started }, how.ready);
+  return handle;
+}
+
 /** Connects the channel of a started VM, handshakes, gives the guest its identity and workspace. */
-export async function connectVm(
+async function connectVm(
   vm: VmProcess,
   spec: SandboxSpec,
   accel: Accelerator,
@@ -242,8 +247,7 @@ export async function connectVm(
     })();
     return destroyed;
   };
-  const onAbort = (): void => void destroy();
-  signal?.addEventListener("abort", onAbort, { once: true });
+  const unhook = onAbort(signal, () => void destroy());
   try {
     socket = await connectWhenReady(vm.socketPath, vm, timeoutMs);
     const channel = new GuestChannel({ input: socket, output: socket }, () => void destroy());
@@ -265,7 +269,7 @@ export async function connectVm(
         // export reports host owners as QEMU sees them, through the idmapped workspace).
         commandUid: vm.identity.uid,
         commandGid: vm.identity.gid,
-      },
+      } satisfies InitArgs,
       { deadlineMs: timeoutMs },
     );
     log.debug({ id: spec.id, helloMs: t1 - t0, initMs: performance.now() - t1 }, "guest handshake phases");
@@ -300,6 +304,6 @@ export async function connectVm(
       details: { ...(stderr ? { qemuStderr: stderr } : {}), ...(tail ? { console: tail } : {}) },
     });
   } finally {
-    signal?.removeEventListener("abort", onAbort);
+    unhook();
   }
 }

@@ -21,12 +21,13 @@ export function fileJailSpec(spec: SandboxSpec): SandboxSpec {
     memoryMiB: spec.memoryMiB,
     pidsMax: JAIL_PIDS_MAX,
     vcpus: 1,
+    filesOnly: true,
     ...(spec.diskMiB !== undefined ? { diskMiB: spec.diskMiB } : {}),
   };
 }
 
 /** One sandbox made of a VM and its file jail: either one dying takes the other, destroy ends both. */
-export function besideVm(vm: SandboxHandle, jail: SandboxHandle): SandboxHandle {
+function besideVm(vm: SandboxHandle, jail: SandboxHandle): SandboxHandle {
   let destroyed: Promise<void> | undefined;
   const destroy = (): Promise<void> => {
     destroyed ??= (async () => {

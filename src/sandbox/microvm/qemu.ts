@@ -4,14 +4,14 @@ import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, statSync } from
 import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { LuminaGuardError } from "../../errors.js";
-import { imageNeedsAcpi, type ImageManifest } from "../../guest/image/build.js";
+import { imageNeedsAcpi, type ImageManifest } from "../../image/build.js";
 import { runDir, runSubdir } from "../../paths.js";
 import { sandboxHostEnv } from "../../util/env.js";
 import { killGroup, spawnGroup } from "../../util/proc.js";
 import { JAIL, allocateIdentity, ensureJailer, jailerArgs, type JailBind, type JailPlan, type VmmIdentity } from "../jailer/jailer.js";
 
 export const QEMU_BINARY = "qemu-system-x86_64";
-export const AGENT_PORT_NAME = "lg.agent";
+const AGENT_PORT_NAME = "lg.agent";
 export const WORKSPACE_TAG = "ws";
 
 export type Accelerator = "kvm" | "tcg";
@@ -51,7 +51,7 @@ export interface VmProcess {
 }
 
 /** Where the VM's runtime files are, as QEMU names them (inside the jail) and as the host does. */
-export interface VmPaths {
+interface VmPaths {
   /** Directory holding the agent and QMP sockets and the console log, as QEMU sees it. */
   run: string;
   kernel: string;
@@ -60,7 +60,7 @@ export interface VmPaths {
   workspace: string;
 }
 
-export function accelArgs(accel: Accelerator): string[] {
+function accelArgs(accel: Accelerator): string[] {
   // -cpu host needs -arch-capabilities on nested KVM (DESIGN.md); TCG's "max" model has everything.
   return accel === "kvm" ? ["-accel", "kvm", "-cpu", "host,-arch-capabilities"] : ["-accel", "tcg,thread=single", "-cpu", "max"];
 }

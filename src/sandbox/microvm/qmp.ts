@@ -19,13 +19,21 @@ export class QmpClient {
   private nextId = 1;
   private closedError: Error | undefined;
 
+  private failGreeting: (e: Error) => void = () => undefined;
+
   constructor(private readonly socket: Socket) {
     let greet: () => void = () => undefined;
-    this.greeted = new Promise((r) => (greet = r));
+    // A QEMU that exits before it greets must fail the waiter, not leave it pending forever (a
+    // pending promise with nothing else alive lets node exit 0 as if the work were done).
+    this.greeted = new Promise((resolve, reject) => {
+      greet = resolve;
+      this.failGreeting = reject;
+    });
+    this.greeted.catch(() => undefined);
     socket.setEncoding("utf8");
     socket.on("data", (chunk: string) => {
       this.buffer += chunk;
-      if (this.buffer.length > MAX_LINE) return this.close(new Error("QMP line too long"));
+      if (this.buffer.length > MAX_LINE) return this.close(new LuminaGuardError("SANDBOX_SPAWN_FAILED", "QMP line too long"));
       let nl: number;
       while ((nl = this.buffer.indexOf("\n")) >= 0) {
         const line = this.buffer.slice(0, nl).trim();
@@ -51,7 +59,7 @@ export class QmpClient {
         }
       }
     });
-    const onGone = (): void => this.close(new Error("QMP connection closed"));
+    const onGone = (): void => this.close(new LuminaGuardError("SANDBOX_SPAWN_FAILED", "QEMU closed its QMP connection"));
     socket.on("close", onGone);
     socket.on("error", onGone);
   }
@@ -74,9 +82,10 @@ export class QmpClient {
     });
   }
 
-  close(err: Error = new Error("QMP closed")): void {
+  close(err: Error = new LuminaGuardError("SANDBOX_CLOSED", "QMP closed")): void {
     if (this.closedError) return;
     this.closedError = err;
+    this.failGreeting(err);
     for (const w of this.waiters.splice(0)) w.reject(err);
     this.socket.destroy();
   }

@@ -4,9 +4,9 @@ import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, renameSync, 
 import { createServer, type Socket } from "node:net";
 import { join } from "node:path";
 import { z } from "zod";
-import { GuestChannel } from "../../guest/channel.js";
-import type { ImageManifest } from "../../guest/image/build.js";
-import { LuminaGuardError } from "../../errors.js";
+import { GuestChannel } from "../../protocol/channel.js";
+import type { ImageManifest } from "../../image/build.js";
+import { LuminaGuardError, toLuminaGuardError } from "../../errors.js";
 import { log } from "../../log.js";
 import { cacheDir } from "../../paths.js";
 import { QmpClient } from "./qmp.js";
@@ -14,7 +14,7 @@ import { connectWhenReady, consoleTail, destroyVm, launchVm, vmStderr, type Acce
 
 const SNAPSHOT_FORMAT = 2;
 
-export const snapshotMetaSchema = z.object({
+const snapshotMetaSchema = z.object({
   format: z.number().int(),
   key: z.string(),
   image: z.string(),
@@ -29,7 +29,7 @@ export const snapshotMetaSchema = z.object({
   createdAt: z.string(),
   bootMs: z.number(),
 });
-export type SnapshotMeta = z.infer<typeof snapshotMetaSchema>;
+type SnapshotMeta = z.infer<typeof snapshotMetaSchema>;
 
 export interface Snapshot {
   dir: string;
@@ -39,7 +39,7 @@ export interface Snapshot {
   meta: SnapshotMeta;
 }
 
-export interface SnapshotParams {
+interface SnapshotParams {
   image: ImageManifest;
   accel: Accelerator;
   memoryMiB: number;
@@ -227,6 +227,11 @@ export async function restoreInto(vm: VmProcess, snapshot: Snapshot, timeoutMs: 
     const t2 = performance.now();
     await qmp.execute("cont");
     log.debug({ qmpReadyMs: t1 - t0, migrateMs: t2 - t1, contMs: performance.now() - t2 }, "restore phases");
+  } catch (err) {
+    // Said with QEMU's own words when it is the VMM that went away.
+    const stderr = vmStderr(vm);
+    const e = toLuminaGuardError(err, "SANDBOX_SPAWN_FAILED");
+    throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `restore failed: ${e.message}${stderr ? ` (QEMU: ${stderr.slice(-500)})` : ""}`, { cause: err });
   } finally {
     qmp.close();
   }

@@ -1,22 +1,25 @@
 // The namespace backend: the guest agent under bubblewrap (all namespaces, seccomp, cgroup limits) on the host kernel.
 // How a sandbox is started and placed in its cgroup is in launch.ts; what it can see is in bwrap.ts.
 import { randomBytes } from "node:crypto";
-import { readFileSync, readdirSync, statSync } from "node:fs";
+import { statSync } from "node:fs";
 import { dirname } from "node:path";
 import type { ChildProcess } from "node:child_process";
 import type { Readable, Writable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
-import { GuestChannel } from "../../guest/channel.js";
-import { ensureAgent, type AgentBuild } from "../../guest/image/agent.js";
+import { GuestChannel } from "../../protocol/channel.js";
+import type { InitArgs } from "../../protocol/messages.js";
+import { ensureAgent, type AgentBuild } from "../../image/agent.js";
 import { GuestChannelLostError, LuminaGuardError, toLuminaGuardError } from "../../errors.js";
 import { log } from "../../log.js";
+import { raceAbort } from "../../util/abort.js";
 import { killGroup } from "../../util/proc.js";
+import { descendants, liveStartTime } from "../../util/procfs.js";
 import type { BackendProbe, SandboxBackend, SandboxHandle, SandboxSpec } from "../types.js";
 import { checkWorkspace } from "../workspace.js";
-import { SANDBOX_UID } from "./bwrap.js";
+import { AGENT_COMMAND, SANDBOX_UID } from "./bwrap.js";
 import { SandboxCgroup } from "./cgroup.js";
 import { allocateIdentity, ensureJailer, type VmmIdentity } from "../jailer/jailer.js";
-import { launch, type Launch } from "./launch.js";
+import { launch, spawnCancelled, type Launch } from "./launch.js";
 import { probeNamespace, type NamespaceProbe } from "./probe.js";
 
 const HANDSHAKE_TIMEOUT_MS = 5_000;
@@ -26,7 +29,7 @@ const MIN_MEMORY_MIB = 16;
 /** The agent (pid 1 of the sandbox) is in the cgroup too, and a command may need a shell and a child. */
 const MIN_PIDS = 4;
 
-export interface NamespaceBackendOptions {
+interface NamespaceBackendOptions {
   /**
    * "auto" (default): limits when cgroups are usable, else run without and say so in `info.limits`.
    * "require": refuse to spawn without limits. "off": never create cgroups.
@@ -48,21 +51,6 @@ function validate(spec: SandboxSpec): string {
 }
 
 /**
- * /proc/PID/stat field 22 (start time), which tells a pid apart from a later process that reused it;
- * undefined when the process is gone or a zombie (it holds nothing but its pid then).
- */
-function liveStartTime(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return fields[0] === "Z" ? undefined : fields[19];
-  } catch {
-    return undefined;
-  }
-}
-
-/**
  * Whether other local users are kept out of the workspace by a directory above it. The sandbox owns
  * the workspace directory itself and may chmod it open, but it cannot see, let alone change, its
  * ancestors: one without search permission for others keeps the workspace private whatever happens
@@ -80,40 +68,6 @@ function workspacePrivate(realWorkspace: string): boolean {
 }
 
 let warnedShared = false;
-
-/** Every live descendant of `root` by walking /proc; the fallback when there is no cgroup to read. */
-function descendants(root: number): number[] {
-  const children = new Map<number, number[]>();
-  let names: string[];
-  try {
-    names = readdirSync("/proc");
-  } catch {
-    return [];
-  }
-  for (const name of names) {
-    const pid = Number(name);
-    if (!Number.isInteger(pid)) continue;
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      const list = children.get(ppid) ?? [];
-      list.push(pid);
-      children.set(ppid, list);
-    } catch {
-      /* exited meanwhile */
-    }
-  }
-  const out: number[] = [];
-  const queue = [root];
-  while (queue.length > 0) {
-    const pid = queue.shift() as number;
-    for (const c of children.get(pid) ?? []) {
-      out.push(c);
-      queue.push(c);
-    }
-  }
-  return out;
-}
 
 /** One live namespace sandbox. */
 class NamespaceSandbox implements SandboxHandle {
@@ -307,7 +261,7 @@ export class NamespaceBackend implements SandboxBackend {
     // Run as root, bwrap (and so the sandbox's host uid) is an unprivileged identity of its own, so
     // the sandbox is not host root for any check the kernel makes on the uid; jailer.c says how.
     const jailBuild = (process.getuid?.() ?? 1) === 0 ? await ensureJailer() : undefined;
-    if (signal?.aborted) throw new LuminaGuardError("CANCELLED", "sandbox spawn cancelled");
+    if (signal?.aborted) throw spawnCancelled();
 
     const started = performance.now();
     const identity = jailBuild ? allocateIdentity() : undefined;
@@ -324,6 +278,7 @@ export class NamespaceBackend implements SandboxBackend {
         id: spec.id,
         workspace,
         agentPath: agent.path,
+        ...(spec.filesOnly ? { command: [...AGENT_COMMAND, "--no-init", "--files-only"] } : {}),
         memoryMiB: spec.memoryMiB,
         cgroup,
         ...(jailBuild && identity ? { jail: { build: jailBuild, identity } } : {}),
@@ -352,6 +307,7 @@ export class NamespaceBackend implements SandboxBackend {
       agentHash: agent.hash,
       cpuLimit: "none",
       workspacePrivate: workspacePrivate(workspace),
+      ...(spec.filesOnly ? { filesOnly: true } : {}),
     }, identity);
     if (!sandbox.info["workspacePrivate"] && !warnedShared) {
       warnedShared = true;
@@ -364,11 +320,16 @@ export class NamespaceBackend implements SandboxBackend {
       sandbox.setInit(await launched.ready);
       const launchedMs = performance.now() - started;
 
-      const hello = await withAbort(sandbox.channel.handshake(HANDSHAKE_TIMEOUT_MS), signal);
+      const hello = await raceAbort(sandbox.channel.handshake(HANDSHAKE_TIMEOUT_MS), signal, spawnCancelled);
       const helloMs = performance.now() - started;
-      await withAbort(
-        sandbox.channel.request("init", { seed: randomBytes(32).toString("base64"), timeMs: Date.now(), id: spec.id, ...(spec.diskMiB !== undefined ? { diskMiB: spec.diskMiB } : {}) }, { deadlineMs: INIT_DEADLINE_MS }),
+      await raceAbort(
+        sandbox.channel.request(
+          "init",
+          { seed: randomBytes(32).toString("base64"), timeMs: Date.now(), id: spec.id, ...(spec.diskMiB !== undefined ? { diskMiB: spec.diskMiB } : {}) } satisfies InitArgs,
+          { deadlineMs: INIT_DEADLINE_MS },
+        ),
         signal,
+        spawnCancelled,
       );
       const spawnMs = Math.round((performance.now() - started) * 100) / 100;
       sandbox.info["agent"] = hello.agent;
@@ -392,21 +353,4 @@ function round(ms: number): number {
   return Math.round(ms * 100) / 100;
 }
 
-function withAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return promise;
-  if (signal.aborted) return Promise.reject(new LuminaGuardError("CANCELLED", "sandbox spawn cancelled"));
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(new LuminaGuardError("CANCELLED", "sandbox spawn cancelled"));
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(
-      (v) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(e instanceof Error ? e : new Error(String(e)));
-      },
-    );
-  });
-}
+

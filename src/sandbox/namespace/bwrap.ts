@@ -17,14 +17,14 @@
 import { existsSync, lstatSync, readlinkSync } from "node:fs";
 
 /** Where the agent binary appears inside the sandbox. */
-export const AGENT_PATH_IN_SANDBOX = "/.lg/lg-agent";
-export const WORKSPACE_IN_SANDBOX = "/workspace";
+const AGENT_PATH_IN_SANDBOX = "/.lg/lg-agent";
+const WORKSPACE_IN_SANDBOX = "/workspace";
 /** Unprivileged-looking identity inside; mapped onto the invoking host uid/gid by bwrap. */
 export const SANDBOX_UID = 1000;
-export const SANDBOX_GID = 1000;
+const SANDBOX_GID = 1000;
 
 /** The same base environment the agent gives commands (docs/protocol.md). */
-export const SANDBOX_ENV: Readonly<Record<string, string>> = {
+const SANDBOX_ENV: Readonly<Record<string, string>> = {
   PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
   HOME: WORKSPACE_IN_SANDBOX,
   LANG: "C.UTF-8",
@@ -42,7 +42,7 @@ const SYSTEM_DIRS = ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx
  * network, and it names internal DNS), and every package's own config (may hold credentials: npmrc,
  * pip.conf, gitconfig, apt auth).
  */
-export const ETC_ALLOWLIST = [
+const ETC_ALLOWLIST = [
   "/etc/ld.so.cache", // the dynamic loader's library index: without it every exec scans directories
   "/etc/ld.so.conf",
   "/etc/ld.so.conf.d",
@@ -66,7 +66,7 @@ export const ETC_ALLOWLIST = [
  * Paths inside the read-only system binds that are configuration, not code, and may hold a host's
  * credentials (e.g. /usr/local/etc/npmrc with a registry token): hidden under an empty read-only tmpfs.
  */
-export const MASKED_PATHS = ["/usr/local/etc"] as const;
+const MASKED_PATHS = ["/usr/local/etc"] as const;
 
 /**
  * /proc entries that are global (not per namespace) and gated by the caller's uid rather than by a
@@ -76,10 +76,10 @@ export const MASKED_PATHS = ["/usr/local/etc"] as const;
  * read-only (values are still those of the sandbox's own namespaces: the kernel resolves net, ipc and
  * uts sysctls from the reader's namespaces, not from the mount).
  */
-export const PROC_READ_ONLY = ["/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"] as const;
+const PROC_READ_ONLY = ["/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"] as const;
 
 /** Root-only kernel information files (heap layout, physical pages, timers): covered with /dev/null. */
-export const PROC_MASKED_FILES = [
+const PROC_MASKED_FILES = [
   "/proc/kcore",
   "/proc/keys",
   "/proc/latency_stats",
@@ -95,7 +95,7 @@ export const PROC_MASKED_FILES = [
 ] as const;
 
 /** Hardware directories the sandbox has no business with: covered with an empty read-only tmpfs. */
-export const PROC_MASKED_DIRS = ["/proc/acpi", "/proc/asound", "/proc/scsi"] as const;
+const PROC_MASKED_DIRS = ["/proc/acpi", "/proc/asound", "/proc/scsi"] as const;
 
 export interface BwrapFds {
   /** bwrap writes `{"child-pid": N, ...}` here once the sandbox process exists. */
@@ -109,7 +109,7 @@ export interface BwrapFds {
   hosts: number;
 }
 
-export interface BwrapPlan {
+interface BwrapPlan {
   id: string;
   /** Real path of the host workspace directory. */
   workspace: string;

@@ -17,7 +17,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { LuminaGuardError } from "../../errors.js";
 import { log } from "../../log.js";
 
-export type CgroupVersion = "v1" | "v2";
+type CgroupVersion = "v1" | "v2";
 
 export interface CgroupSupport {
   version: CgroupVersion | "none";
@@ -33,7 +33,7 @@ export interface CgroupSupport {
   killFile: boolean;
 }
 
-export interface CgroupLimits {
+interface CgroupLimits {
   memoryMiB: number;
   pidsMax: number;
 }

@@ -17,22 +17,23 @@ import { statSync } from "node:fs";
 import { LuminaGuardError } from "../../errors.js";
 import { runDir } from "../../paths.js";
 import { STAGE_ROOT, jailerArgs, type JailerBuild, type VmmIdentity } from "../jailer/jailer.js";
+import { onAbort } from "../../util/abort.js";
 import { sandboxHostEnv } from "../../util/env.js";
 import { spawnGroup } from "../../util/proc.js";
 import { AGENT_COMMAND, bwrapArgs, groupFile, hostsFile, passwdFile, type BwrapFds } from "./bwrap.js";
 import type { SandboxCgroup } from "./cgroup.js";
-import { shieldStdio } from "./fd-shield.js";
+import { shieldStdio } from "./inherited-fds.js";
 import { seccompFilterBytes } from "./seccomp.js";
 
 /** Child descriptor numbers; 0-2 are the agent's channel (stdin/stdout) and its log (stderr). */
-export const BWRAP_FDS: Required<BwrapFds> = { info: 3, block: 4, seccomp: 5, passwd: 6, group: 7, hosts: 8 };
+const BWRAP_FDS: Required<BwrapFds> = { info: 3, block: 4, seccomp: 5, passwd: 6, group: 7, hosts: 8 };
 
 const INFO_TIMEOUT_MS = 5_000;
 /** bwrap's info JSON is a few hundred bytes; anything larger is not bwrap talking. */
 const INFO_MAX_BYTES = 64 * 1024;
 const STDERR_TAIL_BYTES = 8 * 1024;
 
-export interface LaunchOptions {
+interface LaunchOptions {
   id: string;
   /** Real path of the host workspace (validated by the caller). */
   workspace: string;
@@ -141,18 +142,24 @@ export function launch(options: LaunchOptions): Launch {
   return { bwrap, ready, stderrTail };
 }
 
+/** What a spawn throws when its caller cancels it. */
+export function spawnCancelled(): LuminaGuardError {
+  return new LuminaGuardError("CANCELLED", "sandbox spawn cancelled");
+}
+
 /** Reads bwrap's `{"child-pid": N}` from the info fd; rejects if bwrap dies or stalls first. */
 function readChildPid(child: ChildProcess, info: Readable, stderrTail: () => string, signal?: AbortSignal): Promise<number> {
   return new Promise<number>((resolve, reject) => {
     let text = "";
     let settled = false;
+    let unhook = (): void => undefined;
     const finish = (fn: () => void): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       child.off("exit", onExit);
       child.off("error", onError);
-      signal?.removeEventListener("abort", onAbort);
+      unhook();
       fn();
     };
     const fail = (message: string, cause?: unknown): void => {
@@ -167,12 +174,11 @@ function readChildPid(child: ChildProcess, info: Readable, stderrTail: () => str
       const missing = (err as NodeJS.ErrnoException).code === "ENOENT";
       fail(missing ? "bubblewrap not installed: apt-get install bubblewrap" : `cannot start bwrap: ${err.message}`, err);
     };
-    const onAbort = (): void => finish(() => reject(new LuminaGuardError("CANCELLED", "sandbox spawn cancelled")));
     const timer = setTimeout(() => fail(`bwrap did not report its sandbox process within ${INFO_TIMEOUT_MS} ms`), INFO_TIMEOUT_MS);
     child.on("exit", onExit);
     child.on("error", onError);
-    if (signal?.aborted) return onAbort();
-    signal?.addEventListener("abort", onAbort, { once: true });
+    unhook = onAbort(signal, () => finish(() => reject(spawnCancelled())));
+    if (settled) return;
     info.on("error", () => undefined);
     info.on("data", (chunk: Buffer) => {
       if (settled) return;

@@ -4,10 +4,10 @@ import { LuminaGuardError } from "../../errors.js";
 import { killGroup, run, spawnGroup } from "../../util/proc.js";
 import { SANDBOX_UID, isolationArgs, systemDirArgs } from "./bwrap.js";
 import { probeCgroups, type CgroupSupport } from "./cgroup.js";
-import { shieldStdio } from "./fd-shield.js";
+import { shieldStdio } from "./inherited-fds.js";
 import { seccompFilterBytes } from "./seccomp.js";
 
-export interface BwrapProbe {
+interface BwrapProbe {
   ok: boolean;
   reason?: string;
   version?: string;

@@ -47,7 +47,7 @@ export const OP_JGE = BPF_JMP | BPF_JGE | BPF_K;
 export const OP_JSET = BPF_JMP | BPF_JSET | BPF_K;
 export const OP_RET = BPF_RET | BPF_K;
 
-export interface DeniedSyscall {
+interface DeniedSyscall {
   name: string;
   /** x86_64 syscall number (arch/x86/entry/syscalls/syscall_64.tbl). */
   nr: number;
@@ -166,11 +166,11 @@ export const CLONE_NAMESPACE_FLAGS =
  * filter cannot read, so it answers ENOSYS and callers fall back to openat(), which is checked. (The
  * guest agent resolves paths in userspace then; the mount namespace is the boundary here anyway.)
  */
-export const SETID_BITS = 0o6000;
+const SETID_BITS = 0o6000;
 /** O_CREAT | __O_TMPFILE: the open flags under which the mode argument is used. */
-export const CREATING_OPEN_FLAGS = 0o100 | 0o20000000;
+const CREATING_OPEN_FLAGS = 0o100 | 0o20000000;
 
-export interface ModeRule {
+interface ModeRule {
   name: string;
   nr: number;
   /** Which argument holds the mode. */
@@ -179,7 +179,7 @@ export interface ModeRule {
   flagsArg?: number;
 }
 
-export const SETID_MODE_RULES: readonly ModeRule[] = [
+const SETID_MODE_RULES: readonly ModeRule[] = [
   { name: "chmod", nr: 90, modeArg: 1 },
   { name: "fchmod", nr: 91, modeArg: 1 },
   { name: "fchmodat", nr: 268, modeArg: 2 },
@@ -198,7 +198,7 @@ const NR_CLONE = 56;
  * exploit mitigations and have been exploit ingredients.
  */
 const NR_PERSONALITY = 135;
-export const PERSONALITY_ALLOWED = [0x00000000, 0xffffffff] as const;
+const PERSONALITY_ALLOWED = [0x00000000, 0xffffffff] as const;
 
 export interface SockFilter {
   code: number;
@@ -299,7 +299,7 @@ export function seccompProgram(): SockFilter[] {
 }
 
 /** `struct sock_filter[]` as the kernel (and `bwrap --seccomp FD`) reads it: 8 bytes each, little endian. */
-export function serializeFilter(program: readonly SockFilter[]): Buffer {
+function serializeFilter(program: readonly SockFilter[]): Buffer {
   const out = Buffer.alloc(program.length * 8);
   program.forEach((ins, i) => {
     out.writeUInt16LE(ins.code, i * 8);

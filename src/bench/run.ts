@@ -1,0 +1,87 @@
+// `luminaguard bench <scenario>`: runs scenarios, checks for leftovers, stores the result and prints it.
+import { LuminaGuardError } from "../errors.js";
+import { requireImage } from "../image/build.js";
+import { getBackend, probeBackend } from "../runtime/backends.js";
+import type { MicroVmBackend } from "../sandbox/microvm/backend.js";
+import type { BackendName } from "../sandbox/types.js";
+import type { BenchRun } from "../metrics/schema.js";
+import { createRun, saveRun } from "../metrics/store.js";
+import { criteriaFor } from "./criteria.js";
+import { cliScenario } from "./cli.js";
+import { mcpScenario } from "./mcp.js";
+import { leakSnapshot, newLeaks } from "./leaks.js";
+import { Recorder, memoryScenario, spawnScenario, toolsScenario, type ScenarioOptions } from "./scenarios.js";
+
+export const SCENARIOS = ["spawn", "tools", "memory", "mcp", "cli", "all"] as const;
+export type ScenarioName = (typeof SCENARIOS)[number];
+
+/** Which metric each figure is read against, measured in the same run. */
+const BASELINES: Record<string, string> = {
+  spawn_ms: "baseline_bwrap_true_ms",
+  restore_ms: "baseline_qemu_bare_start_ms",
+  cold_boot_ms: "baseline_qemu_bare_start_ms",
+  throughput_ops_per_min: "ref_throughput_ops_per_min",
+  "tool_latency_ms.read_file": "ref_tool_latency_ms.read_file",
+  "tool_latency_ms.write_file": "ref_tool_latency_ms.write_file",
+  "tool_latency_ms.list_directory": "ref_tool_latency_ms.list_directory",
+  "tool_latency_ms.search": "ref_tool_latency_ms.search",
+  "tool_latency_ms.execute_command": "ref_tool_latency_ms.execute_command",
+  "mcp_latency_ms.server_read_file": "mcp_latency_ms.ref_fs_stdio_sdk",
+  "mcp_throughput_ops_per_min.server_read_file": "mcp_throughput_ops_per_min.ref_fs_stdio_sdk",
+};
+
+export interface BenchOptions {
+  backend: BackendName;
+  runs: number;
+  concurrency: number;
+  durationS: number;
+  progress: ScenarioOptions["progress"];
+}
+
+export async function runBench(scenario: ScenarioName, o: BenchOptions): Promise<{ run: BenchRun; path: string; leaks: string[] }> {
+  const probe = await probeBackend(o.backend);
+  if (!probe.available) throw new LuminaGuardError("BACKEND_UNAVAILABLE", `${o.backend} backend unavailable: ${probe.reason ?? "?"}`);
+  const accel = o.backend === "microvm" ? (await (getBackend("microvm") as MicroVmBackend).accelerator(await requireImage())).accel : null;
+  const before = leakSnapshot();
+  const startedAt = new Date();
+  const t0 = performance.now();
+  const rec = new Recorder();
+  const opts: ScenarioOptions = { backend: o.backend, runs: o.runs, concurrency: o.concurrency, durationS: o.durationS, progress: o.progress };
+  const wants = (s: ScenarioName): boolean => scenario === s || scenario === "all";
+  if (wants("spawn")) await spawnScenario(rec, opts);
+  if (wants("memory")) await memoryScenario(rec, opts);
+  if (wants("tools")) await toolsScenario(rec, opts);
+  if (wants("mcp")) await mcpScenario(rec, opts);
+  if (wants("cli")) await cliScenario(rec, opts);
+  // Everything a scenario started must be gone by now; give exits a moment to be reaped.
+  let leaks: string[] = [];
+  for (let i = 0; i < 50; i++) {
+    leaks = newLeaks(before);
+    if (leaks.length === 0) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  if (leaks.length) rec.notes.push(`LEAK: ${leaks.join("; ")}`);
+  const run = await createRun({
+    scenario,
+    backend: o.backend,
+    accel,
+    startedAt,
+    durationMs: performance.now() - t0,
+    samples: rec.samples,
+    units: rec.units,
+    series: rec.series,
+    criteria: criteriaFor(scenario, o.backend),
+    baselines: Object.fromEntries(Object.entries(BASELINES).filter(([m, b]) => rec.samples[m] && rec.samples[b])),
+    notes: [...new Set(rec.notes)],
+    info: {
+      runs: o.runs,
+      concurrency: o.concurrency,
+      durationS: o.durationS,
+      sharesHostKernel: o.backend === "namespace",
+      ...rec.info,
+      ...(o.backend === "microvm" ? { image: (await requireImage()).hash } : {}),
+    },
+  });
+  const path = saveRun(run);
+  return { run, path, leaks };
+}

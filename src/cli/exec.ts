@@ -1,0 +1,44 @@
+// `luminaguard exec -- CMD...`: one command in a fresh sandbox, its output streamed, its exit code ours.
+import type { Command } from "commander";
+import { MAX_DISK_MIB, MIN_DISK_MIB } from "../runtime/disk.js";
+import { Sandbox } from "../runtime/sandbox.js";
+import { fileToolsOption } from "./options.js";
+import { parseIntOption } from "./output.js";
+import { backendOption, interruptible, noDaemonOption, sandboxOptions, type SandboxFlags } from "./sandbox.js";
+
+export function registerExecCommand(program: Command): void {
+  program
+    .command("exec")
+    .description("run one command in a fresh sandbox, stream its output, exit with its exit code")
+    .addOption(backendOption())
+    .option("--workspace <dir>", "host directory seen as /workspace (default: a temporary one)")
+    .option("--timeout <seconds>", "kill the command's process tree after this long", parseIntOption("--timeout", 1, 86_400), 60)
+    .option("--memory <MiB>", "memory limit of the sandbox", parseIntOption("--memory", 32, 65_536))
+    .option("--disk <MiB>", "disk limit of the sandbox: MiB it may add to its workspace (default 1024)", parseIntOption("--disk", MIN_DISK_MIB, MAX_DISK_MIB))
+    .addOption(fileToolsOption())
+    .addOption(noDaemonOption())
+    .argument("<cmd...>", "command and arguments (put -- before them)")
+    .action(async (cmd: string[], flags: SandboxFlags & { timeout: number }) => {
+      const { signal, cleanup } = interruptible();
+      const sandbox = await Sandbox.create(sandboxOptions(flags, signal));
+      cleanup(() => sandbox.kill());
+      if (sandbox.info["via"] === "daemon") process.stderr.write(`luminaguard: via the daemon at ${String(sandbox.info["daemon"])} (sandbox ${sandbox.id}, ${sandbox.backend})\n`);
+      try {
+        const r = await sandbox.commands.run(cmd, {
+          timeoutMs: flags.timeout * 1000,
+          signal,
+          onStdout: (c) => process.stdout.write(c),
+          onStderr: (c) => process.stderr.write(c),
+        });
+        if (r.stdoutTruncated || r.stderrTruncated) process.stderr.write("luminaguard: output truncated at the output cap\n");
+        process.exitCode = r.exitCode ?? 128 + signalNumber(r.signal);
+      } finally {
+        await sandbox.kill();
+      }
+    });
+}
+
+function signalNumber(name: string | null): number {
+  const table: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15 };
+  return name ? (table[name] ?? 0) : 0;
+}

@@ -1,0 +1,46 @@
+// What exec and tool share: the sandbox flags, and Ctrl-C that tears the sandbox down before exiting.
+import { Option } from "commander";
+import { BACKEND_CHOICES, type BackendChoice } from "../runtime/backends.js";
+import type { Sandbox } from "../runtime/sandbox.js";
+import type { FileToolsMode } from "../sandbox/types.js";
+
+export const backendOption = (): Option =>
+  new Option("--backend <name>", "sandbox backend (auto = strongest isolation that works here)").choices([...BACKEND_CHOICES]).default("auto");
+
+export interface SandboxFlags {
+  backend: BackendChoice;
+  workspace?: string;
+  memory?: number;
+  disk?: number;
+  fileTools?: FileToolsMode;
+  /** false with --no-daemon: never use a running daemon. */
+  daemon?: boolean;
+}
+
+/** exec and tool: run in-process even when a daemon answers. */
+export const noDaemonOption = (): Option => new Option("--no-daemon", "run in-process even when a daemon (luminaguard serve) is running");
+
+export function sandboxOptions(flags: SandboxFlags, signal: AbortSignal): Parameters<typeof Sandbox.create>[0] {
+  return {
+    backend: flags.backend,
+    ...(flags.workspace !== undefined ? { workspace: flags.workspace } : {}),
+    ...(flags.memory !== undefined ? { memoryMiB: flags.memory } : {}),
+    ...(flags.disk !== undefined ? { diskMiB: flags.disk } : {}),
+    ...(flags.fileTools !== undefined ? { fileTools: flags.fileTools } : {}),
+    ...(flags.daemon === false ? { daemon: false } : {}),
+    signal,
+  };
+}
+
+/** Ctrl-C or SIGTERM: abort the work in progress, tear the sandbox down, then exit. */
+export function interruptible(): { signal: AbortSignal; cleanup: (fn: () => Promise<void>) => void } {
+  const controller = new AbortController();
+  let teardown: (() => Promise<void>) | undefined;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    controller.abort();
+    void (teardown?.() ?? Promise.resolve()).finally(() => process.exit(sig === "SIGINT" ? 130 : 143));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  return { signal: controller.signal, cleanup: (fn) => (teardown = fn) };
+}

@@ -1,0 +1,236 @@
+// A multiplexed request/response client over one byte stream to a guest agent; every guest byte is checked.
+import type { Readable, Writable } from "node:stream";
+import { onAbort } from "../util/abort.js";
+import {
+  GuestChannelLostError,
+  GuestProtocolError,
+  LuminaGuardError,
+  ToolTimeoutError,
+  isErrorCode,
+} from "../errors.js";
+import {
+  FrameDecoder,
+  PROTOCOL_VERSION,
+  encodeFrame,
+  guestMessageSchema,
+  resultSchemas,
+  type GuestOp,
+  type GuestResult,
+} from "./messages.js";
+
+interface ChannelTransport {
+  input: Readable;
+  output: Writable;
+}
+
+export interface RequestOptions {
+  /** Host-side deadline: a guest that has not answered by then is declared lost and killed. */
+  deadlineMs?: number;
+  signal?: AbortSignal;
+  onEvent?: (stream: "stdout" | "stderr", data: Buffer) => void;
+  /** Bytes per stream the guest may send for this request before it counts as a flood. */
+  maxStreamBytes?: number;
+}
+
+interface Pending {
+  op: GuestOp;
+  resolve: (value: unknown) => void;
+  reject: (err: LuminaGuardError) => void;
+  onEvent: RequestOptions["onEvent"];
+  maxStreamBytes: number;
+  streamed: { stdout: number; stderr: number };
+  timer: NodeJS.Timeout | undefined;
+  /** Set when the host gave up on the request (abort): a late answer is dropped, not an error. */
+  abandoned: boolean;
+}
+
+const STREAM_SLACK_BYTES = 256 * 1024;
+const DEFAULT_DEADLINE_MS = 120_000;
+
+export class GuestChannel {
+  private readonly decoder = new FrameDecoder();
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private failure: LuminaGuardError | undefined;
+
+  /**
+   * @param onFatal called once when the channel dies (EOF, violation, deadline): the owner must
+   *   kill the guest, since a guest that broke the protocol is never trusted again.
+   */
+  constructor(
+    private readonly transport: ChannelTransport,
+    private readonly onFatal: (err: LuminaGuardError) => void,
+  ) {
+    transport.input.on("data", (chunk: Buffer) => this.onData(chunk));
+    transport.input.on("end", () => this.fail(new GuestChannelLostError("guest closed the channel")));
+    transport.input.on("close", () => this.fail(new GuestChannelLostError("guest channel closed")));
+    transport.input.on("error", (err) => this.fail(new GuestChannelLostError(`guest channel error: ${err.message}`, { cause: err })));
+    transport.output.on("error", (err) => this.fail(new GuestChannelLostError(`guest channel error: ${err.message}`, { cause: err })));
+  }
+
+  get closed(): boolean {
+    return this.failure !== undefined;
+  }
+
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  request<Op extends GuestOp>(op: Op, args: Record<string, unknown>, options: RequestOptions = {}): Promise<GuestResult<Op>> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (options.signal?.aborted) return Promise.reject(new LuminaGuardError("CANCELLED", `${op} cancelled before it started`));
+    const id = this.allocateId();
+    return new Promise<GuestResult<Op>>((resolve, reject) => {
+      const entry: Pending = {
+        op,
+        resolve: resolve as (v: unknown) => void,
+        reject,
+        onEvent: options.onEvent,
+        maxStreamBytes: (options.maxStreamBytes ?? 0) + STREAM_SLACK_BYTES,
+        streamed: { stdout: 0, stderr: 0 },
+        timer: undefined,
+        abandoned: false,
+      };
+      const deadline = options.deadlineMs ?? DEFAULT_DEADLINE_MS;
+      entry.timer = setTimeout(() => {
+        this.fail(new GuestChannelLostError(`guest did not answer ${op} within ${deadline} ms`, { details: { op, deadlineMs: deadline } }));
+      }, deadline);
+      entry.timer.unref?.();
+      onAbort(options.signal, () => {
+        if (!this.pending.has(id) || entry.abandoned) return;
+        entry.abandoned = true;
+        if (entry.timer) clearTimeout(entry.timer);
+        // Give the guest a bounded time to acknowledge, then forget the id.
+        entry.timer = setTimeout(() => this.pending.delete(id), 30_000);
+        entry.timer.unref?.();
+        void this.request("cancel", { target: id }, { deadlineMs: 30_000 }).catch(() => undefined);
+        reject(new LuminaGuardError("CANCELLED", `${op} cancelled`));
+      });
+      this.pending.set(id, entry);
+      this.send({ id, op, args });
+    });
+  }
+
+  /** Sends `hello` every `intervalMs` until one is answered: bytes sent before a restored VM runs can be lost. */
+  async handshake(timeoutMs: number, intervalMs = 10): Promise<GuestResult<"hello">> {
+    const started = Date.now();
+    let lastError: unknown;
+    return await new Promise<GuestResult<"hello">>((resolve, reject) => {
+      let done = false;
+      const finish = (fn: () => void): void => {
+        if (done) return;
+        done = true;
+        clearInterval(timer);
+        fn();
+      };
+      const attempt = (): void => {
+        if (Date.now() - started > timeoutMs) {
+          finish(() => reject(new GuestChannelLostError(`guest agent did not answer hello within ${timeoutMs} ms`, { cause: lastError })));
+          return;
+        }
+        this.request("hello", { v: PROTOCOL_VERSION }, { deadlineMs: timeoutMs + 1000 }).then(
+          (r) => finish(() => resolve(r)),
+          (err: unknown) => {
+            lastError = err;
+            if (this.failure) finish(() => reject(this.failure));
+          },
+        );
+      };
+      const timer = setInterval(attempt, intervalMs);
+      attempt();
+    });
+  }
+
+  /** Rejects everything in flight with `err` and stops reading. Idempotent. */
+  fail(err: LuminaGuardError): void {
+    if (this.failure) return;
+    this.failure = err;
+    for (const [id, entry] of this.pending) {
+      if (entry.timer) clearTimeout(entry.timer);
+      if (!entry.abandoned) entry.reject(err);
+      this.pending.delete(id);
+    }
+    this.transport.input.removeAllListeners("data");
+    this.transport.input.on("error", () => undefined);
+    this.transport.output.on("error", () => undefined);
+    this.onFatal(err);
+  }
+
+  private allocateId(): number {
+    for (;;) {
+      const id = this.nextId;
+      this.nextId = this.nextId >= 0xfffffffe ? 1 : this.nextId + 1;
+      if (!this.pending.has(id)) return id;
+    }
+  }
+
+  private send(message: unknown): void {
+    try {
+      this.transport.output.write(encodeFrame(message));
+    } catch (err) {
+      this.fail(new GuestChannelLostError(`cannot write to guest: ${(err as Error).message}`, { cause: err }));
+    }
+  }
+
+  private onData(chunk: Buffer): void {
+    let frames: Buffer[];
+    try {
+      frames = this.decoder.push(chunk);
+    } catch (err) {
+      this.fail(new GuestProtocolError((err as Error).message));
+      return;
+    }
+    for (const frame of frames) {
+      if (this.failure) return;
+      this.onFrame(frame);
+    }
+  }
+
+  private onFrame(frame: Buffer): void {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(frame.toString("utf8"));
+    } catch {
+      this.fail(new GuestProtocolError("guest sent a frame that is not JSON"));
+      return;
+    }
+    const checked = guestMessageSchema.safeParse(parsed);
+    if (!checked.success) {
+      this.fail(new GuestProtocolError(`guest sent a malformed message: ${checked.error.issues[0]?.message ?? "invalid"}`));
+      return;
+    }
+    const message = checked.data;
+    const entry = this.pending.get(message.id);
+    if (!entry) {
+      this.fail(new GuestProtocolError(`guest answered request ${message.id}, which is not in flight`));
+      return;
+    }
+    if ("event" in message) {
+      const data = Buffer.from(message.data, "base64");
+      entry.streamed[message.event] += data.length;
+      if (entry.streamed[message.event] > entry.maxStreamBytes) {
+        this.fail(new GuestProtocolError(`guest flooded ${message.event} past ${entry.maxStreamBytes} bytes`));
+        return;
+      }
+      if (!entry.abandoned) entry.onEvent?.(message.event, data);
+      return;
+    }
+    this.pending.delete(message.id);
+    if (entry.timer) clearTimeout(entry.timer);
+    if (entry.abandoned) return;
+    if (message.ok) {
+      const result = resultSchemas[entry.op].safeParse(message.result);
+      if (!result.success) {
+        this.fail(new GuestProtocolError(`guest sent an invalid ${entry.op} result: ${result.error.issues[0]?.message ?? "invalid"}`));
+        entry.reject(this.failure as LuminaGuardError);
+        return;
+      }
+      entry.resolve(result.data);
+    } else {
+      const { code, message: text, errno } = message.error;
+      const details = errno === undefined ? {} : { errno };
+      if (code === "TOOL_TIMEOUT") entry.reject(new ToolTimeoutError(text, { details }));
+      else entry.reject(new LuminaGuardError(isErrorCode(code) ? code : "IO_ERROR", text, { details: { ...details, guestCode: code } }));
+    }
+  }
+}

@@ -1,0 +1,106 @@
+// The host's /proc as the runtime reads it: one process's stat and status, the process tree. Every reader
+// returns nothing for a process that is gone: a pid may exit between listing /proc and reading it.
+import { readFileSync, readdirSync } from "node:fs";
+
+interface ProcStat {
+  pid: number;
+  /** Field 2 without its parentheses; it may itself contain spaces and parentheses. */
+  comm: string;
+  /** Field 3: R, S, D, Z (zombie), T, ... */
+  state: string;
+  ppid: number;
+  /** Field 22, in clock ticks since boot: tells a pid apart from a later process that reused it. */
+  startTime: string;
+}
+
+/** /proc/PID/stat, or undefined when the process is gone. */
+export function procStat(pid: number): ProcStat | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return undefined;
+  }
+  // The command name may contain spaces and parentheses: the fields after it start after the last ')'.
+  const close = text.lastIndexOf(")");
+  const fields = text.slice(close + 2).split(" ");
+  return { pid, comm: text.slice(text.indexOf("(") + 1, close), state: fields[0] ?? "", ppid: Number(fields[1]), startTime: fields[19] ?? "" };
+}
+
+/** True while `pid` exists and is not a zombie (a zombie has already exited and holds nothing but its pid). */
+export function pidAlive(pid: number): boolean {
+  const s = procStat(pid);
+  return s !== undefined && s.state !== "Z";
+}
+
+/** The start time of a live (not zombie) process, or undefined. */
+export function liveStartTime(pid: number): string | undefined {
+  const s = procStat(pid);
+  return s && s.state !== "Z" ? s.startTime : undefined;
+}
+
+/** The pids /proc lists now ([] where there is no /proc). */
+export function listPids(): number[] {
+  let names: string[];
+  try {
+    names = readdirSync("/proc");
+  } catch {
+    return [];
+  }
+  return names.filter((n) => /^\d+$/.test(n)).map(Number);
+}
+
+/** Each parent pid → its children, from one pass over /proc. */
+export function childrenByParent(): Map<number, number[]> {
+  const children = new Map<number, number[]>();
+  for (const pid of listPids()) {
+    const s = procStat(pid);
+    if (!s) continue;
+    const list = children.get(s.ppid);
+    if (list) list.push(pid);
+    else children.set(s.ppid, [pid]);
+  }
+  return children;
+}
+
+/** Every descendant of `root` (children first, then theirs), by the ppid links in /proc. */
+export function descendants(root: number): number[] {
+  const children = childrenByParent();
+  const out: number[] = [];
+  for (let i = -1; i < out.length; i++) {
+    for (const c of children.get(i < 0 ? root : (out[i] as number)) ?? []) out.push(c);
+  }
+  return out;
+}
+
+/** The parent, grandparent, ... of `pid` up to (not including) init, at most `limit` of them. */
+export function ancestors(pid: number, limit = 64): number[] {
+  const out: number[] = [];
+  for (let p = procStat(pid)?.ppid; p !== undefined && p > 1 && out.length < limit; p = procStat(p)?.ppid) out.push(p);
+  return out;
+}
+
+/** /proc/PID/cmdline with its NUL separators as spaces, or undefined when the process is gone. */
+export function cmdline(pid: number): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ").trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** /proc/PID/status as field → value ("Uid" → "0\t0\t0\t0"), or undefined when the process is gone. */
+export function procStatus(pid: number): Record<string, string> | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/status`, "utf8");
+  } catch {
+    return undefined;
+  }
+  const out: Record<string, string> = {};
+  for (const line of text.split("\n")) {
+    const i = line.indexOf(":");
+    if (i > 0) out[line.slice(0, i)] = line.slice(i + 1).trim();
+  }
+  return out;
+}

@@ -1,0 +1,43 @@
+// `luminaguard bench` end to end on a real backend: JSON shape, stored run, criteria, no leftovers.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { unavailable } from "../fixtures.js";
+
+const MAIN = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
+
+test("bench spawn --json prints one result object and stores it under the metrics dir", { skip: await unavailable("namespace") }, (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "lg-metrics-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const r = spawnSync(process.execPath, [MAIN, "bench", "spawn", "--backend", "namespace", "--runs", "5", "--json"], {
+    encoding: "utf8",
+    timeout: 120_000,
+    env: { ...process.env, LUMINAGUARD_METRICS_DIR: dir },
+  });
+  assert.equal(r.status, 0, r.stderr);
+  const run = JSON.parse(r.stdout) as {
+    scenario: string;
+    backend: string;
+    commit: string;
+    machine: { cpus: number };
+    metrics: Record<string, { unit: string; n: number; p50: number; p95: number }>;
+    criteria: Array<{ name: string; source: string; pass: boolean | null }>;
+    samples?: unknown;
+  };
+  assert.equal(run.scenario, "spawn");
+  assert.equal(run.backend, "namespace");
+  assert.ok(run.machine.cpus >= 1);
+  for (const m of ["spawn_ms", "handout_ms", "spawn_first_call_ms", "baseline_bwrap_true_ms", "baseline_process_spawn_ms"]) {
+    assert.equal(run.metrics[m]?.n, 5, `${m} has 5 samples`);
+    assert.ok((run.metrics[m]?.p50 ?? 0) > 0);
+  }
+  assert.ok(run.criteria.some((c) => c.source === "phase3"), "the Phase 3 targets are evaluated");
+  assert.equal(run.samples, undefined, "--json leaves raw samples out");
+  const stored = readdirSync(join(dir, "spawn"));
+  assert.equal(stored.length, 1);
+  assert.match(stored[0] ?? "", /\.json$/);
+});

@@ -1,0 +1,87 @@
+// The luminaguard command as a user runs it: real process, real sandboxes, exit codes and output.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { BACKENDS, tempWorkspace, unavailable } from "../fixtures.js";
+
+const MAIN = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
+
+function cli(args: string[], input?: string): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: "utf8", timeout: 120_000, ...(input !== undefined ? { input } : {}) });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+test("doctor --json reports both backends, the accelerator and what auto picks", () => {
+  const r = cli(["doctor", "--json"]);
+  const report = JSON.parse(r.stdout) as { backends: Array<{ backend: string; available: boolean; details: Record<string, unknown> }>; auto: string | null };
+  assert.deepEqual(report.backends.map((b) => b.backend), ["microvm", "namespace"]);
+  const ns = report.backends.find((b) => b.backend === "namespace");
+  assert.equal(ns?.details["sharesHostKernel"], true, "doctor says the namespace backend shares the host kernel");
+  const vm = report.backends.find((b) => b.backend === "microvm");
+  if (vm?.available) {
+    assert.match(String(vm.details["accel"]), /^(kvm|tcg)$/);
+    assert.equal(report.auto, "microvm", "auto picks the strongest isolation that works");
+  }
+  assert.equal(r.code, report.auto ? 0 : 1);
+});
+
+test("bad usage gets a clear error and exit code 2", () => {
+  const badJson = cli(["tool", "read_file", "--args", "{nope", "--backend", "namespace"]);
+  assert.equal(badJson.code, 2);
+  assert.match(badJson.stderr, /INVALID_ARGUMENT.*not valid JSON/);
+  const unknown = cli(["tool", "rm_rf", "--args", "{}"]);
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.stderr, /unknown tool "rm_rf"/);
+  const badBackend = cli(["exec", "--backend", "docker", "--", "true"]);
+  assert.notEqual(badBackend.code, 0);
+  assert.match(badBackend.stderr, /docker.*invalid|Allowed choices/i);
+  const badTimeout = cli(["exec", "--timeout", "0", "--", "true"]);
+  assert.equal(badTimeout.code, 2);
+  // A workspace that may not be shared is the caller's mistake too, not LuminaGuard's failure (125).
+  const forbidden = cli(["exec", "--backend", "namespace", "--workspace", "/etc/ssh", "--", "true"]);
+  assert.equal(forbidden.code, 2, forbidden.stderr);
+  assert.match(forbidden.stderr, /WORKSPACE_FORBIDDEN/);
+});
+
+for (const backend of BACKENDS) {
+  describe(`cli on ${backend}`, async () => {
+    const skip = await unavailable(backend);
+
+    test("exec streams output and exits with the command's exit code", { skip }, () => {
+      const ws = tempWorkspace();
+      try {
+        writeFileSync(join(ws.dir, "in.txt"), "workspace file\n");
+        const r = cli(["exec", "--backend", backend, "--workspace", ws.dir, "--", "sh", "-c", "cat in.txt; echo oops >&2; echo made > out.txt; exit 7"]);
+        assert.equal(r.code, 7);
+        assert.equal(r.stdout, "workspace file\n");
+        assert.match(r.stderr, /oops/);
+        assert.equal(readFileSync(join(ws.dir, "out.txt"), "utf8"), "made\n");
+        const timeout = cli(["exec", "--backend", backend, "--timeout", "1", "--", "sleep", "30"]);
+        assert.equal(timeout.code, 124);
+        assert.match(timeout.stderr, /TOOL_TIMEOUT/);
+      } finally {
+        ws.remove();
+      }
+    });
+
+    test("tool prints a JSON result, and a path escape is an error with its code", { skip }, () => {
+      const ws = tempWorkspace();
+      try {
+        writeFileSync(join(ws.dir, "a.txt"), "alpha\n");
+        const r = cli(["tool", "read_file", "--backend", backend, "--workspace", ws.dir, "--args", '{"path":"a.txt"}']);
+        assert.equal(r.code, 0, r.stderr);
+        const result = JSON.parse(r.stdout) as { content: string; encoding: string };
+        assert.equal(result.content, "alpha\n");
+        assert.equal(result.encoding, "utf8");
+        const escape = cli(["tool", "read_file", "--backend", backend, "--workspace", ws.dir, "--args", '{"path":"../../etc/passwd"}']);
+        assert.equal(escape.code, 125);
+        assert.match(escape.stderr, /PATH_ESCAPE/);
+      } finally {
+        ws.remove();
+      }
+    });
+  });
+}
