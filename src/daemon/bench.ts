@@ -76,7 +76,7 @@ export async function benchDaemon(o: DaemonBenchOptions): Promise<DaemonBenchRes
   mkdirSync(run, { mode: 0o700 });
   mkdirSync(home, { mode: 0o700 });
   const socket = join(root, "d.sock");
-  const env = { ...process.env, LUMINAGUARD_RUN: run, LUMINAGUARD_HOME: home };
+  const env = { ...process.env, LUMINAGUARD_RUN: run, LUMINAGUARD_HOME: home, LUMINAGUARD_DAEMON: "" };
   const other = o.backend === "namespace" ? "microvm" : "namespace";
   const daemon = spawn(process.execPath, [MAIN, "serve", "--socket", socket, `--${o.backend}-pool`, "2:8", `--${other}-pool`, "0", "--no-recover"], {
     env,

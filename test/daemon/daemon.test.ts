@@ -282,7 +282,7 @@ describe("daemon", async () => {
   });
 
   test("exec and tool go through the daemon and say so; --no-daemon stays in-process", { skip }, () => {
-    const env = { ...process.env, LUMINAGUARD_SOCKET: d.socket, LUMINAGUARD_RUN: d.run, LUMINAGUARD_HOME: d.home };
+    const env = { ...process.env, LUMINAGUARD_SOCKET: d.socket, LUMINAGUARD_RUN: d.run, LUMINAGUARD_HOME: d.home, LUMINAGUARD_DAEMON: "" };
     const viaDaemon = spawnSync(process.execPath, [MAIN, "exec", "--backend", "namespace", "--", "sh", "-c", "echo hi; exit 4"], { env, encoding: "utf8", timeout: 60_000 });
     assert.equal(viaDaemon.status, 4);
     assert.equal(viaDaemon.stdout, "hi\n");
