@@ -24,6 +24,37 @@ function hasPromtool(): boolean {
   return spawnSync("promtool", ["--version"], { stdio: "ignore" }).status === 0;
 }
 
+test("without a daemon, Sandbox.create runs in-process; { daemon: true } is DAEMON_UNAVAILABLE", async (t) => {
+  const skip = await unavailable("namespace");
+  if (skip) return void t.skip(skip);
+  const dirs = daemonDirs();
+  const saved = { socket: process.env["LUMINAGUARD_SOCKET"], daemon: process.env["LUMINAGUARD_DAEMON"] };
+  // The test runner turns the daemon off for the other suites; this test is about looking for one.
+  delete process.env["LUMINAGUARD_DAEMON"];
+  t.after(() => {
+    for (const [k, v] of [["LUMINAGUARD_SOCKET", saved.socket], ["LUMINAGUARD_DAEMON", saved.daemon]] as const) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+    dirs.remove();
+  });
+  // Nothing at the path, then a dead daemon's socket (a file nobody listens on).
+  process.env["LUMINAGUARD_SOCKET"] = dirs.socket;
+  const a = await Sandbox.create({ backend: "namespace" });
+  t.after(() => a.kill());
+  assert.equal(a.info["via"], undefined, "no daemon: in-process");
+  assert.ok(a instanceof Sandbox);
+  // A process that listens and is SIGKILLed leaves its socket file with nobody behind it.
+  const stalePath = join(dirs.root, "stale.sock");
+  spawnSync(process.execPath, ["-e", "require('net').createServer().listen(process.argv[1], () => process.kill(process.pid, 'SIGKILL'))", stalePath]);
+  assert.ok(lstatSync(stalePath).isSocket());
+  process.env["LUMINAGUARD_SOCKET"] = stalePath;
+  const b = await Sandbox.create({ backend: "namespace" });
+  t.after(() => b.kill());
+  assert.equal(b.info["via"], undefined, "a dead daemon's socket: in-process");
+  await rejectsWith(Sandbox.create({ backend: "namespace", daemon: true }), "DAEMON_UNAVAILABLE");
+});
+
 describe("daemon", async () => {
   const skip = await unavailable("namespace");
   let d: TestDaemon;
@@ -320,6 +351,17 @@ describe("daemon", async () => {
     }
     const check = spawnSync("promtool", ["check", "metrics"], { input: text, encoding: "utf8" });
     assert.equal(check.status, 0, `promtool check metrics: ${check.stdout}${check.stderr}`);
+  });
+
+  test("a sandbox's lifetime (timeoutMs) ends in the daemon", { skip }, async () => {
+    const c = await http(d, "POST", "/v1/sandboxes", { backend: "namespace", timeoutMs: 300 });
+    assert.equal(c.status, 201);
+    const { id, workspace, expiresAt } = c.json() as { id: string; workspace: string; expiresAt?: string };
+    assert.ok(expiresAt);
+    await new Promise((r) => setTimeout(r, 800));
+    const r = await http(d, "POST", `/v1/sandboxes/${id}/tools/list_directory`, {});
+    assert.equal(r.status, 404);
+    assert.equal(existsSync(workspace), false, "destroyed with its workspace");
   });
 
   test("a micro-VM through the daemon", async (t) => {
