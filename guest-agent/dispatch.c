@@ -1,6 +1,7 @@
 /* lg-agent: routing each request frame to its op handler, and the one-answer-per-request backstop. */
 #define _GNU_SOURCE
 #include "dispatch.h"
+#include "sys.h"
 
 #include <string.h>
 #include <unistd.h>
@@ -34,21 +35,23 @@ static void op_shutdown(req_t *r)
 	shutdown_requested = true;
 }
 
-/* `answers_later`: the op may return before its answer, which it sends when the work is done. */
+/* `answers_later`: the op may return before its answer, which it sends when the work is done.
+ * `uses_workspace`: a lazy workspace mount (sys.c) is made before the op runs. */
 static const struct {
 	const char *name;
 	void (*fn)(req_t *);
 	bool answers_later;
+	bool uses_workspace;
 } ops[] = {
-	{"hello", op_hello, false},
-	{"init", op_init, false},
-	{"read_file", op_read_file, false},
-	{"write_file", op_write_file, false},
-	{"list_directory", op_list_directory, false},
-	{"search", op_search, false},
-	{"execute_command", op_execute_command, true},
-	{"cancel", op_cancel, false},
-	{"shutdown", op_shutdown, false},
+	{"hello", op_hello, false, false},
+	{"init", op_init, false, false},
+	{"read_file", op_read_file, false, true},
+	{"write_file", op_write_file, false, true},
+	{"list_directory", op_list_directory, false, true},
+	{"search", op_search, false, true},
+	{"execute_command", op_execute_command, true, true},
+	{"cancel", op_cancel, false, false},
+	{"shutdown", op_shutdown, false, false},
 };
 
 static bool files_only;
@@ -97,6 +100,8 @@ static void handle_frame(char *body, size_t len)
 		} else if (files_only && ops[i].fn == op_execute_command) {
 			/* The jail beside a VM runs no code of the sandbox's, whatever the host asks. */
 			reply_error(r.id, "POLICY_DENIED", 0, "this agent serves the file tools only; commands run in the VM");
+		} else if (ops[i].uses_workspace && !sys_workspace_ready(r.id)) {
+			/* answered: the lazy workspace mount failed */
 		} else {
 			uint64_t before = answers_sent();
 			ops[i].fn(&r);

@@ -32,6 +32,7 @@
 
 static bool init_mode; /* PID 1 of the micro-VM: owns mounts, clock, hostname, power */
 static bool mounted;   /* the workspace's 9p mount is in place */
+static char pending_tag[256]; /* a lazy mount's 9p tag, mounted before the first op that needs it */
 
 void sys_set_init(bool on) { init_mode = on; }
 bool sys_is_init(void) { return init_mode; }
@@ -180,6 +181,7 @@ void op_init(req_t *r)
 		reply_error(r->id, "INVALID_ARGUMENT", 0, "commandUid/commandGid need the agent to run as root");
 		return;
 	}
+	bool lazy = false;
 	if (mount_n) {
 		const jnode *t = json_get(r->doc, mount_n, "tag");
 		if (!t || t->type != J_STR || t->len == 0 || t->len > 255 || memchr(t->str, 0, t->len)) {
@@ -187,6 +189,12 @@ void op_init(req_t *r)
 			return;
 		}
 		tag = t->str;
+		const jnode *l = json_get(r->doc, mount_n, "lazy");
+		if (l && l->type != J_BOOL) {
+			reply_error(r->id, "INVALID_ARGUMENT", 0, "args.mount.lazy must be a boolean");
+			return;
+		}
+		lazy = l && l->boolean;
 	}
 	if (seed_len == 0 || seed_len > SEED_MAX) {
 		reply_error(r->id, "INVALID_ARGUMENT", 0, "args.seed must hold 1 to %d bytes", SEED_MAX);
@@ -219,21 +227,30 @@ void op_init(req_t *r)
 		clock_settime(CLOCK_REALTIME, &ts);
 		sethostname(id, strlen(id));
 	}
-	if (tag) {
-		if (mounted) {
-			reply_empty(r->id); /* a repeated init (the host retried) must not stack mounts */
+	if (tag && !mounted) {
+		/* A lazy mount waits for the first op that uses the workspace here (the file tools may be
+		 * served beside the VM): the mount, heavy under TCG, leaves the restore path. */
+		snprintf(pending_tag, sizeof pending_tag, "%s", tag);
+		if (!lazy && !sys_workspace_ready(r->id))
 			return;
-		}
-		mkdir(confine_root(), 0755);
-		/* nosuid: a set-id file in the workspace (the host's, or one a command made) must not lift a
-		 * command back to root; nodev: nor may a device node there open the VM's hardware. */
-		if (mount(tag, confine_root(), "9p", MS_NOSUID | MS_NODEV, "trans=virtio,version=9p2000.L,msize=524288,cache=none") < 0) {
-			int e = errno;
-			reply_error(r->id, "IO_ERROR", e, "mount 9p %.64s on %s: %s", tag, confine_root(), strerror(e));
-			return;
-		}
-		mounted = true;
-		confine_reopen_root();
 	}
 	reply_empty(r->id);
+}
+
+bool sys_workspace_ready(uint32_t req_id)
+{
+	if (mounted || pending_tag[0] == 0)
+		return true;
+	mkdir(confine_root(), 0755);
+	/* nosuid: a set-id file in the workspace (the host's, or one a command made) must not lift a
+	 * command back to root; nodev: nor may a device node there open the VM's hardware. */
+	if (mount(pending_tag, confine_root(), "9p", MS_NOSUID | MS_NODEV, "trans=virtio,version=9p2000.L,msize=524288,cache=none") < 0) {
+		int e = errno;
+		reply_error(req_id, "IO_ERROR", e, "mount 9p %.64s on %s: %s", pending_tag, confine_root(), strerror(e));
+		return false;
+	}
+	mounted = true;
+	pending_tag[0] = 0;
+	confine_reopen_root();
+	return true;
 }

@@ -3,6 +3,7 @@
 #define LG_SYS_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 /* Whether the agent acts as the VM's init (PID 1, or --init): set once by main from its arguments. */
 void sys_set_init(bool on);
@@ -12,6 +13,9 @@ void sys_early_init(void);
 /* Keeps fds 0-2 open (to /dev/null at worst) so later pipes never land on them. */
 void sys_ensure_std_fds(void);
 void sys_protect_from_oom(void);
+/* Mounts a workspace that init left pending (a lazy mount) before an op that uses it; on failure answers
+ * request `req_id` with the error and returns false. True at once when there is nothing to mount. */
+bool sys_workspace_ready(uint32_t req_id);
 /* Syncs, then powers off (PID 1) or exits with `code`. */
 __attribute__((noreturn)) void sys_exit(int code);
 

@@ -81,6 +81,10 @@ export async function spawnScenario(rec: Recorder, o: ScenarioOptions): Promise<
     const [handle, ms] = await time(() => backend.spawn({ id: `bench-${i}`, workspace: ws.dir, memoryMiB: 256, pidsMax: 256, vcpus: 1 }));
     if (handle.info["restoreFallback"]) rec.notes.push(`restore fell back to a cold boot: ${String(handle.info["restoreFallback"])}`);
     rec.add(direct, "ms", ms);
+    // Where a restore's time goes: QEMU start, QMP, migration load, cont, guest hello, init (9p mount, reseed, clock).
+    for (const [key, value] of Object.entries(handle.info)) {
+      if (key.startsWith("phaseMs.") && typeof value === "number") rec.add(`${direct === "restore_ms" ? "restore" : "spawn"}_phase_ms.${key.slice(8)}`, "ms", value);
+    }
     const [, first] = await time(() => handle.channel.request("execute_command", { argv: ["true"], timeoutMs: 10_000, maxOutputBytes: 1024 }));
     rec.add("spawn_first_call_drained_ms", "ms", ms + first);
     await handle.destroy();

@@ -6,6 +6,8 @@ import { cacheDir } from "../paths.js";
 import { hashInputs, listFiles } from "../util/hash.js";
 import { packageRoot } from "../util/pkg.js";
 import { run } from "../util/proc.js";
+import { findOnPath, memoized } from "../util/memo.js";
+import { z } from "zod";
 
 export interface AgentBuild {
   path: string;
@@ -23,14 +25,19 @@ function agentSources(): string[] {
   return listFiles(agentSourceDir()).filter((f) => !f.startsWith(`${tests}/`));
 }
 
+/**
+ * The compiler build.sh uses, by its version line: part of the agent's key. Found by stat along PATH
+ * and remembered per compiler binary (util/memo.ts), so no compiler runs on a command's path, and a
+ * built agent is still found after its compiler was removed.
+ */
 async function compilerId(): Promise<string> {
   for (const cc of ["musl-gcc", "gcc"]) {
-    try {
-      const r = await run([cc, "--version"], { timeoutMs: 10_000 });
-      if (r.code === 0) return `${cc}:${r.stdout.split("\n")[0] ?? ""}`;
-    } catch {
-      /* try the next */
-    }
+    const id = await memoized(`compiler-${cc}`, z.string(), findOnPath(cc), async (path) => {
+      const r = await run([path, "--version"], { timeoutMs: 10_000 });
+      if (r.code !== 0) throw new LuminaGuardError("IMAGE_BUILD_FAILED", `${cc} --version failed: ${r.stderr.trim()}`);
+      return `${cc}:${r.stdout.split("\n")[0] ?? ""}`;
+    }).catch(() => undefined);
+    if (id !== undefined) return id;
   }
   throw new LuminaGuardError("IMAGE_BUILD_FAILED", "no C compiler found: install musl-tools (apt-get install musl-tools) or gcc");
 }

@@ -7,6 +7,7 @@ import { log } from "../log.js";
 import { cacheDir } from "../paths.js";
 import { hashInputs } from "../util/hash.js";
 import { run } from "../util/proc.js";
+import { memoized } from "../util/memo.js";
 import { agentHash, ensureAgent } from "./agent.js";
 import { DEBIAN_KERNEL_META_PACKAGE, debianKernelHash, ensureDebianKernel, resolveDebianKernelPackage, type DebianPackage } from "./debian.js";
 import { buildInitramfs } from "./initramfs.js";
@@ -63,17 +64,21 @@ export function imageBuildCommand(kind: KernelKind): string {
   return kind === "debian" ? "luminaguard image build --kernel debian" : "luminaguard image build";
 }
 
+const busyboxFacts = z.object({ id: z.string(), applets: z.array(z.string()) });
+
+/** busybox's content hash and applets, remembered per busybox binary (no process on a command's path). */
 async function busyboxIdentity(): Promise<{ id: string; applets: string[] }> {
-  if (!existsSync(BUSYBOX_PATH)) {
-    throw new LuminaGuardError("IMAGE_BUILD_FAILED", `${BUSYBOX_PATH} not found: apt-get install busybox-static`);
-  }
-  const r = await run([BUSYBOX_PATH, "--list"], { timeoutMs: 10_000 });
-  if (r.code !== 0) throw new LuminaGuardError("IMAGE_BUILD_FAILED", `${BUSYBOX_PATH} --list failed: ${r.stderr}`);
-  const file = await run(["file", "-b", BUSYBOX_PATH], { timeoutMs: 10_000 }).catch(() => undefined);
-  if (file?.code === 0 && !file.stdout.includes("statically linked")) {
-    throw new LuminaGuardError("IMAGE_BUILD_FAILED", `${BUSYBOX_PATH} is not statically linked: apt-get install busybox-static`);
-  }
-  return { id: hashInputs([BUSYBOX_PATH]).slice(0, 16), applets: r.stdout.split("\n").filter(Boolean) };
+  const facts = await memoized("busybox", busyboxFacts, existsSync(BUSYBOX_PATH) ? BUSYBOX_PATH : undefined, async () => {
+    const r = await run([BUSYBOX_PATH, "--list"], { timeoutMs: 10_000 });
+    if (r.code !== 0) throw new LuminaGuardError("IMAGE_BUILD_FAILED", `${BUSYBOX_PATH} --list failed: ${r.stderr}`);
+    const file = await run(["file", "-b", BUSYBOX_PATH], { timeoutMs: 10_000 }).catch(() => undefined);
+    if (file?.code === 0 && !file.stdout.includes("statically linked")) {
+      throw new LuminaGuardError("IMAGE_BUILD_FAILED", `${BUSYBOX_PATH} is not statically linked: apt-get install busybox-static`);
+    }
+    return { id: hashInputs([BUSYBOX_PATH]).slice(0, 16), applets: r.stdout.split("\n").filter(Boolean) };
+  });
+  if (!facts) throw new LuminaGuardError("IMAGE_BUILD_FAILED", `${BUSYBOX_PATH} not found: apt-get install busybox-static`);
+  return facts;
 }
 
 interface ImageIds {

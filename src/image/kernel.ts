@@ -7,6 +7,8 @@ import { cacheDir } from "../paths.js";
 import { hashInputs } from "../util/hash.js";
 import { packageRoot } from "../util/pkg.js";
 import { run } from "../util/proc.js";
+import { memoized } from "../util/memo.js";
+import { z } from "zod";
 
 const KERNEL_SOURCE_TARBALL = "/usr/src/linux-source-6.1.tar.xz";
 const BUILD_TIMEOUT_MS = 60 * 60 * 1000;
@@ -23,16 +25,20 @@ function requiredOptions(fragment: string): string[] {
     .filter((l) => /^CONFIG_[A-Z0-9_]+=y$/.test(l));
 }
 
+/** The kernel source's package version and size: part of the kernel's key, remembered per tarball (util/memo.ts). */
 async function sourceIdentity(): Promise<string> {
-  if (!existsSync(KERNEL_SOURCE_TARBALL)) {
+  const id = await memoized("linux-source", z.string(), existsSync(KERNEL_SOURCE_TARBALL) ? KERNEL_SOURCE_TARBALL : undefined, async () => {
+    const r = await run(["dpkg-query", "-W", "-f", "${Version}", "linux-source-6.1"], { timeoutMs: 10_000 }).catch(() => undefined);
+    const st = statSync(KERNEL_SOURCE_TARBALL);
+    return `linux-source-6.1:${r?.code === 0 ? r.stdout : "?"}:${st.size}`;
+  });
+  if (id === undefined) {
     throw new LuminaGuardError(
       "IMAGE_BUILD_FAILED",
       `kernel source ${KERNEL_SOURCE_TARBALL} not found: apt-get install linux-source-6.1 (or use --kernel debian)`,
     );
   }
-  const r = await run(["dpkg-query", "-W", "-f", "${Version}", "linux-source-6.1"], { timeoutMs: 10_000 }).catch(() => undefined);
-  const st = statSync(KERNEL_SOURCE_TARBALL);
-  return `linux-source-6.1:${r?.code === 0 ? r.stdout : "?"}:${st.size}`;
+  return id;
 }
 
 export async function minimalKernelHash(): Promise<string> {

@@ -31,7 +31,8 @@ export const initArgsSchema = z.strictObject({
   seed: b64,
   timeMs: z.number().nonnegative(),
   id: z.string().min(1).max(64),
-  mount: z.strictObject({ tag: z.string().min(1).max(255) }).optional(),
+  /** `lazy`: mount before the first op that uses the workspace in the VM, not during init. */
+  mount: z.strictObject({ tag: z.string().min(1).max(255), lazy: z.boolean().optional() }).optional(),
   diskMiB: positiveInt32.optional(),
   commandUid: positiveInt32.optional(),
   commandGid: positiveInt32.optional(),

@@ -209,7 +209,7 @@ async function receiveMigration(vm: VmProcess, start: (uri: string) => Promise<v
 }
 
 /** Streams a snapshot's device state into a VM started with `-incoming defer`, then resumes it. */
-export async function restoreInto(vm: VmProcess, snapshot: Snapshot, timeoutMs: number): Promise<void> {
+export async function restoreInto(vm: VmProcess, snapshot: Snapshot, timeoutMs: number): Promise<Record<string, number>> {
   const t0 = performance.now();
   const qmpSocket = await connectWhenReady(vm.qmpPath, vm, timeoutMs);
   const qmp = new QmpClient(qmpSocket);
@@ -226,7 +226,9 @@ export async function restoreInto(vm: VmProcess, snapshot: Snapshot, timeoutMs: 
     await pollMigration(qmp, vm, timeoutMs);
     const t2 = performance.now();
     await qmp.execute("cont");
-    log.debug({ qmpReadyMs: t1 - t0, migrateMs: t2 - t1, contMs: performance.now() - t2 }, "restore phases");
+    const phases = { qmp: t1 - t0, migrate: t2 - t1, cont: performance.now() - t2 };
+    log.debug(phases, "restore phases (ms)");
+    return phases;
   } catch (err) {
     // Said with QEMU's own words when it is the VMM that went away.
     const stderr = vmStderr(vm);

@@ -1,6 +1,8 @@
 // Proves, once per process, that bubblewrap can build the sandbox here: namespaces, uid map, seccomp.
 import { release } from "node:os";
 import { LuminaGuardError } from "../../errors.js";
+import { z } from "zod";
+import { findOnPath, memoized } from "../../util/memo.js";
 import { killGroup, run, spawnGroup } from "../../util/proc.js";
 import { SANDBOX_UID, isolationArgs, systemDirArgs } from "./bwrap.js";
 import { probeCgroups, type CgroupSupport } from "./cgroup.js";
@@ -41,12 +43,18 @@ function explain(stderr: string): string {
 }
 
 async function bwrapVersion(): Promise<BwrapProbe> {
+  const path = findOnPath("bwrap");
+  if (path === undefined) return { ok: false, reason: "bubblewrap not installed: apt-get install bubblewrap (or dnf install bubblewrap)" };
   try {
-    const r = await run(["bwrap", "--version"], { timeoutMs: TRIAL_TIMEOUT_MS });
-    if (r.code !== 0) return { ok: false, reason: `bwrap --version failed: ${r.stderr.trim()}` };
-    return { ok: true, version: r.stdout.trim().replace(/^bubblewrap\s+/, "") };
-  } catch {
-    return { ok: false, reason: "bubblewrap not installed: apt-get install bubblewrap (or dnf install bubblewrap)" };
+    // Remembered per bwrap binary (util/memo.ts): no version probe on a command's path.
+    const version = await memoized("bwrap-version", z.string(), path, async (bin) => {
+      const r = await run([bin, "--version"], { timeoutMs: TRIAL_TIMEOUT_MS });
+      if (r.code !== 0) throw new Error(`bwrap --version failed: ${r.stderr.trim()}`);
+      return r.stdout.trim().replace(/^bubblewrap\s+/, "");
+    });
+    return { ok: true, ...(version === undefined ? {} : { version }) };
+  } catch (err) {
+    return { ok: false, reason: (err as Error).message };
   }
 }
 

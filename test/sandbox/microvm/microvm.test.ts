@@ -4,14 +4,14 @@ import { existsSync, readdirSync, writeFileSync } from "node:fs";
 import { release } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { requireImage } from "../../src/image/build.js";
-import { getBackend } from "../../src/runtime/backends.js";
-import { MicroVmBackend } from "../../src/sandbox/microvm/backend.js";
-import { loadSnapshot } from "../../src/sandbox/microvm/snapshot.js";
-import { qemuVersion } from "../../src/sandbox/microvm/accel.js";
-import { runDir } from "../../src/paths.js";
-import { pidAlive } from "../../src/util/procfs.js";
-import { sandboxFor, tempWorkspace, unavailable, waitFor } from "../fixtures.js";
+import { requireImage } from "../../../src/image/build.js";
+import { getBackend } from "../../../src/runtime/backends.js";
+import { MicroVmBackend } from "../../../src/sandbox/microvm/backend.js";
+import { loadSnapshot } from "../../../src/sandbox/microvm/snapshot.js";
+import { qemuVersion } from "../../../src/sandbox/microvm/accel.js";
+import { runDir } from "../../../src/paths.js";
+import { pidAlive } from "../../../src/util/procfs.js";
+import { sandboxFor, tempWorkspace, unavailable, waitFor } from "../../fixtures.js";
 
 describe("microvm backend", async () => {
   const skip = await unavailable("microvm");

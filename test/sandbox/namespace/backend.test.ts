@@ -6,11 +6,11 @@ import { connect, createServer, type Server, type Socket } from "node:net";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { LuminaGuardError } from "../../src/errors.js";
-import { NamespaceBackend } from "../../src/sandbox/namespace/backend.js";
-import { probeCgroups } from "../../src/sandbox/namespace/cgroup.js";
-import type { SandboxHandle, SandboxSpec } from "../../src/sandbox/types.js";
-import { cmdline } from "../../src/util/procfs.js";
+import { LuminaGuardError } from "../../../src/errors.js";
+import { NamespaceBackend } from "../../../src/sandbox/namespace/backend.js";
+import { probeCgroups } from "../../../src/sandbox/namespace/cgroup.js";
+import type { SandboxHandle, SandboxSpec } from "../../../src/sandbox/types.js";
+import { cmdline } from "../../../src/util/procfs.js";
 import { alive, namespaceSkip, noneExist, tempDir, uniqueId, waitFor } from "./helpers.js";
 
 const backend = new NamespaceBackend();

@@ -5,12 +5,12 @@ import { chmodSync, chownSync, copyFileSync, lstatSync, mkdirSync, mkdtempSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { qemuArgs, qemuOptValue } from "../../src/sandbox/microvm/qemu.js";
-import { allocateIdentity, ensureJailer, jailerArgs } from "../../src/sandbox/jailer/jailer.js";
-import { run } from "../../src/util/proc.js";
-import { procStatus } from "../../src/util/procfs.js";
-import { requireImage } from "../../src/image/build.js";
-import { sandboxFor, tempWorkspace, unavailable } from "../fixtures.js";
+import { qemuArgs, qemuOptValue } from "../../../src/sandbox/microvm/qemu.js";
+import { allocateIdentity, ensureJailer, jailerArgs } from "../../../src/sandbox/jailer/jailer.js";
+import { run } from "../../../src/util/proc.js";
+import { procStatus } from "../../../src/util/procfs.js";
+import { requireImage } from "../../../src/image/build.js";
+import { sandboxFor, tempWorkspace, unavailable } from "../../fixtures.js";
 
 describe("QEMU option values", () => {
   test("commas are doubled so a value cannot start another option", () => {

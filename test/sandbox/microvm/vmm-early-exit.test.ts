@@ -5,13 +5,13 @@ import assert from "node:assert/strict";
 import { existsSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { requireImage } from "../../src/image/build.js";
-import { LuminaGuardError } from "../../src/errors.js";
-import { getBackend } from "../../src/runtime/backends.js";
-import type { MicroVmBackend } from "../../src/sandbox/microvm/backend.js";
-import { destroyVm, launchVm } from "../../src/sandbox/microvm/qemu.js";
-import { restoreInto } from "../../src/sandbox/microvm/snapshot.js";
-import { tempWorkspace, unavailable } from "../fixtures.js";
+import { requireImage } from "../../../src/image/build.js";
+import { LuminaGuardError } from "../../../src/errors.js";
+import { getBackend } from "../../../src/runtime/backends.js";
+import type { MicroVmBackend } from "../../../src/sandbox/microvm/backend.js";
+import { destroyVm, launchVm } from "../../../src/sandbox/microvm/qemu.js";
+import { restoreInto } from "../../../src/sandbox/microvm/snapshot.js";
+import { tempWorkspace, unavailable } from "../../fixtures.js";
 
 describe("a VMM that exits before its QMP greeting", async () => {
   const skip = await unavailable("microvm");

@@ -5,11 +5,11 @@ import { randomBytes } from "node:crypto";
 import { chmodSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { LuminaGuardError } from "../../src/errors.js";
-import { getBackend } from "../../src/runtime/backends.js";
-import type { SandboxHandle } from "../../src/sandbox/types.js";
-import { descendants, procStatus } from "../../src/util/procfs.js";
-import { tempWorkspace, unavailable } from "../fixtures.js";
+import { LuminaGuardError } from "../../../src/errors.js";
+import { getBackend } from "../../../src/runtime/backends.js";
+import type { SandboxHandle } from "../../../src/sandbox/types.js";
+import { descendants, procStatus } from "../../../src/util/procfs.js";
+import { tempWorkspace, unavailable } from "../../fixtures.js";
 
 /** The host uid/gid of the QEMU process among `pids` and their descendants: the guest owner of the workspace's host files. */
 function vmmIdentity(pids: number[]): { uid: number; gid: number } {

@@ -4,8 +4,8 @@ import assert from "node:assert/strict";
 import { lstatSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { procStatus } from "../../src/util/procfs.js";
-import { sandboxFor, unavailable } from "../fixtures.js";
+import { procStatus } from "../../../src/util/procfs.js";
+import { sandboxFor, unavailable } from "../../fixtures.js";
 
 const root = (process.getuid?.() ?? 1) === 0;
 

@@ -3,10 +3,10 @@ import assert from "node:assert/strict";
 import { mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
-import { LuminaGuardError } from "../../src/errors.js";
-import { NamespaceBackend } from "../../src/sandbox/namespace/backend.js";
-import type { SandboxHandle, SandboxSpec } from "../../src/sandbox/types.js";
-import { unavailable } from "../fixtures.js";
+import { LuminaGuardError } from "../../../src/errors.js";
+import { NamespaceBackend } from "../../../src/sandbox/namespace/backend.js";
+import type { SandboxHandle, SandboxSpec } from "../../../src/sandbox/types.js";
+import { unavailable } from "../../fixtures.js";
 import { tempDir, uniqueId } from "./helpers.js";
 
 const backend = new NamespaceBackend();

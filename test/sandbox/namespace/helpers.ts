@@ -3,11 +3,11 @@ import type { ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { killGroup } from "../../src/util/proc.js";
-import { ensureAgent } from "../../src/image/agent.js";
-import type { BackendProbe } from "../../src/sandbox/types.js";
-import { SandboxCgroup, probeCgroups } from "../../src/sandbox/namespace/cgroup.js";
-import { launch } from "../../src/sandbox/namespace/launch.js";
+import { killGroup } from "../../../src/util/proc.js";
+import { ensureAgent } from "../../../src/image/agent.js";
+import type { BackendProbe } from "../../../src/sandbox/types.js";
+import { SandboxCgroup, probeCgroups } from "../../../src/sandbox/namespace/cgroup.js";
+import { launch } from "../../../src/sandbox/namespace/launch.js";
 
 export function tempDir(prefix: string): { dir: string; remove: () => void } {
   const dir = mkdtempSync(join(tmpdir(), prefix));
@@ -36,7 +36,7 @@ export function uniqueId(prefix: string): string {
   return `${prefix}-${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
 }
 
-export { pidAlive as alive } from "../../src/util/procfs.js";
+export { pidAlive as alive } from "../../../src/util/procfs.js";
 
 export async function waitFor(cond: () => boolean, timeoutMs: number, stepMs = 10): Promise<boolean> {
   const end = Date.now() + timeoutMs;

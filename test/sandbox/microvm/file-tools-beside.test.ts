@@ -4,10 +4,10 @@ import assert from "node:assert/strict";
 import { statSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { parseFileTools } from "../../src/runtime/file-tools.js";
-import type { SandboxHandle } from "../../src/sandbox/types.js";
-import { pidAlive } from "../../src/util/procfs.js";
-import { sandboxFor, unavailable, waitFor } from "../fixtures.js";
+import { parseFileTools } from "../../../src/runtime/file-tools.js";
+import type { SandboxHandle } from "../../../src/sandbox/types.js";
+import { pidAlive } from "../../../src/util/procfs.js";
+import { sandboxFor, unavailable, waitFor } from "../../fixtures.js";
 
 describe("microvm file tools beside the VM", async () => {
   const skip = (await unavailable("microvm")) ?? (await unavailable("namespace"));

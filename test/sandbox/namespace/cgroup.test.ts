@@ -4,8 +4,8 @@ import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, utimesSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
-import { probeCgroups, SandboxCgroup, sweepStale } from "../../src/sandbox/namespace/cgroup.js";
-import { probeNamespace } from "../../src/sandbox/namespace/probe.js";
+import { probeCgroups, SandboxCgroup, sweepStale } from "../../../src/sandbox/namespace/cgroup.js";
+import { probeNamespace } from "../../../src/sandbox/namespace/probe.js";
 import { alive, killAllStarted, noneExist, runSandboxed, uniqueId } from "./helpers.js";
 
 const probe = await probeNamespace();

@@ -4,8 +4,8 @@ import assert from "node:assert/strict";
 import { chmodSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
-import { NamespaceBackend } from "../../src/sandbox/namespace/backend.js";
-import type { SandboxHandle, SandboxSpec } from "../../src/sandbox/types.js";
+import { NamespaceBackend } from "../../../src/sandbox/namespace/backend.js";
+import type { SandboxHandle, SandboxSpec } from "../../../src/sandbox/types.js";
 import { namespaceSkip, tempDir, uniqueId } from "./helpers.js";
 
 const backend = new NamespaceBackend();

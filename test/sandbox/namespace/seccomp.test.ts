@@ -18,9 +18,9 @@ import {
   seccompFilterBytes,
   seccompProgram,
   type SockFilter,
-} from "../../src/sandbox/namespace/seccomp.js";
-import { bwrapArgs, groupFile, hostsFile, passwdFile } from "../../src/sandbox/namespace/bwrap.js";
-import { probeNamespace } from "../../src/sandbox/namespace/probe.js";
+} from "../../../src/sandbox/namespace/seccomp.js";
+import { bwrapArgs, groupFile, hostsFile, passwdFile } from "../../../src/sandbox/namespace/bwrap.js";
+import { probeNamespace } from "../../../src/sandbox/namespace/probe.js";
 import { killAllStarted, runSandboxed, tempDir } from "./helpers.js";
 
 const AUDIT_ARCH_X86_64 = 0xc000003e;
