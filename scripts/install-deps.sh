@@ -10,6 +10,7 @@ packages=(
   linux-source-6.1       # source of the minimal guest kernel
   build-essential bc bison flex libelf-dev libssl-dev cpio xz-utils  # kernel build
   file util-linux        # file(1) checks busybox is static; setpriv gives QEMU a parent-death signal
+  prometheus             # promtool: the daemon's /metrics is checked with Prometheus' own linter
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -28,7 +28,10 @@ const extra = ["guest-agent/test"].flatMap((d) => {
   }
 });
 const all = [...extra, ...files];
-const r = spawnSync(process.execPath, ["--test", "--test-concurrency=1", "--test-reporter=spec", ...all], { stdio: ["ignore", "pipe", "inherit"], encoding: "utf8", maxBuffer: 256 * 1024 * 1024 });
+// The suites test the in-process runtime: a developer's running daemon must not take their sandboxes
+// (test/daemon starts daemons of its own and asks for them explicitly).
+const env = { ...process.env, LUMINAGUARD_DAEMON: process.env.LUMINAGUARD_DAEMON ?? "0" };
+const r = spawnSync(process.execPath, ["--test", "--test-concurrency=1", "--test-reporter=spec", ...all], { stdio: ["ignore", "pipe", "inherit"], encoding: "utf8", maxBuffer: 256 * 1024 * 1024, env });
 process.stdout.write(r.stdout ?? "");
 const num = (label) => Number((r.stdout ?? "").match(new RegExp(`^ℹ ${label} (\\d+)$`, "m"))?.[1] ?? 0);
 const passed = num("pass");

@@ -39,6 +39,16 @@ export const ERROR_CODES = [
   "UPSTREAM_CRASHED",
   /** An upstream MCP server sent something that is not valid MCP (bad JSON, bad JSON-RPC, a malformed result). */
   "UPSTREAM_PROTOCOL",
+  /** The daemon is at its limit (sandboxes at most); `details.retryAfterMs` says when to try again. */
+  "CAPACITY",
+  /** The daemon is draining (SIGTERM): it takes no new work. */
+  "SHUTTING_DOWN",
+  /** No daemon answers on the socket, or it answered with something that is not the API. */
+  "DAEMON_UNAVAILABLE",
+  /** Another daemon already listens on the socket. */
+  "DAEMON_RUNNING",
+  /** A request to the daemon's API without the right bearer token. */
+  "UNAUTHORIZED",
   "INTERNAL",
 ] as const;
 

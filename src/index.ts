@@ -1,6 +1,8 @@
 // Public API of the luminaguard package: named exports only.
 export { Sandbox, DEFAULT_MEMORY_MIB, DEFAULT_PIDS_MAX, DEFAULT_DISK_MIB } from "./runtime/sandbox.js";
-export type { SandboxOptions, RunOptions } from "./runtime/sandbox.js";
+export type { SandboxOptions, RunOptions, SandboxApi } from "./runtime/sandbox.js";
+export { DaemonClient, RemoteSandbox } from "./daemon/client.js";
+export type { SandboxDescription, CreateSandboxBody, CommandStreamLine } from "./daemon/schemas.js";
 export { resolveBackend, probeBackend, getBackend, BACKEND_CHOICES } from "./runtime/backends.js";
 export type { BackendChoice } from "./runtime/backends.js";
 export { doctor } from "./runtime/doctor.js";

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestContext } from "node:test";
 import { probeBackend } from "../src/runtime/backends.js";
-import { Sandbox, type SandboxOptions } from "../src/runtime/sandbox.js";
+import { Sandbox, type SandboxApi, type SandboxOptions } from "../src/runtime/sandbox.js";
 import type { BackendName } from "../src/sandbox/types.js";
 
 export const BACKENDS: readonly BackendName[] = ["microvm", "namespace"];
@@ -29,7 +29,7 @@ export function tempWorkspace(): { dir: string; remove: () => void } {
 }
 
 /** A real sandbox for one test, killed (and its workspace removed) when the test ends, pass or fail. */
-export async function sandboxFor(t: TestContext, backend: BackendName, options: Omit<SandboxOptions, "backend"> = {}): Promise<{ sandbox: Sandbox; workspace: string }> {
+export async function sandboxFor(t: TestContext, backend: BackendName, options: Omit<SandboxOptions, "backend"> = {}): Promise<{ sandbox: SandboxApi; workspace: string }> {
   const ws = options.workspace ? undefined : tempWorkspace();
   const workspace = options.workspace ?? (ws as { dir: string }).dir;
   const sandbox = await Sandbox.create({ ...options, backend, workspace });

@@ -2,7 +2,7 @@
 import { denialResult, type ApprovalGate, type GateDecision } from "../approval/gate.js";
 import { isRecord } from "../approval/policy.js";
 import { LuminaGuardError, toLuminaGuardError } from "../errors.js";
-import type { Sandbox } from "../runtime/sandbox.js";
+import type { SandboxApi as Sandbox } from "../runtime/sandbox.js";
 import { parseToolArgs } from "../tools/registry.js";
 import { newRunId, type Transcript } from "./transcript.js";
 import { ToolCatalogue, type ResolvedTool } from "./tools.js";

@@ -4,7 +4,7 @@ import { MAX_DISK_MIB, MIN_DISK_MIB } from "../runtime/disk.js";
 import { Sandbox } from "../runtime/sandbox.js";
 import { fileToolsOption } from "./options.js";
 import { parseIntOption } from "./output.js";
-import { backendOption, interruptible, sandboxOptions, type SandboxFlags } from "./sandbox.js";
+import { backendOption, interruptible, noDaemonOption, sandboxOptions, type SandboxFlags } from "./sandbox.js";
 
 export function registerExecCommand(program: Command): void {
   program
@@ -16,11 +16,13 @@ export function registerExecCommand(program: Command): void {
     .option("--memory <MiB>", "memory limit of the sandbox", parseIntOption("--memory", 32, 65_536))
     .option("--disk <MiB>", "disk limit of the sandbox: MiB it may add to its workspace (default 1024)", parseIntOption("--disk", MIN_DISK_MIB, MAX_DISK_MIB))
     .addOption(fileToolsOption())
+    .addOption(noDaemonOption())
     .argument("<cmd...>", "command and arguments (put -- before them)")
     .action(async (cmd: string[], flags: SandboxFlags & { timeout: number }) => {
       const { signal, cleanup } = interruptible();
       const sandbox = await Sandbox.create(sandboxOptions(flags, signal));
       cleanup(() => sandbox.kill());
+      if (sandbox.info["via"] === "daemon") process.stderr.write(`luminaguard: via the daemon at ${String(sandbox.info["daemon"])} (sandbox ${sandbox.id}, ${sandbox.backend})\n`);
       try {
         const r = await sandbox.commands.run(cmd, {
           timeoutMs: flags.timeout * 1000,

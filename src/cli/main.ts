@@ -22,6 +22,7 @@ const GROUPS: Record<string, () => Promise<Register>> = {
     return (program) => registerRunCommand(program, { externalTools: configuredExternalTools });
   },
   audit: async () => (await import("./audit.js")).registerAuditCommand,
+  serve: async () => (await import("./serve.js")).registerServeCommand,
 };
 
 /** The groups this command line needs: the one it names; none for a bare --version; all otherwise (help, errors). */

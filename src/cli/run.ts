@@ -9,7 +9,7 @@ import { BACKEND_CHOICES, type BackendChoice } from "../runtime/backends.js";
 import { MAX_DISK_MIB, MIN_DISK_MIB } from "../runtime/disk.js";
 import type { FileToolsMode } from "../sandbox/types.js";
 import { fileToolsOption } from "./options.js";
-import { Sandbox } from "../runtime/sandbox.js";
+import { Sandbox, type SandboxApi } from "../runtime/sandbox.js";
 import { clipWithMarker, escapeForTerminal } from "../util/terminal.js";
 import { DEFAULT_MAX_STEPS, runAgent, type AgentEvent, type AgentRunResult } from "../agent/loop.js";
 import { createProvider } from "../agent/models.js";
@@ -76,7 +76,7 @@ async function runCommand(task: string | undefined, flags: RunFlags, options: Re
   const externalTools = options.externalTools ? await options.externalTools() : undefined;
 
   const controller = new AbortController();
-  let sandbox: Sandbox | undefined;
+  let sandbox: SandboxApi | undefined;
   let interrupts = 0;
   const teardownAndExit = (code: number): void => {
     void (sandbox?.kill() ?? Promise.resolve()).finally(() => process.exit(code));

@@ -13,7 +13,12 @@ export interface SandboxFlags {
   memory?: number;
   disk?: number;
   fileTools?: FileToolsMode;
+  /** false with --no-daemon: never use a running daemon. */
+  daemon?: boolean;
 }
+
+/** exec and tool: run in-process even when a daemon answers. */
+export const noDaemonOption = (): Option => new Option("--no-daemon", "run in-process even when a daemon (luminaguard serve) is running");
 
 export function sandboxOptions(flags: SandboxFlags, signal: AbortSignal): Parameters<typeof Sandbox.create>[0] {
   return {
@@ -22,6 +27,7 @@ export function sandboxOptions(flags: SandboxFlags, signal: AbortSignal): Parame
     ...(flags.memory !== undefined ? { memoryMiB: flags.memory } : {}),
     ...(flags.disk !== undefined ? { diskMiB: flags.disk } : {}),
     ...(flags.fileTools !== undefined ? { fileTools: flags.fileTools } : {}),
+    ...(flags.daemon === false ? { daemon: false } : {}),
     signal,
   };
 }

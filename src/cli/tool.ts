@@ -6,7 +6,7 @@ import { Sandbox } from "../runtime/sandbox.js";
 import { isToolName, TOOL_NAMES } from "../tools/registry.js";
 import { fileToolsOption } from "./options.js";
 import { parseIntOption } from "./output.js";
-import { backendOption, interruptible, sandboxOptions, type SandboxFlags } from "./sandbox.js";
+import { backendOption, interruptible, noDaemonOption, sandboxOptions, type SandboxFlags } from "./sandbox.js";
 
 export function registerToolCommand(program: Command): void {
   program
@@ -19,6 +19,7 @@ export function registerToolCommand(program: Command): void {
     .option("--memory <MiB>", "memory limit of the sandbox", parseIntOption("--memory", 32, 65_536))
     .option("--disk <MiB>", "disk limit of the sandbox: MiB it may add to its workspace (default 1024)", parseIntOption("--disk", MIN_DISK_MIB, MAX_DISK_MIB))
     .addOption(fileToolsOption())
+    .addOption(noDaemonOption())
     .action(async (name: string, flags: SandboxFlags & { args: string }) => {
       if (!isToolName(name)) throw new LuminaGuardError("INVALID_ARGUMENT", `unknown tool ${JSON.stringify(name)}; tools: ${TOOL_NAMES.join(", ")}`);
       let args: unknown;
@@ -32,7 +33,8 @@ export function registerToolCommand(program: Command): void {
       cleanup(() => sandbox.kill());
       try {
         const result = await sandbox.callTool(name, args, { signal });
-        process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+        const via = sandbox.info["via"] === "daemon" ? { via: "daemon", sandbox: sandbox.id } : {};
+        process.stdout.write(`${JSON.stringify({ ...result, ...via }, null, 2)}\n`);
       } finally {
         await sandbox.kill();
       }

@@ -68,9 +68,34 @@ const mcpServersSchema = z.record(
   mcpServerSchema,
 );
 
+const poolSize = z.number().int().min(0).max(256);
+
+/** One backend's warm pool in the daemon: ready sandboxes kept when idle (min) and at most under demand (max). */
+export const servePoolSchema = z.strictObject({ min: poolSize.optional(), max: poolSize.optional() });
+
+/** `luminaguard serve`: flags override these. */
+export const serveConfigSchema = z.strictObject({
+  /** Unix socket path; default $XDG_RUNTIME_DIR/luminaguard.sock or the private runtime directory. */
+  socket: z.string().min(1).max(107).optional(),
+  /** Also listen on loopback TCP, "127.0.0.1:PORT" (bearer token required). */
+  listen: z.string().min(1).optional(),
+  pools: z.strictObject({ microvm: servePoolSchema.optional(), namespace: servePoolSchema.optional() }).optional(),
+  /** Sandboxes alive at once at most; past it, creating one is CAPACITY. */
+  maxSandboxes: z.number().int().min(1).max(10_000).optional(),
+  /** SIGTERM: how long in-flight calls may take to finish before their sandboxes are destroyed. */
+  drainGraceMs: z.number().int().min(0).max(3_600_000).optional(),
+  /** A pending Red call nobody answers within this long is denied. */
+  approvalTimeoutMs: timeoutMs.optional(),
+  /** A sandbox nobody has used for this long is destroyed (default 10 minutes). */
+  idleMs: timeoutMs.optional(),
+});
+
+export type ServeConfig = z.infer<typeof serveConfigSchema>;
+
 /** The whole file: `mcpServers` is validated strictly, other top-level sections are kept for their owners. */
 const configSchema = z.looseObject({
   mcpServers: mcpServersSchema.optional(),
+  serve: serveConfigSchema.optional(),
   /** Where a micro-VM's file tools run: "host" (beside the VM, the default) or "guest" (through 9p). */
   fileTools: z.enum(FILE_TOOLS_MODES).optional(),
 });

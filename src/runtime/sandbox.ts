@@ -6,6 +6,7 @@ import type { FileToolsMode, SandboxHandle, ServedBy } from "../sandbox/types.js
 import * as tools from "../tools/dispatch.js";
 import type { CallOptions, CommandResult, ListDirectoryResult, ReadFileResult, SearchResult, WriteFileResult } from "../tools/dispatch.js";
 import { validateCall, type ToolName } from "../tools/registry.js";
+import { sandboxFromDaemon } from "../daemon/client.js";
 import { resolveBackend, type BackendChoice } from "./backends.js";
 import { DiskGuard, diskLimit, noSpace, type DiskLimit, type DiskLimitMode } from "./disk.js";
 import { removeIfOwned, workspaceFor, type Workspace } from "./workspace.js";
@@ -34,6 +35,11 @@ export interface SandboxOptions {
   /** Lifetime: the sandbox is killed this long after creation. Default: no limit. */
   timeoutMs?: number;
   signal?: AbortSignal;
+  /**
+   * Use a running daemon (`luminaguard serve`): by default when one answers on its socket, else in-process;
+   * `false` (or LUMINAGUARD_DAEMON=0): always in-process; `true`: the daemon or DAEMON_UNAVAILABLE.
+   */
+  daemon?: boolean;
 }
 
 export const DEFAULT_MEMORY_MIB = 256;
@@ -69,6 +75,9 @@ interface CallHooks {
   onStdout?: ((chunk: Buffer) => void) | undefined;
   onStderr?: ((chunk: Buffer) => void) | undefined;
 }
+
+/** What a sandbox offers, in-process (Sandbox) or in the daemon (RemoteSandbox, `info.via: "daemon"`). */
+export type SandboxApi = { [K in keyof Sandbox]: Sandbox[K] };
 
 export class Sandbox {
   readonly files = {
@@ -132,7 +141,11 @@ export class Sandbox {
     void handle.exited.then(() => void this.kill());
   }
 
-  static async create(options: SandboxOptions = {}): Promise<Sandbox> {
+  static create(options: SandboxOptions & { daemon: false }): Promise<Sandbox>;
+  static create(options?: SandboxOptions): Promise<SandboxApi>;
+  static async create(options: SandboxOptions = {}): Promise<SandboxApi> {
+    const remote = await sandboxFromDaemon(options);
+    if (remote) return remote;
     const disk = diskLimit(options.diskMiB, options.diskInodes);
     const backend = await resolveBackend(options.backend ?? "auto");
     const ws = await workspaceFor(options.workspace, disk);

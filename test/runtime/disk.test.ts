@@ -75,7 +75,7 @@ function leftovers(l: Loop): string[] {
 
 /** A sandbox on a workspace of our own, killed when the test ends. */
 async function ownedSandbox(t: TestContext, backend: (typeof BACKENDS)[number], o: { diskMiB: number; diskInodes?: number }): Promise<Sandbox> {
-  const sandbox = await Sandbox.create({ backend, ...o });
+  const sandbox = await Sandbox.create({ backend, ...o, daemon: false });
   t.after(() => sandbox.kill());
   return sandbox;
 }

@@ -41,11 +41,27 @@ interface Entry {
 
 const LOOPBACK = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);
 
-export async function serveHttp(o: HttpServeOptions = {}): Promise<McpHttpServer> {
-  const envToken = process.env[TOKEN_ENV];
-  const token = o.token ?? (envToken ? envToken : randomBytes(32).toString("base64url"));
-  const tokenDigest = sha256(token);
-  const host = o.host ?? "127.0.0.1";
+/** The MCP endpoint without its listener, to mount on another server (the daemon's `/mcp`). */
+export interface McpHttpHandler {
+  /** Serves one request to the endpoint path. */
+  handle(req: IncomingMessage, res: ServerResponse): Promise<void>;
+  sessions(): SandboxSession[];
+  /** Ends every session (and its sandbox); drains the pool if it made its own. */
+  close(): Promise<void>;
+}
+
+export interface McpHandlerOptions extends McpServeOptions {
+  /** Host the listener is bound to: browsers' Origin must be loopback or this. */
+  host: string;
+  /** sha256 of the bearer token to require; undefined when the caller authenticates (the daemon's socket). */
+  tokenDigest?: Buffer;
+  maxSessions?: number;
+  maxBodyBytes?: number;
+}
+
+export async function createMcpHttpHandler(o: McpHandlerOptions): Promise<McpHttpHandler> {
+  const host = o.host;
+  const tokenDigest = o.tokenDigest;
   const maxSessions = o.maxSessions ?? 32;
   const maxBodyBytes = o.maxBodyBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
   const { pool, owned } = await poolFor(o, { minSize: 2, maxSize: 8 });
@@ -96,7 +112,7 @@ export async function serveHttp(o: HttpServeOptions = {}): Promise<McpHttpServer
     if (origin !== undefined && !originAllowed(origin, host)) return void sendJson(res, 403, rpcError(-32000, "origin not allowed"));
     if (origin !== undefined) corsHeaders(res, origin);
     if (req.method === "OPTIONS") return void res.writeHead(204).end();
-    if (!authorized(req.headers.authorization, tokenDigest)) {
+    if (tokenDigest !== undefined && !authorized(req.headers.authorization, tokenDigest)) {
       res.setHeader("WWW-Authenticate", 'Bearer realm="luminaguard"');
       return void sendJson(res, 401, rpcError(-32001, "missing or wrong bearer token"));
     }
@@ -136,8 +152,25 @@ export async function serveHttp(o: HttpServeOptions = {}): Promise<McpHttpServer
     }
   };
 
+  return {
+    handle,
+    sessions: () => [...sessions.values()].map((e) => e.session),
+    close: async () => {
+      if (closing) return;
+      closing = true;
+      await Promise.allSettled([...sessions.keys()].map((id) => endSession(id)));
+      if (owned) await pool.drain();
+    },
+  };
+}
+
+export async function serveHttp(o: HttpServeOptions = {}): Promise<McpHttpServer> {
+  const envToken = process.env[TOKEN_ENV];
+  const token = o.token ?? (envToken ? envToken : randomBytes(32).toString("base64url"));
+  const host = o.host ?? "127.0.0.1";
+  const mcp = await createMcpHttpHandler({ ...o, host, tokenDigest: sha256(token) });
   const http: HttpServer = createServer((req, res) => {
-    handle(req, res).catch((err: unknown) => {
+    mcp.handle(req, res).catch((err: unknown) => {
       log.warn({ err: (err as Error).message }, "mcp http request failed");
       if (!res.headersSent) sendJson(res, 500, rpcError(-32603, "internal error"));
       else res.destroy();
@@ -158,16 +191,14 @@ export async function serveHttp(o: HttpServeOptions = {}): Promise<McpHttpServer
     url: `http://${urlHost}:${addr.port}${MCP_PATH}`,
     token,
     tokenGenerated: o.token === undefined && !envToken,
-    sessions: () => [...sessions.values()].map((e) => e.session),
+    sessions: () => mcp.sessions(),
     close: async () => {
-      if (closing) return;
-      closing = true;
-      await Promise.allSettled([...sessions.keys()].map((id) => endSession(id)));
+      const closed = mcp.close();
       await new Promise<void>((resolve) => {
         http.close(() => resolve());
         http.closeAllConnections();
       });
-      if (owned) await pool.drain();
+      await closed;
     },
   };
 }

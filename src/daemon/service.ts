@@ -1,0 +1,392 @@
+// The daemon's state: warm pools per backend, the sandboxes it handed out, the approval queue and audit log, drain.
+import { randomBytes } from "node:crypto";
+import { nonInteractiveApprover } from "../approval/approvers.js";
+import { AuditLog, readAudit, type AuditEntry } from "../approval/audit.js";
+import { ApprovalGate } from "../approval/gate.js";
+import { loadPolicy, type Policy } from "../approval/policy.js";
+import { ApprovalQueue } from "../approval/queue-approver.js";
+import { LuminaGuardError, toLuminaGuardError } from "../errors.js";
+import { log } from "../log.js";
+import { getBackend, probeBackend, resolveBackend } from "../runtime/backends.js";
+import { DEFAULT_DISK_MIB } from "../runtime/disk.js";
+import { SandboxPool, type PoolStats } from "../runtime/pool.js";
+import { DEFAULT_MEMORY_MIB, Sandbox, type RunOptions } from "../runtime/sandbox.js";
+import type { BackendName, BackendProbe } from "../sandbox/types.js";
+import { parseToolArgs } from "../tools/dispatch.js";
+import { TOOL_NAMES, type ToolName } from "../tools/registry.js";
+import { DaemonMetrics } from "./metrics.js";
+import type { CreateSandboxBody, DaemonApprovalMode, SandboxDescription } from "./schemas.js";
+
+export interface PoolSize {
+  min?: number | undefined;
+  max?: number | undefined;
+}
+
+export interface DaemonOptions {
+  /** Warm pool sizes per backend; a backend with max 0 gets no pool. Default: namespace 2..8, microvm 1..4. */
+  pools?: Partial<Record<BackendName, PoolSize>>;
+  /** Sandboxes alive at once at most (handed out, pool excluded); past it, CAPACITY. Default 64. */
+  maxSandboxes?: number;
+  /** A sandbox without a call for this long is destroyed. Default 10 minutes. */
+  idleMs?: number;
+  /** The cliff for sandboxes that do not choose: default "off", as the in-process SDK. */
+  approval?: DaemonApprovalMode;
+  /** No answer within this long is a denial (APPROVAL_TIMEOUT). Default: the policy's, else 300 s. */
+  approvalTimeoutMs?: number;
+  policyFile?: string;
+  audit?: AuditLog;
+  /** Seconds a CAPACITY answer tells the client to wait. */
+  retryAfterMs?: number;
+}
+
+export const DEFAULT_POOLS: Record<BackendName, { min: number; max: number }> = { namespace: { min: 2, max: 8 }, microvm: { min: 1, max: 4 } };
+export const DEFAULT_MAX_SANDBOXES = 64;
+export const DEFAULT_IDLE_MS = 10 * 60_000;
+
+interface Entry {
+  sandbox: Sandbox;
+  memoryMiB: number;
+  backend: BackendName;
+  approval: DaemonApprovalMode;
+  source: "pool" | "spawn";
+  createdAt: number;
+  lastUsed: number;
+  expiresAt?: number;
+  inFlight: number;
+  client?: string;
+  lifetime?: NodeJS.Timeout;
+}
+
+export interface CallHooks {
+  signal?: AbortSignal;
+  onStdout?: (chunk: Buffer) => void;
+  onStderr?: (chunk: Buffer) => void;
+}
+
+type State = "starting" | "ready" | "draining" | "stopped";
+
+export class Daemon {
+  readonly approvals = new ApprovalQueue();
+  readonly audit: AuditLog;
+  readonly policy: Policy;
+  readonly metrics: DaemonMetrics;
+  readonly startedAt = Date.now();
+  private readonly pools = new Map<BackendName, SandboxPool>();
+  private readonly probes = new Map<BackendName, BackendProbe>();
+  private readonly sandboxes = new Map<string, Entry>();
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private creating = 0;
+  private state: State = "starting";
+  private reaper: NodeJS.Timeout | undefined;
+  private readonly maxSandboxes: number;
+  private readonly idleMs: number;
+  private readonly approval: DaemonApprovalMode;
+
+  constructor(private readonly options: DaemonOptions = {}) {
+    this.maxSandboxes = options.maxSandboxes ?? DEFAULT_MAX_SANDBOXES;
+    this.idleMs = options.idleMs ?? DEFAULT_IDLE_MS;
+    this.approval = options.approval ?? "off";
+    this.audit = options.audit ?? new AuditLog();
+    this.policy = loadPolicy(options.policyFile);
+    this.metrics = new DaemonMetrics({
+      pools: () => [...this.pools].map(([b, p]) => [b, p.stats] as [BackendName, PoolStats]),
+      sandboxes: () => [...this.sandboxes.values()].map((e) => ({ backend: e.backend, memoryMiB: e.memoryMiB })),
+      pendingApprovals: () => this.approvals.size,
+    });
+  }
+
+  /** Probes both backends and starts a warm pool for each that works here (not waiting for them to fill). */
+  async start(): Promise<void> {
+    for (const name of ["microvm", "namespace"] as const) {
+      const probe = await probeBackend(name);
+      this.probes.set(name, probe);
+      const asked = this.options.pools?.[name];
+      const size = { min: asked?.min ?? DEFAULT_POOLS[name].min, max: asked?.max ?? Math.max(asked?.min ?? 0, DEFAULT_POOLS[name].max) };
+      if (!probe.available) {
+        log.warn({ backend: name, reason: probe.reason }, "daemon: backend unavailable, no pool");
+        continue;
+      }
+      if (size.max <= 0) continue;
+      this.pools.set(name, new SandboxPool({ backend: getBackend(name), minSize: Math.min(size.min, size.max), maxSize: size.max }));
+      log.info({ backend: name, min: size.min, max: size.max }, "daemon: warm pool started");
+    }
+    this.state = "ready";
+    this.reaper = setInterval(() => this.reap(), Math.max(50, Math.min(30_000, this.idleMs / 4)));
+    this.reaper.unref();
+  }
+
+  get draining(): boolean {
+    return this.state === "draining" || this.state === "stopped";
+  }
+
+  /** The pool the daemon keeps for a backend, if any (the MCP endpoint takes its sessions' sandboxes from it). */
+  pool(backend: BackendName): SandboxPool | undefined {
+    return this.pools.get(backend);
+  }
+
+  /** Ready when running (not draining) and at least one backend works; the reasons otherwise. */
+  readiness(): { ready: boolean; state: State; backends: Record<string, { available: boolean; reason?: string; pool?: PoolStats }> } {
+    const backends: Record<string, { available: boolean; reason?: string; pool?: PoolStats }> = {};
+    for (const [name, p] of this.probes) {
+      const pool = this.pools.get(name);
+      backends[name] = { available: p.available, ...(p.reason !== undefined ? { reason: p.reason } : {}), ...(pool ? { pool: pool.stats } : {}) };
+    }
+    const usable = [...this.probes.values()].some((p) => p.available);
+    return { ready: this.state === "ready" && usable, state: this.state, backends };
+  }
+
+  list(): SandboxDescription[] {
+    return [...this.sandboxes.values()].filter((e) => e.sandbox.alive).map((e) => describe(e));
+  }
+
+  describe(id: string): SandboxDescription {
+    return describe(this.entry(id));
+  }
+
+  /** New work is refused while draining and past the sandbox limit. */
+  private admit(): void {
+    if (this.draining) throw new LuminaGuardError("SHUTTING_DOWN", "the daemon is shutting down and takes no new work");
+  }
+
+  async create(body: CreateSandboxBody, signal?: AbortSignal): Promise<SandboxDescription> {
+    this.admit();
+    this.forgetDead();
+    if (this.sandboxes.size + this.creating >= this.maxSandboxes) {
+      const retryAfterMs = this.options.retryAfterMs ?? 1000;
+      throw new LuminaGuardError("CAPACITY", `the daemon runs its maximum of ${this.maxSandboxes} sandboxes; kill one or retry later`, {
+        details: { maxSandboxes: this.maxSandboxes, retryAfterMs },
+      });
+    }
+    this.creating++;
+    try {
+      return await this.track(this.spawn(body, signal));
+    } finally {
+      this.creating--;
+    }
+  }
+
+  private async spawn(body: CreateSandboxBody, signal: AbortSignal | undefined): Promise<SandboxDescription> {
+    const backend = (await resolveBackend(body.backend ?? "auto")).name;
+    const pool = this.pools.get(backend);
+    // The pool's sandboxes have the defaults and a fresh workspace each: anything else is spawned for the request.
+    const poolable =
+      pool !== undefined &&
+      body.workspace === undefined &&
+      (body.memoryMiB ?? DEFAULT_MEMORY_MIB) === DEFAULT_MEMORY_MIB &&
+      (body.diskMiB ?? DEFAULT_DISK_MIB) === DEFAULT_DISK_MIB &&
+      body.fileTools === undefined;
+    const t0 = performance.now();
+    let sandbox: Sandbox;
+    if (poolable) sandbox = await pool.acquire(signal);
+    else {
+      sandbox = await Sandbox.create({
+        backend,
+        daemon: false,
+        ...(body.workspace !== undefined ? { workspace: body.workspace } : {}),
+        ...(body.memoryMiB !== undefined ? { memoryMiB: body.memoryMiB } : {}),
+        ...(body.diskMiB !== undefined ? { diskMiB: body.diskMiB } : {}),
+        ...(body.fileTools !== undefined ? { fileTools: body.fileTools } : {}),
+        ...(signal !== undefined ? { signal } : {}),
+      });
+    }
+    const handoutS = (performance.now() - t0) / 1000;
+    const source = poolable ? "pool" : "spawn";
+    this.metrics.handout.observe({ backend, source }, handoutS);
+    const spawnMs = firstNumber(sandbox.info, ["spawnMs", "restoreMs", "bootMs"]);
+    this.metrics.spawn.observe({ backend }, spawnMs !== undefined ? spawnMs / 1000 : handoutS);
+    if (this.draining) {
+      await sandbox.kill();
+      throw new LuminaGuardError("SHUTTING_DOWN", "the daemon is shutting down and takes no new work");
+    }
+    if (signal?.aborted) {
+      // The client went away while its sandbox was made: nobody would ever kill it.
+      await sandbox.kill();
+      throw new LuminaGuardError("CANCELLED", "the client went away before its sandbox was ready");
+    }
+    const now = Date.now();
+    const entry: Entry = {
+      sandbox,
+      memoryMiB: body.memoryMiB ?? DEFAULT_MEMORY_MIB,
+      backend,
+      approval: body.approval ?? this.approval,
+      source,
+      createdAt: now,
+      lastUsed: now,
+      inFlight: 0,
+      ...(body.client !== undefined ? { client: body.client } : {}),
+    };
+    if (body.timeoutMs !== undefined) {
+      entry.expiresAt = now + body.timeoutMs;
+      entry.lifetime = setTimeout(() => void this.kill(sandbox.id).catch(() => undefined), body.timeoutMs);
+      entry.lifetime.unref();
+    }
+    this.sandboxes.set(sandbox.id, entry);
+    log.info({ id: sandbox.id, backend, source, handoutMs: Math.round(handoutS * 1000 * 100) / 100, client: body.client }, "daemon: sandbox handed out");
+    return describe(entry);
+  }
+
+  private entry(id: string): Entry {
+    const e = this.sandboxes.get(id);
+    if (!e || !e.sandbox.alive) throw new LuminaGuardError("NOT_FOUND", `no sandbox ${JSON.stringify(id)} in this daemon (killed, expired or never created)`);
+    return e;
+  }
+
+  async kill(id: string): Promise<void> {
+    const e = this.sandboxes.get(id);
+    if (!e) throw new LuminaGuardError("NOT_FOUND", `no sandbox ${JSON.stringify(id)} in this daemon`);
+    this.sandboxes.delete(id);
+    if (e.lifetime) clearTimeout(e.lifetime);
+    await e.sandbox.kill();
+    log.info({ id }, "daemon: sandbox destroyed");
+  }
+
+  /**
+   * One tool call: arguments validated with the tools' own schemas, the cliff when the sandbox has one,
+   * then exactly Sandbox.callTool's result (passed through the gate's read filter).
+   */
+  async callTool(id: string, name: ToolName, raw: unknown, hooks: CallHooks = {}): Promise<Record<string, unknown>> {
+    this.admit();
+    const e = this.entry(id);
+    const args = parseToolArgs(name, raw);
+    e.inFlight++;
+    e.lastUsed = Date.now();
+    try {
+      return await this.track(this.gatedCall(e, name, args, hooks));
+    } finally {
+      e.inFlight--;
+      e.lastUsed = Date.now();
+    }
+  }
+
+  private async gatedCall(e: Entry, name: ToolName, args: unknown, hooks: CallHooks): Promise<Record<string, unknown>> {
+    let gate: ApprovalGate | undefined;
+    const call = { tool: name, args };
+    if (e.approval !== "off") {
+      gate = new ApprovalGate({
+        approver: e.approval === "ask" ? this.approvals.approver({ sandbox: e.sandbox.id, ...(e.client !== undefined ? { client: e.client } : {}) }) : nonInteractiveApprover(),
+        policy: this.policy,
+        audit: this.audit,
+        workspace: e.sandbox.workspace,
+        ...(this.options.approvalTimeoutMs !== undefined ? { timeoutMs: this.options.approvalTimeoutMs } : {}),
+      });
+      const d = await gate.check(call, hooks.signal ? { signal: hooks.signal } : {});
+      this.metrics.approvals.inc({ decision: d.decision, channel: d.channel });
+      if (d.decision === "deny") {
+        this.metrics.calls.inc({ tool: name, outcome: d.code ?? "APPROVAL_DENIED" });
+        throw new LuminaGuardError(d.code ?? "APPROVAL_DENIED", `${name} not run: ${d.reason} (rule ${d.rule}; audit ${d.auditId})`, {
+          details: { rule: d.rule, auditId: d.auditId },
+        });
+      }
+    }
+    const t0 = performance.now();
+    try {
+      const result = await e.sandbox.callTool(name, args, hooks as RunOptions);
+      this.metrics.calls.inc({ tool: name, outcome: "ok" });
+      return gate ? gate.filterResult(call, result) : result;
+    } catch (err) {
+      this.metrics.calls.inc({ tool: name, outcome: toLuminaGuardError(err).code });
+      throw err;
+    } finally {
+      this.metrics.toolLatency.observe({ tool: name, backend: e.backend }, (performance.now() - t0) / 1000);
+    }
+  }
+
+  /** The last `tail` entries of the audit log. */
+  auditTail(tail = 100): { entries: AuditEntry[]; skipped: number } {
+    const { entries, skipped } = readAudit(this.audit.file);
+    return { entries: entries.slice(-tail), skipped };
+  }
+
+  /** Keeps track of work in progress, for the drain. */
+  private track<T>(p: Promise<T>): Promise<T> {
+    const tracked = p.finally(() => this.inFlight.delete(tracked));
+    this.inFlight.add(tracked);
+    return tracked;
+  }
+
+  /** Forgets sandboxes that died on their own (their Sandbox killed itself): they no longer count. */
+  private forgetDead(): void {
+    for (const [id, e] of this.sandboxes) {
+      if (e.sandbox.alive) continue;
+      this.sandboxes.delete(id);
+      if (e.lifetime) clearTimeout(e.lifetime);
+    }
+  }
+
+  /** Destroys sandboxes past their idle time, and forgets those that died on their own. */
+  private reap(): void {
+    this.forgetDead();
+    const now = Date.now();
+    for (const [id, e] of this.sandboxes) {
+      if (e.inFlight === 0 && now - e.lastUsed > this.idleMs) {
+        log.info({ id, idleMs: this.idleMs }, "daemon: idle sandbox destroyed");
+        void this.kill(id).catch(() => undefined);
+      }
+    }
+  }
+
+  get busy(): number {
+    return this.inFlight.size;
+  }
+
+  /**
+   * SIGTERM: no new work from now on; pending approvals are denied; calls in flight get `graceMs` to finish;
+   * then every sandbox is destroyed and the pools drained. Resolves when nothing is left.
+   */
+  async drain(graceMs: number): Promise<{ waitedMs: number; unfinished: number; destroyed: number }> {
+    if (this.state === "stopped") return { waitedMs: 0, unfinished: 0, destroyed: 0 };
+    this.state = "draining";
+    const t0 = Date.now();
+    this.approvals.denyAll("the daemon is shutting down");
+    if (this.inFlight.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.allSettled([...this.inFlight]),
+        new Promise<void>((r) => {
+          timer = setTimeout(r, graceMs);
+        }),
+      ]);
+      if (timer) clearTimeout(timer);
+    }
+    const unfinished = this.inFlight.size;
+    if (this.reaper) clearInterval(this.reaper);
+    const ids = [...this.sandboxes.keys()];
+    await Promise.allSettled(ids.map((id) => this.kill(id)));
+    await Promise.allSettled([...this.pools.values()].map((p) => p.drain()));
+    // Calls cut off by the kills settle now (GUEST_CHANNEL_LOST or SANDBOX_CLOSED); their answers go out before the server closes.
+    await Promise.allSettled([...this.inFlight]);
+    this.state = "stopped";
+    return { waitedMs: Date.now() - t0, unfinished, destroyed: ids.length };
+  }
+}
+
+function describe(e: Entry): SandboxDescription {
+  const s = e.sandbox;
+  const servedBy = Object.fromEntries(TOOL_NAMES.map((t) => [t, s.servedBy(t)])) as SandboxDescription["servedBy"];
+  return {
+    id: s.id,
+    backend: e.backend,
+    workspace: s.workspace,
+    info: { ...s.info, via: "daemon" },
+    servedBy,
+    approval: e.approval,
+    source: e.source,
+    createdAt: new Date(e.createdAt).toISOString(),
+    lastUsedAt: new Date(e.lastUsed).toISOString(),
+    ...(e.expiresAt !== undefined ? { expiresAt: new Date(e.expiresAt).toISOString() } : {}),
+    inFlight: e.inFlight,
+    ...(e.client !== undefined ? { client: e.client } : {}),
+  };
+}
+
+function firstNumber(info: Readonly<Record<string, unknown>>, keys: string[]): number | undefined {
+  for (const k of keys) {
+    const v = info[k];
+    if (typeof v === "number" && Number.isFinite(v)) return v;
+  }
+  return undefined;
+}
+
+export function newRequestId(): string {
+  return randomBytes(6).toString("hex");
+}
