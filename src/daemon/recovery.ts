@@ -11,6 +11,7 @@ import { existsSync, lstatSync, readFileSync, readdirSync, rmSync, rmdirSync, st
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { log } from "../log.js";
+import { attachedImages, backingFile } from "../runtime/disk.js";
 import { cacheDir, knownRunDirs, RUN_DIR_TEMP_PREFIX } from "../paths.js";
 import { vmmIdBase } from "../sandbox/jailer/jailer.js";
 import { probeCgroups } from "../sandbox/namespace/cgroup.js";
@@ -127,33 +128,6 @@ function mountPoints(): Map<string, string> {
 }
 
 /** The image file a loop device is bound to, if any. */
-function loopBacking(device: string): string | undefined {
-  if (!/^\/dev\/loop\d+$/.test(device)) return undefined;
-  try {
-    return readFileSync(`/sys/block/${device.slice(5)}/loop/backing_file`, "utf8").trim().replace(/ \(deleted\)$/, "");
-  } catch {
-    return undefined;
-  }
-}
-
-/** Image files attached to a loop device. */
-function attachedImages(): Set<string> {
-  const out = new Set<string>();
-  let names: string[] = [];
-  try {
-    names = readdirSync("/sys/block").filter((n) => n.startsWith("loop"));
-  } catch {
-    return out;
-  }
-  for (const n of names) {
-    try {
-      out.add(readFileSync(`/sys/block/${n}/loop/backing_file`, "utf8").trim().replace(/ \(deleted\)$/, ""));
-    } catch {
-      /* not bound */
-    }
-  }
-  return out;
-}
 
 function umountTool(): string {
   for (const d of ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]) if (existsSync(join(d, "umount"))) return join(d, "umount");
@@ -327,7 +301,7 @@ async function recoverWorkspaces(
     }
     if (mounted) {
       const device = mounts.get(path) ?? "";
-      const image = loopBacking(device);
+      const image = loopImage(device);
       const r = await run([umountTool(), path], { timeoutMs: 10_000 }).catch((err: unknown) => ({ code: -1, stdout: "", stderr: String(err) }));
       if (r.code !== 0) {
         report.failed.push({ path, error: `umount failed: ${r.stderr.trim()}` });
@@ -342,8 +316,8 @@ async function recoverWorkspaces(
       }
       // The loop device lets go of its image within milliseconds of the unmount (autoclear); then the image goes.
       if (image !== undefined) {
-        for (let i = 0; i < 20 && loopBacking(device) === image; i++) await new Promise((r) => setTimeout(r, 10));
-        if (loopBacking(device) !== image) remove("workspace-image", image, "its filesystem was unmounted", () => rmSync(image, { force: true }));
+        for (let i = 0; i < 20 && loopImage(device) === image; i++) await new Promise((r) => setTimeout(r, 10));
+        if (loopImage(device) !== image) remove("workspace-image", image, "its filesystem was unmounted", () => rmSync(image, { force: true }));
       }
     }
     remove("workspace", path, "no process holds it", () => rmSync(path, { recursive: true, force: true }));
@@ -356,4 +330,9 @@ export function formatRecovery(r: RecoveryReport): string[] {
     ...r.removed.map((x) => `removed ${x.kind} ${x.path} (${x.why})`),
     ...r.failed.map((f) => `could not remove ${f.path}: ${f.error}`),
   ];
+}
+
+/** The image behind a loop device, without the "(deleted)" sysfs adds once its file is gone. */
+function loopImage(device: string): string | undefined {
+  return backingFile(device)?.replace(/ \(deleted\)$/, "");
 }

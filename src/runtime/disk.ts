@@ -355,7 +355,7 @@ function imagesDir(): string {
 }
 
 /** Image files currently attached to a loop device (sysfs names the backing file of each bound one). */
-function attachedImages(): Set<string> {
+export function attachedImages(): Set<string> {
   const out = new Set<string>();
   let names: string[] = [];
   try {
@@ -370,7 +370,9 @@ function attachedImages(): Set<string> {
   return out;
 }
 
-function backingFile(device: string): string | undefined {
+/** The image file behind loop device `device` (/dev/loopN), as sysfs names it; undefined when none. */
+export function backingFile(device: string): string | undefined {
+  if (!/^(\/dev\/)?loop\d+$/.test(device)) return undefined;
   try {
     return readFileSync(`/sys/block/${device.replace(/^\/dev\//, "")}/loop/backing_file`, "utf8").trim();
   } catch {
