@@ -1,7 +1,7 @@
 // `luminaguard exec -- CMD...`: one command in a fresh sandbox, its output streamed, its exit code ours.
 import type { Command } from "commander";
 import { MAX_DISK_MIB, MIN_DISK_MIB } from "../runtime/disk.js";
-import { Sandbox } from "../runtime/sandbox.js";
+import { sandboxFromDaemon } from "../daemon/client.js";
 import { fileToolsOption } from "./options.js";
 import { parseIntOption } from "./output.js";
 import { backendOption, interruptible, noDaemonOption, sandboxOptions, type SandboxFlags } from "./sandbox.js";
@@ -20,7 +20,9 @@ export function registerExecCommand(program: Command): void {
     .argument("<cmd...>", "command and arguments (put -- before them)")
     .action(async (cmd: string[], flags: SandboxFlags & { timeout: number }) => {
       const { signal, cleanup } = interruptible();
-      const sandbox = await Sandbox.create(sandboxOptions(flags, signal));
+      // A running daemon first: its answer needs none of the in-process runtime, which is loaded only without one.
+      const options = sandboxOptions(flags, signal);
+      const sandbox = (await sandboxFromDaemon(options)) ?? (await (await import("../runtime/sandbox.js")).Sandbox.create({ ...options, daemon: false }));
       cleanup(() => sandbox.kill());
       if (sandbox.info["via"] === "daemon") process.stderr.write(`luminaguard: via the daemon at ${String(sandbox.info["daemon"])} (sandbox ${sandbox.id}, ${sandbox.backend})\n`);
       try {

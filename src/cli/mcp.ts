@@ -3,7 +3,7 @@ import { Option, type Command } from "commander";
 import { configPath, loadConfig } from "../config/config.js";
 import { LuminaGuardError } from "../errors.js";
 import { parseIntOption } from "./output.js";
-import { BACKEND_CHOICES, type BackendChoice } from "../runtime/backends.js";
+import { BACKEND_CHOICES, type BackendChoice } from "../sandbox/types.js";
 import { MAX_DISK_MIB, MIN_DISK_MIB } from "../runtime/disk.js";
 import type { FileToolsMode } from "../sandbox/types.js";
 import { fileToolsOption } from "./options.js";

@@ -5,7 +5,7 @@ import { ApprovalGate } from "../approval/gate.js";
 import { loadPolicy } from "../approval/policy.js";
 import { exitCodeFor, parseIntOption } from "./output.js";
 import { isErrorCode, LuminaGuardError } from "../errors.js";
-import { BACKEND_CHOICES, type BackendChoice } from "../runtime/backends.js";
+import { BACKEND_CHOICES, type BackendChoice } from "../sandbox/types.js";
 import { MAX_DISK_MIB, MIN_DISK_MIB } from "../runtime/disk.js";
 import type { FileToolsMode } from "../sandbox/types.js";
 import { fileToolsOption } from "./options.js";

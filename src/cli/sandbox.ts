@@ -1,7 +1,7 @@
 // What exec and tool share: the sandbox flags, and Ctrl-C that tears the sandbox down before exiting.
 import { Option } from "commander";
-import { BACKEND_CHOICES, type BackendChoice } from "../runtime/backends.js";
-import type { Sandbox } from "../runtime/sandbox.js";
+import { BACKEND_CHOICES, type BackendChoice } from "../sandbox/types.js";
+import type { SandboxOptions } from "../runtime/sandbox.js";
 import type { FileToolsMode } from "../sandbox/types.js";
 
 export const backendOption = (): Option =>
@@ -20,7 +20,7 @@ export interface SandboxFlags {
 /** exec and tool: run in-process even when a daemon answers. */
 export const noDaemonOption = (): Option => new Option("--no-daemon", "run in-process even when a daemon (luminaguard serve) is running");
 
-export function sandboxOptions(flags: SandboxFlags, signal: AbortSignal): Parameters<typeof Sandbox.create>[0] {
+export function sandboxOptions(flags: SandboxFlags, signal: AbortSignal): SandboxOptions {
   return {
     backend: flags.backend,
     ...(flags.workspace !== undefined ? { workspace: flags.workspace } : {}),

@@ -1,6 +1,6 @@
 // The daemon API's request and response shapes: zod at the HTTP edge, the same types in the client.
 import { z } from "zod";
-import { BACKEND_CHOICES } from "../runtime/backends.js";
+import { BACKEND_CHOICES } from "../sandbox/types.js";
 import { MAX_DISK_MIB, MIN_DISK_MIB } from "../runtime/disk.js";
 import { FILE_TOOLS_MODES, type BackendName, type ServedBy } from "../sandbox/types.js";
 import type { ToolName } from "../tools/registry.js";
@@ -18,7 +18,7 @@ export const DAEMON_APPROVAL_MODES = ["ask", "policy", "off"] as const;
 export type DaemonApprovalMode = (typeof DAEMON_APPROVAL_MODES)[number];
 
 export const createSandboxBody = z.strictObject({
-  backend: z.enum(BACKEND_CHOICES as readonly ["auto", "microvm", "namespace"]).optional(),
+  backend: z.enum(BACKEND_CHOICES).optional(),
   memoryMiB: z.number().int().min(16).max(65_536).optional(),
   /** Absolute host path, seen as /workspace; a fresh one (removed with the sandbox) when omitted. */
   workspace: z.string().min(1).max(4096).refine((p) => p.startsWith("/"), "workspace must be an absolute path").optional(),

@@ -3,10 +3,9 @@ import { LuminaGuardError } from "../errors.js";
 import { MicroVmBackend } from "../sandbox/microvm/backend.js";
 import { NamespaceBackend } from "../sandbox/namespace/backend.js";
 import { fileToolsDefault } from "./file-tools.js";
-import type { BackendName, BackendProbe, SandboxBackend } from "../sandbox/types.js";
+import type { BackendChoice, BackendName, BackendProbe, SandboxBackend } from "../sandbox/types.js";
 
-export type BackendChoice = BackendName | "auto";
-export const BACKEND_CHOICES: readonly BackendChoice[] = ["auto", "microvm", "namespace"];
+export { BACKEND_CHOICES, type BackendChoice } from "../sandbox/types.js";
 
 const instances = new Map<BackendName, SandboxBackend>();
 const probes = new Map<BackendName, Promise<BackendProbe>>();

@@ -2,6 +2,9 @@
 import type { GuestChannel } from "../protocol/channel.js";
 
 export type BackendName = "microvm" | "namespace";
+/** A backend, or "auto": the strongest isolation that works here. */
+export type BackendChoice = BackendName | "auto";
+export const BACKEND_CHOICES = ["auto", "microvm", "namespace"] as const satisfies readonly BackendChoice[];
 
 export interface SandboxSpec {
   /** Unique id; also the guest's hostname. */
