@@ -309,7 +309,9 @@ export class Daemon {
         workspace: e.sandbox.workspace,
         ...(this.options.approvalTimeoutMs !== undefined ? { timeoutMs: this.options.approvalTimeoutMs } : {}),
       });
-      const d = await gate.check(call, hooks.signal ? { signal: hooks.signal } : {});
+      // The card shows a write as a diff against the file as the sandbox sees it now.
+      const readFile = (path: string): Promise<Buffer | null> => readCurrent(e.sandbox, path, hooks.signal);
+      const d = await gate.check(call, { readFile, ...(hooks.signal ? { signal: hooks.signal } : {}) });
       this.metrics.approvals.inc({ decision: d.decision, channel: d.channel });
       if (d.decision === "deny") {
         this.metrics.calls.inc({ tool: name, outcome: d.code ?? "APPROVAL_DENIED" });
@@ -475,6 +477,15 @@ function describe(e: Entry): SandboxDescription {
     inFlight: e.inFlight,
     ...(e.client !== undefined ? { client: e.client } : {}),
   };
+}
+
+async function readCurrent(sandbox: Sandbox, path: string, signal: AbortSignal | undefined): Promise<Buffer | null> {
+  try {
+    return (await sandbox.files.read(path, signal ? { signal } : {})).content;
+  } catch (err) {
+    if (err instanceof LuminaGuardError && err.code === "NOT_FOUND") return null;
+    throw err;
+  }
 }
 
 /** The q-quantile (nearest rank) of some milliseconds, rounded to 0.01 ms; null when there are none. */
