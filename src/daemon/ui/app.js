@@ -62,12 +62,15 @@ function drawChart(target, values, format) {
   // One polyline per run of points that have a value (no line through seconds without calls).
   let points = [];
   const flush = () => {
-    if (points.length > 0) children.push(svg("polyline", { points: (points.length === 1 ? [...points, points[0]] : points).join(" ") }));
+    // A lone second with calls is a short dash, so that it shows.
+    if (points.length === 1) points = [`${Math.max(0, points[0][0] - step / 2).toFixed(1)},${points[0][1]}`, `${Math.min(W, points[0][0] + step / 2).toFixed(1)},${points[0][1]}`];
+    else points = points.map(([x, yy]) => `${x.toFixed(1)},${yy}`);
+    if (points.length > 0) children.push(svg("polyline", { points: points.join(" ") }));
     points = [];
   };
   nums.forEach((v, i) => {
     if (v === null) flush();
-    else points.push(`${(i * step).toFixed(1)},${y(v)}`);
+    else points.push([i * step, y(v)]);
   });
   flush();
   target.replaceChildren(...children);
