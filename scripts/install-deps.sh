@@ -11,6 +11,7 @@ packages=(
   build-essential bc bison flex libelf-dev libssl-dev cpio xz-utils  # kernel build
   file util-linux        # file(1) checks busybox is static; setpriv gives QEMU a parent-death signal
   prometheus             # promtool: the daemon's /metrics is checked with Prometheus' own linter
+  chromium               # the dashboard's test drives a real headless browser
 )
 missing=()
 for p in "${packages[@]}"; do

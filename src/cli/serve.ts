@@ -92,6 +92,7 @@ export function registerServeCommand(program: Command): void {
       }
       say(`daemon ${process.pid} serving on unix:${running.socketPath}${running.tcpUrl ? ` and ${running.tcpUrl}` : ""}`);
       if (running.tokenGenerated && running.token) say(`bearer token for ${running.tcpUrl ?? "TCP"} (shown once; set ${DAEMON_TOKEN_ENV} to choose it): ${running.token}`);
+      if (running.tcpUrl) say(`dashboard: ${running.tcpUrl}/ui?token=${running.tokenGenerated ? "<the token above>" : `$${DAEMON_TOKEN_ENV}`} (once; then a cookie)`);
 
       await new Promise<void>((resolve) => {
         let signals = 0;

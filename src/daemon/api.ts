@@ -1,5 +1,5 @@
 // The daemon's HTTP API (/v1/...), health, metrics and the MCP endpoint, routed by hono. The only place errors become HTTP.
-import { createHash, timingSafeEqual } from "node:crypto";
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { StringDecoder } from "node:string_decoder";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
@@ -16,6 +16,7 @@ import { packageVersion } from "../util/pkg.js";
 import { errorResponse } from "./http-errors.js";
 import { approvalAnswerBody, auditQuery, createSandboxBody, type CommandStreamLine } from "./schemas.js";
 import type { Daemon } from "./service.js";
+import { UI_HEADERS, uiFile } from "./ui.js";
 
 export type Transport = "unix" | "tcp";
 
@@ -25,7 +26,9 @@ export interface ApiBindings {
   transport: Transport;
 }
 
-type Env = { Bindings: ApiBindings };
+/** How a request was let in: the socket's mode, the bearer token, or the dashboard's cookie (TCP only). */
+type AuthKind = "unix" | "open" | "bearer" | "cookie";
+type Env = { Bindings: ApiBindings; Variables: { auth: AuthKind } };
 type Ctx = Context<Env>;
 
 export interface ApiOptions {
@@ -45,6 +48,48 @@ export function sha256(s: string): Buffer {
 function bearerOk(header: string | undefined, digest: Buffer): boolean {
   const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? "");
   return m !== null && timingSafeEqual(sha256(m[1] as string), digest);
+}
+
+/** The dashboard's session cookie: HttpOnly, SameSite=Strict, valid until the daemon restarts. */
+export const UI_COOKIE = "luminaguard_ui";
+
+function cookieValue(header: string | undefined, name: string): string | undefined {
+  for (const part of (header ?? "").split(";")) {
+    const i = part.indexOf("=");
+    if (i > 0 && part.slice(0, i).trim() === name) return part.slice(i + 1).trim();
+  }
+  return undefined;
+}
+
+/** A Host header naming a loopback address (any port): a DNS-rebinding page sends its own name instead. */
+function loopbackHost(host: string | undefined): boolean {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[^:[\]]+)(?::\d{1,5})?$/.exec(host ?? "");
+  const name = m?.[1]?.toLowerCase();
+  return name !== undefined && (name === "localhost" || name === "[::1]" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name));
+}
+
+/** What the cookie may do: read the API and the page, and answer approvals; nothing else. */
+function cookieRoute(method: string, path: string): boolean {
+  if (method === "GET") return path === "/ui" || path.startsWith("/ui/") || path.startsWith("/v1/");
+  return method === "POST" && /^\/v1\/approvals\/[^/]+$/.test(path);
+}
+
+/**
+ * A request with the cookie must come from the dashboard itself: a loopback Host (DNS rebinding), no
+ * cross-site or same-site fetch (another local port is "same-site" and gets SameSite=Strict cookies),
+ * and for the approval POST an Origin equal to ours and a JSON body (which a form cannot send).
+ */
+function cookieRequestOk(c: Ctx): string | undefined {
+  const host = c.req.header("host");
+  if (!loopbackHost(host)) return `Host ${JSON.stringify(host ?? "")} is not a loopback address`;
+  const site = c.req.header("sec-fetch-site");
+  if (site !== undefined && site !== "same-origin" && site !== "none") return `a ${site} request cannot use the dashboard's cookie`;
+  if (c.req.method !== "GET") {
+    const origin = c.req.header("origin");
+    if (origin !== `http://${host}`) return `Origin ${JSON.stringify(origin ?? "")} is not this dashboard's (http://${host})`;
+    if (!/^application\/json\b/i.test(c.req.header("content-type") ?? "")) return "the approval must be sent as application/json";
+  }
+  return undefined;
 }
 
 async function body<T extends z.ZodType>(c: Ctx, schema: T): Promise<z.infer<T>> {
@@ -87,18 +132,41 @@ export function createApi(o: ApiOptions): Hono<Env> {
   app.onError((err, c) => {
     const e = toLuminaGuardError(err);
     daemon.metrics.errors.inc({ code: e.code });
+    daemon.noteError(e, `${c.req.method} ${c.req.path}`);
     if (e.code === "INTERNAL") log.error({ err: String((err as Error)?.stack ?? err), path: c.req.path }, "daemon: internal error");
     return errorResponse(e);
   });
   app.notFound((c) => {
     daemon.metrics.errors.inc({ code: "NOT_FOUND" });
-    return errorResponse(new LuminaGuardError("NOT_FOUND", `no route ${c.req.method} ${c.req.path}; the API is under /${"v1"}/`));
+    const e = new LuminaGuardError("NOT_FOUND", `no route ${c.req.method} ${c.req.path}; the API is under /${"v1"}/`);
+    daemon.noteError(e, `${c.req.method} ${c.req.path}`);
+    return errorResponse(e);
   });
 
-  // TCP clients need the token; health stays open so a load balancer or systemd can probe it.
+  // The dashboard's cookie: a random secret of this daemon's lifetime, given for the token (see /ui below).
+  const uiSecret = randomBytes(32).toString("base64url");
+  const uiSecretDigest = sha256(uiSecret);
+
+  // TCP clients need the token; health stays open so a load balancer or systemd can probe it. The
+  // dashboard trades the token once (GET /ui?token=...) for a cookie that reads and answers approvals.
   app.use("*", async (c, next) => {
-    if (c.env.transport === "tcp" && o.tokenDigest !== undefined && c.req.path !== "/healthz") {
-      if (!bearerOk(c.req.header("authorization"), o.tokenDigest)) throw new LuminaGuardError("UNAUTHORIZED", "missing or wrong bearer token");
+    if (c.env.transport !== "tcp" || o.tokenDigest === undefined) c.set("auth", c.env.transport === "unix" ? "unix" : "open");
+    else if (c.req.path === "/healthz") c.set("auth", "open");
+    else if (bearerOk(c.req.header("authorization"), o.tokenDigest)) c.set("auth", "bearer");
+    else if (c.req.method === "GET" && c.req.path === "/ui" && c.req.query("token") !== undefined) {
+      // The login: the token in the address once, then a cookie and an address without it.
+      if (!loopbackHost(c.req.header("host"))) throw new LuminaGuardError("PERMISSION_DENIED", "the dashboard answers only on a loopback Host");
+      if (!timingSafeEqual(sha256(c.req.query("token") ?? ""), o.tokenDigest)) throw new LuminaGuardError("UNAUTHORIZED", "wrong token for the dashboard");
+      return c.body(null, 303, { ...UI_HEADERS, location: "/ui", "set-cookie": `${UI_COOKIE}=${uiSecret}; Path=/; HttpOnly; SameSite=Strict` });
+    } else {
+      const cookie = cookieValue(c.req.header("cookie"), UI_COOKIE);
+      if (cookie === undefined || !timingSafeEqual(sha256(cookie), uiSecretDigest)) {
+        throw new LuminaGuardError("UNAUTHORIZED", c.req.path.startsWith("/ui") ? "open the dashboard once as /ui?token=TOKEN" : "missing or wrong bearer token");
+      }
+      if (!cookieRoute(c.req.method, c.req.path)) throw new LuminaGuardError("UNAUTHORIZED", "the dashboard's cookie reads the API and answers approvals; anything else needs the bearer token");
+      const refused = cookieRequestOk(c);
+      if (refused !== undefined) throw new LuminaGuardError("PERMISSION_DENIED", refused);
+      c.set("auth", "cookie");
     }
     await next();
   });
@@ -116,6 +184,15 @@ export function createApi(o: ApiOptions): Hono<Env> {
       },
     }),
   );
+
+  // The dashboard: static files only (the data comes from /v1 by the page's own script).
+  const sendUi = (c: Ctx, name: string): Response => {
+    const f = uiFile(name);
+    return c.body(new Uint8Array(f.body), 200, { ...UI_HEADERS, "content-type": f.type });
+  };
+  app.get("/ui", (c) => (c.req.query("token") !== undefined ? c.redirect("/ui", 303) : sendUi(c, "index.html")));
+  app.get("/ui/", (c) => c.redirect("/ui", 303));
+  app.get("/ui/:file", (c) => sendUi(c, c.req.param("file")));
 
   app.get("/healthz", (c) => c.json({ status: "ok", pid: process.pid, version: packageVersion(), uptimeS: Math.round((Date.now() - daemon.startedAt) / 1000) }));
   app.get("/readyz", (c) => {
@@ -165,6 +242,7 @@ export function createApi(o: ApiOptions): Hono<Env> {
       } catch (err) {
         const e = toLuminaGuardError(err);
         daemon.metrics.errors.inc({ code: e.code });
+        daemon.noteError(e, `POST ${c.req.path}`);
         send({ error: e.toJSON() });
       }
       await chain;
@@ -175,11 +253,13 @@ export function createApi(o: ApiOptions): Hono<Env> {
   app.post("/v1/approvals/:id", async (c) => {
     const a = await body(c, approvalAnswerBody);
     const id = c.req.param("id");
-    const actor = `http:${a.actor ?? (c.env.transport === "unix" ? "unix-socket" : "bearer-token")}`;
+    // The dashboard's cookie names its own actor: the page cannot claim to be someone else.
+    const actor = c.get("auth") === "cookie" ? "http:dashboard" : `http:${a.actor ?? (c.env.transport === "unix" ? "unix-socket" : "bearer-token")}`;
     const ok = daemon.approvals.answer(id, { approve: a.decision === "approve", actor, ...(a.reason !== undefined ? { reason: a.reason } : {}) });
     if (!ok) throw new LuminaGuardError("NOT_FOUND", `no pending approval ${JSON.stringify(id)} (answered, expired, or never asked)`);
     return c.json({ id, decision: a.decision, actor });
   });
+  app.get("/v1/stats", async (c) => c.json(await daemon.stats()));
   app.get("/v1/audit", (c) => {
     const q = auditQuery.safeParse({ tail: c.req.query("tail") });
     if (!q.success) throw new LuminaGuardError("INVALID_ARGUMENT", "tail must be an integer from 1 to 10000");

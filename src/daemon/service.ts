@@ -1,5 +1,6 @@
 // The daemon's state: warm pools per backend, the sandboxes it handed out, the approval queue and audit log, drain.
 import { randomBytes } from "node:crypto";
+import { freemem, loadavg, totalmem } from "node:os";
 import { nonInteractiveApprover } from "../approval/approvers.js";
 import { AuditLog, readAudit, type AuditEntry } from "../approval/audit.js";
 import { ApprovalGate } from "../approval/gate.js";
@@ -14,6 +15,7 @@ import { DEFAULT_MEMORY_MIB, Sandbox, type RunOptions } from "../runtime/sandbox
 import type { BackendName, BackendProbe } from "../sandbox/types.js";
 import { parseToolArgs } from "../tools/dispatch.js";
 import { TOOL_NAMES, type ToolName } from "../tools/registry.js";
+import { packageVersion } from "../util/pkg.js";
 import { DaemonMetrics } from "./metrics.js";
 import type { CreateSandboxBody, DaemonApprovalMode, SandboxDescription } from "./schemas.js";
 
@@ -65,6 +67,42 @@ export interface CallHooks {
 
 type State = "starting" | "ready" | "draining" | "stopped";
 
+/** One finished tool call, kept a few minutes for the dashboard's rate and latency charts. */
+interface RecentCall {
+  at: number;
+  /** Run time (approval wait excluded); absent when the call was refused before it ran. */
+  ms?: number;
+}
+
+export interface RecentError {
+  at: string;
+  code: string;
+  message: string;
+  /** The request that failed (`POST /v1/...`). */
+  where: string;
+}
+
+/** What the dashboard shows (`GET /v1/stats`): read-only, cheap, computed on each request. */
+export interface DaemonStats {
+  version: string;
+  state: State;
+  uptimeS: number;
+  pools: Record<string, PoolStats>;
+  sandboxes: { alive: number; byBackend: Record<string, number>; max: number; inFlight: number };
+  approvalsPending: number;
+  calls: { tool: string; outcome: string; count: number }[];
+  errors: { code: string; count: number }[];
+  /** The last 60 seconds, one point a second, oldest first: calls finished and their median run time. */
+  series: { t: number; calls: number; p50Ms: number | null }[];
+  latency: { windowS: number; n: number; p50Ms: number | null; p95Ms: number | null };
+  recentErrors: RecentError[];
+  host: { memoryTotalBytes: number; memoryAvailableBytes: number; load1: number };
+}
+
+const RECENT_CALLS_MS = 5 * 60_000;
+const RECENT_CALLS_MAX = 20_000;
+const RECENT_ERRORS_MAX = 50;
+
 export class Daemon {
   readonly approvals = new ApprovalQueue();
   readonly audit: AuditLog;
@@ -76,6 +114,8 @@ export class Daemon {
   private readonly sandboxes = new Map<string, Entry>();
   private readonly inFlight = new Set<Promise<unknown>>();
   private creating = 0;
+  private readonly recentCalls: RecentCall[] = [];
+  private readonly recentErrors: RecentError[] = [];
   private state: State = "starting";
   private reaper: NodeJS.Timeout | undefined;
   private readonly maxSandboxes: number;
@@ -269,10 +309,13 @@ export class Daemon {
         workspace: e.sandbox.workspace,
         ...(this.options.approvalTimeoutMs !== undefined ? { timeoutMs: this.options.approvalTimeoutMs } : {}),
       });
-      const d = await gate.check(call, hooks.signal ? { signal: hooks.signal } : {});
+      // The card shows a write as a diff against the file as the sandbox sees it now.
+      const readFile = (path: string): Promise<Buffer | null> => readCurrent(e.sandbox, path, hooks.signal);
+      const d = await gate.check(call, { readFile, ...(hooks.signal ? { signal: hooks.signal } : {}) });
       this.metrics.approvals.inc({ decision: d.decision, channel: d.channel });
       if (d.decision === "deny") {
         this.metrics.calls.inc({ tool: name, outcome: d.code ?? "APPROVAL_DENIED" });
+        this.noteCall();
         throw new LuminaGuardError(d.code ?? "APPROVAL_DENIED", `${name} not run: ${d.reason} (rule ${d.rule}; audit ${d.auditId})`, {
           details: { rule: d.rule, auditId: d.auditId },
         });
@@ -287,8 +330,65 @@ export class Daemon {
       this.metrics.calls.inc({ tool: name, outcome: toLuminaGuardError(err).code });
       throw err;
     } finally {
-      this.metrics.toolLatency.observe({ tool: name, backend: e.backend }, (performance.now() - t0) / 1000);
+      const s = (performance.now() - t0) / 1000;
+      this.metrics.toolLatency.observe({ tool: name, backend: e.backend }, s);
+      this.noteCall(s * 1000);
     }
+  }
+
+  private noteCall(ms?: number): void {
+    const now = Date.now();
+    this.recentCalls.push({ at: now, ...(ms !== undefined ? { ms } : {}) });
+    let drop = 0;
+    while (drop < this.recentCalls.length && ((this.recentCalls[drop] as RecentCall).at < now - RECENT_CALLS_MS || this.recentCalls.length - drop > RECENT_CALLS_MAX)) drop++;
+    if (drop > 0) this.recentCalls.splice(0, drop);
+  }
+
+  /** An error the API answered, for the dashboard's list (newest last; the last 50 kept). */
+  noteError(e: LuminaGuardError, where: string): void {
+    this.recentErrors.push({ at: new Date().toISOString(), code: e.code, message: e.message.slice(0, 500), where: where.slice(0, 300) });
+    if (this.recentErrors.length > RECENT_ERRORS_MAX) this.recentErrors.splice(0, this.recentErrors.length - RECENT_ERRORS_MAX);
+  }
+
+  async stats(): Promise<DaemonStats> {
+    const now = Date.now();
+    const pools: Record<string, PoolStats> = {};
+    for (const [b, p] of this.pools) pools[b] = p.stats;
+    const alive = this.list();
+    const byBackend: Record<string, number> = {};
+    for (const s of alive) byBackend[s.backend] = (byBackend[s.backend] ?? 0) + 1;
+    const calls = (await this.metrics.calls.get()).values.map((v) => ({ tool: String(v.labels.tool), outcome: String(v.labels.outcome), count: v.value }));
+    const errors = (await this.metrics.errors.get()).values.map((v) => ({ code: String(v.labels.code), count: v.value }));
+    const windowS = 60;
+    const end = Math.floor(now / 1000) * 1000 + 1000;
+    const buckets: number[][] = Array.from({ length: windowS }, () => []);
+    const counts = new Array<number>(windowS).fill(0);
+    const ran: number[] = [];
+    for (const c of this.recentCalls) {
+      const i = windowS - 1 - Math.floor((end - 1 - c.at) / 1000);
+      if (i < 0 || i >= windowS) continue;
+      counts[i] = (counts[i] ?? 0) + 1;
+      if (c.ms !== undefined) {
+        buckets[i]?.push(c.ms);
+        ran.push(c.ms);
+      }
+    }
+    const series = buckets.map((b, i) => ({ t: end - (windowS - i) * 1000, calls: counts[i] ?? 0, p50Ms: quantile(b, 0.5) }));
+    const load1 = loadavg()[0] ?? 0;
+    return {
+      version: packageVersion(),
+      state: this.state,
+      uptimeS: Math.round((now - this.startedAt) / 1000),
+      pools,
+      sandboxes: { alive: alive.length, byBackend, max: this.maxSandboxes, inFlight: this.inFlight.size },
+      approvalsPending: this.approvals.size,
+      calls,
+      errors,
+      series,
+      latency: { windowS, n: ran.length, p50Ms: quantile(ran, 0.5), p95Ms: quantile(ran, 0.95) },
+      recentErrors: this.recentErrors.slice(-20).reverse(),
+      host: { memoryTotalBytes: totalmem(), memoryAvailableBytes: freemem(), load1 },
+    };
   }
 
   /** The last `tail` entries of the audit log. */
@@ -377,6 +477,23 @@ function describe(e: Entry): SandboxDescription {
     inFlight: e.inFlight,
     ...(e.client !== undefined ? { client: e.client } : {}),
   };
+}
+
+async function readCurrent(sandbox: Sandbox, path: string, signal: AbortSignal | undefined): Promise<Buffer | null> {
+  try {
+    return (await sandbox.files.read(path, signal ? { signal } : {})).content;
+  } catch (err) {
+    if (err instanceof LuminaGuardError && err.code === "NOT_FOUND") return null;
+    throw err;
+  }
+}
+
+/** The q-quantile (nearest rank) of some milliseconds, rounded to 0.01 ms; null when there are none. */
+function quantile(xs: number[], q: number): number | null {
+  if (xs.length === 0) return null;
+  const sorted = [...xs].sort((a, b) => a - b);
+  const v = sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] as number;
+  return Math.round(v * 100) / 100;
 }
 
 function firstNumber(info: Readonly<Record<string, unknown>>, keys: string[]): number | undefined {

@@ -353,6 +353,44 @@ describe("daemon", async () => {
     assert.equal(check.status, 0, `promtool check metrics: ${check.stdout}${check.stderr}`);
   });
 
+  test("GET /v1/stats has the dashboard's figures; /ui and its files come with a strict CSP", { skip }, async () => {
+    const r = await http(d, "GET", "/v1/stats");
+    assert.equal(r.status, 200);
+    type Stats = {
+      state: string;
+      pools: Record<string, { ready: number; target: number }>;
+      sandboxes: { alive: number; max: number };
+      calls: { tool: string; outcome: string; count: number }[];
+      errors: { code: string; count: number }[];
+      series: { t: number; calls: number; p50Ms: number | null }[];
+      latency: { n: number; p50Ms: number | null };
+      recentErrors: { code: string; where: string }[];
+    };
+    const s = r.json() as Stats;
+    assert.equal(s.state, "ready");
+    assert.ok((s.pools["namespace"]?.target ?? 0) >= 1, JSON.stringify(s.pools));
+    assert.equal(s.sandboxes.max, 6);
+    assert.ok(s.calls.some((c) => c.tool === "write_file" && c.outcome === "ok" && c.count > 0), JSON.stringify(s.calls));
+    assert.ok(s.errors.some((e) => e.code === "CAPACITY"));
+    assert.equal(s.series.length, 60);
+    assert.ok(s.series.every((p, i) => i === 0 || p.t - (s.series[i - 1] as { t: number }).t === 1000));
+    assert.ok(s.recentErrors.length > 0 && s.recentErrors.every((e) => typeof e.code === "string" && e.where.startsWith("/") === false));
+    for (const [path, type] of [
+      ["/ui", /^text\/html/],
+      ["/ui/app.js", /^text\/javascript/],
+      ["/ui/app.css", /^text\/css/],
+    ] as const) {
+      const u = await http(d, "GET", path);
+      assert.equal(u.status, 200, path);
+      assert.match(String(u.headers["content-type"]), type);
+      assert.match(String(u.headers["content-security-policy"]), /^default-src 'none'; script-src 'self';/);
+      assert.equal(u.headers["x-content-type-options"], "nosniff");
+    }
+    assert.doesNotMatch((await http(d, "GET", "/ui")).text, /<script>|\sstyle=|\son[a-z]+=/i, "no inline script, style or handler");
+    assert.equal((await http(d, "GET", "/ui/..%2Fapi.js")).status, 404);
+    assert.equal((await http(d, "GET", "/ui/__proto__")).status, 404);
+  });
+
   test("a sandbox's lifetime (timeoutMs) ends in the daemon", { skip }, async () => {
     const c = await http(d, "POST", "/v1/sandboxes", { backend: "namespace", timeoutMs: 300 });
     assert.equal(c.status, 201);
