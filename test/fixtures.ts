@@ -49,3 +49,14 @@ export async function waitFor(cond: () => boolean, timeoutMs: number, stepMs = 2
   return cond();
 }
 
+
+/** SIGKILLs each pid that is still there: killing one part of a sandbox may take the others down first. */
+export function killAll(pids: readonly number[]): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ESRCH") throw err;
+    }
+  }
+}

@@ -8,7 +8,7 @@ import { describe, test } from "node:test";
 import { LuminaGuardError } from "../../src/errors.js";
 import type { BackendName, FileToolsMode } from "../../src/sandbox/types.js";
 import { pidAlive } from "../../src/util/procfs.js";
-import { BACKENDS, sandboxFor, unavailable, waitFor } from "../fixtures.js";
+import { BACKENDS, killAll, sandboxFor, unavailable, waitFor } from "../fixtures.js";
 
 async function rejectsWith(p: Promise<unknown>, code: string): Promise<LuminaGuardError> {
   try {
@@ -200,7 +200,7 @@ for (const { backend, label, options } of VARIANTS) {
       assert.ok(pids.length > 0);
       const call = sandbox.commands.run("sleep 60");
       await new Promise((r) => setTimeout(r, 300));
-      for (const pid of pids) process.kill(pid, "SIGKILL");
+      killAll(pids);
       await rejectsWith(call, "GUEST_CHANNEL_LOST");
       assert.equal(readFileSync(join(workspace, "kept.txt"), "utf8"), "acknowledged");
       assert.ok(await waitFor(() => pids.every((p) => !pidAlive(p)), 5000), "no sandbox process survives");

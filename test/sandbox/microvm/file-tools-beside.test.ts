@@ -7,7 +7,7 @@ import { describe, test } from "node:test";
 import { parseFileTools } from "../../../src/runtime/file-tools.js";
 import type { SandboxHandle } from "../../../src/sandbox/types.js";
 import { pidAlive } from "../../../src/util/procfs.js";
-import { sandboxFor, unavailable, waitFor } from "../../fixtures.js";
+import { killAll, sandboxFor, unavailable, waitFor } from "../../fixtures.js";
 
 describe("microvm file tools beside the VM", async () => {
   const skip = (await unavailable("microvm")) ?? (await unavailable("namespace"));
@@ -93,7 +93,7 @@ describe("microvm file tools beside the VM", async () => {
     const second = await sandboxFor(t, "microvm");
     const [vmPid, ...jailPids] = second.sandbox.pids() as [number, ...number[]];
     // Killing the jail's processes from outside must take the VM down with it (a loaded machine is slow).
-    for (const pid of jailPids) process.kill(pid, "SIGKILL");
+    killAll(jailPids);
     assert.ok(await waitFor(() => !second.sandbox.alive, 15_000), "the sandbox is killed when its file jail dies");
     assert.ok(await waitFor(() => !pidAlive(vmPid), 15_000), `the VM (pid ${vmPid}) is gone too`);
   });
