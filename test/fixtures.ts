@@ -1,11 +1,13 @@
 // Test fixtures: real sandboxes on real backends, temp workspaces, and a clear skip when a backend cannot run here.
+import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestContext } from "node:test";
 import { probeBackend } from "../src/runtime/backends.js";
 import { Sandbox, type SandboxApi, type SandboxOptions } from "../src/runtime/sandbox.js";
-import type { BackendName } from "../src/sandbox/types.js";
+import { LuminaGuardError } from "../src/errors.js";
+import type { BackendName, SandboxHandle } from "../src/sandbox/types.js";
 
 export const BACKENDS: readonly BackendName[] = ["microvm", "namespace"];
 
@@ -59,4 +61,42 @@ export function killAll(pids: readonly number[]): void {
       if ((err as NodeJS.ErrnoException).code !== "ESRCH") throw err;
     }
   }
+}
+
+/** Awaits `p` and expects it to reject with a LuminaGuardError of `code`; returns that error. */
+export async function rejectsWith(p: Promise<unknown>, code: string): Promise<LuminaGuardError> {
+  try {
+    await p;
+  } catch (err) {
+    assert.ok(err instanceof LuminaGuardError, `expected a LuminaGuardError, got ${String(err)}`);
+    assert.equal(err.code, code, `expected ${code}, got ${err.code}: ${err.message}`);
+    return err;
+  }
+  assert.fail(`expected ${code}, but the call succeeded`);
+}
+
+export interface ExecResult {
+  exitCode: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs argv through a sandbox's guest channel directly (below the SDK), collecting its output. */
+export async function execOn(sb: SandboxHandle, argv: string[], timeoutMs = 10_000): Promise<ExecResult> {
+  let stdout = "";
+  let stderr = "";
+  const r = await sb.channel.request(
+    "execute_command",
+    { argv, timeoutMs, maxOutputBytes: 1 << 20 },
+    {
+      deadlineMs: timeoutMs + 10_000,
+      maxStreamBytes: 1 << 20,
+      onEvent: (stream, data) => {
+        if (stream === "stdout") stdout += data.toString("utf8");
+        else stderr += data.toString("utf8");
+      },
+    },
+  );
+  return { exitCode: r.exitCode, signal: r.signal, stdout, stderr };
 }

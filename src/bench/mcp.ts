@@ -3,7 +3,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -14,6 +13,7 @@ import { packageRoot } from "../util/pkg.js";
 import { killGroup } from "../util/proc.js";
 import { sleep } from "./measure.js";
 import type { Recorder, ScenarioOptions } from "./scenarios.js";
+import { freePort } from "../util/net.js";
 
 const require = createRequire(import.meta.url);
 const FS_SERVER = require.resolve("@modelcontextprotocol/server-filesystem/dist/index.js");
@@ -40,17 +40,6 @@ async function sdkClient(args: string[], label: string): Promise<Client> {
   await client.connect(new StdioClientTransport({ command: process.execPath, args, stderr: "ignore" }), { timeout: 60_000 });
   await client.listTools({}, { timeout: 30_000 });
   return client;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** server-everything over Streamable HTTP, in its own process group; resolves once it listens. */

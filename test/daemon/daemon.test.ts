@@ -4,21 +4,9 @@ import { spawnSync, execFileSync } from "node:child_process";
 import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { LuminaGuardError } from "../../src/errors.js";
 import { Sandbox, type SandboxApi } from "../../src/runtime/sandbox.js";
-import { tempWorkspace, unavailable } from "../fixtures.js";
+import { rejectsWith, tempWorkspace, unavailable } from "../fixtures.js";
 import { daemonDirs, http, MAIN, startTestDaemon, type TestDaemon } from "./helpers.js";
-
-async function rejectsWith(p: Promise<unknown>, code: string): Promise<LuminaGuardError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof LuminaGuardError, `expected a LuminaGuardError, got ${String(err)}`);
-    assert.equal(err.code, code, `expected ${code}, got ${err.code}: ${err.message}`);
-    return err;
-  }
-  assert.fail(`expected ${code}, but the call succeeded`);
-}
 
 function hasPromtool(): boolean {
   return spawnSync("promtool", ["--version"], { stdio: "ignore" }).status === 0;

@@ -12,23 +12,12 @@ import { DiskGuard, LimitedWorkspace, diskLimit, measure } from "../../src/runti
 import { SandboxPool } from "../../src/runtime/pool.js";
 import { Sandbox } from "../../src/runtime/sandbox.js";
 import type { SandboxBackend } from "../../src/sandbox/types.js";
-import { BACKENDS, sandboxFor, tempWorkspace, unavailable } from "../fixtures.js";
+import { BACKENDS, rejectsWith, sandboxFor, tempWorkspace, unavailable } from "../fixtures.js";
 
 const MIB = 1024 * 1024;
 /** What a watched sandbox may overshoot by in these tests: ~15 ms of writing (docs/security.md, "Disk"). */
 const WATCH_MARGIN = 32 * MIB;
 const kernelSkip = LimitedWorkspace.supported() ? false : "kernel-enforced limits need root, loop devices and mkfs.ext4";
-
-async function rejectsWith(p: Promise<unknown>, code: string): Promise<LuminaGuardError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof LuminaGuardError, `expected a LuminaGuardError, got ${String(err)}`);
-    assert.equal(err.code, code, err.message);
-    return err;
-  }
-  assert.fail(`expected ${code}, but the call succeeded`);
-}
 
 function mountedAt(path: string): string | undefined {
   const lines = readFileSync("/proc/self/mountinfo", "utf8").split("\n");

@@ -8,18 +8,7 @@ import { describe, test } from "node:test";
 import { LuminaGuardError } from "../../src/errors.js";
 import type { BackendName, FileToolsMode } from "../../src/sandbox/types.js";
 import { pidAlive } from "../../src/util/procfs.js";
-import { BACKENDS, killAll, sandboxFor, unavailable, waitFor } from "../fixtures.js";
-
-async function rejectsWith(p: Promise<unknown>, code: string): Promise<LuminaGuardError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof LuminaGuardError, `expected a LuminaGuardError, got ${String(err)}`);
-    assert.equal(err.code, code, `expected ${code}, got ${err.code}: ${err.message}`);
-    return err;
-  }
-  assert.fail(`expected ${code}, but the call succeeded`);
-}
+import { BACKENDS, killAll, rejectsWith, sandboxFor, unavailable, waitFor } from "../fixtures.js";
 
 // Each backend as it runs by default, and the micro-VM with its file tools in the guest (through 9p).
 const VARIANTS: { backend: BackendName; label: string; options: { fileTools?: FileToolsMode } }[] = [

@@ -7,6 +7,9 @@ import { after, describe, test } from "node:test";
 import { NamespaceBackend } from "../../../src/sandbox/namespace/backend.js";
 import type { SandboxHandle, SandboxSpec } from "../../../src/sandbox/types.js";
 import { namespaceSkip, tempDir, uniqueId } from "./helpers.js";
+import { execOn, type ExecResult } from "../../fixtures.js";
+
+const sh = (sb: SandboxHandle, script: string, timeoutMs?: number): Promise<ExecResult> => execOn(sb, ["/bin/sh", "-c", script], timeoutMs);
 
 const backend = new NamespaceBackend();
 const probe = await backend.probe();
@@ -23,31 +26,6 @@ async function spawnSandbox(overrides: Partial<SandboxSpec> = {}): Promise<{ sb:
   const sb = await backend.spawn(spec);
   handles.add(sb);
   return { sb, workspace: ws.dir };
-}
-
-interface ExecResult {
-  exitCode: number | null;
-  signal: string | null;
-  stdout: string;
-  stderr: string;
-}
-
-async function sh(sb: SandboxHandle, script: string, timeoutMs = 10_000): Promise<ExecResult> {
-  let stdout = "";
-  let stderr = "";
-  const r = await sb.channel.request(
-    "execute_command",
-    { argv: ["/bin/sh", "-c", script], timeoutMs, maxOutputBytes: 1 << 20 },
-    {
-      deadlineMs: timeoutMs + 10_000,
-      maxStreamBytes: 1 << 20,
-      onEvent: (stream, data) => {
-        if (stream === "stdout") stdout += data.toString("utf8");
-        else stderr += data.toString("utf8");
-      },
-    },
-  );
-  return { exitCode: r.exitCode, signal: r.signal, stdout, stderr };
 }
 
 describe("guest agent in the namespace sandbox", { skip }, () => {

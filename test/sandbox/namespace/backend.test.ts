@@ -12,6 +12,7 @@ import { probeCgroups } from "../../../src/sandbox/namespace/cgroup.js";
 import type { SandboxHandle, SandboxSpec } from "../../../src/sandbox/types.js";
 import { cmdline } from "../../../src/util/procfs.js";
 import { alive, namespaceSkip, noneExist, tempDir, uniqueId, waitFor } from "./helpers.js";
+import { execOn as exec, type ExecResult } from "../../fixtures.js";
 
 const backend = new NamespaceBackend();
 const probe = await backend.probe();
@@ -29,31 +30,6 @@ async function spawnSandbox(overrides: Partial<SandboxSpec> = {}): Promise<{ sb:
   const sb = await backend.spawn(spec);
   handles.add(sb);
   return { sb, workspace: ws.dir, spec };
-}
-
-interface ExecResult {
-  exitCode: number | null;
-  signal: string | null;
-  stdout: string;
-  stderr: string;
-}
-
-async function exec(sb: SandboxHandle, argv: string[], timeoutMs = 10_000): Promise<ExecResult> {
-  let stdout = "";
-  let stderr = "";
-  const r = await sb.channel.request(
-    "execute_command",
-    { argv, timeoutMs, maxOutputBytes: 1 << 20 },
-    {
-      deadlineMs: timeoutMs + 10_000,
-      maxStreamBytes: 1 << 20,
-      onEvent: (stream, data) => {
-        if (stream === "stdout") stdout += data.toString("utf8");
-        else stderr += data.toString("utf8");
-      },
-    },
-  );
-  return { exitCode: r.exitCode, signal: r.signal, stdout, stderr };
 }
 
 const sh = (sb: SandboxHandle, script: string, timeoutMs?: number): Promise<ExecResult> => exec(sb, ["/bin/sh", "-c", script], timeoutMs);
