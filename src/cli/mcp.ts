@@ -27,6 +27,8 @@ interface ServeFlags {
   fileTools?: FileToolsMode;
   idleTimeout: number;
   maxSessions: number;
+  maxSessionsPerClient?: number;
+  freshIdleTimeout: number;
   approval: ApprovalMode;
   policy?: string;
 }
@@ -79,7 +81,9 @@ export function registerMcpCommand(program: Command): void {
         .default("elicit"),
     )
     .option("--policy <file>", "approval policy (default $LUMINAGUARD_HOME/policy.json when present)")
-    .option("--max-sessions <n>", "concurrent http sessions at most", parseIntOption("--max-sessions", 1, 10_000), 32)
+    .option("--max-sessions <n>", "concurrent http sessions at most; at the cap a new one evicts the least recently used idle session", parseIntOption("--max-sessions", 1, 10_000), 32)
+    .option("--max-sessions-per-client <n>", "http sessions one client (address + client name) may hold (default 3/4 of --max-sessions)", parseIntOption("--max-sessions-per-client", 1, 10_000))
+    .option("--fresh-idle-timeout <seconds>", "end an http session that never called a tool after this long", parseIntOption("--fresh-idle-timeout", 1, 7 * 86_400), 30)
     .addHelpText(
       "after",
       `\nOver http, clients must send "Authorization: Bearer <token>": the token is $${TOKEN_ENV}, or one generated and printed once on stderr.\n` +
@@ -106,7 +110,14 @@ export function registerMcpCommand(program: Command): void {
         exitSoon();
         return;
       }
-      const server = await serveHttp({ ...common, host: flags.host, port: flags.port, maxSessions: flags.maxSessions });
+      const server = await serveHttp({
+        ...common,
+        host: flags.host,
+        port: flags.port,
+        maxSessions: flags.maxSessions,
+        freshIdleMs: flags.freshIdleTimeout * 1000,
+        ...(flags.maxSessionsPerClient !== undefined ? { maxSessionsPerClient: flags.maxSessionsPerClient } : {}),
+      });
       process.stderr.write(`luminaguard mcp: listening on ${server.url}\n`);
       if (server.tokenGenerated) process.stderr.write(`luminaguard mcp: bearer token (shown once; set ${TOKEN_ENV} to choose it): ${server.token}\n`);
       await untilSignal(() => server.close());

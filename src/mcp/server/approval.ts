@@ -23,6 +23,18 @@ export function approvalHook(mode: ApprovalMode, options: { policyFile?: string;
     const gate = new ApprovalGate({ approver, policy, audit, ...(options.workspace !== undefined ? { workspace: options.workspace } : {}) });
     const call = { tool: ctx.tool, args: ctx.args };
     const d = await gate.check(call, { signal: ctx.signal });
+    // The host's log shows every decision that was not a plain Green pass (what was asked, denied, and why).
+    if (d.decision === "deny" || d.class !== "green") {
+      ctx.notify(d.decision === "deny" ? "warning" : "notice", {
+        event: `approval.${d.decision}`,
+        tool: ctx.tool,
+        class: d.class,
+        rule: d.rule,
+        channel: d.channel,
+        reason: d.reason,
+        audit: d.auditId,
+      });
+    }
     if (d.decision === "deny") {
       throw new LuminaGuardError(d.code ?? "APPROVAL_DENIED", `${ctx.tool} not run: ${d.reason} (rule ${d.rule}; audit ${d.auditId})`);
     }

@@ -4,11 +4,12 @@ import { createServer, type IncomingMessage, type Server as HttpServer, type Ser
 import type { AddressInfo } from "node:net";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
-import { isInitializeRequest } from "@modelcontextprotocol/sdk/types.js";
+import { LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS, isInitializeRequest } from "@modelcontextprotocol/sdk/types.js";
 import { LuminaGuardError } from "../../errors.js";
 import { log } from "../../log.js";
 import { DEFAULT_MAX_MESSAGE_BYTES } from "../shared/jsonl.js";
 import { DEFAULT_IDLE_MS, DEFAULT_MAX_IN_FLIGHT, createSessionServer, poolFor, type McpServeOptions } from "./server.js";
+import { BoundedEventStore } from "./event-store.js";
 import { SandboxSession } from "./session.js";
 
 export const TOKEN_ENV = "LUMINAGUARD_MCP_TOKEN";
@@ -21,6 +22,8 @@ interface HttpServeOptions extends McpServeOptions {
   /** Bearer token clients must send; default `$LUMINAGUARD_MCP_TOKEN`, else a fresh random one. */
   token?: string;
   maxSessions?: number;
+  maxSessionsPerClient?: number;
+  freshIdleMs?: number;
   maxBodyBytes?: number;
 }
 
@@ -30,6 +33,8 @@ export interface McpHttpServer {
   /** True when the token was generated here (the caller prints it once). */
   tokenGenerated: boolean;
   sessions(): SandboxSession[];
+  /** Sessions ended to make room for new ones, since start. */
+  readonly evicted: number;
   close(): Promise<void>;
 }
 
@@ -37,7 +42,19 @@ interface Entry {
   session: SandboxSession;
   server: Server;
   transport: StreamableHTTPServerTransport;
+  events: BoundedEventStore;
+  /** Whose session this is, for fairness: remote address and the initialize's clientInfo.name. */
+  client: string;
+  /** The protocol version negotiated at initialize. */
+  protocolVersion: string;
 }
+
+/** Idle time of a session that initialized but never called a tool (a client that left without DELETE). */
+export const DEFAULT_FRESH_IDLE_MS = 30_000;
+/** What a client told 503 (every session busy) is asked to wait, in seconds. */
+const RETRY_AFTER_S = 2;
+/** Client reconnection delay announced in SSE priming events (ms). */
+const SSE_RETRY_MS = 1000;
 
 const LOOPBACK = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);
 
@@ -46,6 +63,8 @@ export interface McpHttpHandler {
   /** Serves one request to the endpoint path. */
   handle(req: IncomingMessage, res: ServerResponse): Promise<void>;
   sessions(): SandboxSession[];
+  /** Sessions ended to make room for new ones, since start. */
+  readonly evicted: number;
   /** Ends every session (and its sandbox); drains the pool if it made its own. */
   close(): Promise<void>;
 }
@@ -55,7 +74,15 @@ export interface McpHandlerOptions extends McpServeOptions {
   host: string;
   /** sha256 of the bearer token to require; undefined when the caller authenticates (the daemon's socket). */
   tokenDigest?: Buffer;
+  /**
+   * Sessions at once. At the cap a new session evicts the least recently used idle one (no call in flight), taken
+   * from the client holding the most sessions; only when none is idle does the new client get 503 + Retry-After.
+   */
   maxSessions?: number;
+  /** Sessions one client (address + clientInfo.name) may hold; at its share it evicts its own LRU idle session. Default 3/4 of maxSessions. */
+  maxSessionsPerClient?: number;
+  /** Idle time of a session that never called a tool (default DEFAULT_FRESH_IDLE_MS). */
+  freshIdleMs?: number;
   maxBodyBytes?: number;
 }
 
@@ -63,6 +90,8 @@ export async function createMcpHttpHandler(o: McpHandlerOptions): Promise<McpHtt
   const host = o.host;
   const tokenDigest = o.tokenDigest;
   const maxSessions = o.maxSessions ?? 32;
+  const perClient = Math.max(1, Math.min(maxSessions, o.maxSessionsPerClient ?? Math.ceil((maxSessions * 3) / 4)));
+  let evicted = 0;
   const maxBodyBytes = o.maxBodyBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
   const { pool, owned } = await poolFor(o, { minSize: 2, maxSize: 8 });
   const sessions = new Map<string, Entry>();
@@ -76,22 +105,53 @@ export async function createMcpHttpHandler(o: McpHandlerOptions): Promise<McpHtt
     log.info({ session: id }, "mcp http session ended");
     await e.session.close();
     await e.server.close().catch(() => undefined);
+    e.events.clear();
   };
 
-  const newSession = (): Entry => {
+  /**
+   * Makes room for one more session of `client`: evicts an idle session when the client is at its share or the
+   * server at its cap. False when nothing can be evicted (every candidate has a call in flight).
+   */
+  const admit = (client: string): boolean => {
+    const all = [...sessions.values()];
+    const mine = all.filter((e) => e.client === client);
+    let candidates: Entry[];
+    if (mine.length >= perClient) candidates = mine;
+    else if (sessions.size + initializing >= maxSessions) candidates = all;
+    else return true;
+    const held = new Map<string, number>();
+    for (const e of all) held.set(e.client, (held.get(e.client) ?? 0) + 1);
+    const idle = candidates.filter((e) => !e.session.busy && !e.session.closed);
+    // The heaviest holder gives up its least recently used idle session first.
+    idle.sort((a, b) => (held.get(b.client) ?? 0) - (held.get(a.client) ?? 0) || a.session.lastActive - b.session.lastActive);
+    const victim = idle[0];
+    if (!victim) return false;
+    evicted++;
+    log.info({ session: victim.session.id, client: victim.client, idleMs: Date.now() - victim.session.lastActive }, "mcp http session evicted to make room");
+    void endSession(victim.session.id);
+    return true;
+  };
+
+  const newSession = (client: string, protocolVersion: string): Entry => {
     const id = randomUUID();
     const session = new SandboxSession({
       id,
       transport: "http",
       pool,
       idleMs: o.idleMs ?? DEFAULT_IDLE_MS,
+      freshIdleMs: Math.min(o.freshIdleMs ?? DEFAULT_FRESH_IDLE_MS, o.idleMs ?? DEFAULT_IDLE_MS),
       maxInFlight: o.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT,
       // A session nobody uses any more (client gone without DELETE) is closed with its sandbox.
       onIdle: () => void endSession(id),
     });
     const server = createSessionServer(session, o);
+    // Resumability: each response stream starts with a priming event (id, retry); a client that lost a stream
+    // reconnects with Last-Event-ID and gets what it missed, from this session's bounded store.
+    const events = new BoundedEventStore();
     const transport = new StreamableHTTPServerTransport({
       sessionIdGenerator: () => id,
+      eventStore: events,
+      retryInterval: SSE_RETRY_MS,
       onsessioninitialized: (sid) => {
         sessions.set(sid, entry);
         log.info({ session: sid }, "mcp http session started");
@@ -99,7 +159,7 @@ export async function createMcpHttpHandler(o: McpHandlerOptions): Promise<McpHtt
       onsessionclosed: (sid) => void endSession(sid),
       maxRequestBodySize: maxBodyBytes,
     });
-    const entry: Entry = { session, server, transport };
+    const entry: Entry = { session, server, transport, events, client, protocolVersion };
     server.onclose = () => void endSession(id);
     server.onerror = (err) => log.debug({ session: id, err: err.message }, "mcp http transport error");
     return entry;
@@ -131,14 +191,20 @@ export async function createMcpHttpHandler(o: McpHandlerOptions): Promise<McpHtt
       const e = sessions.get(sid);
       if (!e) return void sendJson(res, 404, rpcError(-32001, "session not found (ended or idle); initialize a new one"));
       e.session.touch();
+      pinProtocolVersion(req, e.protocolVersion);
       cancelOnDisconnect(req, res, e.session, body);
       await e.transport.handleRequest(req, res, body);
       return;
     }
     if (req.method !== "POST" || !isInitializeMessage(body)) return void sendJson(res, 400, rpcError(-32000, "bad request: no valid mcp-session-id header"));
-    if (sessions.size + initializing >= maxSessions) return void sendJson(res, 503, rpcError(-32000, `too many sessions (limit ${maxSessions}); end one (DELETE) or wait for idle sessions to close`));
+    const init = initializeParams(body);
+    const client = `${req.socket.remoteAddress ?? "local"}|${init.clientName}`;
+    if (!admit(client)) {
+      res.setHeader("Retry-After", String(RETRY_AFTER_S));
+      return void sendJson(res, 503, rpcError(-32000, `every session has a call in flight (limit ${maxSessions}, ${perClient} per client); retry in ${RETRY_AFTER_S} s`));
+    }
     initializing++;
-    const e = newSession();
+    const e = newSession(client, init.protocolVersion);
     try {
       await e.server.connect(e.transport);
       await e.transport.handleRequest(req, res, body);
@@ -155,6 +221,9 @@ export async function createMcpHttpHandler(o: McpHandlerOptions): Promise<McpHtt
   return {
     handle,
     sessions: () => [...sessions.values()].map((e) => e.session),
+    get evicted() {
+      return evicted;
+    },
     close: async () => {
       if (closing) return;
       closing = true;
@@ -192,6 +261,9 @@ export async function serveHttp(o: HttpServeOptions = {}): Promise<McpHttpServer
     token,
     tokenGenerated: o.token === undefined && !envToken,
     sessions: () => mcp.sessions(),
+    get evicted() {
+      return mcp.evicted;
+    },
     close: async () => {
       const closed = mcp.close();
       await new Promise<void>((resolve) => {
@@ -228,7 +300,31 @@ function corsHeaders(res: ServerResponse, origin: string): void {
   res.setHeader("Vary", "Origin");
   res.setHeader("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS");
   res.setHeader("Access-Control-Allow-Headers", "authorization, content-type, accept, mcp-session-id, mcp-protocol-version, last-event-id");
-  res.setHeader("Access-Control-Expose-Headers", "mcp-session-id, mcp-protocol-version");
+  res.setHeader("Access-Control-Expose-Headers", "mcp-session-id, mcp-protocol-version, retry-after");
+}
+
+/** What the initialize request asked for: the version the SDK will negotiate (as it does), and the client's name. */
+function initializeParams(body: unknown): { protocolVersion: string; clientName: string } {
+  const init = (Array.isArray(body) ? body : [body]).find((m) => isInitializeRequest(m)) as { params: { protocolVersion: string; clientInfo: { name: string } } } | undefined;
+  const requested = init?.params.protocolVersion ?? "";
+  return {
+    protocolVersion: SUPPORTED_PROTOCOL_VERSIONS.includes(requested) ? requested : LATEST_PROTOCOL_VERSION,
+    clientName: (init?.params.clientInfo.name ?? "").slice(0, 64),
+  };
+}
+
+/**
+ * The session's negotiated protocol version governs its streams (e.g. SSE priming events, sent only to clients of
+ * 2025-11-25 or later): a request whose header names another supported version is treated as the negotiated one.
+ * An unsupported header is left for the SDK to refuse.
+ */
+function pinProtocolVersion(req: IncomingMessage, negotiated: string): void {
+  const header = req.headers["mcp-protocol-version"];
+  if (typeof header !== "string" || header === negotiated || !SUPPORTED_PROTOCOL_VERSIONS.includes(header)) return;
+  req.headers["mcp-protocol-version"] = negotiated;
+  for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
+    if ((req.rawHeaders[i] as string).toLowerCase() === "mcp-protocol-version") req.rawHeaders[i + 1] = negotiated;
+  }
 }
 
 function isInitializeMessage(body: unknown): boolean {

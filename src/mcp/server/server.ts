@@ -5,8 +5,11 @@ import {
   CallToolRequestSchema,
   ErrorCode,
   ListToolsRequestSchema,
+  LoggingLevelSchema,
   McpError,
+  SetLevelRequestSchema,
   type CallToolResult,
+  type LoggingLevel,
 } from "@modelcontextprotocol/sdk/types.js";
 import type { ElicitFn } from "../../approval/approvers.js";
 import { LuminaGuardError } from "../../errors.js";
@@ -42,6 +45,8 @@ export interface ToolCallContext {
   canElicit: boolean;
   /** Asks the user through the host on this call's own stream; rejects when the host cannot elicit. */
   elicit: ElicitFn;
+  /** Sends an MCP log notification (`notifications/message`) on this call's stream, if the host's level lets it through. */
+  notify: (level: LoggingLevel, data: Record<string, unknown>) => void;
 }
 
 /**
@@ -90,7 +95,11 @@ const INSTRUCTIONS =
 
 /** A low-level SDK server for one session (the tools' JSON schemas and results are ours, not derived by McpServer). */
 export function createSessionServer(session: SandboxSession, o: Pick<McpServeOptions, "beforeToolCall"> = {}): Server {
-  const server = new Server({ name: "luminaguard", title: "LuminaGuard", version: packageVersion() }, { capabilities: { tools: { listChanged: false } }, instructions: INSTRUCTIONS });
+  const server = new Server(
+    { name: "luminaguard", title: "LuminaGuard", version: packageVersion() },
+    { capabilities: { tools: { listChanged: false }, logging: {} }, instructions: INSTRUCTIONS },
+  );
+  const notify = sessionLogger(server, session);
   server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: [...MCP_TOOLS] }));
   server.setRequestHandler(CallToolRequestSchema, async (request, extra): Promise<CallToolResult> => {
     const name = request.params.name;
@@ -119,10 +128,15 @@ export function createSessionServer(session: SandboxSession, o: Pick<McpServeOpt
           canElicit: server.getClientCapabilities()?.elicitation !== undefined,
           elicit: (message, requestedSchema, eo = {}) =>
             server.elicitInput({ mode: "form", message, requestedSchema }, { relatedRequestId: requestId, signal: eo.signal ?? signal, ...(eo.timeoutMs !== undefined ? { timeout: eo.timeoutMs } : {}) }),
+          notify: (level, data) => notify(level, data, requestId),
         });
         if (typeof after === "function") shape = after;
       }
+      const before = session.stats.sandboxesUsed;
       const sandbox = await session.sandboxFor(controller.signal);
+      if (session.stats.sandboxesUsed !== before) {
+        notify("info", { event: "sandbox.started", sandbox: sandbox.id, workspace: "/workspace", replaced: before > 0 }, extra.requestId);
+      }
       const result = await sandbox.callTool(name, call.args, { signal: controller.signal, maxReadBytes: MCP_READ_MAX_BYTES, maxOutputBytes: MCP_OUTPUT_MAX_BYTES });
       return bounded(name, shape ? shape(result) : result);
     } catch (err) {
@@ -133,6 +147,29 @@ export function createSessionServer(session: SandboxSession, o: Pick<McpServeOpt
     }
   });
   return server;
+}
+
+const SEVERITY = new Map(LoggingLevelSchema.options.map((l, i) => [l, i]));
+
+/**
+ * The session's MCP logging (`logging/setLevel`, `notifications/message`): the level is the session's own (default
+ * info); a message related to a call travels on that call's stream, others on the session's GET stream (stdio: stdout).
+ */
+function sessionLogger(server: Server, session: SandboxSession): (level: LoggingLevel, data: Record<string, unknown>, relatedRequestId?: string | number) => void {
+  let threshold: LoggingLevel = "info";
+  server.setRequestHandler(SetLevelRequestSchema, (request) => {
+    threshold = request.params.level;
+    log.debug({ session: session.id, level: threshold }, "mcp logging level set");
+    return {};
+  });
+  const notify = (level: LoggingLevel, data: Record<string, unknown>, relatedRequestId?: string | number): void => {
+    if ((SEVERITY.get(level) ?? 0) < (SEVERITY.get(threshold) ?? 0)) return;
+    server
+      .notification({ method: "notifications/message", params: { level, logger: "luminaguard", data } }, relatedRequestId !== undefined ? { relatedRequestId } : {})
+      .catch((err: unknown) => log.debug({ session: session.id, err: (err as Error).message }, "mcp log notification not sent"));
+  };
+  session.onEvent = (level, data) => notify(level, data);
+  return notify;
 }
 
 /** Refuses a result too large to send (a huge listing, output full of escapes) instead of breaking the host's connection. */

@@ -1,4 +1,5 @@
 // One MCP session's hold on the runtime: its sandbox from the warm pool, its calls in flight, its idle timer.
+import type { LoggingLevel } from "@modelcontextprotocol/sdk/types.js";
 import { LuminaGuardError } from "../../errors.js";
 import { log } from "../../log.js";
 import type { SandboxPool } from "../../runtime/pool.js";
@@ -13,6 +14,8 @@ interface SandboxSessionOptions {
   pool: SandboxPool;
   /** Quiet time (no request, nothing in flight) after which `onIdle` runs. */
   idleMs: number;
+  /** Idle time for a session that never made a tool call (a client that initialized and left); default idleMs. */
+  freshIdleMs?: number;
   /** Calls in flight at once; more get a busy error instead of a queue. */
   maxInFlight: number;
   onIdle: (session: SandboxSession) => void;
@@ -32,6 +35,11 @@ export class SandboxSession {
   /** Aborted on close: stops a pool acquisition nobody will use. */
   private readonly lifetime = new AbortController();
   private sandboxesUsed = 0;
+  private callsBegun = 0;
+  /** The session's own log channel to its client (MCP `notifications/message`); set by the session's server. */
+  onEvent: ((level: LoggingLevel, data: Record<string, unknown>) => void) | undefined;
+  /** Date.now() of the last request of this session (the LRU order of eviction). */
+  lastActive = Date.now();
 
   constructor(private readonly options: SandboxSessionOptions) {
     this.id = options.id;
@@ -49,8 +57,13 @@ export class SandboxSession {
     return s?.alive ? { id: s.id, workspace: s.workspace, pids: s.pids() } : undefined;
   }
 
-  get stats(): { inFlight: number; sandboxesUsed: number } {
-    return { inFlight: this.inFlight.size, sandboxesUsed: this.sandboxesUsed };
+  get stats(): { inFlight: number; sandboxesUsed: number; calls: number } {
+    return { inFlight: this.inFlight.size, sandboxesUsed: this.sandboxesUsed, calls: this.callsBegun };
+  }
+
+  /** A call is in flight: the session may not be evicted. */
+  get busy(): boolean {
+    return this.inFlight.size > 0;
   }
 
   /**
@@ -69,6 +82,8 @@ export class SandboxSession {
     if (parent) this.unlink.set(controller, onAbort(parent, () => controller.abort()));
     this.inFlight.get(requestId)?.abort();
     this.inFlight.set(requestId, controller);
+    this.callsBegun++;
+    this.lastActive = Date.now();
     this.disarmIdle();
     return controller;
   }
@@ -87,6 +102,7 @@ export class SandboxSession {
 
   /** Any request of the session counts as activity. */
   touch(): void {
+    this.lastActive = Date.now();
     if (this.inFlight.size === 0) this.armIdle();
   }
 
@@ -96,6 +112,7 @@ export class SandboxSession {
     if (this.sandbox?.alive) return this.sandbox;
     if (this.sandbox) {
       log.warn({ session: this.id, sandbox: this.sandbox.id }, "mcp session: sandbox died; the next call gets a fresh one");
+      this.onEvent?.("warning", { event: "sandbox.died", sandbox: this.sandbox.id });
       this.sandbox = undefined;
     }
     this.acquiring ??= this.options.pool.acquire(this.lifetime.signal).then(
@@ -124,6 +141,7 @@ export class SandboxSession {
     this.sandbox = undefined;
     if (s) {
       log.debug({ session: this.id, sandbox: s.id }, "mcp session: sandbox released");
+      if (!this.closing) this.onEvent?.("info", { event: "sandbox.released", sandbox: s.id, reason: "idle" });
       await s.kill();
     }
   }
@@ -144,12 +162,13 @@ export class SandboxSession {
   private armIdle(): void {
     if (this.closing) return;
     this.disarmIdle();
+    const idleMs = this.callsBegun === 0 ? (this.options.freshIdleMs ?? this.options.idleMs) : this.options.idleMs;
     this.idleTimer = setTimeout(() => {
       if (this.inFlight.size === 0 && !this.closing) {
-        log.info({ session: this.id, idleMs: this.options.idleMs }, "mcp session idle");
+        log.info({ session: this.id, idleMs }, "mcp session idle");
         this.options.onIdle(this);
       }
-    }, this.options.idleMs);
+    }, idleMs);
     this.idleTimer.unref();
   }
 
