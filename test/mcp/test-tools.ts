@@ -49,12 +49,12 @@ async function install(name: TestToolName): Promise<{ path: string } | { skip: s
   const tmp = mkdtempSync(join(root, `.${name}-`));
   try {
     writeFileSync(join(tmp, "package.json"), JSON.stringify({ private: true, description: "LuminaGuard test tool cache" }));
-    const r = await run(["npm", "install", "--no-audit", "--no-fund", "--ignore-scripts", "--save-exact", "--loglevel=error", `${t.pkg}@${t.version}`], {
+    const r = await run(["npm", "install", "--no-audit", "--no-fund", "--ignore-scripts", "--save-exact", "--loglevel=error", "--prefer-offline", "--fetch-retries=1", "--fetch-retry-maxtimeout=10000", `${t.pkg}@${t.version}`], {
       cwd: tmp,
       timeoutMs: 300_000,
       env: process.env,
     });
-    if (r.code !== 0) return skip(`${t.pkg}@${t.version} is not cached in ${root} and npm could not install it (${r.timedOut ? "timed out" : `exit ${r.code}`}: ${r.stderr.trim().split("\n").slice(-2).join(" ")})`);
+    if (r.code !== 0) return skip(`${t.pkg}@${t.version} is not cached in ${root} and npm could not install it (${r.timedOut ? "timed out" : `exit ${r.code}`}: ${r.stderr.trim().split("\n").slice(0, 2).join(" ")})`);
     try {
       renameSync(tmp, dir);
     } catch {
