@@ -55,6 +55,8 @@ describe("MCP Inspector CLI as a client", async () => {
     const list = await inspect(home, target, ["--method", "tools/list"]);
     assert.equal(list.code, 0, list.stderr);
     assert.deepEqual((list.json["tools"] as { name: string }[]).map((t) => t.name), TOOLS);
+    const level = await inspect(home, target, ["--method", "logging/setLevel", "--log-level", "warning"]);
+    assert.equal(level.code, 0, `logging/setLevel: ${level.stderr}`);
 
     const w = await call("write_file", "path=notes/hello.txt", "content=hello from the inspector", "createParents=true");
     assert.equal(w.code, 0, `${JSON.stringify(w.json)} ${w.stderr}`);
