@@ -8,7 +8,7 @@ import { serveHttp } from "../../../src/mcp/server/serve-http.js";
 import type { BeforeToolCall } from "../../../src/mcp/server/server.js";
 import { BoundedEventStore } from "../../../src/mcp/server/event-store.js";
 import { unavailable } from "../../fixtures.js";
-import { alive, sdkHttpClient, text, until } from "../helpers.js";
+import { alive, sdkHttpClient, sdkStdioClient, text, until } from "../helpers.js";
 
 const TOKEN = "sessions-test-token";
 const AUTH = { authorization: `Bearer ${TOKEN}` };
@@ -144,6 +144,21 @@ describe("mcp logging and SSE resumability over http (namespace)", async () => {
     assert.ok(info.some((m) => m.level === "warning" && (m.data as { event?: string; tool?: string }).event === "approval.deny"), JSON.stringify(info));
     assert.ok(info.every((m) => m.logger === "luminaguard"));
     assert.deepEqual(await seen("error"), [], "nothing below error once the level is error");
+  });
+
+  test("over stdio too: the sandbox's start is logged to the host, and setLevel silences it", { skip }, async (t) => {
+    for (const [level, expectStart] of [["info", true], ["warning", false]] as const) {
+      const { client } = await sdkStdioClient(["--backend", "namespace"]);
+      t.after(() => client.close());
+      const got: LoggingMessageNotification["params"][] = [];
+      client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => void got.push(n.params));
+      assert.ok(client.getServerCapabilities()?.logging, "the logging capability is declared");
+      await client.setLoggingLevel(level);
+      const r = await client.callTool({ name: "execute_command", arguments: { command: "echo x" } });
+      assert.equal((r.structuredContent as { stdout: string }).stdout, "x\n");
+      assert.equal(got.some((m) => (m.data as { event?: string }).event === "sandbox.started"), expectStart, `${level}: ${JSON.stringify(got)}`);
+      await client.close();
+    }
   });
 
   test("response streams open with a priming event (id, retry); Last-Event-ID replays what followed; foreign ids are refused", { skip }, async (t) => {
