@@ -125,6 +125,31 @@ function toolName(c: Ctx): (typeof TOOL_NAMES)[number] {
   return name;
 }
 
+/** Each connection's name for the admission queue when the request names no client. */
+const connectionIds = new WeakMap<object, string>();
+let nextConnection = 0;
+
+/**
+ * Who asks, for the admission queue's fairness: the `X-LuminaGuard-Client` header, else the connection
+ * (a client that opens many connections is many clients; one that names itself is one).
+ */
+function clientOf(c: Ctx): { client?: string; connection: string } {
+  const named = c.req.header("x-luminaguard-client");
+  const sock = c.env.incoming.socket;
+  let connection = connectionIds.get(sock);
+  if (connection === undefined) connectionIds.set(sock, (connection = `conn:${++nextConnection}`));
+  return { connection, ...(named !== undefined && named !== "" ? { client: named.slice(0, 200) } : {}) };
+}
+
+/** `X-LuminaGuard-Deadline-Ms`: how long a call may wait for room before CAPACITY. */
+function waitOf(c: Ctx): { waitMs?: number } {
+  const h = c.req.header("x-luminaguard-deadline-ms");
+  if (h === undefined) return {};
+  const n = Number(h);
+  if (!/^\d{1,7}$/.test(h) || n > 3_600_000) throw new LuminaGuardError("INVALID_ARGUMENT", "X-LuminaGuard-Deadline-Ms must be an integer from 0 to 3600000");
+  return { waitMs: n };
+}
+
 export function createApi(o: ApiOptions): Hono<Env> {
   const { daemon } = o;
   const app = new Hono<Env>();
@@ -201,7 +226,11 @@ export function createApi(o: ApiOptions): Hono<Env> {
   });
   app.get("/metrics", async (c) => c.body(await daemon.metrics.text(), 200, { "content-type": daemon.metrics.contentType }));
 
-  app.post("/v1/sandboxes", async (c) => c.json(await daemon.create(await body(c, createSandboxBody), c.req.raw.signal), 201));
+  app.post("/v1/sandboxes", async (c) => {
+    const receivedAt = Date.now();
+    const who = clientOf(c);
+    return c.json(await daemon.create(await body(c, createSandboxBody), c.req.raw.signal, who.client ?? who.connection, receivedAt), 201);
+  });
   app.get("/v1/sandboxes", (c) => c.json({ sandboxes: daemon.list() }));
   app.get("/v1/sandboxes/:id", (c) => c.json(daemon.describe(c.req.param("id"))));
   app.delete("/v1/sandboxes/:id", async (c) => {
@@ -210,7 +239,7 @@ export function createApi(o: ApiOptions): Hono<Env> {
   });
   app.post("/v1/sandboxes/:id/tools/:name", async (c) => {
     const name = toolName(c);
-    const result = await daemon.callTool(c.req.param("id"), name, await rawJson(c), { signal: c.req.raw.signal });
+    const result = await daemon.callTool(c.req.param("id"), name, await rawJson(c), { signal: c.req.raw.signal, ...clientOf(c), ...waitOf(c) });
     return c.json(result);
   });
   // execute_command with its output as it comes: NDJSON lines, then one `result` or `error` line.
@@ -219,6 +248,7 @@ export function createApi(o: ApiOptions): Hono<Env> {
     // What can fail before the command runs (no such sandbox, bad arguments) is a plain error response.
     daemon.describe(id);
     const args = parseToolArgs("execute_command", await rawJson(c));
+    const who = { ...clientOf(c), ...waitOf(c) };
     return stream(c, async (s) => {
       const controller = new AbortController();
       s.onAbort(() => controller.abort());
@@ -233,7 +263,7 @@ export function createApi(o: ApiOptions): Hono<Env> {
       };
       c.header("content-type", "application/x-ndjson; charset=utf-8");
       try {
-        const result = await daemon.callTool(id, "execute_command", args, { signal: controller.signal, onStdout: out("stdout"), onStderr: out("stderr") });
+        const result = await daemon.callTool(id, "execute_command", args, { signal: controller.signal, ...who, onStdout: out("stdout"), onStderr: out("stderr") });
         for (const k of ["stdout", "stderr"] as const) {
           const rest = decoders[k].end();
           if (rest !== "") send({ stream: k, data: rest });
