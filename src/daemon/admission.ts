@@ -10,7 +10,7 @@ import { onAbort } from "../util/abort.js";
 export const MICROVM_OVERHEAD_MIB = 64;
 /** How long a request waits for room when it names no deadline of its own. */
 export const DEFAULT_ADMISSION_WAIT_MS = 30_000;
-/** Requests waiting at once at most; past it, CAPACITY at once. */
+/** Requests of one kind (sandboxes, calls) waiting at once at most; past it, CAPACITY at once. */
 export const DEFAULT_MAX_QUEUE = 1024;
 /** Memory the host keeps for itself when the budget is derived: the larger of this and a tenth of its RAM. */
 export const MIN_RESERVE_MIB = 1024;
@@ -174,9 +174,9 @@ export class Admission {
       done("admitted");
       return Promise.resolve(this.take(req));
     }
-    if (this.queued >= this.maxQueue) {
+    if (this.queuedByKind[req.kind] >= this.maxQueue) {
       done("queue_full");
-      return Promise.reject(this.capacity(req, `the admission queue is full (${this.maxQueue} requests waiting)`));
+      return Promise.reject(this.capacity(req, `the admission queue is full (${this.maxQueue} ${req.kind === "sandbox" ? "sandbox requests" : "calls"} waiting)`));
     }
     const waitMs = req.waitMs ?? this.defaultWaitMs;
     return new Promise<Ticket>((resolve, reject) => {

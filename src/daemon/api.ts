@@ -9,6 +9,7 @@ import { stream } from "hono/streaming";
 import type { z } from "zod";
 import { LuminaGuardError, toLuminaGuardError } from "../errors.js";
 import { log } from "../log.js";
+import type { McpClientPool } from "../mcp/client/pool.js";
 import type { McpHttpHandler } from "../mcp/server/serve-http.js";
 import { parseToolArgs } from "../tools/dispatch.js";
 import { isToolName, TOOL_NAMES } from "../tools/registry.js";
@@ -36,6 +37,8 @@ export interface ApiOptions {
   /** sha256 of the bearer token TCP clients must send (the Unix socket is guarded by its mode). */
   tokenDigest?: Buffer;
   mcp?: McpHttpHandler;
+  /** The pooled MCP client for the upstream servers of the config file's `mcpServers`. */
+  upstream?: McpClientPool;
   /** Largest request body; a write_file of 8 MiB is about 11 MiB as JSON. */
   maxBodyBytes?: number;
 }
@@ -294,6 +297,26 @@ export function createApi(o: ApiOptions): Hono<Env> {
     const q = auditQuery.safeParse({ tail: c.req.query("tail") });
     if (!q.success) throw new LuminaGuardError("INVALID_ARGUMENT", "tail must be an integer from 1 to 10000");
     return c.json(daemon.auditTail(q.data.tail ?? 100));
+  });
+
+  // The upstream MCP servers of the config file, through the daemon's one pooled client (errors UPSTREAM_*).
+  const upstream = (): McpClientPool => {
+    if (!o.upstream) throw new LuminaGuardError("NOT_FOUND", "the daemon has no upstream MCP servers (the config file's mcpServers is empty)");
+    return o.upstream;
+  };
+  app.get("/v1/mcp/servers", (c) => c.json({ servers: o.upstream ? o.upstream.status() : [] }));
+  app.get("/v1/mcp/servers/:server/tools", async (c) => c.json({ tools: await upstream().listTools(c.req.param("server"), { signal: c.req.raw.signal }) }));
+  app.post("/v1/mcp/servers/:server/tools/:tool", async (c) => {
+    const pool = upstream();
+    const raw = await rawJson(c);
+    if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new LuminaGuardError("INVALID_ARGUMENT", "the tool's arguments must be a JSON object");
+    const who = clientOf(c);
+    const ticket = await daemon.admission.admit({ kind: "call", client: who.client ?? who.connection, ...waitOf(c), signal: c.req.raw.signal });
+    try {
+      return c.json(await pool.call(c.req.param("server"), c.req.param("tool"), raw as Record<string, unknown>, { signal: c.req.raw.signal }));
+    } finally {
+      ticket.release();
+    }
   });
 
   // The MCP Streamable HTTP endpoint: the SDK's Node transport answers on the raw request and response.

@@ -96,11 +96,11 @@ describe("admission: 200 clients against a daemon budgeted for 20", async () => 
         const r = await http(d, "POST", "/v1/sandboxes", { backend: "namespace", client: `client-${i}`, deadlineMs: DEADLINE_MS });
         const answeredMs = Date.now() - started;
         if (r.status === 201) {
-          // Use it once, hold it a little, give it back: the queue moves.
+          // Use it once, hold it 3 s, give it back: 20 at a time cannot serve 200 within 4 s, so some must be refused.
           const id = (r.json() as { id: string }).id;
           const run = await http(d, "POST", `/v1/sandboxes/${id}/tools/execute_command`, { command: ["true"] });
           assert.equal(run.status, 200, run.text);
-          await new Promise((res) => setTimeout(res, 200));
+          await new Promise((res) => setTimeout(res, 3_000));
           assert.equal((await http(d, "DELETE", `/v1/sandboxes/${id}`)).status, 200);
         }
         return { r, answeredMs };
@@ -118,10 +118,11 @@ describe("admission: 200 clients against a daemon budgeted for 20", async () => 
       assert.ok((body.details.retryAfterMs ?? 0) > 0 && Number(r.headers["retry-after"]) >= 1);
     }
     const slowest = Math.max(...results.map((x) => x.answeredMs));
-    // A refusal comes at the deadline (plus the event loop's lag on a loaded 2-core host); a sandbox at most the
-    // deadline plus its spawn, which 20 at once on a shared host can stretch to seconds: none hangs.
+    // A refusal comes at the deadline, plus the daemon's event-loop lag: 20 spawns at once do synchronous file
+    // system work (workspaces, cgroups, mountinfo), which on a shared 2-core host at load 12+ reached seconds. A
+    // sandbox comes at most the deadline plus its spawn. None hangs.
     const refusedSlowest = Math.max(0, ...refused.map((x) => x.answeredMs));
-    assert.ok(refusedSlowest < DEADLINE_MS + 5_000, `the slowest CAPACITY took ${refusedSlowest} ms`);
+    assert.ok(refusedSlowest < DEADLINE_MS + 15_000, `the slowest CAPACITY took ${refusedSlowest} ms`);
     assert.ok(refused.every((x) => x.answeredMs >= DEADLINE_MS - 50 || x.r.text.includes("queue is full")), "a queued request is never refused before its deadline");
     assert.ok(slowest < DEADLINE_MS + 60_000, `the slowest answer took ${slowest} ms`);
     const m0 = (await http(d, "GET", "/metrics")).text.split("\n").filter((l) => /^luminaguard_(admission_wait_seconds|sandbox_handout_seconds)_(sum|count)/.test(l));
@@ -174,9 +175,7 @@ describe("admission: fairness, deadlines, the call limit, faults", async () => {
   };
 
   test("a pooled sandbox SIGKILLed is counted as replaced and the pool is full again", { skip, timeout: 60_000 }, async () => {
-    assert.ok(await waitFor(() => bwrapPids(d).length === 1, 20_000), "the pool's one sandbox is up");
-    const s0 = await stats(d);
-    assert.equal(s0.pools["namespace"]?.ready, 1);
+    assert.ok(await poll(async () => (await stats(d)).pools["namespace"]?.ready === 1 && bwrapPids(d).length === 1, 30_000), "the pool's one sandbox is up");
     const [victim] = bwrapPids(d);
     assert.ok(victim !== undefined);
     killAll([victim]);
