@@ -261,3 +261,41 @@ describe("admission: fairness, deadlines, the call limit, faults", async () => {
     }
   });
 });
+
+describe("admission: a micro-VM commits its RAM and QEMU's share; killed, it gives the room back", async () => {
+  const skip = await unavailable("microvm");
+  let d: TestDaemon;
+  before(async () => {
+    if (skip) return;
+    d = await startTestDaemon(undefined, ["--namespace-pool", "0", "--microvm-pool", "0", "--max-sandboxes", "4", "--memory-budget", "400", "--drain-grace", "10"]);
+  });
+  after(async () => {
+    if (!d) return;
+    assert.equal(await d.stop(), 0);
+    d.remove();
+  });
+
+  test("256 MiB guest = 320 MiB committed; the next sandbox does not fit until the VM is SIGKILLed", { skip, timeout: 180_000 }, async () => {
+    const r = await http(d, "POST", "/v1/sandboxes", { backend: "microvm", client: "vm" });
+    assert.equal(r.status, 201, r.text);
+    const id = (r.json() as { id: string }).id;
+    try {
+      assert.equal((await stats(d)).admission.memoryCommittedMiB, 256 + 64);
+      const late = await http(d, "POST", "/v1/sandboxes", { backend: "namespace", client: "ns", deadlineMs: 500 });
+      assert.equal(late.status, 429, late.text);
+      assert.equal((late.json() as { details: { memoryCommittedMiB: number } }).details.memoryCommittedMiB, 320);
+      // The VM dies on its own: counted, its room given back, its id gone.
+      const qemu = descendants(d.pid).filter((p) => /qemu-system/.test(cmdline(p) ?? ""));
+      assert.ok(qemu.length >= 1, "the VM's QEMU is the daemon's descendant");
+      killAll(qemu);
+      assert.ok(await poll(async () => (await stats(d)).admission.memoryCommittedMiB === 0, 30_000, 100), "the room is given back");
+      assert.match((await http(d, "GET", "/metrics")).text, /^luminaguard_sandboxes_replaced_total\{backend="microvm",reason="exited",where="handed_out"\} 1$/m);
+      assert.equal((await http(d, "GET", `/v1/sandboxes/${id}`)).status, 404);
+      const now = await http(d, "POST", "/v1/sandboxes", { backend: "namespace", client: "ns", deadlineMs: 5_000 });
+      assert.equal(now.status, 201, now.text);
+      await http(d, "DELETE", `/v1/sandboxes/${(now.json() as { id: string }).id}`);
+    } finally {
+      await http(d, "DELETE", `/v1/sandboxes/${id}`);
+    }
+  });
+});
