@@ -8,6 +8,7 @@ import type { BenchRun } from "../metrics/schema.js";
 import { createRun, saveRun } from "../metrics/store.js";
 import { criteriaFor } from "./criteria.js";
 import { cliScenario } from "./cli.js";
+import { daemonSpawnScenario } from "./daemon-spawn.js";
 import { mcpScenario } from "./mcp.js";
 import { leakSnapshot, newLeaks } from "./leaks.js";
 import { Recorder, memoryScenario, spawnScenario, toolsScenario, type ScenarioOptions } from "./scenarios.js";
@@ -49,6 +50,8 @@ export async function runBench(scenario: ScenarioName, o: BenchOptions): Promise
   const opts: ScenarioOptions = { backend: o.backend, runs: o.runs, concurrency: o.concurrency, durationS: o.durationS, progress: o.progress };
   const wants = (s: ScenarioName): boolean => scenario === s || scenario === "all";
   if (wants("spawn")) await spawnScenario(rec, opts);
+  // The same first call through a real daemon, and its ratio to the in-process figures above.
+  if (wants("spawn")) await daemonSpawnScenario(rec, opts);
   if (wants("memory")) await memoryScenario(rec, opts);
   if (wants("tools")) await toolsScenario(rec, opts);
   if (wants("mcp")) await mcpScenario(rec, opts);

@@ -16,6 +16,10 @@ interface ServeFlags {
   namespacePool?: string;
   microvmPool?: string;
   maxSandboxes?: number;
+  memoryBudget?: number;
+  maxCalls?: number;
+  maxQueue?: number;
+  admissionWait?: number;
   drainGrace?: number;
   approval?: DaemonApprovalMode;
   approvalTimeout?: number;
@@ -48,7 +52,11 @@ export function registerServeCommand(program: Command): void {
     .option("--listen <host:port>", `also listen on loopback TCP; clients send the bearer token from $${DAEMON_TOKEN_ENV} (generated and printed once if unset)`)
     .option("--namespace-pool <min:max>", "warm namespace sandboxes kept ready (0 = no pool; default 2:8)")
     .option("--microvm-pool <min:max>", "warm micro-VMs kept ready (0 = no pool; default 1:4)")
-    .option("--max-sandboxes <n>", "sandboxes alive at once at most; past it CAPACITY (default 64)", parseIntOption("--max-sandboxes", 1, 10_000))
+    .option("--max-sandboxes <n>", "sandboxes alive at once at most; past it requests wait in the admission queue (default 64)", parseIntOption("--max-sandboxes", 1, 10_000))
+    .option("--memory-budget <MiB>", "memory the daemon may commit to sandboxes, pools included (default: MemAvailable at start minus max(1 GiB, 10% of RAM))", parseIntOption("--memory-budget", 64, 16_777_216))
+    .option("--max-calls <n>", "tool calls running at once at most (default 4 per core, at least 8)", parseIntOption("--max-calls", 1, 100_000))
+    .option("--max-queue <n>", "requests waiting for room at most; past it CAPACITY at once (default 1024)", parseIntOption("--max-queue", 0, 1_000_000))
+    .option("--admission-wait <ms>", "how long a request waits for room when it names no deadline, then CAPACITY (default 30000)", parseIntOption("--admission-wait", 0, 3_600_000))
     .option("--drain-grace <seconds>", `SIGTERM: how long calls in flight may take (default ${DEFAULT_DRAIN_GRACE_MS / 1000})`, parseIntOption("--drain-grace", 0, 3600))
     .addOption(new Option("--approval <mode>", "Red calls of sandboxes that do not choose: ask (queued for POST /v1/approvals/ID), policy, off (default, as the SDK)").choices([...DAEMON_APPROVAL_MODES]))
     .option("--approval-timeout <seconds>", "no answer within this long is a denial (default: the policy's, else 300)", parseIntOption("--approval-timeout", 1, 86_400))
@@ -65,6 +73,10 @@ export function registerServeCommand(program: Command): void {
       const socket = flags.socket ?? config.socket;
       const listen = flags.listen ?? config.listen;
       const maxSandboxes = flags.maxSandboxes ?? config.maxSandboxes;
+      const memoryBudgetMiB = flags.memoryBudget ?? config.memoryBudgetMiB;
+      const maxCalls = flags.maxCalls ?? config.maxCalls;
+      const maxQueue = flags.maxQueue ?? config.maxQueue;
+      const admissionWaitMs = flags.admissionWait ?? config.admissionWaitMs;
       const approvalTimeoutMs = flags.approvalTimeout !== undefined ? flags.approvalTimeout * 1000 : config.approvalTimeoutMs;
       const idleMs = flags.idle !== undefined ? flags.idle * 1000 : config.idleMs;
       const drainGraceMs = flags.drainGrace !== undefined ? flags.drainGrace * 1000 : (config.drainGraceMs ?? DEFAULT_DRAIN_GRACE_MS);
@@ -80,6 +92,10 @@ export function registerServeCommand(program: Command): void {
         ...(socket !== undefined ? { socketPath: socket } : {}),
         ...(listen !== undefined ? { listen } : {}),
         ...(maxSandboxes !== undefined ? { maxSandboxes } : {}),
+        ...(memoryBudgetMiB !== undefined ? { memoryBudgetMiB } : {}),
+        ...(maxCalls !== undefined ? { maxCalls } : {}),
+        ...(maxQueue !== undefined ? { maxQueue } : {}),
+        ...(admissionWaitMs !== undefined ? { admissionWaitMs } : {}),
         ...(flags.approval !== undefined ? { approval: flags.approval } : {}),
         ...(approvalTimeoutMs !== undefined ? { approvalTimeoutMs } : {}),
         ...(idleMs !== undefined ? { idleMs } : {}),
@@ -90,6 +106,8 @@ export function registerServeCommand(program: Command): void {
         say(`recovery: ${running.recovery.removed.length} leftover(s) of a previous run removed, ${running.recovery.kept} kept (alive or too recent)`);
         for (const l of lines) say(`recovery: ${l}`);
       }
+      const budget = running.daemon.admission;
+      say(`budget: ${budget.memoryBudgetMiB} MiB for sandboxes, ${budget.maxSandboxes} sandboxes, ${budget.maxCalls} calls in flight; queue ${budget.maxQueue}, wait ${budget.defaultWaitMs} ms`);
       say(`daemon ${process.pid} serving on unix:${running.socketPath}${running.tcpUrl ? ` and ${running.tcpUrl}` : ""}`);
       if (running.tokenGenerated && running.token) say(`bearer token for ${running.tcpUrl ?? "TCP"} (shown once; set ${DAEMON_TOKEN_ENV} to choose it): ${running.token}`);
       if (running.tcpUrl) say(`dashboard: ${running.tcpUrl}/ui?token=${running.tokenGenerated ? "<the token above>" : `$${DAEMON_TOKEN_ENV}`} (once; then a cookie)`);

@@ -88,6 +88,14 @@ export const serveConfigSchema = z.strictObject({
   approvalTimeoutMs: timeoutMs.optional(),
   /** A sandbox nobody has used for this long is destroyed (default 10 minutes). */
   idleMs: timeoutMs.optional(),
+  /** Memory the daemon may commit to sandboxes, MiB (default: MemAvailable at start minus max(1 GiB, 10 % of RAM)). */
+  memoryBudgetMiB: z.number().int().min(64).max(16_777_216).optional(),
+  /** Tool calls running at once at most; past it they wait in the admission queue. */
+  maxCalls: z.number().int().min(1).max(100_000).optional(),
+  /** Requests waiting for room at most; past it, CAPACITY at once. */
+  maxQueue: z.number().int().min(0).max(1_000_000).optional(),
+  /** How long a request waits for room when it names no deadline (default 30 s). */
+  admissionWaitMs: z.number().int().min(0).max(3_600_000).optional(),
 });
 
 export type ServeConfig = z.infer<typeof serveConfigSchema>;

@@ -9,6 +9,7 @@ import { stream } from "hono/streaming";
 import type { z } from "zod";
 import { LuminaGuardError, toLuminaGuardError } from "../errors.js";
 import { log } from "../log.js";
+import type { McpClientPool } from "../mcp/client/pool.js";
 import type { McpHttpHandler } from "../mcp/server/serve-http.js";
 import { parseToolArgs } from "../tools/dispatch.js";
 import { isToolName, TOOL_NAMES } from "../tools/registry.js";
@@ -36,6 +37,8 @@ export interface ApiOptions {
   /** sha256 of the bearer token TCP clients must send (the Unix socket is guarded by its mode). */
   tokenDigest?: Buffer;
   mcp?: McpHttpHandler;
+  /** The pooled MCP client for the upstream servers of the config file's `mcpServers`. */
+  upstream?: McpClientPool;
   /** Largest request body; a write_file of 8 MiB is about 11 MiB as JSON. */
   maxBodyBytes?: number;
 }
@@ -125,6 +128,31 @@ function toolName(c: Ctx): (typeof TOOL_NAMES)[number] {
   return name;
 }
 
+/** Each connection's name for the admission queue when the request names no client. */
+const connectionIds = new WeakMap<object, string>();
+let nextConnection = 0;
+
+/**
+ * Who asks, for the admission queue's fairness: the `X-LuminaGuard-Client` header, else the connection
+ * (a client that opens many connections is many clients; one that names itself is one).
+ */
+function clientOf(c: Ctx): { client?: string; connection: string } {
+  const named = c.req.header("x-luminaguard-client");
+  const sock = c.env.incoming.socket;
+  let connection = connectionIds.get(sock);
+  if (connection === undefined) connectionIds.set(sock, (connection = `conn:${++nextConnection}`));
+  return { connection, ...(named !== undefined && named !== "" ? { client: named.slice(0, 200) } : {}) };
+}
+
+/** `X-LuminaGuard-Deadline-Ms`: how long a call may wait for room before CAPACITY. */
+function waitOf(c: Ctx): { waitMs?: number } {
+  const h = c.req.header("x-luminaguard-deadline-ms");
+  if (h === undefined) return {};
+  const n = Number(h);
+  if (!/^\d{1,7}$/.test(h) || n > 3_600_000) throw new LuminaGuardError("INVALID_ARGUMENT", "X-LuminaGuard-Deadline-Ms must be an integer from 0 to 3600000");
+  return { waitMs: n };
+}
+
 export function createApi(o: ApiOptions): Hono<Env> {
   const { daemon } = o;
   const app = new Hono<Env>();
@@ -201,7 +229,11 @@ export function createApi(o: ApiOptions): Hono<Env> {
   });
   app.get("/metrics", async (c) => c.body(await daemon.metrics.text(), 200, { "content-type": daemon.metrics.contentType }));
 
-  app.post("/v1/sandboxes", async (c) => c.json(await daemon.create(await body(c, createSandboxBody), c.req.raw.signal), 201));
+  app.post("/v1/sandboxes", async (c) => {
+    const receivedAt = Date.now();
+    const who = clientOf(c);
+    return c.json(await daemon.create(await body(c, createSandboxBody), c.req.raw.signal, who.client ?? who.connection, receivedAt), 201);
+  });
   app.get("/v1/sandboxes", (c) => c.json({ sandboxes: daemon.list() }));
   app.get("/v1/sandboxes/:id", (c) => c.json(daemon.describe(c.req.param("id"))));
   app.delete("/v1/sandboxes/:id", async (c) => {
@@ -210,7 +242,7 @@ export function createApi(o: ApiOptions): Hono<Env> {
   });
   app.post("/v1/sandboxes/:id/tools/:name", async (c) => {
     const name = toolName(c);
-    const result = await daemon.callTool(c.req.param("id"), name, await rawJson(c), { signal: c.req.raw.signal });
+    const result = await daemon.callTool(c.req.param("id"), name, await rawJson(c), { signal: c.req.raw.signal, ...clientOf(c), ...waitOf(c) });
     return c.json(result);
   });
   // execute_command with its output as it comes: NDJSON lines, then one `result` or `error` line.
@@ -219,6 +251,7 @@ export function createApi(o: ApiOptions): Hono<Env> {
     // What can fail before the command runs (no such sandbox, bad arguments) is a plain error response.
     daemon.describe(id);
     const args = parseToolArgs("execute_command", await rawJson(c));
+    const who = { ...clientOf(c), ...waitOf(c) };
     return stream(c, async (s) => {
       const controller = new AbortController();
       s.onAbort(() => controller.abort());
@@ -233,7 +266,7 @@ export function createApi(o: ApiOptions): Hono<Env> {
       };
       c.header("content-type", "application/x-ndjson; charset=utf-8");
       try {
-        const result = await daemon.callTool(id, "execute_command", args, { signal: controller.signal, onStdout: out("stdout"), onStderr: out("stderr") });
+        const result = await daemon.callTool(id, "execute_command", args, { signal: controller.signal, ...who, onStdout: out("stdout"), onStderr: out("stderr") });
         for (const k of ["stdout", "stderr"] as const) {
           const rest = decoders[k].end();
           if (rest !== "") send({ stream: k, data: rest });
@@ -264,6 +297,26 @@ export function createApi(o: ApiOptions): Hono<Env> {
     const q = auditQuery.safeParse({ tail: c.req.query("tail") });
     if (!q.success) throw new LuminaGuardError("INVALID_ARGUMENT", "tail must be an integer from 1 to 10000");
     return c.json(daemon.auditTail(q.data.tail ?? 100));
+  });
+
+  // The upstream MCP servers of the config file, through the daemon's one pooled client (errors UPSTREAM_*).
+  const upstream = (): McpClientPool => {
+    if (!o.upstream) throw new LuminaGuardError("NOT_FOUND", "the daemon has no upstream MCP servers (the config file's mcpServers is empty)");
+    return o.upstream;
+  };
+  app.get("/v1/mcp/servers", (c) => c.json({ servers: o.upstream ? o.upstream.status() : [] }));
+  app.get("/v1/mcp/servers/:server/tools", async (c) => c.json({ tools: await upstream().listTools(c.req.param("server"), { signal: c.req.raw.signal }) }));
+  app.post("/v1/mcp/servers/:server/tools/:tool", async (c) => {
+    const pool = upstream();
+    const raw = await rawJson(c);
+    if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new LuminaGuardError("INVALID_ARGUMENT", "the tool's arguments must be a JSON object");
+    const who = clientOf(c);
+    const ticket = await daemon.admission.admit({ kind: "call", client: who.client ?? who.connection, ...waitOf(c), signal: c.req.raw.signal });
+    try {
+      return c.json(await pool.call(c.req.param("server"), c.req.param("tool"), raw as Record<string, unknown>, { signal: c.req.raw.signal }));
+    } finally {
+      ticket.release();
+    }
   });
 
   // The MCP Streamable HTTP endpoint: the SDK's Node transport answers on the raw request and response.

@@ -68,8 +68,19 @@ async function firstCall(create: () => Promise<SandboxApi>): Promise<{ ms: numbe
   return { ms, sandbox };
 }
 
-export async function benchDaemon(o: DaemonBenchOptions): Promise<DaemonBenchResult> {
-  const say = o.log ?? (() => undefined);
+/** A real `luminaguard serve` for a benchmark: a private socket and runtime directory, a warm pool of one backend. */
+export interface BenchDaemon {
+  socket: string;
+  run: string;
+  env: NodeJS.ProcessEnv;
+  /** Resolves once the daemon's pool for the backend has `n` ready sandboxes (polls /v1/stats). */
+  poolReady(n: number, timeoutMs?: number): Promise<void>;
+  /** SIGTERM, wait for the exit, remove the directories. */
+  stop(): Promise<void>;
+}
+
+/** Starts a daemon with a `pool` (MIN:MAX) of `backend` and no pool of the other, and waits until /readyz answers 200. */
+export async function startBenchDaemon(backend: BackendName, pool = "2:8"): Promise<BenchDaemon> {
   const root = mkdtempSync(join(tmpdir(), "lg-bench-daemon-"));
   const run = join(root, "run");
   const home = join(root, "home");
@@ -77,22 +88,87 @@ export async function benchDaemon(o: DaemonBenchOptions): Promise<DaemonBenchRes
   mkdirSync(home, { mode: 0o700 });
   const socket = join(root, "d.sock");
   const env = { ...process.env, LUMINAGUARD_RUN: run, LUMINAGUARD_HOME: home, LUMINAGUARD_DAEMON: "" };
-  const other = o.backend === "namespace" ? "microvm" : "namespace";
-  const daemon = spawn(process.execPath, [MAIN, "serve", "--socket", socket, `--${o.backend}-pool`, "2:8", `--${other}-pool`, "0", "--no-recover"], {
+  const other = backend === "namespace" ? "microvm" : "namespace";
+  const daemon = spawn(process.execPath, [MAIN, "serve", "--socket", socket, `--${backend}-pool`, pool, `--${other}-pool`, "0", "--no-recover"], {
     env,
     stdio: ["ignore", "ignore", "inherit"],
   });
-  const savedSocket = process.env["LUMINAGUARD_SOCKET"];
-  const savedRun = process.env["LUMINAGUARD_RUN"];
-  process.env["LUMINAGUARD_SOCKET"] = socket;
-  process.env["LUMINAGUARD_RUN"] = run;
-  const pool = new SandboxPool({ backend: getBackend(o.backend), minSize: 2, maxSize: 8 });
+  const stop = async (): Promise<void> => {
+    if (daemon.exitCode === null && daemon.signalCode === null) {
+      const exited = new Promise((r) => daemon.once("exit", r));
+      daemon.kill("SIGTERM");
+      await exited;
+    }
+    rmSync(root, { recursive: true, force: true });
+  };
   try {
     const end = Date.now() + 120_000;
     while (!(await healthy(socket))) {
       if (Date.now() > end || daemon.exitCode !== null) throw new Error("the daemon did not become ready");
       await new Promise((r) => setTimeout(r, 50));
     }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  const poolReady = async (n: number, timeoutMs = 120_000): Promise<void> => {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      const ready = (await getJson<{ pools: Record<string, { ready: number }> }>(socket, "/v1/stats")).pools[backend]?.ready ?? 0;
+      if (ready >= n) return;
+      if (Date.now() > end) throw new Error(`the daemon's ${backend} pool did not reach ${n} ready sandboxes within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  return { socket, run, env, poolReady, stop };
+}
+
+function getJson<T>(socket: string, path: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: socket, path }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.once("end", () => {
+        try {
+          resolve(JSON.parse(Buffer.concat(chunks).toString("utf8")) as T);
+        } catch (err) {
+          reject(err as Error);
+        }
+      });
+    });
+    req.once("error", reject);
+    req.end();
+  });
+}
+
+/**
+ * spawn_first_call_ms through a running daemon: `Sandbox.create({ daemon: true })` then `true`, with the daemon's
+ * pool hot (`poolReady(2)` before each), `runs` times after 3 warm-up calls. Uses $LUMINAGUARD_SOCKET as set by the caller.
+ */
+export async function daemonFirstCalls(d: BenchDaemon, backend: BackendName, runs: number, progress?: (done: number) => void): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = -3; i < runs; i++) {
+    await d.poolReady(2);
+    const { ms, sandbox } = await firstCall(() => Sandbox.create({ backend, daemon: true }));
+    await sandbox.kill();
+    if (i >= 0) {
+      out.push(ms);
+      progress?.(i);
+    }
+  }
+  return out;
+}
+
+export async function benchDaemon(o: DaemonBenchOptions): Promise<DaemonBenchResult> {
+  const say = o.log ?? (() => undefined);
+  const d = await startBenchDaemon(o.backend);
+  const { socket, run, env } = d;
+  const savedSocket = process.env["LUMINAGUARD_SOCKET"];
+  const savedRun = process.env["LUMINAGUARD_RUN"];
+  process.env["LUMINAGUARD_SOCKET"] = socket;
+  process.env["LUMINAGUARD_RUN"] = run;
+  const pool = new SandboxPool({ backend: getBackend(o.backend), minSize: 2, maxSize: 8 });
+  try {
     await pool.warm(2);
     const variants = {
       daemon_pool_hot: () => Sandbox.create({ backend: o.backend, daemon: true }),
@@ -151,11 +227,6 @@ export async function benchDaemon(o: DaemonBenchOptions): Promise<DaemonBenchRes
     else process.env["LUMINAGUARD_SOCKET"] = savedSocket;
     if (savedRun === undefined) delete process.env["LUMINAGUARD_RUN"];
     else process.env["LUMINAGUARD_RUN"] = savedRun;
-    if (daemon.exitCode === null) {
-      const exited = new Promise((r) => daemon.once("exit", r));
-      daemon.kill("SIGTERM");
-      await exited;
-    }
-    rmSync(root, { recursive: true, force: true });
+    await d.stop();
   }
 }

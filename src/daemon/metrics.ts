@@ -2,18 +2,22 @@
 import { freemem, loadavg, totalmem } from "node:os";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { PoolStats } from "../runtime/pool.js";
+import type { AdmissionStats } from "./admission.js";
 import type { BackendName } from "../sandbox/types.js";
 
 /** Seconds; from a namespace spawn (~10 ms) to a cold micro-VM boot under TCG (seconds). */
 const SPAWN_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 /** Seconds; a hot pool hands out in microseconds, an empty one waits for a spawn. */
 const HANDOUT_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+/** Seconds; admitted at once (~0) up to the default deadline (30 s). */
+const WAIT_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60];
 const TOOL_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
 export interface MetricsSources {
   pools: () => Iterable<[BackendName, PoolStats]>;
   sandboxes: () => Iterable<{ backend: BackendName; memoryMiB: number }>;
   pendingApprovals: () => number;
+  admission: () => AdmissionStats;
 }
 
 export class DaemonMetrics {
@@ -25,6 +29,9 @@ export class DaemonMetrics {
   readonly errors: Counter<"code">;
   readonly approvals: Counter<"decision" | "channel">;
   readonly recovered: Counter<"kind">;
+  readonly admissions: Counter<"kind" | "outcome">;
+  readonly admissionWait: Histogram<"kind">;
+  readonly replaced: Counter<"backend" | "reason" | "where">;
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
@@ -100,14 +107,64 @@ export class DaemonMetrics {
         for (const [backend, v] of n) this.set({ backend }, v);
       },
     });
+    this.admissions = new Counter({
+      name: "luminaguard_admissions_total",
+      help: "Requests through admission control by kind (sandbox, call) and outcome (admitted, timeout, queue_full, cancelled, shutdown, too_large)",
+      labelNames: ["kind", "outcome"],
+      registers,
+    });
+    this.admissionWait = new Histogram({
+      name: "luminaguard_admission_wait_seconds",
+      help: "Time a request spent waiting for room in the admission queue (0 when admitted at once), whatever its outcome",
+      labelNames: ["kind"],
+      buckets: WAIT_BUCKETS,
+      registers,
+    });
+    this.replaced = new Counter({
+      name: "luminaguard_sandboxes_replaced_total",
+      help: "Sandboxes that died on their own (VM killed, agent channel lost), by backend, reason and where (pool: refilled; handed_out: destroyed)",
+      labelNames: ["backend", "reason", "where"],
+      registers,
+    });
     new Gauge({
-      name: "luminaguard_memory_committed_bytes",
-      help: "Memory limits of the sandboxes handed out, added up",
+      name: "luminaguard_admission_queue_depth",
+      help: "Requests waiting for room in the admission queue, by kind",
+      labelNames: ["kind"],
       registers,
       collect() {
-        let mib = 0;
-        for (const s of sources.sandboxes()) mib += s.memoryMiB;
-        this.set(mib * 1024 * 1024);
+        const q = sources.admission().queued;
+        this.set({ kind: "sandbox" }, q.sandbox);
+        this.set({ kind: "call" }, q.call);
+      },
+    });
+    new Gauge({
+      name: "luminaguard_memory_committed_bytes",
+      help: "Memory committed to sandboxes (their limits; a micro-VM's RAM plus QEMU's share), handed out and in the warm pools",
+      labelNames: ["holder"],
+      registers,
+      collect() {
+        const a = sources.admission();
+        this.set({ holder: "handed_out" }, (a.memoryCommittedMiB - a.memoryPooledMiB) * 1024 * 1024);
+        this.set({ holder: "pool" }, a.memoryPooledMiB * 1024 * 1024);
+      },
+    });
+    new Gauge({
+      name: "luminaguard_memory_budget_bytes",
+      help: "Memory the daemon may commit to sandboxes",
+      registers,
+      collect() {
+        this.set(sources.admission().memoryBudgetMiB * 1024 * 1024);
+      },
+    });
+    new Gauge({
+      name: "luminaguard_calls_in_flight",
+      help: "Tool calls running now (admitted), against the limit",
+      labelNames: ["state"],
+      registers,
+      collect() {
+        const a = sources.admission();
+        this.set({ state: "running" }, a.calls);
+        this.set({ state: "max" }, a.maxCalls);
       },
     });
     new Gauge({

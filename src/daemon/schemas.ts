@@ -27,8 +27,10 @@ export const createSandboxBody = z.strictObject({
   timeoutMs: z.number().int().min(1).max(7 * 24 * 3600 * 1000).optional(),
   fileTools: z.enum(FILE_TOOLS_MODES).optional(),
   approval: z.enum(DAEMON_APPROVAL_MODES).optional(),
-  /** Who asked (shown in listings and the audit context). */
+  /** Who asked (shown in listings and the audit context; the admission queue is fair across clients). */
   client: z.string().max(200).optional(),
+  /** How long this request may wait for room in the admission queue before CAPACITY; default the daemon's (30 s). */
+  deadlineMs: z.number().int().min(0).max(3_600_000).optional(),
 });
 export type CreateSandboxBody = z.infer<typeof createSandboxBody>;
 

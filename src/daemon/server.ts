@@ -7,6 +7,8 @@ import { dirname, resolve } from "node:path";
 import { getRequestListener } from "@hono/node-server";
 import { LuminaGuardError } from "../errors.js";
 import { log } from "../log.js";
+import { loadConfig } from "../config/config.js";
+import { McpClientPool } from "../mcp/client/pool.js";
 import { createMcpHttpHandler, type McpHttpHandler } from "../mcp/server/serve-http.js";
 import { runDir } from "../paths.js";
 import { createApi, sha256, type Transport } from "./api.js";
@@ -31,6 +33,8 @@ export interface ServeOptions extends DaemonOptions {
   recoveryGraceMs?: number;
   /** Serve MCP Streamable HTTP at /mcp. Default true. */
   mcp?: boolean;
+  /** The pooled MCP client for upstream servers; default: one for the config file's `mcpServers`, if any. */
+  upstream?: McpClientPool;
 }
 
 export interface RunningDaemon {
@@ -161,6 +165,12 @@ export async function startDaemon(o: ServeOptions = {}): Promise<RunningDaemon> 
     if (pool) mcp = await createMcpHttpHandler({ host: "127.0.0.1", pool });
   }
 
+  // One pooled client for the config file's upstream MCP servers (connected on first use).
+  const upstream = o.upstream ?? (() => {
+    const pool = McpClientPool.fromConfig(loadConfig());
+    return pool.serverNames.length > 0 ? pool : undefined;
+  })();
+
   let token: string | undefined;
   let tokenGenerated = false;
   let tcp: { host: string; port: number } | undefined;
@@ -173,7 +183,7 @@ export async function startDaemon(o: ServeOptions = {}): Promise<RunningDaemon> 
       tokenGenerated = true;
     }
   }
-  const app = createApi({ daemon, ...(mcp ? { mcp } : {}), ...(token !== undefined ? { tokenDigest: sha256(token) } : {}) });
+  const app = createApi({ daemon, ...(mcp ? { mcp } : {}), ...(upstream ? { upstream } : {}), ...(token !== undefined ? { tokenDigest: sha256(token) } : {}) });
   const listener = (transport: Transport) =>
     getRequestListener((req, env) => app.fetch(req, { ...(env as { incoming: IncomingMessage; outgoing: ServerResponse }), transport }));
   const servers: Server[] = [];
@@ -188,6 +198,7 @@ export async function startDaemon(o: ServeOptions = {}): Promise<RunningDaemon> 
   } catch (err) {
     await daemon.drain(0);
     await mcp?.close();
+    await upstream?.close();
     throw err;
   }
   const socketIno = lstatSync(socketPath).ino;
@@ -203,6 +214,7 @@ export async function startDaemon(o: ServeOptions = {}): Promise<RunningDaemon> 
       await closeServer(unixServer);
       await daemon.drain(0);
       await mcp?.close();
+      await upstream?.close();
       throw err;
     }
   }
@@ -213,6 +225,7 @@ export async function startDaemon(o: ServeOptions = {}): Promise<RunningDaemon> 
       const r = await daemon.drain(o.drainGraceMs ?? DEFAULT_DRAIN_GRACE_MS);
       log.info(r, "daemon: drained");
       await mcp?.close();
+      await upstream?.close();
       await Promise.all(servers.map((s) => closeServer(s)));
       try {
         // Only our own socket: a newer daemon may have replaced it meanwhile.

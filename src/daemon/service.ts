@@ -1,6 +1,6 @@
 // The daemon's state: warm pools per backend, the sandboxes it handed out, the approval queue and audit log, drain.
 import { randomBytes } from "node:crypto";
-import { freemem, loadavg, totalmem } from "node:os";
+import { availableParallelism, freemem, loadavg, totalmem } from "node:os";
 import { nonInteractiveApprover } from "../approval/approvers.js";
 import { AuditLog, readAudit, type AuditEntry } from "../approval/audit.js";
 import { ApprovalGate } from "../approval/gate.js";
@@ -16,6 +16,7 @@ import type { BackendName, BackendProbe } from "../sandbox/types.js";
 import { parseToolArgs } from "../tools/dispatch.js";
 import { TOOL_NAMES, type ToolName } from "../tools/registry.js";
 import { packageVersion } from "../util/pkg.js";
+import { Admission, defaultMemoryBudgetMiB, sandboxCostMiB, type AdmissionStats, type Ticket } from "./admission.js";
 import { DaemonMetrics } from "./metrics.js";
 import type { CreateSandboxBody, DaemonApprovalMode, SandboxDescription } from "./schemas.js";
 
@@ -39,11 +40,22 @@ export interface DaemonOptions {
   audit?: AuditLog;
   /** Seconds a CAPACITY answer tells the client to wait. */
   retryAfterMs?: number;
+  /** Memory the daemon may commit to sandboxes (pools included), MiB. Default: MemAvailable at start minus a reserve. */
+  memoryBudgetMiB?: number;
+  /** Tool calls running at once at most; past it, calls wait in the admission queue. Default 4 per core, at least 8. */
+  maxCalls?: number;
+  /** Requests waiting for room at once at most; past it, CAPACITY at once. Default 1024. */
+  maxQueue?: number;
+  /** How long a request waits for room when it names no deadline. Default 30 s. */
+  admissionWaitMs?: number;
 }
 
 export const DEFAULT_POOLS: Record<BackendName, { min: number; max: number }> = { namespace: { min: 2, max: 8 }, microvm: { min: 1, max: 4 } };
 export const DEFAULT_MAX_SANDBOXES = 64;
 export const DEFAULT_IDLE_MS = 10 * 60_000;
+export function defaultMaxCalls(): number {
+  return Math.max(8, 4 * availableParallelism());
+}
 
 interface Entry {
   sandbox: Sandbox;
@@ -57,10 +69,19 @@ interface Entry {
   inFlight: number;
   client?: string;
   lifetime?: NodeJS.Timeout;
+  /** Its room in the budget, given back when it is destroyed. */
+  ticket: Ticket;
+  /** Destroyed by the daemon (kill, idle, lifetime, drain) rather than dying on its own. */
+  killedByUs?: boolean;
 }
 
 export interface CallHooks {
   signal?: AbortSignal;
+  /** Who asks (the admission queue is fair across clients); default the sandbox's client, else the connection. */
+  client?: string;
+  connection?: string;
+  /** How long the call may wait for room; default the daemon's admission wait. */
+  waitMs?: number;
   onStdout?: (chunk: Buffer) => void;
   onStderr?: (chunk: Buffer) => void;
 }
@@ -89,6 +110,7 @@ export interface DaemonStats {
   uptimeS: number;
   pools: Record<string, PoolStats>;
   sandboxes: { alive: number; byBackend: Record<string, number>; max: number; inFlight: number };
+  admission: AdmissionStats;
   approvalsPending: number;
   calls: { tool: string; outcome: string; count: number }[];
   errors: { code: string; count: number }[];
@@ -121,6 +143,7 @@ export class Daemon {
   private readonly maxSandboxes: number;
   private readonly idleMs: number;
   private readonly approval: DaemonApprovalMode;
+  readonly admission: Admission;
 
   constructor(private readonly options: DaemonOptions = {}) {
     this.maxSandboxes = options.maxSandboxes ?? DEFAULT_MAX_SANDBOXES;
@@ -132,6 +155,23 @@ export class Daemon {
       pools: () => [...this.pools].map(([b, p]) => [b, p.stats] as [BackendName, PoolStats]),
       sandboxes: () => [...this.sandboxes.values()].map((e) => ({ backend: e.backend, memoryMiB: e.memoryMiB })),
       pendingApprovals: () => this.approvals.size,
+      admission: () => this.admission.stats,
+    });
+    this.admission = new Admission({
+      memoryBudgetMiB: options.memoryBudgetMiB ?? defaultMemoryBudgetMiB(),
+      maxSandboxes: this.maxSandboxes,
+      maxCalls: options.maxCalls ?? defaultMaxCalls(),
+      ...(options.maxQueue !== undefined ? { maxQueue: options.maxQueue } : {}),
+      ...(options.admissionWaitMs !== undefined ? { defaultWaitMs: options.admissionWaitMs } : {}),
+      ...(options.retryAfterMs !== undefined ? { retryAfterMs: options.retryAfterMs } : {}),
+      onOutcome: (kind, outcome, waitS) => {
+        this.metrics.admissions.inc({ kind, outcome });
+        this.metrics.admissionWait.observe({ kind }, waitS);
+      },
+      // Room given back: a pool the budget held back may grow again.
+      onRelease: () => {
+        for (const p of this.pools.values()) p.nudge();
+      },
     });
   }
 
@@ -147,7 +187,18 @@ export class Daemon {
         continue;
       }
       if (size.max <= 0) continue;
-      this.pools.set(name, new SandboxPool({ backend: getBackend(name), minSize: Math.min(size.min, size.max), maxSize: size.max }));
+      const cost = sandboxCostMiB(name, DEFAULT_MEMORY_MIB);
+      this.pools.set(
+        name,
+        new SandboxPool({
+          backend: getBackend(name),
+          minSize: Math.min(size.min, size.max),
+          maxSize: size.max,
+          // The pool's reserve counts against the memory budget and never grows past it.
+          reserve: () => this.admission.tryReserve(cost),
+          onFault: (reason) => this.metrics.replaced.inc({ backend: name, reason, where: "pool" }),
+        }),
+      );
       log.info({ backend: name, min: size.min, max: size.max }, "daemon: warm pool started");
     }
     this.state = "ready";
@@ -188,25 +239,44 @@ export class Daemon {
     if (this.draining) throw new LuminaGuardError("SHUTTING_DOWN", "the daemon is shutting down and takes no new work");
   }
 
-  async create(body: CreateSandboxBody, signal?: AbortSignal): Promise<SandboxDescription> {
+  /**
+   * A sandbox, once the budget has room for it (sandboxes alive, memory committed): at once, or after a wait
+   * in the admission queue up to the request's deadline; CAPACITY past it.
+   */
+  async create(body: CreateSandboxBody, signal?: AbortSignal, client?: string, receivedAt = Date.now()): Promise<SandboxDescription> {
     this.admit();
     this.forgetDead();
-    if (this.sandboxes.size + this.creating >= this.maxSandboxes) {
-      const retryAfterMs = this.options.retryAfterMs ?? 1000;
-      throw new LuminaGuardError("CAPACITY", `the daemon runs its maximum of ${this.maxSandboxes} sandboxes; kill one or retry later`, {
-        details: { maxSandboxes: this.maxSandboxes, retryAfterMs },
-      });
-    }
+    // The deadline runs from the request's arrival, not from its turn at the admission.
+    const waitMs = Math.max(0, (body.deadlineMs ?? this.admission.defaultWaitMs) - (Date.now() - receivedAt));
+    const backend = (await resolveBackend(body.backend ?? "auto")).name;
+    const ticket = await this.admission.admit({
+      kind: "sandbox",
+      client: body.client ?? client ?? "anonymous",
+      memoryMiB: sandboxCostMiB(backend, body.memoryMiB ?? DEFAULT_MEMORY_MIB),
+      waitMs,
+      ...(signal !== undefined ? { signal } : {}),
+    });
     this.creating++;
     try {
-      return await this.track(this.spawn(body, signal));
+      return await this.track(this.spawn(backend, body, ticket, signal));
+    } catch (err) {
+      ticket.release();
+      throw err;
     } finally {
       this.creating--;
     }
   }
 
-  private async spawn(body: CreateSandboxBody, signal: AbortSignal | undefined): Promise<SandboxDescription> {
-    const backend = (await resolveBackend(body.backend ?? "auto")).name;
+  /** Past the budget, the pools' ready sandboxes give their room back (a request counts more than a reserve). */
+  private shedPools(): void {
+    const a = this.admission.stats;
+    let over = a.memoryCommittedMiB - a.memoryBudgetMiB;
+    for (const p of this.pools.values()) {
+      while (over > 0 && p.shed()) over = this.admission.stats.memoryCommittedMiB - a.memoryBudgetMiB;
+    }
+  }
+
+  private async spawn(backend: BackendName, body: CreateSandboxBody, ticket: Ticket, signal: AbortSignal | undefined): Promise<SandboxDescription> {
     const pool = this.pools.get(backend);
     // The pool's sandboxes have the defaults and a fresh workspace each: anything else is spawned for the request.
     const poolable =
@@ -217,8 +287,13 @@ export class Daemon {
       body.fileTools === undefined;
     const t0 = performance.now();
     let sandbox: Sandbox;
-    if (poolable) sandbox = await pool.acquire(signal);
-    else {
+    // Only a ready one is taken: waiting for the pool to refill would need room the budget may not have.
+    const fromPool = poolable && pool.stats.ready > 0;
+    if (fromPool) {
+      sandbox = await pool.acquire(signal);
+      this.shedPools();
+    } else {
+      this.shedPools();
       sandbox = await Sandbox.create({
         backend,
         daemon: false,
@@ -230,7 +305,7 @@ export class Daemon {
       });
     }
     const handoutS = (performance.now() - t0) / 1000;
-    const source = poolable ? "pool" : "spawn";
+    const source = fromPool ? "pool" : "spawn";
     this.metrics.handout.observe({ backend, source }, handoutS);
     const spawnMs = firstNumber(sandbox.info, ["spawnMs", "restoreMs", "bootMs"]);
     this.metrics.spawn.observe({ backend }, spawnMs !== undefined ? spawnMs / 1000 : handoutS);
@@ -254,7 +329,15 @@ export class Daemon {
       lastUsed: now,
       inFlight: 0,
       ...(body.client !== undefined ? { client: body.client } : {}),
+      ticket,
     };
+    // Died on its own (VM killed, process gone): counted, and its room given back at once.
+    void Sandbox.exited(sandbox).then(() => {
+      if (this.sandboxes.get(sandbox.id) !== entry || entry.killedByUs) return;
+      this.metrics.replaced.inc({ backend, reason: "exited", where: "handed_out" });
+      log.warn({ id: sandbox.id, backend }, "daemon: a sandbox died on its own");
+      this.forget(sandbox.id, entry);
+    });
     if (body.timeoutMs !== undefined) {
       entry.expiresAt = now + body.timeoutMs;
       entry.lifetime = setTimeout(() => void this.kill(sandbox.id).catch(() => undefined), body.timeoutMs);
@@ -274,9 +357,14 @@ export class Daemon {
   async kill(id: string): Promise<void> {
     const e = this.sandboxes.get(id);
     if (!e) throw new LuminaGuardError("NOT_FOUND", `no sandbox ${JSON.stringify(id)} in this daemon`);
+    e.killedByUs = true;
     this.sandboxes.delete(id);
     if (e.lifetime) clearTimeout(e.lifetime);
-    await e.sandbox.kill();
+    try {
+      await e.sandbox.kill();
+    } finally {
+      e.ticket.release();
+    }
     log.info({ id }, "daemon: sandbox destroyed");
   }
 
@@ -321,15 +409,33 @@ export class Daemon {
         });
       }
     }
+    const ticket = await this.admission.admit({
+      kind: "call",
+      client: hooks.client ?? e.client ?? hooks.connection ?? "anonymous",
+      ...(hooks.waitMs !== undefined ? { waitMs: hooks.waitMs } : {}),
+      ...(hooks.signal !== undefined ? { signal: hooks.signal } : {}),
+    });
     const t0 = performance.now();
     try {
-      const result = await e.sandbox.callTool(name, args, hooks as RunOptions);
+      const run: RunOptions = {
+        ...(hooks.signal !== undefined ? { signal: hooks.signal } : {}),
+        ...(hooks.onStdout !== undefined ? { onStdout: hooks.onStdout } : {}),
+        ...(hooks.onStderr !== undefined ? { onStderr: hooks.onStderr } : {}),
+      };
+      const result = await e.sandbox.callTool(name, args, run);
       this.metrics.calls.inc({ tool: name, outcome: "ok" });
       return gate ? gate.filterResult(call, result) : result;
     } catch (err) {
-      this.metrics.calls.inc({ tool: name, outcome: toLuminaGuardError(err).code });
+      const code = toLuminaGuardError(err).code;
+      this.metrics.calls.inc({ tool: name, outcome: code });
+      if (code === "GUEST_CHANNEL_LOST" && !e.killedByUs && this.sandboxes.get(e.sandbox.id) === e) {
+        // Its agent is gone: the sandbox is useless; destroy it and give its room back.
+        this.metrics.replaced.inc({ backend: e.backend, reason: "channel_lost", where: "handed_out" });
+        void this.kill(e.sandbox.id).catch(() => undefined);
+      }
       throw err;
     } finally {
+      ticket.release();
       const s = (performance.now() - t0) / 1000;
       this.metrics.toolLatency.observe({ tool: name, backend: e.backend }, s);
       this.noteCall(s * 1000);
@@ -381,6 +487,7 @@ export class Daemon {
       uptimeS: Math.round((now - this.startedAt) / 1000),
       pools,
       sandboxes: { alive: alive.length, byBackend, max: this.maxSandboxes, inFlight: this.inFlight.size },
+      admission: this.admission.stats,
       approvalsPending: this.approvals.size,
       calls,
       errors,
@@ -406,11 +513,15 @@ export class Daemon {
 
   /** Forgets sandboxes that died on their own (their Sandbox killed itself): they no longer count. */
   private forgetDead(): void {
-    for (const [id, e] of this.sandboxes) {
-      if (e.sandbox.alive) continue;
-      this.sandboxes.delete(id);
-      if (e.lifetime) clearTimeout(e.lifetime);
-    }
+    for (const [id, e] of this.sandboxes) if (!e.sandbox.alive) this.forget(id, e);
+  }
+
+  private forget(id: string, e: Entry): void {
+    if (this.sandboxes.get(id) === e) this.sandboxes.delete(id);
+    if (e.lifetime) clearTimeout(e.lifetime);
+    // Its processes are gone; its Sandbox cleans up the rest (workspace) on its own.
+    void e.sandbox.kill().catch(() => undefined);
+    e.ticket.release();
   }
 
   /** Destroys sandboxes past their idle time, and forgets those that died on their own. */
@@ -437,6 +548,7 @@ export class Daemon {
     if (this.state === "stopped") return { waitedMs: 0, unfinished: 0, destroyed: 0 };
     this.state = "draining";
     const t0 = Date.now();
+    this.admission.close();
     this.approvals.denyAll("the daemon is shutting down");
     if (this.inFlight.size > 0) {
       let timer: NodeJS.Timeout | undefined;

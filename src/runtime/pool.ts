@@ -30,6 +30,18 @@ interface PoolOptions extends PerSandbox {
    * background keeps it off the first real call. Default: on for microvm, off for namespace.
    */
   prewarm?: boolean;
+  /**
+   * Budget hook (the daemon's admission control): asked before each spawn; no answer means no room, and
+   * the pool does not grow until nudge(). What it returns is released when the sandbox leaves the pool.
+   */
+  reserve?: () => PoolReservation | undefined;
+  /** A ready sandbox died on its own (it is dropped and replaced). */
+  onFault?: (reason: "exited") => void;
+}
+
+/** Room a budget gave the pool for one sandbox. */
+export interface PoolReservation {
+  release(): void;
 }
 
 export interface PoolStats {
@@ -45,6 +57,7 @@ export interface PoolStats {
 interface Ready {
   handle: SandboxHandle;
   workspace: Workspace;
+  reservation?: PoolReservation | undefined;
 }
 
 interface Waiter {
@@ -105,6 +118,8 @@ export class SandboxPool {
     this.noteDemand();
     const r = this.ready.shift() ?? (await this.waitForReady(signal));
     this.counters.handedOut++;
+    // Budget hook: the taker accounts for the sandbox from now on.
+    r.reservation?.release();
     // Refill after the caller has its sandbox: starting a spawn has a synchronous part (fork, mkdir)
     // that must not sit on the hand-out path.
     setImmediate(() => this.refill());
@@ -119,6 +134,21 @@ export class SandboxPool {
     await Promise.allSettled([...this.inFlight]);
     await Promise.allSettled(this.ready.splice(0).map((r) => this.dispose(r)));
   }
+
+  // --- Budget hook (daemon admission control) ---
+  /** Retries a refill the budget held back. */
+  nudge(): void {
+    this.refill();
+  }
+
+  /** Destroys one ready sandbox to give its room back to the budget; false when none is ready. */
+  shed(): boolean {
+    const r = this.ready.pop();
+    if (!r) return false;
+    void this.dispose(r);
+    return true;
+  }
+  // --- end budget hook ---
 
   private waitForReady(signal?: AbortSignal): Promise<Ready> {
     if (this.consecutiveFailures >= MAX_CONSECUTIVE_FAILURES && this.lastError) return Promise.reject(this.lastError);
@@ -169,8 +199,13 @@ export class SandboxPool {
         this.consecutiveFailures = MAX_CONSECUTIVE_FAILURES - 1;
         return;
       }
+      let reservation: PoolReservation | undefined;
+      if (this.options.reserve) {
+        reservation = this.options.reserve();
+        if (!reservation) break;
+      }
       this.spawning++;
-      const p = this.spawnOne().finally(() => {
+      const p = this.spawnOne(reservation).finally(() => {
         this.spawning--;
         this.inFlight.delete(p);
         this.refill();
@@ -179,7 +214,7 @@ export class SandboxPool {
     }
   }
 
-  private async spawnOne(): Promise<void> {
+  private async spawnOne(reservation?: PoolReservation): Promise<void> {
     let ws: Workspace | undefined;
     let handle: SandboxHandle;
     try {
@@ -194,6 +229,7 @@ export class SandboxPool {
         ...(this.options.fileTools !== undefined ? { fileTools: this.options.fileTools } : {}),
       });
     } catch (err) {
+      reservation?.release();
       if (ws) await removeIfOwned(ws);
       this.counters.spawnFailures++;
       this.consecutiveFailures++;
@@ -205,7 +241,7 @@ export class SandboxPool {
       try {
         await handle.channel.request("execute_command", { argv: ["true"], timeoutMs: 10_000, maxOutputBytes: 1024 }, { deadlineMs: 20_000 });
       } catch (err) {
-        await this.dispose({ handle, workspace: ws });
+        await this.dispose({ handle, workspace: ws, reservation });
         this.counters.spawnFailures++;
         this.consecutiveFailures++;
         this.lastError = toLuminaGuardError(err, "SANDBOX_SPAWN_FAILED");
@@ -214,13 +250,14 @@ export class SandboxPool {
     }
     this.consecutiveFailures = 0;
     this.counters.spawned++;
-    const r: Ready = { handle, workspace: ws };
+    const r: Ready = { handle, workspace: ws, reservation };
     if (this.closed) return void (await this.dispose(r));
     // A pooled sandbox that dies while waiting is dropped, never handed out.
     void handle.exited.then(() => {
       const i = this.ready.indexOf(r);
       if (i >= 0) {
         this.ready.splice(i, 1);
+        this.options.onFault?.("exited");
         void this.dispose(r);
         this.refill();
       }
@@ -238,5 +275,6 @@ export class SandboxPool {
       log.warn({ id: r.handle.id, err: String(err) }, "pool: destroying a sandbox failed");
     }
     await removeIfOwned(r.workspace);
+    r.reservation?.release();
   }
 }

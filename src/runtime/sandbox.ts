@@ -201,6 +201,11 @@ export class Sandbox {
     return this.killed === undefined;
   }
 
+  /** Resolves when a sandbox's host process has exited: killed, or died on its own (static: not part of SandboxApi). */
+  static exited(s: Sandbox): Promise<void> {
+    return s.handle.exited;
+  }
+
   /** Host pids that belong to this sandbox. */
   pids(): number[] {
     return this.handle.pids();

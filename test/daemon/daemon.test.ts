@@ -51,7 +51,7 @@ describe("daemon", async () => {
 
   before(async () => {
     if (skip) return;
-    d = await startTestDaemon(undefined, ["--namespace-pool", "1:2", "--microvm-pool", "0", "--max-sandboxes", "6", "--approval-timeout", "3", "--drain-grace", "10"]);
+    d = await startTestDaemon(undefined, ["--namespace-pool", "1:2", "--microvm-pool", "0", "--max-sandboxes", "6", "--admission-wait", "300", "--approval-timeout", "3", "--drain-grace", "10"]);
     // Sandbox.create finds the daemon where LUMINAGUARD_SOCKET says.
     process.env["LUMINAGUARD_SOCKET"] = d.socket;
   });

@@ -78,6 +78,8 @@ function drawChart(target, values, format) {
 
 function renderStats(s) {
   $("summary").textContent = `v${s.version} · ${s.state} · up ${s.uptimeS} s · ${s.sandboxes.alive}/${s.sandboxes.max} sandboxes · ${s.sandboxes.inFlight} in flight · load ${s.host.load1.toFixed(2)} · memory available ${(s.host.memoryAvailableBytes / 2 ** 30).toFixed(1)} GiB`;
+  const a = s.admission;
+  if (a) $("summary").textContent += ` · budget ${(a.memoryCommittedMiB / 1024).toFixed(1)}/${(a.memoryBudgetMiB / 1024).toFixed(1)} GiB committed · ${a.calls}/${a.maxCalls} calls · queued ${a.queued.sandbox + a.queued.call}`;
   $("pools").replaceChildren(
     ...Object.entries(s.pools).map(([b, p]) => row([b, p.ready, p.spawning, p.target, p.waiting, p.handedOut, p.spawnFailures], { "data-backend": b })),
   );
