@@ -6,6 +6,7 @@ import { toLuminaGuardError } from "../errors.js";
 import { log } from "../log.js";
 import { runSubdir } from "../paths.js";
 import { checkWorkspace } from "../sandbox/workspace.js";
+import { recordCreated } from "./created.js";
 import { LimitedWorkspace, type DiskLimit } from "./disk.js";
 
 export interface Workspace {
@@ -18,7 +19,9 @@ export interface Workspace {
 
 export function createOwnedWorkspace(): Workspace {
   // runSubdir: a 0700 directory of ours, or RUNTIME_DIR_UNSAFE; mkdtemp: a fresh 0700 name in it.
-  return { path: realpathSync(mkdtempSync(join(runSubdir("workspaces"), "ws-"))), owned: true };
+  const path = realpathSync(mkdtempSync(join(runSubdir("workspaces"), "ws-")));
+  recordCreated(path);
+  return { path, owned: true };
 }
 
 let warnedFallback = false;
