@@ -2,13 +2,14 @@
 import { Argument, Option, type Command } from "commander";
 import { runBench, SCENARIOS, type ScenarioName } from "../bench/run.js";
 import { runChaos } from "../bench/chaos.js";
+import { runExhaustion } from "../bench/exhaustion.js";
 import { formatRun, progressBar } from "../metrics/format.js";
 import { runSummaryJson } from "../metrics/schema.js";
 import type { BackendName } from "../sandbox/types.js";
 import { parseIntOption } from "./output.js";
 
-const EXTRA_SCENARIOS = ["chaos"] as const;
-type ExtraScenario = (typeof EXTRA_SCENARIOS)[number] | "exhaustion";
+const EXTRA_SCENARIOS = ["chaos", "exhaustion"] as const;
+type ExtraScenario = (typeof EXTRA_SCENARIOS)[number];
 
 interface BenchCliOptions {
   backend: BackendName;
@@ -25,7 +26,10 @@ async function runExtra(scenario: ExtraScenario, o: BenchCliOptions): Promise<vo
   const bar = progressBar();
   const progress = (label: string, done: number, total: number): void => bar.update(label, done, total);
   const seed = o.seed ?? Math.floor(Math.random() * 2 ** 31);
-  const { run, path, leaks } = await runChaos({ backend: o.backend, agents: o.concurrency, kills: o.kills, durationS: o.duration, seed, progress });
+  const { run, path, leaks } =
+    scenario === "chaos"
+      ? await runChaos({ backend: o.backend, agents: o.concurrency, kills: o.kills, durationS: o.duration, seed, progress })
+      : await runExhaustion({ backend: o.backend, requests: o.concurrency, progress });
   bar.done();
   if (o.json) process.stdout.write(`${JSON.stringify(runSummaryJson(run), null, 2)}\n`);
   else process.stdout.write(`${formatRun(run)}\nstored: ${path}\n`);
@@ -44,7 +48,7 @@ export function registerBenchCommand(program: Command): void {
     .option("--duration <s>", "seconds of sustained throughput", parseIntOption("--duration", 1, 3600), 30)
     .option("--json", "print one JSON object instead of tables")
     .option("--kills <n>", "chaos: faults to inject over the duration", parseIntOption("--kills", 1, 100_000), 200)
-    .option("--seed <n>", "chaos, exhaustion: seed of the random choices (recorded in the result)", parseIntOption("--seed", 0, 2 ** 31 - 1))
+    .option("--seed <n>", "chaos: seed of the random choices (recorded in the result)", parseIntOption("--seed", 0, 2 ** 31 - 1))
     .action(async (scenario: ScenarioName | ExtraScenario, o: BenchCliOptions) => {
       if (scenario === "chaos" || scenario === "exhaustion") return await runExtra(scenario, o);
       const bar = progressBar();
