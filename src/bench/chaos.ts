@@ -383,7 +383,21 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     series: rec.series,
     criteria: chaosCriteria(),
     notes: [...new Set(rec.notes)],
-    info: { agents: o.agents, kills: o.kills, durationS: o.durationS, seed: o.seed, sharesHostKernel: o.backend === "namespace", ...rec.info },
+    info: {
+      agents: o.agents,
+      kills: o.kills,
+      durationS: o.durationS,
+      seed: o.seed,
+      sharesHostKernel: o.backend === "namespace",
+      "fault.sigkill": o.backend === "microvm" ? "SIGKILL of the VM's QEMU" : "SIGKILL of the sandbox's bwrap",
+      "fault.agent_kill":
+        o.backend === "microvm"
+          ? "SIGKILL of the file jail's lg-agent beside the VM (the guest's agent is its PID 1: a kill from inside is ignored)"
+          : "SIGKILL of the sandbox's lg-agent (its PID 1: a kill from inside is ignored)",
+      "fault.partition": "SIGSTOP of every process of the sandbox for 1-3 s, then SIGCONT",
+      "fault.channel_cut": "the host end of the guest channel destroyed (pipe or socket closed)",
+      ...rec.info,
+    },
   });
   return { run, path: saveRun(run), leaks };
 }
