@@ -47,7 +47,7 @@ export function registerBenchCommand(program: Command): void {
     .option("--concurrency <c>", "concurrent agents in throughput runs", parseIntOption("--concurrency", 1, 1024), 8)
     .option("--duration <s>", "seconds of sustained throughput", parseIntOption("--duration", 1, 3600), 30)
     .option("--json", "print one JSON object instead of tables")
-    .option("--kills <n>", "chaos: faults to inject over the duration", parseIntOption("--kills", 1, 100_000), 200)
+    .option("--kills <n>", "chaos: kills (SIGKILL of a sandbox or of its agent) to inject over the duration; partitions and channel cuts come on top", parseIntOption("--kills", 1, 100_000), 200)
     .option("--seed <n>", "chaos: seed of the random choices (recorded in the result)", parseIntOption("--seed", 0, 2 ** 31 - 1))
     .action(async (scenario: ScenarioName | ExtraScenario, o: BenchCliOptions) => {
       if (scenario === "chaos" || scenario === "exhaustion") return await runExtra(scenario, o);
