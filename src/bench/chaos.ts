@@ -18,20 +18,24 @@ import { createRun, saveRun } from "../metrics/store.js";
 import { getBackend, probeBackend } from "../runtime/backends.js";
 import { recordCreated } from "../runtime/created.js";
 import { SandboxPool } from "../runtime/pool.js";
-import type { Sandbox } from "../runtime/sandbox.js";
+import { Sandbox, type SandboxApi } from "../runtime/sandbox.js";
 import type { MicroVmBackend } from "../sandbox/microvm/backend.js";
 import type { BackendName, SandboxHandle } from "../sandbox/types.js";
 import { FILE_OP_DEADLINE_MS } from "../tools/tool.js";
 import { cmdline } from "../util/procfs.js";
+import { ChaosDaemon } from "./chaos-daemon.js";
 import { endLeakCheck, foreignSince, leakSnapshot, newLeaks } from "./leaks.js";
 import { Recorder } from "./scenarios.js";
 import { seedWorkspace, standardOps, type Op } from "./workload.js";
 
-export const FAULT_KINDS = ["sigkill", "agent_kill", "partition", "channel_cut"] as const;
+export const FAULT_KINDS = ["sigkill", "agent_kill", "partition", "channel_cut", "daemon_kill"] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
-/** How often each fault is drawn (percent). */
-const FAULT_WEIGHTS: Readonly<Record<FaultKind, number>> = { sigkill: 45, agent_kill: 20, partition: 15, channel_cut: 20 };
+/** How often each fault is drawn (relative weights), in-process and through the daemon (whose channels are out of reach). */
+const FAULT_WEIGHTS: Readonly<Record<FaultKind, number>> = { sigkill: 45, agent_kill: 20, partition: 15, channel_cut: 20, daemon_kill: 0 };
+const DAEMON_FAULT_WEIGHTS: Readonly<Record<FaultKind, number>> = { sigkill: 45, agent_kill: 20, partition: 15, channel_cut: 0, daemon_kill: 10 };
+/** Faults that count as kills. */
+const KILLS: readonly FaultKind[] = ["sigkill", "agent_kill", "daemon_kill"];
 
 export interface ChaosOptions {
   backend: BackendName;
@@ -44,6 +48,8 @@ export interface ChaosOptions {
   kills: number;
   durationS: number;
   seed: number;
+  /** Sandboxes from a `luminaguard serve` started for the run (and SIGKILLed and restarted by the monkey) instead of in-process. */
+  daemon?: boolean;
   progress?: (label: string, done: number, total: number) => void;
 }
 
@@ -63,15 +69,19 @@ interface Fault {
   agent: number;
   sandbox: string;
   atMs: number;
+  /** Agents still to make a successful call after it (all of them for a daemon kill). */
+  waiting: number;
   recoveredMs?: number;
 }
 
 interface Agent {
   index: number;
-  sandbox: Sandbox | undefined;
+  sandbox: SandboxApi | undefined;
   seq: number;
   /** Faults on this agent's sandbox not yet followed by a successful call that started after them. */
   pending: Fault[];
+  /** Its own stream (write sizes), so that the monkey's draws do not depend on the agents' timing. */
+  rand: () => number;
 }
 
 /** The private handle behind an SDK sandbox: the monkey needs its channels to cut them. */
@@ -132,21 +142,37 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
   let unnamed = 0;
   let late = 0;
   const unnamedExamples: string[] = [];
+  const acquireFailures = new Map<string, number>();
 
   // One workspace for every agent (the standard files), each agent writing below its own folder.
   const ws = realpathSync(mkdtempSync(join(tmpdir(), "lg-bench-chaos-")));
   recordCreated(ws);
   let pool: SandboxPool | undefined;
+  let daemon: ChaosDaemon | undefined;
+  const savedSocket = process.env["LUMINAGUARD_SOCKET"];
+  const weights = o.daemon ? DAEMON_FAULT_WEIGHTS : FAULT_WEIGHTS;
   let leaks: string[] = [];
   try {
     seedWorkspace(ws);
-    pool = new SandboxPool({ backend: getBackend(o.backend), workspace: ws, minSize: o.agents, maxSize: o.agents * 2 });
-    progress("chaos: warming the pool", 0, 1);
-    await pool.warm(o.agents, 300_000);
+    if (o.daemon) {
+      progress("chaos: starting the daemon", 0, 1);
+      daemon = await ChaosDaemon.start(o.backend, o.agents);
+      process.env["LUMINAGUARD_SOCKET"] = daemon.socket;
+    } else {
+      pool = new SandboxPool({ backend: getBackend(o.backend), workspace: ws, minSize: o.agents, maxSize: o.agents * 2 });
+      progress("chaos: warming the pool", 0, 1);
+      await pool.warm(o.agents, 300_000);
+    }
+    const acquire = async (): Promise<SandboxApi> => {
+      if (!daemon) return await (pool as SandboxPool).acquire();
+      const sb = await Sandbox.create({ backend: o.backend, workspace: ws, daemon: true });
+      daemon.seen.add(sb.id);
+      return sb;
+    };
     const ops = standardOps(2000, o.seed);
     const agents: Agent[] = Array.from({ length: o.agents }, (_, index) => {
       mkdirSync(join(ws, "chaos", `a${index}`), { recursive: true });
-      return { index, sandbox: undefined, seq: 0, pending: [] };
+      return { index, sandbox: undefined, seq: 0, pending: [], rand: seededRandom(o.seed + 1 + index) };
     });
     const runStart = performance.now();
     const stopAt = runStart + o.durationS * 1000;
@@ -167,9 +193,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
       if (!a.sandbox) {
         const t = performance.now();
         try {
-          a.sandbox = await (pool as SandboxPool).acquire();
+          a.sandbox = await acquire();
         } catch (err) {
-          failed(err, performance.now() - t, 120_000);
+          // No sandbox to be had (the daemon restarting): counted apart from the calls.
+          const code = err instanceof LuminaGuardError ? err.code : "UNNAMED";
+          acquireFailures.set(code, (acquireFailures.get(code) ?? 0) + 1);
+          if (!(err instanceof LuminaGuardError) || err.code === "INTERNAL") failed(err, performance.now() - t, 120_000);
           await new Promise((r) => setTimeout(r, 50));
           return;
         }
@@ -181,7 +210,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
       if (op.tool === "write_file") {
         // A numbered write to a file of its own: content = header with the sequence number + filler.
         const seq = a.seq++;
-        const filler = "x".repeat(Math.floor(rand() * 4000));
+        const filler = "x".repeat(Math.floor(a.rand() * 4000));
         write = { path: `chaos/a${a.index}/w${seq}.txt`, content: `agent ${a.index} seq ${seq} op ${i}\n${filler}\n` };
         args = { path: write.path, content: write.content };
       } else if (op.tool === "execute_command") {
@@ -197,6 +226,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
         const now = performance.now();
         for (const f of a.pending.splice(0)) {
           if (f.atMs < t - runStart) {
+            if (--f.waiting > 0) continue;
             f.recoveredMs = now - runStart - f.atMs;
             rec.add("recovery_ms", "ms", f.recoveredMs);
             rec.add(`recovery_ms.${f.kind}`, "ms", f.recoveredMs);
@@ -221,16 +251,16 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     };
 
     const pickKind = (): FaultKind => {
-      let roll = rand() * 100;
-      for (const k of FAULT_KINDS) if ((roll -= FAULT_WEIGHTS[k]) < 0) return k;
+      let roll = rand() * FAULT_KINDS.reduce((n, k) => n + weights[k], 0);
+      for (const k of FAULT_KINDS) if ((roll -= weights[k]) < 0) return k;
       return "sigkill";
     };
 
     const partitions: Array<Promise<void>> = [];
-    const inject = (a: Agent, sb: Sandbox, kind: FaultKind): boolean => {
-      const handle = handleOf(sb);
-      const pids = sb.pids();
-      if (pids.length === 0) return false;
+    const inject = async (a: Agent, sb: SandboxApi, kind: FaultKind): Promise<boolean> => {
+      const pids = daemon ? daemon.pidsOf(sb.id) : sb.pids();
+      if (pids.length === 0 && kind !== "daemon_kill") return false;
+      const atMs = performance.now() - runStart;
       switch (kind) {
         case "sigkill":
           // The sandbox's main process: QEMU, or bwrap (the agent dies with it).
@@ -256,21 +286,33 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
           );
           break;
         }
-        case "channel_cut":
+        case "channel_cut": {
+          if (!(sb instanceof Sandbox)) return false;
+          const handle = handleOf(sb);
           cutChannel(handle.fileChannel && rand() < 0.5 ? handle.fileChannel : handle.channel);
           break;
+        }
+        case "daemon_kill": {
+          if (!daemon) return false;
+          // Every agent loses its sandbox: each must make a successful call again.
+          const f: Fault = { kind, agent: -1, sandbox: "daemon", atMs, waiting: agents.length };
+          faults.push(f);
+          for (const x of agents) x.pending.push(f);
+          await daemon.killAndRestart();
+          return true;
+        }
       }
-      const f: Fault = { kind, agent: a.index, sandbox: sb.id, atMs: performance.now() - runStart };
+      const f: Fault = { kind, agent: a.index, sandbox: sb.id, atMs, waiting: 1 };
       faults.push(f);
       a.pending.push(f);
       return true;
     };
 
     const monkey = async (): Promise<void> => {
-      const killShare = (FAULT_WEIGHTS.sigkill + FAULT_WEIGHTS.agent_kill) / 100;
+      const killShare = KILLS.reduce((n, k) => n + weights[k], 0) / FAULT_KINDS.reduce((n, k) => n + weights[k], 0);
       const mean = (o.durationS * 1000 * killShare) / Math.max(1, o.kills);
       let next = runStart + mean * (0.5 + rand());
-      const kills = (): number => faults.filter((f) => f.kind === "sigkill" || f.kind === "agent_kill").length;
+      const kills = (): number => faults.filter((f) => KILLS.includes(f.kind)).length;
       while (kills() < o.kills && performance.now() < stopAt + 60_000) {
         const wait = next - performance.now();
         if (wait > 0) await new Promise((r) => setTimeout(r, wait));
@@ -279,7 +321,9 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
         const calm = alive.filter((a) => a.pending.length === 0);
         const live = calm.length > 0 ? calm : alive;
         const a = live[Math.floor(rand() * live.length)];
-        if (!a || !a.sandbox || !inject(a, a.sandbox, pickKind())) {
+        // Through the daemon, its second fault at the latest is a daemon kill: every such run has one.
+        const kind = daemon && faults.length >= 1 && !faults.some((f) => f.kind === "daemon_kill") ? "daemon_kill" : pickKind();
+        if (!a || !a.sandbox || !(await inject(a, a.sandbox, kind))) {
           await new Promise((r) => setTimeout(r, 5));
           continue;
         }
@@ -290,7 +334,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
 
     const loops = agents.map((a) => agentLoop(a));
     await monkey();
-    const injected = faults.filter((f) => f.kind === "sigkill" || f.kind === "agent_kill").length;
+    const injected = faults.filter((f) => KILLS.includes(f.kind)).length;
     if (injected < o.kills) rec.notes.push(`only ${injected} of ${o.kills} kills injected in the time given`);
     // Let the last faults be recovered from, then stop.
     const tail = Date.now() + 30_000;
@@ -305,7 +349,16 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     const refillStart = performance.now();
     let poolFull = 1;
     try {
-      await pool.warm(o.agents, 120_000);
+      if (pool) await pool.warm(o.agents, 120_000);
+      else {
+        // Through the daemon: a fresh sandbox answers (its pool is the daemon's).
+        const sb = await acquire();
+        try {
+          if ((await sb.commands.run(["echo", "ok"])).stdout !== "ok\n") poolFull = 0;
+        } finally {
+          await sb.kill();
+        }
+      }
     } catch (err) {
       poolFull = 0;
       rec.notes.push(`the pool did not get back to ${o.agents} ready sandboxes: ${String(err)}`);
@@ -333,10 +386,11 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     if (temps.length) rec.notes.push(`temp files left: ${temps.slice(0, 5).join("; ")}`);
     if (unnamedExamples.length) rec.notes.push(`unnamed failures: ${unnamedExamples.join(" | ")}`);
 
+    for (const [code, n] of acquireFailures) rec.add(`acquire_failures.${code}`, "", n);
     const kinds = Object.fromEntries(FAULT_KINDS.map((k) => [k, faults.filter((f) => f.kind === k).length])) as Record<FaultKind, number>;
     const calls = callsOk + [...codes.values()].reduce((x, y) => x + y, 0);
     rec.add("faults_injected", "", faults.length);
-    rec.add("kills_injected", "", kinds.sigkill + kinds.agent_kill);
+    rec.add("kills_injected", "", KILLS.reduce((n, k) => n + kinds[k], 0));
     for (const k of FAULT_KINDS) rec.add(`faults.${k}`, "", kinds[k]);
     rec.add("acknowledged_writes", "", acks.length);
     rec.add("acknowledged_writes_lost", "", lost);
@@ -353,12 +407,17 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     rec.info["recovery_p50_ms"] = rs.length ? Math.round(percentile(rs, 0.5)) : -1;
     rec.info["recovery_p95_ms"] = rs.length ? Math.round(percentile(rs, 0.95)) : -1;
     rec.info["run_ms"] = Math.round(runMs);
-    const ps = pool.stats;
-    rec.info["pool_spawned"] = ps.spawned;
-    rec.info["pool_spawn_failures"] = ps.spawnFailures;
-    rec.info["pool_handed_out"] = ps.handedOut;
+    if (pool) {
+      const ps = pool.stats;
+      rec.info["pool_spawned"] = ps.spawned;
+      rec.info["pool_spawn_failures"] = ps.spawnFailures;
+      rec.info["pool_handed_out"] = ps.handedOut;
+    }
   } finally {
     await pool?.drain().catch((e: unknown) => log.warn({ err: String(e) }, "chaos: draining the pool failed"));
+    if (savedSocket === undefined) delete process.env["LUMINAGUARD_SOCKET"];
+    else process.env["LUMINAGUARD_SOCKET"] = savedSocket;
+    const daemonLeft = daemon ? await daemon.finish() : [];
     rmSync(ws, { recursive: true, force: true });
     // Everything the run started must be gone; give exits a moment to be reaped.
     for (let i = 0; i < 50; i++) {
@@ -366,6 +425,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
       if (leaks.length === 0) break;
       await new Promise((r) => setTimeout(r, 100));
     }
+    leaks.push(...daemonLeft);
     const foreign = foreignSince(before);
     if (foreign.length) rec.notes.push(`not ours (another process's sandboxes during the run): ${foreign.length} entries`);
     endLeakCheck(before);
@@ -388,6 +448,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
       kills: o.kills,
       durationS: o.durationS,
       seed: o.seed,
+      via: o.daemon ? "daemon (luminaguard serve, SIGKILLed and restarted by the monkey)" : "in-process",
       sharesHostKernel: o.backend === "namespace",
       "fault.sigkill": o.backend === "microvm" ? "SIGKILL of the VM's QEMU" : "SIGKILL of the sandbox's bwrap",
       "fault.agent_kill":

@@ -19,6 +19,7 @@ interface BenchCliOptions {
   json?: boolean;
   kills: number;
   seed?: number;
+  daemon?: boolean;
 }
 
 /** The resilience scenarios (chaos, exhaustion): their own runners, stored and printed like the others. */
@@ -28,7 +29,7 @@ async function runExtra(scenario: ExtraScenario, o: BenchCliOptions): Promise<vo
   const seed = o.seed ?? Math.floor(Math.random() * 2 ** 31);
   const { run, path, leaks } =
     scenario === "chaos"
-      ? await runChaos({ backend: o.backend, agents: o.concurrency, kills: o.kills, durationS: o.duration, seed, progress })
+      ? await runChaos({ backend: o.backend, agents: o.concurrency, kills: o.kills, durationS: o.duration, seed, progress, ...(o.daemon ? { daemon: true } : {}) })
       : await runExhaustion({ backend: o.backend, requests: o.concurrency, progress });
   bar.done();
   if (o.json) process.stdout.write(`${JSON.stringify(runSummaryJson(run), null, 2)}\n`);
@@ -48,6 +49,7 @@ export function registerBenchCommand(program: Command): void {
     .option("--duration <s>", "seconds of sustained throughput", parseIntOption("--duration", 1, 3600), 30)
     .option("--json", "print one JSON object instead of tables")
     .option("--kills <n>", "chaos: kills (SIGKILL of a sandbox or of its agent) to inject over the duration; partitions and channel cuts come on top", parseIntOption("--kills", 1, 100_000), 200)
+    .option("--daemon", "chaos: sandboxes from a `luminaguard serve` started for the run, which the monkey also SIGKILLs and restarts")
     .option("--seed <n>", "chaos: seed of the random choices (recorded in the result)", parseIntOption("--seed", 0, 2 ** 31 - 1))
     .action(async (scenario: ScenarioName | ExtraScenario, o: BenchCliOptions) => {
       if (scenario === "chaos" || scenario === "exhaustion") return await runExtra(scenario, o);

@@ -47,4 +47,24 @@ describe("bench chaos (smoke)", async () => {
       assert.ok(run.criteria.every((c) => c.pass === true), JSON.stringify(run.criteria.filter((c) => c.pass !== true)));
     });
   }
+
+  test("through the daemon, killed and restarted: no acknowledged write lost, every failure named, no leak", { skip: await unavailable("namespace") }, async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), "lg-test-metrics-"));
+    const saved = process.env["LUMINAGUARD_METRICS_DIR"];
+    process.env["LUMINAGUARD_METRICS_DIR"] = dir;
+    t.after(() => {
+      if (saved === undefined) delete process.env["LUMINAGUARD_METRICS_DIR"];
+      else process.env["LUMINAGUARD_METRICS_DIR"] = saved;
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const { run, leaks } = await runChaos({ backend: "namespace", agents: 2, kills: 4, durationS: 5, seed: 5, daemon: true });
+    assert.deepEqual(leaks, [], "nothing of the run or of its daemons is left");
+    assert.ok(max(run, "faults.daemon_kill") >= 1, "the daemon was killed and restarted");
+    assert.ok(max(run, "acknowledged_writes") > 0);
+    assert.equal(max(run, "acknowledged_writes_lost"), 0);
+    assert.equal(max(run, "unnamed_failures"), 0, run.notes.join("; "));
+    assert.equal(max(run, "calls_past_deadline"), 0);
+    assert.equal(max(run, "pool_full"), 1, "a fresh sandbox answers after the run");
+    assert.ok(run.criteria.every((c) => c.pass === true), JSON.stringify(run.criteria.filter((c) => c.pass !== true)));
+  });
 });
