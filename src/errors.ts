@@ -10,6 +10,8 @@ export const ERROR_CODES = [
   "NOT_A_DIRECTORY",
   "PERMISSION_DENIED",
   "NO_SPACE",
+  /** A command was killed for running out of the sandbox's memory (memoryMiB); the sandbox itself still works. */
+  "SANDBOX_OOM",
   "IO_ERROR",
   "TOOL_TIMEOUT",
   "CANCELLED",

@@ -93,7 +93,9 @@ function ensurePrivateDir(path: string, what: string, createParents: boolean): S
       mkdirSync(path, { mode: 0o700 });
     } catch (err) {
       // EEXIST: someone made it between our look and our mkdir; the lstat below judges it.
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw unsafe(`cannot create ${what} ${path}: ${(err as Error).message}`);
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === "ENOSPC" || code === "EDQUOT") throw new LuminaGuardError("NO_SPACE", `cannot create ${what} ${path}: ${(err as Error).message}`, { cause: err });
+      if (code !== "EEXIST") throw unsafe(`cannot create ${what} ${path}: ${(err as Error).message}`);
     }
   }
   const st = lstatSync(path);

@@ -14,6 +14,7 @@ import { killGroup } from "../util/proc.js";
 import { sleep } from "./measure.js";
 import type { Recorder, ScenarioOptions } from "./scenarios.js";
 import { freePort } from "../util/net.js";
+import { recordCreated } from "../runtime/created.js";
 
 const require = createRequire(import.meta.url);
 const FS_SERVER = require.resolve("@modelcontextprotocol/server-filesystem/dist/index.js");
@@ -97,6 +98,7 @@ function failIfError(r: unknown, what: string): void {
 
 export async function mcpScenario(rec: Recorder, o: ScenarioOptions): Promise<void> {
   const dir = realpathSync(mkdtempSync(join(tmpdir(), "lg-bench-mcp-")));
+  recordCreated(dir);
   // A small source file: the size agents read most.
   const text = `${"// LuminaGuard MCP benchmark file\n".repeat(30)}`;
   writeFileSync(join(dir, "bench.txt"), text);

@@ -11,6 +11,7 @@ import { connectWhenReady, destroyVm, launchVm } from "../sandbox/microvm/qemu.j
 import type { BackendName, SandboxHandle } from "../sandbox/types.js";
 import { cpuSampler, percentile } from "../metrics/stats.js";
 import { pssMiB, sleep, time, timeProcess } from "./measure.js";
+import { recordCreated } from "../runtime/created.js";
 import { runOnSandbox, runUnsandboxed, seedWorkspace, standardOps, type Op } from "./workload.js";
 
 export interface ScenarioOptions {
@@ -37,6 +38,7 @@ export class Recorder {
 
 function tempDir(prefix = "lg-bench-"): { dir: string; remove: () => void } {
   const dir = realpathSync(mkdtempSync(join(tmpdir(), prefix)));
+  recordCreated(dir);
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 

@@ -1,22 +1,58 @@
 // `luminaguard bench <scenario>`: the benchmark, judged against its targets; results go to .beads/metrics/ and the screen.
 import { Argument, Option, type Command } from "commander";
 import { runBench, SCENARIOS, type ScenarioName } from "../bench/run.js";
+import { runChaos } from "../bench/chaos.js";
+import { runExhaustion } from "../bench/exhaustion.js";
 import { formatRun, progressBar } from "../metrics/format.js";
 import { runSummaryJson } from "../metrics/schema.js";
 import type { BackendName } from "../sandbox/types.js";
 import { parseIntOption } from "./output.js";
 
+const EXTRA_SCENARIOS = ["chaos", "exhaustion"] as const;
+type ExtraScenario = (typeof EXTRA_SCENARIOS)[number];
+
+interface BenchCliOptions {
+  backend: BackendName;
+  runs: number;
+  concurrency: number;
+  duration: number;
+  json?: boolean;
+  kills: number;
+  seed?: number;
+  daemon?: boolean;
+}
+
+/** The resilience scenarios (chaos, exhaustion): their own runners, stored and printed like the others. */
+async function runExtra(scenario: ExtraScenario, o: BenchCliOptions): Promise<void> {
+  const bar = progressBar();
+  const progress = (label: string, done: number, total: number): void => bar.update(label, done, total);
+  const seed = o.seed ?? Math.floor(Math.random() * 2 ** 31);
+  const { run, path, leaks } =
+    scenario === "chaos"
+      ? await runChaos({ backend: o.backend, agents: o.concurrency, kills: o.kills, durationS: o.duration, seed, progress, ...(o.daemon ? { daemon: true } : {}) })
+      : await runExhaustion({ backend: o.backend, requests: o.concurrency, progress });
+  bar.done();
+  if (o.json) process.stdout.write(`${JSON.stringify(runSummaryJson(run), null, 2)}\n`);
+  else process.stdout.write(`${formatRun(run)}\nstored: ${path}\n`);
+  if (leaks.length > 0) process.stderr.write(`luminaguard: the benchmark left things behind:\n  ${leaks.join("\n  ")}\n`);
+  if (leaks.length > 0 || run.criteria.some((c) => c.pass === false)) process.exitCode = 1;
+}
+
 export function registerBenchCommand(program: Command): void {
   program
     .command("bench")
     .description("run a benchmark scenario, judge it against its targets and store the result under .beads/metrics/")
-    .addArgument(new Argument("<scenario>", "which scenario").choices([...SCENARIOS]))
+    .addArgument(new Argument("<scenario>", "which scenario").choices([...SCENARIOS, ...EXTRA_SCENARIOS]))
     .addOption(new Option("--backend <name>", "sandbox backend").choices(["microvm", "namespace"]).default("namespace"))
     .option("--runs <n>", "samples per latency metric", parseIntOption("--runs", 1, 100_000), 100)
     .option("--concurrency <c>", "concurrent agents in throughput runs", parseIntOption("--concurrency", 1, 1024), 8)
     .option("--duration <s>", "seconds of sustained throughput", parseIntOption("--duration", 1, 3600), 30)
     .option("--json", "print one JSON object instead of tables")
-    .action(async (scenario: ScenarioName, o: { backend: BackendName; runs: number; concurrency: number; duration: number; json?: boolean }) => {
+    .option("--kills <n>", "chaos: kills (SIGKILL of a sandbox or of its agent) to inject over the duration; partitions and channel cuts come on top", parseIntOption("--kills", 1, 100_000), 200)
+    .option("--daemon", "chaos: sandboxes from a `luminaguard serve` started for the run, which the monkey also SIGKILLs and restarts")
+    .option("--seed <n>", "chaos: seed of the random choices (recorded in the result)", parseIntOption("--seed", 0, 2 ** 31 - 1))
+    .action(async (scenario: ScenarioName | ExtraScenario, o: BenchCliOptions) => {
+      if (scenario === "chaos" || scenario === "exhaustion") return await runExtra(scenario, o);
       const bar = progressBar();
       const { run, path, leaks } = await runBench(scenario, {
         backend: o.backend,

@@ -12,6 +12,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   NOT_A_DIRECTORY: 409,
   PERMISSION_DENIED: 403,
   NO_SPACE: 507,
+  SANDBOX_OOM: 422,
   IO_ERROR: 500,
   TOOL_TIMEOUT: 504,
   // nginx's "client closed request": nobody reads it, but logs and metrics tell it apart.

@@ -16,6 +16,7 @@ import { LuminaGuardError } from "../errors.js";
 import { log } from "../log.js";
 import { cacheDir } from "../paths.js";
 import { run } from "../util/proc.js";
+import { recordCreated } from "./created.js";
 
 export interface DiskLimit {
   /** Bytes the sandbox may add to its workspace, in MiB. */
@@ -448,6 +449,7 @@ export class LimitedWorkspace {
     }
     const image = join(dir, `${randomBytes(8).toString("hex")}.ext4`);
     const fd = openSync(image, "wx", 0o600);
+    recordCreated(image);
     try {
       ftruncateSync(fd, limit.mib * MIB);
     } finally {

@@ -319,6 +319,30 @@ export class Sandbox {
     return result;
   }
 
+  /** OOM kills already reported: a new one since is this command's. */
+  private oomSeen = 0;
+
+  /**
+   * A command killed by SIGKILL: SANDBOX_OOM when the sandbox's memory limit did it (its OOM count
+   * grew), with the exit status and output in `details`. The sandbox itself keeps working.
+   */
+  private async checkOom(details: Record<string, unknown>): Promise<void> {
+    let n: number | undefined;
+    try {
+      n = await this.handle.oomKills?.();
+    } catch {
+      return;
+    }
+    if (n === undefined || n <= this.oomSeen) return;
+    this.oomSeen = n;
+    const mib = this.handle.info["memoryMiB"];
+    throw new LuminaGuardError(
+      "SANDBOX_OOM",
+      `the command ran out of the sandbox's memory${typeof mib === "number" ? ` (${mib} MiB)` : ""} and was killed; give the sandbox more memory (memoryMiB) or make the command use less`,
+      { details: { ...details, ...(typeof mib === "number" ? { memoryMiB: mib } : {}) } },
+    );
+  }
+
   /**
    * What a finished command's result becomes (the same rule on both kinds of limit): NO_SPACE, with
    * the exit code and output in `details`, when the watch saw the limit crossed, when the workspace
@@ -330,6 +354,7 @@ export class Sandbox {
     const r = (result ?? {}) as Partial<Record<"exitCode" | "signal" | "stdout" | "stderr", unknown>>;
     const details = { exitCode: r.exitCode ?? null, signal: r.signal ?? null, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
     if (exceeded) throw withDetails(exceeded, details);
+    if (r.signal === "SIGKILL") await this.checkOom(details);
     if (r.signal === "SIGXFSZ") throw noSpace(this.disk, "a file the command wrote reached the size limit", details);
     const failed = r.exitCode !== 0 || (r.signal !== null && r.signal !== undefined);
     try {

@@ -2,10 +2,11 @@
 // its own workspace open), and user-given ones, which pass the one workspace check.
 import { mkdtempSync, realpathSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { toLuminaGuardError } from "../errors.js";
+import { LuminaGuardError, toLuminaGuardError } from "../errors.js";
 import { log } from "../log.js";
 import { runSubdir } from "../paths.js";
 import { checkWorkspace } from "../sandbox/workspace.js";
+import { recordCreated } from "./created.js";
 import { LimitedWorkspace, type DiskLimit } from "./disk.js";
 
 export interface Workspace {
@@ -18,7 +19,17 @@ export interface Workspace {
 
 export function createOwnedWorkspace(): Workspace {
   // runSubdir: a 0700 directory of ours, or RUNTIME_DIR_UNSAFE; mkdtemp: a fresh 0700 name in it.
-  return { path: realpathSync(mkdtempSync(join(runSubdir("workspaces"), "ws-"))), owned: true };
+  const parent = runSubdir("workspaces");
+  let path: string;
+  try {
+    path = realpathSync(mkdtempSync(join(parent, "ws-")));
+  } catch (err) {
+    // A full runtime filesystem is a named NO_SPACE (nothing was created), never a bare ENOSPC.
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new LuminaGuardError(code === "ENOSPC" || code === "EDQUOT" ? "NO_SPACE" : "IO_ERROR", `cannot create a workspace in ${parent}: ${(err as Error).message}`, { cause: err });
+  }
+  recordCreated(path);
+  return { path, owned: true };
 }
 
 let warnedFallback = false;

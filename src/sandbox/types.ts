@@ -50,6 +50,11 @@ export interface SandboxHandle {
   pids(): number[];
   /** Of those, the file jail's beside a VM (for its own PSS figure); absent without a file jail. */
   fileJailPids?(): number[];
+  /**
+   * How many processes the sandbox's memory limit has killed so far (namespace: its cgroup's oom_kill;
+   * microvm: the guest kernel's), or undefined where the backend cannot tell.
+   */
+  oomKills?(): Promise<number | undefined>;
   /** Resolves when the sandbox's host process has exited, for whatever reason. */
   readonly exited: Promise<void>;
   /** Kills every process and removes every mount, cgroup, socket and temp file. Idempotent. */

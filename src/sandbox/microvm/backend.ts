@@ -299,6 +299,7 @@ async function connectVm(
         ...extraInfo,
       },
       pids: () => (vm.child.exitCode === null && vm.child.signalCode === null ? [pid] : []),
+      oomKills: () => guestOomKills(channel),
       exited: vm.exited.then(() => undefined),
       destroy,
     };
@@ -314,4 +315,24 @@ async function connectVm(
   } finally {
     unhook();
   }
+}
+
+/**
+ * The guest kernel's count of OOM kills, read through the channel: its log's `oom-kill:` lines (this
+ * guest kernel keeps no vm event counters, so /proc/vmstat has no oom_kill); undefined if unreadable.
+ */
+async function guestOomKills(channel: GuestChannel): Promise<number | undefined> {
+  let out = "";
+  const max = 512 * 1024;
+  try {
+    const r = await channel.request(
+      "execute_command",
+      { argv: ["dmesg"], timeoutMs: 5_000, maxOutputBytes: max },
+      { deadlineMs: 10_000, maxStreamBytes: max, onEvent: (stream, data) => void (stream === "stdout" && (out += data.toString("utf8"))) },
+    );
+    if (r.exitCode !== 0) return undefined;
+  } catch {
+    return undefined;
+  }
+  return out.match(/\boom-kill:/g)?.length ?? 0;
 }

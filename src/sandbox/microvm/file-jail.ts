@@ -58,6 +58,7 @@ function besideVm(vm: SandboxHandle, jail: SandboxHandle): SandboxHandle {
       fileJailUid: jail.info["hostUid"] ?? -1,
     },
     pids: () => [...vm.pids(), ...jail.pids()],
+    oomKills: async () => await vm.oomKills?.(),
     fileJailPids: () => jail.pids(),
     exited,
     destroy,

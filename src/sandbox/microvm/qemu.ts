@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { LuminaGuardError } from "../../errors.js";
 import { imageNeedsAcpi, type ImageManifest } from "../../image/build.js";
 import { runDir, runSubdir } from "../../paths.js";
+import { recordCreated } from "../../runtime/created.js";
 import { sandboxHostEnv } from "../../util/env.js";
 import { killGroup, spawnGroup } from "../../util/proc.js";
 import { JAIL, allocateIdentity, ensureJailer, jailerArgs, type JailBind, type JailPlan, type VmmIdentity } from "../jailer/jailer.js";
@@ -142,6 +143,7 @@ export async function launchVm(o: VmLaunchOptions): Promise<VmProcess> {
   let dir: string;
   try {
     dir = runSubdir(`vm-${o.id}`);
+    recordCreated(dir);
     mkdirSync(join(dir, "empty"), { mode: 0o700 });
     // QEMU creates its sockets and console log here as the VMM identity; nobody else may enter.
     if (identity.switched) {

@@ -118,6 +118,10 @@ class NamespaceSandbox implements SandboxHandle {
     });
   }
 
+  async oomKills(): Promise<number | undefined> {
+    return await Promise.resolve(this.cgroup?.memoryEvents().oomKills);
+  }
+
   setInit(pid: number): void {
     this.initPid = pid;
     this.initStart = liveStartTime(pid);

@@ -16,6 +16,7 @@ import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { LuminaGuardError } from "../../errors.js";
 import { log } from "../../log.js";
+import { recordCreated } from "../../runtime/created.js";
 
 type CgroupVersion = "v1" | "v2";
 
@@ -322,6 +323,7 @@ export class SandboxCgroup {
           for (const d of dirs) {
             if (created.includes(d)) continue;
             mkdirSync(d);
+            recordCreated(d);
             created.push(d);
           }
           break;

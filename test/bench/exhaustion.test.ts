@@ -1,0 +1,76 @@
+// `bench exhaustion` smoke on each backend that runs here: a sandbox's own OOM is SANDBOX_OOM and the
+// sandbox is replaced, the workspace quota gives NO_SPACE with nothing partial and recovers, a full
+// host run directory (a small filesystem made for the test, as root) gives a named error and recovers,
+// the host never OOM-kills, and nothing of the run is left.
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, test } from "node:test";
+import { runExhaustion } from "../../src/bench/exhaustion.js";
+import { Sandbox } from "../../src/runtime/sandbox.js";
+import { BACKENDS, rejectsWith, sandboxFor, unavailable } from "../fixtures.js";
+
+describe("bench exhaustion (smoke)", async () => {
+  for (const backend of BACKENDS) {
+    const skip = await unavailable(backend);
+
+    test(`${backend}: a command past the sandbox's memory is SANDBOX_OOM, and the sandbox still works`, { skip }, async (t) => {
+      const { sandbox } = await sandboxFor(t, backend, { memoryMiB: 128, daemon: false });
+      const err = await rejectsWith(sandbox.commands.run(["tail", "/dev/zero"], { timeoutMs: 60_000 }), "SANDBOX_OOM");
+      assert.equal(err.details["signal"], "SIGKILL");
+      assert.match(err.message, /128 MiB/);
+      assert.equal((await sandbox.commands.run(["echo", "ok"])).stdout, "ok\n");
+      // A command killed by SIGKILL for another reason is not an OOM.
+      const r = await sandbox.commands.run(["sh", "-c", "kill -9 $$"]);
+      assert.equal(r.signal, "SIGKILL");
+    });
+
+    test(`${backend}: every part of the scenario passes its criteria`, { skip }, async (t) => {
+      const dir = mkdtempSync(join(tmpdir(), "lg-test-metrics-"));
+      const saved = process.env["LUMINAGUARD_METRICS_DIR"];
+      process.env["LUMINAGUARD_METRICS_DIR"] = dir;
+      t.after(() => {
+        if (saved === undefined) delete process.env["LUMINAGUARD_METRICS_DIR"];
+        else process.env["LUMINAGUARD_METRICS_DIR"] = saved;
+        rmSync(dir, { recursive: true, force: true });
+      });
+      const { run, leaks } = await runExhaustion({ backend, oomRounds: 1, requests: 3, sandboxMiB: 64, budgetMiB: 128 });
+      assert.deepEqual(leaks, []);
+      const failing = run.criteria.filter((c) => c.pass === false);
+      assert.deepEqual(failing, [], `notes: ${run.notes.join("; ")}`);
+      assert.equal(run.metrics["oom_named"]?.min, 1);
+      assert.equal(run.metrics["quota_partial_files"]?.max, 0);
+      if (process.geteuid?.() === 0) assert.equal(run.metrics["rundir_full_named"]?.min, 1);
+      // In-process there is no admission control: all 3 admitted, one past the 128 MiB budget.
+      assert.equal(run.metrics["capacity_admitted"]?.max, 3);
+      assert.equal(run.metrics["capacity_admitted_past_budget"]?.max, 1);
+    });
+  }
+
+  test("the capacity hook: refusals with CAPACITY are counted as such, not as failures", { skip: await unavailable("namespace") }, async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), "lg-test-metrics-"));
+    const saved = process.env["LUMINAGUARD_METRICS_DIR"];
+    process.env["LUMINAGUARD_METRICS_DIR"] = dir;
+    t.after(() => {
+      if (saved === undefined) delete process.env["LUMINAGUARD_METRICS_DIR"];
+      else process.env["LUMINAGUARD_METRICS_DIR"] = saved;
+      rmSync(dir, { recursive: true, force: true });
+    });
+    // A stand-in for the daemon's admission control: two fit, the rest are refused.
+    let admitted = 0;
+    const { LuminaGuardError } = await import("../../src/errors.js");
+    const acquire = async (memoryMiB: number): Promise<Awaited<ReturnType<typeof Sandbox.create>>> => {
+      if (admitted >= 2) throw new LuminaGuardError("CAPACITY", "at the memory budget", { details: { retryAfterMs: 1000 } });
+      admitted++;
+      return await Sandbox.create({ backend: "namespace", daemon: false, memoryMiB });
+    };
+    const { run, leaks } = await runExhaustion({ backend: "namespace", parts: ["capacity"], requests: 4, sandboxMiB: 64, budgetMiB: 128, acquire });
+    assert.deepEqual(leaks, []);
+    assert.equal(run.metrics["oom_named"], undefined, "only the capacity part ran");
+    assert.equal(run.metrics["capacity_admitted"]?.max, 2);
+    assert.equal(run.metrics["capacity_refused"]?.max, 2);
+    assert.equal(run.metrics["capacity_admitted_past_budget"]?.max, 0);
+    assert.equal(run.metrics["capacity_other_failures"]?.max, 0);
+  });
+});
