@@ -13,6 +13,9 @@
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { sandboxCostMiB } from "../daemon/admission.js";
+import { startBenchDaemon } from "../daemon/bench.js";
+import { DaemonClient, type RemoteSandbox } from "../daemon/client.js";
 import { LuminaGuardError, toLuminaGuardError } from "../errors.js";
 import { requireImage } from "../image/build.js";
 import { log } from "../log.js";
@@ -32,7 +35,7 @@ import { Recorder } from "./scenarios.js";
 const MAX_REQUESTS = 32;
 const MAX_SANDBOX_MIB = 256;
 
-export const EXHAUSTION_PARTS = ["memory", "disk", "rundir", "capacity"] as const;
+export const EXHAUSTION_PARTS = ["memory", "disk", "rundir", "capacity", "admission"] as const;
 export type ExhaustionPart = (typeof EXHAUSTION_PARTS)[number];
 
 export interface ExhaustionOptions {
@@ -323,6 +326,48 @@ async function capacityPart(rec: Recorder, o: ExhaustionOptions): Promise<void> 
   }
 }
 
+/**
+ * (d) through the service: the same requests to a real `luminaguard serve` whose memory budget fits only
+ * some of them. Those past the budget must get CAPACITY (after a short admission wait), never a sandbox.
+ */
+async function admissionPart(rec: Recorder, o: ExhaustionOptions): Promise<void> {
+  const requests = Math.max(1, Math.min(o.requests ?? 12, MAX_REQUESTS));
+  const mib = Math.max(64, Math.min(o.sandboxMiB ?? 128, MAX_SANDBOX_MIB));
+  const cost = sandboxCostMiB(o.backend, mib);
+  const fits = Math.max(1, Math.floor((requests * 2) / 3));
+  const budget = fits * cost;
+  rec.info["admission_budget_mib"] = budget;
+  rec.info["admission_sandbox_cost_mib"] = cost;
+  const daemon = await startBenchDaemon(o.backend, "0", ["--memory-budget", String(budget), "--admission-wait", "300"]);
+  const client = new DaemonClient({ socketPath: daemon.socket });
+  const held: RemoteSandbox[] = [];
+  const codes = new Map<string, number>();
+  try {
+    for (let i = 0; i < requests; i++) {
+      o.progress?.("exhaustion: admission", i, requests);
+      try {
+        const sb = await client.createSandbox({ backend: o.backend, memoryMiB: mib, client: "bench-exhaustion" });
+        held.push(sb);
+        const r = await sb.commands.run(["echo", "ok"]);
+        if (r.stdout !== "ok\n") codes.set("ADMITTED_BROKEN", (codes.get("ADMITTED_BROKEN") ?? 0) + 1);
+      } catch (err) {
+        const e = toLuminaGuardError(err, "INTERNAL");
+        codes.set(e.code, (codes.get(e.code) ?? 0) + 1);
+      }
+    }
+    rec.add("admission_admitted", "", held.length);
+    rec.add("admission_refused", "", codes.get("CAPACITY") ?? 0);
+    rec.add("admission_past_budget", "", Math.max(0, held.length - fits));
+    const other = [...codes.entries()].filter(([c]) => c !== "CAPACITY");
+    rec.add("admission_other_failures", "", other.reduce((n, [, k]) => n + k, 0));
+    for (const [c, n] of codes) rec.add(`admission_outcome.${c}`, "", n);
+    rec.notes.push(`admission: a real daemon with --memory-budget ${budget} MiB (${fits} sandboxes of ${cost} MiB): ${held.length} of ${requests} admitted, ${codes.get("CAPACITY") ?? 0} CAPACITY`);
+  } finally {
+    await Promise.allSettled(held.map((s) => s.kill()));
+    await daemon.stop();
+  }
+}
+
 export async function runExhaustion(o: ExhaustionOptions): Promise<ExhaustionResult> {
   const probe = await probeBackend(o.backend);
   if (!probe.available) throw new LuminaGuardError("BACKEND_UNAVAILABLE", `${o.backend} backend unavailable: ${probe.reason ?? "?"}`);
@@ -342,6 +387,7 @@ export async function runExhaustion(o: ExhaustionOptions): Promise<ExhaustionRes
       ["disk", () => diskQuotaPart(rec, o)],
       ["rundir", () => hostRunDirPart(rec, o)],
       ["capacity", () => capacityPart(rec, o)],
+      ["admission", () => admissionPart(rec, o)],
     ];
     for (const [name, part] of parts) {
       if (o.parts && !o.parts.includes(name)) continue;
@@ -390,7 +436,7 @@ export async function runExhaustion(o: ExhaustionOptions): Promise<ExhaustionRes
 }
 
 /** Which criteria belong to which part. */
-const PART_METRIC: Record<ExhaustionPart, RegExp> = { memory: /^oom_/, disk: /^quota_/, rundir: /^rundir_/, capacity: /^capacity_/ };
+const PART_METRIC: Record<ExhaustionPart, RegExp> = { memory: /^oom_/, disk: /^quota_/, rundir: /^rundir_/, capacity: /^capacity_/, admission: /^admission_/ };
 
 export function exhaustionCriteria(): CriterionDef[] {
   const c = (name: string, metric: string, stat: CriterionDef["stat"], op: CriterionDef["op"], target: number, source: CriterionDef["source"] = "project"): CriterionDef => ({
@@ -413,6 +459,9 @@ export function exhaustionCriteria(): CriterionDef[] {
     c("a full host run dir: nothing partial left", "rundir_partial_entries", "max", "<=", 0),
     c("a full host run dir: works again once space returns", "rundir_recovered", "min", ">=", 1),
     c("every admitted sandbox works, no unnamed failure", "capacity_other_failures", "max", "<=", 0),
+    c("through the daemon: nothing admitted past its memory budget", "admission_past_budget", "max", "<=", 0),
+    c("through the daemon: the rest refused with CAPACITY", "admission_refused", "min", ">=", 1),
+    c("through the daemon: no failure other than CAPACITY", "admission_other_failures", "max", "<=", 0),
     c("every part ran", "parts_failed", "max", "<=", 0),
     c("no leak (own run)", "leaks", "max", "<=", 0),
   ];

@@ -80,7 +80,7 @@ export interface BenchDaemon {
 }
 
 /** Starts a daemon with a `pool` (MIN:MAX) of `backend` and no pool of the other, and waits until /readyz answers 200. */
-export async function startBenchDaemon(backend: BackendName, pool = "2:8"): Promise<BenchDaemon> {
+export async function startBenchDaemon(backend: BackendName, pool = "2:8", extraArgs: readonly string[] = []): Promise<BenchDaemon> {
   const root = mkdtempSync(join(tmpdir(), "lg-bench-daemon-"));
   const run = join(root, "run");
   const home = join(root, "home");
@@ -89,7 +89,7 @@ export async function startBenchDaemon(backend: BackendName, pool = "2:8"): Prom
   const socket = join(root, "d.sock");
   const env = { ...process.env, LUMINAGUARD_RUN: run, LUMINAGUARD_HOME: home, LUMINAGUARD_DAEMON: "" };
   const other = backend === "namespace" ? "microvm" : "namespace";
-  const daemon = spawn(process.execPath, [MAIN, "serve", "--socket", socket, `--${backend}-pool`, pool, `--${other}-pool`, "0", "--no-recover"], {
+  const daemon = spawn(process.execPath, [MAIN, "serve", "--socket", socket, `--${backend}-pool`, pool, `--${other}-pool`, "0", "--no-recover", ...extraArgs], {
     env,
     stdio: ["ignore", "ignore", "inherit"],
   });

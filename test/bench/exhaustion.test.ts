@@ -8,7 +8,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { runExhaustion } from "../../src/bench/exhaustion.js";
-import { Sandbox } from "../../src/runtime/sandbox.js";
 import { BACKENDS, rejectsWith, sandboxFor, unavailable } from "../fixtures.js";
 
 describe("bench exhaustion (smoke)", async () => {
@@ -45,10 +44,13 @@ describe("bench exhaustion (smoke)", async () => {
       // In-process there is no admission control: all 3 admitted, one past the 128 MiB budget.
       assert.equal(run.metrics["capacity_admitted"]?.max, 3);
       assert.equal(run.metrics["capacity_admitted_past_budget"]?.max, 1);
+      // Through the daemon: 2 of the 3 fit its budget, the third gets CAPACITY.
+      assert.equal(run.metrics["admission_admitted"]?.max, 2);
+      assert.equal(run.metrics["admission_refused"]?.max, 1);
     });
   }
 
-  test("the capacity hook: refusals with CAPACITY are counted as such, not as failures", { skip: await unavailable("namespace") }, async (t) => {
+  test("through a real daemon: past its memory budget CAPACITY, never a sandbox; no other failure", { skip: await unavailable("namespace") }, async (t) => {
     const dir = mkdtempSync(join(tmpdir(), "lg-test-metrics-"));
     const saved = process.env["LUMINAGUARD_METRICS_DIR"];
     process.env["LUMINAGUARD_METRICS_DIR"] = dir;
@@ -57,20 +59,14 @@ describe("bench exhaustion (smoke)", async () => {
       else process.env["LUMINAGUARD_METRICS_DIR"] = saved;
       rmSync(dir, { recursive: true, force: true });
     });
-    // A stand-in for the daemon's admission control: two fit, the rest are refused.
-    let admitted = 0;
-    const { LuminaGuardError } = await import("../../src/errors.js");
-    const acquire = async (memoryMiB: number): Promise<Awaited<ReturnType<typeof Sandbox.create>>> => {
-      if (admitted >= 2) throw new LuminaGuardError("CAPACITY", "at the memory budget", { details: { retryAfterMs: 1000 } });
-      admitted++;
-      return await Sandbox.create({ backend: "namespace", daemon: false, memoryMiB });
-    };
-    const { run, leaks } = await runExhaustion({ backend: "namespace", parts: ["capacity"], requests: 4, sandboxMiB: 64, budgetMiB: 128, acquire });
+    // 4 requests of 64 MiB against a budget of floor(4*2/3) = 2 sandboxes: 2 admitted, 2 refused.
+    const { run, leaks } = await runExhaustion({ backend: "namespace", parts: ["admission"], requests: 4, sandboxMiB: 64 });
     assert.deepEqual(leaks, []);
-    assert.equal(run.metrics["oom_named"], undefined, "only the capacity part ran");
-    assert.equal(run.metrics["capacity_admitted"]?.max, 2);
-    assert.equal(run.metrics["capacity_refused"]?.max, 2);
-    assert.equal(run.metrics["capacity_admitted_past_budget"]?.max, 0);
-    assert.equal(run.metrics["capacity_other_failures"]?.max, 0);
+    assert.equal(run.metrics["oom_named"], undefined, "only the admission part ran");
+    assert.equal(run.metrics["admission_admitted"]?.max, 2, run.notes.join("; "));
+    assert.equal(run.metrics["admission_refused"]?.max, 2);
+    assert.equal(run.metrics["admission_past_budget"]?.max, 0);
+    assert.equal(run.metrics["admission_other_failures"]?.max, 0);
+    assert.deepEqual(run.criteria.filter((c) => c.pass === false), []);
   });
 });
