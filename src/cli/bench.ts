@@ -4,7 +4,17 @@ import { runBench, SCENARIOS, type ScenarioName } from "../bench/run.js";
 import { formatRun, progressBar } from "../metrics/format.js";
 import { runSummaryJson } from "../metrics/schema.js";
 import type { BackendName } from "../sandbox/types.js";
+import { parseAgents } from "../bench/scale.js";
+import { LuminaGuardError } from "../errors.js";
 import { parseIntOption } from "./output.js";
+
+function agentsOption(v: string): number[] {
+  try {
+    return parseAgents(v);
+  } catch (err) {
+    throw new LuminaGuardError("INVALID_ARGUMENT", `--agents: ${(err as Error).message}`);
+  }
+}
 
 export function registerBenchCommand(program: Command): void {
   program
@@ -15,14 +25,20 @@ export function registerBenchCommand(program: Command): void {
     .option("--runs <n>", "samples per latency metric", parseIntOption("--runs", 1, 100_000), 100)
     .option("--concurrency <c>", "concurrent agents in throughput runs", parseIntOption("--concurrency", 1, 1024), 8)
     .option("--duration <s>", "seconds of sustained throughput", parseIntOption("--duration", 1, 3600), 30)
+    .option("--repeat <r>", "run the scenario R times and judge over all runs (default: enough for the Phase 3 wording: tools 20, memory 10, others 1)", parseIntOption("--repeat", 1, 1000))
+    .option("--agents <list>", "scale: agent counts to sweep, comma-separated (default 1,5,10,25,50,100,150)", agentsOption)
+    .option("--spawn-deadline <ms>", "scale: how long one agent may wait for its sandbox", parseIntOption("--spawn-deadline", 100, 3_600_000))
     .option("--json", "print one JSON object instead of tables")
-    .action(async (scenario: ScenarioName, o: { backend: BackendName; runs: number; concurrency: number; duration: number; json?: boolean }) => {
+    .action(async (scenario: ScenarioName, o: { backend: BackendName; runs: number; concurrency: number; duration: number; repeat?: number; agents?: number[]; spawnDeadline?: number; json?: boolean }) => {
       const bar = progressBar();
       const { run, path, leaks } = await runBench(scenario, {
         backend: o.backend,
         runs: o.runs,
         concurrency: o.concurrency,
         durationS: o.duration,
+        ...(o.repeat !== undefined ? { repeat: o.repeat } : {}),
+        ...(o.agents !== undefined ? { agents: o.agents } : {}),
+        ...(o.spawnDeadline !== undefined ? { spawnDeadlineMs: o.spawnDeadline } : {}),
         progress: (label, done, total) => bar.update(label, done, total),
       });
       bar.done();
