@@ -50,6 +50,8 @@ export interface BenchOptions {
   agents?: readonly number[];
   /** bench scale: how long one agent may wait for its sandbox. */
   spawnDeadlineMs?: number;
+  /** bench scale: sandboxes in this process (sdk, default) or from a running daemon. */
+  via?: "sdk" | "daemon";
 }
 
 export async function runBench(scenario: ScenarioName, o: BenchOptions): Promise<{ run: BenchRun; path: string; leaks: string[] }> {
@@ -79,7 +81,7 @@ export async function runBench(scenario: ScenarioName, o: BenchOptions): Promise
   if (wants("mcp")) await repeated("mcp", mcpScenario);
   if (wants("cli")) await repeated("cli", cliScenario);
   if (scenario === "scale") {
-    await repeated("scale", (r, so) => scaleScenario(r, { backend: o.backend, agents, durationS: o.durationS, spawnDeadlineMs, progress: so.progress }));
+    await repeated("scale", (r, so) => scaleScenario(r, { backend: o.backend, agents, durationS: o.durationS, spawnDeadlineMs, ...(o.via ? { via: o.via } : {}), progress: so.progress }));
     scaleFigures(rec, agents, spawnDeadlineMs);
   }
   wordedFigures(rec, Math.max(1, ...Object.values(repeats)));

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { toLuminaGuardError } from "../errors.js";
 import { cpuSampler } from "../metrics/stats.js";
-import { Sandbox } from "../runtime/sandbox.js";
+import { Sandbox, type SandboxApi } from "../runtime/sandbox.js";
 import type { BackendName } from "../sandbox/types.js";
 import { runOnSandbox, seedWorkspace, standardOps, type Op } from "./workload.js";
 import type { Recorder } from "./scenarios.js";
@@ -33,6 +33,8 @@ export interface ScaleOptions {
   /** Seconds of workload per level. */
   durationS: number;
   spawnDeadlineMs?: number;
+  /** "sdk" (default): sandboxes in this process; "daemon": each agent asks a running `luminaguard serve`. */
+  via?: "sdk" | "daemon";
   progress: (label: string, done: number, total: number) => void;
 }
 
@@ -86,7 +88,7 @@ async function memAvailableMiB(): Promise<number | undefined> {
 interface Agent {
   index: number;
   ws: string;
-  sandbox?: Sandbox;
+  sandbox?: SandboxApi;
   ops: number;
 }
 
@@ -138,7 +140,7 @@ async function level(rec: Recorder, o: ScaleOptions, C: number, ops: readonly Op
     await Promise.all(
       agents.map(async (a) => {
         try {
-          a.sandbox = await Sandbox.create({ backend: o.backend, workspace: a.ws, daemon: false, signal: AbortSignal.timeout(deadline) });
+          a.sandbox = await Sandbox.create({ backend: o.backend, workspace: a.ws, daemon: o.via === "daemon", signal: AbortSignal.timeout(deadline) });
           rec.add(atC("scale_sandbox_wait_ms", C), "ms", performance.now() - t0);
         } catch (err) {
           rec.add(atC("scale_sandbox_wait_failed_ms", C), "ms", performance.now() - t0);
@@ -147,7 +149,7 @@ async function level(rec: Recorder, o: ScaleOptions, C: number, ops: readonly Op
         o.progress(`scale C=${C}: getting sandboxes`, ++got, C);
       }),
     );
-    const running = agents.filter((a): a is Agent & { sandbox: Sandbox } => a.sandbox !== undefined);
+    const running = agents.filter((a): a is Agent & { sandbox: SandboxApi } => a.sandbox !== undefined);
     // The measured window: every agent that has a sandbox replays the mix, as fast as it is answered.
     cpu.start();
     const start = performance.now();
@@ -161,7 +163,7 @@ async function level(rec: Recorder, o: ScaleOptions, C: number, ops: readonly Op
           const op = ops[i++ % ops.length] as Op;
           const t = performance.now();
           try {
-            await runOnSandbox(a.sandbox, op);
+            await runOnSandbox(a.sandbox as Sandbox, op);
           } catch (err) {
             fail(err);
             continue;
@@ -211,6 +213,9 @@ export async function scaleScenario(rec: Recorder, o: ScaleOptions): Promise<voi
   const ops = standardOps(5000);
   rec.info["agents"] = o.agents.join(",");
   rec.info["spawnDeadlineMs"] = o.spawnDeadlineMs ?? DEFAULT_SPAWN_DEADLINE_MS;
+  rec.info["via"] = o.via ?? "sdk";
+  // The daemon's sandboxes are its processes, not ours: their PSS is not visible from here.
+  if (o.via === "daemon") rec.notes.push("via daemon: PSS of the sandboxes is not measured (their processes belong to the daemon)");
   for (const C of o.agents) await level(rec, o, C, ops);
 }
 

@@ -27,9 +27,10 @@ export function registerBenchCommand(program: Command): void {
     .option("--duration <s>", "seconds of sustained throughput", parseIntOption("--duration", 1, 3600), 30)
     .option("--repeat <r>", "run the scenario R times and judge over all runs (default: enough for the Phase 3 wording: tools 20, memory 10, others 1)", parseIntOption("--repeat", 1, 1000))
     .option("--agents <list>", "scale: agent counts to sweep, comma-separated (default 1,5,10,25,50,100,150)", agentsOption)
+    .addOption(new Option("--via <how>", "scale: sandboxes in this process (sdk) or from a running `luminaguard serve` (daemon)").choices(["sdk", "daemon"]).default("sdk"))
     .option("--spawn-deadline <ms>", "scale: how long one agent may wait for its sandbox", parseIntOption("--spawn-deadline", 100, 3_600_000))
     .option("--json", "print one JSON object instead of tables")
-    .action(async (scenario: ScenarioName, o: { backend: BackendName; runs: number; concurrency: number; duration: number; repeat?: number; agents?: number[]; spawnDeadline?: number; json?: boolean }) => {
+    .action(async (scenario: ScenarioName, o: { backend: BackendName; runs: number; concurrency: number; duration: number; repeat?: number; agents?: number[]; spawnDeadline?: number; via: "sdk" | "daemon"; json?: boolean }) => {
       const bar = progressBar();
       const { run, path, leaks } = await runBench(scenario, {
         backend: o.backend,
@@ -39,6 +40,7 @@ export function registerBenchCommand(program: Command): void {
         ...(o.repeat !== undefined ? { repeat: o.repeat } : {}),
         ...(o.agents !== undefined ? { agents: o.agents } : {}),
         ...(o.spawnDeadline !== undefined ? { spawnDeadlineMs: o.spawnDeadline } : {}),
+        via: o.via,
         progress: (label, done, total) => bar.update(label, done, total),
       });
       bar.done();
