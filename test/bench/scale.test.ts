@@ -11,7 +11,7 @@ import { criteriaFor, MB200_IN_MIB, wordedFigures } from "../../src/bench/criter
 import { atC, jainIndex, parseAgents, scaleCurve, scaleFigures } from "../../src/bench/scale.js";
 import { Recorder } from "../../src/bench/scenarios.js";
 import { evaluate, summarizeAll } from "../../src/metrics/stats.js";
-import { unavailable } from "../fixtures.js";
+import { BACKENDS, unavailable } from "../fixtures.js";
 
 const MAIN = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
 
@@ -120,32 +120,35 @@ test("worded figures say when there are too few runs for a share of runs", () =>
   assert.ok(rec.notes.some((n) => /95% of runs at 1,000\+ ops\/min: only 1 run; .*--repeat 20/.test(n)), rec.notes.join("\n"));
 });
 
-test("bench scale (smoke): 1 and 3 agents for 2 s on namespace, stored with every per-level figure and no leftovers", { skip: await unavailable("namespace") }, (t) => {
-  const dir = mkdtempSync(join(tmpdir(), "lg-metrics-"));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const r = spawnSync(process.execPath, [MAIN, "bench", "scale", "--backend", "namespace", "--agents", "1,3", "--duration", "2", "--json"], {
-    encoding: "utf8",
-    timeout: 180_000,
-    env: { ...process.env, LUMINAGUARD_METRICS_DIR: dir, LUMINAGUARD_DAEMON: "0" },
+for (const backend of BACKENDS) {
+  test(`bench scale (smoke): 1 and 3 agents for 2 s on ${backend}, stored with every per-level figure and no leftovers`, { skip: await unavailable(backend) }, (t) => {
+    const dir = mkdtempSync(join(tmpdir(), "lg-metrics-"));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const r = spawnSync(process.execPath, [MAIN, "bench", "scale", "--backend", backend, "--agents", "1,3", "--duration", "2", "--json"], {
+      encoding: "utf8",
+      timeout: 180_000,
+      env: { ...process.env, LUMINAGUARD_METRICS_DIR: dir, LUMINAGUARD_DAEMON: "0" },
+    });
+    assert.equal(r.status, 0, r.stderr);
+    const run = JSON.parse(r.stdout) as { scenario: string; metrics: Record<string, { n: number; p50: number; max: number }>; criteria: Array<{ name: string; pass: boolean | null }>; info: Record<string, unknown> };
+    assert.equal(run.scenario, "scale");
+    assert.equal(run.info["agents"], "1,3");
+    for (const c of [1, 3]) {
+      assert.ok((run.metrics[atC("scale_throughput_ops_per_min", c)]?.p50 ?? 0) > 0, `throughput at C=${c}`);
+      assert.equal(run.metrics[atC("scale_sandbox_wait_ms", c)]?.n, c, `every agent at C=${c} got a sandbox`);
+      assert.equal(run.metrics[atC("scale_agent_ops_per_min", c)]?.n, c);
+      assert.ok((run.metrics[atC("scale_tool_latency_ms", c)]?.n ?? 0) > 10);
+      assert.equal(run.metrics[atC("scale_failures", c)]?.max, 0);
+      assert.ok(run.metrics[atC("scale_fairness_jain", c)] !== undefined);
+      assert.ok(run.metrics[atC("scale_event_loop_delay_max_ms", c)] !== undefined);
+    }
+    assert.ok(run.metrics["scale_plateau_ratio"] !== undefined && run.metrics["scale_knee_agents"] !== undefined);
+    for (const c of run.criteria) assert.notEqual(c.pass, null, `${c.name} is judged`);
+    assert.equal(run.criteria.find((c) => c.name === "no failure other than CAPACITY")?.pass, true);
+    const stored = readdirSync(join(dir, "scale"));
+    assert.equal(stored.length, 1);
+    const full = JSON.parse(readFileSync(join(dir, "scale", stored[0] as string), "utf8")) as { notes: string[]; samples: Record<string, number[]> };
+    assert.ok(!full.notes.some((n) => n.startsWith("LEAK")), full.notes.join("\n"));
+    assert.ok((full.samples[atC("scale_pss_total_mib", 3)] ?? []).every((v) => v > 0), "PSS of the live sandboxes sampled");
   });
-  assert.equal(r.status, 0, r.stderr);
-  const run = JSON.parse(r.stdout) as { scenario: string; metrics: Record<string, { n: number; p50: number; max: number }>; criteria: Array<{ name: string; pass: boolean | null }>; info: Record<string, unknown> };
-  assert.equal(run.scenario, "scale");
-  assert.equal(run.info["agents"], "1,3");
-  for (const c of [1, 3]) {
-    assert.ok((run.metrics[atC("scale_throughput_ops_per_min", c)]?.p50 ?? 0) > 0, `throughput at C=${c}`);
-    assert.equal(run.metrics[atC("scale_sandbox_wait_ms", c)]?.n, c, `every agent at C=${c} got a sandbox`);
-    assert.equal(run.metrics[atC("scale_agent_ops_per_min", c)]?.n, c);
-    assert.ok((run.metrics[atC("scale_tool_latency_ms", c)]?.n ?? 0) > 10);
-    assert.equal(run.metrics[atC("scale_failures", c)]?.max, 0);
-    assert.ok(run.metrics[atC("scale_fairness_jain", c)] !== undefined);
-    assert.ok(run.metrics[atC("scale_event_loop_delay_max_ms", c)] !== undefined);
-  }
-  assert.ok(run.metrics["scale_plateau_ratio"] !== undefined && run.metrics["scale_knee_agents"] !== undefined);
-  for (const c of run.criteria) assert.notEqual(c.pass, null, `${c.name} is judged`);
-  assert.equal(run.criteria.find((c) => c.name === "no failure other than CAPACITY")?.pass, true);
-  const stored = readdirSync(join(dir, "scale"));
-  assert.equal(stored.length, 1);
-  const full = JSON.parse(readFileSync(join(dir, "scale", stored[0] as string), "utf8")) as { notes: string[] };
-  assert.ok(!full.notes.some((n) => n.startsWith("LEAK")), full.notes.join("\n"));
-});
+}
