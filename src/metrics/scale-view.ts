@@ -90,18 +90,31 @@ export function scaleCharts(run: BenchRun, subtitle: string): ScaleChart[] {
     { name: "tool call p50", points: pts((l) => l.latency?.p50), color: PALETTE[0] as string },
     { name: "tool call p95", points: pts((l) => l.latency?.p95), color: PALETTE[1] as string },
     { name: "tool call p99", points: pts((l) => l.latency?.p99), color: PALETTE[2] as string },
-    { name: "wait for a sandbox p95", points: pts((l) => l.wait?.p95), color: PALETTE[4] as string, dash: "6 4" },
   ].filter((s) => s.points.length > 0);
   const latency = lineChart({
     title: "Latency against agents",
     subtitle,
     xLabel: "agents at once",
-    yLabel: "ms",
+    yLabel: "tool call (ms)",
     xScale: "auto",
     series: lat,
   });
-  return [
+  const charts = [
     { name: "throughput-vs-agents", title: "Throughput against agents", svg: throughput },
     { name: "latency-vs-agents", title: "Latency against agents", svg: latency },
   ];
+  // Seconds where calls take milliseconds: its own chart, so that neither flattens the other.
+  const wait: LineSeries[] = [
+    { name: "wait p50", points: pts((l) => l.wait?.p50), color: PALETTE[0] as string },
+    { name: "wait p95", points: pts((l) => l.wait?.p95), color: PALETTE[1] as string },
+    { name: "wait max", points: pts((l) => l.wait?.max), color: PALETTE[2] as string, dash: "6 4" },
+  ].filter((s) => s.points.length > 0);
+  if (wait.length > 0) {
+    charts.push({
+      name: "sandbox-wait-vs-agents",
+      title: "Time to get a sandbox against agents",
+      svg: lineChart({ title: "Time to get a sandbox against agents", subtitle, xLabel: "agents at once (all asking at once)", yLabel: "request → sandbox ready (ms)", xScale: "auto", series: wait }),
+    });
+  }
+  return charts;
 }

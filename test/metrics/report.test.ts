@@ -227,6 +227,9 @@ test("a scale run gets throughput and latency against agents, a row per agent co
     }
     assert.match(readFileSync(join(t.dir, tp), "utf8"), /90% of peak/);
     assert.match(readFileSync(join(t.dir, lat), "utf8"), /tool call p99/);
+    const wait = files.find((f) => f.endsWith("sandbox-wait-vs-agents.svg"));
+    assert.ok(wait, "time to get a sandbox against agents");
+    assertWellFormedSvg(readFileSync(join(t.dir, wait), "utf8"), wait);
     assert.match(md, /### Per agent count/);
     assert.match(md, /^\| 1 \| 2000 \|/m);
     assert.match(md, /^\| 25 \| 6300 \| .* \| 5 \(CAPACITY×3, SANDBOX_SPAWN_FAILED×2\) \|/m);
