@@ -92,8 +92,9 @@ interface Agent {
   ops: number;
 }
 
+/** A seeded workspace per agent; "lg-bench-" so that the benchmark's leak check counts one left behind. */
 function tempWorkspace(): string {
-  return realpathSync(mkdtempSync(join(tmpdir(), "lg-scale-")));
+  return realpathSync(mkdtempSync(join(tmpdir(), "lg-bench-scale-")));
 }
 
 /** One level of the sweep: C agents ask for a sandbox at once, then all that got one replay the workload. */
