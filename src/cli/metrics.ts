@@ -246,7 +246,9 @@ ${RUN_REF_HELP}`,
       `
 A run fails when one of its success criteria fails (a criterion not measured does not fail it), or, with
 --baseline, when a metric is worse than the baseline run's: the 95% bootstrap interval of the ratio of
-medians excludes 1 and the change is 2% or more (see \`metrics compare\`). Figures of the machine and of
+medians excludes 1 and the change is 2% or more (see \`metrics compare\`); a metric with fewer than 5
+samples in either run has no noise estimate and is not judged (\`bench --repeat 5\` or more gives one
+sample per run to figures measured once a run). Figures of the machine and of
 the unsandboxed references (baseline_*, ref_*, host CPU and memory) are not judged against the baseline.
 
 --baseline REF: a commit hash (the newest run of the same scenario and backend measured at that commit),
