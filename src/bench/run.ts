@@ -6,15 +6,23 @@ import type { MicroVmBackend } from "../sandbox/microvm/backend.js";
 import type { BackendName } from "../sandbox/types.js";
 import type { BenchRun } from "../metrics/schema.js";
 import { createRun, saveRun } from "../metrics/store.js";
-import { criteriaFor } from "./criteria.js";
+import { criteriaFor, wordedFigures } from "./criteria.js";
 import { cliScenario } from "./cli.js";
 import { daemonSpawnScenario } from "./daemon-spawn.js";
 import { mcpScenario } from "./mcp.js";
 import { leakSnapshot, newLeaks } from "./leaks.js";
+import { DEFAULT_AGENTS, DEFAULT_SPAWN_DEADLINE_MS, scaleFigures, scaleScenario } from "./scale.js";
 import { Recorder, memoryScenario, spawnScenario, toolsScenario, type ScenarioOptions } from "./scenarios.js";
 
-export const SCENARIOS = ["spawn", "tools", "memory", "mcp", "cli", "all"] as const;
+export const SCENARIOS = ["spawn", "tools", "memory", "mcp", "cli", "scale", "all"] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
+
+/**
+ * How many times a scenario runs by default: enough for the Phase 3 wording it is judged by. Spawn and MCP
+ * are judged over their many spawns/requests and CPU over time samples (one run suffices); "90% of runs
+ * under 200 MB peak" needs at least 10 runs, "95% of runs at 1,000+ ops/min" at least 20.
+ */
+export const DEFAULT_REPEAT: Readonly<Record<Exclude<ScenarioName, "all">, number>> = { spawn: 1, memory: 10, tools: 20, mcp: 1, cli: 1, scale: 1 };
 
 /** Which metric each figure is read against, measured in the same run. */
 const BASELINES: Record<string, string> = {
@@ -37,6 +45,14 @@ export interface BenchOptions {
   concurrency: number;
   durationS: number;
   progress: ScenarioOptions["progress"];
+  /** Runs of each scenario (its samples pooled); default DEFAULT_REPEAT per scenario. */
+  repeat?: number;
+  /** bench scale: agent counts to sweep (default DEFAULT_AGENTS). */
+  agents?: readonly number[];
+  /** bench scale: how long one agent may wait for its sandbox. */
+  spawnDeadlineMs?: number;
+  /** bench scale: sandboxes in this process (sdk, default) or from a running daemon. */
+  via?: "sdk" | "daemon";
 }
 
 export async function runBench(scenario: ScenarioName, o: BenchOptions): Promise<{ run: BenchRun; path: string; leaks: string[] }> {
@@ -49,13 +65,29 @@ export async function runBench(scenario: ScenarioName, o: BenchOptions): Promise
   const rec = new Recorder();
   const opts: ScenarioOptions = { backend: o.backend, runs: o.runs, concurrency: o.concurrency, durationS: o.durationS, progress: o.progress };
   const wants = (s: ScenarioName): boolean => scenario === s || scenario === "all";
-  if (wants("spawn")) await spawnScenario(rec, opts);
+  const repeats: Record<string, number> = {};
+  const repeated = async (name: Exclude<ScenarioName, "all">, fn: (r: Recorder, opts: ScenarioOptions) => Promise<void>): Promise<void> => {
+    const n = o.repeat ?? DEFAULT_REPEAT[name];
+    repeats[name] = n;
+    for (let i = 0; i < n; i++) {
+      const p: ScenarioOptions["progress"] = n > 1 ? (label, done, total) => o.progress(`[run ${i + 1}/${n}] ${label}`, done, total) : o.progress;
+      await fn(rec, { ...opts, progress: p });
+    }
+  };
+  const agents = o.agents ?? DEFAULT_AGENTS;
+  const spawnDeadlineMs = o.spawnDeadlineMs ?? DEFAULT_SPAWN_DEADLINE_MS;
+  if (wants("spawn")) await repeated("spawn", spawnScenario);
   // The same first call through a real daemon, and its ratio to the in-process figures above.
   if (wants("spawn")) await daemonSpawnScenario(rec, opts);
-  if (wants("memory")) await memoryScenario(rec, opts);
-  if (wants("tools")) await toolsScenario(rec, opts);
-  if (wants("mcp")) await mcpScenario(rec, opts);
-  if (wants("cli")) await cliScenario(rec, opts);
+  if (wants("memory")) await repeated("memory", memoryScenario);
+  if (wants("tools")) await repeated("tools", toolsScenario);
+  if (wants("mcp")) await repeated("mcp", mcpScenario);
+  if (wants("cli")) await repeated("cli", cliScenario);
+  if (scenario === "scale") {
+    await repeated("scale", (r, so) => scaleScenario(r, { backend: o.backend, agents, durationS: o.durationS, spawnDeadlineMs, ...(o.via ? { via: o.via } : {}), progress: so.progress }));
+    scaleFigures(rec, agents, spawnDeadlineMs);
+  }
+  wordedFigures(rec, Math.max(1, ...Object.values(repeats)));
   // Everything a scenario started must be gone by now; give exits a moment to be reaped.
   let leaks: string[] = [];
   for (let i = 0; i < 50; i++) {
@@ -80,6 +112,7 @@ export async function runBench(scenario: ScenarioName, o: BenchOptions): Promise
       runs: o.runs,
       concurrency: o.concurrency,
       durationS: o.durationS,
+      repeat: Object.entries(repeats).map(([k, v]) => `${k}×${v}`).join(","),
       sharesHostKernel: o.backend === "namespace",
       ...rec.info,
       ...(o.backend === "microvm" ? { image: (await requireImage()).hash } : {}),

@@ -334,10 +334,22 @@ export async function memoryScenario(rec: Recorder, o: ScenarioOptions): Promise
     }
     rec.add("pss_idle_total_mib", "MiB", total);
     const ops = standardOps(100);
-    for (let i = 0; i < live.length; i++) {
-      o.progress("memory: standard workload in each", i, live.length);
-      for (const op of ops) await runOnSandbox((live[i] as { sandbox: Sandbox }).sandbox, op);
+    // The peak is a peak: every sandbox's PSS sampled through the workload, not one reading at the end.
+    const peaks = live.map((l) => pssMiB(l.sandbox.pids()));
+    const samplePeaks = (): void => live.forEach((l, k) => (peaks[k] = Math.max(peaks[k] ?? 0, pssMiB(l.sandbox.pids()))));
+    const sampler = setInterval(samplePeaks, 100);
+    try {
+      for (let i = 0; i < live.length; i++) {
+        o.progress("memory: standard workload in each", i, live.length);
+        for (const op of ops) await runOnSandbox((live[i] as { sandbox: Sandbox }).sandbox, op);
+      }
+      samplePeaks();
+    } finally {
+      clearInterval(sampler);
     }
+    for (const p of peaks) rec.add("pss_peak_mib", "MiB", p);
+    // One figure per run for "90% of runs under 200 MB peak": the largest agent's peak in this run.
+    rec.add("pss_run_peak_mib", "MiB", Math.max(...peaks));
     total = 0;
     for (const { sandbox } of live) {
       const p = pssMiB(sandbox.pids());

@@ -6,6 +6,8 @@ import { runExhaustion } from "../bench/exhaustion.js";
 import { formatRun, progressBar } from "../metrics/format.js";
 import { runSummaryJson } from "../metrics/schema.js";
 import type { BackendName } from "../sandbox/types.js";
+import { parseAgents } from "../bench/scale.js";
+import { LuminaGuardError } from "../errors.js";
 import { parseIntOption } from "./output.js";
 
 const EXTRA_SCENARIOS = ["chaos", "exhaustion"] as const;
@@ -38,6 +40,14 @@ async function runExtra(scenario: ExtraScenario, o: BenchCliOptions): Promise<vo
   if (leaks.length > 0 || run.criteria.some((c) => c.pass === false)) process.exitCode = 1;
 }
 
+function agentsOption(v: string): number[] {
+  try {
+    return parseAgents(v);
+  } catch (err) {
+    throw new LuminaGuardError("INVALID_ARGUMENT", `--agents: ${(err as Error).message}`);
+  }
+}
+
 export function registerBenchCommand(program: Command): void {
   program
     .command("bench")
@@ -47,11 +57,15 @@ export function registerBenchCommand(program: Command): void {
     .option("--runs <n>", "samples per latency metric", parseIntOption("--runs", 1, 100_000), 100)
     .option("--concurrency <c>", "concurrent agents in throughput runs", parseIntOption("--concurrency", 1, 1024), 8)
     .option("--duration <s>", "seconds of sustained throughput", parseIntOption("--duration", 1, 3600), 30)
+    .option("--repeat <r>", "run the scenario R times and judge over all runs (default: enough for the Phase 3 wording: tools 20, memory 10, others 1)", parseIntOption("--repeat", 1, 1000))
+    .option("--agents <list>", "scale: agent counts to sweep, comma-separated (default 1,5,10,25,50,100,150)", agentsOption)
+    .addOption(new Option("--via <how>", "scale: sandboxes in this process (sdk) or from a running `luminaguard serve` (daemon)").choices(["sdk", "daemon"]).default("sdk"))
+    .option("--spawn-deadline <ms>", "scale: how long one agent may wait for its sandbox", parseIntOption("--spawn-deadline", 100, 3_600_000))
     .option("--json", "print one JSON object instead of tables")
     .option("--kills <n>", "chaos: kills (SIGKILL of a sandbox or of its agent) to inject over the duration; partitions and channel cuts come on top", parseIntOption("--kills", 1, 100_000), 200)
     .option("--daemon", "chaos: sandboxes from a `luminaguard serve` started for the run, which the monkey also SIGKILLs and restarts")
     .option("--seed <n>", "chaos: seed of the random choices (recorded in the result)", parseIntOption("--seed", 0, 2 ** 31 - 1))
-    .action(async (scenario: ScenarioName | ExtraScenario, o: BenchCliOptions) => {
+    .action(async (scenario: ScenarioName | ExtraScenario, o: BenchCliOptions & { repeat?: number; agents?: number[]; spawnDeadline?: number; via: "sdk" | "daemon" }) => {
       if (scenario === "chaos" || scenario === "exhaustion") return await runExtra(scenario, o);
       const bar = progressBar();
       const { run, path, leaks } = await runBench(scenario, {
@@ -59,6 +73,10 @@ export function registerBenchCommand(program: Command): void {
         runs: o.runs,
         concurrency: o.concurrency,
         durationS: o.duration,
+        ...(o.repeat !== undefined ? { repeat: o.repeat } : {}),
+        ...(o.agents !== undefined ? { agents: o.agents } : {}),
+        ...(o.spawnDeadline !== undefined ? { spawnDeadlineMs: o.spawnDeadline } : {}),
+        via: o.via,
         progress: (label, done, total) => bar.update(label, done, total),
       });
       bar.done();

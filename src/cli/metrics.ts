@@ -3,7 +3,8 @@ import { join } from "node:path";
 import type { Command } from "commander";
 import { LuminaGuardError } from "../errors.js";
 import { compareRuns } from "../metrics/compare.js";
-import { colorFor, criteriaCounts, formatComparison, formatRun, formatRunList, type ListedRun } from "../metrics/format.js";
+import { colorFor, criteriaCounts, formatComparison, formatNumber, formatRun, formatRunList, targetText, type ListedRun } from "../metrics/format.js";
+import { judgeRun, type GateRun, type GateVerdict } from "../metrics/gate.js";
 import { writeReport, type ReportInput } from "../metrics/report.js";
 import { runSummaryJson, SCENARIO_NAME, type BenchRun } from "../metrics/schema.js";
 import { listRuns, metricsDir, readRunFile, resolveRun, RUN_REF_HELP, type StoredRun } from "../metrics/store.js";
@@ -17,6 +18,50 @@ interface MetricsIo {
   dir?: string;
   /** Current directory for the default report location; default process.cwd(). */
   cwd?: string;
+  /** How `metrics check` reports a failed gate; default sets process.exitCode. */
+  setExitCode?: (code: number) => void;
+}
+
+/**
+ * The baseline of a run for `metrics check --baseline REF`: REF a commit (the newest run of the same scenario
+ * and backend measured at it), `previous` or `~N` (counted back from that scenario and backend's latest run),
+ * or any run reference (used for runs of its own scenario and backend only).
+ */
+function baselineOf(ref: string, s: StoredRun, dir: string): StoredRun | undefined {
+  const r = ref.trim();
+  if (/^[0-9a-f]{4,40}$/i.test(r)) {
+    for (const e of listRuns({ dir, scenario: s.run.scenario })) {
+      let run: BenchRun;
+      try {
+        run = readRunFile(e.path);
+      } catch {
+        continue;
+      }
+      if (run.backend === s.run.backend && e.path !== s.path && (run.commit.startsWith(r) || r.startsWith(run.commit))) return { id: e.id, path: e.path, run };
+    }
+  }
+  const relative = /^(previous|~\d{1,4})$/.test(r) ? `${s.run.scenario}@${s.run.backend}:${r}` : r;
+  let b: StoredRun;
+  try {
+    b = resolveRun(relative, { dir });
+  } catch (err) {
+    if (err instanceof LuminaGuardError && err.code === "NOT_FOUND") return undefined;
+    throw err;
+  }
+  return b.run.scenario === s.run.scenario && b.run.backend === s.run.backend && b.path !== s.path ? b : undefined;
+}
+
+function formatVerdicts(verdicts: readonly GateVerdict[]): string {
+  const out: string[] = [];
+  for (const v of verdicts) {
+    out.push(`${v.pass ? "PASS" : "FAIL"}  ${v.id} (${v.scenario} on ${v.backend})${v.baselineId ? ` against ${v.baselineId}` : v.noBaseline ? " — no baseline run of this scenario and backend" : ""}`);
+    for (const c of v.failed) out.push(`      criterion failed: ${c.name}: ${formatNumber(c.value)} (target ${targetText(c)})`);
+    for (const m of v.regressions) out.push(`      regression: ${m.metric} ${m.label}: p50 ${formatNumber(m.a.p50)} → ${formatNumber(m.b.p50)} ${m.unit} (B/A ${m.ratio?.toFixed(2) ?? "—"}, 95% CI ${m.ci ? `${m.ci[0].toFixed(2)}–${m.ci[1].toFixed(2)}` : "—"})`);
+    if (v.unmeasured.length > 0) out.push(`      not measured: ${v.unmeasured.map((c) => c.name).join("; ")}`);
+  }
+  const failed = verdicts.filter((v) => !v.pass).length;
+  out.push("", failed === 0 ? `all ${verdicts.length} run${verdicts.length === 1 ? "" : "s"} pass` : `${failed} of ${verdicts.length} run${verdicts.length === 1 ? "" : "s"} fail`);
+  return out.join("\n");
 }
 
 function positiveInt(name: string, max: number) {
@@ -76,7 +121,7 @@ export function registerMetricsCommand(program: Command, io: MetricsIo = {}): Co
 
   const metrics = program
     .command("metrics")
-    .description("stored benchmark runs: list, show one, compare two, write a Markdown report with charts")
+    .description("stored benchmark runs: list, show one, compare two, check against the criteria (the gate), write a Markdown report with charts")
     .addHelpText("after", `\nRuns are stored in $LUMINAGUARD_METRICS_DIR, default ./.beads/metrics/<scenario>/<timestamp>.json.\n\n${RUN_REF_HELP}`);
 
   metrics
@@ -187,6 +232,49 @@ ${RUN_REF_HELP}`,
       const outDir = o.out ?? join(io.cwd ?? process.cwd(), ".beads", "reports", stamp);
       const inputs: ReportInput[] = runs.map((s) => ({ id: s.id, run: s.run }));
       print(writeReport(inputs, outDir).markdown);
+    });
+
+  metrics
+    .command("check")
+    .description("the gate: exit 1 when a criterion fails, or (with --baseline) a figure got worse beyond the noise")
+    .argument("[runs...]", "runs to check (see below); default: the latest run of every scenario and backend")
+    .option("--scenario <name>", "without runs: only this scenario", scenarioName)
+    .option("--baseline <ref>", "compare each run with a baseline: a commit, previous, ~N, or a run reference")
+    .option("--json", "print the verdicts as JSON")
+    .addHelpText(
+      "after",
+      `
+A run fails when one of its success criteria fails (a criterion not measured does not fail it), or, with
+--baseline, when a metric is worse than the baseline run's: the 95% bootstrap interval of the ratio of
+medians excludes 1 and the change is 2% or more (see \`metrics compare\`); a metric with fewer than 5
+samples in either run has no noise estimate and is not judged (\`bench --repeat 5\` or more gives one
+sample per run to figures measured once a run). Figures of the machine and of
+the unsandboxed references (baseline_*, ref_*, host CPU and memory) are not judged against the baseline.
+
+--baseline REF: a commit hash (the newest run of the same scenario and backend measured at that commit),
+previous or ~N (counted back from the latest run of each scenario and backend), or a run reference below
+(compared with runs of its own scenario and backend).
+
+${RUN_REF_HELP}`,
+    )
+    .action((refs: string[], o: { scenario?: string; baseline?: string; json?: boolean }) => {
+      const d = dir();
+      let runs: StoredRun[];
+      if (refs.length > 0) {
+        if (o.scenario !== undefined) throw new LuminaGuardError("INVALID_ARGUMENT", "give either runs or --scenario, not both");
+        runs = refs.map((r) => resolveRun(r, { dir: d }));
+      } else {
+        runs = recentRuns(d, o.scenario, 1);
+        if (runs.length === 0) throw new LuminaGuardError("NOT_FOUND", `no stored runs${o.scenario !== undefined ? ` of ${o.scenario}` : ""} in ${d} (run \`luminaguard bench <scenario>\` first)`);
+      }
+      const verdicts = runs.map((s) => {
+        const baseline = o.baseline !== undefined ? baselineOf(o.baseline, s, d) : undefined;
+        const g: GateRun = { id: s.id, run: s.run, ...(baseline ? { baseline: { id: baseline.id, run: baseline.run } } : {}) };
+        return judgeRun(g, o.baseline !== undefined);
+      });
+      if (o.json) json({ pass: verdicts.every((v) => v.pass), runs: verdicts });
+      else print(formatVerdicts(verdicts));
+      if (!verdicts.every((v) => v.pass)) (io.setExitCode ?? ((c: number) => void (process.exitCode = c)))(1);
     });
 
   return metrics;

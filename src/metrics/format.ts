@@ -1,6 +1,7 @@
 // Plain-text tables for people: one run, a comparison, the list of stored runs; colour only on a terminal.
 import type { MetricComparison, RunComparison } from "./compare.js";
 import type { BenchRun, Criterion, MetricSummary } from "./schema.js";
+import { scaleLevels } from "./scale-view.js";
 import type { RunEntry } from "./store.js";
 
 interface FormatOptions {
@@ -106,6 +107,23 @@ export function baselineRatios(run: BenchRun): { metric: string; base: string; m
 export function formatRun(run: BenchRun, options: FormatOptions & { id?: string } = {}): string {
   const color = options.color ?? false;
   const out: string[] = [runHeadline(run, options.id), ""];
+  const levels = scaleLevels(run);
+  if (levels.length > 0) {
+    const n = (v: number | undefined): string => (v === undefined ? "—" : formatNumber(v));
+    const rows = levels.map((l) => [
+      String(l.agents),
+      n(l.opsPerMin),
+      n(l.agentOpsP50),
+      n(l.latency?.p50),
+      n(l.latency?.p99),
+      n(l.wait?.p95),
+      l.failures === 0 ? "0" : `${l.failures} (${Object.entries(l.byCode).map(([code, k]) => `${code}×${k}`).join(", ")})`,
+      l.cpuMean === undefined ? "—" : `${n(l.cpuMean)}%`,
+      n(l.pssPeakMiB),
+      n(l.fairness),
+    ]);
+    out.push(table(["agents", "ops/min", "per agent", "call p50 ms", "call p99 ms", "wait p95 ms", "failures", "CPU", "PSS peak MiB", "Jain"], rows, ["r", "r", "r", "r", "r", "r", "l", "r", "r", "r"]), "");
+  }
   const names = Object.keys(run.metrics);
   if (names.length === 0) out.push("no metrics");
   else {

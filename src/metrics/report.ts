@@ -5,6 +5,7 @@ import { LuminaGuardError } from "../errors.js";
 import { compareRuns, type RunComparison } from "./compare.js";
 import { baselineRatios, criteriaSummary, formatNumber, formatRatio, targetText } from "./format.js";
 import type { BenchRun, Criterion, SeriesPoint } from "./schema.js";
+import { scaleCharts, scaleLevels } from "./scale-view.js";
 import { percentile } from "./stats.js";
 import { barChart, lineChart, PALETTE, type Bar, type LegendItem, type LineSeries, type RefLine } from "./svg.js";
 
@@ -174,7 +175,8 @@ function unitOfSeries(run: BenchRun, name: string): string {
 function seriesCharts(run: BenchRun, prefix: string): Chart[] {
   const charts: Chart[] = [];
   for (const [name, pts] of Object.entries(run.series ?? {})) {
-    if (pts.length < 2) continue;
+    // A scale run keeps a series per agent count; its charts are against agents instead (scaleCharts).
+    if (pts.length < 2 || /\.c\d+$/.test(name)) continue;
     const isCpu = /cpu/i.test(name);
     const unit = unitOfSeries(run, name);
     const mean = pts.reduce((a, p) => a + p.value, 0) / pts.length;
@@ -239,7 +241,8 @@ function memoryChart(run: BenchRun, prefix: string): Chart[] {
 
 /** Every chart of one run; file names start with prefix. */
 function runCharts(run: BenchRun, prefix: string): Chart[] {
-  return [...cdfCharts(run, prefix), ...seriesCharts(run, prefix), ...memoryChart(run, prefix)];
+  const scale = scaleCharts(run, subtitleOf(run, "")).map((c) => ({ file: `${prefix}-${c.name}.svg`, title: c.title, svg: c.svg }));
+  return [...scale, ...cdfCharts(run, prefix), ...seriesCharts(run, prefix), ...memoryChart(run, prefix)];
 }
 
 const mdCell = (s: string): string => s.replace(/\|/g, "\\|").replace(/\n/g, " ");
@@ -261,6 +264,42 @@ function criteriaTable(run: BenchRun): string {
       return [passCell(c.pass), c.name, c.source, `\`${c.metric}\` ${targetText(c, unit)}`, c.value === null ? "—" : `${formatNumber(c.value)} ${unit}`.trim()];
     }),
     ["l", "l", "l", "l", "r"],
+  );
+}
+
+/** Every criterion of every run in one table: Phase 3 first, failures first within each, with the run it comes from. */
+export function summaryTable(inputs: readonly ReportInput[]): string {
+  const rows = inputs.flatMap(({ id, run }) => run.criteria.map((c) => ({ id, run, c })));
+  const rank = (p: boolean | null): number => (p === false ? 0 : p === null ? 1 : 2);
+  rows.sort((x, y) => (x.c.source === y.c.source ? 0 : x.c.source === "phase3" ? -1 : 1) || rank(x.c.pass) - rank(y.c.pass));
+  return mdTable(
+    ["result", "criterion", "source", "value", "target", "run"],
+    rows.map(({ id, run, c }) => {
+      const unit = run.metrics[c.metric]?.unit ?? "";
+      return [passCell(c.pass), c.name, c.source === "phase3" ? "Phase 3" : "project", c.value === null ? "—" : `${formatNumber(c.value)} ${unit}`.trim(), `\`${c.metric}\` ${targetText(c, unit)}`, `[\`${id}\`](#${anchorOf(id)}) ${run.backend}`];
+    }),
+    ["l", "l", "l", "r", "l", "l"],
+  );
+}
+
+/** One row per agent count of a scale run. */
+function scaleTable(run: BenchRun): string {
+  const n = (v: number | undefined): string => (v === undefined ? "—" : formatNumber(v));
+  return mdTable(
+    ["agents", "ops/min", "per agent p50", "call p50 / p95 / p99 ms", "sandbox wait p50 / p95 ms", "failures", "CPU mean", "PSS peak MiB", "Jain", "loop stall max ms"],
+    scaleLevels(run).map((l) => [
+      String(l.agents),
+      n(l.opsPerMin),
+      n(l.agentOpsP50),
+      l.latency ? `${n(l.latency.p50)} / ${n(l.latency.p95)} / ${n(l.latency.p99)}` : "—",
+      l.wait ? `${n(l.wait.p50)} / ${n(l.wait.p95)}` : "—",
+      l.failures === 0 ? "0" : `${l.failures} (${Object.entries(l.byCode).map(([code, k]) => `${code}×${k}`).join(", ")})`,
+      l.cpuMean === undefined ? "—" : `${n(l.cpuMean)}%`,
+      n(l.pssPeakMiB),
+      n(l.fairness),
+      n(l.loopMaxMs),
+    ]),
+    ["r", "r", "r", "r", "r", "l", "r", "r", "r", "r"],
   );
 }
 
@@ -295,6 +334,12 @@ function normalize(runs: ReadonlyArray<BenchRun | ReportInput>): ReportInput[] {
 /** The Markdown of a report whose charts are `charts[i]` for run i (relative links). */
 function markdown(inputs: readonly ReportInput[], charts: readonly Chart[][], title: string, generatedAt: Date): string {
   const out: string[] = [`# ${title}`, "", `Generated ${generatedAt.toISOString().slice(0, 19).replace("T", " ")} UTC from ${inputs.length} run${inputs.length === 1 ? "" : "s"}.`, ""];
+  const all = inputs.flatMap((r) => r.run.criteria);
+  if (all.length > 0) {
+    const failed = all.filter((c) => c.pass === false).length;
+    out.push("## Summary: every criterion", "", `${failed === 0 ? "✅" : "❌"} ${criteriaSummary(all)} — the Phase 3 acceptance criteria as worded first, then this project's own targets; failures first.`, "", summaryTable(inputs), "");
+  }
+  out.push("## Runs", "");
   out.push(
     mdTable(
       ["run", "scenario", "backend", "commit", "started (UTC)", "took", "criteria"],
@@ -316,6 +361,7 @@ function markdown(inputs: readonly ReportInput[], charts: readonly Chart[][], ti
     out.push(`Run \`${id}\`, commit \`${run.commit}\`, ${(run.durationMs / 1000).toFixed(1)} s. Machine: ${m.cpus} × ${m.cpuModel}, ${m.memGiB} GiB, kernel ${m.hostKernel}, node ${m.node}.`, "");
     if (run.info && Object.keys(run.info).length > 0) out.push(`Options: ${Object.entries(run.info).map(([k, v]) => `${k}=${String(v)}`).join(", ")}.`, "");
     if (run.criteria.length > 0) out.push("### Success criteria", "", criteriaTable(run), "", `${criteriaSummary(run.criteria)}.`, "");
+    if (scaleLevels(run).length > 0) out.push("### Per agent count", "", scaleTable(run), "");
     const runCh = charts[i] ?? [];
     if (runCh.length > 0) {
       out.push("### Charts", "");

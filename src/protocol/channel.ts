@@ -92,8 +92,12 @@ export class GuestChannel {
         abandoned: false,
       };
       const deadline = options.deadlineMs ?? DEFAULT_DEADLINE_MS;
+      // Checked in the check phase, after the poll phase has read an answer that arrived during an
+      // event-loop stall (timers run first): a late look at a timely answer is not a lost guest.
       entry.timer = setTimeout(() => {
-        this.fail(new GuestChannelLostError(`guest did not answer ${op} within ${deadline} ms`, { details: { op, deadlineMs: deadline } }));
+        setImmediate(() => {
+          if (this.pending.get(id) === entry && !entry.abandoned) this.fail(new GuestChannelLostError(`guest did not answer ${op} within ${deadline} ms`, { details: { op, deadlineMs: deadline } }));
+        });
       }, deadline);
       entry.timer.unref?.();
       onAbort(options.signal, () => {
@@ -125,7 +129,8 @@ export class GuestChannel {
       };
       const attempt = (): void => {
         if (Date.now() - started > timeoutMs) {
-          finish(() => reject(new GuestChannelLostError(`guest agent did not answer hello within ${timeoutMs} ms`, { cause: lastError })));
+          // As for a request's deadline: give an answer already received its poll phase first.
+          setImmediate(() => finish(() => reject(new GuestChannelLostError(`guest agent did not answer hello within ${timeoutMs} ms`, { cause: lastError }))));
           return;
         }
         this.request("hello", { v: PROTOCOL_VERSION }, { deadlineMs: timeoutMs + 1000 }).then(

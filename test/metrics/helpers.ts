@@ -105,3 +105,53 @@ export function toolsRun(startedAt: string): Promise<BenchRun> {
     machine: MACHINE,
   });
 }
+
+/** A scale run: throughput, latency, waits and fairness per agent count; `collapse` makes throughput fall past the peak. */
+export function scaleRun(startedAt: string, options: { collapse?: boolean; failures?: Record<number, Record<string, number>> } = {}): Promise<BenchRun> {
+  const agents = [1, 5, 10, 25];
+  const samples: Record<string, number[]> = {};
+  const units: Record<string, string> = {};
+  const put = (name: string, unit: string, values: number[]): void => {
+    samples[name] = values;
+    units[name] = unit;
+  };
+  const tp: Record<number, number> = options.collapse ? { 1: 2000, 5: 6700, 10: 5000, 25: 2900 } : { 1: 2000, 5: 6000, 10: 6400, 25: 6300 };
+  for (const c of agents) {
+    put(`scale_throughput_ops_per_min.c${c}`, "ops/min", [tp[c] as number]);
+    put(`scale_agent_ops_per_min.c${c}`, "ops/min", Array.from({ length: c }, (_, i) => (tp[c] as number) / c + (i % 2 ? 5 : -5)));
+    put(`scale_tool_latency_ms.c${c}`, "ms", lognormal(300, 1 + c / 5, 0.6, c));
+    put(`scale_sandbox_wait_ms.c${c}`, "ms", lognormal(c, 100 * c, 0.2, c + 100));
+    put(`scale_fairness_jain.c${c}`, "", [0.99]);
+    put(`scale_cpu_pct.c${c}`, "%", [Math.min(100, 40 * c)]);
+    put(`scale_pss_total_mib.c${c}`, "MiB", [c * 20, c * 25]);
+    const byCode = options.failures?.[c] ?? {};
+    let all = 0;
+    let notCapacity = 0;
+    for (const [code, n] of Object.entries(byCode)) {
+      put(`scale_failures.c${c}.${code}`, "", [n]);
+      all += n;
+      if (code !== "CAPACITY") notCapacity += n;
+    }
+    put(`scale_failures.c${c}`, "", [all]);
+    put(`scale_failures_not_capacity.c${c}`, "", [notCapacity]);
+  }
+  const peak = Math.max(...Object.values(tp));
+  put("scale_plateau_ratio", "ratio", [(tp[25] as number) / peak]);
+  put("scale_failures_not_capacity", "", [Object.values(options.failures ?? {}).reduce((a, m) => a + Object.entries(m).reduce((b, [code, n]) => b + (code === "CAPACITY" ? 0 : n), 0), 0)]);
+  return createRun({
+    scenario: "scale",
+    backend: "namespace",
+    accel: null,
+    startedAt,
+    durationMs: 200_000,
+    samples,
+    units,
+    criteria: [
+      { name: "plateau past saturation: ≥ 90% of peak throughput at the most agents", metric: "scale_plateau_ratio", stat: "min", op: ">=", target: 0.9, source: "project" },
+      { name: "no failure other than CAPACITY", metric: "scale_failures_not_capacity", stat: "max", op: "<=", target: 0, source: "project" },
+    ],
+    notes: [],
+    commit: "abc1234",
+    machine: MACHINE,
+  });
+}

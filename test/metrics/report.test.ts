@@ -7,7 +7,7 @@ import { compareRuns } from "../../src/metrics/compare.js";
 import { formatComparison, formatNumber, formatRun, table } from "../../src/metrics/format.js";
 import { cdfPoints, latencyFamilies, writeReport } from "../../src/metrics/report.js";
 import { lineChart, linearScale, logScale } from "../../src/metrics/svg.js";
-import { spawnRun, tempDir, toolsRun } from "./helpers.js";
+import { scaleRun, spawnRun, tempDir, toolsRun } from "./helpers.js";
 
 const ESC = "\u001b";
 
@@ -177,4 +177,68 @@ test("charts escape text and survive odd input: one point, equal values, markup 
   assertWellFormedSvg(svg);
   assert.match(svg, /a &lt;b&gt; &amp; &quot;c&quot;/);
   assert.doesNotMatch(svg, /NaN|Infinity/);
+});
+
+test("the report opens with one summary table of every criterion of every run (Phase 3 first, failures first), then the runs", async () => {
+  const t = tempDir();
+  try {
+    const spawn = await spawnRun("2025-01-30T10:00:00.000Z");
+    const tools = await toolsRun("2025-01-31T11:00:00.000Z");
+    const r = writeReport(
+      [
+        { id: "spawn/a", run: spawn },
+        { id: "tools/x", run: tools },
+      ],
+      t.dir,
+    );
+    const md = readFileSync(r.markdown, "utf8");
+    const summaryAt = md.indexOf("## Summary: every criterion");
+    const runsAt = md.indexOf("## Runs");
+    assert.ok(summaryAt > 0 && summaryAt < runsAt, "the summary comes first");
+    const section = md.slice(summaryAt, runsAt);
+    const rows = section.split("\n").filter((l) => /^\| (✅|❌|—)/.test(l));
+    assert.equal(rows.length, spawn.criteria.length + tools.criteria.length, "every criterion of every run, once");
+    const firstProject = rows.findIndex((l) => l.includes("| project |"));
+    assert.ok(rows.slice(0, firstProject).every((l) => l.includes("| Phase 3 |")), "Phase 3 criteria first");
+    assert.ok(rows.slice(firstProject).every((l) => l.includes("| project |")));
+    assert.match(rows[firstProject] ?? "", /❌ FAIL \| read_file p95 ≤ 3 ms \| project \| [\d.]+ ms \| `tool_latency_ms.read_file` p95 ≤ 3 ms \| \[`tools\/x`\]\(#run-tools-x\) microvm/);
+    assert.match(section, /\| ✅ PASS \| median spawn < 100 ms \| Phase 3 \| [\d.]+ ms \|.*\[`spawn\/a`\]/);
+    assert.match(section, /❌ \d+ of 10 criteria pass, \d+ fail, 2 not measured/);
+  } finally {
+    t.remove();
+  }
+});
+
+test("a scale run gets throughput and latency against agents, a row per agent count, and no per-level series flood", async () => {
+  const t = tempDir();
+  try {
+    const run = await scaleRun("2025-02-01T10:00:00.000Z", { failures: { 25: { CAPACITY: 3, SANDBOX_SPAWN_FAILED: 2 } } });
+    const r = writeReport([{ id: "scale/s", run }], t.dir);
+    const md = readFileSync(r.markdown, "utf8");
+    const files = readdirSync(t.dir).filter((f) => f.endsWith(".svg"));
+    const tp = files.find((f) => f.endsWith("throughput-vs-agents.svg"));
+    const lat = files.find((f) => f.endsWith("latency-vs-agents.svg"));
+    assert.ok(tp && lat, files.join(", "));
+    for (const f of [tp, lat]) {
+      const svg = readFileSync(join(t.dir, f), "utf8");
+      assertWellFormedSvg(svg, f);
+      assert.match(svg, /agents at once/);
+      assert.match(svg, /<polyline /);
+    }
+    assert.match(readFileSync(join(t.dir, tp), "utf8"), /90% of peak/);
+    assert.match(readFileSync(join(t.dir, lat), "utf8"), /tool call p99/);
+    const wait = files.find((f) => f.endsWith("sandbox-wait-vs-agents.svg"));
+    assert.ok(wait, "time to get a sandbox against agents");
+    assertWellFormedSvg(readFileSync(join(t.dir, wait), "utf8"), wait);
+    assert.match(md, /### Per agent count/);
+    assert.match(md, /^\| 1 \| 2000 \|/m);
+    assert.match(md, /^\| 25 \| 6300 \| .* \| 5 \(CAPACITY×3, SANDBOX_SPAWN_FAILED×2\) \|/m);
+    assert.match(md, /❌ FAIL \| no failure other than CAPACITY/);
+    assert.ok(!files.some((f) => /series-|cpu-/.test(f)), "no chart per level and series");
+    const text = formatRun(run);
+    assert.match(text, /^agents\s+ops\/min\s+per agent/m);
+    assert.match(text, /^\s+10\s+6400\s/m);
+  } finally {
+    t.remove();
+  }
 });

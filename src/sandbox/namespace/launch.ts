@@ -174,7 +174,9 @@ function readChildPid(child: ChildProcess, info: Readable, stderrTail: () => str
       const missing = (err as NodeJS.ErrnoException).code === "ENOENT";
       fail(missing ? "bubblewrap not installed: apt-get install bubblewrap" : `cannot start bwrap: ${err.message}`, err);
     };
-    const timer = setTimeout(() => fail(`bwrap did not report its sandbox process within ${INFO_TIMEOUT_MS} ms`), INFO_TIMEOUT_MS);
+    // After an event-loop stall (many spawns at once) timers run before the I/O that arrived meanwhile:
+    // fail only in the check phase, once a report that is already there has been read.
+    const timer = setTimeout(() => setImmediate(() => fail(`bwrap did not report its sandbox process within ${INFO_TIMEOUT_MS} ms`)), INFO_TIMEOUT_MS);
     child.on("exit", onExit);
     child.on("error", onError);
     unhook = onAbort(signal, () => finish(() => reject(spawnCancelled())));

@@ -1,0 +1,305 @@
+// `bench scale`: C agents at once, C swept over a list (1, 5, 10, 25, 50, 100, 150 by default), each agent
+// with its own sandbox and seeded workspace replaying the standard workload for D seconds. Per C: total and
+// per-agent ops/min, tool latency, time to get a sandbox, failures by error code, host CPU, the PSS of all
+// sandboxes (sampled through the level), event-loop delay and fairness (Jain's index). Derived over the
+// sweep: peak, knee, scaling efficiency up to it, the plateau past it, and what the criteria judge.
+import { recordCreated } from "../runtime/created.js";
+import { mkdtempSync, realpathSync, rmSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { monitorEventLoopDelay } from "node:perf_hooks";
+import { toLuminaGuardError } from "../errors.js";
+import { cpuSampler } from "../metrics/stats.js";
+import { Sandbox, type SandboxApi } from "../runtime/sandbox.js";
+import type { BackendName } from "../sandbox/types.js";
+import { runOnSandbox, seedWorkspace, standardOps, type Op } from "./workload.js";
+import type { Recorder } from "./scenarios.js";
+
+export const DEFAULT_AGENTS: readonly number[] = [1, 5, 10, 25, 50, 100, 150];
+
+/** How long one agent may wait for its sandbox before the spawn is cancelled (and counted as a failure). */
+export const DEFAULT_SPAWN_DEADLINE_MS = 120_000;
+
+/** Past saturation throughput must stay at least this share of its peak (a plateau, not a collapse). */
+export const PLATEAU_SHARE = 0.9;
+
+/** The one failure code allowed at scale: a named refusal with a retry hint. */
+export const ALLOWED_FAILURE = "CAPACITY";
+
+export interface ScaleOptions {
+  backend: BackendName;
+  /** Agent counts, swept in this order. */
+  agents: readonly number[];
+  /** Seconds of workload per level. */
+  durationS: number;
+  spawnDeadlineMs?: number;
+  /** "sdk" (default): sandboxes in this process; "daemon": each agent asks a running `luminaguard serve`. */
+  via?: "sdk" | "daemon";
+  progress: (label: string, done: number, total: number) => void;
+}
+
+/** Jain's fairness index of per-agent throughputs: 1 when all equal, 1/n when one agent gets everything. */
+export function jainIndex(xs: readonly number[]): number {
+  if (xs.length === 0) return NaN;
+  let sum = 0;
+  let sq = 0;
+  for (const x of xs) {
+    sum += x;
+    sq += x * x;
+  }
+  return sq === 0 ? 1 : (sum * sum) / (xs.length * sq);
+}
+
+/** Parses "1,5,10" into distinct positive agent counts, ascending. */
+export function parseAgents(text: string, max = 4096): number[] {
+  const out = new Set<number>();
+  for (const part of text.split(",")) {
+    const p = part.trim();
+    if (p === "") continue;
+    const n = Number(p);
+    if (!/^\d+$/.test(p) || !Number.isSafeInteger(n) || n < 1 || n > max) throw new Error(`agent counts are integers from 1 to ${max}, got ${JSON.stringify(p)}`);
+    out.add(n);
+  }
+  if (out.size === 0) throw new Error("no agent counts given");
+  return [...out].sort((a, b) => a - b);
+}
+
+/** Metric names per level: `<name>.c<C>`. */
+export const atC = (name: string, c: number): string => `${name}.c${c}`;
+
+async function pssKiB(pid: number): Promise<number> {
+  try {
+    const m = (await readFile(`/proc/${pid}/smaps_rollup`, "utf8")).match(/^Pss:\s+(\d+) kB/m);
+    return Number(m?.[1] ?? 0);
+  } catch {
+    return 0; // exited
+  }
+}
+
+async function memAvailableMiB(): Promise<number | undefined> {
+  try {
+    const m = (await readFile("/proc/meminfo", "utf8")).match(/^MemAvailable:\s+(\d+) kB/m);
+    return m ? Number(m[1]) / 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+interface Agent {
+  index: number;
+  ws: string;
+  sandbox?: SandboxApi;
+  ops: number;
+}
+
+/** A seeded workspace per agent; "lg-bench-" so that the benchmark's leak check counts one left behind. */
+function tempWorkspace(): string {
+  const dir = realpathSync(mkdtempSync(join(tmpdir(), "lg-bench-scale-")));
+  // The run's own leak check looks for what this run made, not for everyone's.
+  recordCreated(dir);
+  return dir;
+}
+
+/** One level of the sweep: C agents ask for a sandbox at once, then all that got one replay the workload. */
+async function level(rec: Recorder, o: ScaleOptions, C: number, ops: readonly Op[]): Promise<void> {
+  const deadline = o.spawnDeadlineMs ?? DEFAULT_SPAWN_DEADLINE_MS;
+  const failures = new Map<string, number>();
+  const fail = (err: unknown): void => {
+    const code = toLuminaGuardError(err).code;
+    failures.set(code, (failures.get(code) ?? 0) + 1);
+  };
+  const agents: Agent[] = [];
+  for (let i = 0; i < C; i++) {
+    o.progress(`scale C=${C}: seeding workspaces`, i, C);
+    const ws = tempWorkspace();
+    agents.push({ index: i, ws, ops: 0 });
+    seedWorkspace(ws);
+  }
+  const loop = monitorEventLoopDelay({ resolution: 10 });
+  loop.enable();
+  const cpu = cpuSampler(500);
+  // PSS of every live sandbox, summed, sampled through the level (spawns, workload) rather than read once.
+  let sampling = true;
+  const pssSampler = (async () => {
+    const t0 = performance.now();
+    while (sampling) {
+      const pids = agents.flatMap((a) => (a.sandbox ? a.sandbox.pids() : []));
+      if (pids.length > 0) {
+        let kib = 0;
+        for (const pid of pids) kib += await pssKiB(pid);
+        const live = agents.filter((a) => a.sandbox).length;
+        rec.add(atC("scale_pss_total_mib", C), "MiB", kib / 1024);
+        rec.add(atC("scale_pss_per_agent_mib", C), "MiB", kib / 1024 / Math.max(1, live));
+        (rec.series[atC("scale_pss_total_mib", C)] ??= []).push({ tMs: Math.round(performance.now() - t0), value: Math.round(kib / 102.4) / 10 });
+      }
+      const avail = await memAvailableMiB();
+      if (avail !== undefined) rec.add(atC("scale_host_mem_available_mib", C), "MiB", avail);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  })();
+  try {
+    // All C at once: the time to get a sandbox includes any queueing behind the others.
+    let got = 0;
+    const t0 = performance.now();
+    await Promise.all(
+      agents.map(async (a) => {
+        try {
+          a.sandbox = await Sandbox.create({ backend: o.backend, workspace: a.ws, daemon: o.via === "daemon", signal: AbortSignal.timeout(deadline) });
+          rec.add(atC("scale_sandbox_wait_ms", C), "ms", performance.now() - t0);
+        } catch (err) {
+          rec.add(atC("scale_sandbox_wait_failed_ms", C), "ms", performance.now() - t0);
+          fail(err);
+        }
+        o.progress(`scale C=${C}: getting sandboxes`, ++got, C);
+      }),
+    );
+    const running = agents.filter((a): a is Agent & { sandbox: SandboxApi } => a.sandbox !== undefined);
+    // The measured window: every agent that has a sandbox replays the mix, as fast as it is answered.
+    cpu.start();
+    const start = performance.now();
+    const end = start + o.durationS * 1000;
+    const perSecond: number[] = [];
+    let total = 0;
+    await Promise.all(
+      running.map(async (a) => {
+        let i = a.index * 97;
+        while (performance.now() < end) {
+          const op = ops[i++ % ops.length] as Op;
+          const t = performance.now();
+          try {
+            await runOnSandbox(a.sandbox as Sandbox, op);
+          } catch (err) {
+            fail(err);
+            continue;
+          }
+          const done = performance.now();
+          if (done > end) break; // finished after the window: not counted
+          rec.add(atC("scale_tool_latency_ms", C), "ms", done - t);
+          a.ops++;
+          total++;
+          const sec = Math.floor((done - start) / 1000);
+          perSecond[sec] = (perSecond[sec] ?? 0) + 1;
+          if (total % 100 === 0) o.progress(`scale C=${C}: workload`, Math.min(o.durationS, (done - start) / 1000), o.durationS);
+        }
+      }),
+    );
+    const elapsedMin = (performance.now() - start) / 60_000;
+    const cpuSeries = cpu.stop();
+    rec.add(atC("scale_throughput_ops_per_min", C), "ops/min", total / elapsedMin);
+    rec.series[atC("scale_throughput_ops_per_s", C)] = perSecond.map((v, i) => ({ tMs: i * 1000, value: v ?? 0 }));
+    for (const a of running) rec.add(atC("scale_agent_ops_per_min", C), "ops/min", a.ops / elapsedMin);
+    if (running.length > 0) rec.add(atC("scale_fairness_jain", C), "", jainIndex(running.map((a) => a.ops)));
+    for (const s of cpuSeries) rec.add(atC("scale_cpu_pct", C), "%", s.value);
+    rec.series[atC("scale_cpu_pct", C)] = cpuSeries;
+  } finally {
+    sampling = false;
+    await pssSampler;
+    loop.disable();
+    rec.add(atC("scale_event_loop_delay_max_ms", C), "ms", loop.max / 1e6);
+    rec.add(atC("scale_event_loop_delay_p99_ms", C), "ms", loop.percentile(99) / 1e6);
+    o.progress(`scale C=${C}: stopping sandboxes`, 0, 1);
+    await Promise.all(agents.map(async (a) => a.sandbox?.kill().catch(fail)));
+    for (const a of agents) rmSync(a.ws, { recursive: true, force: true });
+  }
+  let unnamed = 0;
+  let allFailures = 0;
+  for (const [code, n] of failures) {
+    rec.add(`scale_failures.c${C}.${code}`, "", n);
+    allFailures += n;
+    if (code !== ALLOWED_FAILURE) unnamed += n;
+  }
+  rec.add(atC("scale_failures", C), "", allFailures);
+  rec.add(atC("scale_failures_not_capacity", C), "", unnamed);
+  if (failures.size > 0) rec.notes.push(`scale C=${C}: failures ${[...failures].map(([code, n]) => `${code}×${n}`).join(", ")}`);
+}
+
+export async function scaleScenario(rec: Recorder, o: ScaleOptions): Promise<void> {
+  const ops = standardOps(5000);
+  rec.info["agents"] = o.agents.join(",");
+  rec.info["spawnDeadlineMs"] = o.spawnDeadlineMs ?? DEFAULT_SPAWN_DEADLINE_MS;
+  rec.info["via"] = o.via ?? "sdk";
+  // The daemon's sandboxes are its processes, not ours: their PSS is not visible from here.
+  if (o.via === "daemon") rec.notes.push("via daemon: PSS of the sandboxes is not measured (their processes belong to the daemon)");
+  for (const C of o.agents) await level(rec, o, C, ops);
+}
+
+function median(xs: readonly number[] | undefined): number | undefined {
+  if (!xs || xs.length === 0) return undefined;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : ((s[m - 1] as number) + (s[m] as number)) / 2;
+}
+
+export interface ScaleCurve {
+  agents: number[];
+  /** Median total ops/min per level (over repeats). */
+  throughput: number[];
+  peak: number;
+  peakAt: number;
+  /** The knee: the fewest agents reaching PLATEAU_SHARE of the peak (saturation). */
+  knee: number;
+  /** Throughput at the knee over knee × throughput at the fewest agents (1 = linear). */
+  efficiencyToKnee: number;
+  /** Throughput at the most agents over the peak. */
+  plateau: number;
+  /** The worst level up to 50 agents, as a share of the best level before it (1 = no degradation). */
+  degradationTo50: number;
+}
+
+/** The throughput curve of a sweep, from the recorded samples. */
+export function scaleCurve(samples: Readonly<Record<string, readonly number[]>>, agents: readonly number[]): ScaleCurve | undefined {
+  const pts = agents.flatMap((c) => {
+    const tp = median(samples[atC("scale_throughput_ops_per_min", c)]);
+    return tp === undefined ? [] : [{ c, tp }];
+  });
+  if (pts.length === 0) return undefined;
+  let peak = pts[0] as { c: number; tp: number };
+  for (const p of pts) if (p.tp > peak.tp) peak = p;
+  const knee = pts.find((p) => p.tp >= PLATEAU_SHARE * peak.tp) ?? peak;
+  const first = pts[0] as { c: number; tp: number };
+  const last = pts[pts.length - 1] as { c: number; tp: number };
+  let degradation = 1;
+  let best = 0;
+  for (const p of pts) {
+    if (p.c > 50) break;
+    if (best > 0) degradation = Math.min(degradation, p.tp / best);
+    best = Math.max(best, p.tp);
+  }
+  return {
+    agents: pts.map((p) => p.c),
+    throughput: pts.map((p) => p.tp),
+    peak: peak.tp,
+    peakAt: peak.c,
+    knee: knee.c,
+    efficiencyToKnee: first.tp > 0 ? knee.tp / ((knee.c / first.c) * first.tp) : 0,
+    plateau: peak.tp > 0 ? last.tp / peak.tp : 0,
+    degradationTo50: degradation,
+  };
+}
+
+/** Figures over the whole sweep, added once after every level (and repeat) ran. */
+export function scaleFigures(rec: Recorder, agents: readonly number[], spawnDeadlineMs = DEFAULT_SPAWN_DEADLINE_MS): void {
+  const curve = scaleCurve(rec.samples, agents);
+  if (!curve) return;
+  rec.add("scale_peak_ops_per_min", "ops/min", curve.peak);
+  rec.add("scale_peak_agents", "agents", curve.peakAt);
+  rec.add("scale_knee_agents", "agents", curve.knee);
+  rec.add("scale_efficiency_to_knee", "ratio", curve.efficiencyToKnee);
+  rec.add("scale_plateau_ratio", "ratio", curve.plateau);
+  rec.add("scale_degradation_to_50_ratio", "ratio", curve.degradationTo50);
+  let unnamed = 0;
+  let fairMin = Infinity;
+  let waitOver = 0;
+  for (const c of agents) {
+    for (const v of rec.samples[atC("scale_failures_not_capacity", c)] ?? []) unnamed += v;
+    for (const v of rec.samples[atC("scale_fairness_jain", c)] ?? []) fairMin = Math.min(fairMin, v);
+    const waits = [...(rec.samples[atC("scale_sandbox_wait_ms", c)] ?? []), ...(rec.samples[atC("scale_sandbox_wait_failed_ms", c)] ?? [])].sort((a, b) => a - b);
+    if (waits.length > 0) waitOver = Math.max(waitOver, (waits[Math.min(waits.length - 1, Math.ceil(0.99 * waits.length) - 1)] as number) / spawnDeadlineMs);
+  }
+  rec.add("scale_failures_not_capacity", "", unnamed);
+  if (Number.isFinite(fairMin)) rec.add("scale_fairness_jain_min", "", fairMin);
+  rec.add("scale_wait_p99_over_deadline", "ratio", waitOver);
+  rec.info["scaleKnee"] = curve.knee;
+  rec.info["scalePeakAt"] = curve.peakAt;
+}
