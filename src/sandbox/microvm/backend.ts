@@ -4,7 +4,7 @@ import type { Socket } from "node:net";
 import { GuestChannel } from "../../protocol/channel.js";
 import type { InitArgs } from "../../protocol/messages.js";
 import { requireImage, type ImageManifest } from "../../image/build.js";
-import { LuminaGuardError, toLuminaGuardError } from "../../errors.js";
+import { GuestChannelLostError, LuminaGuardError, toLuminaGuardError } from "../../errors.js";
 import { log } from "../../log.js";
 import { onAbort } from "../../util/abort.js";
 import type { BackendProbe, FileToolsMode, SandboxBackend, SandboxHandle, SandboxSpec } from "../types.js";
@@ -19,6 +19,7 @@ import {
   destroyVm,
   launchVm,
   vmStderr,
+  watchGuestStop,
   type Accelerator,
   type VmLaunchOptions,
   type VmProcess,
@@ -231,6 +232,22 @@ async function startVm(spec: SandboxSpec, image: ImageManifest, accel: Accelerat
   return handle;
 }
 
+/**
+ * A guest that halts or powers off (`halt -f`, `poweroff -f` as root in the VM) leaves QEMU running
+ * and the channel open: without this, a call in flight would wait out its whole deadline. The
+ * channel fails at once instead, which destroys the VM (its onFatal), and so the sandbox.
+ */
+function noticeGuestStop(vm: VmProcess, id: string, channel: GuestChannel): void {
+  watchGuestStop(vm, (line) => {
+    log.warn({ sandboxId: id, console: line }, "the guest stopped (halt or power-off); destroying its VM");
+    channel.fail(
+      new GuestChannelLostError(`sandbox ${id}: the guest shut itself down ("${line}"); the sandbox is gone, create a new one`, {
+        details: { sandboxId: id, reason: "guest-shutdown" },
+      }),
+    );
+  });
+}
+
 /** Connects the channel of a started VM, handshakes, gives the guest its identity and workspace. */
 async function connectVm(
   vm: VmProcess,
@@ -280,6 +297,7 @@ async function connectVm(
     const initMs = performance.now() - t1;
     log.debug({ id: spec.id, helloMs, initMs }, "guest handshake phases");
     if (signal?.aborted) throw new LuminaGuardError("CANCELLED", "spawn cancelled");
+    noticeGuestStop(vm, spec.id, channel);
     const pid = vm.child.pid ?? 0;
     return {
       id: spec.id,
