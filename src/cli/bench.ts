@@ -5,9 +5,10 @@ import { formatRun, progressBar } from "../metrics/format.js";
 import { runSummaryJson } from "../metrics/schema.js";
 import type { BackendName } from "../sandbox/types.js";
 import { parseIntOption } from "./output.js";
+import { registerBenchFaultsCommand } from "./bench-faults.js";
 
 export function registerBenchCommand(program: Command): void {
-  program
+  const bench = program
     .command("bench")
     .description("run a benchmark scenario, judge it against its targets and store the result under .beads/metrics/")
     .addArgument(new Argument("<scenario>", "which scenario").choices([...SCENARIOS]))
@@ -33,4 +34,5 @@ export function registerBenchCommand(program: Command): void {
         process.exitCode = 1;
       }
     });
+  registerBenchFaultsCommand(bench);
 }
