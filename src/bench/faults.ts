@@ -295,7 +295,7 @@ export async function runFaultMatrix(o: FaultMatrixOptions): Promise<{ run: Benc
   const info: Record<string, string | number | boolean> = { cells: results.length };
   for (const r of results) {
     info[`cell.${r.fault}`] = r.pass ? "PASS" : "FAIL";
-    info[`cell.${r.fault}.code`] = r.code ?? "none";
+    info[`cell.${r.fault}.errorCode`] = r.code ?? "none";
     for (const [k, v] of Object.entries(r.checks)) info[`cell.${r.fault}.${k}`] = v;
   }
   const recovery = results.map((r) => r.recoveryMs).filter((v): v is number => v !== null);

@@ -80,6 +80,9 @@ export class GuestChannel {
     return this.failure;
   }
 
+  /** When it died (performance.now()), to tell the first of two failures from its consequence. */
+  failedAt: number | undefined;
+
   get inFlight(): number {
     return this.pending.size;
   }
@@ -191,6 +194,7 @@ export class GuestChannel {
   fail(err: LuminaGuardError): void {
     if (this.failure) return;
     this.failure = err;
+    this.failedAt = performance.now();
     for (const [id, entry] of this.pending) {
       if (entry.timer) clearTimeout(entry.timer);
       if (!entry.abandoned) entry.reject(err);

@@ -277,7 +277,10 @@ export class Sandbox {
 
   /** What a call on a sandbox that is gone fails with: one code, one message, the cause in details. */
   private closedError(): LuminaGuardError {
-    const cause = this.handle.channel.failureReason ?? this.handle.fileChannel?.failureReason;
+    // The first channel to fail names the cause (with a file jail beside a VM, the other fails after it).
+    const failed = [this.handle.channel, this.handle.fileChannel].filter((c): c is GuestChannel => c?.failedAt !== undefined);
+    failed.sort((a, b) => (a.failedAt ?? 0) - (b.failedAt ?? 0));
+    const cause = failed[0]?.failureReason;
     const lost = cause !== undefined && cause.code !== "SANDBOX_CLOSED";
     const why = lost ? `it was lost: ${cause.message}` : this.killed ? "it was killed" : "its channel closed";
     return new LuminaGuardError("SANDBOX_CLOSED", `sandbox ${this.id} is gone (${why}); create a new sandbox`, {
