@@ -307,7 +307,10 @@ export async function runFaultMatrix(o: FaultMatrixOptions): Promise<{ run: Benc
     samples: { cells_failed: [failed], cells_passed: [results.length - failed], ...(recovery.length > 0 ? { recovery_ms: recovery } : {}) },
     units: { cells_failed: "", cells_passed: "", recovery_ms: "ms" },
     criteria: [{ name: "every fault cell passes", metric: "cells_failed", stat: "max", op: "<=", target: 0, source: "project" }],
-    notes: results.map((r) => `${r.fault}: ${r.pass ? "PASS" : "FAIL"} code=${r.code ?? "none"}${r.problems.length > 0 ? `; ${r.problems.join("; ")}` : ""}`),
+    notes: results.map(
+      (r) =>
+        `${r.fault}: ${r.pass ? "PASS" : "FAIL"} code=${r.code ?? "none"}${r.message ? ` message=${JSON.stringify(r.message.slice(0, 300))}` : ""}${r.problems.length > 0 ? `; ${r.problems.join("; ")}` : ""}`,
+    ),
     info,
   });
   const path = o.store === false ? undefined : saveRun(run);

@@ -10,6 +10,7 @@
 //       ms=N (slow-io's delay; guest-crash's delay after the call starts).
 import { z } from "zod";
 import { LuminaGuardError } from "../errors.js";
+import { log } from "../log.js";
 
 export const FAULT_POINTS = [
   /** Sandbox.create: the backend's spawn fails as a failed fork/exec would (EAGAIN). */
@@ -110,4 +111,8 @@ export function injectedErrno(code: string, what: string): NodeJS.ErrnoException
 }
 
 const fromEnv = process.env["LUMINAGUARD_FAULTS"];
-if (fromEnv !== undefined && fromEnv !== "") armFaults(parseFaults(fromEnv));
+if (fromEnv !== undefined && fromEnv !== "") {
+  armFaults(parseFaults(fromEnv));
+  // Never silent: a process with faults armed fails on purpose.
+  log.warn({ faults: fromEnv }, "fault injection is armed (LUMINAGUARD_FAULTS): this process fails on purpose");
+}

@@ -183,7 +183,7 @@ export class Sandbox {
               cause: err,
               details: { sandboxId: id, backend: backend.name },
             });
-      log.warn({ sandboxId: id, callId: "spawn", backend: backend.name, code: e.code, err: e.message }, "sandbox spawn failed");
+      log[e.code === "CANCELLED" ? "info" : "warn"]({ sandboxId: id, callId: "spawn", backend: backend.name, code: e.code, err: e.message }, "sandbox spawn failed");
       throw e;
     }
   }
