@@ -18,7 +18,11 @@ import { killGroup } from "../util/proc.js";
 
 /** One cell's fault, how it is armed, and what must come out of it. */
 export interface FaultCell {
+  /** The cell's name: the fault, with `@vm-files` when a micro-VM's file tools run in the guest. */
+  name: string;
   fault: FaultPoint;
+  /** microvm: the file tools run in the VM (through 9p) instead of in the jail beside it. */
+  vmFiles?: boolean;
   /** The LUMINAGUARD_FAULTS value the cell's child runs with. */
   spec: string;
   /** Backends it applies to (restore: microvm only). */
@@ -36,16 +40,22 @@ export interface FaultCell {
 const BOTH: readonly BackendName[] = ["namespace", "microvm"];
 
 export const FAULT_CELLS: readonly FaultCell[] = [
-  { fault: "spawn", spec: "spawn", backends: BOTH, code: "SANDBOX_SPAWN_FAILED", fatal: false, hint: /cannot start .* sandbox.*retry/, logKeys: ["sandboxId", "callId"] },
-  { fault: "restore", spec: "restore", backends: ["microvm"], code: null, fatal: false, hint: /restor.*failed/, logKeys: ["sandboxId"] },
-  { fault: "guest-crash", spec: "guest-crash:op=execute_command;ms=300", backends: BOTH, code: "GUEST_CHANNEL_LOST", fatal: true, hint: /sandbox|guest|VM|jail/, logKeys: ["sandboxId", "callId"] },
-  { fault: "guest-eio", spec: "guest-eio:op=write_file;after=1", backends: BOTH, code: "IO_ERROR", fatal: false, hint: /probe\.txt: Input\/output error/, logKeys: ["sandboxId", "callId"] },
-  { fault: "guest-enospc", spec: "guest-enospc:op=write_file;after=1", backends: BOTH, code: "NO_SPACE", fatal: false, hint: /probe\.txt: No space left/, logKeys: ["sandboxId", "callId"] },
-  { fault: "slow-io", spec: "slow-io:op=read_file;after=1;ms=1500", backends: BOTH, code: null, fatal: false, hint: /./, logKeys: [] },
-  { fault: "corrupt-frame", spec: "corrupt-frame:op=read_file;after=1", backends: BOTH, code: "GUEST_PROTOCOL_VIOLATION", fatal: true, hint: /not JSON/, logKeys: ["sandboxId", "callId"] },
-  { fault: "audit-write", spec: "audit-write", backends: BOTH, code: "IO_ERROR", fatal: false, hint: /cannot write the audit log .*audit\.jsonl/, logKeys: ["tool", "auditId"] },
-  { fault: "upstream-mcp", spec: "upstream-mcp:op=list_allowed_directories", backends: BOTH, code: "IO_ERROR", fatal: false, hint: /^fs: .*list_allowed_directories failed upstream/, logKeys: ["server", "tool"] },
+  { name: "spawn", fault: "spawn", spec: "spawn", backends: BOTH, code: "SANDBOX_SPAWN_FAILED", fatal: false, hint: /cannot start .* sandbox.*retry/, logKeys: ["sandboxId", "callId"] },
+  { name: "restore", fault: "restore", spec: "restore", backends: ["microvm"], code: null, fatal: false, hint: /restor.*failed/, logKeys: ["sandboxId"] },
+  { name: "guest-crash", fault: "guest-crash", spec: "guest-crash:op=execute_command;ms=300", backends: BOTH, code: "GUEST_CHANNEL_LOST", fatal: true, hint: /sandbox|guest|VM|jail/, logKeys: ["sandboxId", "callId"] },
+  { name: "guest-eio", fault: "guest-eio", spec: "guest-eio:op=write_file;after=1", backends: BOTH, code: "IO_ERROR", fatal: false, hint: /probe\.txt: Input\/output error/, logKeys: ["sandboxId", "callId"] },
+  { name: "guest-enospc", fault: "guest-enospc", spec: "guest-enospc:op=write_file;after=1", backends: BOTH, code: "NO_SPACE", fatal: false, hint: /probe\.txt: No space left/, logKeys: ["sandboxId", "callId"] },
+  { name: "slow-io", fault: "slow-io", spec: "slow-io:op=read_file;after=1;ms=1500", backends: BOTH, code: null, fatal: false, hint: /./, logKeys: [] },
+  { name: "corrupt-frame", fault: "corrupt-frame", spec: "corrupt-frame:op=read_file;after=1", backends: BOTH, code: "GUEST_PROTOCOL_VIOLATION", fatal: true, hint: /not JSON/, logKeys: ["sandboxId", "callId"] },
+  { name: "audit-write", fault: "audit-write", spec: "audit-write", backends: BOTH, code: "IO_ERROR", fatal: false, hint: /cannot write the audit log .*audit\.jsonl/, logKeys: ["tool", "auditId"] },
+  { name: "upstream-mcp", fault: "upstream-mcp", spec: "upstream-mcp:op=list_allowed_directories", backends: BOTH, code: "IO_ERROR", fatal: false, hint: /^fs: .*list_allowed_directories failed upstream/, logKeys: ["server", "tool"] },
 ];
+
+/** On a micro-VM the file tools run in the jail beside it by default: these cells run them in the VM too. */
+for (const f of ["guest-eio", "guest-enospc", "slow-io", "corrupt-frame"]) {
+  const base = FAULT_CELLS.find((c) => c.fault === f);
+  if (base) (FAULT_CELLS as FaultCell[]).push({ ...base, name: `${f}@vm-files`, backends: ["microvm"], vmFiles: true });
+}
 
 const attemptSchema = z.object({
   ok: z.boolean(),
@@ -87,14 +97,14 @@ async function work(sb: { files: { write: (p: string, d: string) => Promise<unkn
  * Runs one cell's scenario in this process, with the fault armed from LUMINAGUARD_FAULTS. Called in
  * the child (src/bench/faults-cell.ts); never with faults armed in a process that serves anything.
  */
-export async function runCellHere(fault: FaultPoint, backend: BackendName): Promise<Outcome> {
+export async function runCellHere(fault: FaultPoint, backend: BackendName, vmFiles = false): Promise<Outcome> {
   const { Sandbox } = await import("../runtime/sandbox.js");
   const { faultsFired } = await import("../faults/index.js");
   const ws = realpathSync(mkdtempSync(join(tmpdir(), "lg-fault-ws-")));
   const home = realpathSync(mkdtempSync(join(tmpdir(), "lg-fault-home-")));
   const open: Array<{ kill: () => Promise<void> }> = [];
   const create = async (): Promise<Awaited<ReturnType<typeof Sandbox.create>>> => {
-    const sb = await Sandbox.create({ backend, workspace: ws, daemon: false });
+    const sb = await Sandbox.create({ backend, workspace: ws, daemon: false, ...(vmFiles ? { fileTools: "guest" as const } : {}) });
     open.push(sb);
     return sb;
   };
@@ -149,6 +159,7 @@ export async function runCellHere(fault: FaultPoint, backend: BackendName): Prom
 
 /** One judged cell. */
 export interface CellResult {
+  name: string;
   fault: FaultPoint;
   backend: BackendName;
   pass: boolean;
@@ -236,6 +247,7 @@ export function judgeCell(cell: FaultCell, backend: BackendName, run: { exitCode
   }
   const checks = { caught, code, log, message, recovery };
   return {
+    name: cell.name,
     fault: cell.fault,
     backend,
     pass: Object.values(checks).every(Boolean),
@@ -251,7 +263,7 @@ export function judgeCell(cell: FaultCell, backend: BackendName, run: { exitCode
 /** Runs one cell in a child process with its fault armed; the child is killed (its group) at the deadline. */
 export async function runCell(cell: FaultCell, backend: BackendName, deadlineMs = 90_000): Promise<CellResult> {
   const script = fileURLToPath(new URL("./faults-cell.js", import.meta.url));
-  const child = spawn(process.execPath, [script, cell.fault, backend], {
+  const child = spawn(process.execPath, [script, cell.fault, backend, ...(cell.vmFiles ? ["vm-files"] : [])], {
     detached: true,
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, LUMINAGUARD_FAULTS: cell.spec, LUMINAGUARD_LOG: "info", LUMINAGUARD_DAEMON: "0" },
@@ -287,16 +299,16 @@ export async function runFaultMatrix(o: FaultMatrixOptions): Promise<{ run: Benc
   const cells = FAULT_CELLS.filter((c) => c.backends.includes(o.backend) && (o.faults === undefined || o.faults.includes(c.fault)));
   const results: CellResult[] = [];
   for (const [i, cell] of cells.entries()) {
-    o.progress?.(`${cell.fault} (${o.backend})`, i, cells.length);
+    o.progress?.(`${cell.name} (${o.backend})`, i, cells.length);
     results.push(await runCell(cell, o.backend));
   }
   o.progress?.("done", cells.length, cells.length);
   const failed = results.filter((r) => !r.pass).length;
   const info: Record<string, string | number | boolean> = { cells: results.length };
   for (const r of results) {
-    info[`cell.${r.fault}`] = r.pass ? "PASS" : "FAIL";
-    info[`cell.${r.fault}.errorCode`] = r.code ?? "none";
-    for (const [k, v] of Object.entries(r.checks)) info[`cell.${r.fault}.${k}`] = v;
+    info[`cell.${r.name}`] = r.pass ? "PASS" : "FAIL";
+    info[`cell.${r.name}.errorCode`] = r.code ?? "none";
+    for (const [k, v] of Object.entries(r.checks)) info[`cell.${r.name}.${k}`] = v;
   }
   const recovery = results.map((r) => r.recoveryMs).filter((v): v is number => v !== null);
   const run = await createRun({
@@ -309,7 +321,7 @@ export async function runFaultMatrix(o: FaultMatrixOptions): Promise<{ run: Benc
     criteria: [{ name: "every fault cell passes", metric: "cells_failed", stat: "max", op: "<=", target: 0, source: "project" }],
     notes: results.map(
       (r) =>
-        `${r.fault}: ${r.pass ? "PASS" : "FAIL"} code=${r.code ?? "none"}${r.message ? ` message=${JSON.stringify(r.message.slice(0, 300))}` : ""}${r.problems.length > 0 ? `; ${r.problems.join("; ")}` : ""}`,
+        `${r.name}: ${r.pass ? "PASS" : "FAIL"} code=${r.code ?? "none"}${r.message ? ` message=${JSON.stringify(r.message.slice(0, 300))}` : ""}${r.problems.length > 0 ? `; ${r.problems.join("; ")}` : ""}`,
     ),
     info,
   });
@@ -322,10 +334,10 @@ export function formatFaultMatrix(cells: readonly CellResult[]): string {
   const rows = [["fault", "backend", "result", "code", "caught", "code ok", "log", "message", "recovery", "recovery ms"]];
   const yn = (b: boolean): string => (b ? "yes" : "NO");
   for (const c of cells) {
-    rows.push([c.fault, c.backend, c.pass ? "PASS" : "FAIL", c.code ?? "none", yn(c.checks.caught), yn(c.checks.code), yn(c.checks.log), yn(c.checks.message), yn(c.checks.recovery), c.recoveryMs === null ? "-" : String(Math.round(c.recoveryMs))]);
+    rows.push([c.name, c.backend, c.pass ? "PASS" : "FAIL", c.code ?? "none", yn(c.checks.caught), yn(c.checks.code), yn(c.checks.log), yn(c.checks.message), yn(c.checks.recovery), c.recoveryMs === null ? "-" : String(Math.round(c.recoveryMs))]);
   }
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length))) ?? [];
   const lines = rows.map((r) => r.map((v, i) => v.padEnd(widths[i] ?? 0)).join("  ").trimEnd());
-  for (const c of cells) for (const p of c.problems) lines.push(`  ${c.fault} (${c.backend}): ${p}`);
+  for (const c of cells) for (const p of c.problems) lines.push(`  ${c.name} (${c.backend}): ${p}`);
   return lines.join("\n");
 }

@@ -13,7 +13,7 @@ export function faultMatrixSection(runs: readonly (StoredRun | undefined)[] = [l
   for (const { run } of present) {
     const info = run.info ?? {};
     const faults = Object.keys(info)
-      .map((k) => /^cell\.([a-z-]+)$/.exec(k)?.[1])
+      .map((k) => /^cell\.([a-z@-]+)$/.exec(k)?.[1])
       .filter((f): f is string => f !== undefined);
     for (const f of faults) {
       const pass = info[`cell.${f}`] === "PASS";
