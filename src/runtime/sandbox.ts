@@ -220,8 +220,9 @@ export class Sandbox {
     };
   }
 
+  /** False once killed, and as soon as a channel to it has failed (before the kill that follows). */
   get alive(): boolean {
-    return this.killed === undefined;
+    return this.killed === undefined && !this.handle.channel.closed && this.handle.fileChannel?.closed !== true;
   }
 
   /** Host pids that belong to this sandbox. */
@@ -259,7 +260,7 @@ export class Sandbox {
     try {
       // One fault, one answer: every call after the sandbox is gone (killed, VM or agent dead, channel
       // cut) is SANDBOX_CLOSED with the same words, whichever part noticed first.
-      if (this.killed || channel.closed) throw this.closedError();
+      if (!this.alive) throw this.closedError();
       if (faultsOn) this.injectCallFault(tool);
       const result = await fn(channel);
       return { ...result, servedBy: this.servedBy(tool) };
