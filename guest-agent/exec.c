@@ -29,8 +29,10 @@
 #define KILL_GIVEUP_MS 2000
 #define MAX_ENV 4096
 
-/* END_EXITED: the command's own process ended, and what it left running is being killed. */
-enum end_reason { END_NONE, END_TIMEOUT, END_CANCEL, END_EXITED };
+/* END_EXITED: the command's own process ended, and what it left running is being killed.
+ * END_OUTPUT_CAP: it wrote past the output cap; everything more would be discarded, so it is
+ * killed at once instead of holding a core until its timeout. */
+enum end_reason { END_NONE, END_TIMEOUT, END_CANCEL, END_EXITED, END_OUTPUT_CAP };
 
 typedef struct cmd {
 	struct cmd *next;
@@ -467,6 +469,8 @@ static void finish(cmd_t *c)
 		jw_bool(&w, c->io.trunc[0]);
 		jw_key(&w, "stderrTruncated");
 		jw_bool(&w, c->io.trunc[1]);
+		jw_key(&w, "killedAtOutputCap");
+		jw_bool(&w, c->end == END_OUTPUT_CAP);
 		jw_key(&w, "durationMs");
 		jw_int(&w, dur);
 		jw_obj_end(&w);
@@ -490,7 +494,9 @@ static bool step(cmd_t *c, int64_t now)
 		return false;
 	}
 	if (!c->reaped) {
-		if (now >= c->deadline_ms)
+		if (c->io.trunc[0] || c->io.trunc[1])
+			start_kill(c, END_OUTPUT_CAP);
+		else if (now >= c->deadline_ms)
 			start_kill(c, END_TIMEOUT);
 		return false;
 	}

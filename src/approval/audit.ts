@@ -4,6 +4,7 @@ import { closeSync, constants, existsSync, fstatSync, fsyncSync, mkdirSync, open
 import { dirname, join, relative, resolve, sep } from "node:path";
 import { z } from "zod";
 import { LuminaGuardError } from "../errors.js";
+import { fault, faultsOn, injectedErrno } from "../faults/index.js";
 import { homeDir } from "../paths.js";
 import { ACTIONS, RISKS } from "./policy.js";
 
@@ -83,6 +84,7 @@ export class AuditLog {
     const sync = options.sync ?? true;
     const line = Buffer.from(`${JSON.stringify(entry)}\n`, "utf8");
     try {
+      if (faultsOn && fault("audit-write")) throw injectedErrno("EIO", "write");
       const fd = this.open();
       // A line torn by another writer's crash must not swallow this one: start on a fresh line.
       const size = fstatSync(fd).size;

@@ -116,7 +116,12 @@ export class ApprovalGate {
     };
     // A read-only call changes nothing, so its line need not be durable before it runs (group commit);
     // everything else is on disk before the action proceeds.
-    this.audit.append(entry, { sync: !(decision === "allow" && match.class === "green") });
+    try {
+      this.audit.append(entry, { sync: !(decision === "allow" && match.class === "green") });
+    } catch (err) {
+      log.error({ tool: call.tool, server: call.server, auditId: entry.id, err: (err as Error).message }, "audit log write failed: the call is refused");
+      throw err;
+    }
     log.debug({ tool: call.tool, server: call.server, decision, channel, rule: match.rule }, "approval decision");
     return {
       decision,

@@ -9,6 +9,7 @@ import type { BackendName } from "../sandbox/types.js";
 import { parseAgents } from "../bench/scale.js";
 import { LuminaGuardError } from "../errors.js";
 import { parseIntOption } from "./output.js";
+import { registerBenchFaultsCommand } from "./bench-faults.js";
 
 const EXTRA_SCENARIOS = ["chaos", "exhaustion"] as const;
 type ExtraScenario = (typeof EXTRA_SCENARIOS)[number];
@@ -49,7 +50,7 @@ function agentsOption(v: string): number[] {
 }
 
 export function registerBenchCommand(program: Command): void {
-  program
+  const bench = program
     .command("bench")
     .description("run a benchmark scenario, judge it against its targets and store the result under .beads/metrics/")
     .addArgument(new Argument("<scenario>", "which scenario").choices([...SCENARIOS, ...EXTRA_SCENARIOS]))
@@ -87,4 +88,5 @@ export function registerBenchCommand(program: Command): void {
         process.exitCode = 1;
       }
     });
+  registerBenchFaultsCommand(bench);
 }

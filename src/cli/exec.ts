@@ -32,7 +32,8 @@ export function registerExecCommand(program: Command): void {
           onStdout: (c) => process.stdout.write(c),
           onStderr: (c) => process.stderr.write(c),
         });
-        if (r.stdoutTruncated || r.stderrTruncated) process.stderr.write("luminaguard: output truncated at the output cap\n");
+        if (r.killedAtOutputCap) process.stderr.write("luminaguard: output truncated at the output cap; the command was killed there\n");
+        else if (r.stdoutTruncated || r.stderrTruncated) process.stderr.write("luminaguard: output truncated at the output cap\n");
         process.exitCode = r.exitCode ?? 128 + signalNumber(r.signal);
       } finally {
         await sandbox.kill();

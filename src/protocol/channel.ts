@@ -1,6 +1,7 @@
 // A multiplexed request/response client over one byte stream to a guest agent; every guest byte is checked.
 import type { Readable, Writable } from "node:stream";
 import { onAbort } from "../util/abort.js";
+import { fault, faultsOn } from "../faults/index.js";
 import {
   GuestChannelLostError,
   GuestProtocolError,
@@ -45,6 +46,8 @@ interface Pending {
 }
 
 const STREAM_SLACK_BYTES = 256 * 1024;
+/** The ops whose requests fault injection may touch (never the handshake, cancel or shutdown). */
+const TOOL_OPS: ReadonlySet<string> = new Set(["read_file", "write_file", "list_directory", "search", "execute_command"]);
 const DEFAULT_DEADLINE_MS = 120_000;
 
 export class GuestChannel {
@@ -71,6 +74,14 @@ export class GuestChannel {
   get closed(): boolean {
     return this.failure !== undefined;
   }
+
+  /** Why the channel died (undefined while it works). */
+  get failureReason(): LuminaGuardError | undefined {
+    return this.failure;
+  }
+
+  /** When it died (performance.now()), to tell the first of two failures from its consequence. */
+  failedAt: number | undefined;
 
   get inFlight(): number {
     return this.pending.size;
@@ -111,8 +122,46 @@ export class GuestChannel {
         reject(new LuminaGuardError("CANCELLED", `${op} cancelled`));
       });
       this.pending.set(id, entry);
+      if (faultsOn && this.injectRequestFault(id, op, args)) return;
       this.send({ id, op, args });
     });
+  }
+
+  /** Request ids whose answer arrives damaged (the corrupt-frame fault). */
+  private corruptIds: Set<number> | undefined;
+
+  /**
+   * Fault injection (src/faults), reached only when a fault is armed: the guest's answer to a tool
+   * request becomes the error the agent sends for EIO or ENOSPC (through the real decode path), the
+   * request reaches the guest late, or its answer arrives damaged. Returns true when it was not sent.
+   */
+  private injectRequestFault(id: number, op: GuestOp, args: Record<string, unknown>): boolean {
+    if (!TOOL_OPS.has(op)) return false;
+    const what = typeof args["path"] === "string" ? args["path"] : op;
+    const errno = fault("guest-eio", op) ? (["IO_ERROR", "EIO", "Input/output error"] as const) : fault("guest-enospc", op) ? (["NO_SPACE", "ENOSPC", "No space left on device"] as const) : undefined;
+    if (errno) {
+      const frame = encodeFrame({ id, ok: false, error: { code: errno[0], errno: errno[1], message: `${what}: ${errno[2]} (injected fault)` } });
+      setImmediate(() => this.onData(frame));
+      return true;
+    }
+    if (fault("corrupt-frame", op)) (this.corruptIds ??= new Set()).add(id);
+    const slow = fault("slow-io", op);
+    if (slow) {
+      setTimeout(() => {
+        if (!this.failure && this.pending.has(id)) this.send({ id, op, args });
+      }, slow.ms ?? 1000);
+      return true;
+    }
+    return false;
+  }
+
+  /** The corrupt-frame fault: the first frame answering a marked request has its JSON body's first byte overwritten. */
+  private damage(frame: Buffer): Buffer {
+    const id = /^\{"id":(\d+)/.exec(frame.subarray(0, 24).toString("latin1"))?.[1];
+    if (id === undefined || !this.corruptIds?.delete(Number(id))) return frame;
+    const copy = Buffer.from(frame);
+    copy[0] = 0x00;
+    return copy;
   }
 
   /** Sends `hello` every `intervalMs` until one is answered: bytes sent before a restored VM runs can be lost. */
@@ -150,6 +199,7 @@ export class GuestChannel {
   fail(err: LuminaGuardError): void {
     if (this.failure) return;
     this.failure = err;
+    this.failedAt = performance.now();
     for (const [id, entry] of this.pending) {
       if (entry.timer) clearTimeout(entry.timer);
       if (!entry.abandoned) entry.reject(err);
@@ -192,6 +242,7 @@ export class GuestChannel {
   }
 
   private onFrame(frame: Buffer): void {
+    if (faultsOn && this.corruptIds?.size) frame = this.damage(frame);
     let parsed: unknown;
     try {
       parsed = JSON.parse(frame.toString("utf8"));

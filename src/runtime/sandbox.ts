@@ -1,13 +1,15 @@
 // The SDK's Sandbox: one single-use isolated sandbox bound to one workspace, with files, search and commands.
 import { randomBytes } from "node:crypto";
-import { LuminaGuardError } from "../errors.js";
+import { GuestChannelLostError, LuminaGuardError, toLuminaGuardError } from "../errors.js";
+import { fault, faultsOn, injectedErrno } from "../faults/index.js";
+import { log } from "../log.js";
 import type { GuestChannel } from "../protocol/channel.js";
 import type { FileToolsMode, SandboxHandle, ServedBy } from "../sandbox/types.js";
 import * as tools from "../tools/dispatch.js";
 import type { CallOptions, CommandResult, ListDirectoryResult, ReadFileResult, SearchResult, WriteFileResult } from "../tools/dispatch.js";
 import { validateCall, type ToolName } from "../tools/registry.js";
 import { sandboxFromDaemon } from "../daemon/client.js";
-import { resolveBackend, type BackendChoice } from "./backends.js";
+import { resolveBackendChoice, type BackendChoice } from "./backends.js";
 import { DiskGuard, diskLimit, noSpace, type DiskLimit, type DiskLimitMode } from "./disk.js";
 import { removeIfOwned, workspaceFor, type Workspace } from "./workspace.js";
 
@@ -120,6 +122,8 @@ export class Sandbox {
   };
 
   private killed: Promise<void> | undefined;
+  /** With `--backend auto`: why this is not the strongest backend (set by create). */
+  private fallback: string | undefined;
   private lifetime: NodeJS.Timeout | undefined;
   /** The watch on a workspace the kernel does not limit; its baseline is measured while the sandbox starts. */
   private readonly guard: Promise<DiskGuard> | undefined;
@@ -147,14 +151,16 @@ export class Sandbox {
     const remote = await sandboxFromDaemon(options);
     if (remote) return remote;
     const disk = diskLimit(options.diskMiB, options.diskInodes);
-    const backend = await resolveBackend(options.backend ?? "auto");
+    const { backend, fallback } = await resolveBackendChoice(options.backend ?? "auto");
     const ws = await workspaceFor(options.workspace, disk);
+    const id = `lg-${randomBytes(6).toString("hex")}`;
     try {
+      if (faultsOn && fault("spawn")) throw injectedErrno("EAGAIN", `spawn ${backend.name} sandbox ${id}`);
       // The watched baseline is measured while the sandbox starts: nothing writes to the workspace meanwhile.
       const guard = ws.limited ? undefined : DiskGuard.start(ws.path, disk);
       const handle = await backend.spawn(
         {
-          id: `lg-${randomBytes(6).toString("hex")}`,
+          id,
           workspace: ws.path,
           memoryMiB: options.memoryMiB ?? DEFAULT_MEMORY_MIB,
           pidsMax: options.pidsMax ?? DEFAULT_PIDS_MAX,
@@ -164,10 +170,21 @@ export class Sandbox {
         },
         options.signal,
       );
-      return new Sandbox(handle, ws, disk, options.timeoutMs, guard);
+      const sandbox = new Sandbox(handle, ws, disk, options.timeoutMs, guard);
+      if (fallback !== undefined) sandbox.fallback = fallback;
+      return sandbox;
     } catch (err) {
       await removeIfOwned(ws);
-      throw err;
+      // Whatever a backend let through (a failed fork or exec is a plain Error) leaves here named.
+      const e =
+        err instanceof LuminaGuardError
+          ? err
+          : new LuminaGuardError("SANDBOX_SPAWN_FAILED", `cannot start a ${backend.name} sandbox: ${toLuminaGuardError(err).message}; retry, or run \`luminaguard doctor\``, {
+              cause: err,
+              details: { sandboxId: id, backend: backend.name },
+            });
+      log[e.code === "CANCELLED" ? "info" : "warn"]({ sandboxId: id, callId: "spawn", backend: backend.name, code: e.code, err: e.message }, "sandbox spawn failed");
+      throw e;
     }
   }
 
@@ -194,11 +211,18 @@ export class Sandbox {
 
   /** What this sandbox runs on: accelerator, whether it shares the host kernel, image, disk limit. */
   get info(): Readonly<Record<string, string | number | boolean>> {
-    return { ...this.handle.info, diskLimit: this.diskLimit, diskMiB: this.disk.mib, diskInodes: this.disk.inodes };
+    return {
+      ...this.handle.info,
+      diskLimit: this.diskLimit,
+      diskMiB: this.disk.mib,
+      diskInodes: this.disk.inodes,
+      ...(this.fallback !== undefined ? { backendFallback: this.fallback } : {}),
+    };
   }
 
+  /** False once killed, and as soon as a channel to it has failed (before the kill that follows). */
   get alive(): boolean {
-    return this.killed === undefined;
+    return this.killed === undefined && !this.handle.channel.closed && this.handle.fileChannel?.closed !== true;
   }
 
   /** Resolves when a sandbox's host process has exited: killed, or died on its own (static: not part of SandboxApi). */
@@ -229,10 +253,60 @@ export class Sandbox {
     return tool !== "execute_command" && this.handle.fileChannel ? this.handle.fileChannel : this.handle.channel;
   }
 
-  /** Runs a call on the tool's channel and stamps the result with where it ran. */
+  private calls = 0;
+
+  /**
+   * Runs a call on the tool's channel and stamps the result with where it ran. A failed call is
+   * logged with the sandbox's id and the call's (`<sandbox>#<n>`), which its error carries too.
+   */
   private async served<T extends object>(tool: ToolName, fn: (channel: GuestChannel) => Promise<T>): Promise<Served<T>> {
-    const result = await fn(this.channelFor(tool));
-    return { ...result, servedBy: this.servedBy(tool) };
+    const callId = `${this.id}#${++this.calls}`;
+    const channel = this.channelFor(tool);
+    try {
+      // One fault, one answer: every call after the sandbox is gone (killed, VM or agent dead, channel
+      // cut) is SANDBOX_CLOSED with the same words, whichever part noticed first.
+      if (!this.alive) throw this.closedError();
+      if (faultsOn) this.injectCallFault(tool);
+      const result = await fn(channel);
+      return { ...result, servedBy: this.servedBy(tool) };
+    } catch (err) {
+      let e = toLuminaGuardError(err);
+      if (e.code === "GUEST_CHANNEL_LOST") {
+        e = new GuestChannelLostError(`sandbox ${this.id} was lost during ${tool} (${e.message}); create a new sandbox`, { cause: e, details: e.details });
+      }
+      e = withCallIds(e, this.id, callId);
+      const fatal = SANDBOX_FAULTS.has(e.code);
+      log[fatal ? "warn" : "info"]({ sandboxId: this.id, callId, tool, code: e.code, err: e.message }, fatal ? "sandbox call failed" : "tool call failed");
+      throw e;
+    }
+  }
+
+  /** What a call on a sandbox that is gone fails with: one code, one message, the cause in details. */
+  private closedError(): LuminaGuardError {
+    // The first channel to fail names the cause (with a file jail beside a VM, the other fails after it).
+    const failed = [this.handle.channel, this.handle.fileChannel].filter((c): c is GuestChannel => c?.failedAt !== undefined);
+    failed.sort((a, b) => (a.failedAt ?? 0) - (b.failedAt ?? 0));
+    const cause = failed[0]?.failureReason;
+    const lost = cause !== undefined && cause.code !== "SANDBOX_CLOSED";
+    const why = lost ? `it was lost: ${cause.message}` : this.killed ? "it was killed" : "its channel closed";
+    return new LuminaGuardError("SANDBOX_CLOSED", `sandbox ${this.id} is gone (${why}); create a new sandbox`, {
+      details: { sandboxId: this.id, ...(cause ? { cause: cause.code } : {}) },
+    });
+  }
+
+  /** The guest-crash fault (src/faults): the sandbox's host processes are SIGKILLed while the call runs. */
+  private injectCallFault(tool: ToolName): void {
+    const f = fault("guest-crash", tool);
+    if (!f) return;
+    setTimeout(() => {
+      for (const pid of this.handle.pids()) {
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {
+          // Already gone with another part of the sandbox.
+        }
+      }
+    }, f.ms ?? 100);
   }
 
   /**
@@ -275,7 +349,7 @@ export class Sandbox {
    * checkCommand for what its result becomes.
    */
   private async call<T>(fn: (c: CallContext) => Promise<T>, use: DiskUse, hooks: CallHooks): Promise<T> {
-    if (this.killed) throw new LuminaGuardError("SANDBOX_CLOSED", `sandbox ${this.id} has been killed`);
+    if (this.killed) throw this.closedError();
     const plain: CallContext = { signal: hooks.signal, onStdout: hooks.onStdout, onStderr: hooks.onStderr };
     if (use.kind === "none") return await fn(plain);
     const guard = this.guard ? await this.guard : undefined;
@@ -369,6 +443,20 @@ export class Sandbox {
       throw err;
     }
   }
+}
+
+/** Codes that mean the sandbox itself failed (logged as warnings); the rest (logged at info) are the call's own outcome or follow from an earlier one. */
+const SANDBOX_FAULTS: ReadonlySet<string> = new Set(["GUEST_CHANNEL_LOST", "GUEST_PROTOCOL_VIOLATION", "INTERNAL"]);
+
+/**
+ * The error of one call, with the sandbox's and the call's ids in its details: a copy of the same
+ * class, since one channel failure is the error of every call in flight on it.
+ */
+function withCallIds(err: LuminaGuardError, sandboxId: string, callId: string): LuminaGuardError {
+  const copy = Object.create(Object.getPrototypeOf(err) as object) as LuminaGuardError;
+  Object.defineProperties(copy, Object.getOwnPropertyDescriptors(err));
+  Object.defineProperty(copy, "details", { value: { ...err.details, sandboxId, callId }, enumerable: true });
+  return copy;
 }
 
 /** A write of `bytes` at `path`; with createParents each missing parent is a new directory too. */

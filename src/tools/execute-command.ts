@@ -26,6 +26,8 @@ const wireResult = z.object({
   signal: z.string().max(32).nullable(),
   stdoutTruncated: z.boolean(),
   stderrTruncated: z.boolean(),
+  /** The command wrote past the output cap and was killed there, instead of running on to its timeout. */
+  killedAtOutputCap: z.boolean(),
   durationMs: z.number().nonnegative(),
 });
 

@@ -11,6 +11,7 @@ import {
 } from "@modelcontextprotocol/sdk/types.js";
 import { expandEnv, isHttpServer, loadConfig, type LuminaGuardConfig, type McpServerConfig } from "../../config/config.js";
 import { LuminaGuardError } from "../../errors.js";
+import { fault, faultsOn } from "../../faults/index.js";
 import { log } from "../../log.js";
 import { raceAbort } from "../../util/abort.js";
 import { packageVersion } from "../../util/pkg.js";
@@ -153,6 +154,7 @@ export class McpClientPool {
           if (!live.tools.has(tool)) throw new McpClientError(server, "unknown_tool", "NOT_FOUND", `server ${server} has no tool ${JSON.stringify(tool)}; it has: ${[...live.tools.keys()].join(", ")}`);
         }
         try {
+          if (faultsOn && fault("upstream-mcp", tool)) throw new McpError(ErrorCode.InternalError, `${tool} failed upstream (injected fault)`);
           const result = await live.client.callTool({ name: tool, arguments: args }, CallToolResultSchema, {
             timeout: Math.max(1, deadlineAt - Date.now()),
             ...(o.signal ? { signal: o.signal } : {}),
@@ -168,6 +170,7 @@ export class McpClientPool {
       }
     } catch (err) {
       outcome = err instanceof McpClientError ? err.reason : "unavailable";
+      log.info({ server, tool, code: err instanceof LuminaGuardError ? err.code : "INTERNAL", err: (err as Error).message }, "mcp call failed");
       throw err;
     } finally {
       this.metrics.record(server, tool, performance.now() - t0, outcome);

@@ -4,7 +4,8 @@ import type { Socket } from "node:net";
 import { GuestChannel } from "../../protocol/channel.js";
 import type { InitArgs } from "../../protocol/messages.js";
 import { requireImage, type ImageManifest } from "../../image/build.js";
-import { LuminaGuardError, toLuminaGuardError } from "../../errors.js";
+import { GuestChannelLostError, LuminaGuardError, toLuminaGuardError } from "../../errors.js";
+import { fault, faultsOn } from "../../faults/index.js";
 import { log } from "../../log.js";
 import { onAbort } from "../../util/abort.js";
 import type { BackendProbe, FileToolsMode, SandboxBackend, SandboxHandle, SandboxSpec } from "../types.js";
@@ -19,6 +20,7 @@ import {
   destroyVm,
   launchVm,
   vmStderr,
+  watchGuestStop,
   type Accelerator,
   type VmLaunchOptions,
   type VmProcess,
@@ -143,15 +145,22 @@ export class MicroVmBackend implements SandboxBackend {
       return await this.restore(spec, image, accel, snapshot, signal);
     } catch (err) {
       if (signal?.aborted) throw err;
+      const injected = toLuminaGuardError(err).details["injected"] === true;
       // A snapshot that does not restore is never used again; the next spawn makes a fresh one.
-      log.warn({ err: toLuminaGuardError(err).message }, "restore failed; discarding the snapshot and cold booting");
-      this.snapshots.delete(snapshotKey({ image, accel, memoryMiB: spec.memoryMiB, vcpus: spec.vcpus, qemu: snapshot.meta.qemu }));
-      discardSnapshot(snapshot);
+      // (Not for an injected fault: the snapshot is sound, and other processes restore from it.)
+      log.warn({ sandboxId: spec.id, err: toLuminaGuardError(err).message }, "restore failed; discarding the snapshot and cold booting");
+      if (!injected) {
+        this.snapshots.delete(snapshotKey({ image, accel, memoryMiB: spec.memoryMiB, vcpus: spec.vcpus, qemu: snapshot.meta.qemu }));
+        discardSnapshot(snapshot);
+      }
       return await this.coldBoot(spec, image, accel, signal, { restoreFallback: toLuminaGuardError(err).message });
     }
   }
 
   private async restore(spec: SandboxSpec, image: ImageManifest, accel: Accelerator, snapshot: Snapshot, signal?: AbortSignal): Promise<SandboxHandle> {
+    if (faultsOn && fault("restore")) {
+      throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `restoring snapshot ${snapshot.meta.key} failed (injected fault)`, { details: { injected: true } });
+    }
     return await startVm(spec, image, accel, signal, {
       launch: { memoryFile: { path: snapshot.ramPath, share: false }, incoming: true },
       prepare: (vm) => restoreInto(vm, snapshot, RESTORE_TIMEOUT_MS),
@@ -231,6 +240,22 @@ async function startVm(spec: SandboxSpec, image: ImageManifest, accel: Accelerat
   return handle;
 }
 
+/**
+ * A guest that halts or powers off (`halt -f`, `poweroff -f` as root in the VM) leaves QEMU running
+ * and the channel open: without this, a call in flight would wait out its whole deadline. The
+ * channel fails at once instead, which destroys the VM (its onFatal), and so the sandbox.
+ */
+function noticeGuestStop(vm: VmProcess, id: string, channel: GuestChannel): void {
+  watchGuestStop(vm, (line) => {
+    log.warn({ sandboxId: id, console: line }, "the guest stopped (halt or power-off); destroying its VM");
+    channel.fail(
+      new GuestChannelLostError(`the guest shut itself down ("${line}")`, {
+        details: { sandboxId: id, reason: "guest-shutdown" },
+      }),
+    );
+  });
+}
+
 /** Connects the channel of a started VM, handshakes, gives the guest its identity and workspace. */
 async function connectVm(
   vm: VmProcess,
@@ -280,6 +305,7 @@ async function connectVm(
     const initMs = performance.now() - t1;
     log.debug({ id: spec.id, helloMs, initMs }, "guest handshake phases");
     if (signal?.aborted) throw new LuminaGuardError("CANCELLED", "spawn cancelled");
+    noticeGuestStop(vm, spec.id, channel);
     const pid = vm.child.pid ?? 0;
     return {
       id: spec.id,

@@ -1,6 +1,6 @@
 // Builds the QEMU microvm command line and starts one VM process with its channel, console log and QMP socket.
 import type { ChildProcess } from "node:child_process";
-import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync, watch } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { LuminaGuardError } from "../../errors.js";
@@ -248,6 +248,71 @@ export async function connectWhenReady(path: string, vm: VmProcess, timeoutMs: n
     if (Date.now() > deadline) throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `QEMU did not open ${path} within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 2));
   }
+}
+
+/**
+ * The kernel's last words when a guest stops for good while QEMU runs on: a halt, or a power-off
+ * (microvm with acpi=off has no power-off device, so `poweroff -f` only halts). Both are printed at
+ * KERN_EMERG, which loglevel=1 still lets through to the serial console. A reboot or a panic
+ * (panic=-1) ends QEMU itself (-no-reboot) and is seen as its exit.
+ */
+const GUEST_STOPPED = /reboot: (System halted|Power down)/;
+/** At most this much of the console is read per change: the lines above are short. */
+const CONSOLE_READ_BYTES = 64 * 1024;
+
+/**
+ * Watches the VM's console log (inotify) from its current end and calls `onStop` once with the line
+ * when the guest kernel halts or powers off. A guest's root could print the same line on purpose;
+ * that only ends its own sandbox. Returns the function that stops watching.
+ */
+export function watchGuestStop(vm: VmProcess, onStop: (line: string) => void): () => void {
+  let offset = 0;
+  try {
+    offset = statSync(vm.logPath).size;
+  } catch {
+    // Not created yet: read from the start.
+  }
+  let carry = "";
+  let done = false;
+  const check = (): void => {
+    if (done) return;
+    let fd: number | undefined;
+    try {
+      fd = openSync(vm.logPath, "r");
+      const size = statSync(vm.logPath).size;
+      if (size < offset) offset = 0;
+      if (size - offset > CONSOLE_READ_BYTES) offset = size - CONSOLE_READ_BYTES;
+      const buf = Buffer.alloc(size - offset);
+      const n = buf.length > 0 ? readSync(fd, buf, 0, buf.length, offset) : 0;
+      offset += n;
+      const text = carry + buf.subarray(0, n).toString("latin1");
+      carry = text.slice(-64);
+      const m = GUEST_STOPPED.exec(text);
+      if (m) {
+        stop();
+        onStop(m[0]);
+      }
+    } catch {
+      // The log went with the VM: nothing more to see.
+    } finally {
+      if (fd !== undefined) closeSync(fd);
+    }
+  };
+  let watcher: ReturnType<typeof watch> | undefined;
+  const stop = (): void => {
+    done = true;
+    watcher?.close();
+  };
+  try {
+    watcher = watch(vm.logPath, { persistent: false }, check);
+    watcher.on("error", stop);
+  } catch {
+    // No console log to watch (the VM is already gone): its exit is noticed anyway.
+    return stop;
+  }
+  void vm.exited.then(stop);
+  check();
+  return stop;
 }
 
 export async function destroyVm(vm: VmProcess): Promise<void> {

@@ -1,0 +1,108 @@
+// The fault points: inert unless armed, parsed strictly, and each armed point fails the real path it sits on.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { armFaults, disarmFaults, fault, faultsFired, faultsOn, parseFaults } from "../../src/faults/index.js";
+import { BACKENDS, rejectsWith, sandboxFor, unavailable, waitFor } from "../fixtures.js";
+
+describe("fault specs", () => {
+  test("nothing is armed unless LUMINAGUARD_FAULTS was set or a test armed it", () => {
+    assert.equal(process.env["LUMINAGUARD_FAULTS"], undefined);
+    assert.equal(faultsOn, false);
+    assert.equal(fault("spawn"), undefined);
+  });
+
+  test("parses points, counts, ops and delays; refuses the unknown", () => {
+    const m = parseFaults("spawn, guest-eio:op=write_file;times=2;after=1 ,slow-io:ms=250;times=always");
+    assert.deepEqual(m.get("spawn"), { times: 1, after: 0 });
+    assert.deepEqual(m.get("guest-eio"), { times: 2, after: 1, op: "write_file" });
+    assert.deepEqual(m.get("slow-io"), { times: Infinity, after: 0, ms: 250 });
+    assert.throws(() => parseFaults("no-such-point"), /unknown fault point/);
+    assert.throws(() => parseFaults("slow-io:ms=-1"), /bad spec/);
+    assert.throws(() => parseFaults("spawn:colour=red"), /bad spec/);
+  });
+
+  test("a point fires after `after` hits, `times` times, only for its op", (t) => {
+    t.after(disarmFaults);
+    armFaults({ "guest-eio": { op: "read_file", after: 1, times: 2 } });
+    assert.equal(faultsOn, true);
+    assert.equal(fault("guest-eio", "write_file"), undefined);
+    assert.equal(fault("guest-eio", "read_file"), undefined);
+    assert.ok(fault("guest-eio", "read_file"));
+    assert.ok(fault("guest-eio", "read_file"));
+    assert.equal(fault("guest-eio", "read_file"), undefined);
+    assert.deepEqual(faultsFired(), { "guest-eio": 2 });
+    disarmFaults();
+    assert.equal(faultsOn, false);
+  });
+});
+
+for (const backend of BACKENDS) {
+  describe(`fault points on ${backend}`, async () => {
+    const skip = await unavailable(backend);
+
+    test("EIO and ENOSPC from the agent name the file and leave the sandbox working", { skip }, async (t) => {
+      const { sandbox } = await sandboxFor(t, backend);
+      t.after(disarmFaults);
+      armFaults({ "guest-eio": { op: "write_file" } });
+      const eio = await rejectsWith(sandbox.files.write("a.txt", "x"), "IO_ERROR");
+      assert.match(eio.message, /^a\.txt: Input\/output error/);
+      assert.equal(eio.details["sandboxId"], sandbox.id);
+      assert.match(String(eio.details["callId"]), new RegExp(`^${sandbox.id}#\\d+$`));
+      armFaults({ "guest-enospc": { op: "write_file" } });
+      await rejectsWith(sandbox.files.write("a.txt", "x"), "NO_SPACE");
+      disarmFaults();
+      await sandbox.files.write("a.txt", "fine");
+      assert.equal(await sandbox.files.readText("a.txt"), "fine");
+    });
+
+    test("a damaged frame is a protocol violation; the sandbox is killed and every later call is SANDBOX_CLOSED", { skip }, async (t) => {
+      const { sandbox } = await sandboxFor(t, backend);
+      await sandbox.files.write("a.txt", "x");
+      t.after(disarmFaults);
+      armFaults({ "corrupt-frame": { op: "read_file" } });
+      await rejectsWith(sandbox.files.read("a.txt"), "GUEST_PROTOCOL_VIOLATION");
+      disarmFaults();
+      assert.ok(await waitFor(() => !sandbox.alive, 10_000));
+      const closed = await rejectsWith(sandbox.commands.run("true"), "SANDBOX_CLOSED");
+      assert.match(closed.message, new RegExp(`^sandbox ${sandbox.id} is gone \\(it was lost: .*not JSON.*\\); create a new sandbox$`));
+    });
+
+    test("a guest crash mid-call: GUEST_CHANNEL_LOST for that call, then one SANDBOX_CLOSED for every call after", { skip }, async (t) => {
+      const { sandbox } = await sandboxFor(t, backend);
+      t.after(disarmFaults);
+      armFaults({ "guest-crash": { op: "execute_command", ms: 200 } });
+      const lost = await rejectsWith(sandbox.commands.run("sleep 10"), "GUEST_CHANNEL_LOST");
+      assert.match(lost.message, new RegExp(`^sandbox ${sandbox.id} was lost during execute_command .*; create a new sandbox$`));
+      disarmFaults();
+      // Before: depending on which part noticed first, GUEST_CHANNEL_LOST or SANDBOX_CLOSED, in six wordings.
+      const messages = new Set<string>();
+      for (const call of [() => sandbox.files.read("x"), () => sandbox.commands.run("true"), () => sandbox.files.list(".")]) {
+        const e = await rejectsWith(call(), "SANDBOX_CLOSED");
+        messages.add(e.message);
+      }
+      assert.equal(messages.size, 1, [...messages].join(" | "));
+    });
+
+    test("an injected spawn failure is SANDBOX_SPAWN_FAILED with a hint, and the next spawn works", { skip }, async (t) => {
+      t.after(disarmFaults);
+      armFaults({ spawn: {} });
+      const { Sandbox } = await import("../../src/runtime/sandbox.js");
+      const e = await rejectsWith(Sandbox.create({ backend, daemon: false }), "SANDBOX_SPAWN_FAILED");
+      assert.match(e.message, /EAGAIN .*retry/);
+      const { sandbox } = await sandboxFor(t, backend);
+      assert.equal((await sandbox.commands.run("echo ok")).stdout, "ok\n");
+    });
+  });
+}
+
+describe("restore failure on microvm", async () => {
+  const skip = await unavailable("microvm");
+  test("a failed restore falls back to a cold boot that works, and says so in its info", { skip }, async (t) => {
+    t.after(disarmFaults);
+    armFaults({ restore: {} });
+    const { sandbox } = await sandboxFor(t, "microvm");
+    assert.equal(sandbox.info["start"], "cold");
+    assert.match(String(sandbox.info["restoreFallback"]), /injected/);
+    assert.equal((await sandbox.commands.run("echo ok")).stdout, "ok\n");
+  });
+});
