@@ -5,8 +5,11 @@ import { latestRun, type StoredRun } from "./store.js";
 const CHECKS = ["caught", "code", "log", "message", "recovery"] as const;
 
 /** Markdown for the latest `bench faults` run of each backend, or "" when there is none. */
-export function faultMatrixSection(runs: readonly (StoredRun | undefined)[] = [latestRun("faults", "namespace"), latestRun("faults", "microvm")]): string {
-  const present = runs.filter((r): r is StoredRun => r !== undefined);
+/** A stored run, or a report input (id and run only). */
+type MatrixRun = Pick<StoredRun, "id" | "run"> & { path?: string };
+
+export function faultMatrixSection(runs: readonly (MatrixRun | undefined)[] = [latestRun("faults", "namespace"), latestRun("faults", "microvm")]): string {
+  const present = runs.filter((r): r is MatrixRun => r !== undefined);
   if (present.length === 0) return "";
   const lines = ["## Fault injection", "", "| fault | backend | result | code | caught | code ok | log ids | message | recovery |", "|---|---|---|---|---|---|---|---|---|"];
   let failed = 0;

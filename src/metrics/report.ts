@@ -1,4 +1,5 @@
 // A Markdown report with hand-made SVG charts: latency CDFs, throughput and CPU over time, memory per sandbox.
+import { faultMatrixSection } from "./report-faults.js";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { LuminaGuardError } from "../errors.js";
@@ -376,6 +377,10 @@ function markdown(inputs: readonly ReportInput[], charts: readonly Chart[][], ti
     }
     if (run.notes.length > 0) out.push("### Notes", "", ...run.notes.map((n) => `- ${n}`), "");
   });
+  // The fault matrix of the newest fault run per backend among the inputs: one row per fault.
+  const faultRuns = ["namespace", "microvm"].map((b) => inputs.filter((r) => r.run.scenario === "faults" && r.run.backend === b).sort((x, y) => x.run.startedAt.localeCompare(y.run.startedAt)).at(-1));
+  const matrix = faultMatrixSection(faultRuns);
+  if (matrix !== "") out.push(matrix, "");
   const groups = new Map<string, ReportInput[]>();
   for (const r of inputs) {
     const k = `${r.run.scenario} on ${r.run.backend}`;
