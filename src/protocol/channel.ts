@@ -16,6 +16,7 @@ import {
   resultSchemas,
   type GuestOp,
   type GuestResult,
+  type InitArgs,
 } from "./messages.js";
 
 interface ChannelTransport {
@@ -111,8 +112,12 @@ export class GuestChannel {
     });
   }
 
-  /** Sends `hello` every `intervalMs` until one is answered: bytes sent before a restored VM runs can be lost. */
-  async handshake(timeoutMs: number, intervalMs = 10): Promise<GuestResult<"hello">> {
+  /**
+   * Sends `hello` every `intervalMs` until one is answered: bytes sent before a restored VM runs can be
+   * lost. `init`: init's arguments (made afresh for each attempt: they carry the clock), applied by the
+   * agent with the first hello it reads (the answer says `init: true`).
+   */
+  async handshake(timeoutMs: number, intervalMs = 10, init?: () => InitArgs): Promise<GuestResult<"hello">> {
     const started = Date.now();
     let lastError: unknown;
     return await new Promise<GuestResult<"hello">>((resolve, reject) => {
@@ -128,7 +133,7 @@ export class GuestChannel {
           finish(() => reject(new GuestChannelLostError(`guest agent did not answer hello within ${timeoutMs} ms`, { cause: lastError })));
           return;
         }
-        this.request("hello", { v: PROTOCOL_VERSION }, { deadlineMs: timeoutMs + 1000 }).then(
+        this.request("hello", { v: PROTOCOL_VERSION, ...(init ? { init: init() } : {}) }, { deadlineMs: timeoutMs + 1000 }).then(
           (r) => finish(() => resolve(r)),
           (err: unknown) => {
             lastError = err;

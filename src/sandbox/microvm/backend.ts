@@ -256,26 +256,26 @@ async function connectVm(
     const channel = new GuestChannel({ input: socket, output: socket }, () => void destroy());
     // A VM that dies during boot must fail the handshake at once, not at its deadline.
     void vm.exited.then(() => channel.fail(new LuminaGuardError("GUEST_CHANNEL_LOST", "the VM exited")));
+    const seed = randomBytes(32).toString("base64");
+    const init = (): InitArgs => ({
+      seed,
+      timeMs: Date.now(),
+      id: spec.id,
+      // With the file tools beside the VM only commands use the mount: made at the first one, off the restore path.
+      mount: { tag: WORKSPACE_TAG, ...(spec.fileTools === "host" ? { lazy: true } : {}) },
+      ...(spec.diskMiB !== undefined ? { diskMiB: spec.diskMiB } : {}),
+      // Commands run as the uid the workspace's files show in the guest: the VMM's own (the 9p
+      // export reports host owners as QEMU sees them, through the idmapped workspace).
+      commandUid: vm.identity.uid,
+      commandGid: vm.identity.gid,
+    });
     const t0 = performance.now();
-    // A restored guest answers within milliseconds of its host connecting: ask often.
-    await channel.handshake(timeoutMs, Number(process.env["LG_HELLO_MS"] ?? 2));
+    // A restored guest answers within milliseconds of its host connecting: ask often. The hello
+    // carries init (reseed, clock, identity, mount): one round trip to ready instead of two.
+    const hello = await channel.handshake(timeoutMs, Number(process.env["LG_HELLO_MS"] ?? 2), init);
     const t1 = performance.now();
-    await channel.request(
-      "init",
-      {
-        seed: randomBytes(32).toString("base64"),
-        timeMs: Date.now(),
-        id: spec.id,
-        // With the file tools beside the VM only commands use the mount: made at the first one, off the restore path.
-        mount: { tag: WORKSPACE_TAG, ...(spec.fileTools === "host" ? { lazy: true } : {}) },
-        ...(spec.diskMiB !== undefined ? { diskMiB: spec.diskMiB } : {}),
-        // Commands run as the uid the workspace's files show in the guest: the VMM's own (the 9p
-        // export reports host owners as QEMU sees them, through the idmapped workspace).
-        commandUid: vm.identity.uid,
-        commandGid: vm.identity.gid,
-      } satisfies InitArgs,
-      { deadlineMs: timeoutMs },
-    );
+    // An agent that did not apply it (its answer says so) gets init on its own.
+    if (hello.init !== true) await channel.request("init", init(), { deadlineMs: timeoutMs });
     const helloMs = t1 - t0;
     const initMs = performance.now() - t1;
     log.debug({ id: spec.id, helloMs, initMs }, "guest handshake phases");
