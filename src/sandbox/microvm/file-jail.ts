@@ -73,7 +73,12 @@ export async function spawnBeside(
   spawnJail: () => Promise<SandboxHandle>,
   id: string,
 ): Promise<SandboxHandle> {
-  const jailP = spawnJail();
+  const started = performance.now();
+  let jailMs = NaN;
+  const jailP = spawnJail().then((j) => {
+    jailMs = performance.now() - started;
+    return j;
+  });
   // Settled by whoever awaits it below; this only keeps an early rejection from being unhandled.
   jailP.catch(() => undefined);
   let vm: SandboxHandle;
@@ -95,5 +100,8 @@ export async function spawnBeside(
     if (e.code === "CANCELLED") throw e;
     throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `micro-VM ${id}: its file-tool jail failed to start: ${e.message}`, { cause: err });
   }
-  return besideVm(vm, jail);
+  const both = besideVm(vm, jail);
+  // Beside the VM's phases, not after them: the jail starts at once and runs in parallel.
+  both.info["phaseMs.jail"] = Math.round(jailMs * 100) / 100;
+  return both;
 }
