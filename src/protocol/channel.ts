@@ -113,22 +113,34 @@ export class GuestChannel {
   }
 
   /**
-   * Sends `hello` every `intervalMs` until one is answered: bytes sent before a restored VM runs can be
-   * lost. `init`: init's arguments (made afresh for each attempt: they carry the clock), applied by the
+   * Sends `hello` until one is answered: bytes sent before a restored VM runs can be lost. The first
+   * resend comes after `intervalMs`, each later one after twice the last wait, up to `maxIntervalMs`
+   * (default `intervalMs`: a fixed pace). The agent answers every hello it reads, so a restored
+   * guest that finds a pile of them pays for each under TCG: back off instead of flooding it.
+   * `init`: init's arguments (made afresh for each attempt: they carry the clock), applied by the
    * agent with the first hello it reads (the answer says `init: true`).
    */
-  async handshake(timeoutMs: number, intervalMs = 10, init?: () => InitArgs): Promise<GuestResult<"hello">> {
+  async handshake(
+    timeoutMs: number,
+    intervalMs = 10,
+    options: { init?: () => InitArgs; maxIntervalMs?: number } = {},
+  ): Promise<GuestResult<"hello">> {
+    const { init } = options;
+    const maxIntervalMs = Math.max(intervalMs, options.maxIntervalMs ?? intervalMs);
     const started = Date.now();
     let lastError: unknown;
     return await new Promise<GuestResult<"hello">>((resolve, reject) => {
       let done = false;
+      let timer: NodeJS.Timeout | undefined;
+      let wait = intervalMs;
       const finish = (fn: () => void): void => {
         if (done) return;
         done = true;
-        clearInterval(timer);
+        clearTimeout(timer);
         fn();
       };
       const attempt = (): void => {
+        if (done) return;
         if (Date.now() - started > timeoutMs) {
           finish(() => reject(new GuestChannelLostError(`guest agent did not answer hello within ${timeoutMs} ms`, { cause: lastError })));
           return;
@@ -140,8 +152,9 @@ export class GuestChannel {
             if (this.failure) finish(() => reject(this.failure));
           },
         );
+        timer = setTimeout(attempt, wait);
+        wait = Math.min(maxIntervalMs, wait * 2);
       };
-      const timer = setInterval(attempt, intervalMs);
       attempt();
     });
   }

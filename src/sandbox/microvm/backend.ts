@@ -153,7 +153,8 @@ export class MicroVmBackend implements SandboxBackend {
 
   private async restore(spec: SandboxSpec, image: ImageManifest, accel: Accelerator, snapshot: Snapshot, signal?: AbortSignal): Promise<SandboxHandle> {
     return await startVm(spec, image, accel, signal, {
-      launch: { memoryFile: { path: snapshot.ramPath, share: false }, incoming: true },
+      // QEMU reads the snapshot's device state from its stdin (restoreInto): no socket hand-over.
+      launch: { memoryFile: { path: snapshot.ramPath, share: false }, incoming: "stdin" },
       prepare: (vm) => restoreInto(vm, snapshot, RESTORE_TIMEOUT_MS),
       timeoutMs: RESTORE_TIMEOUT_MS,
       info: { start: "restore", snapshot: snapshot.meta.key },
@@ -270,9 +271,13 @@ async function connectVm(
       commandGid: vm.identity.gid,
     });
     const t0 = performance.now();
-    // A restored guest answers within milliseconds of its host connecting: ask often. The hello
-    // carries init (reseed, clock, identity, mount): one round trip to ready instead of two.
-    const hello = await channel.handshake(timeoutMs, Number(process.env["LG_HELLO_MS"] ?? 2), init);
+    // A restored guest answers within milliseconds of its host connecting: ask soon, then back off
+    // (every queued hello costs the guest a parse and an answer). The hello carries init (reseed,
+    // clock, identity, mount): one round trip to ready instead of two.
+    const hello = await channel.handshake(timeoutMs, Number(process.env["LG_HELLO_MS"] ?? 2), {
+      init,
+      maxIntervalMs: Number(process.env["LG_HELLO_MAX_MS"] ?? 16),
+    });
     const t1 = performance.now();
     // An agent that did not apply it (its answer says so) gets init on its own.
     if (hello.init !== true) await channel.request("init", init(), { deadlineMs: timeoutMs });
