@@ -301,6 +301,8 @@ async function connectVm(
         workspaceExport: "9p mapped-xattr",
         "phaseMs.hello": Math.round(helloMs * 100) / 100,
         "phaseMs.init": Math.round(initMs * 100) / 100,
+        // Whether the guest applied init with its hello (one round trip) or needed a separate init.
+        initWithHello: hello.init === true,
         ...extraInfo,
       },
       pids: () => (vm.child.exitCode === null && vm.child.signalCode === null ? [pid] : []),
