@@ -110,49 +110,60 @@ export class MicroVmBackend implements SandboxBackend {
   }
 
   async spawn(spec: SandboxSpec, signal?: AbortSignal): Promise<SandboxHandle> {
+    const since = performance.now();
     const files = await this.fileToolsFor(spec);
     const jail = this.options.fileJail;
     if (files.mode === "host" && jail) {
       const workspace = checkWorkspace(spec.workspace);
       const s = { ...spec, workspace };
       return await spawnBeside(
-        () => this.spawnVm({ ...s, fileTools: "host" }, signal),
+        // The jail starts once QEMU is launched: its own start (bwrap, cgroups) is synchronous work
+        // here that would otherwise delay the launch.
+        (launched) => this.spawnVm({ ...s, fileTools: "host" }, signal, { since, launched }),
         () => jail.spawn(fileJailSpec(s), signal),
         spec.id,
       );
     }
-    const vm = await this.spawnVm(spec, signal);
+    const vm = await this.spawnVm(spec, signal, { since });
     vm.info["fileTools"] = "guest";
     if (files.reason) vm.info["fileToolsReason"] = files.reason;
     return vm;
   }
 
-  private async spawnVm(spec: SandboxSpec, signal?: AbortSignal): Promise<SandboxHandle> {
+  private async spawnVm(spec: SandboxSpec, signal?: AbortSignal, timing?: SpawnTiming): Promise<SandboxHandle> {
     const image = await requireImage();
     const { accel } = await this.accelerator(image);
     // The one workspace check both backends share: real path, never a system, credential or own directory.
     spec = { ...spec, workspace: checkWorkspace(spec.workspace) };
-    if (!this.snapshotsEnabled) return await this.coldBoot(spec, image, accel, signal, {});
+    if (!this.snapshotsEnabled) return await this.coldBoot(spec, image, accel, signal, {}, timing);
     let snapshot: Snapshot;
     try {
       snapshot = await this.snapshot(image, accel, spec.memoryMiB, spec.vcpus);
     } catch (err) {
-      return await this.coldBoot(spec, image, accel, signal, { restoreFallback: `no snapshot: ${toLuminaGuardError(err).message}` });
+      return await this.coldBoot(spec, image, accel, signal, { restoreFallback: `no snapshot: ${toLuminaGuardError(err).message}` }, timing);
     }
     try {
-      return await this.restore(spec, image, accel, snapshot, signal);
+      return await this.restore(spec, image, accel, snapshot, signal, timing);
     } catch (err) {
       if (signal?.aborted) throw err;
       // A snapshot that does not restore is never used again; the next spawn makes a fresh one.
       log.warn({ err: toLuminaGuardError(err).message }, "restore failed; discarding the snapshot and cold booting");
       this.snapshots.delete(snapshotKey({ image, accel, memoryMiB: spec.memoryMiB, vcpus: spec.vcpus, qemu: snapshot.meta.qemu }));
       discardSnapshot(snapshot);
-      return await this.coldBoot(spec, image, accel, signal, { restoreFallback: toLuminaGuardError(err).message });
+      return await this.coldBoot(spec, image, accel, signal, { restoreFallback: toLuminaGuardError(err).message }, timing);
     }
   }
 
-  private async restore(spec: SandboxSpec, image: ImageManifest, accel: Accelerator, snapshot: Snapshot, signal?: AbortSignal): Promise<SandboxHandle> {
+  private async restore(
+    spec: SandboxSpec,
+    image: ImageManifest,
+    accel: Accelerator,
+    snapshot: Snapshot,
+    signal?: AbortSignal,
+    timing?: SpawnTiming,
+  ): Promise<SandboxHandle> {
     return await startVm(spec, image, accel, signal, {
+      ...timing,
       // QEMU reads the snapshot's device state from its stdin (restoreInto): no socket hand-over.
       launch: { memoryFile: { path: snapshot.ramPath, share: false }, incoming: "stdin" },
       prepare: (vm) => restoreInto(vm, snapshot, RESTORE_TIMEOUT_MS),
@@ -168,8 +179,9 @@ export class MicroVmBackend implements SandboxBackend {
     accel: Accelerator,
     signal: AbortSignal | undefined,
     extraInfo: Record<string, string>,
+    timing?: SpawnTiming,
   ): Promise<SandboxHandle> {
-    return await startVm(spec, image, accel, signal, { timeoutMs: BOOT_TIMEOUT_MS[accel], info: { start: "cold", ...extraInfo }, ready: "microvm cold boot ready" });
+    return await startVm(spec, image, accel, signal, { ...timing, timeoutMs: BOOT_TIMEOUT_MS[accel], info: { start: "cold", ...extraInfo }, ready: "microvm cold boot ready" });
   }
 
   /** Boots a VM with no workspace and returns ms to the first agent answer; used by the KVM probe. */
@@ -203,6 +215,12 @@ export class MicroVmBackend implements SandboxBackend {
   }
 }
 
+/** When a spawn began (performance.now(), for the `check` phase) and whom to tell once QEMU is launched. */
+interface SpawnTiming {
+  since: number;
+  launched?: () => void;
+}
+
 /** How a sandbox's VM starts: cold, or restored from a snapshot (QEMU options, a step before connecting). */
 interface VmStart {
   launch?: Pick<VmLaunchOptions, "memoryFile" | "incoming">;
@@ -212,6 +230,10 @@ interface VmStart {
   info: Record<string, string>;
   /** The debug line logged with the time it took. */
   ready: string;
+  /** When the spawn began: the time until the launch (image, accelerator, workspace, snapshot checks) is phase `check`. */
+  since?: number;
+  /** Called once QEMU has been launched. */
+  launched?: () => void;
 }
 
 /** Launches the VM for `spec`, prepares it, connects its guest. */
@@ -219,7 +241,8 @@ async function startVm(spec: SandboxSpec, image: ImageManifest, accel: Accelerat
   const started = performance.now();
   const vm = await launchVm({ id: spec.id, accel, image, memoryMiB: spec.memoryMiB, vcpus: spec.vcpus, workspace: spec.workspace, ...how.launch });
   // Where a start's time goes, in every handle's info (phaseMs.<phase>) and so in the spawn benchmark.
-  const phases: Record<string, number> = { launch: performance.now() - started };
+  const phases: Record<string, number> = { ...(how.since === undefined ? {} : { check: started - how.since }), launch: performance.now() - started };
+  how.launched?.();
   try {
     Object.assign(phases, await how.prepare?.(vm));
   } catch (err) {
