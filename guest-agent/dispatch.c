@@ -6,11 +6,32 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "channel.h"
 #include "ops.h"
 #include "proto.h"
 
+/* The connection generation whose host's init a hello already applied (0: none yet). */
+static uint32_t init_applied_gen;
+
+/* `hello` may carry init's arguments (`args.init`): a restored VM is then ready after one round trip
+ * instead of two. The host resends hello until one is answered, so init is applied once per host
+ * connection; the later copies are answered without applying it again (the clock would go back). */
 static void op_hello(req_t *r)
 {
+	const jnode *init = json_get(r->doc, r->args, "init");
+	if (init && init->type != J_NULL) {
+		if (init->type != J_OBJ) {
+			reply_error(r->id, "INVALID_ARGUMENT", 0, "args.init must be an object");
+			return;
+		}
+		if (init_applied_gen != chan_generation() + 1) {
+			req_t sub = *r;
+			sub.args = init;
+			if (!sys_apply_init(&sub))
+				return;
+			init_applied_gen = chan_generation() + 1;
+		}
+	}
 	jw_t w;
 	buf_t b;
 	reply_begin(&w, &b, r->id);
@@ -21,6 +42,10 @@ static void op_hello(req_t *r)
 	jw_cstr(&w, LG_AGENT_NAME);
 	jw_key(&w, "pid");
 	jw_int(&w, getpid());
+	if (init && init->type == J_OBJ) {
+		jw_key(&w, "init");
+		jw_bool(&w, true);
+	}
 	jw_obj_end(&w);
 	reply_end(&w, &b, r->id);
 }

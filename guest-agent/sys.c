@@ -155,7 +155,7 @@ static void add_entropy(const uint8_t *seed, size_t len)
 	close(fd);
 }
 
-void op_init(req_t *r)
+bool sys_apply_init(req_t *r)
 {
 	uint8_t *seed = NULL;
 	size_t seed_len = 0;
@@ -167,46 +167,46 @@ void op_init(req_t *r)
 	    !arg_uint(r, "diskMiB", false, INIT_INT_MAX, &disk_mib) ||
 	    !arg_uint(r, "commandUid", false, INIT_INT_MAX, &uid) || !arg_uint(r, "commandGid", false, INIT_INT_MAX, &gid)) {
 		reply_invalid(r);
-		return;
+		return false;
 	}
 	if (disk_mib == 0 || uid == 0 || gid == 0) {
 		/* uid/gid 0 would hand commands the root the whole scheme keeps from them. */
 		reply_error(r->id, "INVALID_ARGUMENT", 0, "args.%s must be at least 1",
 			    disk_mib == 0 ? "diskMiB" : uid == 0 ? "commandUid" : "commandGid");
-		return;
+		return false;
 	}
 	/* Only a root agent can switch its children's uid; elsewhere (the namespace sandbox, where
 	 * commands and agent are one unprivileged user) every command would fail to start instead. */
 	if ((uid != ABSENT || gid != ABSENT) && !init_mode && geteuid() != 0) {
 		reply_error(r->id, "INVALID_ARGUMENT", 0, "commandUid/commandGid need the agent to run as root");
-		return;
+		return false;
 	}
 	bool lazy = false;
 	if (mount_n) {
 		const jnode *t = json_get(r->doc, mount_n, "tag");
 		if (!t || t->type != J_STR || t->len == 0 || t->len > 255 || memchr(t->str, 0, t->len)) {
 			reply_error(r->id, "INVALID_ARGUMENT", 0, "args.mount.tag must be a non-empty string");
-			return;
+			return false;
 		}
 		tag = t->str;
 		const jnode *l = json_get(r->doc, mount_n, "lazy");
 		if (l && l->type != J_BOOL) {
 			reply_error(r->id, "INVALID_ARGUMENT", 0, "args.mount.lazy must be a boolean");
-			return;
+			return false;
 		}
 		lazy = l && l->boolean;
 	}
 	if (seed_len == 0 || seed_len > SEED_MAX) {
 		reply_error(r->id, "INVALID_ARGUMENT", 0, "args.seed must hold 1 to %d bytes", SEED_MAX);
-		return;
+		return false;
 	}
 	if (!(time_n->num >= 0 && time_n->num < 1e16)) {
 		reply_error(r->id, "INVALID_ARGUMENT", 0, "args.timeMs is out of range");
-		return;
+		return false;
 	}
 	if (tag && !init_mode) {
 		reply_error(r->id, "INVALID_ARGUMENT", 0, "mount is only available when the agent is the VM's init");
-		return;
+		return false;
 	}
 
 	if (disk_mib != ABSENT)
@@ -232,9 +232,15 @@ void op_init(req_t *r)
 		 * served beside the VM): the mount, heavy under TCG, leaves the restore path. */
 		snprintf(pending_tag, sizeof pending_tag, "%s", tag);
 		if (!lazy && !sys_workspace_ready(r->id))
-			return;
+			return false;
 	}
-	reply_empty(r->id);
+	return true;
+}
+
+void op_init(req_t *r)
+{
+	if (sys_apply_init(r))
+		reply_empty(r->id);
 }
 
 bool sys_workspace_ready(uint32_t req_id)

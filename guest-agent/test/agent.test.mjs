@@ -206,6 +206,23 @@ describe("lg-agent", () => {
       assert.deepEqual(r2, r1);
     }));
 
+  test("hello carrying init applies it once per host connection and says so; a bad one is refused", () =>
+    withAgent(async (a, ws) => {
+      const seed = Buffer.alloc(32, 3).toString("base64");
+      assert.equal((await a.err("hello", { v: 1, init: "x" })).code, "INVALID_ARGUMENT");
+      assert.equal((await a.err("hello", { v: 1, init: { seed, timeMs: Date.now(), id: "sb", diskMiB: 0 } })).code, "INVALID_ARGUMENT");
+      // A refused init changed nothing: no per-file limit yet.
+      assert.equal((await a.ok("write_file", { path: "a", content: Buffer.alloc(1024 * 1024 + 1).toString("base64") })).bytesWritten, 1024 * 1024 + 1);
+      const r = await a.ok("hello", { v: 1, init: { seed, timeMs: Date.now(), id: "sb", diskMiB: 1 } });
+      assert.deepEqual(r, { v: 1, agent: "lg-agent/0.1.0", pid: a.proc.pid, init: true });
+      const big = Buffer.alloc(1024 * 1024 + 1).toString("base64");
+      assert.deepEqual((await a.err("write_file", { path: "b", content: big })).code, "NO_SPACE", "the hello's init set the limit");
+      // The host resends hello until one is answered: a later copy is answered but not applied again.
+      assert.equal((await a.ok("hello", { v: 1, init: { seed, timeMs: Date.now(), id: "sb", diskMiB: 4 } })).init, true);
+      assert.deepEqual((await a.err("write_file", { path: "b", content: big })).code, "NO_SPACE", "the second hello's init was not applied");
+      assert.equal(existsSync(join(ws, "b")), false);
+    }));
+
   test("init without a mount mixes the seed and answers {}", () =>
     withAgent(async (a) => {
       assert.deepEqual(await a.ok("init", { seed: Buffer.alloc(32, 7).toString("base64"), timeMs: Date.now(), id: "sb-1" }), {});
@@ -535,7 +552,7 @@ describe("lg-agent", () => {
         mkdirSync(join(ws, "sub"));
         let r = await a.run(["echo", "hi", "there"]);
         assert.equal(r.stdout, "hi there\n");
-        assert.deepEqual({ ...r.result, durationMs: 0 }, { exitCode: 0, signal: null, stdoutTruncated: false, stderrTruncated: false, durationMs: 0 });
+        assert.deepEqual({ ...r.result, durationMs: 0 }, { exitCode: 0, signal: null, stdoutTruncated: false, stderrTruncated: false, killedAtOutputCap: false, durationMs: 0 });
         r = await a.run(["/bin/sh", "-c", "pwd; echo err >&2; exit 3"], { cwd: "sub" });
         assert.deepEqual([r.stdout, r.stderr, r.result.exitCode], [`${ws}/sub\n`, "err\n", 3]);
         r = await a.run(["/bin/sh", "-c", 'echo "$FOO|$HOME|$LANG|$PATH"'], { env: { FOO: "bar baz" } });

@@ -10,7 +10,7 @@ import { MicroVmBackend } from "../sandbox/microvm/backend.js";
 import { connectWhenReady, destroyVm, launchVm } from "../sandbox/microvm/qemu.js";
 import type { BackendName, SandboxHandle } from "../sandbox/types.js";
 import { cpuSampler, percentile } from "../metrics/stats.js";
-import { pssMiB, sleep, time, timeProcess } from "./measure.js";
+import { noiseProbe, pssMiB, sleep, time, timeProcess } from "./measure.js";
 import { recordCreated } from "../runtime/created.js";
 import { runOnSandbox, runUnsandboxed, seedWorkspace, standardOps, type Op } from "./workload.js";
 
@@ -77,10 +77,22 @@ export async function spawnScenario(rec: Recorder, o: ScenarioOptions): Promise<
 
   // Direct spawns (no pool): a restore for microvm, bwrap + agent for namespace.
   const direct = o.backend === "microvm" ? "restore_ms" : "spawn_ms";
+  // Noise of our own making, per run: GC pauses and event-loop stalls inside the timed window
+  // (`<metric>_gc_pause_ms`, `<metric>_loop_stall_ms`); a full GC before each run takes the previous
+  // run's garbage out of it. LG_BENCH_GC=0 leaves that out, to compare.
+  const noise = noiseProbe();
+  const gcFirst = process.env["LG_BENCH_GC"] !== "0" ? noise.gc : undefined;
+  rec.notes.push(gcFirst ? `a full GC runs before each ${direct} (outside the timed window)` : `no GC is forced before a ${direct}`);
   for (let i = 0; i < o.runs; i++) {
     o.progress(`${direct} (no pool)`, i, o.runs);
     const ws = tempDir("lg-ws-");
+    gcFirst?.();
+    noise.start();
     const [handle, ms] = await time(() => backend.spawn({ id: `bench-${i}`, workspace: ws.dir, memoryMiB: 256, pidsMax: 256, vcpus: 1 }));
+    await sleep(0);
+    const n = noise.stop();
+    rec.add(`${direct}_gc_pause_ms`, "ms", n.gcMs);
+    rec.add(`${direct}_loop_stall_ms`, "ms", n.loopMaxMs);
     if (handle.info["restoreFallback"]) rec.notes.push(`restore fell back to a cold boot: ${String(handle.info["restoreFallback"])}`);
     rec.add(direct, "ms", ms);
     // Where a restore's time goes: QEMU start, QMP, migration load, cont, guest hello, init (9p mount, reseed, clock).
@@ -92,6 +104,7 @@ export async function spawnScenario(rec: Recorder, o: ScenarioOptions): Promise<
     await handle.destroy();
     ws.remove();
   }
+  noise.close();
 
   if (o.backend === "microvm") {
     const cold = new MicroVmBackend({ snapshots: false });

@@ -17,6 +17,7 @@ import {
   resultSchemas,
   type GuestOp,
   type GuestResult,
+  type InitArgs,
 } from "./messages.js";
 
 interface ChannelTransport {
@@ -164,33 +165,50 @@ export class GuestChannel {
     return copy;
   }
 
-  /** Sends `hello` every `intervalMs` until one is answered: bytes sent before a restored VM runs can be lost. */
-  async handshake(timeoutMs: number, intervalMs = 10): Promise<GuestResult<"hello">> {
+  /**
+   * Sends `hello` until one is answered: bytes sent before a restored VM runs can be lost. The first
+   * resend comes after `intervalMs`, each later one after twice the last wait, up to `maxIntervalMs`
+   * (default `intervalMs`: a fixed pace). The agent answers every hello it reads, so a restored
+   * guest that finds a pile of them pays for each under TCG: back off instead of flooding it.
+   * `init`: init's arguments (made afresh for each attempt: they carry the clock), applied by the
+   * agent with the first hello it reads (the answer says `init: true`).
+   */
+  async handshake(
+    timeoutMs: number,
+    intervalMs = 10,
+    options: { init?: () => InitArgs; maxIntervalMs?: number } = {},
+  ): Promise<GuestResult<"hello">> {
+    const { init } = options;
+    const maxIntervalMs = Math.max(intervalMs, options.maxIntervalMs ?? intervalMs);
     const started = Date.now();
     let lastError: unknown;
     return await new Promise<GuestResult<"hello">>((resolve, reject) => {
       let done = false;
+      let timer: NodeJS.Timeout | undefined;
+      let wait = intervalMs;
       const finish = (fn: () => void): void => {
         if (done) return;
         done = true;
-        clearInterval(timer);
+        clearTimeout(timer);
         fn();
       };
       const attempt = (): void => {
+        if (done) return;
         if (Date.now() - started > timeoutMs) {
           // As for a request's deadline: give an answer already received its poll phase first.
           setImmediate(() => finish(() => reject(new GuestChannelLostError(`guest agent did not answer hello within ${timeoutMs} ms`, { cause: lastError }))));
           return;
         }
-        this.request("hello", { v: PROTOCOL_VERSION }, { deadlineMs: timeoutMs + 1000 }).then(
+        this.request("hello", { v: PROTOCOL_VERSION, ...(init ? { init: init() } : {}) }, { deadlineMs: timeoutMs + 1000 }).then(
           (r) => finish(() => resolve(r)),
           (err: unknown) => {
             lastError = err;
             if (this.failure) finish(() => reject(this.failure));
           },
         );
+        timer = setTimeout(attempt, wait);
+        wait = Math.min(maxIntervalMs, wait * 2);
       };
-      const timer = setInterval(attempt, intervalMs);
       attempt();
     });
   }

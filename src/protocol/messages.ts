@@ -41,7 +41,8 @@ export type InitArgs = z.infer<typeof initArgsSchema>;
 
 /** What each op's success result must look like (the tools' answers are in their modules); anything else is a protocol violation. */
 export const resultSchemas = {
-  hello: z.object({ v: z.literal(PROTOCOL_VERSION), agent: z.string().max(128), pid: count }),
+  // `init: true`: the hello carried init's arguments (args.init) and the agent applied them.
+  hello: z.object({ v: z.literal(PROTOCOL_VERSION), agent: z.string().max(128), pid: count, init: z.literal(true).optional() }),
   init: z.object({}),
   ...toolWireResults,
   cancel: z.object({ found: z.boolean() }),

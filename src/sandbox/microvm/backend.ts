@@ -112,37 +112,40 @@ export class MicroVmBackend implements SandboxBackend {
   }
 
   async spawn(spec: SandboxSpec, signal?: AbortSignal): Promise<SandboxHandle> {
+    const since = performance.now();
     const files = await this.fileToolsFor(spec);
     const jail = this.options.fileJail;
     if (files.mode === "host" && jail) {
       const workspace = checkWorkspace(spec.workspace);
       const s = { ...spec, workspace };
       return await spawnBeside(
-        () => this.spawnVm({ ...s, fileTools: "host" }, signal),
+        // The jail starts once QEMU is launched: its own start (bwrap, cgroups) is synchronous work
+        // here that would otherwise delay the launch.
+        (launched) => this.spawnVm({ ...s, fileTools: "host" }, signal, { since, launched }),
         () => jail.spawn(fileJailSpec(s), signal),
         spec.id,
       );
     }
-    const vm = await this.spawnVm(spec, signal);
+    const vm = await this.spawnVm(spec, signal, { since });
     vm.info["fileTools"] = "guest";
     if (files.reason) vm.info["fileToolsReason"] = files.reason;
     return vm;
   }
 
-  private async spawnVm(spec: SandboxSpec, signal?: AbortSignal): Promise<SandboxHandle> {
+  private async spawnVm(spec: SandboxSpec, signal?: AbortSignal, timing?: SpawnTiming): Promise<SandboxHandle> {
     const image = await requireImage();
     const { accel } = await this.accelerator(image);
     // The one workspace check both backends share: real path, never a system, credential or own directory.
     spec = { ...spec, workspace: checkWorkspace(spec.workspace) };
-    if (!this.snapshotsEnabled) return await this.coldBoot(spec, image, accel, signal, {});
+    if (!this.snapshotsEnabled) return await this.coldBoot(spec, image, accel, signal, {}, timing);
     let snapshot: Snapshot;
     try {
       snapshot = await this.snapshot(image, accel, spec.memoryMiB, spec.vcpus);
     } catch (err) {
-      return await this.coldBoot(spec, image, accel, signal, { restoreFallback: `no snapshot: ${toLuminaGuardError(err).message}` });
+      return await this.coldBoot(spec, image, accel, signal, { restoreFallback: `no snapshot: ${toLuminaGuardError(err).message}` }, timing);
     }
     try {
-      return await this.restore(spec, image, accel, snapshot, signal);
+      return await this.restore(spec, image, accel, snapshot, signal, timing);
     } catch (err) {
       if (signal?.aborted) throw err;
       const injected = toLuminaGuardError(err).details["injected"] === true;
@@ -153,16 +156,25 @@ export class MicroVmBackend implements SandboxBackend {
         this.snapshots.delete(snapshotKey({ image, accel, memoryMiB: spec.memoryMiB, vcpus: spec.vcpus, qemu: snapshot.meta.qemu }));
         discardSnapshot(snapshot);
       }
-      return await this.coldBoot(spec, image, accel, signal, { restoreFallback: toLuminaGuardError(err).message });
+      return await this.coldBoot(spec, image, accel, signal, { restoreFallback: toLuminaGuardError(err).message }, timing);
     }
   }
 
-  private async restore(spec: SandboxSpec, image: ImageManifest, accel: Accelerator, snapshot: Snapshot, signal?: AbortSignal): Promise<SandboxHandle> {
+  private async restore(
+    spec: SandboxSpec,
+    image: ImageManifest,
+    accel: Accelerator,
+    snapshot: Snapshot,
+    signal?: AbortSignal,
+    timing?: SpawnTiming,
+  ): Promise<SandboxHandle> {
     if (faultsOn && fault("restore")) {
       throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `restoring snapshot ${snapshot.meta.key} failed (injected fault)`, { details: { injected: true } });
     }
     return await startVm(spec, image, accel, signal, {
-      launch: { memoryFile: { path: snapshot.ramPath, share: false }, incoming: true },
+      ...timing,
+      // QEMU reads the snapshot's device state from its stdin (restoreInto): no socket hand-over.
+      launch: { memoryFile: { path: snapshot.ramPath, share: false }, incoming: "stdin" },
       prepare: (vm) => restoreInto(vm, snapshot, RESTORE_TIMEOUT_MS),
       timeoutMs: RESTORE_TIMEOUT_MS,
       info: { start: "restore", snapshot: snapshot.meta.key },
@@ -176,8 +188,9 @@ export class MicroVmBackend implements SandboxBackend {
     accel: Accelerator,
     signal: AbortSignal | undefined,
     extraInfo: Record<string, string>,
+    timing?: SpawnTiming,
   ): Promise<SandboxHandle> {
-    return await startVm(spec, image, accel, signal, { timeoutMs: BOOT_TIMEOUT_MS[accel], info: { start: "cold", ...extraInfo }, ready: "microvm cold boot ready" });
+    return await startVm(spec, image, accel, signal, { ...timing, timeoutMs: BOOT_TIMEOUT_MS[accel], info: { start: "cold", ...extraInfo }, ready: "microvm cold boot ready" });
   }
 
   /** Boots a VM with no workspace and returns ms to the first agent answer; used by the KVM probe. */
@@ -211,6 +224,12 @@ export class MicroVmBackend implements SandboxBackend {
   }
 }
 
+/** When a spawn began (performance.now(), for the `check` phase) and whom to tell once QEMU is launched. */
+interface SpawnTiming {
+  since: number;
+  launched?: () => void;
+}
+
 /** How a sandbox's VM starts: cold, or restored from a snapshot (QEMU options, a step before connecting). */
 interface VmStart {
   launch?: Pick<VmLaunchOptions, "memoryFile" | "incoming">;
@@ -220,6 +239,10 @@ interface VmStart {
   info: Record<string, string>;
   /** The debug line logged with the time it took. */
   ready: string;
+  /** When the spawn began: the time until the launch (image, accelerator, workspace, snapshot checks) is phase `check`. */
+  since?: number;
+  /** Called once QEMU has been launched. */
+  launched?: () => void;
 }
 
 /** Launches the VM for `spec`, prepares it, connects its guest. */
@@ -227,7 +250,8 @@ async function startVm(spec: SandboxSpec, image: ImageManifest, accel: Accelerat
   const started = performance.now();
   const vm = await launchVm({ id: spec.id, accel, image, memoryMiB: spec.memoryMiB, vcpus: spec.vcpus, workspace: spec.workspace, ...how.launch });
   // Where a start's time goes, in every handle's info (phaseMs.<phase>) and so in the spawn benchmark.
-  const phases: Record<string, number> = { launch: performance.now() - started };
+  const phases: Record<string, number> = { ...(how.since === undefined ? {} : { check: started - how.since }), launch: performance.now() - started };
+  how.launched?.();
   try {
     Object.assign(phases, await how.prepare?.(vm));
   } catch (err) {
@@ -281,26 +305,30 @@ async function connectVm(
     const channel = new GuestChannel({ input: socket, output: socket }, () => void destroy());
     // A VM that dies during boot must fail the handshake at once, not at its deadline.
     void vm.exited.then(() => channel.fail(new LuminaGuardError("GUEST_CHANNEL_LOST", "the VM exited")));
+    const seed = randomBytes(32).toString("base64");
+    const init = (): InitArgs => ({
+      seed,
+      timeMs: Date.now(),
+      id: spec.id,
+      // With the file tools beside the VM only commands use the mount: made at the first one, off the restore path.
+      mount: { tag: WORKSPACE_TAG, ...(spec.fileTools === "host" ? { lazy: true } : {}) },
+      ...(spec.diskMiB !== undefined ? { diskMiB: spec.diskMiB } : {}),
+      // Commands run as the uid the workspace's files show in the guest: the VMM's own (the 9p
+      // export reports host owners as QEMU sees them, through the idmapped workspace).
+      commandUid: vm.identity.uid,
+      commandGid: vm.identity.gid,
+    });
     const t0 = performance.now();
-    // A restored guest answers within milliseconds of its host connecting: ask often.
-    await channel.handshake(timeoutMs, Number(process.env["LG_HELLO_MS"] ?? 2));
+    // A restored guest answers within milliseconds of its host connecting: ask soon, then back off
+    // (every queued hello costs the guest a parse and an answer). The hello carries init (reseed,
+    // clock, identity, mount): one round trip to ready instead of two.
+    const hello = await channel.handshake(timeoutMs, Number(process.env["LG_HELLO_MS"] ?? 2), {
+      init,
+      maxIntervalMs: Number(process.env["LG_HELLO_MAX_MS"] ?? 16),
+    });
     const t1 = performance.now();
-    await channel.request(
-      "init",
-      {
-        seed: randomBytes(32).toString("base64"),
-        timeMs: Date.now(),
-        id: spec.id,
-        // With the file tools beside the VM only commands use the mount: made at the first one, off the restore path.
-        mount: { tag: WORKSPACE_TAG, ...(spec.fileTools === "host" ? { lazy: true } : {}) },
-        ...(spec.diskMiB !== undefined ? { diskMiB: spec.diskMiB } : {}),
-        // Commands run as the uid the workspace's files show in the guest: the VMM's own (the 9p
-        // export reports host owners as QEMU sees them, through the idmapped workspace).
-        commandUid: vm.identity.uid,
-        commandGid: vm.identity.gid,
-      } satisfies InitArgs,
-      { deadlineMs: timeoutMs },
-    );
+    // An agent that did not apply it (its answer says so) gets init on its own.
+    if (hello.init !== true) await channel.request("init", init(), { deadlineMs: timeoutMs });
     const helloMs = t1 - t0;
     const initMs = performance.now() - t1;
     log.debug({ id: spec.id, helloMs, initMs }, "guest handshake phases");
@@ -322,6 +350,8 @@ async function connectVm(
         workspaceExport: "9p mapped-xattr",
         "phaseMs.hello": Math.round(helloMs * 100) / 100,
         "phaseMs.init": Math.round(initMs * 100) / 100,
+        // Whether the guest applied init with its hello (one round trip) or needed a separate init.
+        initWithHello: hello.init === true,
         ...extraInfo,
       },
       pids: () => (vm.child.exitCode === null && vm.child.signalCode === null ? [pid] : []),

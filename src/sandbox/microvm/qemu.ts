@@ -28,8 +28,12 @@ export interface VmLaunchOptions {
   workspace?: string;
   /** Guest RAM backed by this host file (snapshots); `share` true to write it, false to map it copy-on-write. */
   memoryFile?: { path: string; share: boolean };
-  /** Start paused waiting for an incoming migration (restore). */
-  incoming?: boolean;
+  /**
+   * Start paused waiting for an incoming migration (restore), started by QMP `migrate-incoming`.
+   * "stdin": the same, with QEMU's stdin a pipe of ours that the migration stream is written to
+   * (`migrate-incoming fd:0`): no socket to wait for and no round trip to hand the stream over.
+   */
+  incoming?: boolean | "stdin";
   /**
    * Run QEMU outside the jail, as the caller. Only the benchmark's bare-QEMU baseline does this, to
    * show what the jail costs; never a sandbox.
@@ -114,6 +118,9 @@ export function qemuArgs(o: VmLaunchOptions, paths: VmPaths): string[] {
     "-fsdev", `local,id=ws,path=${v(paths.workspace)},security_model=mapped-xattr,fmode=0644,dmode=0755`,
     "-device", `virtio-9p-device,fsdev=ws,mount_tag=${WORKSPACE_TAG}`,
   );
+  // A template leaves its run state out of the snapshot, so that a clone runs as soon as its state is
+  // loaded (QEMU autostarts an incoming VM that has no saved run state): no QMP `cont` to wait for.
+  if (o.memoryFile?.share) args.push("-global", "migration.store-global-state=off");
   if (o.incoming) args.push("-incoming", "defer");
   return args;
 }
@@ -200,7 +207,9 @@ export async function launchVm(o: VmLaunchOptions): Promise<VmProcess> {
     argv = [...jailerArgs(build, plan), `/usr/bin/${QEMU_BINARY}`, ...qemuArgs(o, paths)];
   }
   // sandboxHostEnv(): PATH, LANG and TZ only; nothing of ours (API keys, tokens) is inherited.
-  const child = spawnGroup(argv, { stdio: ["ignore", "ignore", "pipe"], env: sandboxHostEnv() });
+  const child = spawnGroup(argv, { stdio: [o.incoming === "stdin" ? "pipe" : "ignore", "ignore", "pipe"], env: sandboxHostEnv() });
+  // A VMM that dies before it has read its migration stream closes the pipe: not our crash.
+  child.stdin?.on("error", () => undefined);
   let stderr = "";
   child.stderr?.on("data", (c: Buffer) => {
     if (stderr.length < 16_384) stderr += c.toString("utf8");

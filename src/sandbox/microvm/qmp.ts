@@ -66,13 +66,22 @@ export class QmpClient {
 
   async execute(command: string, args?: Record<string, unknown>): Promise<unknown> {
     if (this.closedError) throw this.closedError;
-    // Leave capabilities negotiation mode once, before the first real command.
-    this.ready ??= this.greeted.then(() => this.send("qmp_capabilities"));
-    await this.ready;
-    return await this.send(command, args);
+    await this.greeted;
+    if (this.closedError) throw this.closedError;
+    // Leave capabilities negotiation mode once, before the first real command. QEMU answers in
+    // order, so the commands follow it at once (pipelined), not a round trip later; a refused
+    // negotiation fails them too.
+    if (!this.negotiated) {
+      this.negotiated = this.send("qmp_capabilities");
+      this.negotiated.catch(() => undefined);
+    }
+    const reply = this.send(command, args);
+    reply.catch(() => undefined);
+    await this.negotiated;
+    return await reply;
   }
 
-  private ready: Promise<unknown> | undefined;
+  private negotiated: Promise<unknown> | undefined;
 
   private send(command: string, args?: Record<string, unknown>): Promise<unknown> {
     const id = this.nextId++;

@@ -12,7 +12,8 @@ import { cacheDir } from "../../paths.js";
 import { QmpClient } from "./qmp.js";
 import { connectWhenReady, consoleTail, destroyVm, launchVm, vmStderr, type Accelerator, type VmProcess } from "./qemu.js";
 
-const SNAPSHOT_FORMAT = 2;
+// 3: the template saves no run state (migration.store-global-state=off), so clones autostart.
+const SNAPSHOT_FORMAT = 3;
 
 const snapshotMetaSchema = z.object({
   format: z.number().int(),
@@ -208,12 +209,29 @@ async function receiveMigration(vm: VmProcess, start: (uri: string) => Promise<v
   }
 }
 
-/** Streams a snapshot's device state into a VM started with `-incoming defer`, then resumes it. */
+/**
+ * Streams a snapshot's device state into a VM started with `-incoming defer`. A VM launched with
+ * `incoming: "stdin"` reads it from its stdin pipe: the QMP commands are pipelined after the greeting
+ * (negotiation, capability, `migrate-incoming fd:0`) and nothing more is awaited, since a snapshot
+ * without run state starts by itself once loaded (a failed load makes QEMU exit, which fails the
+ * guest handshake at once). Otherwise (`incoming: true`) the stream goes over a socket and the VM is
+ * resumed with `cont` once the load completes.
+ */
 export async function restoreInto(vm: VmProcess, snapshot: Snapshot, timeoutMs: number): Promise<Record<string, number>> {
   const t0 = performance.now();
   const qmpSocket = await connectWhenReady(vm.qmpPath, vm, timeoutMs);
   const qmp = new QmpClient(qmpSocket);
   try {
+    const stdin = vm.child.stdin;
+    if (stdin) {
+      stdin.end(snapshot.state);
+      const caps = qmp.execute("migrate-set-capabilities", { capabilities: [{ capability: "x-ignore-shared", state: true }] });
+      const incoming = qmp.execute("migrate-incoming", { uri: "fd:0" });
+      await Promise.all([caps, incoming]);
+      const phases = { qmp: performance.now() - t0 };
+      log.debug(phases, "restore phases (ms)");
+      return phases;
+    }
     await qmp.execute("migrate-set-capabilities", { capabilities: [{ capability: "x-ignore-shared", state: true }] });
     const t1 = performance.now();
     const path = join(vm.dir, "incoming.sock");
