@@ -102,11 +102,25 @@ export class ClusterClient {
     return this.ttlMs;
   }
 
-  /** Every node whose heartbeat is younger than the TTL. */
+  /**
+   * Every node whose heartbeat is younger than the TTL. The keys come from the stream's subject counts (answered
+   * by the stream's leader, no consumer needed); while the servers elect a new leader after losing one, retried.
+   */
   async nodes(): Promise<NodeRecord[]> {
+    const prefix = `$KV.${NODES_BUCKET}.`;
+    const deadline = Date.now() + 15_000;
+    let keys: string[] | undefined;
+    for (let i = 0; keys === undefined; i++) {
+      try {
+        const jsm = await this.nc.jetstreamManager();
+        const info = await jsm.streams.info(`KV_${NODES_BUCKET}`, { subjects_filter: `${prefix}>` });
+        keys = Object.keys(info.state.subjects ?? {}).map((s) => s.slice(prefix.length));
+      } catch (err) {
+        if (Date.now() > deadline) throw toLuminaGuardError(err, "DAEMON_UNAVAILABLE");
+        await new Promise((r) => setTimeout(r, Math.min(500, 50 * (i + 1))));
+      }
+    }
     const out: NodeRecord[] = [];
-    const keys: string[] = [];
-    for await (const k of await this.kv.nodes.keys()) keys.push(k);
     for (const k of keys.sort()) {
       const e = await this.kv.nodes.get(k);
       if (!e || e.operation !== "PUT") continue;
