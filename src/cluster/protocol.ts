@@ -18,7 +18,7 @@ export const DEFAULT_HEARTBEAT_MS = 2_000;
 export const DEFAULT_NODE_TTL_MS = 10_000;
 export const DEFAULT_CLAIM_TIMEOUT_MS = 5_000;
 /** After the first offer, how long the client waits for better ones (no new offer within it ends the wait). */
-export const OFFER_WINDOW_MS = 25;
+export const OFFER_WINDOW_MS = 10;
 
 /** NATS subject tokens and KV keys: node names are [A-Za-z0-9_-], 1-64. */
 export const NODE_NAME = /^[A-Za-z0-9_-]{1,64}$/;
