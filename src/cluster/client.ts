@@ -1,5 +1,6 @@
 // The cluster's client: asks for offers, claims a sandbox on the node with the most room, and calls it on that
 // node's subjects; a node that stops heartbeating makes its sandboxes NODE_LOST within the TTL.
+import { randomBytes } from "node:crypto";
 import { ErrorCode, RequestStrategy, createInbox, type KV, type NatsConnection } from "nats";
 import { LuminaGuardError, toLuminaGuardError } from "../errors.js";
 import type { DiskLimitMode } from "../runtime/disk.js";
@@ -25,6 +26,7 @@ import {
   unwrapReply,
   workspaceRefused,
   type Constraints,
+  type NodeOp,
   type Location,
   type NodeRecord,
   type Offer,
@@ -231,7 +233,7 @@ export class ClusterClient {
    * One request to a node, answered or failed within `timeoutMs`: NODE_LOST as soon as the node's heartbeat
    * entry is gone (checked every quarter TTL while waiting, and when nobody answers on its subject).
    */
-  async request(node: string, op: "create" | "call" | "kill" | "ping", body: unknown, o: { timeoutMs: number; signal?: AbortSignal; sandbox?: string }): Promise<unknown> {
+  async request(node: string, op: NodeOp, body: unknown, o: { timeoutMs: number; signal?: AbortSignal; sandbox?: string }): Promise<unknown> {
     const deadline = Date.now() + o.timeoutMs;
     const ttl = await this.nodeTtlMs();
     const lost = (): LuminaGuardError => nodeLost(node, o.sandbox);
@@ -414,16 +416,24 @@ export class ClusterSandbox implements SandboxApi {
             },
           })
         : undefined;
+    const callId = randomBytes(8).toString("hex");
+    // The client stops waiting: the node is told to stop the call too (best effort; its own deadline is the backstop).
+    const cancel = (): void => {
+      void this.client.request(this.node, "cancel", { callId }, { timeoutMs: 5_000 }).catch(() => undefined);
+    };
+    o.signal?.addEventListener("abort", cancel, { once: true });
     try {
       if (sub) await nc.flush();
-      const result = await this.client.request(this.node, "call", { id: this.id, tool: name, args: args ?? {}, ...(inbox !== undefined ? { stream: inbox } : {}) }, {
-        timeoutMs,
-        sandbox: this.id,
-        ...(o.signal ? { signal: o.signal } : {}),
-      });
+      const result = await this.client.request(
+        this.node,
+        "call",
+        { id: this.id, tool: name, args: args ?? {}, callId, deadlineMs: timeoutMs, ...(inbox !== undefined ? { stream: inbox } : {}) },
+        { timeoutMs, sandbox: this.id, ...(o.signal ? { signal: o.signal } : {}) },
+      );
       if (sub) await nc.flush();
       return result as Record<string, unknown>;
     } finally {
+      o.signal?.removeEventListener("abort", cancel);
       sub?.unsubscribe();
     }
   }

@@ -17,6 +17,9 @@ import {
   OFFER_SUBJECT,
   SANDBOXES_BUCKET,
   callRequestSchema,
+  cancelRequestSchema,
+  NODE_OPS,
+  type NodeOp,
   createRequestSchema,
   encodeJson,
   errorReply,
@@ -72,6 +75,8 @@ export class ClusterNode {
   /** Sandboxes created through the cluster, which only this node serves (id → created at). */
   private readonly held = new Map<string, number>();
   private pending = 0;
+  /** Calls in progress that a client may cancel (callId → their abort). */
+  private readonly calls = new Map<string, AbortController>();
   private readonly subs: Subscription[] = [];
   private timer: NodeJS.Timeout | undefined;
   private beats = 0;
@@ -124,7 +129,7 @@ export class ClusterNode {
     }
     await this.heartbeat();
     this.subs.push(this.nc.subscribe(OFFER_SUBJECT, { callback: (err, msg) => !err && this.onOffer(msg) }));
-    for (const op of ["create", "call", "kill", "ping"] as const) {
+    for (const op of NODE_OPS) {
       this.subs.push(this.nc.subscribe(nodeSubject(this.name, op), { callback: (err, msg) => !err && void this.serve(op, msg) }));
     }
     await this.nc.flush();
@@ -200,7 +205,7 @@ export class ClusterNode {
     msg.respond(encodeJson(offer));
   }
 
-  private async serve(op: "create" | "call" | "kill" | "ping", msg: Msg): Promise<void> {
+  private async serve(op: NodeOp, msg: Msg): Promise<void> {
     // A reply goes only to a client's inbox: a forged reply subject must not make the node publish on a node or KV subject.
     if (msg.reply === undefined || !INBOX_SUBJECT.test(msg.reply)) {
       log.warn({ node: this.name, op, reply: msg.reply?.slice(0, 100) }, "cluster: request with a reply subject that is not an inbox ignored");
@@ -223,8 +228,14 @@ export class ClusterNode {
     if (!this.nc.isClosed()) msg.respond(bytes);
   }
 
-  private async handle(op: "create" | "call" | "kill" | "ping", raw: unknown): Promise<unknown> {
+  private async handle(op: NodeOp, raw: unknown): Promise<unknown> {
     if (op === "ping") return { node: this.name };
+    if (op === "cancel") {
+      const { callId } = parse(cancelRequestSchema, raw, "cancel");
+      const ac = this.calls.get(callId);
+      ac?.abort(new LuminaGuardError("CANCELLED", "the client cancelled the call"));
+      return { cancelled: ac !== undefined };
+    }
     if (op === "create") {
       const parsed = createRequestSchema.safeParse(raw);
       if (!parsed.success) throw new LuminaGuardError("INVALID_ARGUMENT", `create: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
@@ -261,7 +272,20 @@ export class ClusterNode {
     const send = (s: "stdout" | "stderr") => (chunk: Buffer) => {
       if (stream !== undefined && !this.nc.isClosed()) this.nc.publish(stream, encodeJson({ s, d: chunk.toString("base64") }));
     };
-    return await this.daemon.callTool(req.id, req.tool, req.args, stream !== undefined && req.tool === "execute_command" ? { onStdout: send("stdout"), onStderr: send("stderr") } : {});
+    // Cancelled by the client, or past the client's deadline (nobody waits for the answer then).
+    const ac = new AbortController();
+    const timer = req.deadlineMs !== undefined ? setTimeout(() => ac.abort(new LuminaGuardError("TOOL_TIMEOUT", `the call ran past its ${req.deadlineMs} ms deadline`)), req.deadlineMs) : undefined;
+    timer?.unref();
+    if (req.callId !== undefined) this.calls.set(req.callId, ac);
+    try {
+      return await this.daemon.callTool(req.id, req.tool, req.args, {
+        signal: ac.signal,
+        ...(stream !== undefined && req.tool === "execute_command" ? { onStdout: send("stdout"), onStderr: send("stderr") } : {}),
+      });
+    } finally {
+      if (timer) clearTimeout(timer);
+      if (req.callId !== undefined && this.calls.get(req.callId) === ac) this.calls.delete(req.callId);
+    }
   }
 
   /** Only sandboxes created through the cluster on this node are served here; any other id is NOT_FOUND. */

@@ -7,8 +7,10 @@ import { TOOL_NAMES } from "../tools/registry.js";
 
 /** Offers: every node that satisfies a claim's constraints and has room answers (plain subject, not a queue group). */
 export const OFFER_SUBJECT = "lg.offer";
-/** A node's own subjects: `lg.node.<name>.create|call|kill|ping`. */
-export const nodeSubject = (node: string, op: "create" | "call" | "kill" | "ping"): string => `lg.node.${node}.${op}`;
+/** A node's own subjects: `lg.node.<name>.create|call|cancel|kill|ping`. */
+export type NodeOp = "create" | "call" | "cancel" | "kill" | "ping";
+export const NODE_OPS: readonly NodeOp[] = ["create", "call", "cancel", "kill", "ping"];
+export const nodeSubject = (node: string, op: NodeOp): string => `lg.node.${node}.${op}`;
 /** Liveness and capacity of each node (one key per node, TTL = the node TTL). */
 export const NODES_BUCKET = "lg-nodes";
 /** Where each cluster sandbox lives (key = sandbox id, TTL = 6 × the node TTL, refreshed by its node). */
@@ -66,7 +68,13 @@ export const callRequestSchema = z.strictObject({
   args: z.unknown(),
   /** An inbox for execute_command's output as it comes (`{ s: "stdout"|"stderr", d: base64 }`). */
   stream: z.string().regex(INBOX_SUBJECT).optional(),
+  /** Names the call for a later `cancel`. */
+  callId: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/).optional(),
+  /** The node aborts the call this long after it starts (the client has stopped waiting by then). */
+  deadlineMs: z.number().int().min(1).max(25 * 3600 * 1000).optional(),
 });
+
+export const cancelRequestSchema = z.strictObject({ callId: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/) });
 
 export const killRequestSchema = z.strictObject({ id: sandboxId });
 

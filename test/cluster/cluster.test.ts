@@ -9,6 +9,7 @@ import { connect, type NatsConnection } from "nats";
 import { ClusterClient, type ClusterSandbox } from "../../src/cluster/client.js";
 import { NODES_BUCKET, nodeSubject, type NodeRecord } from "../../src/cluster/protocol.js";
 import { DaemonClient } from "../../src/daemon/client.js";
+import type { SandboxDescription } from "../../src/daemon/schemas.js";
 import { LuminaGuardError } from "../../src/errors.js";
 import { Sandbox } from "../../src/runtime/sandbox.js";
 import { rejectsWith, unavailable, waitFor } from "../fixtures.js";
@@ -184,6 +185,29 @@ describe("cluster on NATS (3 servers, 3 nodes)", { skip, timeout: 300_000 }, () 
       const slow = await s0.commands.run(["sleep", "30"], { timeoutMs: 500 }).catch((e: unknown) => e);
       assert.ok(Date.now() - t0 < 15_000, "the command's timeout is kept across the cluster");
       assert.ok(slow instanceof LuminaGuardError ? slow.code === "TOOL_TIMEOUT" : (slow as { timedOut?: boolean }).timedOut === true, `timeout: ${JSON.stringify(slow)}`);
+      // A call the client cancels stops on the node too, not only in the client.
+      const ac = new AbortController();
+      const running = s0.commands.run(["sleep", "30"], { signal: ac.signal }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      await new Promise((r) => setTimeout(r, 300));
+      const tc = Date.now();
+      ac.abort();
+      const cancelled = await running;
+      assert.ok(cancelled instanceof LuminaGuardError && cancelled.code === "CANCELLED", `CANCELLED, got ${String(cancelled)}`);
+      assert.ok(Date.now() - tc < 2000);
+      const local = new DaemonClient({ socketPath: (nodes.get(s0.node) as TestDaemon).socket });
+      try {
+        let inFlight = -1;
+        for (const end = Date.now() + 5000; Date.now() < end; await new Promise((r) => setTimeout(r, 100))) {
+          inFlight = (await local.json<SandboxDescription>("GET", `/v1/sandboxes/${s0.id}`)).inFlight;
+          if (inFlight === 0) break;
+        }
+        assert.equal(inFlight, 0, "the node stopped the cancelled call");
+      } finally {
+        local.close();
+      }
       // The location bucket finds a sandbox from another client.
       const other = await ClusterClient.connect(clientConnect());
       try {

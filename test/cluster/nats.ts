@@ -40,7 +40,7 @@ export interface NatsCluster {
 function permissions(): string {
   const client = {
     publish: {
-      allow: ["lg.offer", "lg.node.*.create", "lg.node.*.call", "lg.node.*.kill", "lg.node.*.ping", "$JS.API.>"],
+      allow: ["lg.offer", "lg.node.*.create", "lg.node.*.call", "lg.node.*.cancel", "lg.node.*.kill", "lg.node.*.ping", "$JS.API.>"],
       deny: ["$KV.>", "$JS.API.STREAM.CREATE.>", "$JS.API.STREAM.UPDATE.>", "$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>", "$JS.API.STREAM.MSG.DELETE.>"],
     },
     subscribe: { allow: ["_INBOX.>"] },
