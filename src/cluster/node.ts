@@ -2,6 +2,7 @@
 // can serve, creating sandboxes and serving calls for its own sandboxes on its own subjects.
 import { hostname, freemem, loadavg } from "node:os";
 import type { KV, Msg, NatsConnection, Subscription } from "nats";
+import { Counter, Gauge } from "prom-client";
 import { LuminaGuardError, toLuminaGuardError } from "../errors.js";
 import { log } from "../log.js";
 import { probeBackend } from "../runtime/backends.js";
@@ -84,6 +85,11 @@ export class ClusterNode {
   private max = 1;
   private readonly startedAt = new Date().toISOString();
   private closing = false;
+  /** Live nodes seen at the last look (every 5 heartbeats), for /metrics. */
+  private clusterNodes = 0;
+  private readonly requests: Counter<"op" | "outcome">;
+  private readonly offers: Counter<"answered">;
+  private readonly heartbeatFailures: Counter;
 
   private constructor(
     private readonly daemon: Daemon,
@@ -95,6 +101,28 @@ export class ClusterNode {
     this.labels = o.labels ?? {};
     this.heartbeatMs = o.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     this.ttlMs = o.ttlMs ?? DEFAULT_NODE_TTL_MS;
+    // The node's cluster series on the daemon's own /metrics.
+    const registers = [daemon.metrics.registry];
+    const labelNames = ["node"] as const;
+    const own = { node: this.name };
+    this.requests = new Counter({ name: "luminaguard_cluster_requests_total", help: "Requests this node answered, by operation and outcome (ok or the error code)", labelNames: ["op", "outcome"], registers });
+    this.offers = new Counter({ name: "luminaguard_cluster_offers_total", help: "Claims this node saw, by whether it offered (yes) or stayed silent (full or constraints not met)", labelNames: ["answered"], registers });
+    this.heartbeatFailures = new Counter({ name: "luminaguard_cluster_heartbeat_failures_total", help: "Heartbeats this node could not write", registers });
+    const gauge = (name: string, help: string, value: () => number): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames,
+        registers,
+        collect() {
+          this.set(own, value());
+        },
+      });
+    };
+    gauge("luminaguard_cluster_connected", "1 while this node's NATS connection is up", () => (this.nc.isClosed() ? 0 : 1));
+    gauge("luminaguard_cluster_free_sandboxes", "Sandboxes this node can still take", () => this.free);
+    gauge("luminaguard_cluster_sandboxes", "Sandboxes this node holds for cluster clients", () => this.held.size);
+    gauge("luminaguard_cluster_nodes", "Live nodes in the cluster at this node's last look", () => this.clusterNodes);
   }
 
   /** Connects, registers and starts answering. The daemon must be started. */
@@ -176,12 +204,25 @@ export class ClusterNode {
     }
     try {
       await this.kv.nodes.put(this.name, encodeJson(this.record()));
+      if (this.beats % 5 === 1) void this.countNodes();
       // Locations live 6 TTLs: refreshed every 2 TTLs.
       if (this.beats % Math.max(1, Math.round((2 * this.ttlMs) / this.heartbeatMs)) === 0) {
         for (const [id, createdAt] of this.held) await this.putLocation(id, createdAt);
       }
     } catch (err) {
+      this.heartbeatFailures.inc();
       log.warn({ node: this.name, err: (err as Error).message }, "cluster: heartbeat not written (reconnecting?)");
+    }
+  }
+
+  private async countNodes(): Promise<void> {
+    try {
+      const prefix = `$KV.${NODES_BUCKET}.`;
+      const jsm = await this.nc.jetstreamManager();
+      const info = await jsm.streams.info(`KV_${NODES_BUCKET}`, { subjects_filter: `${prefix}>` });
+      this.clusterNodes = Object.keys(info.state.subjects ?? {}).length;
+    } catch {
+      /* the next look */
     }
   }
 
@@ -200,7 +241,11 @@ export class ClusterNode {
       return;
     }
     const free = this.free;
-    if (free <= 0 || !satisfies({ backends: this.backends, labels: this.labels }, constraints)) return;
+    if (free <= 0 || !satisfies({ backends: this.backends, labels: this.labels }, constraints)) {
+      this.offers.inc({ answered: "no" });
+      return;
+    }
+    this.offers.inc({ answered: "yes" });
     const offer: Offer = { node: this.name, free, max: this.max, version: packageVersion() };
     msg.respond(encodeJson(offer));
   }
@@ -215,8 +260,10 @@ export class ClusterNode {
     try {
       const raw = parseJson(msg.data);
       answer = okReply(await this.handle(op, raw));
+      this.requests.inc({ op, outcome: "ok" });
     } catch (err) {
       const e = toLuminaGuardError(err);
+      this.requests.inc({ op, outcome: e.code });
       if (e.code === "INTERNAL") log.error({ node: this.name, op, err: e.message }, "cluster: request failed");
       answer = errorReply(e);
     }

@@ -2,7 +2,8 @@
 // `luminaguard serve --cluster` child processes (each its own home and run directory, namespace backend),
 // clients as SDK and CLI. Everything is killed when the file ends.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
+import { request } from "node:http";
 import { dirname } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { connect, type NatsConnection } from "nats";
@@ -87,6 +88,19 @@ function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: numbe
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });
+  });
+}
+
+/** GET /metrics on a node's own socket. */
+function metricsOf(name: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: (nodes.get(name) as TestDaemon).socket, path: "/metrics" }, (res) => {
+      let body = "";
+      res.on("data", (c: Buffer) => (body += c.toString("utf8")));
+      res.once("end", () => resolve(body));
+    });
+    req.once("error", reject);
+    req.end();
   });
 }
 
@@ -331,6 +345,20 @@ describe("cluster on NATS (3 servers, 3 nodes)", { skip, timeout: 300_000 }, () 
       await rejectsWith(client.request("n2", "call", { id: sb.id, tool: "read_file", args: { path: "x" } }, { timeoutMs: 10_000 }), "NOT_FOUND");
       await rejectsWith(client.request("n2", "kill", { id: sb.id }, { timeoutMs: 10_000 }), "NOT_FOUND");
       assert.equal((await sb.commands.run(["echo", "still"])).stdout, "still\n", "the sandbox lives on n1");
+      // The refusals are on n2's /metrics, with its cluster view.
+      const text = await metricsOf("n2");
+      assert.match(text, /^luminaguard_cluster_requests_total\{op="call",outcome="NOT_FOUND"\} [1-9]/m);
+      assert.match(text, /^luminaguard_cluster_requests_total\{op="create",outcome="WORKSPACE_FORBIDDEN"\} [1-9]/m);
+      assert.match(text, /^luminaguard_cluster_connected\{node="n2"\} 1$/m);
+      assert.match(text, /^luminaguard_cluster_nodes\{node="n2"\} 3$/m);
+      assert.match(text, /^luminaguard_cluster_free_sandboxes\{node="n2"\} 2$/m);
+      assert.match(text, /^luminaguard_cluster_offers_total\{answered="yes"\} [1-9]/m);
+      const n1 = await metricsOf("n1");
+      assert.match(n1, /^luminaguard_cluster_sandboxes\{node="n1"\} 1$/m);
+      if (spawnSync("promtool", ["--version"], { stdio: "ignore" }).status === 0) {
+        const check = spawnSync("promtool", ["check", "metrics"], { input: text, encoding: "utf8" });
+        assert.equal(check.status, 0, `promtool check metrics: ${check.stdout}${check.stderr}`);
+      }
     } finally {
       await sb.kill();
     }
