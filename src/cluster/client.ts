@@ -12,6 +12,7 @@ import type { SandboxDescription } from "../daemon/schemas.js";
 import { connectCluster, resolveConnect, type ClusterConnect } from "./connect.js";
 import {
   DEFAULT_CLAIM_TIMEOUT_MS,
+  RETRANSMIT_MS,
   NODES_BUCKET,
   OFFER_SUBJECT,
   OFFER_WINDOW_MS,
@@ -191,6 +192,7 @@ export class ClusterClient {
       ...(o.fileTools !== undefined ? { fileTools: o.fileTools } : {}),
       ...(o.client !== undefined ? { client: o.client } : {}),
     };
+    const rid = randomBytes(8).toString("hex");
     let lastRefusal: LuminaGuardError | undefined;
     let seen = 0;
     for (let round = 0; ; round++) {
@@ -204,7 +206,11 @@ export class ClusterClient {
         if (remaining <= 0) break;
         try {
           // Creating may take a spawn: it gets the claim's time left, at least 30 s.
-          const d = (await this.request(offer.node, "create", body, { timeoutMs: Math.max(remaining, 30_000), ...(o.signal ? { signal: o.signal } : {}) })) as ClusterSandboxDescription;
+          const d = (await this.request(offer.node, "create", { ...body, rid: `${rid}-${offer.node}` }, {
+            timeoutMs: Math.max(remaining, 30_000),
+            retransmitMs: RETRANSMIT_MS,
+            ...(o.signal ? { signal: o.signal } : {}),
+          })) as ClusterSandboxDescription;
           return new ClusterSandbox(this, d, owned);
         } catch (err) {
           const e = toLuminaGuardError(err);
@@ -233,7 +239,7 @@ export class ClusterClient {
    * One request to a node, answered or failed within `timeoutMs`: NODE_LOST as soon as the node's heartbeat
    * entry is gone (checked every quarter TTL while waiting, and when nobody answers on its subject).
    */
-  async request(node: string, op: NodeOp, body: unknown, o: { timeoutMs: number; signal?: AbortSignal; sandbox?: string }): Promise<unknown> {
+  async request(node: string, op: NodeOp, body: unknown, o: { timeoutMs: number; signal?: AbortSignal; sandbox?: string; retransmitMs?: number }): Promise<unknown> {
     const deadline = Date.now() + o.timeoutMs;
     const ttl = await this.nodeTtlMs();
     const lost = (): LuminaGuardError => nodeLost(node, o.sandbox);
@@ -244,7 +250,7 @@ export class ClusterClient {
       let onAbort: (() => void) | undefined;
       try {
         const answer = await Promise.race([
-          this.nc.request(nodeSubject(node, op), encodeJson(body), { timeout: left }),
+          this.nc.request(nodeSubject(node, op), encodeJson(body), { timeout: Math.min(left, o.retransmitMs ?? left) }),
           new Promise<never>((_, reject) => {
             watch = setInterval(() => {
               void this.nodeAlive(node).then(
@@ -270,6 +276,8 @@ export class ClusterClient {
         }
         if (code === ErrorCode.Timeout) {
           if (!(await this.nodeAlive(node).catch(() => true))) throw lost();
+          // Sent again with the same id: the node runs it once and answers every copy.
+          if (o.retransmitMs !== undefined && Date.now() < deadline) continue;
           throw new LuminaGuardError("TOOL_TIMEOUT", `node ${node} did not answer ${op} within ${o.timeoutMs} ms`, { details: { node } });
         }
         if (code === ErrorCode.PermissionsViolation) throw new LuminaGuardError("UNAUTHORIZED", `the cluster does not let this client ${op}: ${(err as Error).message}`);
@@ -374,7 +382,7 @@ export class ClusterSandbox implements SandboxApi {
   kill(): Promise<void> {
     this.killed ??= (async () => {
       try {
-        await this.client.request(this.node, "kill", { id: this.id }, { timeoutMs: 30_000, sandbox: this.id });
+        await this.client.request(this.node, "kill", { id: this.id }, { timeoutMs: 30_000, sandbox: this.id, retransmitMs: RETRANSMIT_MS });
       } catch (err) {
         // Already gone (expired, idle, its node lost): nothing left to kill.
         const code = toLuminaGuardError(err).code;
@@ -428,7 +436,7 @@ export class ClusterSandbox implements SandboxApi {
         this.node,
         "call",
         { id: this.id, tool: name, args: args ?? {}, callId, deadlineMs: timeoutMs, ...(inbox !== undefined ? { stream: inbox } : {}) },
-        { timeoutMs, sandbox: this.id, ...(o.signal ? { signal: o.signal } : {}) },
+        { timeoutMs, sandbox: this.id, retransmitMs: RETRANSMIT_MS, ...(o.signal ? { signal: o.signal } : {}) },
       );
       if (sub) await nc.flush();
       return result as Record<string, unknown>;

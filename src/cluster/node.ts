@@ -10,6 +10,7 @@ import type { Daemon } from "../daemon/service.js";
 import { packageVersion } from "../util/pkg.js";
 import { connectCluster, type ClusterConnect } from "./connect.js";
 import {
+  ANSWER_KEEP_MS,
   DEFAULT_HEARTBEAT_MS,
   DEFAULT_NODE_TTL_MS,
   INBOX_SUBJECT,
@@ -78,13 +79,17 @@ export class ClusterNode {
   private pending = 0;
   /** Calls in progress that a client may cancel (callId → their abort). */
   private readonly calls = new Map<string, AbortController>();
+  /** Answers of requests with an id, running or finished less than ANSWER_KEEP_MS ago: a copy gets the same answer. */
+  private readonly answers = new Map<string, Promise<Uint8Array>>();
   private readonly subs: Subscription[] = [];
   private timer: NodeJS.Timeout | undefined;
   private beats = 0;
   private backends: NodeRecord["backends"] = {};
   private max = 1;
   private readonly startedAt = new Date().toISOString();
+  /** Leaving: no offers, no creates; still heartbeating (state "leaving") so that calls in flight are not NODE_LOST. */
   private closing = false;
+  private closed = false;
   /** Live nodes seen at the last look (every 5 heartbeats), for /metrics. */
   private clusterNodes = 0;
   private readonly requests: Counter<"op" | "outcome">;
@@ -193,7 +198,7 @@ export class ClusterNode {
   }
 
   private async heartbeat(): Promise<void> {
-    if (this.closing) return;
+    if (this.closed) return;
     this.beats++;
     // Sandboxes the daemon no longer has (idle, expired, killed locally) leave the location bucket.
     const alive = new Set(this.daemon.list().map((s) => s.id));
@@ -256,9 +261,29 @@ export class ClusterNode {
       log.warn({ node: this.name, op, reply: msg.reply?.slice(0, 100) }, "cluster: request with a reply subject that is not an inbox ignored");
       return;
     }
+    let raw: unknown;
+    try {
+      raw = parseJson(msg.data);
+    } catch (err) {
+      raw = err;
+    }
+    const key = requestKey(op, raw);
+    let answer = key !== undefined ? this.answers.get(key) : undefined;
+    if (answer === undefined) {
+      answer = this.answer(op, raw);
+      if (key !== undefined) {
+        this.answers.set(key, answer);
+        void answer.finally(() => setTimeout(() => this.answers.delete(key), ANSWER_KEEP_MS).unref());
+      }
+    }
+    const bytes = await answer;
+    if (!this.nc.isClosed()) msg.respond(bytes);
+  }
+
+  private async answer(op: NodeOp, raw: unknown): Promise<Uint8Array> {
     let answer: unknown;
     try {
-      const raw = parseJson(msg.data);
+      if (raw instanceof Error) throw raw;
       answer = okReply(await this.handle(op, raw));
       this.requests.inc({ op, outcome: "ok" });
     } catch (err) {
@@ -272,7 +297,7 @@ export class ClusterNode {
     if (bytes.length > max) {
       bytes = encodeJson(errorReply(new LuminaGuardError("FILE_TOO_LARGE", `the answer (${bytes.length} bytes) is larger than the cluster's max_payload (${max}); read it in parts (offset/length)`, { details: { bytes: bytes.length, maxPayload: max } })));
     }
-    if (!this.nc.isClosed()) msg.respond(bytes);
+    return bytes;
   }
 
   private async handle(op: NodeOp, raw: unknown): Promise<unknown> {
@@ -286,8 +311,9 @@ export class ClusterNode {
     if (op === "create") {
       const parsed = createRequestSchema.safeParse(raw);
       if (!parsed.success) throw new LuminaGuardError("INVALID_ARGUMENT", `create: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
-      const { workspace, ...body } = parsed.data;
+      const { workspace, rid: _rid, ...body } = parsed.data;
       if (workspace !== undefined) throw workspaceRefused();
+      if (this.closing) throw new LuminaGuardError("SHUTTING_DOWN", `node ${this.name} is leaving the cluster`);
       if (this.free <= 0) {
         throw new LuminaGuardError("CAPACITY", `node ${this.name} has no room (${this.max} sandboxes at most)`, { details: { node: this.name, retryAfterMs: 1000 } });
       }
@@ -340,24 +366,40 @@ export class ClusterNode {
     if (!this.held.has(id)) throw new LuminaGuardError("NOT_FOUND", `node ${this.name} holds no cluster sandbox ${JSON.stringify(id)}`);
   }
 
-  /** Stops offering and deregisters (calls in flight still get their answers); the daemon drains after this. */
+  /**
+   * Stops offering and creating (state "leaving", free 0 in its record at once); it keeps heartbeating so that
+   * calls in flight get their answers, not NODE_LOST, while the daemon drains after this.
+   */
   async leave(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
-    if (this.timer) clearInterval(this.timer);
     const offer = this.subs.shift();
     offer?.unsubscribe();
-    await this.kv.nodes.delete(this.name).catch(() => undefined);
-    log.info({ node: this.name }, "cluster: node left");
+    await this.kv.nodes.put(this.name, encodeJson(this.record())).catch(() => undefined);
+    log.info({ node: this.name }, "cluster: node leaving");
   }
 
-  /** After the daemon has drained: answers flushed, connection closed. */
+  /** After the daemon has drained: deregistered, answers flushed, connection closed. */
   async close(): Promise<void> {
     await this.leave();
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.kv.nodes.delete(this.name).catch(() => undefined);
+    log.info({ node: this.name }, "cluster: node left");
     for (const id of this.held.keys()) await this.kv.sandboxes.delete(id).catch(() => undefined);
     this.held.clear();
     await this.nc.drain().catch(() => undefined);
   }
+}
+
+/** The id that makes a request's copies one request: create's `rid`, call's sandbox and `callId`. */
+function requestKey(op: NodeOp, raw: unknown): string | undefined {
+  if (typeof raw !== "object" || raw === null) return undefined;
+  const r = raw as Record<string, unknown>;
+  const ok = (v: unknown): v is string => typeof v === "string" && /^[A-Za-z0-9_-]{1,128}$/.test(v);
+  if (op === "create" && ok(r["rid"])) return `create:${r["rid"]}`;
+  if (op === "call" && ok(r["id"]) && ok(r["callId"])) return `call:${r["id"]}:${r["callId"]}`;
+  return undefined;
 }
 
 function parse<T>(schema: { safeParse: (v: unknown) => { success: true; data: T } | { success: false; error: { issues: { path: PropertyKey[]; message: string }[] } } }, raw: unknown, what: string): T {

@@ -19,6 +19,13 @@ export const SANDBOXES_BUCKET = "lg-sandboxes";
 export const DEFAULT_HEARTBEAT_MS = 2_000;
 export const DEFAULT_NODE_TTL_MS = 10_000;
 export const DEFAULT_CLAIM_TIMEOUT_MS = 5_000;
+/**
+ * A request with an id (create's `rid`, call's `callId`) is sent again every this long until answered: a
+ * request or answer lost while a NATS server fails is recovered; the node runs it once and answers every copy.
+ */
+export const RETRANSMIT_MS = 2_000;
+/** How long a node keeps a finished request's answer for its copies. */
+export const ANSWER_KEEP_MS = 30_000;
 /** After the first offer, how long the client waits for better ones (no new offer within it ends the wait). */
 export const OFFER_WINDOW_MS = 10;
 
@@ -57,6 +64,8 @@ export const createRequestSchema = z.strictObject({
   timeoutMs: z.number().int().min(1).max(7 * 24 * 3600 * 1000).optional(),
   fileTools: z.enum(FILE_TOOLS_MODES).optional(),
   client: z.string().max(200).optional(),
+  /** The claim's id: a create sent again (its answer lost) gets the first one's answer, not a second sandbox. */
+  rid: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/).optional(),
   /** Refused (WORKSPACE_FORBIDDEN) when present: workspaces are node-local. Accepted here only to name the error. */
   workspace: z.unknown().optional(),
 });

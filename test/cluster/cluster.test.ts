@@ -13,9 +13,10 @@ import { DaemonClient } from "../../src/daemon/client.js";
 import type { SandboxDescription } from "../../src/daemon/schemas.js";
 import { LuminaGuardError } from "../../src/errors.js";
 import { Sandbox } from "../../src/runtime/sandbox.js";
+import { connectClusterClient } from "../../src/index.js";
 import { rejectsWith, unavailable, waitFor } from "../fixtures.js";
 import { MAIN, startTestDaemon, type TestDaemon } from "../daemon/helpers.js";
-import { CLIENT_USER, NODE_USER, natsServerMissing, startNatsCluster, type NatsCluster } from "./nats.js";
+import { CLIENT_USER, NODE_USER, connectionNames, natsServerMissing, startNatsCluster, type NatsCluster, type NatsServer } from "./nats.js";
 
 const TTL_MS = 3000;
 const HEARTBEAT_MS = 500;
@@ -117,7 +118,7 @@ describe("cluster on NATS (3 servers, 3 nodes)", { skip, timeout: 300_000 }, () 
     nats = await startNatsCluster();
     // One after the other: the first creates the buckets; on 2 shared cores this is also gentler.
     for (const n of NODES) await startNode(n);
-    client = await ClusterClient.connect(clientConnect());
+    client = await connectClusterClient(clientConnect());
     const t0 = Date.now();
     let seen: NodeRecord[] = [];
     while (Date.now() - t0 < 15_000) {
@@ -366,12 +367,16 @@ describe("cluster on NATS (3 servers, 3 nodes)", { skip, timeout: 300_000 }, () 
 
   test("SIGKILL of one NATS server changes nothing visible", async () => {
     const before = await client.claim({});
-    const victim = (nats as NatsCluster).servers[0];
-    assert.ok(victim);
+    // The server its node is connected to: the hard case (the call is routed to interest that just died).
+    let victim: NatsServer | undefined;
+    for (const s of (nats as NatsCluster).servers) if ((await connectionNames(s)).includes(`luminaguard-node-${before.node}`)) victim = s;
+    assert.ok(victim, `the server of node ${before.node}`);
     await victim.kill("SIGKILL");
     const sbs: ClusterSandbox[] = [before];
     try {
+      const t0 = Date.now();
       assert.equal((await before.commands.run(["echo", "after"])).stdout, "after\n");
+      assert.ok(Date.now() - t0 < 10_000, `the call right after took ${Date.now() - t0} ms`);
       for (let i = 0; i < 3; i++) sbs.push(await client.claim({}));
       for (const s of sbs) assert.equal((await s.commands.run(["echo", s.node])).stdout, `${s.node}\n`);
       // Past the TTL every node still heartbeats (through the servers left).
@@ -417,5 +422,30 @@ describe("cluster on NATS (3 servers, 3 nodes)", { skip, timeout: 300_000 }, () 
     const back = await client.claim({ labels: { name: "n3" }, claimTimeoutMs: 10_000 });
     assert.equal(back.node, "n3");
     await back.kill();
+  });
+
+  test("SIGTERM drains a node: it stops taking claims at once, its call in flight still gets its answer, then it leaves", async () => {
+    const sb = await client.claim({ labels: { name: "n2" } });
+    const n2 = nodes.get("n2") as TestDaemon;
+    const call = sb.commands.run(["sh", "-c", "sleep 1.5; echo done"]);
+    await new Promise((r) => setTimeout(r, 300));
+    const t0 = Date.now();
+    n2.child.kill("SIGTERM");
+    let leaving = false;
+    while (!leaving && Date.now() - t0 < 2000) {
+      const rec = (await liveNodes()).find((n) => n.name === "n2");
+      leaving = rec?.state === "leaving" && rec.free === 0;
+      if (!leaving) await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.ok(leaving, "n2 says it is leaving, with no room, at once");
+    const claimed = await client.claim({});
+    assert.notEqual(claimed.node, "n2");
+    await claimed.kill();
+    const r = await call;
+    assert.equal(r.stdout, "done\n", "the call in flight finished during the drain (not NODE_LOST)");
+    assert.equal(await n2.exited, 0);
+    assert.ok(!(await liveNodes()).some((n) => n.name === "n2"), "gone from the list when it exits, before its TTL");
+    assert.ok(Date.now() - t0 < 1500 + TTL_MS);
+    await sb.kill(); // destroyed by the drain already: a no-op
   });
 });

@@ -23,6 +23,8 @@ export interface NatsServer {
   name: string;
   port: number;
   url: string;
+  /** The monitoring port (/healthz, /connz). */
+  http: number;
   proc: ChildProcess;
   log: () => string;
   kill: (signal?: NodeJS.Signals) => Promise<void>;
@@ -68,6 +70,25 @@ function healthy(port: number): Promise<boolean> {
   });
 }
 
+/** The names of the client connections a server holds now (its /connz). */
+export function connectionNames(server: NatsServer): Promise<string[]> {
+  return new Promise((resolve) => {
+    const req = request({ host: "127.0.0.1", port: server.http, path: "/connz?limit=1024", timeout: 2000 }, (res) => {
+      let body = "";
+      res.on("data", (c: Buffer) => (body += c.toString("utf8")));
+      res.once("end", () => {
+        try {
+          resolve(((JSON.parse(body) as { connections?: { name?: string }[] }).connections ?? []).map((c) => c.name ?? ""));
+        } catch {
+          resolve([]);
+        }
+      });
+    });
+    req.once("error", () => resolve([]));
+    req.end();
+  });
+}
+
 export async function startNatsCluster(): Promise<NatsCluster> {
   const root = mkdtempSync(join(tmpdir(), "lg-nats-test-"));
   const ports = await Promise.all(Array.from({ length: 3 }, async () => ({ client: await freePort(), route: await freePort(), http: await freePort() })));
@@ -101,6 +122,7 @@ export async function startNatsCluster(): Promise<NatsCluster> {
       name,
       port: p.client,
       url: `nats://127.0.0.1:${p.client}`,
+      http: p.http,
       proc,
       log: () => log,
       alive: () => !gone,
