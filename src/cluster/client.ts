@@ -125,7 +125,15 @@ export class ClusterClient {
     }
     const out: NodeRecord[] = [];
     for (const k of keys.sort()) {
-      const e = await this.kv.nodes.get(k);
+      let e: Awaited<ReturnType<KV["get"]>> | undefined;
+      for (let i = 0; e === undefined; i++) {
+        try {
+          e = await this.kv.nodes.get(k);
+        } catch (err) {
+          if (Date.now() > deadline) throw toLuminaGuardError(err, "DAEMON_UNAVAILABLE");
+          await new Promise((r) => setTimeout(r, Math.min(500, 50 * (i + 1))));
+        }
+      }
       if (!e || e.operation !== "PUT") continue;
       const r = nodeRecordSchema.safeParse(parseJson(e.value));
       if (r.success) out.push(r.data);
@@ -133,10 +141,17 @@ export class ClusterClient {
     return out;
   }
 
-  /** Whether a node still heartbeats (its entry has not expired nor been deleted). */
+  /**
+   * Whether a node still heartbeats (its entry has not expired nor been deleted). A bucket that does not answer
+   * (servers electing a leader) says nothing: the node counts as alive, and the caller's deadline still holds.
+   */
   async nodeAlive(node: string): Promise<boolean> {
-    const e = await this.kv.nodes.get(node);
-    return e !== null && e.operation === "PUT";
+    try {
+      const e = await this.kv.nodes.get(node);
+      return e !== null && e.operation === "PUT";
+    } catch {
+      return true;
+    }
   }
 
   async locate(id: string): Promise<Location | undefined> {
@@ -275,7 +290,7 @@ export class ClusterClient {
           continue;
         }
         if (code === ErrorCode.Timeout) {
-          if (!(await this.nodeAlive(node).catch(() => true))) throw lost();
+          if (!(await this.nodeAlive(node))) throw lost();
           // Sent again with the same id: the node runs it once and answers every copy.
           if (o.retransmitMs !== undefined && Date.now() < deadline) continue;
           throw new LuminaGuardError("TOOL_TIMEOUT", `node ${node} did not answer ${op} within ${o.timeoutMs} ms`, { details: { node } });
