@@ -307,6 +307,14 @@ describe("cluster on NATS (3 servers, 3 nodes)", { skip, timeout: 300_000 }, () 
   test("security: wrong credentials refused; a client cannot write a heartbeat, listen on a node's subjects, or steer a node's reply; a node serves only its own sandboxes", async () => {
     await rejectsWith(ClusterClient.connect({ ...clientConnect(), password: "wrong" }), "UNAUTHORIZED");
     await rejectsWith(ClusterClient.connect({ servers: clientConnect().servers }), "UNAUTHORIZED");
+    // An nkey user (the seed file, as `nats --nkey`): signs in and sees the cluster; an unknown seed is refused.
+    const byNkey = await ClusterClient.connect({ servers: clientConnect().servers, nkey: (nats as NatsCluster).nkeySeedFile });
+    try {
+      assert.equal((await byNkey.nodes()).length, 3);
+    } finally {
+      await byNkey.close();
+    }
+    await rejectsWith(ClusterClient.connect({ servers: clientConnect().servers, nkey: (nats as NatsCluster).strangerSeedFile }), "UNAUTHORIZED");
     const r = await cli(["cluster", "status", "--cluster", (nats as NatsCluster).urls, "--cluster-user", CLIENT_USER.user], { LUMINAGUARD_CLUSTER_PASSWORD: "wrong" });
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /UNAUTHORIZED/);

@@ -5,6 +5,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { nkeys } from "nats";
 import { freePort } from "../../src/util/net.js";
 
 export const NODE_USER = { user: "node", password: "node-secret-1" };
@@ -36,10 +37,14 @@ export interface NatsCluster {
   /** All three client URLs, comma-separated. */
   urls: string;
   root: string;
+  /** A client user that signs in with an nkey (its seed file), with the client's permissions. */
+  nkeySeedFile: string;
+  /** A seed the servers do not know. */
+  strangerSeedFile: string;
   stop: () => Promise<void>;
 }
 
-function permissions(): string {
+function permissions(nkeyUser: string): string {
   const client = {
     publish: {
       allow: ["lg.offer", "lg.node.*.create", "lg.node.*.call", "lg.node.*.cancel", "lg.node.*.kill", "lg.node.*.ping", "$JS.API.>"],
@@ -50,6 +55,7 @@ function permissions(): string {
   const users = [
     { user: NODE_USER.user, password: NODE_USER.password, permissions: { publish: { allow: [">"] }, subscribe: { allow: [">"] } } },
     { user: CLIENT_USER.user, password: CLIENT_USER.password, permissions: client },
+    { nkey: nkeyUser, permissions: client },
   ];
   // The NATS config format accepts JSON values.
   return `authorization: ${JSON.stringify({ users })}\n`;
@@ -91,6 +97,11 @@ export function connectionNames(server: NatsServer): Promise<string[]> {
 
 export async function startNatsCluster(): Promise<NatsCluster> {
   const root = mkdtempSync(join(tmpdir(), "lg-nats-test-"));
+  const user = nkeys.createUser();
+  const nkeySeedFile = join(root, "client.nk");
+  writeFileSync(nkeySeedFile, `${new TextDecoder().decode(user.getSeed())}\n`, { mode: 0o600 });
+  const strangerSeedFile = join(root, "stranger.nk");
+  writeFileSync(strangerSeedFile, new TextDecoder().decode(nkeys.createUser().getSeed()), { mode: 0o600 });
   const ports = await Promise.all(Array.from({ length: 3 }, async () => ({ client: await freePort(), route: await freePort(), http: await freePort() })));
   const servers: NatsServer[] = [];
   for (let i = 0; i < 3; i++) {
@@ -106,7 +117,7 @@ export async function startNatsCluster(): Promise<NatsCluster> {
       `max_payload: 8388608`,
       `jetstream: { store_dir: "${join(dir, "js")}", max_memory_store: 67108864, max_file_store: 268435456 }`,
       `cluster: { name: "lgtest", listen: "127.0.0.1:${p.route}", routes: [${routes.join(", ")}] }`,
-      permissions(),
+      permissions(user.getPublicKey()),
     ].join("\n");
     const file = join(dir, "nats.conf");
     writeFileSync(file, conf, { mode: 0o600 });
@@ -153,5 +164,5 @@ export async function startNatsCluster(): Promise<NatsCluster> {
       await new Promise((r) => setTimeout(r, 100));
     }
   }
-  return { servers, urls: servers.map((s) => s.url).join(","), root, stop };
+  return { servers, urls: servers.map((s) => s.url).join(","), root, nkeySeedFile, strangerSeedFile, stop };
 }
