@@ -12,6 +12,7 @@ packages=(
   file util-linux        # file(1) checks busybox is static; setpriv gives QEMU a parent-death signal
   prometheus             # promtool: the daemon's /metrics is checked with Prometheus' own linter
   chromium               # the dashboard's test drives a real headless browser
+  nats-server            # the cluster fabric (luminaguard serve --cluster); its tests run a 3-server cluster
 )
 missing=()
 for p in "${packages[@]}"; do

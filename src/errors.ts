@@ -49,6 +49,8 @@ export const ERROR_CODES = [
   "DAEMON_UNAVAILABLE",
   /** Another daemon already listens on the socket. */
   "DAEMON_RUNNING",
+  /** A cluster sandbox's node stopped heartbeating (crashed, cut off): the sandbox and its work are gone. */
+  "NODE_LOST",
   /** A request to the daemon's API without the right bearer token. */
   "UNAUTHORIZED",
   "INTERNAL",

@@ -3,6 +3,9 @@ export { Sandbox, DEFAULT_MEMORY_MIB, DEFAULT_PIDS_MAX, DEFAULT_DISK_MIB } from 
 export type { SandboxOptions, RunOptions, SandboxApi } from "./runtime/sandbox.js";
 export { DaemonClient, RemoteSandbox } from "./daemon/client.js";
 export type { SandboxDescription, CreateSandboxBody, CommandStreamLine } from "./daemon/schemas.js";
+export { connectClusterClient } from "./cluster/lazy.js";
+export type { ClusterClient, ClusterSandbox, ClusterOption, ClaimOptions } from "./cluster/client.js";
+export type { ClusterConnect } from "./cluster/connect.js";
 export { resolveBackend, probeBackend, getBackend, BACKEND_CHOICES } from "./runtime/backends.js";
 export type { BackendChoice } from "./runtime/backends.js";
 export { doctor } from "./runtime/doctor.js";

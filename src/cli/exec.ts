@@ -4,10 +4,11 @@ import { MAX_DISK_MIB, MIN_DISK_MIB } from "../runtime/disk.js";
 import { sandboxFromDaemon } from "../daemon/client.js";
 import { fileToolsOption } from "./options.js";
 import { parseIntOption } from "./output.js";
+import { addClusterConnectOptions, clusterForClient, type ClusterConnectFlags } from "./cluster.js";
 import { backendOption, interruptible, noDaemonOption, sandboxOptions, type SandboxFlags } from "./sandbox.js";
 
 export function registerExecCommand(program: Command): void {
-  program
+  const cmd = program
     .command("exec")
     .description("run one command in a fresh sandbox, stream its output, exit with its exit code")
     .addOption(backendOption())
@@ -16,14 +17,19 @@ export function registerExecCommand(program: Command): void {
     .option("--memory <MiB>", "memory limit of the sandbox", parseIntOption("--memory", 32, 65_536))
     .option("--disk <MiB>", "disk limit of the sandbox: MiB it may add to its workspace (default 1024)", parseIntOption("--disk", MIN_DISK_MIB, MAX_DISK_MIB))
     .addOption(fileToolsOption())
-    .addOption(noDaemonOption())
+    .addOption(noDaemonOption());
+  addClusterConnectOptions(cmd, "claim the sandbox in this cluster")
     .argument("<cmd...>", "command and arguments (put -- before them)")
-    .action(async (cmd: string[], flags: SandboxFlags & { timeout: number }) => {
+    .action(async (cmd: string[], flags: SandboxFlags & ClusterConnectFlags & { timeout: number }) => {
       const { signal, cleanup } = interruptible();
       // A running daemon first: its answer needs none of the in-process runtime, which is loaded only without one.
-      const options = sandboxOptions(flags, signal);
-      const sandbox = (await sandboxFromDaemon(options)) ?? (await (await import("../runtime/sandbox.js")).Sandbox.create({ ...options, daemon: false }));
+      const clusterConnect = await clusterForClient(flags);
+      const options = sandboxOptions({ ...flags, ...(clusterConnect ? { clusterConnect } : {}) }, signal);
+      const sandbox = clusterConnect
+        ? await (await import("../runtime/sandbox.js")).Sandbox.create(options)
+        : (await sandboxFromDaemon(options)) ?? (await (await import("../runtime/sandbox.js")).Sandbox.create({ ...options, daemon: false }));
       cleanup(() => sandbox.kill());
+      if (sandbox.info["via"] === "cluster") process.stderr.write(`luminaguard: via the cluster, node ${String(sandbox.info["node"])} (sandbox ${sandbox.id}, ${sandbox.backend})\n`);
       if (sandbox.info["via"] === "daemon") process.stderr.write(`luminaguard: via the daemon at ${String(sandbox.info["daemon"])} (sandbox ${sandbox.id}, ${sandbox.backend})\n`);
       try {
         const r = await sandbox.commands.run(cmd, {

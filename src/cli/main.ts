@@ -23,6 +23,7 @@ const GROUPS: Record<string, () => Promise<Register>> = {
   },
   audit: async () => (await import("./audit.js")).registerAuditCommand,
   serve: async () => (await import("./serve.js")).registerServeCommand,
+  cluster: async () => (await import("./cluster.js")).registerClusterCommand,
 };
 
 /** The groups this command line needs: the one it names; none for a bare --version; all otherwise (help, errors). */

@@ -3,6 +3,7 @@ import { Option } from "commander";
 import { BACKEND_CHOICES, type BackendChoice } from "../sandbox/types.js";
 import type { SandboxOptions } from "../runtime/sandbox.js";
 import type { FileToolsMode } from "../sandbox/types.js";
+import type { ClusterConnect } from "../cluster/connect.js";
 
 export const backendOption = (): Option =>
   new Option("--backend <name>", "sandbox backend (auto = strongest isolation that works here)").choices([...BACKEND_CHOICES]).default("auto");
@@ -15,6 +16,8 @@ export interface SandboxFlags {
   fileTools?: FileToolsMode;
   /** false with --no-daemon: never use a running daemon. */
   daemon?: boolean;
+  /** --cluster: the sandbox is claimed in this cluster (see src/cli/cluster.ts for the credential flags). */
+  clusterConnect?: ClusterConnect;
 }
 
 /** exec and tool: run in-process even when a daemon answers. */
@@ -28,6 +31,7 @@ export function sandboxOptions(flags: SandboxFlags, signal: AbortSignal): Sandbo
     ...(flags.disk !== undefined ? { diskMiB: flags.disk } : {}),
     ...(flags.fileTools !== undefined ? { fileTools: flags.fileTools } : {}),
     ...(flags.daemon === false ? { daemon: false } : {}),
+    ...(flags.clusterConnect !== undefined ? { cluster: flags.clusterConnect } : {}),
     signal,
   };
 }

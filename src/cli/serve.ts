@@ -9,8 +9,9 @@ import { LuminaGuardError } from "../errors.js";
 import type { BackendName } from "../sandbox/types.js";
 import { escapeForTerminal } from "../util/terminal.js";
 import { parseIntOption } from "./output.js";
+import { addClusterNodeOptions, joinClusterFrom, type ClusterNodeFlags } from "./cluster.js";
 
-interface ServeFlags {
+interface ServeFlags extends ClusterNodeFlags {
   socket?: string;
   listen?: string;
   namespacePool?: string;
@@ -45,7 +46,7 @@ function say(line: string): void {
 }
 
 export function registerServeCommand(program: Command): void {
-  program
+  const cmd = program
     .command("serve")
     .description("run the daemon: warm pools, the approval queue and audit log, and the HTTP API on a Unix socket (SIGTERM drains)")
     .option("--socket <path>", "Unix socket (default $XDG_RUNTIME_DIR/luminaguard.sock, or in the private runtime directory)")
@@ -64,7 +65,8 @@ export function registerServeCommand(program: Command): void {
     .option("--policy <file>", "approval policy file (default $LUMINAGUARD_HOME/policy.json)")
     .option("--no-recover", "skip start-up recovery of what a crashed run left behind")
     .option("--recovery-grace <ms>", "leave leftovers younger than this alone: another process may be about to use them (default 5000)", parseIntOption("--recovery-grace", 0, 3_600_000))
-    .option("--no-mcp", "do not serve MCP at /mcp")
+    .option("--no-mcp", "do not serve MCP at /mcp");
+  addClusterNodeOptions(cmd)
     .action(async (flags: ServeFlags) => {
       const config = loadConfig().serve ?? {};
       const pools: Partial<Record<BackendName, PoolSize>> = { ...(config.pools?.namespace ? { namespace: config.pools.namespace } : {}), ...(config.pools?.microvm ? { microvm: config.pools.microvm } : {}) };
@@ -110,6 +112,14 @@ export function registerServeCommand(program: Command): void {
       say(`budget: ${budget.memoryBudgetMiB} MiB for sandboxes, ${budget.maxSandboxes} sandboxes, ${budget.maxCalls} calls in flight; queue ${budget.maxQueue}, wait ${budget.defaultWaitMs} ms`);
       say(`daemon ${process.pid} serving on unix:${running.socketPath}${running.tcpUrl ? ` and ${running.tcpUrl}` : ""}`);
       if (running.tokenGenerated && running.token) say(`bearer token for ${running.tcpUrl ?? "TCP"} (shown once; set ${DAEMON_TOKEN_ENV} to choose it): ${running.token}`);
+      let node;
+      try {
+        node = await joinClusterFrom(running.daemon, flags);
+      } catch (err) {
+        await running.stop();
+        throw err;
+      }
+      if (node) say(`cluster node ${node.name} joined`);
       if (running.tcpUrl) say(`dashboard: ${running.tcpUrl}/ui?token=${running.tokenGenerated ? "<the token above>" : `$${DAEMON_TOKEN_ENV}`} (once; then a cookie)`);
 
       await new Promise<void>((resolve) => {
@@ -121,7 +131,10 @@ export function registerServeCommand(program: Command): void {
             return;
           }
           say(`${sig}: draining (no new work; calls in flight get ${drainGraceMs / 1000} s)`);
-          void running.stop().then(resolve, (err: unknown) => {
+          void (node?.leave() ?? Promise.resolve())
+            .then(() => running.stop())
+            .then(() => node?.close())
+            .then(resolve, (err: unknown) => {
             say(`drain failed: ${(err as Error).message}`);
             process.exitCode = 1;
             resolve();

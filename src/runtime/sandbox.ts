@@ -9,6 +9,7 @@ import * as tools from "../tools/dispatch.js";
 import type { CallOptions, CommandResult, ListDirectoryResult, ReadFileResult, SearchResult, WriteFileResult } from "../tools/dispatch.js";
 import { validateCall, type ToolName } from "../tools/registry.js";
 import { sandboxFromDaemon } from "../daemon/client.js";
+import type { ClusterOption } from "../cluster/client.js";
 import { resolveBackendChoice, type BackendChoice } from "./backends.js";
 import { DiskGuard, diskLimit, noSpace, type DiskLimit, type DiskLimitMode } from "./disk.js";
 import { removeIfOwned, workspaceFor, type Workspace } from "./workspace.js";
@@ -42,6 +43,12 @@ export interface SandboxOptions {
    * `false` (or LUMINAGUARD_DAEMON=0): always in-process; `true`: the daemon or DAEMON_UNAVAILABLE.
    */
   daemon?: boolean;
+  /**
+   * A sandbox in a LuminaGuard cluster (`luminaguard serve --cluster`): `nats://host:port[,...]`, or the
+   * connection with credentials and placement constraints. The workspace is always fresh on the node
+   * (a host `workspace` is WORKSPACE_FORBIDDEN). See docs/cluster.md.
+   */
+  cluster?: ClusterOption;
 }
 
 export const DEFAULT_MEMORY_MIB = 256;
@@ -148,6 +155,18 @@ export class Sandbox {
   static create(options: SandboxOptions & { daemon: false }): Promise<Sandbox>;
   static create(options?: SandboxOptions): Promise<SandboxApi>;
   static async create(options: SandboxOptions = {}): Promise<SandboxApi> {
+    if (options.cluster !== undefined) {
+      const { sandboxFromCluster } = await import("../cluster/client.js");
+      return await sandboxFromCluster(options.cluster, {
+        ...(options.backend !== undefined ? { backend: options.backend } : {}),
+        ...(options.workspace !== undefined ? { workspace: options.workspace } : {}),
+        ...(options.memoryMiB !== undefined ? { memoryMiB: options.memoryMiB } : {}),
+        ...(options.diskMiB !== undefined ? { diskMiB: options.diskMiB } : {}),
+        ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+        ...(options.fileTools !== undefined ? { fileTools: options.fileTools } : {}),
+        ...(options.signal !== undefined ? { signal: options.signal } : {}),
+      });
+    }
     const remote = await sandboxFromDaemon(options);
     if (remote) return remote;
     const disk = diskLimit(options.diskMiB, options.diskInodes);
