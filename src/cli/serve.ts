@@ -83,6 +83,13 @@ export function registerServeCommand(program: Command): void {
       const idleMs = flags.idle !== undefined ? flags.idle * 1000 : config.idleMs;
       const drainGraceMs = flags.drainGrace !== undefined ? flags.drainGrace * 1000 : (config.drainGraceMs ?? DEFAULT_DRAIN_GRACE_MS);
 
+      // The signal handlers go in before anything starts: a SIGTERM during start-up (or while joining a
+      // cluster) must drain what exists, not kill the process with sandboxes alive.
+      let pending: NodeJS.Signals | undefined;
+      let handle: (sig: NodeJS.Signals) => void = (sig) => (pending ??= sig);
+      const relay = (sig: NodeJS.Signals): void => handle(sig);
+      process.on("SIGTERM", relay);
+      process.on("SIGINT", relay);
       const { startDaemon } = await import("../daemon/server.js");
       const { formatRecovery } = await import("../daemon/recovery.js");
       const running = await startDaemon({
@@ -140,8 +147,8 @@ export function registerServeCommand(program: Command): void {
             resolve();
           });
         };
-        process.on("SIGTERM", onSignal);
-        process.on("SIGINT", onSignal);
+        handle = onSignal;
+        if (pending !== undefined) onSignal(pending);
       });
       say("daemon stopped; every sandbox destroyed");
     });
