@@ -35,6 +35,8 @@ export interface BenchOptions {
   runs: number;
   concurrency: number;
   durationS: number;
+  /** Alternating throughput rounds in the mcp scenario (default 5). */
+  rounds?: number;
   progress: ScenarioOptions["progress"];
 }
 
@@ -47,6 +49,7 @@ export async function runBench(scenario: ScenarioName, o: BenchOptions): Promise
   const t0 = performance.now();
   const rec = new Recorder();
   const opts: ScenarioOptions = { backend: o.backend, runs: o.runs, concurrency: o.concurrency, durationS: o.durationS, progress: o.progress };
+  if (o.rounds !== undefined) opts.rounds = o.rounds;
   const wants = (s: ScenarioName): boolean => scenario === s || scenario === "all";
   if (wants("spawn")) await spawnScenario(rec, opts);
   if (wants("memory")) await memoryScenario(rec, opts);

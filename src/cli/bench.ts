@@ -15,14 +15,16 @@ export function registerBenchCommand(program: Command): void {
     .option("--runs <n>", "samples per latency metric", parseIntOption("--runs", 1, 100_000), 100)
     .option("--concurrency <c>", "concurrent agents in throughput runs", parseIntOption("--concurrency", 1, 1024), 8)
     .option("--duration <s>", "seconds of sustained throughput", parseIntOption("--duration", 1, 3600), 30)
+    .option("--rounds <n>", "alternating throughput rounds (ours, reference) in the mcp scenario; the ratio is their median", parseIntOption("--rounds", 1, 100), 5)
     .option("--json", "print one JSON object instead of tables")
-    .action(async (scenario: ScenarioName, o: { backend: BackendName; runs: number; concurrency: number; duration: number; json?: boolean }) => {
+    .action(async (scenario: ScenarioName, o: { backend: BackendName; runs: number; concurrency: number; duration: number; rounds: number; json?: boolean }) => {
       const bar = progressBar();
       const { run, path, leaks } = await runBench(scenario, {
         backend: o.backend,
         runs: o.runs,
         concurrency: o.concurrency,
         durationS: o.duration,
+        rounds: o.rounds,
         progress: (label, done, total) => bar.update(label, done, total),
       });
       bar.done();
