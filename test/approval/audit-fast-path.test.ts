@@ -92,3 +92,32 @@ test("path rules still see a symlink's target when paths are resolved only for p
   assert.equal(evaluatePolicy(allowPub, { tool: "write_file", args: { path: "pub/key", content: "" } }, { workspace: ws }).action, "ask");
 });
 
+
+test("read-only decisions made in one tick share one write, all in the log, in order with a Red one made meanwhile", async () => {
+  const file = join(home, "batched.jsonl");
+  const gate = new ApprovalGate({ approver: nonInteractiveApprover(), audit: new AuditLog(file) });
+  const greens = Array.from({ length: 40 }, (_, i) => gate.check({ tool: "read_file", args: { path: `f${i}` } }));
+  // Denied by the non-interactive approver: fsynced at once, after the reads queued before it.
+  const red = gate.check({ tool: "write_file", args: { path: "w", content: "" } });
+  const more = Array.from({ length: 10 }, (_, i) => gate.check({ tool: "search", args: { pattern: `p${i}` } }));
+  const decisions = await Promise.all([...greens, red, ...more]);
+  const { entries, skipped } = readAudit(file);
+  assert.equal(skipped, 0);
+  assert.equal(entries.length, 51);
+  assert.deepEqual(new Set(entries.map((e) => e.id)), new Set(decisions.map((d) => d.auditId)), "each decision's own entry");
+  const at = (id: string): number => entries.findIndex((e) => e.id === id);
+  const redAt = at(decisions[40]?.auditId ?? "");
+  assert.ok(decisions.slice(0, 40).every((d) => at(d.auditId) < redAt), "reads decided before the write are logged before it");
+  assert.deepEqual(entries.filter((e) => e.tool === "read_file").map((e) => e.card["summary"]), Array.from({ length: 40 }, (_, i) => `read_file f${i}`));
+});
+
+test("a batched read-only line that cannot be written fails every decision in its batch: none of those reads runs", async () => {
+  writeFileSync(join(home, "not-a-dir-2"), "");
+  const gate = new ApprovalGate({ approver: nonInteractiveApprover(), audit: new AuditLog(join(home, "not-a-dir-2", "audit.jsonl")) });
+  const results = await Promise.allSettled(Array.from({ length: 5 }, (_, i) => gate.check({ tool: "read_file", args: { path: `f${i}` } })));
+  assert.equal(results.length, 5);
+  for (const r of results) {
+    assert.equal(r.status, "rejected");
+    assert.ok(r.status === "rejected" && r.reason instanceof LuminaGuardError && r.reason.code === "IO_ERROR", String(r.status === "rejected" ? r.reason : ""));
+  }
+});
