@@ -1,6 +1,6 @@
-// The audit log: one JSON line per approval decision, appended with O_APPEND and fsynced before the action proceeds.
+// The audit log: one JSON line per approval decision, appended with O_APPEND before the action proceeds (and fsynced, but for Green reads: group commit).
 import { createHash, randomBytes } from "node:crypto";
-import { closeSync, constants, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, writeSync } from "node:fs";
+import { closeSync, constants, existsSync, fstatSync, fsync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, writeSync } from "node:fs";
 import { dirname, join, relative, resolve, sep } from "node:path";
 import { z } from "zod";
 import { LuminaGuardError } from "../errors.js";
@@ -52,9 +52,25 @@ export function argsHash(args: unknown): string {
   return `sha256:${createHash("sha256").update(canonicalJson(args ?? null)).digest("hex")}`;
 }
 
+const ID_RANDOM_BYTES = 5;
+/** Random bytes for ids, drawn from the CSPRNG 256 ids at a time (one getrandom per 256 decisions, not per decision). */
+let idPool = Buffer.alloc(0);
+let idPoolAt = 0;
+
 export function newAuditId(): string {
-  return `${Date.now().toString(36)}-${randomBytes(5).toString("hex")}`;
+  if (idPoolAt + ID_RANDOM_BYTES > idPool.length) {
+    idPool = randomBytes(ID_RANDOM_BYTES * 256);
+    idPoolAt = 0;
+  }
+  const hex = idPool.toString("hex", idPoolAt, idPoolAt + ID_RANDOM_BYTES);
+  // Each byte serves one id only.
+  idPool.fill(0, idPoolAt, idPoolAt + ID_RANDOM_BYTES);
+  idPoolAt += ID_RANDOM_BYTES;
+  return `${Date.now().toString(36)}-${hex}`;
 }
+
+/** How long a read-only decision's line may wait for the group fsync. */
+const GROUP_COMMIT_MS = 100;
 
 export class AuditLog {
   readonly file: string;
@@ -63,45 +79,106 @@ export class AuditLog {
     this.file = resolve(file);
   }
 
+  /** Workspaces already found not to contain this log (a gate per MCP call must not resolve both paths each time). */
+  private readonly outside = new Set<string>();
+
   /** Refuses a log that a sandbox could reach: the audit file must not live inside the workspace. */
   assertOutside(workspace: string): void {
+    if (this.outside.has(workspace)) return;
     const ws = safeRealpath(workspace);
     const dir = safeRealpath(dirname(this.file));
     const rel = relative(ws, dir);
     if (rel === "" || (!rel.startsWith(`..${sep}`) && rel !== ".." && !rel.startsWith(sep))) {
       throw new LuminaGuardError("INVALID_ARGUMENT", `the audit log ${this.file} is inside the workspace ${workspace}; set LUMINAGUARD_HOME outside it`);
     }
+    this.outside.add(workspace);
   }
 
   private pendingSync: NodeJS.Timeout | undefined;
 
   /**
    * Appends one line and fsyncs it; throws (and the action must not proceed) when that fails.
-   * `sync: false` (read-only calls, which change nothing) leaves the fsync to a group commit within
-   * 100 ms: the line is written at once and in order, only its durability is batched.
+   * `sync: false` (read-only calls, which change nothing) leaves the fsync to a group commit about
+   * 100 ms later, off the event loop: the line is written (write(2)) at once and in order, before the
+   * call runs, so a crash of this process never loses it; only a kernel crash or power loss within that
+   * window can, and only lines of calls that changed nothing. The next `sync` append covers them too.
    */
   append(entry: AuditEntry, options: { sync?: boolean } = {}): void {
     const sync = options.sync ?? true;
     const line = Buffer.from(`${JSON.stringify(entry)}\n`, "utf8");
+    // Lines queued by appendSoon go first: the log keeps the order decisions were made in.
+    const batch = this.queued;
+    this.queued = [];
     try {
-      if (faultsOn && fault("audit-write")) throw injectedErrno("EIO", "write");
-      const fd = this.open();
-      // A line torn by another writer's crash must not swallow this one: start on a fresh line.
-      const size = fstatSync(fd).size;
-      const last = Buffer.alloc(1);
-      const data = size > 0 && readSync(fd, last, 0, 1, size - 1) === 1 && last[0] !== 0x0a ? Buffer.concat([Buffer.from("\n"), line]) : line;
-      // One write(2) per line: O_APPEND keeps concurrent writers' lines whole.
-      let off = 0;
-      while (off < data.length) off += writeSync(fd, data, off, data.length - off);
+      const fd = this.writeLines(batch.length > 0 ? Buffer.concat([...batch.map((b) => b.line), line]) : line);
       if (sync) fsyncSync(fd);
       else this.scheduleSync();
     } catch (err) {
-      this.closeFd();
-      throw new LuminaGuardError("IO_ERROR", `cannot write the audit log ${this.file}: ${(err as Error).message}`, { cause: err });
+      const e = this.failed(err);
+      for (const b of batch) b.reject(e);
+      throw e;
     }
+    for (const b of batch) b.resolve();
+  }
+
+  /** Lines waiting for the write at the end of this tick, with the decisions waiting on them. */
+  private queued: Array<{ line: Buffer; resolve: () => void; reject: (err: LuminaGuardError) => void }> = [];
+
+  /**
+   * A read-only decision's line, written with every other line queued in the same tick in one write(2)
+   * (pipelined calls: one write for the lot, not one each), fsynced by the group commit like `sync: false`.
+   * Resolves once the line is in the file, rejects (IO_ERROR) when it cannot be written: the caller runs
+   * the call only after this resolves, so nothing runs unaudited.
+   */
+  appendSoon(entry: AuditEntry): Promise<void> {
+    const line = Buffer.from(`${JSON.stringify(entry)}\n`, "utf8");
+    return new Promise<void>((resolve, reject) => {
+      this.queued.push({ line, resolve, reject });
+      if (this.queued.length === 1) process.nextTick(() => this.flushQueued());
+    });
+  }
+
+  private flushQueued(): void {
+    const batch = this.queued;
+    if (batch.length === 0) return;
+    this.queued = [];
+    try {
+      this.writeLines(batch.length === 1 && batch[0] ? batch[0].line : Buffer.concat(batch.map((b) => b.line)));
+      this.scheduleSync();
+    } catch (err) {
+      const e = this.failed(err);
+      for (const b of batch) b.reject(e);
+      return;
+    }
+    for (const b of batch) b.resolve();
+  }
+
+  /** Appends whole lines in one write(2) (O_APPEND keeps concurrent writers' lines whole); returns the descriptor. */
+  private writeLines(lines: Buffer): number {
+    if (faultsOn && fault("audit-write")) throw injectedErrno("EIO", "write");
+    const fd = this.open();
+    // A line torn by another writer's crash must not swallow ours: start on a fresh line.
+    // When the file ends where our own last line did, its last byte is that line's newline: no need to read it.
+    const size = fstatSync(fd).size;
+    const last = Buffer.alloc(1);
+    const torn = size > 0 && size !== this.endedAt && readSync(fd, last, 0, 1, size - 1) === 1 && last[0] !== 0x0a;
+    const data = torn ? Buffer.concat([Buffer.from("\n"), lines]) : lines;
+    let off = 0;
+    while (off < data.length) off += writeSync(fd, data, off, data.length - off);
+    // If another writer appended meanwhile, the file is already longer than this (an append-only file only
+    // grows), so the next append sees a different size and reads the last byte: never a false "ours".
+    this.endedAt = size + data.length;
+    return fd;
+  }
+
+  private failed(err: unknown): LuminaGuardError {
+    this.closeFd();
+    return new LuminaGuardError("IO_ERROR", `cannot write the audit log ${this.file}: ${(err as Error).message}`, { cause: err });
   }
 
   private fd: number | undefined;
+  /** The file's size right after our last line, whose newline is then its last byte. */
+  private endedAt: number | undefined;
 
   /** Opens once and keeps the descriptor for the life of the log. */
   private open(): number {
@@ -116,6 +193,7 @@ export class AuditLog {
   }
 
   private closeFd(): void {
+    this.endedAt = undefined;
     if (this.fd === undefined) return;
     try {
       closeSync(this.fd);
@@ -125,17 +203,35 @@ export class AuditLog {
     this.fd = undefined;
   }
 
+  /** An fsync of the group commit is running in the thread pool. */
+  private syncing = false;
+  /** Lines were written after the running group fsync began: another one must follow it. */
+  private dirty = false;
+
   private scheduleSync(): void {
+    if (this.syncing) {
+      this.dirty = true;
+      return;
+    }
     if (this.pendingSync) return;
     this.pendingSync = setTimeout(() => {
       this.pendingSync = undefined;
-      try {
-        if (this.fd !== undefined) fsyncSync(this.fd);
-      } catch {
-        /* the next durable append syncs the file anyway */
-      }
-    }, 100);
+      this.groupSync();
+    }, GROUP_COMMIT_MS);
     this.pendingSync.unref();
+  }
+
+  /** One fsync for every line written so far, in the thread pool: the loop keeps serving calls meanwhile. */
+  private groupSync(): void {
+    const fd = this.fd;
+    if (fd === undefined) return;
+    this.syncing = true;
+    this.dirty = false;
+    fsync(fd, () => {
+      // An error here is not fatal: the next durable append fsyncs (and throws on failure) anyway.
+      this.syncing = false;
+      if (this.dirty) this.groupSync();
+    });
   }
 }
 

@@ -67,8 +67,8 @@ export class ApprovalGate {
   }
 
   /**
-   * Decides one call. The decision is on disk (fsynced) before this returns, so an allowed action
-   * never runs unaudited. The call's arguments are data: nothing in them can approve anything.
+   * Decides one call. The decision is in the audit log before this returns, so an allowed action never
+   * runs unaudited: fsynced too, except a Green allow, whose fsync the group commit does (AuditLog.append). The call's arguments are data: nothing in them can approve anything.
    */
   async check(call: ToolCallRequest, ctx: GateContext = {}): Promise<GateDecision> {
     const started = Date.now();
@@ -114,10 +114,11 @@ export class ApprovalGate {
       waitedMs: Date.now() - started,
       card: card as unknown as Record<string, unknown>,
     };
-    // A read-only call changes nothing, so its line need not be durable before it runs (group commit);
-    // everything else is on disk before the action proceeds.
+    // A read-only call changes nothing: its line is written before it runs (with the others of this tick, in
+    // one write) and made durable by the group commit; everything else is fsynced before the action proceeds.
     try {
-      this.audit.append(entry, { sync: !(decision === "allow" && match.class === "green") });
+      if (decision === "allow" && match.class === "green") await this.audit.appendSoon(entry);
+      else this.audit.append(entry, { sync: true });
     } catch (err) {
       log.error({ tool: call.tool, server: call.server, auditId: entry.id, err: (err as Error).message }, "audit log write failed: the call is refused");
       throw err;

@@ -148,8 +148,11 @@ export function evaluatePolicy(policy: Policy, call: ToolCallRequest, options: E
 }
 
 interface CallFacts {
-  /** Lexical workspace-relative path, and the same with symlinks resolved on the host when it differs. */
-  paths: string[] | undefined;
+  /**
+   * Lexical workspace-relative path, and the same with symlinks resolved on the host when it differs. Resolved
+   * on first use: only a rule with a `path` asks, so a policy without path rules costs no host syscalls per call.
+   */
+  paths: () => string[] | undefined;
   command: string | undefined;
 }
 
@@ -159,15 +162,21 @@ function callFacts(call: ToolCallRequest, options: EvaluateOptions): CallFacts {
   if (call.server === undefined) {
     rawPath = call.tool === "execute_command" ? (args["cwd"] ?? ".") : (args["path"] ?? (call.tool === "read_file" || call.tool === "write_file" ? undefined : "."));
   } else rawPath = args["path"];
-  let paths: string[] | undefined;
-  if (typeof rawPath === "string") {
-    const lexical = workspaceRelative(rawPath);
-    paths = [lexical];
-    if (options.workspace !== undefined) {
-      const resolved = resolvedRelative(options.workspace, lexical);
-      if (resolved !== undefined && resolved !== lexical) paths.push(resolved);
+  let resolvedPaths: string[] | undefined;
+  let pathsDone = false;
+  const paths = (): string[] | undefined => {
+    if (pathsDone) return resolvedPaths;
+    pathsDone = true;
+    if (typeof rawPath === "string") {
+      const lexical = workspaceRelative(rawPath);
+      resolvedPaths = [lexical];
+      if (options.workspace !== undefined) {
+        const resolved = resolvedRelative(options.workspace, lexical);
+        if (resolved !== undefined && resolved !== lexical) resolvedPaths.push(resolved);
+      }
     }
-  }
+    return resolvedPaths;
+  };
   let command: string | undefined;
   if (call.server === undefined && call.tool === "execute_command") {
     const c = args["command"];
@@ -185,8 +194,9 @@ function matches(c: CompiledRule, call: ToolCallRequest, facts: CallFacts, actio
   // An allow rule must hold for the path as written and as resolved; deny and ask fire on either.
   if (c.path !== undefined) {
     const re = c.path;
-    if (facts.paths === undefined) return false;
-    if (action === "allow" ? !facts.paths.every((p) => re.test(p)) : !facts.paths.some((p) => re.test(p))) return false;
+    const paths = facts.paths();
+    if (paths === undefined) return false;
+    if (action === "allow" ? !paths.every((p) => re.test(p)) : !paths.some((p) => re.test(p))) return false;
   }
   if (c.command !== undefined && (facts.command === undefined || !c.command.test(facts.command))) return false;
   for (const [keyPath, re] of c.args) {

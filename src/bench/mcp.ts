@@ -7,7 +7,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { StdioClientTransport, getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { readAudit } from "../approval/audit.js";
+import { LuminaGuardError } from "../errors.js";
 import { McpClientPool } from "../mcp/client/pool.js";
 import { packageRoot } from "../util/pkg.js";
 import { killGroup } from "../util/proc.js";
@@ -20,6 +22,9 @@ const require = createRequire(import.meta.url);
 const FS_SERVER = require.resolve("@modelcontextprotocol/server-filesystem/dist/index.js");
 const EVERYTHING_SERVER = require.resolve("@modelcontextprotocol/server-everything/dist/index.js");
 const WARMUP = 50;
+const DEFAULT_ROUNDS = 5;
+/** The approval mode our server runs with: the default of `luminaguard mcp`, named explicitly. */
+const APPROVAL_MODE = "elicit";
 
 function packageVersion(name: string): string {
   try {
@@ -30,15 +35,46 @@ function packageVersion(name: string): string {
   }
 }
 
-/** argv of our MCP server over stdio: the real `luminaguard mcp`. */
-function ourServerArgv(backend: string, workspace: string): { argv: string[]; via: string } {
+/**
+ * argv and environment of our MCP server over stdio: the real `luminaguard mcp` with the cliff on (the approval
+ * gate decides every call; no policy file in its fresh LUMINAGUARD_HOME, so the built-in rules: Green reads pass
+ * without a person) and its audit log at `<home>/audit.jsonl`.
+ */
+function ourServer(backend: string, workspace: string, home: string): { argv: string[]; env: Record<string, string>; via: string } {
   const main = fileURLToPath(new URL("../cli/main.js", import.meta.url));
-  return { argv: [main, "mcp", "--backend", backend, "--workspace", workspace, "--idle-timeout", "3600"], via: "luminaguard mcp" };
+  const env: Record<string, string> = { ...getDefaultEnvironment(), LUMINAGUARD_HOME: home };
+  for (const k of ["LUMINAGUARD_CACHE", "LUMINAGUARD_RUN"]) {
+    const v = process.env[k];
+    if (v !== undefined) env[k] = v;
+  }
+  return {
+    argv: [main, "mcp", "--backend", backend, "--workspace", workspace, "--idle-timeout", "3600", "--approval", APPROVAL_MODE],
+    env,
+    via: `luminaguard mcp --approval ${APPROVAL_MODE}`,
+  };
 }
 
-async function sdkClient(args: string[], label: string): Promise<Client> {
+/**
+ * Every call our server answered must have its line in the audit log: at least `succeeded` read_file entries,
+ * at most `attempted`, each a Green read allowed by the built-in read-only rule. Throws (the bench fails) otherwise.
+ */
+export function checkAudited(file: string, calls: { attempted: number; succeeded: number }): { entries: number; skipped: number } {
+  const { entries, skipped } = readAudit(file);
+  const reads = entries.filter((e) => e.tool === "read_file");
+  const problems: string[] = [];
+  if (reads.length < calls.succeeded) problems.push(`${calls.succeeded} read_file calls succeeded but the audit log has ${reads.length} read_file entries`);
+  if (reads.length > calls.attempted) problems.push(`${reads.length} read_file entries for ${calls.attempted} calls made`);
+  if (entries.length !== reads.length) problems.push(`${entries.length - reads.length} entries for other tools`);
+  const odd = reads.filter((e) => e.decision !== "allow" || e.class !== "green" || e.rule !== "default:read-only").length;
+  if (odd > 0) problems.push(`${odd} read_file entries that are not a Green allow by default:read-only`);
+  if (skipped > 0) problems.push(`${skipped} unreadable lines`);
+  if (problems.length > 0) throw new LuminaGuardError("INTERNAL", `mcp bench: the audit log ${file} does not show every call: ${problems.join("; ")}`);
+  return { entries: reads.length, skipped };
+}
+
+async function sdkClient(args: string[], label: string, env?: Record<string, string>): Promise<Client> {
   const client = new Client({ name: `lg-bench-${label}`, version: "1" });
-  await client.connect(new StdioClientTransport({ command: process.execPath, args, stderr: "ignore" }), { timeout: 60_000 });
+  await client.connect(new StdioClientTransport({ command: process.execPath, args, stderr: "ignore", ...(env !== undefined ? { env } : {}) }), { timeout: 60_000 });
   await client.listTools({}, { timeout: 30_000 });
   return client;
 }
@@ -99,6 +135,10 @@ function failIfError(r: unknown, what: string): void {
 export async function mcpScenario(rec: Recorder, o: ScenarioOptions): Promise<void> {
   const dir = realpathSync(mkdtempSync(join(tmpdir(), "lg-bench-mcp-")));
   recordCreated(dir);
+  // Our server's LUMINAGUARD_HOME (audit log, no policy file), outside the workspace as the gate demands.
+  const home = realpathSync(mkdtempSync(join(tmpdir(), "lg-bench-mcp-home-")));
+  const auditFile = join(home, "audit.jsonl");
+  recordCreated(home);
   // A small source file: the size agents read most.
   const text = `${"// LuminaGuard MCP benchmark file\n".repeat(30)}`;
   writeFileSync(join(dir, "bench.txt"), text);
@@ -111,13 +151,31 @@ export async function mcpScenario(rec: Recorder, o: ScenarioOptions): Promise<vo
   try {
     // --- The official SDK client to our sandboxed server, and to the unsandboxed server-filesystem. ---
     o.progress("mcp: starting our server and server-filesystem", 0, 2);
-    const ours = ourServerArgv(o.backend, dir);
-    rec.notes.push(`server_read_file: official SDK client → ${ours.via} (stdio) → ${o.backend} sandbox read_file; ref_fs_stdio_sdk: same client → server-filesystem read_text_file, same file`);
-    const server = await sdkClient(ours.argv, "ours");
-    closers.push(() => server.close());
+    const ours = ourServer(o.backend, dir, home);
+    rec.notes.push(
+      `server_read_file: official SDK client → ${ours.via} (stdio) → ${o.backend} sandbox read_file, every call decided by the approval gate and audited; ` +
+        "ref_fs_stdio_sdk: same client → server-filesystem read_text_file (no sandbox, no approval, no audit), same file",
+    );
+    rec.info["mcp_approval_mode"] = APPROVAL_MODE;
+    rec.info["mcp_approval_policy"] = "built-in (no policy.json): read_file is Green, allowed by default:read-only without a person";
+    rec.info["mcp_audit_file"] = `${auditFile} (counted after the run, then removed)`;
+    const server = await sdkClient(ours.argv, "ours", ours.env);
+    let serverOpen = true;
+    const closeServer = async (): Promise<void> => {
+      if (!serverOpen) return;
+      serverOpen = false;
+      await server.close();
+    };
+    closers.push(closeServer);
     const ref = await sdkClient([FS_SERVER, dir], "ref");
     closers.push(() => ref.close());
-    const callOurs = async (): Promise<unknown> => server.callTool({ name: "read_file", arguments: { path: "bench.txt" } }, undefined, { timeout: 30_000 });
+    const calls = { attempted: 0, succeeded: 0 };
+    const callOurs = async (): Promise<unknown> => {
+      calls.attempted++;
+      const r = await server.callTool({ name: "read_file", arguments: { path: "bench.txt" } }, undefined, { timeout: 30_000 });
+      if (!(r as { isError?: boolean }).isError) calls.succeeded++;
+      return r;
+    };
     const callRef = async (): Promise<unknown> => ref.callTool({ name: "read_text_file", arguments: { path: join(dir, "bench.txt") } }, undefined, { timeout: 30_000 });
     failIfError(await callOurs(), "our read_file");
     failIfError(await callRef(), "server-filesystem read_text_file");
@@ -136,7 +194,8 @@ export async function mcpScenario(rec: Recorder, o: ScenarioOptions): Promise<vo
       rec.add("mcp_latency_ms.ref_fs_stdio_sdk", "ms", performance.now() - t);
     }
     // Throughput in alternating rounds (ours, reference, ...): one sample per round each.
-    const rounds = 3;
+    const rounds = o.rounds ?? DEFAULT_ROUNDS;
+    rec.info["mcp_throughput_rounds"] = rounds;
     const window = Math.max(2, Math.min(10, o.durationS / (2 * rounds)));
     for (let r = 0; r < rounds; r++) {
       const perMin: Record<string, number> = {};
@@ -153,6 +212,12 @@ export async function mcpScenario(rec: Recorder, o: ScenarioOptions): Promise<vo
       // Same round, back to back: the ratio the ≥ 1.0× target is read against.
       rec.add("mcp_throughput_ratio.server_read_file_over_ref", "ratio", (perMin["server_read_file"] ?? 0) / (perMin["ref_fs_stdio_sdk"] ?? 1));
     }
+    // The server ends (its audit log closed), then every call it answered must be in the log.
+    await closeServer();
+    const audited = checkAudited(auditFile, calls);
+    rec.info["mcp_server_calls"] = calls.attempted;
+    rec.info["mcp_server_calls_ok"] = calls.succeeded;
+    rec.info["mcp_audit_entries"] = audited.entries;
 
     // --- Our client pool to server-filesystem (stdio) and server-everything (Streamable HTTP). ---
     o.progress("mcp: starting server-everything (http)", 0, 1);
@@ -195,5 +260,6 @@ export async function mcpScenario(rec: Recorder, o: ScenarioOptions): Promise<vo
   } finally {
     for (const close of closers.reverse()) await close().catch(() => undefined);
     rmSync(dir, { recursive: true, force: true });
+    rmSync(home, { recursive: true, force: true });
   }
 }

@@ -44,6 +44,8 @@ export interface BenchOptions {
   runs: number;
   concurrency: number;
   durationS: number;
+  /** Alternating throughput rounds in the mcp scenario (default 5). */
+  rounds?: number;
   progress: ScenarioOptions["progress"];
   /** Runs of each scenario (its samples pooled); default DEFAULT_REPEAT per scenario. */
   repeat?: number;
@@ -64,6 +66,7 @@ export async function runBench(scenario: ScenarioName, o: BenchOptions): Promise
   const t0 = performance.now();
   const rec = new Recorder();
   const opts: ScenarioOptions = { backend: o.backend, runs: o.runs, concurrency: o.concurrency, durationS: o.durationS, progress: o.progress };
+  if (o.rounds !== undefined) opts.rounds = o.rounds;
   const wants = (s: ScenarioName): boolean => scenario === s || scenario === "all";
   const repeats: Record<string, number> = {};
   const repeated = async (name: Exclude<ScenarioName, "all">, fn: (r: Recorder, opts: ScenarioOptions) => Promise<void>): Promise<void> => {

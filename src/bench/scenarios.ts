@@ -19,6 +19,8 @@ export interface ScenarioOptions {
   runs: number;
   concurrency: number;
   durationS: number;
+  /** Alternating throughput rounds (mcp scenario); default 5. */
+  rounds?: number;
   progress: (label: string, done: number, total: number) => void;
 }
 

@@ -62,11 +62,12 @@ export function registerBenchCommand(program: Command): void {
     .option("--agents <list>", "scale: agent counts to sweep, comma-separated (default 1,5,10,25,50,100,150)", agentsOption)
     .addOption(new Option("--via <how>", "scale: sandboxes in this process (sdk) or from a running `luminaguard serve` (daemon)").choices(["sdk", "daemon"]).default("sdk"))
     .option("--spawn-deadline <ms>", "scale: how long one agent may wait for its sandbox", parseIntOption("--spawn-deadline", 100, 3_600_000))
+    .option("--rounds <n>", "alternating throughput rounds (ours, reference) in the mcp scenario; the ratio is their median", parseIntOption("--rounds", 1, 100), 5)
     .option("--json", "print one JSON object instead of tables")
     .option("--kills <n>", "chaos: kills (SIGKILL of a sandbox or of its agent) to inject over the duration; partitions and channel cuts come on top", parseIntOption("--kills", 1, 100_000), 200)
     .option("--daemon", "chaos: sandboxes from a `luminaguard serve` started for the run, which the monkey also SIGKILLs and restarts")
     .option("--seed <n>", "chaos: seed of the random choices (recorded in the result)", parseIntOption("--seed", 0, 2 ** 31 - 1))
-    .action(async (scenario: ScenarioName | ExtraScenario, o: BenchCliOptions & { repeat?: number; agents?: number[]; spawnDeadline?: number; via: "sdk" | "daemon" }) => {
+    .action(async (scenario: ScenarioName | ExtraScenario, o: BenchCliOptions & { repeat?: number; agents?: number[]; spawnDeadline?: number; via: "sdk" | "daemon"; rounds: number }) => {
       if (scenario === "chaos" || scenario === "exhaustion") return await runExtra(scenario, o);
       const bar = progressBar();
       const { run, path, leaks } = await runBench(scenario, {
@@ -78,6 +79,7 @@ export function registerBenchCommand(program: Command): void {
         ...(o.agents !== undefined ? { agents: o.agents } : {}),
         ...(o.spawnDeadline !== undefined ? { spawnDeadlineMs: o.spawnDeadline } : {}),
         via: o.via,
+        rounds: o.rounds,
         progress: (label, done, total) => bar.update(label, done, total),
       });
       bar.done();

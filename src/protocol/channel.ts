@@ -237,9 +237,21 @@ export class GuestChannel {
     }
   }
 
+  /** Frames sent in one tick leave in one writev: pipelined calls wake the agent once, not once each. */
+  private corked = false;
+
   private send(message: unknown): void {
     try {
-      this.transport.output.write(encodeFrame(message));
+      const out = this.transport.output;
+      if (!this.corked) {
+        this.corked = true;
+        out.cork();
+        process.nextTick(() => {
+          this.corked = false;
+          out.uncork();
+        });
+      }
+      out.write(encodeFrame(message));
     } catch (err) {
       this.fail(new GuestChannelLostError(`cannot write to guest: ${(err as Error).message}`, { cause: err }));
     }
