@@ -54,7 +54,8 @@ export class ChaosDaemon {
     delete env["LUMINAGUARD_SOCKET"];
     delete env["LUMINAGUARD_DAEMON"];
     const pool = `${this.agents}:${this.agents * 2}`;
-    const args = [MAIN, "serve", "--socket", this.socket, "--no-mcp", this.backend === "microvm" ? "--microvm-pool" : "--namespace-pool", pool];
+    // Only the backend under test: the other's pool would be killed with the daemon too, outside the monkey's count.
+    const args = [MAIN, "serve", "--socket", this.socket, "--no-mcp", "--microvm-pool", this.backend === "microvm" ? pool : "0", "--namespace-pool", this.backend === "namespace" ? pool : "0"];
     const child = spawn(process.execPath, args, { env, stdio: ["ignore", "ignore", "pipe"] });
     child.stderr?.on("data", (c: Buffer) => {
       this.stderrTail = (this.stderrTail + c.toString("utf8")).slice(-4096);
