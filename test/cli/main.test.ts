@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { BACKENDS, tempWorkspace, unavailable } from "../fixtures.js";
+import { http, startTestDaemon } from "../daemon/helpers.js";
 
 const MAIN = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
 
@@ -140,5 +141,34 @@ describe("exec loads only what it uses", async () => {
     assert.equal(r.code, 0, r.stderr);
     const after = memos.map((f) => JSON.parse(readFileSync(join(probeDir, f), "utf8")) as { key: string; value: { ok: boolean; trialMs?: number } });
     assert.ok(after.some((m) => m.key === before.key && m.value.ok && typeof m.value.trialMs === "number"), "the trial ran again and was remembered");
+  });
+});
+
+describe("exec through the daemon", async () => {
+  const skip = await unavailable("namespace");
+
+  test("exits once the kill is sent, and the daemon still destroys every sandbox it handed out", { skip }, async (t) => {
+    const d = await startTestDaemon(t, ["--namespace-pool", "0", "--microvm-pool", "0", "--no-recover"]);
+    const env = { ...process.env, LUMINAGUARD_SOCKET: d.socket, LUMINAGUARD_DAEMON: "" };
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const r = spawnSync(process.execPath, [MAIN, "exec", "--backend", "namespace", "--", "sh", "-c", `echo run ${i}; exit ${i}`], { encoding: "utf8", timeout: 120_000, env });
+      assert.equal(r.status, i, r.stderr);
+      assert.equal(r.stdout, `run ${i}\n`);
+      const id = /via the daemon at .* \(sandbox (lg-[0-9a-f]+), namespace\)/.exec(r.stderr)?.[1];
+      assert.ok(id, `exec went through the daemon: ${r.stderr}`);
+      ids.push(id);
+    }
+    // Nothing left: the daemon lists no sandbox and logged each one's destruction.
+    const deadline = Date.now() + 30_000;
+    let listed: unknown[] = [];
+    while (Date.now() < deadline) {
+      listed = ((await http({ socket: d.socket }, "GET", "/v1/sandboxes")).json() as { sandboxes: unknown[] }).sandboxes;
+      if (listed.length === 0 && ids.every((id) => d.stderr().includes(id) && new RegExp(`"id":"${id}"[^\\n]*daemon: sandbox destroyed`).test(d.stderr()))) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.deepEqual(listed, []);
+    for (const id of ids) assert.match(d.stderr(), new RegExp(`"id":"${id}"[^\\n]*daemon: sandbox destroyed`), `${id} destroyed`);
+    assert.equal(await d.stop(), 0);
   });
 });
