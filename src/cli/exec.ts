@@ -1,7 +1,7 @@
 // `luminaguard exec -- CMD...`: one command in a fresh sandbox, its output streamed, its exit code ours.
 import type { Command } from "commander";
 import { MAX_DISK_MIB, MIN_DISK_MIB } from "../runtime/disk.js";
-import { sandboxFromDaemon } from "../daemon/client.js";
+import { RemoteSandbox, sandboxFromDaemon } from "../daemon/client.js";
 import { fileToolsOption } from "./options.js";
 import { parseIntOption } from "./output.js";
 import { addClusterConnectOptions, clusterForClient, type ClusterConnectFlags } from "./cluster.js";
@@ -42,7 +42,10 @@ export function registerExecCommand(program: Command): void {
         else if (r.stdoutTruncated || r.stderrTruncated) process.stderr.write("luminaguard: output truncated at the output cap\n");
         process.exitCode = r.exitCode ?? 128 + signalNumber(r.signal);
       } finally {
-        await sandbox.kill();
+        // In-process, the teardown completes before we exit. Through the daemon it is the daemon's:
+        // the request is sent and the daemon finishes it without us waiting (RemoteSandbox.release).
+        if (sandbox instanceof RemoteSandbox) await sandbox.release();
+        else await sandbox.kill();
       }
     });
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The `luminaguard` command: each command group registers itself from its own file here, and only the
 // group a command line names is loaded (a command starts like node, not like every module at once).
-import { Command } from "commander";
+import type { Command } from "commander";
 import { packageVersion } from "../util/pkg.js";
 import { reportError } from "./output.js";
 
@@ -35,7 +35,18 @@ function groupsFor(argv: readonly string[]): string[] {
   return Object.keys(GROUPS);
 }
 
+/** A bare `--version` (or `-V`) is answered before commander is loaded, as commander would answer it. */
+function bareVersion(argv: readonly string[]): boolean {
+  const words = argv.slice(2);
+  return words.length === 1 && (words[0] === "--version" || words[0] === "-V");
+}
+
 async function main(): Promise<void> {
+  if (bareVersion(process.argv)) {
+    process.stdout.write(`${packageVersion()}\n`);
+    return;
+  }
+  const { Command } = await import("commander");
   const program = new Command();
   program.name("luminaguard").description("Run AI agents' tool calls in single-use micro-VMs and namespace sandboxes").version(packageVersion());
   program.showHelpAfterError();

@@ -94,6 +94,24 @@ export class DaemonClient {
     });
   }
 
+  /**
+   * A request whose answer nobody waits for: resolves once it is written to the daemon's socket, and
+   * from then on the connection no longer holds the process open. For a request whose handler runs
+   * to its end whatever becomes of the connection (DELETE of a sandbox).
+   */
+  sendOnly(method: string, path: string): Promise<void> {
+    return new Promise((resolve) => {
+      const req = request(this.options(method, path, undefined, undefined), (res) => res.resume());
+      // Written or failed, the caller goes on: a daemon that is gone took its sandboxes with it.
+      req.once("error", () => resolve());
+      req.once("finish", () => {
+        req.socket?.unref();
+        resolve();
+      });
+      req.end();
+    });
+  }
+
   private connectionError(err: Error, signal?: AbortSignal): LuminaGuardError {
     if (signal?.aborted) return new LuminaGuardError("CANCELLED", "the call was cancelled");
     return new LuminaGuardError("DAEMON_UNAVAILABLE", `no LuminaGuard daemon answers at ${this.where}: ${err.message}`, {
@@ -289,6 +307,19 @@ export class RemoteSandbox implements SandboxApi {
       },
     );
     return this.killed;
+  }
+
+  /**
+   * For a process about to exit (`luminaguard exec`): asks the daemon to kill the sandbox and resolves
+   * once the request is on the daemon's socket, without waiting for the teardown. The daemon owns the
+   * sandbox and finishes the teardown (kill, unmount, delete) by itself: its DELETE handler does not
+   * depend on this connection staying open. kill() is the variant that waits for it.
+   */
+  release(): Promise<void> {
+    if (this.killed) return this.killed.catch(() => undefined);
+    const sent = this.client.sendOnly("DELETE", `/v1/sandboxes/${enc(this.id)}`);
+    this.killed = sent;
+    return sent;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

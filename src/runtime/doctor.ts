@@ -6,6 +6,7 @@ import { packageVersion } from "../util/pkg.js";
 import { cacheDir } from "../paths.js";
 import type { BackendProbe } from "../sandbox/types.js";
 import { probeBackend } from "./backends.js";
+import { probeNamespaceFresh } from "../sandbox/namespace/probe.js";
 
 export interface DoctorReport {
   luminaguard: string;
@@ -33,6 +34,8 @@ export async function doctor(): Promise<DoctorReport> {
   } catch (err) {
     image = { built: false, reason: (err as Error).message };
   }
+  // The doctor runs the trial sandbox again rather than trusting a remembered pass.
+  probeNamespaceFresh();
   const backends = await Promise.all([probeBackend("microvm"), probeBackend("namespace")]);
   return {
     luminaguard: packageVersion(),

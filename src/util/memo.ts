@@ -63,8 +63,15 @@ function writeMemo(name: string, key: string, value: unknown): void {
  * `compute(binary)` once per identity of `binary`, remembered under `name`. With `binary` absent, the
  * last value known (if any) is returned: what it told us is still true of what it built.
  */
-export async function memoized<T>(name: string, schema: z.ZodType<T>, binary: string | undefined, compute: (binary: string) => Promise<T>): Promise<T | undefined> {
-  const memo = readMemo(name, schema);
+export async function memoized<T>(
+  name: string,
+  schema: z.ZodType<T>,
+  binary: string | undefined,
+  compute: (binary: string) => Promise<T>,
+  o: { fresh?: boolean } = {},
+): Promise<T | undefined> {
+  // `fresh` (doctor): compute again even when remembered, and remember the new value.
+  const memo = o.fresh === true && binary !== undefined ? undefined : readMemo(name, schema);
   const key = binary === undefined ? undefined : identity(binary);
   if (key === undefined) return memo?.value;
   if (memo && memo.key === key) return memo.value;

@@ -1,11 +1,13 @@
 // The luminaguard command as a user runs it: real process, real sandboxes, exit codes and output.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { homedir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { BACKENDS, tempWorkspace, unavailable } from "../fixtures.js";
+import { http, startTestDaemon } from "../daemon/helpers.js";
 
 const MAIN = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
 
@@ -85,3 +87,88 @@ for (const backend of BACKENDS) {
     });
   });
 }
+
+/** The modules a CLI run loads (ESM and CommonJS), from node's own debug output on stderr. */
+function cliLoads(args: string[], env: Record<string, string> = {}): { code: number | null; stdout: string; loaded: string } {
+  const r = spawnSync(process.execPath, [MAIN, ...args], {
+    encoding: "utf8",
+    timeout: 120_000,
+    env: { ...process.env, LUMINAGUARD_DAEMON: "0", NODE_DEBUG: "esm,module", ...env },
+  });
+  return { code: r.status, stdout: r.stdout, loaded: r.stderr };
+}
+
+test("a bare --version answers from package.json before commander or any command is loaded", () => {
+  const pkg = JSON.parse(readFileSync(fileURLToPath(new URL("../../../package.json", import.meta.url)), "utf8")) as { version: string };
+  for (const flag of ["--version", "-V"]) {
+    const r = cliLoads([flag]);
+    assert.equal(r.code, 0);
+    assert.equal(r.stdout, `${pkg.version}\n`);
+    assert.doesNotMatch(r.loaded, /node_modules\/(commander|zod|pino)\//, `${flag} loaded a dependency`);
+  }
+  // Not a bare flag: commander answers (and so is loaded), as before.
+  const help = cliLoads(["exec", "--help"]);
+  assert.equal(help.code, 0);
+  assert.match(help.loaded, /node_modules\/commander\//);
+});
+
+describe("exec loads only what it uses", async () => {
+  const skip = await unavailable("namespace");
+
+  test("a quiet exec never loads pino; a log line at an enabled level does", { skip }, () => {
+    const quiet = cliLoads(["exec", "--backend", "namespace", "--", "true"], { LUMINAGUARD_LOG: "warn" });
+    assert.equal(quiet.code, 0, quiet.loaded.slice(-2000));
+    assert.doesNotMatch(quiet.loaded, /node_modules\/pino\//);
+    // The control: at debug the sandbox logs its start, through pino, to stderr.
+    const chatty = cliLoads(["exec", "--backend", "namespace", "--", "true"], { LUMINAGUARD_LOG: "debug" });
+    assert.equal(chatty.code, 0);
+    assert.match(chatty.loaded, /node_modules\/pino\//);
+    assert.match(chatty.loaded, /"msg":"namespace sandbox ready"/);
+  });
+
+  test("the bwrap trial's pass is remembered per host, and a damaged memo is probed again", { skip }, () => {
+    const probeDir = join(process.env["LUMINAGUARD_CACHE"] ?? join(homedir(), ".cache", "luminaguard"), "probe");
+    const doctor = cli(["doctor", "--json"]);
+    assert.ok(doctor.stdout.includes('"namespace"'), doctor.stderr);
+    const memos = readdirSync(probeDir).filter((f) => /^memo-bwrap-trial-[0-9a-f]{16}\.json$/.test(f));
+    assert.ok(memos.length >= 1, "doctor remembered the trial's pass");
+    const path = join(probeDir, memos[0] as string);
+    const before = JSON.parse(readFileSync(path, "utf8")) as { key: string; value: { ok: boolean } };
+    assert.equal(before.value.ok, true);
+    // A memo that claims a pass for another bwrap binary is not trusted: the trial runs and rewrites it.
+    for (const f of memos) writeFileSync(join(probeDir, f), JSON.stringify({ key: "/nonexistent/bwrap:0:0:0:0", value: { ok: true } }));
+    const r = cli(["exec", "--backend", "namespace", "--", "true"]);
+    assert.equal(r.code, 0, r.stderr);
+    const after = memos.map((f) => JSON.parse(readFileSync(join(probeDir, f), "utf8")) as { key: string; value: { ok: boolean; trialMs?: number } });
+    assert.ok(after.some((m) => m.key === before.key && m.value.ok && typeof m.value.trialMs === "number"), "the trial ran again and was remembered");
+  });
+});
+
+describe("exec through the daemon", async () => {
+  const skip = await unavailable("namespace");
+
+  test("exits once the kill is sent, and the daemon still destroys every sandbox it handed out", { skip }, async (t) => {
+    const d = await startTestDaemon(t, ["--namespace-pool", "0", "--microvm-pool", "0", "--no-recover"]);
+    const env = { ...process.env, LUMINAGUARD_SOCKET: d.socket, LUMINAGUARD_DAEMON: "" };
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const r = spawnSync(process.execPath, [MAIN, "exec", "--backend", "namespace", "--", "sh", "-c", `echo run ${i}; exit ${i}`], { encoding: "utf8", timeout: 120_000, env });
+      assert.equal(r.status, i, r.stderr);
+      assert.equal(r.stdout, `run ${i}\n`);
+      const id = /via the daemon at .* \(sandbox (lg-[0-9a-f]+), namespace\)/.exec(r.stderr)?.[1];
+      assert.ok(id, `exec went through the daemon: ${r.stderr}`);
+      ids.push(id);
+    }
+    // Nothing left: the daemon lists no sandbox and logged each one's destruction.
+    const deadline = Date.now() + 30_000;
+    let listed: unknown[] = [];
+    while (Date.now() < deadline) {
+      listed = ((await http({ socket: d.socket }, "GET", "/v1/sandboxes")).json() as { sandboxes: unknown[] }).sandboxes;
+      if (listed.length === 0 && ids.every((id) => d.stderr().includes(id) && new RegExp(`"id":"${id}"[^\\n]*daemon: sandbox destroyed`).test(d.stderr()))) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.deepEqual(listed, []);
+    for (const id of ids) assert.match(d.stderr(), new RegExp(`"id":"${id}"[^\\n]*daemon: sandbox destroyed`), `${id} destroyed`);
+    assert.equal(await d.stop(), 0);
+  });
+});

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { cacheDir } from "../../paths.js";
 import { run } from "../../util/proc.js";
+import { findOnPath, memoized } from "../../util/memo.js";
 import type { ImageManifest } from "../../image/build.js";
 import { QEMU_BINARY, type Accelerator } from "./qemu.js";
 
@@ -21,12 +22,22 @@ const KVM_PROBE_TIMEOUT_MS = 8000;
 
 let version: Promise<string | undefined> | undefined;
 
-/** QEMU's version line, asked once per process. */
+/**
+ * QEMU's version line: asked once per QEMU binary (its identity: device, inode, size, mtime) and
+ * remembered on disk (util/memo.ts), so no `qemu --version` runs on a command's path. No binary on
+ * PATH is no version, whatever was remembered.
+ */
 export function qemuVersion(): Promise<string | undefined> {
-  version ??= run([QEMU_BINARY, "--version"], { timeoutMs: 10_000 }).then(
-    (r) => (r.code === 0 ? (r.stdout.split("\n")[0] ?? "").trim() : undefined),
-    () => undefined,
-  );
+  version ??= (async () => {
+    const bin = findOnPath(QEMU_BINARY);
+    if (bin === undefined) return undefined;
+    return await memoized("qemu-version", z.string().min(1), bin, async (path) => {
+      const r = await run([path, "--version"], { timeoutMs: 10_000 });
+      const line = r.code === 0 ? (r.stdout.split("\n")[0] ?? "").trim() : "";
+      if (!line) throw new Error("qemu --version failed");
+      return line;
+    });
+  })().catch(() => undefined);
   return version;
 }
 

@@ -1,5 +1,6 @@
 // Proves, once per process, that bubblewrap can build the sandbox here: namespaces, uid map, seccomp.
-import { release } from "node:os";
+import { createHash } from "node:crypto";
+import { release, version as kernelVersion } from "node:os";
 import { LuminaGuardError } from "../../errors.js";
 import { z } from "zod";
 import { findOnPath, memoized } from "../../util/memo.js";
@@ -62,9 +63,8 @@ async function bwrapVersion(): Promise<BwrapProbe> {
  * Runs the real isolation flags around `cat /proc/self/status` and checks what the kernel says: a
  * seccomp filter in force, no_new_privs, no capabilities, and the unprivileged uid.
  */
-async function trial(): Promise<BwrapProbe> {
-  const started = performance.now();
-  const argv = [
+function trialArgv(): string[] {
+  return [
     "bwrap",
     ...isolationArgs(),
     ...systemDirArgs(),
@@ -85,6 +85,11 @@ async function trial(): Promise<BwrapProbe> {
     "/bin/cat",
     "/proc/self/status",
   ];
+}
+
+async function trial(): Promise<BwrapProbe> {
+  const started = performance.now();
+  const argv = trialArgv();
   const child = spawnGroup(argv, { stdio: shieldStdio(["ignore", "pipe", "pipe", "pipe"]), env: {} });
   const out: Buffer[] = [];
   const err: Buffer[] = [];
@@ -115,6 +120,52 @@ async function trial(): Promise<BwrapProbe> {
   return { ok: true, trialMs };
 }
 
+const trialPassed = z.object({ ok: z.literal(true), trialMs: z.number().optional() });
+
+let freshTrial = false;
+
+/** The next probe in this process runs the trial sandbox even when a pass is remembered (`luminaguard doctor`). */
+export function probeNamespaceFresh(): void {
+  freshTrial = true;
+  cached = undefined;
+}
+
+/**
+ * The trial, run once per (bwrap binary, kernel build, uid, isolation flags, seccomp filter) and its
+ * pass remembered on disk (util/memo.ts): a command does not pay a trial sandbox every time. A failure
+ * is never remembered, and any change to the binary, the kernel or what the trial checks runs it again.
+ */
+async function rememberedTrial(): Promise<BwrapProbe> {
+  const bin = findOnPath("bwrap");
+  if (bin === undefined) return trial();
+  const key = createHash("sha256")
+    .update([release(), kernelVersion(), String(process.getuid?.() ?? -1), String(SANDBOX_UID), ...trialArgv()].join("\0"))
+    .update(seccompFilterBytes())
+    .digest("hex")
+    .slice(0, 16);
+  let failed: BwrapProbe | undefined;
+  const passed = await memoized(
+    `bwrap-trial-${key}`,
+    trialPassed,
+    bin,
+    async () => {
+      const t = await trial();
+      if (!t.ok) {
+        failed = t;
+        throw new Error(t.reason ?? "bubblewrap trial failed");
+      }
+      return { ok: true as const, ...(t.trialMs === undefined ? {} : { trialMs: t.trialMs }) };
+    },
+    { fresh: freshTrial },
+  ).catch((err: unknown) => {
+    if (failed) return undefined;
+    throw err;
+  });
+  if (failed) return failed;
+  if (passed === undefined) return trial();
+  return { ok: true, ...(passed.trialMs === undefined ? {} : { trialMs: passed.trialMs }) };
+}
+
 let cached: Promise<NamespaceProbe> | undefined;
 
 /** Probes bwrap (installed, runs, seccomp) and cgroups once per process; never throws. */
@@ -131,7 +182,7 @@ export function probeNamespace(): Promise<NamespaceProbe> {
     if (!version.ok) return { bwrap: version, cgroups: probeCgroups(), kernel };
     let t: BwrapProbe;
     try {
-      t = await trial();
+      t = await rememberedTrial();
     } catch (err) {
       t = { ok: false, reason: `bubblewrap trial failed: ${err instanceof LuminaGuardError || err instanceof Error ? err.message : String(err)}` };
     }
