@@ -11,7 +11,7 @@ import { existsSync, lstatSync, readFileSync, readdirSync, rmSync, rmdirSync, st
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { log } from "../log.js";
-import { attachedImages, backingFile } from "../runtime/disk.js";
+import { attachedImages, backingFile, imageInTheMaking } from "../runtime/disk.js";
 import { cacheDir, knownRunDirs, RUN_DIR_TEMP_PREFIX } from "../paths.js";
 import { vmmIdBase } from "../sandbox/jailer/jailer.js";
 import { probeCgroups } from "../sandbox/namespace/cgroup.js";
@@ -216,7 +216,7 @@ export async function recover(o: RecoverOptions = {}): Promise<RecoveryReport> {
       const path = join(images, name);
       const st = lstatOrNone(path);
       if (!name.endsWith(".ext4") || !st?.isFile()) continue;
-      if (attached.has(path) || young(st)) report.kept++;
+      if (attached.has(path) || young(st) || imageInTheMaking(path, st.mtimeMs, now)) report.kept++;
       else remove("workspace-image", path, "not attached to any loop device", () => rmSync(path, { force: true }));
     }
   }

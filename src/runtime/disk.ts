@@ -8,7 +8,7 @@
 // added: write_file is refused before it writes (`NO_SPACE`, nothing partial), and a command that
 // pushes the workspace past the limit is stopped within one poll interval (5 ms near the limit)
 // plus one scan; it can overshoot by what it writes meanwhile.
-import { chmodSync, closeSync, existsSync, ftruncateSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync } from "node:fs";
+import { chmodSync, closeSync, constants, existsSync, ftruncateSync, lstatSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, rmSync, rmdirSync, statSync } from "node:fs";
 import { statfs } from "node:fs/promises";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -400,6 +400,29 @@ function mountSource(path: string): string | undefined {
 }
 
 let swept = false;
+
+/** How long an image may be in the making (its mkfs, then its mount) before a sweep may take it. */
+export const IMAGE_MAKING_MS = 60_000;
+
+/**
+ * Whether a workspace image is still being made: younger than IMAGE_MAKING_MS and never mounted (the
+ * ext4 superblock's last-mount time, at byte 1068, is 0 from mkfs until the first mount; an image whose
+ * mkfs has not written it yet reads 0 too). Between its mkfs and its mount an image is attached to no loop
+ * device, and a sweep (another process's, or a daemon's start-up recovery) must not take it then.
+ */
+export function imageInTheMaking(path: string, mtimeMs: number, now = Date.now()): boolean {
+  if (now - mtimeMs >= IMAGE_MAKING_MS) return false;
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    const b = Buffer.alloc(4);
+    return readSync(fd, b, 0, 4, 1068) < 4 || b.readUInt32LE(0) === 0;
+  } catch {
+    return false;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
 
 /**
  * Deletes images a crashed process left behind: not attached to any loop device and older than a

@@ -1,7 +1,8 @@
 // Start-up recovery on real leftovers: sandboxes started by a process that is then SIGKILLed, and a daemon killed the same way.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { test } from "node:test";
@@ -180,4 +181,30 @@ test("a SIGKILLed daemon: the next one replaces its stale socket, removes what i
   assert.equal((await http(second, "GET", "/healthz")).status, 200, "the new daemon serves on the same socket");
   assert.equal(await second.stop(), 0);
   assert.equal(existsSync(second.socket), false, "a drained daemon removes its socket");
+});
+
+test("recovery leaves a workspace image in the making (never mounted, young) to its maker; a mounted-once or old one goes", async (t) => {
+  const root = mkdtempSync(join(tmpdir(), "lg-test-images-"));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const images = join(root, "workspace-images");
+  mkdirSync(images, { mode: 0o700 });
+  const run = join(root, "run");
+  mkdirSync(run, { mode: 0o700 });
+  const make = (name: string, lastMount: number, ageMs: number): string => {
+    const p = join(images, name);
+    const b = Buffer.alloc(4096);
+    b.writeUInt32LE(lastMount, 1068); // ext4 superblock s_mtime: 0 until the first mount
+    writeFileSync(p, b);
+    const at = (Date.now() - ageMs) / 1000;
+    utimesSync(p, at, at);
+    return p;
+  };
+  const making = make("a.ext4", 0, 10_000); // past the grace, but mkfs done and not mounted yet: another process's next step
+  const emptied = make("b.ext4", 1_700_000_000, 10_000); // mounted once, now attached to nothing: a crash's leftover
+  const stale = make("c.ext4", 0, 120_000); // never mounted for two minutes: its maker died between mkfs and mount
+  const report = await recover({ graceMs: 1000, runDirs: [run], cgroupParents: [], imagesDir: images });
+  assert.equal(existsSync(making), true, "the image in the making is kept");
+  assert.equal(existsSync(emptied), false);
+  assert.equal(existsSync(stale), false);
+  assert.deepEqual(report.removed.filter((r) => r.kind === "workspace-image").map((r) => r.path).sort(), [emptied, stale].sort());
 });
