@@ -103,7 +103,7 @@ async function victim(fn: () => Promise<unknown>, until: () => boolean): Promise
   return { ms, failed };
 }
 
-async function upstreamSaturation(rec: Recorder, o: SaturationOptions): Promise<void> {
+export async function upstreamSaturation(rec: Recorder, o: SaturationOptions): Promise<void> {
   const floodS = o.floodS ?? 4;
   const depth = o.upstreamFlood ?? 32;
   const node = process.execPath;
@@ -217,7 +217,7 @@ function post(socket: string, path: string, body: unknown, headers: Record<strin
   });
 }
 
-async function daemonSaturation(rec: Recorder, o: SaturationOptions): Promise<void> {
+export async function daemonSaturation(rec: Recorder, o: SaturationOptions): Promise<void> {
   const floodS = o.floodS ?? 4;
   const depth = o.daemonFlood ?? 100;
   const dir = mkdtempSync(join(tmpdir(), "lg-bench-sat-"));
