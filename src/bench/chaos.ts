@@ -159,6 +159,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
   const savedSocket = process.env["LUMINAGUARD_SOCKET"];
   const weights = o.daemon ? DAEMON_FAULT_WEIGHTS : FAULT_WEIGHTS;
   let leaks: string[] = [];
+  let upstream: Promise<void> | undefined;
   try {
     seedWorkspace(ws);
     if (o.daemon) {
@@ -340,7 +341,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     };
 
     const loops = agents.map((a) => agentLoop(a));
-    const upstream =
+    upstream =
       upstreamFaults > 0
         ? upstreamChaos(rec, { durationS: o.durationS, faults: upstreamFaults, seed: o.seed, progress }).catch((err: unknown) => {
             rec.add("upstream_next_call_ok", "", 0);
@@ -429,6 +430,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
       rec.info["pool_handed_out"] = ps.handedOut;
     }
   } finally {
+    // The upstream part ends on its own (its servers and pool closed); a run that broke off still waits for it.
+    await upstream;
     await pool?.drain().catch((e: unknown) => log.warn({ err: String(e) }, "chaos: draining the pool failed"));
     if (savedSocket === undefined) delete process.env["LUMINAGUARD_SOCKET"];
     else process.env["LUMINAGUARD_SOCKET"] = savedSocket;
