@@ -162,6 +162,19 @@ export async function upstreamSaturation(rec: Recorder, o: SaturationOptions): P
     };
     const [during] = await Promise.all([victim(echo, done), ...Array.from({ length: depth }, (_, i) => flood(i))]);
     o.progress?.("exhaustion: saturation (upstream MCP)", 1, 2);
+    // An oversized result on its own, with time to arrive: past the 16 MiB message cap it is a named
+    // protocol error (the server is dropped and restarted), never buffered whole; the next call works.
+    const big = await pool.callTool("noisy.big", { bytes: 20 * 1024 * 1024 }, { timeoutMs: 30_000 }).then(
+      () => "OK",
+      (err: unknown) => (err instanceof LuminaGuardError ? err.code : "UNNAMED"),
+    );
+    rec.add("saturation_upstream_oversized_named", "", big === "UPSTREAM_PROTOCOL" ? 1 : 0);
+    if (big !== "UPSTREAM_PROTOCOL") rec.notes.push(`saturation: a 20 MiB result gave ${big}, not UPSTREAM_PROTOCOL`);
+    const after = await pool.callTool("noisy.echo", { text: "again" }, { timeoutMs: 30_000 }).then(
+      () => 1,
+      () => 0,
+    );
+    rec.add("saturation_upstream_recovered", "", after);
     for (const v of before.ms) rec.add("saturation_upstream_victim_ms.before", "ms", v);
     for (const v of during.ms) rec.add("saturation_upstream_victim_ms.during", "ms", v);
     rec.add("saturation_upstream_victim_p95_ratio", "ratio", p95(during.ms) / p95(before.ms));
@@ -314,6 +327,8 @@ export function saturationCriteria(): CriterionDef[] {
     c("saturation, upstream: every failed call a named error", "saturation_upstream_unnamed", "max", "<=", 0),
     c("saturation, upstream: every failed call within its deadline", "saturation_upstream_past_deadline", "max", "<=", 0),
     c("saturation, upstream: a well-behaved server on the same pool never fails", "saturation_upstream_victim_failures", "max", "<=", 0),
+    c("saturation, upstream: a result past the message cap is UPSTREAM_PROTOCOL", "saturation_upstream_oversized_named", "min", ">=", 1),
+    c("saturation, upstream: the flooding server answers again after it", "saturation_upstream_recovered", "min", ">=", 1),
     c("saturation, upstream: its p95 during the flood ≤ 3× before", "saturation_upstream_victim_p95_ratio", "max", "<=", 3),
     c("saturation, daemon: past capacity, CAPACITY (back-pressure)", "saturation_daemon_flood_capacity", "max", ">=", 1),
     c("saturation, daemon: no answer other than OK or CAPACITY", "saturation_daemon_flood_other_failures", "max", "<=", 0),
