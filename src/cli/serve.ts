@@ -68,6 +68,11 @@ export function registerServeCommand(program: Command): void {
     .option("--no-mcp", "do not serve MCP at /mcp");
   addClusterNodeOptions(cmd)
     .action(async (flags: ServeFlags) => {
+      // A SIGTERM from the moment the socket answers must drain, not kill (Node's default): held until the handler below.
+      let early: NodeJS.Signals | undefined;
+      const onEarly = (sig: NodeJS.Signals): void => void (early ??= sig);
+      process.on("SIGTERM", onEarly);
+      process.on("SIGINT", onEarly);
       const config = loadConfig().serve ?? {};
       const pools: Partial<Record<BackendName, PoolSize>> = { ...(config.pools?.namespace ? { namespace: config.pools.namespace } : {}), ...(config.pools?.microvm ? { microvm: config.pools.microvm } : {}) };
       if (flags.namespacePool !== undefined) pools.namespace = parsePool("--namespace-pool", flags.namespacePool);
@@ -142,6 +147,9 @@ export function registerServeCommand(program: Command): void {
         };
         process.on("SIGTERM", onSignal);
         process.on("SIGINT", onSignal);
+        process.off("SIGTERM", onEarly);
+        process.off("SIGINT", onEarly);
+        if (early) onSignal(early);
       });
       say("daemon stopped; every sandbox destroyed");
     });
