@@ -24,6 +24,7 @@ import type { BackendName, SandboxHandle } from "../sandbox/types.js";
 import { FILE_OP_DEADLINE_MS } from "../tools/tool.js";
 import { cmdline } from "../util/procfs.js";
 import { ChaosDaemon } from "./chaos-daemon.js";
+import { upstreamChaos, upstreamChaosCriteria } from "./chaos-upstream.js";
 import { endLeakCheck, foreignSince, leakSnapshot, newLeaks } from "./leaks.js";
 import { Recorder } from "./scenarios.js";
 import { seedWorkspace, standardOps, type Op } from "./workload.js";
@@ -50,6 +51,11 @@ export interface ChaosOptions {
   seed: number;
   /** Sandboxes from a `luminaguard serve` started for the run (and SIGKILLed and restarted by the monkey) instead of in-process. */
   daemon?: boolean;
+  /**
+   * Faults (SIGKILL, or SIGSTOP for 1-3 s) of real upstream MCP servers called through the pooled MCP client
+   * during the same run (chaos-upstream.ts); default max(4, kills / 10); 0 leaves them out.
+   */
+  upstreamFaults?: number;
   progress?: (label: string, done: number, total: number) => void;
 }
 
@@ -143,6 +149,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
   let late = 0;
   const unnamedExamples: string[] = [];
   const acquireFailures = new Map<string, number>();
+  const upstreamFaults = o.upstreamFaults ?? Math.max(4, Math.ceil(o.kills / 10));
 
   // One workspace for every agent (the standard files), each agent writing below its own folder.
   const ws = realpathSync(mkdtempSync(join(tmpdir(), "lg-bench-chaos-")));
@@ -152,6 +159,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
   const savedSocket = process.env["LUMINAGUARD_SOCKET"];
   const weights = o.daemon ? DAEMON_FAULT_WEIGHTS : FAULT_WEIGHTS;
   let leaks: string[] = [];
+  let upstream: Promise<void> | undefined;
   try {
     seedWorkspace(ws);
     if (o.daemon) {
@@ -333,6 +341,13 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     };
 
     const loops = agents.map((a) => agentLoop(a));
+    upstream =
+      upstreamFaults > 0
+        ? upstreamChaos(rec, { durationS: o.durationS, faults: upstreamFaults, seed: o.seed, progress }).catch((err: unknown) => {
+            rec.add("upstream_next_call_ok", "", 0);
+            rec.notes.push(`the upstream MCP part failed: ${String(err).slice(0, 300)}`);
+          })
+        : undefined;
     await monkey();
     const injected = faults.filter((f) => KILLS.includes(f.kind)).length;
     if (injected < o.kills) rec.notes.push(`only ${injected} of ${o.kills} kills injected in the time given`);
@@ -342,6 +357,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     stopping = true;
     await Promise.all(loops);
     await Promise.all(partitions);
+    await upstream;
     const runMs = performance.now() - runStart;
 
     // The pool must be back to full on its own.
@@ -414,6 +430,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
       rec.info["pool_handed_out"] = ps.handedOut;
     }
   } finally {
+    // The upstream part ends on its own (its servers and pool closed); a run that broke off still waits for it.
+    await upstream;
     await pool?.drain().catch((e: unknown) => log.warn({ err: String(e) }, "chaos: draining the pool failed"));
     if (savedSocket === undefined) delete process.env["LUMINAGUARD_SOCKET"];
     else process.env["LUMINAGUARD_SOCKET"] = savedSocket;
@@ -441,13 +459,14 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     samples: rec.samples,
     units: rec.units,
     series: rec.series,
-    criteria: chaosCriteria(),
+    criteria: [...chaosCriteria(), ...(upstreamFaults > 0 ? upstreamChaosCriteria().filter((c) => rec.samples[c.metric] !== undefined || c.metric !== "upstream_stdio_restarted") : [])],
     notes: [...new Set(rec.notes)],
     info: {
       agents: o.agents,
       kills: o.kills,
       durationS: o.durationS,
       seed: o.seed,
+      upstreamFaults,
       via: o.daemon ? "daemon (luminaguard serve, SIGKILLed and restarted by the monkey)" : "in-process",
       sharesHostKernel: o.backend === "namespace",
       "fault.sigkill": o.backend === "microvm" ? "SIGKILL of the VM's QEMU" : "SIGKILL of the sandbox's bwrap",

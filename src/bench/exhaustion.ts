@@ -1,4 +1,4 @@
-// `bench exhaustion`, the resource-exhaustion simulator, in four parts, each recorded as counts:
+// `bench exhaustion`, the resource-exhaustion simulator, in five parts, each recorded as counts:
 //  (a) memory: sandboxes whose command allocates past their own memoryMiB: a named SANDBOX_OOM, the
 //      sandbox replaced from the pool, the replacement works, the host never OOM-kills;
 //  (b) disk: a workspace that hits its quota (diskMiB): NO_SPACE for write_file and for a command, no
@@ -8,7 +8,9 @@
 //      and it works again once space returns;
 //  (d) capacity: more sandboxes asked for than a memory budget allows. The in-process runtime has no
 //      admission control, so it admits them all (recorded as such); through the daemon's admission
-//      control (`acquire` hook) the ones past the budget are to get CAPACITY.
+//      control (`acquire` hook) the ones past the budget are to get CAPACITY;
+//  (e) saturation (exhaustion-saturation.ts): upstream MCP servers made slow, throttled or flooding, and
+//      the daemon's API flooded past capacity: named errors in time, back-pressure, others unaffected, memory bounded.
 // Sizes are capped so that the whole run stays far below a 24 GiB host's memory.
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -28,6 +30,7 @@ import { Sandbox, type SandboxApi } from "../runtime/sandbox.js";
 import type { MicroVmBackend } from "../sandbox/microvm/backend.js";
 import type { BackendName } from "../sandbox/types.js";
 import { run } from "../util/proc.js";
+import { saturationCriteria, saturationPart } from "./exhaustion-saturation.js";
 import { endLeakCheck, foreignSince, leakSnapshot, newLeaks } from "./leaks.js";
 import { Recorder } from "./scenarios.js";
 
@@ -35,7 +38,7 @@ import { Recorder } from "./scenarios.js";
 const MAX_REQUESTS = 32;
 const MAX_SANDBOX_MIB = 256;
 
-export const EXHAUSTION_PARTS = ["memory", "disk", "rundir", "capacity", "admission"] as const;
+export const EXHAUSTION_PARTS = ["memory", "disk", "rundir", "capacity", "admission", "saturation"] as const;
 export type ExhaustionPart = (typeof EXHAUSTION_PARTS)[number];
 
 export interface ExhaustionOptions {
@@ -53,6 +56,8 @@ export interface ExhaustionOptions {
    * here, e.g. `(memoryMiB) => Sandbox.create({ daemon: true, backend, memoryMiB })`.
    */
   acquire?: (memoryMiB: number) => Promise<SandboxApi>;
+  /** (e) saturation: seconds each flood lasts (upstream MCP servers made slow; the daemon's API flooded). */
+  saturationFloodS?: number;
   progress?: (label: string, done: number, total: number) => void;
 }
 
@@ -388,6 +393,7 @@ export async function runExhaustion(o: ExhaustionOptions): Promise<ExhaustionRes
       ["rundir", () => hostRunDirPart(rec, o)],
       ["capacity", () => capacityPart(rec, o)],
       ["admission", () => admissionPart(rec, o)],
+      ["saturation", () => saturationPart(rec, { backend: o.backend, ...(o.progress ? { progress: o.progress } : {}), ...(o.saturationFloodS !== undefined ? { floodS: o.saturationFloodS } : {}) })],
     ];
     for (const [name, part] of parts) {
       if (o.parts && !o.parts.includes(name)) continue;
@@ -436,7 +442,7 @@ export async function runExhaustion(o: ExhaustionOptions): Promise<ExhaustionRes
 }
 
 /** Which criteria belong to which part. */
-const PART_METRIC: Record<ExhaustionPart, RegExp> = { memory: /^oom_/, disk: /^quota_/, rundir: /^rundir_/, capacity: /^capacity_/, admission: /^admission_/ };
+const PART_METRIC: Record<ExhaustionPart, RegExp> = { memory: /^oom_/, disk: /^quota_/, rundir: /^rundir_/, capacity: /^capacity_/, admission: /^admission_/, saturation: /^saturation_/ };
 
 export function exhaustionCriteria(): CriterionDef[] {
   const c = (name: string, metric: string, stat: CriterionDef["stat"], op: CriterionDef["op"], target: number, source: CriterionDef["source"] = "project"): CriterionDef => ({
@@ -462,6 +468,7 @@ export function exhaustionCriteria(): CriterionDef[] {
     c("through the daemon: nothing admitted past its memory budget", "admission_past_budget", "max", "<=", 0),
     c("through the daemon: the rest refused with CAPACITY", "admission_refused", "min", ">=", 1),
     c("through the daemon: no failure other than CAPACITY", "admission_other_failures", "max", "<=", 0),
+    ...saturationCriteria(),
     c("every part ran", "parts_failed", "max", "<=", 0),
     c("no leak (own run)", "leaks", "max", "<=", 0),
   ];

@@ -19,8 +19,8 @@ import { freePort } from "../util/net.js";
 import { recordCreated } from "../runtime/created.js";
 
 const require = createRequire(import.meta.url);
-const FS_SERVER = require.resolve("@modelcontextprotocol/server-filesystem/dist/index.js");
-const EVERYTHING_SERVER = require.resolve("@modelcontextprotocol/server-everything/dist/index.js");
+export const FS_SERVER = require.resolve("@modelcontextprotocol/server-filesystem/dist/index.js");
+export const EVERYTHING_SERVER = require.resolve("@modelcontextprotocol/server-everything/dist/index.js");
 const WARMUP = 50;
 const DEFAULT_ROUNDS = 5;
 /** The approval mode our server runs with: the default of `luminaguard mcp`, named explicitly. */
@@ -80,8 +80,8 @@ async function sdkClient(args: string[], label: string, env?: Record<string, str
 }
 
 /** server-everything over Streamable HTTP, in its own process group; resolves once it listens. */
-async function startEverythingHttp(): Promise<{ url: string; child: ChildProcess }> {
-  const port = await freePort();
+export async function startEverythingHttp(port?: number): Promise<{ url: string; child: ChildProcess }> {
+  port ??= await freePort();
   const child = spawn(process.execPath, [EVERYTHING_SERVER, "streamableHttp"], {
     env: { ...process.env, PORT: String(port) },
     stdio: ["ignore", "ignore", "pipe"],

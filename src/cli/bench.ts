@@ -23,6 +23,7 @@ interface BenchCliOptions {
   kills: number;
   seed?: number;
   daemon?: boolean;
+  upstreamFaults?: number;
 }
 
 /** The resilience scenarios (chaos, exhaustion): their own runners, stored and printed like the others. */
@@ -32,7 +33,16 @@ async function runExtra(scenario: ExtraScenario, o: BenchCliOptions): Promise<vo
   const seed = o.seed ?? Math.floor(Math.random() * 2 ** 31);
   const { run, path, leaks } =
     scenario === "chaos"
-      ? await runChaos({ backend: o.backend, agents: o.concurrency, kills: o.kills, durationS: o.duration, seed, progress, ...(o.daemon ? { daemon: true } : {}) })
+      ? await runChaos({
+          backend: o.backend,
+          agents: o.concurrency,
+          kills: o.kills,
+          durationS: o.duration,
+          seed,
+          progress,
+          ...(o.daemon ? { daemon: true } : {}),
+          ...(o.upstreamFaults !== undefined ? { upstreamFaults: o.upstreamFaults } : {}),
+        })
       : await runExhaustion({ backend: o.backend, requests: o.concurrency, progress });
   bar.done();
   if (o.json) process.stdout.write(`${JSON.stringify(runSummaryJson(run), null, 2)}\n`);
@@ -66,6 +76,7 @@ export function registerBenchCommand(program: Command): void {
     .option("--json", "print one JSON object instead of tables")
     .option("--kills <n>", "chaos: kills (SIGKILL of a sandbox or of its agent) to inject over the duration; partitions and channel cuts come on top", parseIntOption("--kills", 1, 100_000), 200)
     .option("--daemon", "chaos: sandboxes from a `luminaguard serve` started for the run, which the monkey also SIGKILLs and restarts")
+    .option("--upstream-faults <n>", "chaos: SIGKILLs and 1-3 s SIGSTOPs of real upstream MCP servers called through the pooled MCP client during the run (default max(4, kills/10); 0: none)", parseIntOption("--upstream-faults", 0, 100_000))
     .option("--seed <n>", "chaos: seed of the random choices (recorded in the result)", parseIntOption("--seed", 0, 2 ** 31 - 1))
     .action(async (scenario: ScenarioName | ExtraScenario, o: BenchCliOptions & { repeat?: number; agents?: number[]; spawnDeadline?: number; via: "sdk" | "daemon"; rounds: number }) => {
       if (scenario === "chaos" || scenario === "exhaustion") return await runExtra(scenario, o);

@@ -68,6 +68,11 @@ export function registerServeCommand(program: Command): void {
     .option("--no-mcp", "do not serve MCP at /mcp");
   addClusterNodeOptions(cmd)
     .action(async (flags: ServeFlags) => {
+      // A SIGTERM from the moment the socket answers must drain, not kill (Node's default): held until the handler below.
+      let early: NodeJS.Signals | undefined;
+      const onEarly = (sig: NodeJS.Signals): void => void (early ??= sig);
+      process.on("SIGTERM", onEarly);
+      process.on("SIGINT", onEarly);
       const config = loadConfig().serve ?? {};
       const pools: Partial<Record<BackendName, PoolSize>> = { ...(config.pools?.namespace ? { namespace: config.pools.namespace } : {}), ...(config.pools?.microvm ? { microvm: config.pools.microvm } : {}) };
       if (flags.namespacePool !== undefined) pools.namespace = parsePool("--namespace-pool", flags.namespacePool);
@@ -83,13 +88,6 @@ export function registerServeCommand(program: Command): void {
       const idleMs = flags.idle !== undefined ? flags.idle * 1000 : config.idleMs;
       const drainGraceMs = flags.drainGrace !== undefined ? flags.drainGrace * 1000 : (config.drainGraceMs ?? DEFAULT_DRAIN_GRACE_MS);
 
-      // The signal handlers go in before anything starts: a SIGTERM during start-up (or while joining a
-      // cluster) must drain what exists, not kill the process with sandboxes alive.
-      let pending: NodeJS.Signals | undefined;
-      let handle: (sig: NodeJS.Signals) => void = (sig) => (pending ??= sig);
-      const relay = (sig: NodeJS.Signals): void => handle(sig);
-      process.on("SIGTERM", relay);
-      process.on("SIGINT", relay);
       const { startDaemon } = await import("../daemon/server.js");
       const { formatRecovery } = await import("../daemon/recovery.js");
       const running = await startDaemon({
@@ -147,8 +145,11 @@ export function registerServeCommand(program: Command): void {
             resolve();
           });
         };
-        handle = onSignal;
-        if (pending !== undefined) onSignal(pending);
+        process.on("SIGTERM", onSignal);
+        process.on("SIGINT", onSignal);
+        process.off("SIGTERM", onEarly);
+        process.off("SIGINT", onEarly);
+        if (early) onSignal(early);
       });
       say("daemon stopped; every sandbox destroyed");
     });

@@ -175,6 +175,12 @@ export class Admission {
       return Promise.resolve(this.take(req));
     }
     if (this.queuedByKind[req.kind] >= this.maxQueue) {
+      // Back-pressure falls on whoever fills the queue: a client with more waiters than this one (by two or
+      // more) gives up its newest waiter, so a flooding client cannot lock the others out of the queue.
+      const hog = this.hogFor(req);
+      if (hog) hog.refuse(this.capacity(hog.req, `the admission queue is full (${this.maxQueue} waiting) and this client holds the most of it`), "queue_full");
+    }
+    if (this.queuedByKind[req.kind] >= this.maxQueue) {
       done("queue_full");
       return Promise.reject(this.capacity(req, `the admission queue is full (${this.maxQueue} ${req.kind === "sandbox" ? "sandbox requests" : "calls"} waiting)`));
     }
@@ -293,6 +299,14 @@ export class Admission {
         progress = true;
       }
     }
+  }
+
+  /** The newest waiter of the client holding the most of `req`'s kind of queue, if it holds at least two more than `req`'s client. */
+  private hogFor(req: AdmitRequest): Waiter | undefined {
+    const own = this.queues.get(queueKey(req))?.length ?? 0;
+    let hog: Waiter[] | undefined;
+    for (const q of this.queues.values()) if (q[0]?.req.kind === req.kind && q.length > (hog?.length ?? own + 1)) hog = q;
+    return hog?.[hog.length - 1];
   }
 
   private remove(w: Waiter): void {

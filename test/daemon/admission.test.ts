@@ -165,3 +165,29 @@ test("a call never waits behind sandbox requests (they use different room), even
   hold.release();
   (await waiting).release();
 });
+
+test("a full queue pushes back on the client that fills it: another client still gets a place in the queue", async () => {
+  const { a } = admission({ maxCalls: 1, maxQueue: 4 });
+  const hold = await a.admit({ kind: "call", client: "flood", waitMs: 5_000 });
+  const flood = Array.from({ length: 4 }, () => a.admit({ kind: "call", client: "flood", waitMs: 5_000 }));
+  const settled = flood.map((p) => p.then((t) => ({ t }), (e: unknown) => ({ e })));
+  const at = (i: number): (typeof settled)[number] => settled[i] ?? assert.fail(`no waiter ${i}`);
+  // The flood's fifth waiter: the queue is full of its own, refused at once.
+  await rejectsWith(a.admit({ kind: "call", client: "flood", waitMs: 5_000 }), "CAPACITY");
+  // Another client: the flood's newest waiter makes room for it (before the fix: CAPACITY at once).
+  const quiet = a.admit({ kind: "call", client: "quiet", waitMs: 5_000 });
+  const evicted = await at(3);
+  assert.ok("e" in evicted && evicted.e instanceof Error && /holds the most/.test(evicted.e.message), "the flood's newest waiter was refused");
+  assert.equal(a.stats.queued.call, 4, "the queue stays bounded");
+  hold.release();
+  // Round-robin: the quiet client is served right after the flood's first waiter.
+  const first = await at(0);
+  assert.ok("t" in first);
+  first.t.release();
+  (await quiet).release();
+  for (const s of settled.slice(1, 3)) {
+    const r = await s;
+    if ("t" in r) r.t.release();
+  }
+  assert.equal(a.stats.calls, 0);
+});
