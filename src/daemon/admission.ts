@@ -112,6 +112,10 @@ export class Admission {
   private pooledMiB = 0;
   private sandboxes = 0;
   private calls = 0;
+  /** Calls in flight per client: one client may hold at most callShare of them, the rest stay for the others. */
+  private readonly callsByClient = new Map<string, number>();
+  /** maxCalls less a reserve of a quarter (at least one) that no single client can take. */
+  readonly callShare: number;
   /**
    * Per client and kind, its waiters in arrival order; the Map's order is the round-robin order. Sandboxes and
    * calls use different room, so neither kind ever waits behind the other.
@@ -125,6 +129,7 @@ export class Admission {
     this.memoryBudgetMiB = o.memoryBudgetMiB;
     this.maxSandboxes = o.maxSandboxes;
     this.maxCalls = o.maxCalls;
+    this.callShare = o.maxCalls > 1 ? o.maxCalls - Math.max(1, Math.floor(o.maxCalls / 4)) : o.maxCalls;
     this.maxQueue = o.maxQueue ?? DEFAULT_MAX_QUEUE;
     this.defaultWaitMs = o.defaultWaitMs ?? DEFAULT_ADMISSION_WAIT_MS;
   }
@@ -241,15 +246,17 @@ export class Admission {
   }
 
   private fits(req: AdmitRequest): boolean {
-    if (req.kind === "call") return this.calls < this.maxCalls;
+    if (req.kind === "call") return this.calls < this.maxCalls && (this.callsByClient.get(req.client) ?? 0) < this.callShare;
     return this.sandboxes < this.maxSandboxes && this.committedMiB + (req.memoryMiB ?? 0) <= this.memoryBudgetMiB;
   }
 
   private take(req: AdmitRequest, counted = true): Ticket {
     const mem = req.kind === "sandbox" ? (req.memoryMiB ?? 0) : 0;
     let isCounted = counted;
-    if (req.kind === "call") this.calls++;
-    else {
+    if (req.kind === "call") {
+      this.calls++;
+      this.callsByClient.set(req.client, (this.callsByClient.get(req.client) ?? 0) + 1);
+    } else {
       this.committedMiB += mem;
       if (counted) this.sandboxes++;
       else this.pooledMiB += mem;
@@ -264,8 +271,12 @@ export class Admission {
       release: () => {
         if (released) return;
         released = true;
-        if (req.kind === "call") this.calls--;
-        else {
+        if (req.kind === "call") {
+          this.calls--;
+          const n = (this.callsByClient.get(req.client) ?? 1) - 1;
+          if (n > 0) this.callsByClient.set(req.client, n);
+          else this.callsByClient.delete(req.client);
+        } else {
           this.committedMiB -= mem;
           if (isCounted) this.sandboxes--;
           else this.pooledMiB -= mem;

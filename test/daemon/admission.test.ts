@@ -45,12 +45,28 @@ test("within budget admits at once; past the memory budget a request waits until
 test("sandboxes and calls have their own limits", async () => {
   const { a } = admission();
   const s = await Promise.all([1, 2, 3, 4].map(() => a.admit({ kind: "sandbox", client: "x", memoryMiB: 1 })));
-  const c = await Promise.all([1, 2].map(() => a.admit({ kind: "call", client: "x" })));
+  const c = await Promise.all(["x", "y"].map((client) => a.admit({ kind: "call", client })));
   // A fifth sandbox waits; a third call waits; neither blocks the other kind.
   await rejectsWith(a.admit({ kind: "sandbox", client: "x", memoryMiB: 1, waitMs: 20 }), "CAPACITY");
   await rejectsWith(a.admit({ kind: "call", client: "x", waitMs: 20 }), "CAPACITY");
   for (const t of [...s, ...c]) t.release();
   assert.deepEqual([a.stats.sandboxes, a.stats.calls], [0, 0]);
+});
+
+test("no client holds every call slot: a quarter (at least one) stays for the others", async () => {
+  const { a } = admission({ maxCalls: 4 });
+  assert.equal(a.callShare, 3);
+  const flood = await Promise.all([1, 2, 3].map(() => a.admit({ kind: "call", client: "flood" })));
+  // The flooder's fourth call waits although a slot is free; another client gets that slot at once.
+  const fourth = a.admit({ kind: "call", client: "flood", waitMs: 5_000 });
+  const t0 = Date.now();
+  const quiet = await a.admit({ kind: "call", client: "quiet", waitMs: 5_000 });
+  assert.ok(Date.now() - t0 < 100, "the quiet client is not queued behind the flood");
+  assert.equal(a.stats.calls, 4);
+  (flood[0] as { release(): void }).release();
+  (await fourth).release();
+  for (const t of [...flood.slice(1), quiet]) t.release();
+  assert.equal(a.stats.calls, 0);
 });
 
 test("the deadline is honoured: CAPACITY with a retry hint after about waitMs, never before", async () => {
