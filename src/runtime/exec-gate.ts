@@ -94,7 +94,10 @@ export class ExecGate {
   }
 }
 
-/** Slots of the process-wide gate: LUMINAGUARD_VM_EXEC_SLOTS ("0" or "off": no bound), else 2 × cores. */
+/**
+ * Slots of the process-wide gate: LUMINAGUARD_VM_EXEC_SLOTS ("0" or "off": no bound), else 4 × cores
+ * (measured at 50 TCG agents on 2 cores: 2 slots 2.6k ops/min, 4 slots 5.5k, 8 slots 7.4k, no bound 6.2k).
+ */
 export function defaultExecSlots(env: NodeJS.ProcessEnv = process.env): number {
   const raw = env["LUMINAGUARD_VM_EXEC_SLOTS"]?.trim();
   if (raw === "0" || raw === "off") return Infinity;
@@ -103,7 +106,7 @@ export function defaultExecSlots(env: NodeJS.ProcessEnv = process.env): number {
     if (!Number.isSafeInteger(n) || n < 1) throw new LuminaGuardError("INVALID_ARGUMENT", `LUMINAGUARD_VM_EXEC_SLOTS must be a positive integer, 0 or off, got ${JSON.stringify(raw)}`);
     return n;
   }
-  return 2 * availableParallelism();
+  return 4 * availableParallelism();
 }
 
 let shared: ExecGate | undefined;

@@ -101,7 +101,7 @@ describe("exec gate", () => {
     assert.equal(gate.waiting, 0);
   });
 
-  test("sized from the environment: 2 × cores by default, 0 or off for no bound, garbage refused", () => {
+  test("sized from the environment: 4 × cores by default, 0 or off for no bound, garbage refused", () => {
     assert.ok(defaultExecSlots({}) >= 2);
     assert.equal(defaultExecSlots({ LUMINAGUARD_VM_EXEC_SLOTS: "3" }), 3);
     assert.equal(defaultExecSlots({ LUMINAGUARD_VM_EXEC_SLOTS: "0" }), Infinity);

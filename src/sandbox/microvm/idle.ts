@@ -16,6 +16,8 @@ import { QmpClient } from "./qmp.js";
 
 /** How long a VM stays running after its last answer before it is paused (back-to-back commands keep it running). */
 const DEFAULT_GRACE_MS = 25;
+/** A request holds its exec-gate slot at most this long; then it runs on without one. */
+const DEFAULT_MAX_HOLD_MS = 1_000;
 /** Paused time the guest may fall behind before the next resume resynchronises its clock. */
 const CLOCK_SLACK_MS = 250;
 
@@ -25,15 +27,26 @@ export interface IdleOptions {
   graceMs: number;
   /** The gate guest work queues at; undefined: none. */
   gate: ExecGate | undefined;
+  /**
+   * Run one command before the VM is handed out (LUMINAGUARD_VM_WARMUP=1): under TCG a fresh VM's
+   * first command costs ~10x a later one (its QEMU translates the guest's exec paths afresh, and the
+   * workspace is mounted), so this moves that cost from the first call to the spawn.
+   */
+  warmup: boolean;
+  /** How long one request holds its gate slot at most (LUMINAGUARD_VM_EXEC_HOLD_MS). */
+  maxHoldMs: number;
 }
 
 export function idleOptions(env: NodeJS.ProcessEnv = process.env): IdleOptions {
   const grace = Number(env["LUMINAGUARD_VM_PAUSE_GRACE_MS"] ?? DEFAULT_GRACE_MS);
+  const hold = Number(env["LUMINAGUARD_VM_EXEC_HOLD_MS"] ?? DEFAULT_MAX_HOLD_MS);
   const gate = vmExecGate();
   return {
     pause: env["LUMINAGUARD_VM_PAUSE"] !== "0",
     graceMs: Number.isFinite(grace) && grace >= 0 ? grace : DEFAULT_GRACE_MS,
     gate: gate.slots === Infinity ? undefined : gate,
+    warmup: env["LUMINAGUARD_VM_WARMUP"] === "1",
+    maxHoldMs: Number.isFinite(hold) && hold > 0 ? hold : DEFAULT_MAX_HOLD_MS,
   };
 }
 
@@ -134,13 +147,14 @@ export class VmIdler {
  * returned as it was (a VM that is never paused still works).
  */
 export async function pauseWhenIdle(handle: SandboxHandle, vm: VmProcess, options: IdleOptions = idleOptions()): Promise<SandboxHandle> {
-  if (!options.pause && !options.gate) return handle;
-  let qmp: QmpClient;
+  if (!options.pause && !options.gate && !options.warmup) return handle;
+  let qmp: QmpClient | undefined;
   try {
     // QMP takes one client at a time; a restore's own connection is closed by now.
     qmp = new QmpClient(await connectWhenReady(vm.qmpPath, vm, 5_000));
     await qmp.execute("query-status");
   } catch (err) {
+    qmp?.close();
     log.warn({ id: handle.id, err: toLuminaGuardError(err).message }, "no QMP connection to the VM: it is not paused while idle");
     return handle;
   }
@@ -151,6 +165,11 @@ export async function pauseWhenIdle(handle: SandboxHandle, vm: VmProcess, option
   const wrapped = async <Op extends GuestOp>(op: Op, args: Record<string, unknown>, o: RequestOptions = {}): Promise<GuestResult<Op>> => {
     if (channel.closed) return await original(op, args, o);
     const slot = gate && !UNGATED.has(op) ? await gate.acquire(o.signal) : undefined;
+    // A long command (a build, a `sleep`) gives its slot back after a while and runs on ungated: the
+    // gate bounds how many short commands thrash at once, it must not park every agent behind four
+    // long ones.
+    const lend = slot ? setTimeout(() => slot.release(), options.maxHoldMs) : undefined;
+    lend?.unref();
     try {
       try {
         await idler.enter();
@@ -168,11 +187,21 @@ export async function pauseWhenIdle(handle: SandboxHandle, vm: VmProcess, option
         idler.leave();
       }
     } finally {
+      clearTimeout(lend);
       slot?.release();
     }
   };
   channel.request = wrapped as Request;
   idlers.set(channel, idler);
+  if (options.warmup) {
+    try {
+      await channel.request("execute_command", { argv: ["/bin/sh", "-c", "true"], timeoutMs: 10_000, maxOutputBytes: 1024 }, { deadlineMs: 20_000 });
+    } catch (err) {
+      idler.close();
+      await handle.destroy();
+      throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `micro-VM ${handle.id}: its warm-up command failed: ${toLuminaGuardError(err).message}`, { cause: err });
+    }
+  }
   void handle.exited.then(() => idler.close());
   idler.schedulePause();
   return {
