@@ -34,6 +34,7 @@ static void op_hello(req_t *r)
 	}
 	jw_t w;
 	buf_t b;
+	sys_sync_clock(r);
 	reply_begin(&w, &b, r->id);
 	jw_obj(&w);
 	jw_key(&w, "v");

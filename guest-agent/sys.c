@@ -243,6 +243,19 @@ void op_init(req_t *r)
 		reply_empty(r->id);
 }
 
+void sys_sync_clock(req_t *r)
+{
+	/* A paused VM's clock stands still (idle VMs are paused, src/sandbox/microvm/idle.ts): the host
+	 * sends its time with the hello that follows a resume. Only init owns the clock; a bad or absent
+	 * value changes nothing (hello is answered either way). */
+	const jnode *t = json_get(r->doc, r->args, "timeMs");
+	if (!init_mode || !t || t->type != J_NUM || !(t->num >= 0 && t->num < 1e16))
+		return;
+	int64_t ms = (int64_t)t->num;
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+	clock_settime(CLOCK_REALTIME, &ts);
+}
+
 bool sys_workspace_ready(uint32_t req_id)
 {
 	if (mounted || pending_tag[0] == 0)

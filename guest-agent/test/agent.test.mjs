@@ -204,6 +204,11 @@ describe("lg-agent", () => {
       const r2 = await a.ok("hello", { v: 1 });
       assert.deepEqual(r1, { v: 1, agent: "lg-agent/0.1.0", pid: a.proc.pid });
       assert.deepEqual(r2, r1);
+      // With the host's time (sent after a paused VM resumes): answered the same, whatever the value;
+      // outside the VM's init the host's clock is never touched.
+      const before = Date.now();
+      for (const timeMs of [0, 1, -5, 1e20, "x", null, Date.now()]) assert.deepEqual(await a.ok("hello", { v: 1, timeMs }), r1);
+      assert.ok(Math.abs(Date.now() - before) < 5000);
     }));
 
   test("hello carrying init applies it once per host connection and says so; a bad one is refused", () =>

@@ -12,6 +12,7 @@ import type { BackendProbe, FileToolsMode, SandboxBackend, SandboxHandle, Sandbo
 import { checkWorkspace } from "../workspace.js";
 import { kvmFlavour, probeAccelerator, qemuVersion, type AccelVerdict } from "./accel.js";
 import { fileJailSpec, spawnBeside } from "./file-jail.js";
+import { pauseWhenIdle } from "./idle.js";
 import { createSnapshot, discardSnapshot, loadSnapshot, restoreInto, snapshotKey, type Snapshot } from "./snapshot.js";
 import {
   WORKSPACE_TAG,
@@ -258,7 +259,8 @@ async function startVm(spec: SandboxSpec, image: ImageManifest, accel: Accelerat
     await destroyVm(vm);
     throw err;
   }
-  const handle = await connectVm(vm, spec, accel, image, how.timeoutMs, signal, how.info);
+  // Paused while idle, its guest work through the exec gate (idle.ts).
+  const handle = await pauseWhenIdle(await connectVm(vm, spec, accel, image, how.timeoutMs, signal, how.info), vm);
   for (const [name, ms] of Object.entries(phases)) handle.info[`phaseMs.${name}`] = Math.round(ms * 100) / 100;
   log.debug({ id: spec.id, accel, ms: performance.now() - started }, how.ready);
   return handle;
