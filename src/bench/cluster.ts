@@ -172,10 +172,13 @@ export async function runClusterBench(o: ClusterBenchOptions): Promise<{ run: Be
     }
     for (let i = 0; i < o.runs; i++) {
       o.progress("calls: cluster vs own socket", i, o.runs);
-      rec.add("cluster_call_ms.read_file", "ms", (await timed(() => viaCluster.files.read(FILE))).ms);
-      rec.add("local_call_ms.read_file", "ms", (await timed(() => viaSocket.files.read(FILE))).ms);
-      rec.add("cluster_call_ms.execute_command", "ms", (await timed(() => viaCluster.commands.run(["true"]))).ms);
-      rec.add("local_call_ms.execute_command", "ms", (await timed(() => viaSocket.commands.run(["true"]))).ms);
+      // Which path goes first alternates, so that neither always runs right after the other.
+      const order = i % 2 === 0 ? (["cluster", "local"] as const) : (["local", "cluster"] as const);
+      for (const path of order) {
+        const sb = path === "cluster" ? viaCluster : viaSocket;
+        rec.add(`${path}_call_ms.read_file`, "ms", (await timed(() => sb.files.read(FILE))).ms);
+        rec.add(`${path}_call_ms.execute_command`, "ms", (await timed(() => sb.commands.run(["true"]))).ms);
+      }
     }
     for (const tool of ["read_file", "execute_command"]) {
       const c = p50(rec.samples[`cluster_call_ms.${tool}`]);
