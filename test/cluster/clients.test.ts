@@ -4,6 +4,7 @@
 // `luminaguard run --cluster` (the agent loop's sandbox on a node). A host --workspace is refused for both.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { request } from "node:http";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -54,6 +55,19 @@ function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: numbe
       clearTimeout(timer);
       resolve({ code, stdout: out, stderr: err });
     });
+  });
+}
+
+/** GET /readyz on a node's own socket: status and body. */
+function readyz(n: ClusterNode): Promise<{ status: number; body: { ready: boolean; checks?: { cluster?: { ready: boolean; connected: boolean; node: string } } } }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: n.socket, path: "/readyz" }, (res) => {
+      let body = "";
+      res.on("data", (c: Buffer) => (body += c.toString("utf8")));
+      res.once("end", () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(body) as never }));
+    });
+    req.once("error", reject);
+    req.end();
   });
 }
 
@@ -176,5 +190,29 @@ describe("mcp --cluster and run --cluster (2 nodes)", { skip, timeout: 240_000 }
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  // Last: it takes the NATS cluster down.
+  test("a node's /readyz says whether its cluster connection is up; with NATS gone a node still stops on SIGTERM", async () => {
+    const n = nodes[0] as ClusterNode;
+    const up = await readyz(n);
+    assert.equal(up.status, 200, JSON.stringify(up.body));
+    assert.equal(up.body.checks?.cluster?.ready, true);
+    assert.equal(up.body.checks?.cluster?.connected, true);
+    assert.equal(up.body.checks?.cluster?.node, n.name);
+    for (const s of (nats as NatsCluster).servers) await s.kill("SIGKILL");
+    let down = up;
+    for (const end = Date.now() + 10_000; Date.now() < end; await new Promise((r) => setTimeout(r, 100))) {
+      down = await readyz(n);
+      if (down.status === 503) break;
+    }
+    assert.equal(down.status, 503, JSON.stringify(down.body));
+    assert.equal(down.body.ready, false);
+    assert.equal(down.body.checks?.cluster?.connected, false);
+    // And with no NATS server reachable, SIGTERM still ends the node promptly (a first version waited for ever
+    // on the NATS drain, until the 60 s SIGKILL).
+    const t0 = Date.now();
+    await (nodes[1] as ClusterNode).stop("SIGTERM");
+    assert.ok(Date.now() - t0 < 20_000, `the node ended ${Date.now() - t0} ms after SIGTERM`);
   });
 });
