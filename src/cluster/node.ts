@@ -23,6 +23,7 @@ import {
   NODE_OPS,
   type NodeOp,
   createRequestSchema,
+  nodeRecordSchema,
   encodeJson,
   errorReply,
   killRequestSchema,
@@ -96,6 +97,7 @@ export class ClusterNode {
   private connected = true;
   /** Date.now() of the last heartbeat written. */
   private lastBeatAt = 0;
+  private lastView: { at: number; value: Record<string, unknown> } | undefined;
   private readonly requests: Counter<"op" | "outcome">;
   private readonly offers: Counter<"answered">;
   private readonly heartbeatFailures: Counter;
@@ -174,6 +176,7 @@ export class ClusterNode {
     this.timer.unref();
     void this.watchStatus();
     this.daemon.readinessChecks.set("cluster", () => this.readiness());
+    this.daemon.clusterView = () => this.view();
     log.info({ node: this.name, servers: this.nc.getServer(), ttlMs: this.ttlMs, heartbeatMs: this.heartbeatMs }, "cluster: node joined");
   }
 
@@ -243,6 +246,30 @@ export class ClusterNode {
     const ago = this.lastBeatAt === 0 ? null : Date.now() - this.lastBeatAt;
     const state = this.closed ? "left" : this.closing ? "leaving" : "joined";
     return { ready: connected && ago !== null && ago < this.ttlMs && state === "joined", node: this.name, connected, server: connected ? this.nc.getServer() : "", lastHeartbeatMsAgo: ago, ttlMs: this.ttlMs, state };
+  }
+
+  /** The cluster as this node sees it now (every live node's record), for the dashboard; at most one look per 2 s. */
+  async view(): Promise<Record<string, unknown>> {
+    const now = Date.now();
+    if (this.lastView && now - this.lastView.at < 2000) return this.lastView.value;
+    const nodes: NodeRecord[] = [];
+    let error: string | undefined;
+    try {
+      const prefix = `$KV.${NODES_BUCKET}.`;
+      const jsm = await this.nc.jetstreamManager({ timeout: 2000 });
+      const info = await jsm.streams.info(`KV_${NODES_BUCKET}`, { subjects_filter: `${prefix}>` });
+      for (const key of Object.keys(info.state.subjects ?? {}).map((k) => k.slice(prefix.length)).sort()) {
+        const e = await this.kv.nodes.get(key);
+        if (!e || e.operation !== "PUT") continue;
+        const r = nodeRecordSchema.safeParse(parseJson(e.value));
+        if (r.success) nodes.push(r.data);
+      }
+    } catch (err) {
+      error = (err as Error).message;
+    }
+    const value = { ...this.readiness(), nodes, ...(error !== undefined ? { error } : {}) };
+    this.lastView = { at: now, value };
+    return value;
   }
 
   private async countNodes(): Promise<void> {

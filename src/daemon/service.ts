@@ -146,6 +146,8 @@ export class Daemon {
   readonly admission: Admission;
   /** More readiness checks (the cluster node's connection): reported by /readyz under `checks`, each must be ready. */
   readonly readinessChecks = new Map<string, () => { ready: boolean } & Record<string, unknown>>();
+  /** Set by a cluster node (`serve --cluster`): the cluster as this node sees it, for GET /v1/cluster and the dashboard. */
+  clusterView: (() => Promise<Record<string, unknown>>) | undefined;
 
   constructor(private readonly options: DaemonOptions = {}) {
     this.maxSandboxes = options.maxSandboxes ?? DEFAULT_MAX_SANDBOXES;

@@ -200,6 +200,17 @@ describe("mcp --cluster and run --cluster (2 nodes)", { skip, timeout: 240_000 }
     assert.equal(up.body.checks?.cluster?.ready, true);
     assert.equal(up.body.checks?.cluster?.connected, true);
     assert.equal(up.body.checks?.cluster?.node, n.name);
+    // The dashboard's cluster view: every live node with its room, from this node's own socket.
+    const local = new DaemonClient({ socketPath: n.socket });
+    try {
+      const view = await local.json<{ node: string; connected: boolean; nodes: Array<{ name: string; free: number; max: number }> }>("GET", "/v1/cluster");
+      assert.equal(view.node, n.name);
+      assert.equal(view.connected, true);
+      assert.deepEqual(view.nodes.map((x) => x.name), ["m1", "m2"]);
+      assert.ok(view.nodes.every((x) => x.max === 2 && x.free >= 0 && x.free <= 2), JSON.stringify(view.nodes));
+    } finally {
+      local.close();
+    }
     for (const s of (nats as NatsCluster).servers) await s.kill("SIGKILL");
     let down = up;
     for (const end = Date.now() + 10_000; Date.now() < end; await new Promise((r) => setTimeout(r, 100))) {
