@@ -214,6 +214,36 @@ function socketHealthy(socket: string): Promise<boolean> {
   });
 }
 
+/**
+ * Runs the daemon once more on a node's directories, without the cluster, only to recover what a SIGKILLed run
+ * left (mounted workspaces of sandboxes that outlived it), then stops it. For cleanup once every node is stopped.
+ */
+export async function recoverNodeDirs(root: string): Promise<void> {
+  const socket = join(root, "recover.sock");
+  const env: NodeJS.ProcessEnv = { ...process.env, LUMINAGUARD_RUN: join(root, "run"), LUMINAGUARD_HOME: join(root, "home"), LUMINAGUARD_LOG: "warn" };
+  delete env["LUMINAGUARD_SOCKET"];
+  delete env["LUMINAGUARD_CLUSTER"];
+  const child = spawn(process.execPath, [MAIN, "serve", "--socket", socket, "--no-mcp", "--recovery-grace", "0", "--namespace-pool", "0", "--microvm-pool", "0"], {
+    env,
+    stdio: ["ignore", "ignore", "ignore"],
+    detached: true,
+  });
+  let gone = false;
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  void exited.then(() => (gone = true));
+  for (const end = Date.now() + 30_000; !gone && Date.now() < end && !(await socketHealthy(socket)); ) await new Promise((r) => setTimeout(r, 50));
+  if (!gone) child.kill("SIGTERM");
+  const timer = setTimeout(() => {
+    try {
+      process.kill(-(child.pid as number), "SIGKILL");
+    } catch {
+      /* gone */
+    }
+  }, 30_000);
+  await exited;
+  clearTimeout(timer);
+}
+
 /** Starts a node (namespace backend, no MCP, user `node`) and resolves once its socket answers /healthz. */
 export async function startClusterNode(o: ClusterNodeOptions): Promise<ClusterNode> {
   const root = o.root ?? mkdtempSync(join(tmpdir(), `lg-cluster-${o.name}-`));

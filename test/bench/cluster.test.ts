@@ -24,6 +24,7 @@ describe("bench cluster (smoke)", { skip, timeout: 300_000 }, () => {
     });
     const { run, path, leaks } = await runClusterBench({ runs: 5, concurrency: 2, durationS: 1, progress: () => undefined });
     assert.deepEqual(leaks, []);
+    assert.deepEqual(run.notes.filter((n) => n.startsWith("LEAK")), [], "every node's directory removed (nothing mounted left)");
     assert.ok(path.startsWith(join(dir, "cluster")), path);
     assert.ok(existsSync(path));
     for (const m of [

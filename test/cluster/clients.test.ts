@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { ClusterClient } from "../../src/cluster/client.js";
-import { startClusterNode, type ClusterNode } from "../../src/cluster/testbed.js";
+import { recoverNodeDirs, startClusterNode, type ClusterNode } from "../../src/cluster/testbed.js";
 import { DaemonClient } from "../../src/daemon/client.js";
 import type { SandboxDescription } from "../../src/daemon/schemas.js";
 import { connectClusterClient } from "../../src/index.js";
@@ -84,8 +84,10 @@ describe("mcp --cluster and run --cluster (2 nodes)", { skip, timeout: 240_000 }
   after(async () => {
     try {
       await watcher?.close();
+      for (const n of nodes) await n.stop("SIGTERM");
+      // The node SIGKILLed in a test may have left workspaces of sandboxes that outlived it: recovered, then removed.
       for (const n of nodes) {
-        await n.stop("SIGTERM");
+        await recoverNodeDirs(n.root);
         n.remove();
       }
     } finally {
@@ -189,6 +191,35 @@ describe("mcp --cluster and run --cluster (2 nodes)", { skip, timeout: 240_000 }
       assert.deepEqual(await sandboxesOnNodes(), [], "the run's end kills its cluster sandbox");
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("mcp --cluster: a session whose node is lost gets NODE_LOST once, then a fresh sandbox on another node", async () => {
+    const { client, stderr } = await sdkStdioClient(
+      ["--backend", "namespace", "--cluster", (nats as NatsCluster).urls, "--cluster-user", CLIENT_USER.user],
+      { LUMINAGUARD_CLUSTER_PASSWORD: CLIENT_USER.password, LUMINAGUARD_DAEMON: "0" },
+    );
+    try {
+      const w = await client.callTool({ name: "write_file", arguments: { path: "a.txt", content: "a\n" } });
+      assert.equal(w.isError, undefined, `${text(w as never)}\n${stderr()}`);
+      const held = await sandboxesOnNodes();
+      assert.equal(held.length, 1);
+      const idx = nodes.findIndex((n) => n.name === held[0]?.node);
+      const victim = nodes[idx] as ClusterNode;
+      await victim.stop("SIGKILL");
+      const lost = await client.callTool({ name: "read_file", arguments: { path: "a.txt" } });
+      assert.equal(lost.isError, true);
+      assert.match(text(lost as never), /NODE_LOST/);
+      // The node's entry has expired (that is what NODE_LOST says): it restarts under its name, recovering its leftovers.
+      nodes[idx] = await startClusterNode({ name: victim.name, servers: (nats as NatsCluster).urls, heartbeatMs: 500, ttlMs: 3000, root: victim.root });
+      const again = await client.callTool({ name: "execute_command", arguments: { command: "echo fresh; ls" } });
+      assert.equal(again.isError, undefined, text(again as never));
+      assert.equal((JSON.parse(text(again as never)) as { stdout: string }).stdout, "fresh\n", "a fresh sandbox (a new, empty workspace)");
+      const now = await sandboxesOnNodes();
+      assert.equal(now.length, 1, JSON.stringify(now));
+      assert.notEqual(now[0]?.id, held[0]?.id);
+    } finally {
+      await client.close();
     }
   });
 
