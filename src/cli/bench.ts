@@ -11,7 +11,7 @@ import { LuminaGuardError } from "../errors.js";
 import { parseIntOption } from "./output.js";
 import { registerBenchFaultsCommand } from "./bench-faults.js";
 
-const EXTRA_SCENARIOS = ["chaos", "exhaustion"] as const;
+const EXTRA_SCENARIOS = ["chaos", "exhaustion", "cluster"] as const;
 type ExtraScenario = (typeof EXTRA_SCENARIOS)[number];
 
 interface BenchCliOptions {
@@ -32,7 +32,9 @@ async function runExtra(scenario: ExtraScenario, o: BenchCliOptions): Promise<vo
   const progress = (label: string, done: number, total: number): void => bar.update(label, done, total);
   const seed = o.seed ?? Math.floor(Math.random() * 2 ** 31);
   const { run, path, leaks } =
-    scenario === "chaos"
+    scenario === "cluster"
+      ? await (await import("../bench/cluster.js")).runClusterBench({ runs: o.runs, concurrency: o.concurrency, durationS: o.duration, progress })
+      : scenario === "chaos"
       ? await runChaos({
           backend: o.backend,
           agents: o.concurrency,
@@ -79,7 +81,7 @@ export function registerBenchCommand(program: Command): void {
     .option("--upstream-faults <n>", "chaos: SIGKILLs and 1-3 s SIGSTOPs of real upstream MCP servers called through the pooled MCP client during the run (default max(4, kills/10); 0: none)", parseIntOption("--upstream-faults", 0, 100_000))
     .option("--seed <n>", "chaos: seed of the random choices (recorded in the result)", parseIntOption("--seed", 0, 2 ** 31 - 1))
     .action(async (scenario: ScenarioName | ExtraScenario, o: BenchCliOptions & { repeat?: number; agents?: number[]; spawnDeadline?: number; via: "sdk" | "daemon"; rounds: number }) => {
-      if (scenario === "chaos" || scenario === "exhaustion") return await runExtra(scenario, o);
+      if (scenario === "chaos" || scenario === "exhaustion" || scenario === "cluster") return await runExtra(scenario, o);
       const bar = progressBar();
       const { run, path, leaks } = await runBench(scenario, {
         backend: o.backend,

@@ -13,6 +13,8 @@ import { McpClientPool } from "../mcp/client/pool.js";
 import { serveHttp, TOKEN_ENV } from "../mcp/server/serve-http.js";
 import { serveStdio } from "../mcp/server/serve-stdio.js";
 import type { McpServeOptions } from "../mcp/server/server.js";
+import type { ClusterClient } from "../cluster/client.js";
+import { addClusterConnectOptions, clusterForClient, type ClusterConnectFlags } from "./cluster.js";
 
 const DEFAULT_HTTP_PORT = 8765;
 
@@ -62,6 +64,31 @@ function parseArgsJson(text: string): Record<string, unknown> {
   return v as Record<string, unknown>;
 }
 
+/** `mcp --cluster`: sessions' sandboxes claimed in the cluster (one NATS connection for all sessions). */
+async function clusterSource(flags: ServeFlags & ClusterConnectFlags): Promise<{ client: ClusterClient; source: NonNullable<McpServeOptions["sandboxSource"]> } | undefined> {
+  const connect = await clusterForClient(flags);
+  if (!connect) return undefined;
+  if (flags.workspace !== undefined) {
+    throw new LuminaGuardError("WORKSPACE_FORBIDDEN", "--workspace with --cluster: a cluster sandbox gets a fresh workspace on its node; move files through the tools", {
+      details: { reason: "cluster" },
+    });
+  }
+  const { connectClusterClient } = await import("../cluster/lazy.js");
+  const client = await connectClusterClient(connect);
+  const source = {
+    acquire: (signal?: AbortSignal) =>
+      client.claim({
+        ...(flags.backend !== "auto" ? { backend: flags.backend } : {}),
+        ...(flags.memory !== undefined ? { memoryMiB: flags.memory } : {}),
+        ...(flags.disk !== undefined ? { diskMiB: flags.disk } : {}),
+        ...(flags.fileTools !== undefined ? { fileTools: flags.fileTools } : {}),
+        ...(signal !== undefined ? { signal } : {}),
+        client: "mcp",
+      }),
+  };
+  return { client, source };
+}
+
 export function registerMcpCommand(program: Command): void {
   const mcp = program
     .command("mcp")
@@ -88,8 +115,10 @@ export function registerMcpCommand(program: Command): void {
       "after",
       `\nOver http, clients must send "Authorization: Bearer <token>": the token is $${TOKEN_ENV}, or one generated and printed once on stderr.\n` +
         `Upstream servers for "mcp list" and "mcp call" are read from ${configPath()} ("mcpServers", as other MCP hosts write it).`,
-    )
-    .action(async (flags: ServeFlags) => {
+    );
+  addClusterConnectOptions(mcp, "each session claims its sandbox in this cluster (workspaces are then node-local)");
+  mcp.action(async (flags: ServeFlags & ClusterConnectFlags) => {
+      const cluster = await clusterSource(flags);
       const common: McpServeOptions = {
         backend: flags.backend,
         idleMs: flags.idleTimeout * 1000,
@@ -98,6 +127,7 @@ export function registerMcpCommand(program: Command): void {
         ...(flags.disk !== undefined ? { diskMiB: flags.disk } : {}),
         ...(flags.fileTools !== undefined ? { fileTools: flags.fileTools } : {}),
       };
+      if (cluster) common.sandboxSource = cluster.source;
       const hook = approvalHook(flags.approval, {
         ...(flags.policy !== undefined ? { policyFile: flags.policy } : {}),
         ...(flags.workspace !== undefined ? { workspace: flags.workspace } : {}),
@@ -107,6 +137,7 @@ export function registerMcpCommand(program: Command): void {
         const server = await serveStdio(common);
         void untilSignal(() => server.close());
         await server.closed;
+        await cluster?.client.close();
         exitSoon();
         return;
       }
@@ -121,6 +152,7 @@ export function registerMcpCommand(program: Command): void {
       process.stderr.write(`luminaguard mcp: listening on ${server.url}\n`);
       if (server.tokenGenerated) process.stderr.write(`luminaguard mcp: bearer token (shown once; set ${TOKEN_ENV} to choose it): ${server.token}\n`);
       await untilSignal(() => server.close());
+      await cluster?.client.close();
       exitSoon();
     });
 

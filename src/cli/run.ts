@@ -10,6 +10,7 @@ import { MAX_DISK_MIB, MIN_DISK_MIB } from "../runtime/disk.js";
 import type { FileToolsMode } from "../sandbox/types.js";
 import { fileToolsOption } from "./options.js";
 import { Sandbox, type SandboxApi } from "../runtime/sandbox.js";
+import { addClusterConnectOptions, clusterForClient, type ClusterConnectFlags } from "./cluster.js";
 import { clipWithMarker, escapeForTerminal } from "../util/terminal.js";
 import { DEFAULT_MAX_STEPS, runAgent, type AgentEvent, type AgentRunResult } from "../agent/loop.js";
 import { createProvider } from "../agent/models.js";
@@ -17,7 +18,7 @@ import { loadPlan, PlanProvider } from "../agent/plan.js";
 import { newRunId, Transcript } from "../agent/transcript.js";
 import type { ExternalTools, ModelProvider } from "../agent/types.js";
 
-interface RunFlags {
+interface RunFlags extends ClusterConnectFlags {
   model?: string;
   plan?: string;
   maxSteps: number;
@@ -43,7 +44,7 @@ interface RegisterRunOptions {
 }
 
 export function registerRunCommand(program: Command, options: RegisterRunOptions = {}): void {
-  program
+  const run = program
     .command("run")
     .description("run an agent: a model (or a plan file) proposes tool calls; each one passes the approval cliff, then runs in a fresh sandbox")
     .argument("[task]", "what the agent should do (optional with --plan)")
@@ -60,10 +61,10 @@ export function registerRunCommand(program: Command, options: RegisterRunOptions
     .option("--non-interactive", "nobody to ask: Red actions are denied unless the policy allows them")
     .option("--policy <file>", "approval policy (default $LUMINAGUARD_HOME/policy.json when present)")
     .option("--approval-timeout <seconds>", "an unanswered approval is a denial after this long (default 300)", parseIntOption("--approval-timeout", 1, 86_400))
-    .option("--json", "print the run summary as JSON on stdout")
-    .action(async (task: string | undefined, flags: RunFlags) => {
-      process.exitCode = await runCommand(task, flags, options);
-    });
+    .option("--json", "print the run summary as JSON on stdout");
+  addClusterConnectOptions(run, "claim the run's sandbox in this cluster (its workspace is then node-local)").action(async (task: string | undefined, flags: RunFlags) => {
+    process.exitCode = await runCommand(task, flags, options);
+  });
 }
 
 async function runCommand(task: string | undefined, flags: RunFlags, options: RegisterRunOptions = {}): Promise<number> {
@@ -97,8 +98,11 @@ async function runCommand(task: string | undefined, flags: RunFlags, options: Re
   const runId = newRunId();
   let transcript: Transcript | undefined;
   let result: AgentRunResult;
+  // The cluster only with --cluster or $LUMINAGUARD_CLUSTER, as for exec; a host --workspace is then WORKSPACE_FORBIDDEN.
+  const cluster = await clusterForClient(flags);
   try {
     sandbox = await Sandbox.create({
+      ...(cluster !== undefined ? { cluster } : {}),
       backend: flags.backend,
       ...(flags.workspace !== undefined ? { workspace: flags.workspace } : {}),
       ...(flags.memory !== undefined ? { memoryMiB: flags.memory } : {}),
@@ -109,7 +113,8 @@ async function runCommand(task: string | undefined, flags: RunFlags, options: Re
     const gate = new ApprovalGate({
       approver,
       policy,
-      workspace: sandbox.workspace,
+      // A cluster sandbox's workspace is a path on its node, not on this host.
+      ...(cluster === undefined ? { workspace: sandbox.workspace } : {}),
       runId,
       ...(flags.approvalTimeout !== undefined ? { timeoutMs: flags.approvalTimeout * 1000 } : {}),
     });

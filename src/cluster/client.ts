@@ -322,6 +322,8 @@ function nodeLost(node: string, id: string | undefined): LuminaGuardError {
 export class ClusterSandbox implements SandboxApi {
   readonly workspace: string;
   private killed: Promise<void> | undefined;
+  /** Its node was lost (a call ended in NODE_LOST): no longer alive, so a holder (an MCP session) takes a fresh one. */
+  private lost = false;
 
   readonly files = {
     read: async (path: string, o: { offset?: number; length?: number; signal?: AbortSignal } = {}): Promise<Served<ReadFileResult>> => {
@@ -375,7 +377,7 @@ export class ClusterSandbox implements SandboxApi {
   }
 
   get alive(): boolean {
-    return this.killed === undefined;
+    return this.killed === undefined && !this.lost;
   }
 
   pids(): number[] {
@@ -455,6 +457,9 @@ export class ClusterSandbox implements SandboxApi {
       );
       if (sub) await nc.flush();
       return result as Record<string, unknown>;
+    } catch (err) {
+      if (err instanceof LuminaGuardError && err.code === "NODE_LOST") this.lost = true;
+      throw err;
     } finally {
       o.signal?.removeEventListener("abort", cancel);
       sub?.unsubscribe();

@@ -23,6 +23,7 @@ import {
   NODE_OPS,
   type NodeOp,
   createRequestSchema,
+  nodeRecordSchema,
   encodeJson,
   errorReply,
   killRequestSchema,
@@ -92,6 +93,11 @@ export class ClusterNode {
   private closed = false;
   /** Live nodes seen at the last look (every 5 heartbeats), for /metrics. */
   private clusterNodes = 0;
+  /** The NATS connection's state as its status events tell it (false from a disconnect until the reconnect). */
+  private connected = true;
+  /** Date.now() of the last heartbeat written. */
+  private lastBeatAt = 0;
+  private lastView: { at: number; value: Record<string, unknown> } | undefined;
   private readonly requests: Counter<"op" | "outcome">;
   private readonly offers: Counter<"answered">;
   private readonly heartbeatFailures: Counter;
@@ -168,6 +174,9 @@ export class ClusterNode {
     await this.nc.flush();
     this.timer = setInterval(() => void this.heartbeat(), this.heartbeatMs);
     this.timer.unref();
+    void this.watchStatus();
+    this.daemon.readinessChecks.set("cluster", () => this.readiness());
+    this.daemon.clusterView = () => this.view();
     log.info({ node: this.name, servers: this.nc.getServer(), ttlMs: this.ttlMs, heartbeatMs: this.heartbeatMs }, "cluster: node joined");
   }
 
@@ -209,6 +218,7 @@ export class ClusterNode {
     }
     try {
       await this.kv.nodes.put(this.name, encodeJson(this.record()));
+      this.lastBeatAt = Date.now();
       if (this.beats % 5 === 1) void this.countNodes();
       // Locations live 6 TTLs: refreshed every 2 TTLs.
       if (this.beats % Math.max(1, Math.round((2 * this.ttlMs) / this.heartbeatMs)) === 0) {
@@ -218,6 +228,48 @@ export class ClusterNode {
       this.heartbeatFailures.inc();
       log.warn({ node: this.name, err: (err as Error).message }, "cluster: heartbeat not written (reconnecting?)");
     }
+  }
+
+  private async watchStatus(): Promise<void> {
+    for await (const s of this.nc.status()) {
+      if (s.type === "disconnect") this.connected = false;
+      else if (s.type === "reconnect") this.connected = true;
+    }
+  }
+
+  /**
+   * For /readyz: ready while the NATS connection is up and a heartbeat was written within the TTL (so that the
+   * cluster sees this node as alive). A node not ready here still serves its local socket.
+   */
+  readiness(): { ready: boolean; node: string; connected: boolean; server: string; lastHeartbeatMsAgo: number | null; ttlMs: number; state: "joined" | "leaving" | "left" } {
+    const connected = this.connected && !this.nc.isClosed();
+    const ago = this.lastBeatAt === 0 ? null : Date.now() - this.lastBeatAt;
+    const state = this.closed ? "left" : this.closing ? "leaving" : "joined";
+    return { ready: connected && ago !== null && ago < this.ttlMs && state === "joined", node: this.name, connected, server: connected ? this.nc.getServer() : "", lastHeartbeatMsAgo: ago, ttlMs: this.ttlMs, state };
+  }
+
+  /** The cluster as this node sees it now (every live node's record), for the dashboard; at most one look per 2 s. */
+  async view(): Promise<Record<string, unknown>> {
+    const now = Date.now();
+    if (this.lastView && now - this.lastView.at < 2000) return this.lastView.value;
+    const nodes: NodeRecord[] = [];
+    let error: string | undefined;
+    try {
+      const prefix = `$KV.${NODES_BUCKET}.`;
+      const jsm = await this.nc.jetstreamManager({ timeout: 2000 });
+      const info = await jsm.streams.info(`KV_${NODES_BUCKET}`, { subjects_filter: `${prefix}>` });
+      for (const key of Object.keys(info.state.subjects ?? {}).map((k) => k.slice(prefix.length)).sort()) {
+        const e = await this.kv.nodes.get(key);
+        if (!e || e.operation !== "PUT") continue;
+        const r = nodeRecordSchema.safeParse(parseJson(e.value));
+        if (r.success) nodes.push(r.data);
+      }
+    } catch (err) {
+      error = (err as Error).message;
+    }
+    const value = { ...this.readiness(), nodes, ...(error !== undefined ? { error } : {}) };
+    this.lastView = { at: now, value };
+    return value;
   }
 
   private async countNodes(): Promise<void> {
@@ -375,7 +427,8 @@ export class ClusterNode {
     this.closing = true;
     const offer = this.subs.shift();
     offer?.unsubscribe();
-    await this.kv.nodes.put(this.name, encodeJson(this.record())).catch(() => undefined);
+    // With the servers out of reach a write would wait for its ack timeout: the entry expires on its own.
+    if (this.connected) await this.kv.nodes.put(this.name, encodeJson(this.record())).catch(() => undefined);
     log.info({ node: this.name }, "cluster: node leaving");
   }
 
@@ -384,11 +437,17 @@ export class ClusterNode {
     await this.leave();
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
-    await this.kv.nodes.delete(this.name).catch(() => undefined);
+    if (this.connected) {
+      await this.kv.nodes.delete(this.name).catch(() => undefined);
+      for (const id of this.held.keys()) await this.kv.sandboxes.delete(id).catch(() => undefined);
+    }
     log.info({ node: this.name }, "cluster: node left");
-    for (const id of this.held.keys()) await this.kv.sandboxes.delete(id).catch(() => undefined);
     this.held.clear();
-    await this.nc.drain().catch(() => undefined);
+    // A drain waits for the servers; with none reachable (all down) it would wait for ever: bounded, then closed.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.nc.drain().catch(() => undefined), new Promise<void>((r) => (timer = setTimeout(r, this.connected ? 5000 : 0)))]);
+    clearTimeout(timer);
+    if (!this.nc.isClosed()) await this.nc.close().catch(() => undefined);
   }
 }
 

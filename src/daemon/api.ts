@@ -235,6 +235,10 @@ export function createApi(o: ApiOptions): Hono<Env> {
     return c.json(await daemon.create(await body(c, createSandboxBody), c.req.raw.signal, who.client ?? who.connection, receivedAt), 201);
   });
   app.get("/v1/sandboxes", (c) => c.json({ sandboxes: daemon.list() }));
+  app.get("/v1/cluster", async (c) => {
+    if (!daemon.clusterView) throw new LuminaGuardError("NOT_FOUND", "this daemon is not a cluster node (serve --cluster)");
+    return c.json(await daemon.clusterView());
+  });
   app.get("/v1/sandboxes/:id", (c) => c.json(daemon.describe(c.req.param("id"))));
   app.delete("/v1/sandboxes/:id", async (c) => {
     await daemon.kill(c.req.param("id"));

@@ -144,6 +144,10 @@ export class Daemon {
   private readonly idleMs: number;
   private readonly approval: DaemonApprovalMode;
   readonly admission: Admission;
+  /** More readiness checks (the cluster node's connection): reported by /readyz under `checks`, each must be ready. */
+  readonly readinessChecks = new Map<string, () => { ready: boolean } & Record<string, unknown>>();
+  /** Set by a cluster node (`serve --cluster`): the cluster as this node sees it, for GET /v1/cluster and the dashboard. */
+  clusterView: (() => Promise<Record<string, unknown>>) | undefined;
 
   constructor(private readonly options: DaemonOptions = {}) {
     this.maxSandboxes = options.maxSandboxes ?? DEFAULT_MAX_SANDBOXES;
@@ -216,14 +220,21 @@ export class Daemon {
   }
 
   /** Ready when running (not draining) and at least one backend works; the reasons otherwise. */
-  readiness(): { ready: boolean; state: State; backends: Record<string, { available: boolean; reason?: string; pool?: PoolStats }> } {
+  readiness(): {
+    ready: boolean;
+    state: State;
+    backends: Record<string, { available: boolean; reason?: string; pool?: PoolStats }>;
+    checks?: Record<string, { ready: boolean } & Record<string, unknown>>;
+  } {
     const backends: Record<string, { available: boolean; reason?: string; pool?: PoolStats }> = {};
     for (const [name, p] of this.probes) {
       const pool = this.pools.get(name);
       backends[name] = { available: p.available, ...(p.reason !== undefined ? { reason: p.reason } : {}), ...(pool ? { pool: pool.stats } : {}) };
     }
     const usable = [...this.probes.values()].some((p) => p.available);
-    return { ready: this.state === "ready" && usable, state: this.state, backends };
+    if (this.readinessChecks.size === 0) return { ready: this.state === "ready" && usable, state: this.state, backends };
+    const checks = Object.fromEntries([...this.readinessChecks].map(([name, check]) => [name, check()]));
+    return { ready: this.state === "ready" && usable && Object.values(checks).every((c) => c.ready), state: this.state, backends, checks };
   }
 
   list(): SandboxDescription[] {

@@ -100,6 +100,37 @@ function renderSandboxes(list) {
   );
 }
 
+/** The node's cluster view (GET /v1/cluster); the section stays hidden on a daemon that is not a cluster node. */
+function renderCluster(view) {
+  const section = $("cluster-section");
+  if (!view) {
+    section.hidden = true;
+    return;
+  }
+  section.hidden = false;
+  const nodes = Array.isArray(view.nodes) ? view.nodes : [];
+  const free = nodes.reduce((n, x) => n + (Number(x.free) || 0), 0);
+  $("cluster-summary").textContent =
+    `this node ${view.node} · ${view.connected ? `connected to ${view.server}` : "DISCONNECTED"} · ${nodes.length} node(s), ${free} sandbox(es) free` + (view.error ? ` · ${view.error}` : "");
+  $("cluster-nodes").replaceChildren(
+    ...nodes.map((x) =>
+      row(
+        [x.name === view.node ? `${x.name} (this node)` : x.name, x.state, `${x.free} / ${x.max}`, x.alive, x.clusterSandboxes, x.inFlight, x.load1, x.version, time(x.at)],
+        { "data-node": x.name },
+      ),
+    ),
+  );
+}
+
+/** GET /v1/cluster, or undefined when this daemon is not a cluster node (404) or the look failed. */
+async function clusterView() {
+  try {
+    return await getJson("/v1/cluster");
+  } catch {
+    return undefined;
+  }
+}
+
 function renderAudit(entries) {
   $("audit").replaceChildren(
     ...entries
@@ -214,7 +245,14 @@ async function refresh() {
   clearTimeout(timer);
   const status = $("status");
   try {
-    const [stats, sandboxes, approvals, audit] = await Promise.all([getJson("/v1/stats"), getJson("/v1/sandboxes"), getJson("/v1/approvals"), getJson("/v1/audit?tail=20")]);
+    const [stats, sandboxes, approvals, audit, cluster] = await Promise.all([
+      getJson("/v1/stats"),
+      getJson("/v1/sandboxes"),
+      getJson("/v1/approvals"),
+      getJson("/v1/audit?tail=20"),
+      clusterView(),
+    ]);
+    renderCluster(cluster);
     renderStats(stats);
     renderSandboxes(sandboxes.sandboxes);
     renderApprovals(approvals.pending);

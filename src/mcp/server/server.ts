@@ -19,7 +19,7 @@ import { SandboxPool } from "../../runtime/pool.js";
 import { userWorkspace } from "../../runtime/workspace.js";
 import { TOOL_NAMES, isToolName, validateCall, type ToolName, type ValidatedCall } from "../../tools/registry.js";
 import { packageVersion } from "../../util/pkg.js";
-import type { SandboxSession, SessionTransport } from "./session.js";
+import type { SandboxSession, SandboxSource, SessionTransport } from "./session.js";
 import { MCP_OUTPUT_MAX_BYTES, MCP_READ_MAX_BYTES, MCP_RESULT_MAX_BYTES, MCP_TOOLS, errorResult, successResult } from "./tools.js";
 
 export const DEFAULT_IDLE_MS = 10 * 60_000;
@@ -67,13 +67,19 @@ export interface McpServeOptions {
   fileTools?: FileToolsMode;
   /** A pool to take sandboxes from (not drained on close); default: one made from backend/workspace/memoryMiB/diskMiB. */
   pool?: SandboxPool;
+  /** Or any other source of sessions' sandboxes (a cluster client); not closed with the server. */
+  sandboxSource?: SandboxSource;
   idleMs?: number;
   maxInFlight?: number;
   beforeToolCall?: BeforeToolCall;
 }
 
 /** The pool a server uses, and whether closing the server drains it. */
-export async function poolFor(o: McpServeOptions, sizes: { minSize: number; maxSize: number }): Promise<{ pool: SandboxPool; owned: boolean }> {
+export async function poolFor(
+  o: McpServeOptions,
+  sizes: { minSize: number; maxSize: number },
+): Promise<{ pool: SandboxSource; owned: false } | { pool: SandboxPool; owned: true }> {
+  if (o.sandboxSource) return { pool: o.sandboxSource, owned: false };
   if (o.pool) return { pool: o.pool, owned: false };
   // A missing workspace is the user's mistake: say so now, not as spawn failures later.
   if (o.workspace !== undefined) userWorkspace(o.workspace);

@@ -2,16 +2,20 @@
 import type { LoggingLevel } from "@modelcontextprotocol/sdk/types.js";
 import { LuminaGuardError } from "../../errors.js";
 import { log } from "../../log.js";
-import type { SandboxPool } from "../../runtime/pool.js";
-import type { Sandbox } from "../../runtime/sandbox.js";
+import type { SandboxApi } from "../../runtime/sandbox.js";
 import { onAbort, raceAbort } from "../../util/abort.js";
 
 export type SessionTransport = "stdio" | "http";
 
+/** Where a session's sandboxes come from: the warm pool (SandboxPool), or the cluster (`luminaguard mcp --cluster`). */
+export interface SandboxSource {
+  acquire(signal?: AbortSignal): Promise<SandboxApi>;
+}
+
 interface SandboxSessionOptions {
   id: string;
   transport: SessionTransport;
-  pool: SandboxPool;
+  pool: SandboxSource;
   /** Quiet time (no request, nothing in flight) after which `onIdle` runs. */
   idleMs: number;
   /** Idle time for a session that never made a tool call (a client that initialized and left); default idleMs. */
@@ -26,8 +30,8 @@ type RequestId = string | number;
 export class SandboxSession {
   readonly id: string;
   readonly transport: SessionTransport;
-  private sandbox: Sandbox | undefined;
-  private acquiring: Promise<Sandbox> | undefined;
+  private sandbox: SandboxApi | undefined;
+  private acquiring: Promise<SandboxApi> | undefined;
   private readonly inFlight = new Map<RequestId, AbortController>();
   private readonly unlink = new WeakMap<AbortController, () => void>();
   private idleTimer: NodeJS.Timeout | undefined;
@@ -107,7 +111,7 @@ export class SandboxSession {
   }
 
   /** The session's sandbox, taken from the warm pool on first use; a sandbox that died is replaced. */
-  async sandboxFor(signal: AbortSignal): Promise<Sandbox> {
+  async sandboxFor(signal: AbortSignal): Promise<SandboxApi> {
     if (this.closing) throw new LuminaGuardError("SANDBOX_CLOSED", `session ${this.id} is closed`);
     if (this.sandbox?.alive) return this.sandbox;
     if (this.sandbox) {
