@@ -51,6 +51,8 @@ export interface AdmissionOptions {
   retryAfterMs?: number;
   /** Each request that leaves the queue: its kind, outcome and wait. */
   onOutcome?: (kind: AdmissionKind, outcome: AdmissionOutcome, waitS: number) => void;
+  /** A sandbox request had to wait for room: a warm pool holding some may give one back (a request counts more than a reserve). */
+  onPressure?: () => void;
   /** Room was given back (after the queue had its turn): a held-back pool may refill. */
   onRelease?: () => void;
 }
@@ -227,6 +229,7 @@ export class Admission {
       const timer = setTimeout(() => w.refuse(this.capacity(req, `no room within ${waitMs} ms (${this.describeLoad()})`), "timeout"), waitMs);
       unhook = onAbort(req.signal, () => w.refuse(new LuminaGuardError("CANCELLED", "the client went away while it waited for room"), "cancelled"));
       this.pump();
+      if (!settled && req.kind === "sandbox" && this.pooledMiB > 0) this.o.onPressure?.();
     });
   }
 

@@ -161,8 +161,9 @@ export async function startDaemon(o: ServeOptions = {}): Promise<RunningDaemon> 
 
   let mcp: McpHttpHandler | undefined;
   if (o.mcp !== false) {
-    const pool = daemon.pool("microvm") ?? daemon.pool("namespace");
-    if (pool) mcp = await createMcpHttpHandler({ host: "127.0.0.1", pool });
+    // Sessions get their sandboxes through the daemon's admission: counted in its budget like any other.
+    const backend = daemon.mcpBackend();
+    if (backend) mcp = await createMcpHttpHandler({ host: "127.0.0.1", sandboxSource: daemon.mcpSource(backend) });
   }
 
   // One pooled client for the config file's upstream MCP servers (connected on first use).

@@ -106,6 +106,8 @@ export interface RecentError {
 /** What the dashboard shows (`GET /v1/stats`): read-only, cheap, computed on each request. */
 export interface DaemonStats {
   version: string;
+  /** Whether this daemon is a cluster node (serve --cluster): the dashboard then asks GET /v1/cluster. */
+  clusterNode: boolean;
   state: State;
   uptimeS: number;
   pools: Record<string, PoolStats>;
@@ -134,6 +136,8 @@ export class Daemon {
   private readonly pools = new Map<BackendName, SandboxPool>();
   private readonly probes = new Map<BackendName, BackendProbe>();
   private readonly sandboxes = new Map<string, Entry>();
+  /** Sandboxes the MCP endpoint's sessions hold (admitted through mcpSource; their sessions kill them). */
+  private readonly mcpSandboxes = new Set<Sandbox>();
   private readonly inFlight = new Set<Promise<unknown>>();
   private creating = 0;
   private readonly recentCalls: RecentCall[] = [];
@@ -171,6 +175,17 @@ export class Daemon {
       onOutcome: (kind, outcome, waitS) => {
         this.metrics.admissions.inc({ kind, outcome });
         this.metrics.admissionWait.observe({ kind }, waitS);
+      },
+      // A request waits for memory a ready pool sandbox holds: that one goes, its room to the request.
+      // One still spawning is given up once ready: retried while someone waits and a pool holds room.
+      onPressure: () => {
+        const tryShed = (): void => {
+          const a = this.admission.stats;
+          if (a.queued.sandbox === 0 || a.memoryPooledMiB === 0 || this.draining) return;
+          for (const p of this.pools.values()) if (p.shed()) return;
+          setTimeout(tryShed, 50).unref();
+        };
+        tryShed();
       },
       // Room given back: a pool the budget held back may grow again.
       onRelease: () => {
@@ -214,9 +229,48 @@ export class Daemon {
     return this.state === "draining" || this.state === "stopped";
   }
 
-  /** The pool the daemon keeps for a backend, if any (the MCP endpoint takes its sessions' sandboxes from it). */
+  /** The pool the daemon keeps for a backend, if any. */
   pool(backend: BackendName): SandboxPool | undefined {
     return this.pools.get(backend);
+  }
+
+  /** The backend the MCP endpoint's sessions use: the first with a pool (microvm first), else the first that works. */
+  mcpBackend(): BackendName | undefined {
+    for (const b of ["microvm", "namespace"] as const) if (this.pools.has(b)) return b;
+    for (const b of ["microvm", "namespace"] as const) if (this.probes.get(b)?.available) return b;
+    return undefined;
+  }
+
+  /**
+   * Where the MCP endpoint's sessions get their sandboxes: through the same admission as `create` (memory
+   * budget, sandboxes at most, the queue and its deadline), from the warm pool when it has one ready. The
+   * ticket is held as long as the sandbox lives (the session kills it, or it dies) and counted in the budget.
+   */
+  mcpSource(backend: BackendName): { acquire(signal?: AbortSignal): Promise<Sandbox> } {
+    return {
+      acquire: async (signal?: AbortSignal): Promise<Sandbox> => {
+        this.admit();
+        const ticket = await this.admission.admit({ kind: "sandbox", client: "mcp", memoryMiB: sandboxCostMiB(backend, DEFAULT_MEMORY_MIB), ...(signal !== undefined ? { signal } : {}) });
+        try {
+          const pool = this.pools.get(backend);
+          let sandbox: Sandbox;
+          if (pool !== undefined && pool.stats.ready > 0) {
+            sandbox = await pool.acquire(signal);
+            this.shedPools();
+          } else {
+            this.shedPools();
+            sandbox = await Sandbox.create({ backend, daemon: false, ...(signal !== undefined ? { signal } : {}) });
+          }
+          void Sandbox.exited(sandbox).then(() => ticket.release());
+          this.mcpSandboxes.add(sandbox);
+          void Sandbox.exited(sandbox).then(() => this.mcpSandboxes.delete(sandbox));
+          return sandbox;
+        } catch (err) {
+          ticket.release();
+          throw err;
+        }
+      },
+    };
   }
 
   /** Ready when running (not draining) and at least one backend works; the reasons otherwise. */
@@ -494,6 +548,7 @@ export class Daemon {
     const load1 = loadavg()[0] ?? 0;
     return {
       version: packageVersion(),
+      clusterNode: this.clusterView !== undefined,
       state: this.state,
       uptimeS: Math.round((now - this.startedAt) / 1000),
       pools,
@@ -575,6 +630,8 @@ export class Daemon {
     if (this.reaper) clearInterval(this.reaper);
     const ids = [...this.sandboxes.keys()];
     await Promise.allSettled(ids.map((id) => this.kill(id)));
+    // The MCP endpoint's sessions end with the server; any sandbox one still holds goes now.
+    await Promise.allSettled([...this.mcpSandboxes].map((s) => s.kill()));
     await Promise.allSettled([...this.pools.values()].map((p) => p.drain()));
     // Calls cut off by the kills settle now (GUEST_CHANNEL_LOST or SANDBOX_CLOSED); their answers go out before the server closes.
     await Promise.allSettled([...this.inFlight]);

@@ -122,7 +122,7 @@ function renderCluster(view) {
   );
 }
 
-/** GET /v1/cluster, or undefined when this daemon is not a cluster node (404) or the look failed. */
+/** GET /v1/cluster (asked only of a cluster node), or undefined when the look failed. */
 async function clusterView() {
   try {
     return await getJson("/v1/cluster");
@@ -245,13 +245,14 @@ async function refresh() {
   clearTimeout(timer);
   const status = $("status");
   try {
-    const [stats, sandboxes, approvals, audit, cluster] = await Promise.all([
+    const [stats, sandboxes, approvals, audit] = await Promise.all([
       getJson("/v1/stats"),
       getJson("/v1/sandboxes"),
       getJson("/v1/approvals"),
       getJson("/v1/audit?tail=20"),
-      clusterView(),
     ]);
+    // Only a cluster node has a cluster view (elsewhere GET /v1/cluster is a 404 the console would show).
+    const cluster = stats.clusterNode ? await clusterView() : undefined;
     renderCluster(cluster);
     renderStats(stats);
     renderSandboxes(sandboxes.sandboxes);
