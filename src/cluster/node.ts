@@ -156,7 +156,8 @@ export class ClusterNode {
   }
 
   private async init(): Promise<void> {
-    const existing = await this.kv.nodes.get(this.name);
+    // A fresh R3 bucket may still be electing its leader when a second node joins: retried, not fatal.
+    const existing = await retrying("reading this node's entry", () => this.kv.nodes.get(this.name));
     if (existing && existing.operation === "PUT") {
       throw new LuminaGuardError("INVALID_ARGUMENT", `a node named ${this.name} is alive in the cluster (its heartbeat is younger than the TTL); choose another --cluster-node name or wait ${this.ttlMs} ms`);
     }

@@ -305,10 +305,11 @@ export async function startClusterNode(o: ClusterNodeOptions): Promise<ClusterNo
   const deadline = Date.now() + 60_000;
   for (;;) {
     if (gone) throw new Error(`node ${o.name} exited before it answered:\n${err}`);
-    if (await socketHealthy(socket)) break;
+    // Answering on its socket is not enough: the node joins the cluster after that (and exits if it cannot).
+    if (err.includes(`cluster node ${o.name} joined`) && (await socketHealthy(socket))) break;
     if (Date.now() > deadline) {
       await stop("SIGKILL");
-      throw new Error(`node ${o.name} did not answer within 60 s:\n${err}`);
+      throw new Error(`node ${o.name} did not join within 60 s:\n${err}`);
     }
     await new Promise((r) => setTimeout(r, 50));
   }

@@ -46,7 +46,9 @@ test("a guest answer that arrived during an event-loop stall past its deadline i
   const handle: SandboxHandle = await getBackend("namespace").spawn({ id: `stall-${process.pid}`, workspace: ws.dir, memoryMiB: 256, pidsMax: 64, vcpus: 1 });
   t.after(() => handle.destroy());
   const answer = handle.channel.request("execute_command", { argv: ["true"], timeoutMs: 5000, maxOutputBytes: 1024 }, { deadlineMs: 300 });
-  stall(2000); // the guest answers within milliseconds; the 300 ms deadline expires meanwhile
+  // Another callback stalls the loop (as 50 agents' spawns did): the request has left (its frame is written
+  // at the end of this tick), the guest answers within milliseconds, and the 300 ms deadline expires meanwhile.
+  setImmediate(() => stall(2000));
   const r = await answer;
   assert.equal(r.exitCode, 0);
   // The channel is still whole: the next call works.
