@@ -64,6 +64,7 @@ function agentsOption(v: string): number[] {
 export function registerBenchCommand(program: Command): void {
   const bench = program
     .command("bench")
+    .enablePositionalOptions()
     .description("run a benchmark scenario, judge it against its targets and store the result under .beads/metrics/")
     .addArgument(new Argument("<scenario>", "which scenario").choices([...SCENARIOS, ...EXTRA_SCENARIOS]))
     .addOption(new Option("--backend <name>", "sandbox backend").choices(["microvm", "namespace"]).default("namespace"))

@@ -50,6 +50,8 @@ async function main(): Promise<void> {
   const program = new Command();
   program.name("luminaguard").description("Run AI agents' tool calls in single-use micro-VMs and namespace sandboxes").version(packageVersion());
   program.showHelpAfterError();
+  // A subcommand's options are its own: `bench faults --backend both` is not the scenario runner's --backend.
+  program.enablePositionalOptions();
   const registers = await Promise.all(groupsFor(process.argv).map((name) => (GROUPS[name] as () => Promise<Register>)()));
   for (const register of registers) register(program);
   await program.parseAsync(process.argv);

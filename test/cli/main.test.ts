@@ -172,3 +172,22 @@ describe("exec through the daemon", async () => {
     assert.equal(await d.stop(), 0);
   });
 });
+
+test("a subcommand's options are its own: `bench faults --backend namespace` is not the scenario runner's --backend", { skip: await unavailable("namespace") }, () => {
+  const metrics = tempWorkspace();
+  try {
+    const r = spawnSync(process.execPath, [MAIN, "bench", "faults", "--backend", "namespace", "--fault", "spawn", "--json"], {
+      encoding: "utf8",
+      timeout: 120_000,
+      env: { ...process.env, LUMINAGUARD_DAEMON: "0", LUMINAGUARD_METRICS_DIR: metrics.dir },
+    });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /"spawn"/);
+    // The scenario runner's own --backend still refuses what it does not know.
+    const bad = spawnSync(process.execPath, [MAIN, "bench", "spawn", "--backend", "both"], { encoding: "utf8", timeout: 60_000 });
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr, /argument 'both' is invalid/);
+  } finally {
+    metrics.remove();
+  }
+});
