@@ -100,3 +100,16 @@ export async function execOn(sb: SandboxHandle, argv: string[], timeoutMs = 10_0
   );
   return { exitCode: r.exitCode, signal: r.signal, stdout, stderr };
 }
+
+/** Benchmark results of a test go to a directory of its own, removed after it; the environment is restored. */
+export function privateMetricsDir(t: TestContext): string {
+  const dir = mkdtempSync(join(tmpdir(), "lg-test-metrics-"));
+  const saved = process.env["LUMINAGUARD_METRICS_DIR"];
+  process.env["LUMINAGUARD_METRICS_DIR"] = dir;
+  t.after(() => {
+    if (saved === undefined) delete process.env["LUMINAGUARD_METRICS_DIR"];
+    else process.env["LUMINAGUARD_METRICS_DIR"] = saved;
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return dir;
+}

@@ -2,12 +2,11 @@
 // are the benchmark's own: no acknowledged write lost, every failure named and in time, the pool full
 // again, and nothing of the run left behind.
 import assert from "node:assert/strict";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { runChaos } from "../../src/bench/chaos.js";
-import { unavailable } from "../fixtures.js";
+import { privateMetricsDir, unavailable } from "../fixtures.js";
 
 const max = (run: Awaited<ReturnType<typeof runChaos>>["run"], metric: string): number => {
   const m = run.metrics[metric];
@@ -22,14 +21,7 @@ describe("bench chaos (smoke)", async () => {
   ] as const) {
     const skip = await unavailable(backend);
     test(`${backend}: ${kills} kills, no acknowledged write lost, every failure named, no leak`, { skip }, async (t) => {
-      const dir = mkdtempSync(join(tmpdir(), "lg-test-metrics-"));
-      const saved = process.env["LUMINAGUARD_METRICS_DIR"];
-      process.env["LUMINAGUARD_METRICS_DIR"] = dir;
-      t.after(() => {
-        if (saved === undefined) delete process.env["LUMINAGUARD_METRICS_DIR"];
-        else process.env["LUMINAGUARD_METRICS_DIR"] = saved;
-        rmSync(dir, { recursive: true, force: true });
-      });
+      const dir = privateMetricsDir(t);
       const { run, path, leaks } = await runChaos({ backend, agents, kills, durationS, seed: 11 });
       assert.deepEqual(leaks, [], "nothing of the run is left");
       assert.ok(path.startsWith(join(dir, "chaos")), "stored under the metrics dir's chaos/");
@@ -49,14 +41,7 @@ describe("bench chaos (smoke)", async () => {
   }
 
   test("through the daemon, killed and restarted: no acknowledged write lost, every failure named, no leak", { skip: await unavailable("namespace") }, async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), "lg-test-metrics-"));
-    const saved = process.env["LUMINAGUARD_METRICS_DIR"];
-    process.env["LUMINAGUARD_METRICS_DIR"] = dir;
-    t.after(() => {
-      if (saved === undefined) delete process.env["LUMINAGUARD_METRICS_DIR"];
-      else process.env["LUMINAGUARD_METRICS_DIR"] = saved;
-      rmSync(dir, { recursive: true, force: true });
-    });
+    privateMetricsDir(t);
     const { run, leaks } = await runChaos({ backend: "namespace", agents: 2, kills: 4, durationS: 5, seed: 5, daemon: true });
     assert.deepEqual(leaks, [], "nothing of the run or of its daemons is left");
     assert.ok(max(run, "faults.daemon_kill") >= 1, "the daemon was killed and restarted");

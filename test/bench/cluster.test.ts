@@ -2,26 +2,18 @@
 // (in a temporary metrics directory) with every metric the scenario promises, NODE_LOST measured, no failure
 // other than CAPACITY, and nothing of the run left behind.
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { runClusterBench } from "../../src/bench/cluster.js";
-import { unavailable } from "../fixtures.js";
+import { privateMetricsDir, unavailable } from "../fixtures.js";
 import { natsServerMissing } from "../cluster/nats.js";
 
 const skip = natsServerMissing() ?? (await unavailable("namespace"));
 
 describe("bench cluster (smoke)", { skip, timeout: 300_000 }, () => {
   test("every figure measured, stored under <metrics>/cluster/, nothing left", async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), "lg-test-metrics-"));
-    const saved = process.env["LUMINAGUARD_METRICS_DIR"];
-    process.env["LUMINAGUARD_METRICS_DIR"] = dir;
-    t.after(() => {
-      if (saved === undefined) delete process.env["LUMINAGUARD_METRICS_DIR"];
-      else process.env["LUMINAGUARD_METRICS_DIR"] = saved;
-      rmSync(dir, { recursive: true, force: true });
-    });
+    const dir = privateMetricsDir(t);
     const { run, path, leaks } = await runClusterBench({ runs: 5, concurrency: 2, durationS: 1, progress: () => undefined });
     assert.deepEqual(leaks, []);
     assert.deepEqual(run.notes.filter((n) => n.startsWith("LEAK")), [], "every node's directory removed (nothing mounted left)");

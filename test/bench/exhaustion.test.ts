@@ -3,12 +3,9 @@
 // host run directory (a small filesystem made for the test, as root) gives a named error and recovers,
 // the host never OOM-kills, and nothing of the run is left.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { describe, test } from "node:test";
 import { runExhaustion } from "../../src/bench/exhaustion.js";
-import { BACKENDS, rejectsWith, sandboxFor, unavailable } from "../fixtures.js";
+import { BACKENDS, privateMetricsDir, rejectsWith, sandboxFor, unavailable } from "../fixtures.js";
 
 describe("bench exhaustion (smoke)", async () => {
   for (const backend of BACKENDS) {
@@ -26,14 +23,7 @@ describe("bench exhaustion (smoke)", async () => {
     });
 
     test(`${backend}: every part of the scenario passes its criteria`, { skip }, async (t) => {
-      const dir = mkdtempSync(join(tmpdir(), "lg-test-metrics-"));
-      const saved = process.env["LUMINAGUARD_METRICS_DIR"];
-      process.env["LUMINAGUARD_METRICS_DIR"] = dir;
-      t.after(() => {
-        if (saved === undefined) delete process.env["LUMINAGUARD_METRICS_DIR"];
-        else process.env["LUMINAGUARD_METRICS_DIR"] = saved;
-        rmSync(dir, { recursive: true, force: true });
-      });
+      privateMetricsDir(t);
       const { run, leaks } = await runExhaustion({ backend, oomRounds: 1, requests: 3, sandboxMiB: 64, budgetMiB: 128 });
       assert.deepEqual(leaks, []);
       const failing = run.criteria.filter((c) => c.pass === false);
@@ -51,14 +41,7 @@ describe("bench exhaustion (smoke)", async () => {
   }
 
   test("through a real daemon: past its memory budget CAPACITY, never a sandbox; no other failure", { skip: await unavailable("namespace") }, async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), "lg-test-metrics-"));
-    const saved = process.env["LUMINAGUARD_METRICS_DIR"];
-    process.env["LUMINAGUARD_METRICS_DIR"] = dir;
-    t.after(() => {
-      if (saved === undefined) delete process.env["LUMINAGUARD_METRICS_DIR"];
-      else process.env["LUMINAGUARD_METRICS_DIR"] = saved;
-      rmSync(dir, { recursive: true, force: true });
-    });
+    privateMetricsDir(t);
     // 4 requests of 64 MiB against a budget of floor(4*2/3) = 2 sandboxes: 2 admitted, 2 refused.
     const { run, leaks } = await runExhaustion({ backend: "namespace", parts: ["admission"], requests: 4, sandboxMiB: 64 });
     assert.deepEqual(leaks, []);
