@@ -187,14 +187,18 @@ export async function upstreamChaos(rec: Recorder, o: UpstreamChaosOptions): Pro
     const monkey = async (): Promise<void> => {
       const mean = (o.durationS * 1000) / Math.max(1, o.faults);
       let next = runStart + mean * (0.25 + rand() / 2);
+      // The kind is drawn once per fault and kept until it can be injected (its server may still be
+      // recovering from the last one): the seed alone decides which faults a run gets, not timing.
+      let kind: UpstreamFaultKind | undefined;
       while (faults.length < o.faults && performance.now() < stopAt + TAIL_MS) {
         const wait = next - performance.now();
         if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-        const kind = UPSTREAM_FAULT_KINDS[Math.floor(rand() * UPSTREAM_FAULT_KINDS.length)] as UpstreamFaultKind;
+        kind ??= UPSTREAM_FAULT_KINDS[Math.floor(rand() * UPSTREAM_FAULT_KINDS.length)] as UpstreamFaultKind;
         if (!(await inject(kind))) {
           await new Promise((r) => setTimeout(r, 50));
           continue;
         }
+        kind = undefined;
         progress("chaos: upstream faults", faults.length, o.faults);
         next = Math.max(performance.now(), next) + mean * (0.5 + rand());
       }

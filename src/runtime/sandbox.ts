@@ -12,7 +12,7 @@ import { sandboxFromDaemon } from "../daemon/client.js";
 import type { ClusterOption } from "../cluster/client.js";
 import { resolveBackendChoice, type BackendChoice } from "./backends.js";
 import { DiskGuard, diskLimit, noSpace, type DiskLimit, type DiskLimitMode } from "./disk.js";
-import { removeIfOwned, workspaceFor, type Workspace } from "./workspace.js";
+import { removeIfOwned, sweepWriteTemps, workspaceFor, type Workspace } from "./workspace.js";
 
 export interface SandboxOptions {
   backend?: BackendChoice;
@@ -114,7 +114,7 @@ export class Sandbox {
           ),
         writeUse(path, typeof data === "string" ? Buffer.byteLength(data, "utf8") : data.byteLength, o.createParents),
         o,
-      )),
+      ), path),
     list: (path = ".", o: { depth?: number; limit?: number; signal?: AbortSignal } = {}): Promise<Served<ListDirectoryResult>> =>
       this.served("list_directory", (ch) =>
         this.call((c) => tools.listDirectory(ch, tools.parseToolArgs("list_directory", { path, ...strip(o, ["depth", "limit"]) }), sig(c.signal)), NO_DISK_USE, o),
@@ -278,7 +278,7 @@ export class Sandbox {
    * Runs a call on the tool's channel and stamps the result with where it ran. A failed call is
    * logged with the sandbox's id and the call's (`<sandbox>#<n>`), which its error carries too.
    */
-  private async served<T extends object>(tool: ToolName, fn: (channel: GuestChannel) => Promise<T>): Promise<Served<T>> {
+  private async served<T extends object>(tool: ToolName, fn: (channel: GuestChannel) => Promise<T>, writePath?: string): Promise<Served<T>> {
     const callId = `${this.id}#${++this.calls}`;
     const channel = this.channelFor(tool);
     try {
@@ -296,8 +296,29 @@ export class Sandbox {
       e = withCallIds(e, this.id, callId);
       const fatal = SANDBOX_FAULTS.has(e.code);
       log[fatal ? "warn" : "info"]({ sandboxId: this.id, callId, tool, code: e.code, err: e.message }, fatal ? "sandbox call failed" : "tool call failed");
+      // A write the sandbox died during (lost, or killed under it) may have left its named temp file.
+      if (writePath !== undefined && !this.alive) await this.afterLostWrite(writePath);
       throw e;
     }
+  }
+
+  /**
+   * Once the sandbox's processes are gone (the agent cannot still rename its temp file), removes the
+   * temp file of a write it died during. The sandbox is lost anyway, so this destroys it (idempotent)
+   * and waits at most WRITE_SWEEP_WAIT_MS: a teardown slower than that leaves the temp file, if any.
+   */
+  private async afterLostWrite(path: string): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const gone = await Promise.race([
+      // destroy(), not exited: beside a VM, `exited` is the first part's; the other may still be renaming.
+      this.handle.destroy().then(
+        () => true,
+        () => false,
+      ),
+      new Promise<false>((r) => (timer = setTimeout(() => r(false), WRITE_SWEEP_WAIT_MS))),
+    ]);
+    clearTimeout(timer);
+    if (gone) await sweepWriteTemps(this.workspace, path);
   }
 
   /** What a call on a sandbox that is gone fails with: one code, one message, the cause in details. */
@@ -340,7 +361,7 @@ export class Sandbox {
       const a = call.args;
       use = writeUse(a.path, Buffer.byteLength(a.content, a.encoding === "base64" ? "base64" : "utf8"), a.createParents);
     }
-    return await this.served(call.tool, (ch) => this.call((c) => tools.callTool(ch, call, { ...o, ...callOptions(c) }), use, o));
+    return await this.served(call.tool, (ch) => this.call((c) => tools.callTool(ch, call, { ...o, ...callOptions(c) }), use, o), call.tool === "write_file" ? call.args.path : undefined);
   }
 
   /** Destroys the sandbox and everything it created. Idempotent. */
@@ -465,6 +486,9 @@ export class Sandbox {
 }
 
 /** Codes that mean the sandbox itself failed (logged as warnings); the rest (logged at info) are the call's own outcome or follow from an earlier one. */
+/** How long a failed write waits for its dead sandbox's processes before sweeping its temp file. */
+const WRITE_SWEEP_WAIT_MS = 2000;
+
 const SANDBOX_FAULTS: ReadonlySet<string> = new Set(["GUEST_CHANNEL_LOST", "GUEST_PROTOCOL_VIOLATION", "INTERNAL"]);
 
 /**

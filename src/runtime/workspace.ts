@@ -1,7 +1,8 @@
 // Workspaces LuminaGuard creates itself (in the private runtime directory, since a sandbox can chmod
 // its own workspace open), and user-given ones, which pass the one workspace check.
 import { mkdtempSync, realpathSync, rmSync } from "node:fs";
-import { join } from "node:path";
+import { readdir, realpath, unlink } from "node:fs/promises";
+import { dirname, isAbsolute, join, relative, sep } from "node:path";
 import { LuminaGuardError, toLuminaGuardError } from "../errors.js";
 import { log } from "../log.js";
 import { runSubdir } from "../paths.js";
@@ -80,4 +81,38 @@ export async function removeIfOwned(ws: Workspace): Promise<void> {
     }
   }
   if (ws.owned) rmSync(ws.path, { recursive: true, force: true });
+}
+
+/** The name the agent gives a write_file temp file just before its rename (guest-agent/readwrite.c, tmp_name). */
+const WRITE_TEMP = /^\.lg-[0-9a-f]{16}\.tmp$/;
+
+/**
+ * After a sandbox died during a write_file to `path`: removes the write's temp file from the target's
+ * directory. The agent writes an unnamed file and names it only just before the rename, so a kill in
+ * that window (or one on a filesystem without O_TMPFILE) leaves a `.lg-<16 hex>.tmp`. Only names of
+ * that exact form, only in that one directory, and only when it resolves inside the workspace (the
+ * guest may have swapped a directory for a symlink). Call it once the sandbox's processes are gone.
+ * Returns what it removed; failures are logged, never thrown (the call has already failed).
+ */
+export async function sweepWriteTemps(workspace: string, path: string): Promise<string[]> {
+  const rel = isAbsolute(path) ? relative("/workspace", path) : path;
+  if (rel.startsWith("..") || isAbsolute(rel)) return [];
+  const removed: string[] = [];
+  try {
+    const root = await realpath(workspace);
+    const dir = await realpath(join(root, dirname(rel)));
+    if (dir !== root && !dir.startsWith(root + sep)) return [];
+    for (const name of await readdir(dir)) {
+      if (!WRITE_TEMP.test(name)) continue;
+      await unlink(join(dir, name)).then(
+        () => removed.push(join(dir, name)),
+        () => undefined,
+      );
+    }
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== "ENOENT" && code !== "ENOTDIR") log.warn({ workspace, path, err: String(err) }, "cannot sweep a write's temp file");
+  }
+  if (removed.length) log.info({ workspace, removed }, "removed the temp file of a write the sandbox died during");
+  return removed;
 }

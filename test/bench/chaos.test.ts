@@ -29,10 +29,10 @@ describe("bench chaos (smoke)", async () => {
       assert.equal(run.info?.["seed"], 11, "the seed is recorded");
       assert.ok(max(run, "kills_injected") >= kills, `at least ${kills} kills injected`);
       assert.ok(max(run, "acknowledged_writes") > 0, "writes were acknowledged");
-      assert.equal(max(run, "acknowledged_writes_lost"), 0);
-      assert.equal(max(run, "temp_files_left"), 0);
+      assert.equal(max(run, "acknowledged_writes_lost"), 0, run.notes.join("; "));
+      assert.equal(max(run, "temp_files_left"), 0, run.notes.join("; "));
       assert.equal(max(run, "unnamed_failures"), 0, run.notes.join("; "));
-      assert.equal(max(run, "calls_past_deadline"), 0);
+      assert.equal(max(run, "calls_past_deadline"), 0, run.notes.join("; "));
       assert.equal(max(run, "pool_full"), 1);
       assert.ok(max(run, "calls_failed") >= 1, "the faults made calls fail");
       assert.ok((run.metrics["recovery_ms"]?.n ?? 0) >= kills, "a recovery time per kill at least");

@@ -1,5 +1,8 @@
 // The fault points: inert unless armed, parsed strictly, and each armed point fails the real path it sits on.
 import assert from "node:assert/strict";
+import { mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, test } from "node:test";
 import { armFaults, disarmFaults, fault, faultsFired, faultsOn, parseFaults } from "../../src/faults/index.js";
 import { BACKENDS, rejectsWith, sandboxFor, unavailable, waitFor } from "../fixtures.js";
@@ -81,6 +84,31 @@ for (const backend of BACKENDS) {
         messages.add(e.message);
       }
       assert.equal(messages.size, 1, [...messages].join(" | "));
+    });
+
+    test("a sandbox dying during write_file leaves no named temp file in the target directory, and nothing outside is touched", { skip }, async (t) => {
+      const { sandbox, workspace } = await sandboxFor(t, backend);
+      await sandbox.files.write("d/keep.txt", "kept", { createParents: true });
+      // What a kill between the agent's linkat and rename leaves (guest-agent/readwrite.c): a named temp.
+      const temp = join(workspace, "d", ".lg-0123456789abcdef.tmp");
+      writeFileSync(temp, "partial");
+      writeFileSync(join(workspace, "d", ".lg-notours.tmp"), "a user's file");
+      // A symlinked directory to outside the workspace with a temp-like name in it: never swept.
+      const outside = mkdtempSync(join(tmpdir(), "lg-outside-"));
+      t.after(() => rmSync(outside, { recursive: true, force: true }));
+      writeFileSync(join(outside, ".lg-fedcba9876543210.tmp"), "not the workspace's");
+      symlinkSync(outside, join(workspace, "link"));
+      t.after(disarmFaults);
+      // The write reaches the agent late; the sandbox is killed before it does.
+      armFaults({ "slow-io": { op: "write_file", ms: 3000 }, "guest-crash": { op: "write_file", ms: 200 } });
+      await rejectsWith(sandbox.files.write("d/new.txt", "x"), "GUEST_CHANNEL_LOST");
+      assert.deepEqual(readdirSync(join(workspace, "d")).sort(), [".lg-notours.tmp", "keep.txt"]);
+      disarmFaults();
+      const { sandbox: again } = await sandboxFor(t, backend, { workspace });
+      t.after(disarmFaults);
+      armFaults({ "slow-io": { op: "write_file", ms: 3000 }, "guest-crash": { op: "write_file", ms: 200 } });
+      await rejectsWith(again.files.write("link/x.txt", "x"), "GUEST_CHANNEL_LOST");
+      assert.deepEqual(readdirSync(outside), [".lg-fedcba9876543210.tmp"], "outside the workspace, nothing is removed");
     });
 
     test("an injected spawn failure is SANDBOX_SPAWN_FAILED with a hint, and the next spawn works", { skip }, async (t) => {
