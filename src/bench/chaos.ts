@@ -5,7 +5,7 @@
 // agent whose call fails checks the failure (a named code, within the call's deadline), throws the
 // sandbox away and takes the next from the pool. Afterwards: every acknowledged write is on the host
 // byte for byte, no `.lg-*` temp file is left, the pool is back to full, and nothing of the run leaks.
-import { mkdirSync, readFileSync, readdirSync, realpathSync, rmSync, mkdtempSync } from "node:fs";
+import { mkdirSync, readFileSync, realpathSync, rmSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Readable, Writable } from "node:stream";
@@ -25,7 +25,7 @@ import { FILE_OP_DEADLINE_MS } from "../tools/tool.js";
 import { cmdline } from "../util/procfs.js";
 import { ChaosDaemon } from "./chaos-daemon.js";
 import { upstreamChaos, upstreamChaosCriteria } from "./chaos-upstream.js";
-import { endLeakCheck, foreignSince, leakSnapshot, newLeaks } from "./leaks.js";
+import { leakSnapshot, settleLeaks, tempFilesBelow } from "./leaks.js";
 import { Recorder } from "./scenarios.js";
 import { seedWorkspace, standardOps, type Op } from "./workload.js";
 
@@ -109,20 +109,6 @@ function cutChannel(channel: unknown): void {
   const t = (channel as { transport?: { input?: Readable; output?: Writable } }).transport;
   t?.input?.destroy();
   t?.output?.destroy();
-}
-
-/** Every `.lg-*` temp file left below `dir` (the agents' write_file temp names). */
-function tempFiles(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string): void => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = join(d, e.name);
-      if (e.name.startsWith(".lg-")) out.push(p);
-      else if (e.isDirectory()) walk(p);
-    }
-  };
-  walk(dir);
-  return out;
 }
 
 export interface ChaosResult {
@@ -398,7 +384,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
       }
     }
     if (lostExamples.length) rec.notes.push(`LOST acknowledged writes: ${lostExamples.join("; ")}`);
-    const temps = tempFiles(ws);
+    const temps = tempFilesBelow(ws);
     if (temps.length) rec.notes.push(`temp files left: ${temps.slice(0, 5).join("; ")}`);
     if (unnamedExamples.length) rec.notes.push(`unnamed failures: ${unnamedExamples.join(" | ")}`);
 
@@ -437,16 +423,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     else process.env["LUMINAGUARD_SOCKET"] = savedSocket;
     const daemonLeft = daemon ? await daemon.finish() : [];
     rmSync(ws, { recursive: true, force: true });
-    // Everything the run started must be gone; give exits a moment to be reaped.
-    for (let i = 0; i < 50; i++) {
-      leaks = newLeaks(before);
-      if (leaks.length === 0) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    leaks.push(...daemonLeft);
-    const foreign = foreignSince(before);
-    if (foreign.length) rec.notes.push(`not ours (another process's sandboxes during the run): ${foreign.length} entries`);
-    endLeakCheck(before);
+    // Everything the run started must be gone.
+    leaks = [...(await settleLeaks(before, rec.notes)), ...daemonLeft];
   }
   if (leaks.length) rec.notes.push(`LEAK: ${leaks.join("; ")}`);
   rec.add("leaks", "", leaks.length);

@@ -31,7 +31,7 @@ import type { MicroVmBackend } from "../sandbox/microvm/backend.js";
 import type { BackendName } from "../sandbox/types.js";
 import { run } from "../util/proc.js";
 import { saturationCriteria, saturationPart } from "./exhaustion-saturation.js";
-import { endLeakCheck, foreignSince, leakSnapshot, newLeaks } from "./leaks.js";
+import { leakSnapshot, settleLeaks, tempFilesBelow } from "./leaks.js";
 import { Recorder } from "./scenarios.js";
 
 /** Never ask for more than this many sandboxes, nor more memory per sandbox, whatever the options. */
@@ -83,25 +83,6 @@ function memAvailableMiB(): number {
   } catch {
     return NaN;
   }
-}
-
-/** Every `.lg-*` temp file below `dir`. */
-function tempFiles(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string): void => {
-    let entries;
-    try {
-      entries = readdirSync(d, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of entries) {
-      if (e.name.startsWith(".lg-")) out.push(join(d, e.name));
-      else if (e.isDirectory() && e.name !== "lost+found") walk(join(d, e.name));
-    }
-  };
-  walk(dir);
-  return out;
 }
 
 /** Messages of the unnamed failures seen, for the notes. */
@@ -160,11 +141,11 @@ async function diskQuotaPart(rec: Recorder, o: ExhaustionOptions): Promise<void>
     rec.add("quota_write_no_space", "", refused >= 0 ? 1 : 0);
     rec.notes.push(`quota: write_file of 3 MiB × 4 on 8 MiB: ${writes.join(", ")}`);
     // The refused write left nothing: no temp file, no short target.
-    const partial = tempFiles(sb.workspace).length + (refused >= 0 && existsSync(join(sb.workspace, `fill${refused}.bin`)) ? 1 : 0);
+    const partial = tempFilesBelow(sb.workspace).length + (refused >= 0 && existsSync(join(sb.workspace, `fill${refused}.bin`)) ? 1 : 0);
     const cmd = await outcome(sb.commands.run(["dd", "if=/dev/zero", "of=big.bin", "bs=1M", "count=16"], { timeoutMs: 60_000 }));
     rec.add("quota_command_no_space", "", cmd === "NO_SPACE" ? 1 : 0);
     if (cmd !== "NO_SPACE") rec.notes.push(`quota: a command writing past the limit got ${cmd}`);
-    rec.add("quota_partial_files", "", partial + tempFiles(sb.workspace).length);
+    rec.add("quota_partial_files", "", partial + tempFilesBelow(sb.workspace).length);
     // Space returns: the agent frees it, writes work again.
     await sb.commands.run(["rm", "-f", "big.bin", "fill0.bin", "fill1.bin", "fill2.bin", "fill3.bin"]);
     const again = await outcome(sb.files.write("after.bin", chunk));
@@ -407,14 +388,7 @@ export async function runExhaustion(o: ExhaustionOptions): Promise<ExhaustionRes
     }
   } finally {
     clearInterval(sampler);
-    for (let i = 0; i < 50; i++) {
-      leaks = newLeaks(before);
-      if (leaks.length === 0) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    const foreign = foreignSince(before);
-    if (foreign.length) rec.notes.push(`not ours (another process's sandboxes during the run): ${foreign.length} entries`);
-    endLeakCheck(before);
+    leaks = await settleLeaks(before, rec.notes);
   }
   // Host OOM kills: the machine's count, less the ones our namespace sandboxes' cgroups made (a
   // cgroup OOM kill counts there too). Another process's OOM kill meanwhile would count as well.

@@ -172,3 +172,38 @@ function leakSnapshotNoWatch(): LeakSnapshot {
     temp: readdirSync(tmpdir()).filter((n) => n.startsWith("lg-ws-") || n.startsWith("lg-bench-")).map((n) => join(tmpdir(), n)),
   };
 }
+
+/**
+ * The end of a run's leak check: waits up to `waitMs` for what the run started to be reaped, notes in
+ * `notes` what another process made meanwhile (not a leak of this run), ends the record, and returns
+ * this run's leftovers (empty when nothing is left).
+ */
+export async function settleLeaks(before: LeakSnapshot, notes: string[], waitMs = 5000): Promise<string[]> {
+  let leaks = newLeaks(before);
+  for (const end = performance.now() + waitMs; leaks.length > 0 && performance.now() < end; leaks = newLeaks(before)) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const foreign = foreignSince(before);
+  if (foreign.length) notes.push(`not ours (another process's sandboxes during the run): ${foreign.length} entries`);
+  endLeakCheck(before);
+  return leaks;
+}
+
+/** Every write_file temp file (`.lg-*`) left below `dir`, lost+found skipped; a directory that vanishes is skipped. */
+export function tempFilesBelow(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string): void => {
+    let entries;
+    try {
+      entries = readdirSync(d, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      if (e.name.startsWith(".lg-")) out.push(join(d, e.name));
+      else if (e.isDirectory() && e.name !== "lost+found") walk(join(d, e.name));
+    }
+  };
+  walk(dir);
+  return out;
+}

@@ -10,7 +10,7 @@ import { criteriaFor, wordedFigures } from "./criteria.js";
 import { cliScenario } from "./cli.js";
 import { daemonSpawnScenario } from "./daemon-spawn.js";
 import { mcpScenario } from "./mcp.js";
-import { leakSnapshot, newLeaks } from "./leaks.js";
+import { leakSnapshot, settleLeaks } from "./leaks.js";
 import { DEFAULT_AGENTS, DEFAULT_SPAWN_DEADLINE_MS, scaleFigures, scaleScenario } from "./scale.js";
 import { Recorder, memoryScenario, spawnScenario, toolsScenario, type ScenarioOptions } from "./scenarios.js";
 
@@ -91,13 +91,8 @@ export async function runBench(scenario: ScenarioName, o: BenchOptions): Promise
     scaleFigures(rec, agents, spawnDeadlineMs);
   }
   wordedFigures(rec, Math.max(1, ...Object.values(repeats)));
-  // Everything a scenario started must be gone by now; give exits a moment to be reaped.
-  let leaks: string[] = [];
-  for (let i = 0; i < 50; i++) {
-    leaks = newLeaks(before);
-    if (leaks.length === 0) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  // Everything a scenario started must be gone by now.
+  const leaks = await settleLeaks(before, rec.notes);
   if (leaks.length) rec.notes.push(`LEAK: ${leaks.join("; ")}`);
   const run = await createRun({
     scenario,
