@@ -3,7 +3,6 @@
 // group a command line names is loaded (a command starts like node, not like every module at once).
 import type { Command } from "commander";
 import { packageVersion } from "../util/pkg.js";
-import { reportError } from "./output.js";
 
 type Register = (program: Command) => void;
 
@@ -57,6 +56,8 @@ async function main(): Promise<void> {
   await program.parseAsync(process.argv);
 }
 
-main().catch((err: unknown) => {
+main().catch(async (err: unknown) => {
+  // Loaded on failure only: a bare --version needs none of the error machinery.
+  const { reportError } = await import("./output.js");
   process.exitCode = reportError(err);
 });
