@@ -3,6 +3,7 @@
 // the same run, alternating so that a noisy neighbour hurts every command alike.
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { request } from "node:http";
 import { join } from "node:path";
 import { probeBackend } from "../runtime/backends.js";
 import { packageRoot } from "../util/pkg.js";
@@ -34,6 +35,45 @@ interface Timed {
   before?: () => Promise<void>;
 }
 
+interface StatsView {
+  pools: Record<string, { ready: number; spawning: number }>;
+  sandboxes: { alive: number; inFlight: number };
+}
+
+function stats(socket: string): Promise<StatsView> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: socket, path: "/v1/stats" }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.once("end", () => {
+        try {
+          resolve(JSON.parse(Buffer.concat(chunks).toString("utf8")) as StatsView);
+        } catch (err) {
+          reject(err as Error);
+        }
+      });
+    });
+    req.once("error", reject);
+    req.end();
+  });
+}
+
+/**
+ * Until the service is at rest, as between a user's commands: its pool refilled to `ready` with nothing
+ * spawning, the last command's sandbox gone, no call in flight. Waited for outside the timing, so that
+ * the daemon's own work after a command does not land in the next one's figure.
+ */
+async function serviceAtRest(socket: string, ready: number, timeoutMs = 120_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const s = await stats(socket);
+    const pool = s.pools["namespace"];
+    if (pool && pool.ready >= ready && pool.spawning === 0 && s.sandboxes.alive === 0 && s.sandboxes.inFlight === 0) return;
+    if (Date.now() > end) throw new Error(`the bench daemon did not come to rest within ${timeoutMs} ms: ${JSON.stringify(s.pools)} ${JSON.stringify(s.sandboxes)}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 export async function cliScenario(rec: Recorder, o: ScenarioOptions): Promise<void> {
   const runs = Math.max(3, Math.min(o.runs, 15));
   const node = process.execPath;
@@ -51,17 +91,17 @@ export async function cliScenario(rec: Recorder, o: ScenarioOptions): Promise<vo
   if (srt) commands["srt_true"] = { argv: srt, env };
   else rec.notes.push("srt (Anthropic sandbox-runtime) is not installed here: no peer figure");
   // With the service running: a private `luminaguard serve` (own socket, runtime and home directories)
-  // with a warm namespace pool, which `exec` finds through $LUMINAGUARD_SOCKET; its pool is refilled
-  // (waited for outside the timing) before each run, as a service between a user's commands would be.
+  // with a warm namespace pool, which `exec` finds through $LUMINAGUARD_SOCKET; before each run it is
+  // let come to rest (pool refilled, last sandbox torn down), as a service between a user's commands is.
   const daemon = namespace ? await (await import("../daemon/bench.js")).startBenchDaemon("namespace", "2:4") : undefined;
   try {
     if (daemon) {
       const denv = { LUMINAGUARD_DAEMON: "", LUMINAGUARD_SOCKET: daemon.socket, LUMINAGUARD_RUN: daemon.run, LUMINAGUARD_HOME: daemon.env["LUMINAGUARD_HOME"] ?? "" };
       const argv = [node, CLI, "exec", "--backend", "namespace", "--", "true"];
       // The figure is the daemon's only if the command really went through it (it says so on stderr).
-      await daemon.poolReady(1);
+      await serviceAtRest(daemon.socket, 2);
       const probe = spawnSync(argv[0] as string, argv.slice(1), { env: { ...process.env, ...denv }, encoding: "utf8", timeout: 60_000 });
-      if (probe.status === 0 && probe.stderr.includes("via the daemon")) commands["exec_namespace_daemon"] = { argv, env: denv, before: () => daemon.poolReady(1) };
+      if (probe.status === 0 && probe.stderr.includes("via the daemon")) commands["exec_namespace_daemon"] = { argv, env: denv, before: () => serviceAtRest(daemon.socket, 2) };
       else rec.notes.push(`exec through the running daemon did not use it (exit ${String(probe.status)}): no daemon figure`);
     }
     // One warm-up of each (page cache, image and snapshot on disk), then alternate.
