@@ -1,7 +1,13 @@
 #!/usr/bin/env node
-// `npm run build`, after tsc: the `luminaguard` command bundled into dist/cli/ (main.js and its lazily
-// loaded chunks, with source maps), so that node resolves and compiles a few files instead of the
-// hundreds the per-file output (dist/src, kept for the SDK and the tests) is made of.
+// `npm run build`, after tsc: the `luminaguard` command bundled into dist/cli/ (with source maps), so
+// that node resolves and compiles a few files instead of the hundreds the per-file output (dist/src,
+// kept for the SDK and the tests) is made of:
+//   dist/cli/main.js   the bin (src/cli/bin.ts): answers a bare --version, else loads one of
+//   dist/cli/hot/      exec and tool (src/cli/main-exec.ts): a dozen chunks on their path
+//   dist/cli/all/      every command (src/cli/main.ts)
+// Two bundles, not one: split together with every other command, exec's modules fall into thirty-odd
+// shared chunks, and each file costs node a resolution, a read and a module record. A process loads
+// one of them only, so no module is ever instantiated twice.
 //
 // - Code splitting keeps each command's dynamic import() lazy: `exec` loads the chunks it needs, not
 //   the daemon, the MCP server or the benchmarks.
@@ -28,8 +34,8 @@ const BANNER = 'import { createRequire as __lgCreateRequire } from "node:module"
 
 const packageName = (spec) => (spec.startsWith("@") ? spec.split("/").slice(0, 2).join("/") : spec.split("/")[0]);
 
-/** @type {import("esbuild").Plugin} */
-const layout = {
+/** @type {(outdir: string) => import("esbuild").Plugin} */
+const layout = (outdir) => ({
   name: "luminaguard-layout",
   setup(b) {
     b.onResolve({ filter: /^[^./]/ }, (args) => {
@@ -43,8 +49,8 @@ const layout = {
       let source = await readFile(args.path, "utf8");
       const original = source;
       if (source.includes("import.meta.url")) {
-        // Every chunk is written to dist/cli/, so "../src/..." from a chunk is the twin in dist/src/.
-        const twin = `../${rel.split(sep).join("/").replace(/\.ts$/, ".js")}`;
+        // Every chunk of a bundle is written to its outdir, so this path from a chunk is the twin in dist/src/.
+        const twin = `${relative(outdir, join(root, "dist")).split(sep).join("/")}/${rel.split(sep).join("/").replace(/\.ts$/, ".js")}`;
         source = source.replaceAll("import.meta.url", `new URL(${JSON.stringify(twin)}, import.meta.url).href`);
       }
       // zod's `z` is a namespace re-exported by name, which esbuild keeps whole (every locale, 750 kB);
@@ -54,18 +60,23 @@ const layout = {
       return source === original ? undefined : { contents: source, loader: "ts" };
     });
   },
+});
+
+/** bin.ts's imports of the two entries are the two bundles, loaded from beside it. */
+const bundles = {
+  name: "luminaguard-bundles",
+  setup(b) {
+    b.onResolve({ filter: /^\.\/main(-exec)?\.js$/ }, (args) =>
+      args.importer.endsWith(`${sep}cli${sep}bin.ts`) ? { path: args.path === "./main.js" ? "./all/main.js" : "./hot/main.js", external: true } : undefined,
+    );
+  },
 };
 
-// No chunk of an earlier build may linger: their names carry content hashes.
-rmSync(outdir, { recursive: true, force: true });
-const result = await build({
+const common = {
   absWorkingDir: root,
-  entryPoints: { main: "src/cli/main.ts" },
-  outdir,
   entryNames: "[name]",
   chunkNames: "[name]-[hash]",
   bundle: true,
-  splitting: true,
   format: "esm",
   platform: "node",
   target: "node20",
@@ -74,10 +85,18 @@ const result = await build({
   sourcesContent: false,
   // commander is CommonJS: its require() of node's modules needs a real require in an ES module.
   banner: { js: BANNER },
-  plugins: [layout],
   metafile: true,
   logLevel: "warning",
-});
+};
+
+// No chunk of an earlier build may linger: their names carry content hashes.
+rmSync(outdir, { recursive: true, force: true });
+const results = [
+  await build({ ...common, entryPoints: { main: "src/cli/main.ts" }, outdir: join(outdir, "all"), splitting: true, plugins: [layout(join(outdir, "all"))] }),
+  await build({ ...common, entryPoints: { main: "src/cli/main-exec.ts" }, outdir: join(outdir, "hot"), splitting: true, plugins: [layout(join(outdir, "hot"))] }),
+  await build({ ...common, entryPoints: { main: "src/cli/bin.ts" }, outdir, splitting: false, plugins: [bundles, layout(outdir)] }),
+];
+const result = { metafile: { inputs: {}, outputs: Object.assign({}, ...results.map((r) => r.metafile.outputs)) } };
 if (process.env.LG_BUNDLE_META) writeFileSync(process.env.LG_BUNDLE_META, JSON.stringify(result.metafile));
 const outputs = Object.keys(result.metafile.outputs).filter((f) => f.endsWith(".js"));
 for (const file of outputs) {
@@ -90,4 +109,4 @@ for (const file of outputs) {
 }
 // The bin entry: executable, like a command npm links.
 chmodSync(join(outdir, "main.js"), 0o755);
-process.stderr.write(`bundle: dist/cli/main.js and ${outputs.length - 1} chunk(s)\n`);
+process.stderr.write(`bundle: dist/cli/main.js, ${outputs.filter((f) => f.includes("/hot/")).length} file(s) in hot/, ${outputs.filter((f) => f.includes("/all/")).length} in all/\n`);
