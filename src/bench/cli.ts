@@ -2,13 +2,19 @@
 // LuminaGuard CLI against `node -e 0` and, where installed, Anthropic's `srt` (sandbox-runtime), in
 // the same run, alternating so that a noisy neighbour hurts every command alike.
 import { spawnSync } from "node:child_process";
-import { fileURLToPath } from "node:url";
+import { readFileSync } from "node:fs";
+import { request } from "node:http";
+import { join } from "node:path";
 import { probeBackend } from "../runtime/backends.js";
+import { packageRoot } from "../util/pkg.js";
 import { timeProcess } from "./measure.js";
 import type { Recorder, ScenarioOptions } from "./scenarios.js";
 
-/** The CLI of this very build. */
-const CLI = fileURLToPath(new URL("../cli/main.js", import.meta.url));
+/** The `luminaguard` command of this very build, as installed: package.json's `bin` (the bundle in dist/cli/). */
+export function cliEntry(): string {
+  const pkg = JSON.parse(readFileSync(join(packageRoot(), "package.json"), "utf8")) as { bin: Record<string, string> };
+  return join(packageRoot(), pkg.bin["luminaguard"] as string);
+}
 
 /** `srt` on PATH (npm i -g @anthropic-ai/sandbox-runtime), if it runs `true` here. */
 function srtCommand(): string[] | undefined {
@@ -22,31 +28,101 @@ function median(xs: readonly number[]): number {
   return s.length === 0 ? NaN : s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
 }
 
+/** One timed command: its argv, its environment, and what to wait for before each run (outside the timing). */
+interface Timed {
+  argv: string[];
+  env: Record<string, string>;
+  before?: () => Promise<void>;
+}
+
+interface StatsView {
+  pools: Record<string, { ready: number; spawning: number }>;
+  sandboxes: { alive: number; inFlight: number };
+}
+
+function stats(socket: string): Promise<StatsView> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: socket, path: "/v1/stats" }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.once("end", () => {
+        try {
+          resolve(JSON.parse(Buffer.concat(chunks).toString("utf8")) as StatsView);
+        } catch (err) {
+          reject(err as Error);
+        }
+      });
+    });
+    req.once("error", reject);
+    req.end();
+  });
+}
+
+/**
+ * Until the service is at rest, as between a user's commands: its pool refilled to `ready` with nothing
+ * spawning, the last command's sandbox gone, no call in flight. Waited for outside the timing, so that
+ * the daemon's own work after a command does not land in the next one's figure.
+ */
+async function serviceAtRest(socket: string, ready: number, timeoutMs = 120_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const s = await stats(socket);
+    const pool = s.pools["namespace"];
+    if (pool && pool.ready >= ready && pool.spawning === 0 && s.sandboxes.alive === 0 && s.sandboxes.inFlight === 0) return;
+    if (Date.now() > end) throw new Error(`the bench daemon did not come to rest within ${timeoutMs} ms: ${JSON.stringify(s.pools)} ${JSON.stringify(s.sandboxes)}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 export async function cliScenario(rec: Recorder, o: ScenarioOptions): Promise<void> {
   const runs = Math.max(3, Math.min(o.runs, 15));
   const node = process.execPath;
-  const commands: Record<string, string[]> = {
-    node_e0: [node, "-e", "0"],
-    version: [node, CLI, "--version"],
-  };
+  const CLI = cliEntry();
   // Without the service: the in-process path a one-shot command takes.
   const env = { LUMINAGUARD_DAEMON: "0" };
-  if ((await probeBackend("namespace")).available) commands["exec_namespace"] = [node, CLI, "exec", "--backend", "namespace", "--", "true"];
-  if ((await probeBackend("microvm")).available) commands["exec_microvm"] = [node, CLI, "exec", "--backend", "microvm", "--", "true"];
+  const commands: Record<string, Timed> = {
+    node_e0: { argv: [node, "-e", "0"], env },
+    version: { argv: [node, CLI, "--version"], env },
+  };
+  const namespace = (await probeBackend("namespace")).available;
+  if (namespace) commands["exec_namespace"] = { argv: [node, CLI, "exec", "--backend", "namespace", "--", "true"], env };
+  if ((await probeBackend("microvm")).available) commands["exec_microvm"] = { argv: [node, CLI, "exec", "--backend", "microvm", "--", "true"], env };
   const srt = srtCommand();
-  if (srt) commands["srt_true"] = srt;
+  if (srt) commands["srt_true"] = { argv: srt, env };
   else rec.notes.push("srt (Anthropic sandbox-runtime) is not installed here: no peer figure");
-  // One warm-up of each (page cache, image and snapshot on disk), then alternate.
-  for (const argv of Object.values(commands)) await timeProcess(argv, env);
-  for (let i = 0; i < runs; i++) {
-    for (const [name, argv] of Object.entries(commands)) {
-      o.progress(`cli: ${name}`, i, runs);
-      rec.add(`cli_ms.${name}`, "ms", await timeProcess(argv, env));
+  // With the service running: a private `luminaguard serve` (own socket, runtime and home directories)
+  // with a warm namespace pool, which `exec` finds through $LUMINAGUARD_SOCKET; before each run it is
+  // let come to rest (pool refilled, last sandbox torn down), as a service between a user's commands is.
+  const daemon = namespace ? await (await import("../daemon/bench.js")).startBenchDaemon("namespace", "2:4") : undefined;
+  try {
+    if (daemon) {
+      const denv = { LUMINAGUARD_DAEMON: "", LUMINAGUARD_SOCKET: daemon.socket, LUMINAGUARD_RUN: daemon.run, LUMINAGUARD_HOME: daemon.env["LUMINAGUARD_HOME"] ?? "" };
+      const argv = [node, CLI, "exec", "--backend", "namespace", "--", "true"];
+      // The figure is the daemon's only if the command really went through it (it says so on stderr).
+      await serviceAtRest(daemon.socket, 2);
+      const probe = spawnSync(argv[0] as string, argv.slice(1), { env: { ...process.env, ...denv }, encoding: "utf8", timeout: 60_000 });
+      if (probe.status === 0 && probe.stderr.includes("via the daemon")) commands["exec_namespace_daemon"] = { argv, env: denv, before: () => serviceAtRest(daemon.socket, 2) };
+      else rec.notes.push(`exec through the running daemon did not use it (exit ${String(probe.status)}): no daemon figure`);
     }
+    // One warm-up of each (page cache, image and snapshot on disk), then alternate.
+    for (const t of Object.values(commands)) {
+      await t.before?.();
+      await timeProcess(t.argv, t.env);
+    }
+    for (let i = 0; i < runs; i++) {
+      for (const [name, t] of Object.entries(commands)) {
+        o.progress(`cli: ${name}`, i, runs);
+        await t.before?.();
+        rec.add(`cli_ms.${name}`, "ms", await timeProcess(t.argv, t.env));
+      }
+    }
+  } finally {
+    await daemon?.stop();
   }
   // Same-run ratios of medians, judged by the criteria.
   const m = (name: string): number => median(rec.samples[`cli_ms.${name}`] ?? []);
   rec.add("cli_ratio.version_over_node", "×", m("version") / m("node_e0"));
   if (srt && commands["exec_namespace"]) rec.add("cli_ratio.exec_namespace_over_srt", "×", m("exec_namespace") / m("srt_true"));
+  if (srt && commands["exec_namespace_daemon"]) rec.add("cli_ratio.exec_namespace_daemon_over_srt", "×", m("exec_namespace_daemon") / m("srt_true"));
   if (srt && commands["exec_microvm"]) rec.add("cli_ratio.exec_microvm_over_srt", "×", m("exec_microvm") / m("srt_true"));
 }

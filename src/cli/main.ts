@@ -1,14 +1,11 @@
 #!/usr/bin/env node
 // The `luminaguard` command: each command group registers itself from its own file here, and only the
 // group a command line names is loaded (a command starts like node, not like every module at once).
-import type { Command } from "commander";
-import { packageVersion } from "../util/pkg.js";
-import { reportError } from "./output.js";
-
-type Register = (program: Command) => void;
+// The bundled bin (src/cli/bin.ts) runs this file for every command but exec and tool (main-exec.ts).
+import { runCli, type Groups } from "./program.js";
 
 /** Every command group, in help order, loaded when named (all of them only for the top-level help). */
-const GROUPS: Record<string, () => Promise<Register>> = {
+const GROUPS: Groups = {
   doctor: async () => (await import("./doctor.js")).registerDoctorCommand,
   image: async () => (await import("./image.js")).registerImageCommand,
   exec: async () => (await import("./exec.js")).registerExecCommand,
@@ -26,37 +23,4 @@ const GROUPS: Record<string, () => Promise<Register>> = {
   cluster: async () => (await import("./cluster.js")).registerClusterCommand,
 };
 
-/** The groups this command line needs: the one it names; none for a bare --version; all otherwise (help, errors). */
-function groupsFor(argv: readonly string[]): string[] {
-  const words = argv.slice(2);
-  const named = words.find((w) => !w.startsWith("-"));
-  if (named !== undefined && Object.hasOwn(GROUPS, named)) return [named];
-  if (named === undefined && words.length > 0 && words.every((w) => w === "--version" || w === "-V")) return [];
-  return Object.keys(GROUPS);
-}
-
-/** A bare `--version` (or `-V`) is answered before commander is loaded, as commander would answer it. */
-function bareVersion(argv: readonly string[]): boolean {
-  const words = argv.slice(2);
-  return words.length === 1 && (words[0] === "--version" || words[0] === "-V");
-}
-
-async function main(): Promise<void> {
-  if (bareVersion(process.argv)) {
-    process.stdout.write(`${packageVersion()}\n`);
-    return;
-  }
-  const { Command } = await import("commander");
-  const program = new Command();
-  program.name("luminaguard").description("Run AI agents' tool calls in single-use micro-VMs and namespace sandboxes").version(packageVersion());
-  program.showHelpAfterError();
-  // A subcommand's options are its own: `bench faults --backend both` is not the scenario runner's --backend.
-  program.enablePositionalOptions();
-  const registers = await Promise.all(groupsFor(process.argv).map((name) => (GROUPS[name] as () => Promise<Register>)()));
-  for (const register of registers) register(program);
-  await program.parseAsync(process.argv);
-}
-
-main().catch((err: unknown) => {
-  process.exitCode = reportError(err);
-});
+runCli(GROUPS);

@@ -1,0 +1,112 @@
+#!/usr/bin/env node
+// `npm run build`, after tsc: the `luminaguard` command bundled into dist/cli/ (with source maps), so
+// that node resolves and compiles a few files instead of the hundreds the per-file output (dist/src,
+// kept for the SDK and the tests) is made of:
+//   dist/cli/main.js   the bin (src/cli/bin.ts): answers a bare --version, else loads one of
+//   dist/cli/hot/      exec and tool (src/cli/main-exec.ts): a dozen chunks on their path
+//   dist/cli/all/      every command (src/cli/main.ts)
+// Two bundles, not one: split together with every other command, exec's modules fall into thirty-odd
+// shared chunks, and each file costs node a resolution, a read and a module record. A process loads
+// one of them only, so no module is ever instantiated twice.
+//
+// - Code splitting keeps each command's dynamic import() lazy: `exec` loads the chunks it needs, not
+//   the daemon, the MCP server or the benchmarks.
+// - Bundled packages: only the small ones every command loads (commander, zod). The others (the MCP
+//   SDK, hono, nats, pino, prom-client) stay imports of node_modules, loaded where they were before.
+// - `import.meta.url` in a bundled module names its per-file twin under dist/src (same directory
+//   layout), so that paths found relative to a module (`new URL("./faults-cell.js", import.meta.url)`,
+//   `createRequire(import.meta.url)`) mean what they meant before bundling.
+import { chmodSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { dirname, join, relative, sep } from "node:path";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+import { build } from "esbuild";
+
+const root = dirname(dirname(fileURLToPath(import.meta.url)));
+const outdir = join(root, "dist", "cli");
+/** Packages copied into the bundle; every other bare import stays an import of node_modules. */
+const BUNDLED = new Set(["commander", "zod"]);
+
+// commander is CommonJS: its require() of node's modules needs a real require in an ES module. Only
+// the chunk with esbuild's require shim keeps it (see below); a line stays, so source maps still fit.
+const BANNER = 'import { createRequire as __lgCreateRequire } from "node:module"; const require = __lgCreateRequire(import.meta.url);';
+
+const packageName = (spec) => (spec.startsWith("@") ? spec.split("/").slice(0, 2).join("/") : spec.split("/")[0]);
+
+/** @type {(outdir: string) => import("esbuild").Plugin} */
+const layout = (outdir) => ({
+  name: "luminaguard-layout",
+  setup(b) {
+    b.onResolve({ filter: /^[^./]/ }, (args) => {
+      if (args.kind === "entry-point") return undefined;
+      if (args.path.startsWith("node:")) return { path: args.path, external: true };
+      return BUNDLED.has(packageName(args.path)) ? undefined : { path: args.path, external: true };
+    });
+    b.onLoad({ filter: /\.ts$/ }, async (args) => {
+      const rel = relative(root, args.path);
+      if (!rel.startsWith(`src${sep}`)) return undefined;
+      let source = await readFile(args.path, "utf8");
+      const original = source;
+      if (source.includes("import.meta.url")) {
+        // Every chunk of a bundle is written to its outdir, so this path from a chunk is the twin in dist/src/.
+        const twin = `${relative(outdir, join(root, "dist")).split(sep).join("/")}/${rel.split(sep).join("/").replace(/\.ts$/, ".js")}`;
+        source = source.replaceAll("import.meta.url", `new URL(${JSON.stringify(twin)}, import.meta.url).href`);
+      }
+      // zod's `z` is a namespace re-exported by name, which esbuild keeps whole (every locale, 750 kB);
+      // the same members imported as a namespace are shaken down to what is used (the English messages
+      // zod configures itself with stay). Same values, same behaviour.
+      source = source.replaceAll('import { z } from "zod";', 'import * as z from "zod";');
+      return source === original ? undefined : { contents: source, loader: "ts" };
+    });
+  },
+});
+
+/** bin.ts's imports of the two entries are the two bundles, loaded from beside it. */
+const bundles = {
+  name: "luminaguard-bundles",
+  setup(b) {
+    b.onResolve({ filter: /^\.\/main(-exec)?\.js$/ }, (args) =>
+      args.importer.endsWith(`${sep}cli${sep}bin.ts`) ? { path: args.path === "./main.js" ? "./all/main.js" : "./hot/main.js", external: true } : undefined,
+    );
+  },
+};
+
+const common = {
+  absWorkingDir: root,
+  entryNames: "[name]",
+  chunkNames: "[name]-[hash]",
+  bundle: true,
+  format: "esm",
+  platform: "node",
+  target: "node20",
+  tsconfig: join(root, "tsconfig.json"),
+  sourcemap: "linked",
+  sourcesContent: false,
+  // commander is CommonJS: its require() of node's modules needs a real require in an ES module.
+  banner: { js: BANNER },
+  metafile: true,
+  logLevel: "warning",
+};
+
+// No chunk of an earlier build may linger: their names carry content hashes.
+rmSync(outdir, { recursive: true, force: true });
+const results = [
+  await build({ ...common, entryPoints: { main: "src/cli/main.ts" }, outdir: join(outdir, "all"), splitting: true, plugins: [layout(join(outdir, "all"))] }),
+  await build({ ...common, entryPoints: { main: "src/cli/main-exec.ts" }, outdir: join(outdir, "hot"), splitting: true, plugins: [layout(join(outdir, "hot"))] }),
+  await build({ ...common, entryPoints: { main: "src/cli/bin.ts" }, outdir, splitting: false, plugins: [bundles, layout(outdir)] }),
+];
+const result = { metafile: { inputs: {}, outputs: Object.assign({}, ...results.map((r) => r.metafile.outputs)) } };
+if (process.env.LG_BUNDLE_META) writeFileSync(process.env.LG_BUNDLE_META, JSON.stringify(result.metafile));
+const outputs = Object.keys(result.metafile.outputs).filter((f) => f.endsWith(".js"));
+for (const file of outputs) {
+  const text = readFileSync(join(root, file), "utf8");
+  const at = text.indexOf(BANNER);
+  if (at < 0) throw new Error(`bundle: ${file} has no banner`);
+  const rest = text.slice(at + BANNER.length);
+  // A free `require` (not `x.require`, `__require`, `require2`) is the shim's: keep the banner there.
+  if (!/(?<![.\w$])require(?![\w$])/.test(rest)) writeFileSync(join(root, file), text.slice(0, at) + rest);
+}
+// The bin entry: executable, like a command npm links.
+chmodSync(join(outdir, "main.js"), 0o755);
+process.stderr.write(`bundle: dist/cli/main.js, ${outputs.filter((f) => f.includes("/hot/")).length} file(s) in hot/, ${outputs.filter((f) => f.includes("/all/")).length} in all/\n`);
