@@ -26,6 +26,7 @@ import {
   nodeRecordSchema,
   encodeJson,
   errorReply,
+  heartbeatVerdict,
   killRequestSchema,
   nodeSubject,
   offerRequestSchema,
@@ -158,7 +159,7 @@ export class ClusterNode {
   private async init(): Promise<void> {
     // A fresh R3 bucket may still be electing its leader when a second node joins: retried, not fatal.
     const existing = await retrying("reading this node's entry", () => this.kv.nodes.get(this.name));
-    if (existing && existing.operation === "PUT") {
+    if (existing && existing.operation === "PUT" && !(await this.stale(existing))) {
       throw new LuminaGuardError("INVALID_ARGUMENT", `a node named ${this.name} is alive in the cluster (its heartbeat is younger than the TTL); choose another --cluster-node name or wait ${this.ttlMs} ms`);
     }
     this.max = (await this.daemon.stats()).sandboxes.max;
@@ -179,6 +180,19 @@ export class ClusterNode {
     this.daemon.readinessChecks.set("cluster", () => this.readiness());
     this.daemon.clusterView = () => this.view();
     log.info({ node: this.name, servers: this.nc.getServer(), ttlMs: this.ttlMs, heartbeatMs: this.heartbeatMs }, "cluster: node joined");
+  }
+
+  /**
+   * Whether an entry under this node's name is a dead run's (a SIGKILL, a crash) that JetStream has not purged yet:
+   * older than its TTL and still the same revision after min(2 heartbeats, TTL/2). Then this run takes the name over.
+   */
+  private async stale(e: NonNullable<Awaited<ReturnType<KV["get"]>>>): Promise<boolean> {
+    const first = heartbeatVerdict(e, this.ttlMs, undefined);
+    if (first.ageMs <= first.ttlMs) return false;
+    await new Promise((r) => setTimeout(r, first.nextMs));
+    const again = await retrying("reading this node's entry", () => this.kv.nodes.get(this.name));
+    if (!again || again.operation !== "PUT") return true;
+    return heartbeatVerdict(again, this.ttlMs, first.sighting).lost;
   }
 
   /** Room for one more sandbox now: the daemon's limit less what it holds (any client) and what is being created. */
@@ -204,6 +218,8 @@ export class ClusterNode {
       state: this.closing ? "leaving" : this.daemon.readiness().state,
       startedAt: this.startedAt,
       at: new Date().toISOString(),
+      heartbeatMs: this.heartbeatMs,
+      ttlMs: this.ttlMs,
     };
   }
 
