@@ -1,7 +1,7 @@
 // The cluster's client: asks for offers, claims a sandbox on the node with the most room, and calls it on that
 // node's subjects; a node that stops heartbeating makes its sandboxes NODE_LOST within the TTL.
 import { randomBytes } from "node:crypto";
-import { ErrorCode, RequestStrategy, createInbox, type KV, type NatsConnection } from "nats";
+import { ErrorCode, RequestStrategy, createInbox, type JetStreamManager, type KV, type NatsConnection } from "nats";
 import { LuminaGuardError, toLuminaGuardError } from "../errors.js";
 import type { DiskLimitMode } from "../runtime/disk.js";
 import type { RunOptions, SandboxApi, Served } from "../runtime/sandbox.js";
@@ -86,6 +86,9 @@ export class ClusterClient {
   private readonly sightings = new Map<string, Sighting>();
   /** The last look at each node's entry (running, or finished at `done`). */
   private readonly looks = new Map<string, { p: Promise<Liveness>; done: number | undefined }>();
+  private jsm: Promise<JetStreamManager> | undefined;
+  /** How many nodes have an entry in lg-nodes (live, or awaiting the purge), counted at most every 2 s off the claim path; 0 = not yet. */
+  private readonly entries = { n: 0, at: -Infinity, counting: false };
 
   private constructor(
     readonly nc: NatsConnection,
@@ -131,7 +134,7 @@ export class ClusterClient {
     let keys: string[] | undefined;
     for (let i = 0; keys === undefined; i++) {
       try {
-        const jsm = await this.nc.jetstreamManager();
+        const jsm = await this.manager();
         const info = await jsm.streams.info(`KV_${NODES_BUCKET}`, { subjects_filter: `${prefix}>` });
         keys = Object.keys(info.state.subjects ?? {}).map((s) => s.slice(prefix.length));
       } catch (err) {
@@ -209,9 +212,46 @@ export class ClusterClient {
     return r.success ? r.data : undefined;
   }
 
-  /** The offers of every node that satisfies the constraints and has room, best (most free) first. */
+  private manager(): Promise<JetStreamManager> {
+    this.jsm ??= this.nc.jetstreamManager().catch((err: unknown) => {
+      this.jsm = undefined;
+      throw err;
+    });
+    return this.jsm;
+  }
+
+  /**
+   * The number of node entries, as last counted; a new count starts in the background when the last is older than
+   * 2 s. It only ends an offer round early (every node has answered); an entry of a lost node, or a node that is
+   * full or does not satisfy the constraints, leaves the round to its window as before.
+   */
+  private nodeEntries(): number {
+    const e = this.entries;
+    if (!e.counting && performance.now() - e.at > 2000) {
+      e.counting = true;
+      void (async () => {
+        try {
+          const prefix = `$KV.${NODES_BUCKET}.`;
+          const info = await (await this.manager()).streams.info(`KV_${NODES_BUCKET}`, { subjects_filter: `${prefix}>` });
+          e.n = Object.keys(info.state.subjects ?? {}).length;
+        } catch {
+          /* the next claim counts again */
+        } finally {
+          e.at = performance.now();
+          e.counting = false;
+        }
+      })();
+    }
+    return e.n;
+  }
+
+  /**
+   * The offers of every node that satisfies the constraints and has room, best (most free) first. The round ends
+   * OFFER_WINDOW_MS after the latest offer, or as soon as every node with an entry has offered.
+   */
   async offers(constraints: Constraints, maxWaitMs: number): Promise<Offer[]> {
     const offers: Offer[] = [];
+    const everyone = this.nodeEntries();
     try {
       const it = await this.nc.requestMany(OFFER_SUBJECT, encodeJson({ constraints }), {
         maxWait: Math.max(1, maxWaitMs),
@@ -227,6 +267,8 @@ export class ClusterClient {
         }
         const o = offerSchema.safeParse(raw);
         if (o.success) offers.push(o.data);
+        // Nobody left to wait for (the request's timer ends it on the servers' side; later answers are dropped).
+        if (everyone > 0 && offers.length >= everyone) break;
       }
     } catch (err) {
       if (natsCode(err) !== ErrorCode.NoResponders && natsCode(err) !== ErrorCode.Timeout) throw toLuminaGuardError(err, "DAEMON_UNAVAILABLE");

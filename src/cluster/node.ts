@@ -78,6 +78,8 @@ export class ClusterNode {
   private readonly ttlMs: number;
   /** Sandboxes created through the cluster, which only this node serves (id → created at). */
   private readonly held = new Map<string, number>();
+  /** Location writes not yet acknowledged (id → the write): a delete of the location waits for it. */
+  private readonly locating = new Map<string, Promise<void>>();
   private pending = 0;
   /** Calls in progress that a client may cancel (callId → their abort). */
   private readonly calls = new Map<string, AbortController>();
@@ -231,7 +233,7 @@ export class ClusterNode {
     for (const id of [...this.held.keys()]) {
       if (alive.has(id)) continue;
       this.held.delete(id);
-      void this.kv.sandboxes.delete(id).catch(() => undefined);
+      this.forgetLocation(id);
     }
     try {
       await this.kv.nodes.put(this.name, encodeJson(this.record()));
@@ -298,6 +300,12 @@ export class ClusterNode {
     } catch {
       /* the next look */
     }
+  }
+
+  /** Deletes a sandbox's location once its first write (if still in flight) is done, so that the write cannot outlive the delete. */
+  private forgetLocation(id: string): void {
+    const pending = this.locating.get(id) ?? Promise.resolve();
+    void pending.then(() => this.kv.sandboxes.delete(id)).catch(() => undefined);
   }
 
   private async putLocation(id: string, createdAt: number): Promise<void> {
@@ -395,14 +403,18 @@ export class ClusterNode {
       }
       const createdAt = Date.now();
       this.held.set(d.id, createdAt);
-      await this.putLocation(d.id, createdAt).catch((err: unknown) => log.warn({ id: d.id, err: (err as Error).message }, "cluster: location not written"));
+      // The location (for attach by other clients) is written beside the answer, not before it: an R3 KV write
+      // acknowledged by a quorum was the claim's largest cost after the offers. A kill waits for it (forgetLocation).
+      const written = this.putLocation(d.id, createdAt).catch((err: unknown) => log.warn({ id: d.id, err: (err as Error).message }, "cluster: location not written"));
+      this.locating.set(d.id, written);
+      void written.finally(() => this.locating.get(d.id) === written && this.locating.delete(d.id));
       return { ...d, node: this.name };
     }
     if (op === "kill") {
       const { id } = parse(killRequestSchema, raw, "kill");
       this.hold(id);
       this.held.delete(id);
-      void this.kv.sandboxes.delete(id).catch(() => undefined);
+      this.forgetLocation(id);
       await this.daemon.kill(id).catch((err: unknown) => {
         if (toLuminaGuardError(err).code !== "NOT_FOUND") throw err;
       });
@@ -456,7 +468,7 @@ export class ClusterNode {
     if (this.timer) clearInterval(this.timer);
     if (this.connected) {
       await this.kv.nodes.delete(this.name).catch(() => undefined);
-      for (const id of this.held.keys()) await this.kv.sandboxes.delete(id).catch(() => undefined);
+      for (const id of this.held.keys()) await (this.locating.get(id) ?? Promise.resolve()).then(() => this.kv.sandboxes.delete(id)).catch(() => undefined);
     }
     log.info({ node: this.name }, "cluster: node left");
     this.held.clear();
