@@ -100,11 +100,19 @@ export class ClusterClient {
     const nc = await connectCluster({ name: "luminaguard-client", ...c });
     try {
       const js = nc.jetstream();
+      const end = Date.now() + 15_000;
       const bind = async (bucket: string): Promise<KV> => {
-        try {
-          return await js.views.kv(bucket, { bindOnly: true });
-        } catch (err) {
-          throw new LuminaGuardError("DAEMON_UNAVAILABLE", `the cluster has no ${bucket} bucket yet (no node ever joined?): ${(err as Error).message}`, { cause: err });
+        for (let i = 0; ; i++) {
+          try {
+            return await js.views.kv(bucket, { bindOnly: true });
+          } catch (err) {
+            // No answer (the servers elect a stream leader after losing one): tried again; a missing bucket is final.
+            const missing = /not found/i.test((err as Error).message);
+            if (missing || Date.now() > end) {
+              throw new LuminaGuardError("DAEMON_UNAVAILABLE", `the cluster has no ${bucket} bucket yet (no node ever joined?): ${(err as Error).message}`, { cause: err });
+            }
+            await new Promise((r) => setTimeout(r, Math.min(500, 50 * (i + 1))));
+          }
         }
       };
       const kv = { nodes: await bind(NODES_BUCKET), sandboxes: await bind(SANDBOXES_BUCKET) };

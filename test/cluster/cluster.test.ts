@@ -65,6 +65,11 @@ async function startNode(name: string, o: { dirs?: TestDaemon; recover?: boolean
     },
   );
   nodes.set(name, d);
+  // Answering on its socket comes first; the node joins the cluster after that (or exits if it cannot).
+  for (const end = Date.now() + 60_000; !d.stderr().includes(`cluster node ${name} joined`); await new Promise((r) => setTimeout(r, 50))) {
+    if (await Promise.race([d.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 0))])) throw new Error(`node ${name} exited before it joined:\n${d.stderr()}`);
+    if (Date.now() > end) throw new Error(`node ${name} did not join within 60 s:\n${d.stderr()}`);
+  }
   return d;
 }
 
@@ -127,7 +132,7 @@ describe("cluster on NATS (3 servers, 3 nodes)", { skip, timeout: 300_000 }, () 
       if (seen.length === 3) break;
       await new Promise((r) => setTimeout(r, 100));
     }
-    assert.equal(seen.length, 3, `3 nodes registered, saw ${seen.map((n) => n.name).join(",")}`);
+    assert.equal(seen.length, 3, `3 nodes registered, saw ${seen.map((n) => n.name).join(",")}\n${[...nodes.entries()].map(([n, d]) => `${n}: ${d.stderr().slice(-1500)}`).join("\n")}`);
   });
 
   after(async () => {
