@@ -303,6 +303,14 @@ export async function runClusterBench(o: ClusterBenchOptions): Promise<{ run: Be
     if (err instanceof LuminaGuardError && err.code === "NODE_LOST") {
       rec.add("cluster_node_lost_ms", "ms", lostMs);
       rec.add("cluster_node_lost_over_ttl", "ratio", lostMs / ttlMs);
+      // For comparison, when JetStream purges the entry (what a client that waited for the purge would have seen).
+      for (const end = performance.now() + 4 * ttlMs; performance.now() < end; await new Promise((r) => setTimeout(r, 50))) {
+        const e = await client.heartbeatEntry("n3").catch(() => undefined);
+        if (e === null) {
+          rec.add("cluster_node_purge_ms", "ms", performance.now() - tn);
+          break;
+        }
+      }
     } else {
       failures++;
       rec.notes.push(`node SIGKILL: expected NODE_LOST, got ${String(err)}`);

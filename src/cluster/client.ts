@@ -213,6 +213,12 @@ export class ClusterClient {
     }
   }
 
+  /** A node's heartbeat entry as JetStream holds it (null once purged or deleted), whatever its age: for diagnostics and `bench cluster`. */
+  async heartbeatEntry(node: string): Promise<{ revision: number; created: Date } | null> {
+    const e = await this.kv.nodes.get(node);
+    return e && e.operation === "PUT" ? { revision: e.revision, created: e.created } : null;
+  }
+
   async locate(id: string): Promise<Location | undefined> {
     const e = await this.kv.sandboxes.get(id).catch(() => null);
     if (!e || e.operation !== "PUT") return undefined;
