@@ -114,6 +114,7 @@ export const nodeRecordSchema = z.object({
   ttlMs: z.number().int().positive().optional(),
 });
 export type NodeRecord = z.infer<typeof nodeRecordSchema>;
+const nodeTimingSchema = nodeRecordSchema.pick({ heartbeatMs: true, ttlMs: true });
 
 export const locationSchema = z.object({ node: nodeName, backend: z.string(), createdAt: z.string() });
 export type Location = z.infer<typeof locationSchema>;
@@ -212,7 +213,8 @@ export function heartbeatVerdict(
   let ttlMs = bucketTtlMs;
   let heartbeatMs: number | undefined;
   try {
-    const r = nodeRecordSchema.safeParse(parseJson(e.value));
+    // Only the two timings: a record that fails the rest of the schema still says how long it may stay silent.
+    const r = nodeTimingSchema.safeParse(parseJson(e.value));
     if (r.success) {
       if (r.data.ttlMs !== undefined) ttlMs = Math.min(ttlMs, r.data.ttlMs);
       heartbeatMs = r.data.heartbeatMs;
