@@ -189,12 +189,13 @@ export class ClusterNode {
    * older than its TTL and still the same revision after min(2 heartbeats, TTL/2). Then this run takes the name over.
    */
   private async stale(e: NonNullable<Awaited<ReturnType<KV["get"]>>>): Promise<boolean> {
-    const first = heartbeatVerdict(e, this.ttlMs, undefined);
+    // Judged by the TTL the dead run promised in its record (none, from an older version: only the purge frees the name).
+    const first = heartbeatVerdict(e, Number.POSITIVE_INFINITY, undefined);
     if (first.ageMs <= first.ttlMs) return false;
     await new Promise((r) => setTimeout(r, first.nextMs));
     const again = await retrying("reading this node's entry", () => this.kv.nodes.get(this.name));
     if (!again || again.operation !== "PUT") return true;
-    return heartbeatVerdict(again, this.ttlMs, first.sighting).lost;
+    return heartbeatVerdict(again, Number.POSITIVE_INFINITY, first.sighting).lost;
   }
 
   /** Room for one more sandbox now: the daemon's limit less what it holds (any client) and what is being created. */
