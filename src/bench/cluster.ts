@@ -3,6 +3,7 @@
 // cluster against the same node's own socket (interleaved, same run), calls/s over 3 nodes against 1, the recovery
 // after one NATS server's SIGKILL, and the time to NODE_LOST after a node's SIGKILL. Every process is ours and is
 // stopped before the run is stored.
+import { request } from "node:http";
 import type { ClusterClient, ClusterSandbox } from "../cluster/client.js";
 import { DaemonClient, type RemoteSandbox } from "../daemon/client.js";
 import { LuminaGuardError, toLuminaGuardError } from "../errors.js";
@@ -38,12 +39,36 @@ export function clusterCriteria(ttlMs: number): CriterionDef[] {
   const c = (name: string, metric: string, stat: CriterionDef["stat"], op: CriterionDef["op"], target: number): CriterionDef => ({ name, metric, stat, op, target, source: "project" });
   return [
     c("call overhead p50 ≤ 1 ms (read_file, cluster − own socket)", "cluster_call_overhead_ms.read_file", "p50", "<=", 1),
-    c("claims ≥ 50/s across 3 nodes", "cluster_claims_per_s", "max", ">=", 50),
-    c(`NODE_LOST within the TTL (${ttlMs} ms) + a quarter-TTL poll`, "cluster_node_lost_over_ttl", "max", "<=", 1.25),
+    c("claims ≥ 50/s across 3 nodes (median of the bursts, warm pools)", "cluster_claims_per_s", "p50", ">=", 50),
+    c(`NODE_LOST within the TTL (${ttlMs} ms) of the SIGKILL, + 10% for the look`, "cluster_node_lost_over_ttl", "max", "<=", 1.1),
     c("the first call after a NATS server's SIGKILL ≤ 10 s", "cluster_nats_kill_first_call_ms", "max", "<=", 10_000),
     c("no failure other than CAPACITY", "cluster_failures", "max", "<=", 0),
   ];
 }
+
+/** The sum of a metric's samples whose line matches `line` on a node's /metrics (its own socket); NaN when unreadable. */
+function nodeMetric(socket: string, line: RegExp): Promise<number> {
+  return new Promise((resolve) => {
+    const req = request({ socketPath: socket, path: "/metrics", timeout: 5000 }, (res) => {
+      let body = "";
+      res.on("data", (c: Buffer) => (body += c.toString("utf8")));
+      res.once("end", () => {
+        let sum = 0;
+        for (const l of body.split("\n")) if (line.test(l)) sum += Number(l.slice(l.lastIndexOf(" ") + 1));
+        resolve(sum);
+      });
+    });
+    req.once("error", () => resolve(NaN));
+    req.once("timeout", () => {
+      req.destroy();
+      resolve(NaN);
+    });
+    req.end();
+  });
+}
+
+const POOL_READY = /^luminaguard_pool_sandboxes\{backend="namespace",state="ready"\} /;
+const SPAWNED = /^luminaguard_sandbox_handout_seconds_count\{backend="namespace",source="spawn"\} /;
 
 async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }> {
   const t0 = performance.now();
@@ -86,6 +111,12 @@ export async function runClusterBench(o: ClusterBenchOptions): Promise<{ run: Be
   const claimsPerClient = 3;
   // Room for the concurrent phase (C × 3 sandboxes held at once, spread over 3 nodes) with margin.
   const maxSandboxes = Math.max(8, Math.ceil((C * claimsPerClient) / 2));
+  // Warm pools that cover a burst (twice its even share per node: concurrent claims do not spread evenly): the
+  // claims/s criterion is about the claim path (offers, admission, hand-out, reply), not about how fast bubblewrap
+  // spawns on 2 shared cores; a burst that still needed a spawn is counted (cluster_claims_spawned) and noted.
+  const poolMin = Math.min(maxSandboxes, 2 * Math.ceil((C * claimsPerClient) / NODES.length));
+  const namespacePool = `${poolMin}:${Math.max(8, poolMin)}`;
+  const bursts = 5;
   const before = leakSnapshot();
   const startedAt = new Date();
   const t0 = performance.now();
@@ -100,7 +131,7 @@ export async function runClusterBench(o: ClusterBenchOptions): Promise<{ run: Be
   const startNode = async (name: string, root?: string): Promise<void> => {
     nodes.set(
       name,
-      await testbed.startClusterNode({ name, servers: nats.urls, namespacePool: "2:8", maxSandboxes, heartbeatMs, ttlMs, ...(root !== undefined ? { root } : {}) }),
+      await testbed.startClusterNode({ name, servers: nats.urls, namespacePool, maxSandboxes, heartbeatMs, ttlMs, ...(root !== undefined ? { root } : {}) }),
     );
   };
   const release = async (): Promise<void> => {
@@ -118,8 +149,20 @@ export async function runClusterBench(o: ClusterBenchOptions): Promise<{ run: Be
         throw new Error(`3 nodes did not register within 30 s (saw ${seen.map((n) => n.name).join(",")}):\n${logs}`);
       }
     }
+    /** Until every node's pool holds poolMin ready sandboxes (at most 60 s; noted if not). */
+    const poolsFull = async (): Promise<void> => {
+      for (const end = Date.now() + 60_000; ; await new Promise((r) => setTimeout(r, 100))) {
+        const ready = await Promise.all([...nodes.values()].map((n) => nodeMetric(n.socket, POOL_READY)));
+        if (ready.every((r) => r >= poolMin)) return;
+        if (Date.now() > end) {
+          rec.notes.push(`the pools did not reach ${poolMin} ready each within 60 s (ready: ${ready.join(",")})`);
+          return;
+        }
+      }
+    };
+    const spawned = async (): Promise<number> => (await Promise.all([...nodes.values()].map((n) => nodeMetric(n.socket, SPAWNED)))).reduce((a, b) => a + b, 0);
     // Let the pools fill before timing claims.
-    await new Promise((r) => setTimeout(r, 2000));
+    await poolsFull();
 
     // 1. Claims one at a time (each released before the next, outside the timed window).
     for (let i = 0; i < o.runs; i++) {
@@ -129,31 +172,42 @@ export async function runClusterBench(o: ClusterBenchOptions): Promise<{ run: Be
       await value.kill();
     }
 
-    // 2. C clients (each its own connection) claiming at once, claimsPerClient each, held until all are done.
-    o.progress("concurrent claims", 0, 1);
-    await new Promise((r) => setTimeout(r, 2000));
+    // 2. C clients (each its own connection) claiming at once, claimsPerClient each, held until all are done; `bursts`
+    // times, each from full pools. claims/s per burst = claims / the burst's wall time.
     for (let i = 0; i < C; i++) clients.push(await connectClusterClient(connect));
+    // Each connection's first offer round also sets it up (JetStream manager, node count): not part of a burst.
+    for (const c of clients.slice(1)) await c.offers({ backend: "namespace" }, 1000);
     const spread: Record<string, number> = {};
-    const tc = performance.now();
-    await Promise.all(
-      clients.slice(1, C + 1).map(async (c) => {
-        for (let k = 0; k < claimsPerClient; k++) {
-          try {
-            const { ms, value } = await timed(() => c.claim({ backend: "namespace", claimTimeoutMs: 30_000 }));
-            rec.add("cluster_claim_concurrent_ms", "ms", ms);
-            held.push(value);
-            spread[value.node] = (spread[value.node] ?? 0) + 1;
-          } catch (err) {
-            if (toLuminaGuardError(err).code !== "CAPACITY") failures++;
-            rec.notes.push(`concurrent claim failed: ${(err as Error).message}`);
+    let spawnedInBursts = 0;
+    for (let b = 0; b < bursts; b++) {
+      o.progress("concurrent claims", b, bursts);
+      await poolsFull();
+      const spawnedBefore = await spawned();
+      let claimed = 0;
+      const tc = performance.now();
+      await Promise.all(
+        clients.slice(1, C + 1).map(async (c) => {
+          for (let k = 0; k < claimsPerClient; k++) {
+            try {
+              const { ms, value } = await timed(() => c.claim({ backend: "namespace", claimTimeoutMs: 30_000 }));
+              rec.add("cluster_claim_concurrent_ms", "ms", ms);
+              held.push(value);
+              claimed++;
+              spread[value.node] = (spread[value.node] ?? 0) + 1;
+            } catch (err) {
+              if (toLuminaGuardError(err).code !== "CAPACITY") failures++;
+              rec.notes.push(`concurrent claim failed: ${(err as Error).message}`);
+            }
           }
-        }
-      }),
-    );
-    const claimed = rec.samples["cluster_claim_concurrent_ms"]?.length ?? 0;
-    rec.add("cluster_claims_per_s", "claims/s", claimed / ((performance.now() - tc) / 1000));
+        }),
+      );
+      rec.add("cluster_claims_per_s", "claims/s", claimed / ((performance.now() - tc) / 1000));
+      spawnedInBursts += (await spawned()) - spawnedBefore;
+      await release();
+    }
+    rec.add("cluster_claims_spawned", "count", spawnedInBursts);
+    if (spawnedInBursts > 0) rec.notes.push(`${spawnedInBursts} claim(s) of the bursts were spawned, not handed out from a warm pool`);
     rec.info["concurrent_spread"] = NODES.map((n) => `${n}:${spread[n] ?? 0}`).join(",");
-    await release();
     await new Promise((r) => setTimeout(r, 2000));
 
     // 3. Per call: the same node (n1) through the cluster and through its own socket, interleaved.
@@ -249,6 +303,14 @@ export async function runClusterBench(o: ClusterBenchOptions): Promise<{ run: Be
     if (err instanceof LuminaGuardError && err.code === "NODE_LOST") {
       rec.add("cluster_node_lost_ms", "ms", lostMs);
       rec.add("cluster_node_lost_over_ttl", "ratio", lostMs / ttlMs);
+      // For comparison, when JetStream purges the entry (what a client that waited for the purge would have seen).
+      for (const end = performance.now() + 4 * ttlMs; performance.now() < end; await new Promise((r) => setTimeout(r, 50))) {
+        const e = await client.heartbeatEntry("n3").catch(() => undefined);
+        if (e === null) {
+          rec.add("cluster_node_purge_ms", "ms", performance.now() - tn);
+          break;
+        }
+      }
     } else {
       failures++;
       rec.notes.push(`node SIGKILL: expected NODE_LOST, got ${String(err)}`);
@@ -292,7 +354,7 @@ export async function runClusterBench(o: ClusterBenchOptions): Promise<{ run: Be
     criteria: clusterCriteria(ttlMs),
     baselines: { "cluster_call_ms.read_file": "local_call_ms.read_file", "cluster_call_ms.execute_command": "local_call_ms.execute_command" },
     notes: [...new Set(rec.notes)],
-    info: { runs: o.runs, concurrency: C, durationS: o.durationS, nodes: 3, natsServers: 3, heartbeatMs, ttlMs, maxSandboxesPerNode: maxSandboxes, namespacePool: "2:8", ...rec.info },
+    info: { runs: o.runs, concurrency: C, durationS: o.durationS, nodes: 3, natsServers: 3, heartbeatMs, ttlMs, maxSandboxesPerNode: maxSandboxes, namespacePool, bursts, claimsPerBurst: C * claimsPerClient, ...rec.info },
   });
   return { run, path: saveRun(run), leaks };
 }

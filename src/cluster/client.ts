@@ -1,7 +1,7 @@
 // The cluster's client: asks for offers, claims a sandbox on the node with the most room, and calls it on that
 // node's subjects; a node that stops heartbeating makes its sandboxes NODE_LOST within the TTL.
 import { randomBytes } from "node:crypto";
-import { ErrorCode, RequestStrategy, createInbox, type KV, type NatsConnection } from "nats";
+import { ErrorCode, RequestStrategy, createInbox, type JetStreamManager, type KV, type NatsConnection } from "nats";
 import { LuminaGuardError, toLuminaGuardError } from "../errors.js";
 import type { DiskLimitMode } from "../runtime/disk.js";
 import type { RunOptions, SandboxApi, Served } from "../runtime/sandbox.js";
@@ -18,6 +18,7 @@ import {
   OFFER_WINDOW_MS,
   SANDBOXES_BUCKET,
   encodeJson,
+  heartbeatVerdict,
   locationSchema,
   nodeRecordSchema,
   nodeSubject,
@@ -31,6 +32,7 @@ import {
   type Location,
   type NodeRecord,
   type Offer,
+  type Sighting,
 } from "./protocol.js";
 
 /** Past a tool's own deadline, how long the client waits for the node's answer. */
@@ -68,8 +70,25 @@ function natsCode(err: unknown): string {
   return String((err as { code?: unknown }).code ?? "");
 }
 
+/** A node's liveness as one look at its heartbeat entry found it. */
+interface Liveness {
+  lost: boolean;
+  /** When another look could change that (ms). */
+  nextMs: number;
+}
+
+/** Looks at one node's entry younger than this are shared by every caller (many calls in flight to one node). */
+const LOOK_SHARE_MS = 20;
+
 export class ClusterClient {
   private ttlMs: number | undefined;
+  /** The revision of each node's heartbeat entry this client last saw, and since when. */
+  private readonly sightings = new Map<string, Sighting>();
+  /** The last look at each node's entry (running, or finished at `done`). */
+  private readonly looks = new Map<string, { p: Promise<Liveness>; done: number | undefined }>();
+  private jsm: Promise<JetStreamManager> | undefined;
+  /** How many nodes have an entry in lg-nodes (live, or awaiting the purge), counted at most every 2 s off the claim path; 0 = not yet. */
+  private readonly entries = { n: 0, at: -Infinity, counting: false };
 
   private constructor(
     readonly nc: NatsConnection,
@@ -81,11 +100,19 @@ export class ClusterClient {
     const nc = await connectCluster({ name: "luminaguard-client", ...c });
     try {
       const js = nc.jetstream();
+      const end = Date.now() + 15_000;
       const bind = async (bucket: string): Promise<KV> => {
-        try {
-          return await js.views.kv(bucket, { bindOnly: true });
-        } catch (err) {
-          throw new LuminaGuardError("DAEMON_UNAVAILABLE", `the cluster has no ${bucket} bucket yet (no node ever joined?): ${(err as Error).message}`, { cause: err });
+        for (let i = 0; ; i++) {
+          try {
+            return await js.views.kv(bucket, { bindOnly: true });
+          } catch (err) {
+            // No answer (the servers elect a stream leader after losing one): tried again; a missing bucket is final.
+            const missing = /not found/i.test((err as Error).message);
+            if (missing || Date.now() > end) {
+              throw new LuminaGuardError("DAEMON_UNAVAILABLE", `the cluster has no ${bucket} bucket yet (no node ever joined?): ${(err as Error).message}`, { cause: err });
+            }
+            await new Promise((r) => setTimeout(r, Math.min(500, 50 * (i + 1))));
+          }
         }
       };
       const kv = { nodes: await bind(NODES_BUCKET), sandboxes: await bind(SANDBOXES_BUCKET) };
@@ -115,7 +142,7 @@ export class ClusterClient {
     let keys: string[] | undefined;
     for (let i = 0; keys === undefined; i++) {
       try {
-        const jsm = await this.nc.jetstreamManager();
+        const jsm = await this.manager();
         const info = await jsm.streams.info(`KV_${NODES_BUCKET}`, { subjects_filter: `${prefix}>` });
         keys = Object.keys(info.state.subjects ?? {}).map((s) => s.slice(prefix.length));
       } catch (err) {
@@ -135,23 +162,61 @@ export class ClusterClient {
         }
       }
       if (!e || e.operation !== "PUT") continue;
+      // A node that stopped heartbeating is not listed, even while its entry awaits its purge.
+      if (this.judge(k, e, await this.nodeTtlMs()).lost) continue;
       const r = nodeRecordSchema.safeParse(parseJson(e.value));
       if (r.success) out.push(r.data);
     }
     return out;
   }
 
+  /** The verdict on one node's entry (null: gone), remembering the revision seen. */
+  private judge(node: string, e: Awaited<ReturnType<KV["get"]>>, bucketTtlMs: number): Liveness {
+    if (!e || e.operation !== "PUT") {
+      this.sightings.delete(node);
+      return { lost: true, nextMs: 0 };
+    }
+    const v = heartbeatVerdict(e, bucketTtlMs, this.sightings.get(node));
+    this.sightings.set(node, v.sighting);
+    return { lost: v.lost, nextMs: v.nextMs };
+  }
+
   /**
-   * Whether a node still heartbeats (its entry has not expired nor been deleted). A bucket that does not answer
+   * One look at a node's heartbeat entry (shared with the other callers for LOOK_SHARE_MS): lost when the entry is
+   * gone or older than the node's TTL by its own timestamp (see heartbeatVerdict). Rejects when the bucket does not answer.
+   */
+  private liveness(node: string): Promise<Liveness> {
+    const last = this.looks.get(node);
+    if (last && (last.done === undefined || performance.now() - last.done < LOOK_SHARE_MS)) return last.p;
+    const look: { p: Promise<Liveness>; done: number | undefined } = { p: Promise.resolve({ lost: false, nextMs: 0 }), done: undefined };
+    look.p = (async () => {
+      try {
+        const ttl = await this.nodeTtlMs();
+        return this.judge(node, await this.kv.nodes.get(node), ttl);
+      } finally {
+        look.done = performance.now();
+      }
+    })();
+    this.looks.set(node, look);
+    return look.p;
+  }
+
+  /**
+   * Whether a node still heartbeats (its entry is there and younger than its TTL). A bucket that does not answer
    * (servers electing a leader) says nothing: the node counts as alive, and the caller's deadline still holds.
    */
   async nodeAlive(node: string): Promise<boolean> {
     try {
-      const e = await this.kv.nodes.get(node);
-      return e !== null && e.operation === "PUT";
+      return !(await this.liveness(node)).lost;
     } catch {
       return true;
     }
+  }
+
+  /** A node's heartbeat entry as JetStream holds it (null once purged or deleted), whatever its age: for diagnostics and `bench cluster`. */
+  async heartbeatEntry(node: string): Promise<{ revision: number; created: Date } | null> {
+    const e = await this.kv.nodes.get(node);
+    return e && e.operation === "PUT" ? { revision: e.revision, created: e.created } : null;
   }
 
   async locate(id: string): Promise<Location | undefined> {
@@ -161,9 +226,46 @@ export class ClusterClient {
     return r.success ? r.data : undefined;
   }
 
-  /** The offers of every node that satisfies the constraints and has room, best (most free) first. */
+  private manager(): Promise<JetStreamManager> {
+    this.jsm ??= this.nc.jetstreamManager().catch((err: unknown) => {
+      this.jsm = undefined;
+      throw err;
+    });
+    return this.jsm;
+  }
+
+  /**
+   * The number of node entries, as last counted; a new count starts in the background when the last is older than
+   * 2 s. It only ends an offer round early (every node has answered); an entry of a lost node, or a node that is
+   * full or does not satisfy the constraints, leaves the round to its window as before.
+   */
+  private nodeEntries(): number {
+    const e = this.entries;
+    if (!e.counting && performance.now() - e.at > 2000) {
+      e.counting = true;
+      void (async () => {
+        try {
+          const prefix = `$KV.${NODES_BUCKET}.`;
+          const info = await (await this.manager()).streams.info(`KV_${NODES_BUCKET}`, { subjects_filter: `${prefix}>` });
+          e.n = Object.keys(info.state.subjects ?? {}).length;
+        } catch {
+          /* the next claim counts again */
+        } finally {
+          e.at = performance.now();
+          e.counting = false;
+        }
+      })();
+    }
+    return e.n;
+  }
+
+  /**
+   * The offers of every node that satisfies the constraints and has room, best (most free) first. The round ends
+   * OFFER_WINDOW_MS after the latest offer, or as soon as every node with an entry has offered.
+   */
   async offers(constraints: Constraints, maxWaitMs: number): Promise<Offer[]> {
     const offers: Offer[] = [];
+    const everyone = this.nodeEntries();
     try {
       const it = await this.nc.requestMany(OFFER_SUBJECT, encodeJson({ constraints }), {
         maxWait: Math.max(1, maxWaitMs),
@@ -179,6 +281,8 @@ export class ClusterClient {
         }
         const o = offerSchema.safeParse(raw);
         if (o.success) offers.push(o.data);
+        // Nobody left to wait for (the request's timer ends it on the servers' side; later answers are dropped).
+        if (everyone > 0 && offers.length >= everyone) break;
       }
     } catch (err) {
       if (natsCode(err) !== ErrorCode.NoResponders && natsCode(err) !== ErrorCode.Timeout) throw toLuminaGuardError(err, "DAEMON_UNAVAILABLE");
@@ -251,56 +355,66 @@ export class ClusterClient {
   }
 
   /**
-   * One request to a node, answered or failed within `timeoutMs`: NODE_LOST as soon as the node's heartbeat
-   * entry is gone (checked every quarter TTL while waiting, and when nobody answers on its subject).
+   * One request to a node, answered or failed within `timeoutMs`: NODE_LOST as soon as the node's heartbeat entry
+   * is gone or older than its TTL (looked at every quarter TTL while waiting, and at the moment the entry would pass
+   * the TTL; also when nobody answers on its subject), not when JetStream gets round to purging the entry.
    */
   async request(node: string, op: NodeOp, body: unknown, o: { timeoutMs: number; signal?: AbortSignal; sandbox?: string; retransmitMs?: number }): Promise<unknown> {
     const deadline = Date.now() + o.timeoutMs;
     const ttl = await this.nodeTtlMs();
     const lost = (): LuminaGuardError => nodeLost(node, o.sandbox);
-    for (let attempt = 0; ; attempt++) {
-      const left = deadline - Date.now();
-      if (left <= 0) throw new LuminaGuardError("TOOL_TIMEOUT", `node ${node} did not answer ${op} within ${o.timeoutMs} ms`, { details: { node } });
-      let watch: NodeJS.Timeout | undefined;
-      let onAbort: (() => void) | undefined;
-      try {
-        const answer = await Promise.race([
-          this.nc.request(nodeSubject(node, op), encodeJson(body), { timeout: Math.min(left, o.retransmitMs ?? left) }),
-          new Promise<never>((_, reject) => {
-            watch = setInterval(() => {
-              void this.nodeAlive(node).then(
-                (alive) => alive || reject(lost()),
-                () => undefined,
-              );
-            }, Math.max(100, Math.min(1000, ttl / 4)));
-            if (o.signal) {
-              onAbort = () => reject(new LuminaGuardError("CANCELLED", `the ${op} was cancelled`));
-              if (o.signal.aborted) onAbort();
-              else o.signal.addEventListener("abort", onAbort, { once: true });
-            }
-          }),
-        ]);
-        return unwrapReply(parseJson(answer.data), `node ${node}`);
-      } catch (err) {
-        const code = natsCode(err);
-        if (code === ErrorCode.NoResponders) {
-          // Nobody on its subject: the node is gone, or reconnecting to another server (then it still heartbeats).
-          if (!(await this.nodeAlive(node))) throw lost();
-          await new Promise((r) => setTimeout(r, Math.min(250, 25 * (attempt + 1))));
-          continue;
+    const pollMs = Math.max(100, Math.min(1000, ttl / 4));
+    // One watch for the whole request (its resends included): a look every pollMs, sooner when the entry nears its TTL.
+    let stopped = false;
+    let watch: NodeJS.Timeout | undefined;
+    let gone: ((e: LuminaGuardError) => void) | undefined;
+    const ended = new Promise<never>((_, reject) => (gone = reject));
+    ended.catch(() => undefined);
+    const look = (delayMs: number): void => {
+      watch = setTimeout(() => {
+        this.liveness(node).then(
+          (l) => {
+            if (stopped) return;
+            if (l.lost) gone?.(lost());
+            else look(Math.min(pollMs, Math.max(20, l.nextMs)));
+          },
+          () => stopped || look(pollMs),
+        );
+      }, delayMs);
+    };
+    look(pollMs);
+    const onAbort = (): void => gone?.(new LuminaGuardError("CANCELLED", `the ${op} was cancelled`));
+    if (o.signal?.aborted) onAbort();
+    else o.signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      for (let attempt = 0; ; attempt++) {
+        const left = deadline - Date.now();
+        if (left <= 0) throw new LuminaGuardError("TOOL_TIMEOUT", `node ${node} did not answer ${op} within ${o.timeoutMs} ms`, { details: { node } });
+        try {
+          const answer = await Promise.race([this.nc.request(nodeSubject(node, op), encodeJson(body), { timeout: Math.min(left, o.retransmitMs ?? left) }), ended]);
+          return unwrapReply(parseJson(answer.data), `node ${node}`);
+        } catch (err) {
+          const code = natsCode(err);
+          if (code === ErrorCode.NoResponders) {
+            // Nobody on its subject: the node is gone, or reconnecting to another server (then it still heartbeats).
+            if (!(await this.nodeAlive(node))) throw lost();
+            await Promise.race([new Promise((r) => setTimeout(r, Math.min(250, 25 * (attempt + 1)))), ended]);
+            continue;
+          }
+          if (code === ErrorCode.Timeout) {
+            if (!(await this.nodeAlive(node))) throw lost();
+            // Sent again with the same id: the node runs it once and answers every copy.
+            if (o.retransmitMs !== undefined && Date.now() < deadline) continue;
+            throw new LuminaGuardError("TOOL_TIMEOUT", `node ${node} did not answer ${op} within ${o.timeoutMs} ms`, { details: { node } });
+          }
+          if (code === ErrorCode.PermissionsViolation) throw new LuminaGuardError("UNAUTHORIZED", `the cluster does not let this client ${op}: ${(err as Error).message}`);
+          throw err instanceof LuminaGuardError ? err : toLuminaGuardError(err, "DAEMON_UNAVAILABLE");
         }
-        if (code === ErrorCode.Timeout) {
-          if (!(await this.nodeAlive(node))) throw lost();
-          // Sent again with the same id: the node runs it once and answers every copy.
-          if (o.retransmitMs !== undefined && Date.now() < deadline) continue;
-          throw new LuminaGuardError("TOOL_TIMEOUT", `node ${node} did not answer ${op} within ${o.timeoutMs} ms`, { details: { node } });
-        }
-        if (code === ErrorCode.PermissionsViolation) throw new LuminaGuardError("UNAUTHORIZED", `the cluster does not let this client ${op}: ${(err as Error).message}`);
-        throw err instanceof LuminaGuardError ? err : toLuminaGuardError(err, "DAEMON_UNAVAILABLE");
-      } finally {
-        if (watch) clearInterval(watch);
-        if (onAbort) o.signal?.removeEventListener("abort", onAbort);
       }
+    } finally {
+      stopped = true;
+      if (watch) clearTimeout(watch);
+      o.signal?.removeEventListener("abort", onAbort);
     }
   }
 

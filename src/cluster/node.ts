@@ -26,6 +26,7 @@ import {
   nodeRecordSchema,
   encodeJson,
   errorReply,
+  heartbeatVerdict,
   killRequestSchema,
   nodeSubject,
   offerRequestSchema,
@@ -77,6 +78,8 @@ export class ClusterNode {
   private readonly ttlMs: number;
   /** Sandboxes created through the cluster, which only this node serves (id → created at). */
   private readonly held = new Map<string, number>();
+  /** Location writes not yet acknowledged (id → the write): a delete of the location waits for it. */
+  private readonly locating = new Map<string, Promise<void>>();
   private pending = 0;
   /** Calls in progress that a client may cancel (callId → their abort). */
   private readonly calls = new Map<string, AbortController>();
@@ -158,7 +161,7 @@ export class ClusterNode {
   private async init(): Promise<void> {
     // A fresh R3 bucket may still be electing its leader when a second node joins: retried, not fatal.
     const existing = await retrying("reading this node's entry", () => this.kv.nodes.get(this.name));
-    if (existing && existing.operation === "PUT") {
+    if (existing && existing.operation === "PUT" && !(await this.stale(existing))) {
       throw new LuminaGuardError("INVALID_ARGUMENT", `a node named ${this.name} is alive in the cluster (its heartbeat is younger than the TTL); choose another --cluster-node name or wait ${this.ttlMs} ms`);
     }
     this.max = (await this.daemon.stats()).sandboxes.max;
@@ -179,6 +182,20 @@ export class ClusterNode {
     this.daemon.readinessChecks.set("cluster", () => this.readiness());
     this.daemon.clusterView = () => this.view();
     log.info({ node: this.name, servers: this.nc.getServer(), ttlMs: this.ttlMs, heartbeatMs: this.heartbeatMs }, "cluster: node joined");
+  }
+
+  /**
+   * Whether an entry under this node's name is a dead run's (a SIGKILL, a crash) that JetStream has not purged yet:
+   * older than its TTL and still the same revision after min(2 heartbeats, TTL/2). Then this run takes the name over.
+   */
+  private async stale(e: NonNullable<Awaited<ReturnType<KV["get"]>>>): Promise<boolean> {
+    // Judged by the TTL the dead run promised in its record (none, from an older version: only the purge frees the name).
+    const first = heartbeatVerdict(e, Number.POSITIVE_INFINITY, undefined);
+    if (first.ageMs <= first.ttlMs) return false;
+    await new Promise((r) => setTimeout(r, first.nextMs));
+    const again = await retrying("reading this node's entry", () => this.kv.nodes.get(this.name));
+    if (!again || again.operation !== "PUT") return true;
+    return heartbeatVerdict(again, Number.POSITIVE_INFINITY, first.sighting).lost;
   }
 
   /** Room for one more sandbox now: the daemon's limit less what it holds (any client) and what is being created. */
@@ -204,6 +221,8 @@ export class ClusterNode {
       state: this.closing ? "leaving" : this.daemon.readiness().state,
       startedAt: this.startedAt,
       at: new Date().toISOString(),
+      heartbeatMs: this.heartbeatMs,
+      ttlMs: this.ttlMs,
     };
   }
 
@@ -215,7 +234,7 @@ export class ClusterNode {
     for (const id of [...this.held.keys()]) {
       if (alive.has(id)) continue;
       this.held.delete(id);
-      void this.kv.sandboxes.delete(id).catch(() => undefined);
+      this.forgetLocation(id);
     }
     try {
       await this.kv.nodes.put(this.name, encodeJson(this.record()));
@@ -282,6 +301,12 @@ export class ClusterNode {
     } catch {
       /* the next look */
     }
+  }
+
+  /** Deletes a sandbox's location once its first write (if still in flight) is done, so that the write cannot outlive the delete. */
+  private forgetLocation(id: string): void {
+    const pending = this.locating.get(id) ?? Promise.resolve();
+    void pending.then(() => this.kv.sandboxes.delete(id)).catch(() => undefined);
   }
 
   private async putLocation(id: string, createdAt: number): Promise<void> {
@@ -379,14 +404,18 @@ export class ClusterNode {
       }
       const createdAt = Date.now();
       this.held.set(d.id, createdAt);
-      await this.putLocation(d.id, createdAt).catch((err: unknown) => log.warn({ id: d.id, err: (err as Error).message }, "cluster: location not written"));
+      // The location (for attach by other clients) is written beside the answer, not before it: an R3 KV write
+      // acknowledged by a quorum was the claim's largest cost after the offers. A kill waits for it (forgetLocation).
+      const written = this.putLocation(d.id, createdAt).catch((err: unknown) => log.warn({ id: d.id, err: (err as Error).message }, "cluster: location not written"));
+      this.locating.set(d.id, written);
+      void written.finally(() => this.locating.get(d.id) === written && this.locating.delete(d.id));
       return { ...d, node: this.name };
     }
     if (op === "kill") {
       const { id } = parse(killRequestSchema, raw, "kill");
       this.hold(id);
       this.held.delete(id);
-      void this.kv.sandboxes.delete(id).catch(() => undefined);
+      this.forgetLocation(id);
       await this.daemon.kill(id).catch((err: unknown) => {
         if (toLuminaGuardError(err).code !== "NOT_FOUND") throw err;
       });
@@ -440,7 +469,7 @@ export class ClusterNode {
     if (this.timer) clearInterval(this.timer);
     if (this.connected) {
       await this.kv.nodes.delete(this.name).catch(() => undefined);
-      for (const id of this.held.keys()) await this.kv.sandboxes.delete(id).catch(() => undefined);
+      for (const id of this.held.keys()) await (this.locating.get(id) ?? Promise.resolve()).then(() => this.kv.sandboxes.delete(id)).catch(() => undefined);
     }
     log.info({ node: this.name }, "cluster: node left");
     this.held.clear();

@@ -106,8 +106,15 @@ export const nodeRecordSchema = z.object({
   state: z.string(),
   startedAt: z.string(),
   at: z.string(),
+  /**
+   * The node's own heartbeat period and TTL. A client judges the node lost once its entry is older than this TTL
+   * (the entry's server timestamp), without waiting for JetStream to purge it. Absent from older nodes.
+   */
+  heartbeatMs: z.number().int().positive().optional(),
+  ttlMs: z.number().int().positive().optional(),
 });
 export type NodeRecord = z.infer<typeof nodeRecordSchema>;
+const nodeTimingSchema = nodeRecordSchema.pick({ heartbeatMs: true, ttlMs: true });
 
 export const locationSchema = z.object({ node: nodeName, backend: z.string(), createdAt: z.string() });
 export type Location = z.infer<typeof locationSchema>;
@@ -172,4 +179,53 @@ export function workspaceRefused(): LuminaGuardError {
     "a cluster sandbox cannot take a host path as its workspace: workspaces are node-local (each gets a fresh one on its node); move files with write_file/read_file",
     { details: { reason: "cluster" } },
   );
+}
+
+/** A process's sighting of one node's heartbeat entry: its revision, and since when (performance.now()) it has seen that revision. */
+export interface Sighting {
+  revision: number;
+  since: number;
+}
+
+export interface HeartbeatVerdict {
+  lost: boolean;
+  /** When looking again could change the verdict (ms from now). */
+  nextMs: number;
+  sighting: Sighting;
+  ageMs: number;
+  ttlMs: number;
+}
+
+/**
+ * Whether the node whose `lg-nodes` entry is `e` has stopped heartbeating, decided from the entry itself rather than
+ * from its purge (JetStream removes an expired entry on its own schedule, which can be late by up to another max age).
+ * Lost when the entry is older than the node's TTL by its server timestamp AND this process has seen the same revision
+ * for at least min(2 heartbeats, TTL/2): a live node's revision changes every heartbeat, so a clock skew between this
+ * host and the NATS servers cannot make a live node look lost. A sandbox on a node that stopped heartbeating is thus
+ * NODE_LOST at most one TTL after its last heartbeat, as long as the looker saw that heartbeat within TTL − min(2 × heartbeat, TTL/2) of it.
+ */
+export function heartbeatVerdict(
+  e: { revision: number; created: Date; value: Uint8Array },
+  bucketTtlMs: number,
+  seen: Sighting | undefined,
+  now = performance.now(),
+): HeartbeatVerdict {
+  let ttlMs = bucketTtlMs;
+  let heartbeatMs: number | undefined;
+  try {
+    // Only the two timings: a record that fails the rest of the schema still says how long it may stay silent.
+    const r = nodeTimingSchema.safeParse(parseJson(e.value));
+    if (r.success) {
+      if (r.data.ttlMs !== undefined) ttlMs = Math.min(ttlMs, r.data.ttlMs);
+      heartbeatMs = r.data.heartbeatMs;
+    }
+  } catch {
+    /* not a record: the bucket's TTL alone */
+  }
+  const sighting = seen !== undefined && seen.revision === e.revision ? seen : { revision: e.revision, since: now };
+  const confirmMs = Math.min(2 * (heartbeatMs ?? ttlMs / 2), ttlMs / 2);
+  const ageMs = Date.now() - e.created.getTime();
+  const unchangedMs = now - sighting.since;
+  const lost = ageMs > ttlMs && unchangedMs >= confirmMs;
+  return { lost, nextMs: lost ? 0 : Math.max(ttlMs - ageMs, confirmMs - unchangedMs, 0) + 1, sighting, ageMs, ttlMs };
 }

@@ -33,7 +33,7 @@ function clientConnect(): { servers: string; user: string; password: string } {
   return { servers: (nats as NatsCluster).urls, user: CLIENT_USER.user, password: CLIENT_USER.password };
 }
 
-async function startNode(name: string, o: { dirs?: TestDaemon; recover?: boolean } = {}): Promise<TestDaemon> {
+async function startNode(name: string, o: { dirs?: TestDaemon; recover?: boolean; heartbeatMs?: number; ttlMs?: number } = {}): Promise<TestDaemon> {
   const d = await startTestDaemon(
     undefined,
     [
@@ -55,9 +55,9 @@ async function startNode(name: string, o: { dirs?: TestDaemon; recover?: boolean
       `name=${name}`,
       ...(name === "n1" ? ["--cluster-label", "zone=a"] : []),
       "--cluster-heartbeat",
-      String(HEARTBEAT_MS),
+      String(o.heartbeatMs ?? HEARTBEAT_MS),
       "--cluster-ttl",
-      String(TTL_MS),
+      String(o.ttlMs ?? TTL_MS),
     ],
     {
       env: { LUMINAGUARD_CLUSTER_PASSWORD: NODE_USER.password, LUMINAGUARD_LOG: "warn" },
@@ -65,6 +65,11 @@ async function startNode(name: string, o: { dirs?: TestDaemon; recover?: boolean
     },
   );
   nodes.set(name, d);
+  // Answering on its socket comes first; the node joins the cluster after that (or exits if it cannot).
+  for (const end = Date.now() + 60_000; !d.stderr().includes(`cluster node ${name} joined`); await new Promise((r) => setTimeout(r, 50))) {
+    if (await Promise.race([d.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 0))])) throw new Error(`node ${name} exited before it joined:\n${d.stderr()}`);
+    if (Date.now() > end) throw new Error(`node ${name} did not join within 60 s:\n${d.stderr()}`);
+  }
   return d;
 }
 
@@ -127,7 +132,7 @@ describe("cluster on NATS (3 servers, 3 nodes)", { skip, timeout: 300_000 }, () 
       if (seen.length === 3) break;
       await new Promise((r) => setTimeout(r, 100));
     }
-    assert.equal(seen.length, 3, `3 nodes registered, saw ${seen.map((n) => n.name).join(",")}`);
+    assert.equal(seen.length, 3, `3 nodes registered, saw ${seen.map((n) => n.name).join(",")}\n${[...nodes.entries()].map(([n, d]) => `${n}: ${d.stderr().slice(-1500)}`).join("\n")}`);
   });
 
   after(async () => {
@@ -460,5 +465,41 @@ describe("cluster on NATS (3 servers, 3 nodes)", { skip, timeout: 300_000 }, () 
     assert.ok(!(await liveNodes()).some((n) => n.name === "n2"), "gone from the list when it exits, before its TTL");
     assert.ok(Date.now() - t0 < 1500 + TTL_MS);
     await sb.kill(); // destroyed by the drain already: a no-op
+  });
+  test("a node's own TTL, not JetStream's purge, decides NODE_LOST; a restart after a SIGKILL takes its name over before the purge", async () => {
+    // n4 promises a 600 ms TTL; the bucket (made by n1) purges entries only after TTL_MS (3 s). A client that waited
+    // for the purge (the first version) saw NODE_LOST ≥ TTL_MS − 150 ms after the SIGKILL; the heartbeat's own
+    // timestamp gives it within n4's TTL. The bound below sits between the two, far from both.
+    const n4Ttl = 600;
+    const n4 = await startNode("n4", { heartbeatMs: 150, ttlMs: n4Ttl });
+    try {
+      for (const end = Date.now() + 30_000; !(await liveNodes()).some((n) => n.name === "n4"); await new Promise((r) => setTimeout(r, 100))) {
+        assert.ok(Date.now() < end, "n4 joined within 30 s");
+      }
+      const sb = await client.claim({ labels: { name: "n4" } });
+      const call = sb.commands.run(["sleep", "30"]).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      await new Promise((r) => setTimeout(r, 300));
+      const t0 = Date.now();
+      await n4.stop("SIGKILL");
+      const err = await call;
+      const took = Date.now() - t0;
+      assert.ok(err instanceof LuminaGuardError && err.code === "NODE_LOST", `NODE_LOST, got ${String(err)}`);
+      assert.ok(took < TTL_MS - 500, `NODE_LOST within n4's TTL (${n4Ttl} ms) + a margin, not at the bucket's purge (${TTL_MS} ms): took ${took} ms`);
+      assert.ok(!(await liveNodes()).some((n) => n.name === "n4"), "not listed once lost, though its entry awaits the purge");
+      await sb.kill();
+      // Restarted at once on its directories: its old entry is stale (older than its TTL, unchanged), so the name is
+      // free now (the first version refused it until the purge). It recovers what the killed run left.
+      const t1 = Date.now();
+      await startNode("n4", { dirs: n4, recover: true, heartbeatMs: 150, ttlMs: n4Ttl });
+      const back = await client.claim({ labels: { name: "n4" }, claimTimeoutMs: 10_000 });
+      assert.equal(back.node, "n4");
+      assert.ok(Date.now() - t1 < 10_000);
+      await back.kill();
+    } finally {
+      await nodes.get("n4")?.stop();
+    }
   });
 });
