@@ -72,7 +72,7 @@ export function addClusterNodeOptions(cmd: Command): Command {
     .option("--cluster-node <name>", "this node's name in the cluster (default: the host name)")
     .option("--cluster-label <key=value>", "a label claims can require (repeatable)", (v: string, prev: string[] = []) => [...prev, v])
     .option("--cluster-heartbeat <ms>", "heartbeat interval (default 2000)", parseIntOption("--cluster-heartbeat", 100, 60_000))
-    .option("--cluster-ttl <ms>", "a node silent this long is lost (default 10000; the first node to join sets it for the cluster)", parseIntOption("--cluster-ttl", 500, 600_000));
+    .option("--cluster-ttl <ms>", "a node silent this long is lost (default 10000); clients judge each node by its own TTL, at most the bucket's max age, which the first node to join sets for the cluster", parseIntOption("--cluster-ttl", 500, 600_000));
 }
 
 /** serve --cluster: joins when servers are named (flag, env or config file); undefined otherwise. */
