@@ -8,6 +8,7 @@
 // (weight 110 against 1,024) still shares the cores equally among sandboxes (fairness is unchanged)
 // and takes all the CPU the host does not use; the host's dispatch is never starved by the work it
 // dispatches. A sandbox can only raise its nice value further, never lower it (no CAP_SYS_NICE).
+import { readdirSync } from "node:fs";
 import { getPriority, setPriority } from "node:os";
 import { LuminaGuardError } from "../errors.js";
 
@@ -34,6 +35,22 @@ export function lowerPriority(pid: number, nice = sandboxNice()): void {
   } catch {
     // ESRCH (gone) or EPERM/EACCES (another user's process, no CAP_SYS_NICE): leave it as it is.
   }
+}
+
+/**
+ * Lowers every thread of `pid` (a nice value is per thread on Linux): for a process that may have
+ * started threads before lowerPriority reached it (QEMU's vCPU and I/O threads). Threads it starts
+ * later inherit from the thread that starts them.
+ */
+export function lowerAllThreads(pid: number, nice = sandboxNice()): void {
+  if (nice === 0) return;
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return; // gone
+  }
+  for (const tid of tids) if (/^\d+$/.test(tid)) lowerPriority(Number(tid), nice);
 }
 
 /** This process's own nice value: the sandbox's is relative to it. */

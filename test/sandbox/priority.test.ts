@@ -1,5 +1,6 @@
 // Sandboxed code runs below the host process that serves every sandbox's calls (src/sandbox/priority.ts).
 import assert from "node:assert/strict";
+import { readdirSync, readFileSync } from "node:fs";
 import { getPriority } from "node:os";
 import { after, describe, test } from "node:test";
 import { LuminaGuardError } from "../../src/errors.js";
@@ -14,6 +15,13 @@ const niceOf = async (sb: Sandbox): Promise<number> => {
   const rest = r.stdout.slice(r.stdout.lastIndexOf(")") + 2).split(" ");
   return Number(rest[16]);
 };
+
+/** The nice value of every thread of `pid` (field 19 of /proc/PID/task/TID/stat). */
+const threadNices = (pid: number): number[] =>
+  readdirSync(`/proc/${pid}/task`).map((tid) => {
+    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]);
+  });
 
 describe("sandbox CPU priority", () => {
   test("LUMINAGUARD_SANDBOX_NICE: 0..19, default 10, anything else refused", () => {
@@ -40,6 +48,7 @@ describe("sandbox CPU priority", () => {
       try {
         const host = getPriority(0);
         assert.equal(await niceOf(sb), Math.min(19, host + 10));
+        for (const pid of sb.pids()) assert.deepEqual(threadNices(pid), [Math.min(19, host + 10)], `pid ${pid}`);
         // The host side still runs at the host's priority; only what runs sandboxed is lowered.
         const r = await sb.commands.run(["/bin/sh", "-c", "renice -n 0 -p $$ || echo refused"]);
         assert.equal(await niceOf(sb), Math.min(19, host + 10), `${r.stdout}${r.stderr}`);
@@ -55,6 +64,30 @@ describe("sandbox CPU priority", () => {
       const sb = await Sandbox.create({ backend: "namespace", workspace: ws.dir, daemon: false });
       try {
         assert.equal(await niceOf(sb), getPriority(0));
+      } finally {
+        await sb.kill();
+        ws.remove();
+      }
+    });
+  });
+
+  describe("microvm", async () => {
+    const skip = await unavailable("microvm");
+
+    test("every thread of a VM's QEMU (and of its file jail) runs 10 nice levels below the host", { skip }, async () => {
+      const ws = tempWorkspace();
+      const sb = await Sandbox.create({ backend: "microvm", workspace: ws.dir, daemon: false });
+      try {
+        const r = await sb.commands.run(["true"]);
+        assert.equal(r.exitCode, 0);
+        const want = Math.min(19, getPriority(0) + 10);
+        const pids = sb.pids();
+        assert.ok(pids.length > 0);
+        for (const pid of pids) {
+          const nices = threadNices(pid);
+          assert.ok(nices.length > 0, `pid ${pid}`);
+          assert.deepEqual(nices, nices.map(() => want), `threads of pid ${pid} (${readFileSync(`/proc/${pid}/comm`, "utf8").trim()})`);
+        }
       } finally {
         await sb.kill();
         ws.remove();

@@ -110,6 +110,8 @@ export function launch(options: LaunchOptions): Launch {
     stdio: shieldStdio(Array<"pipe">(9).fill("pipe")),
     env: sandboxHostEnv(),
   });
+  // The host-side bwrap monitor too: every host process of a sandbox runs below the host process.
+  if (bwrap.pid !== undefined) lowerPriority(bwrap.pid);
   let tail = "";
   bwrap.stderr?.on("data", (chunk: Buffer) => {
     // Always drained: a full pipe would stall the agent. Only the tail is kept, for error messages.
