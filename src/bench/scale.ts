@@ -88,6 +88,16 @@ async function memAvailableMiB(): Promise<number | undefined> {
   }
 }
 
+/** Time the main thread has run on a core, and waited runnable for one (Linux schedstat, ns); undefined elsewhere. */
+async function mainThreadSchedstat(): Promise<{ runNs: number; waitNs: number } | undefined> {
+  try {
+    const [run, wait] = (await readFile(`/proc/self/task/${process.pid}/schedstat`, "utf8")).trim().split(/\s+/).map(Number);
+    return run !== undefined && wait !== undefined && Number.isFinite(run) && Number.isFinite(wait) ? { runNs: run, waitNs: wait } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 interface Agent {
   index: number;
   ws: string;
@@ -180,6 +190,7 @@ async function level(rec: Recorder, o: ScaleOptions, C: number, ops: readonly Op
     running.sort((x, y) => x.index - y.index);
     // The measured window: every agent holding a sandbox (all C of them, warmed up) replays the mix, as fast as it is answered.
     cpu.start();
+    const sched0 = await mainThreadSchedstat();
     const start = performance.now();
     const end = start + o.durationS * 1000;
     const perSecond: number[] = [];
@@ -208,6 +219,14 @@ async function level(rec: Recorder, o: ScaleOptions, C: number, ops: readonly Op
       }),
     );
     const elapsedMin = (performance.now() - start) / 60_000;
+    // The one thread that carries every agent's calls: the share of the window it ran, and the share it
+    // was runnable but waiting for a core (a dispatcher starved by the work it dispatches shows here).
+    const sched1 = await mainThreadSchedstat();
+    if (sched0 && sched1) {
+      const windowNs = elapsedMin * 60e9;
+      rec.add(atC("scale_host_thread_running_pct", C), "%", (100 * (sched1.runNs - sched0.runNs)) / windowNs);
+      rec.add(atC("scale_host_thread_waiting_pct", C), "%", (100 * (sched1.waitNs - sched0.waitNs)) / windowNs);
+    }
     const cpuSeries = cpu.stop();
     rec.add(atC("scale_throughput_ops_per_min", C), "ops/min", total / elapsedMin);
     rec.series[atC("scale_throughput_ops_per_s", C)] = perSecond.map((v, i) => ({ tMs: i * 1000, value: v ?? 0 }));
