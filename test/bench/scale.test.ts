@@ -137,6 +137,8 @@ for (const backend of BACKENDS) {
       assert.ok((run.metrics[atC("scale_throughput_ops_per_min", c)]?.p50 ?? 0) > 0, `throughput at C=${c}`);
       assert.equal(run.metrics[atC("scale_sandbox_wait_ms", c)]?.n, c, `every agent at C=${c} got a sandbox`);
       assert.equal(run.metrics[atC("scale_agent_ops_per_min", c)]?.n, c);
+      // Each agent's first calls are timed before the window, not in it.
+      assert.equal(run.metrics[atC("scale_first_calls_ms", c)]?.n, c, `every agent at C=${c} warmed up before the window`);
       assert.ok((run.metrics[atC("scale_tool_latency_ms", c)]?.n ?? 0) > 10);
       assert.equal(run.metrics[atC("scale_failures", c)]?.max, 0);
       assert.ok(run.metrics[atC("scale_fairness_jain", c)] !== undefined);

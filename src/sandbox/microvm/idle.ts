@@ -13,6 +13,7 @@ import { vmExecGate, type ExecGate } from "../../runtime/exec-gate.js";
 import type { SandboxHandle } from "../types.js";
 import { connectWhenReady, type VmProcess } from "./qemu.js";
 import { QmpClient } from "./qmp.js";
+import { lowerAllThreads } from "../priority.js";
 
 /** How long a VM stays running after its last answer before it is paused (back-to-back commands keep it running). */
 const DEFAULT_GRACE_MS = 25;
@@ -147,6 +148,9 @@ export class VmIdler {
  * returned as it was (a VM that is never paused still works).
  */
 export async function pauseWhenIdle(handle: SandboxHandle, vm: VmProcess, options: IdleOptions = idleOptions()): Promise<SandboxHandle> {
+  // Every QEMU thread started by now (vCPU, RCU, I/O) runs below the host process, also when the
+  // spawn lost the race with QEMU's first threads.
+  if (vm.child.pid !== undefined) lowerAllThreads(vm.child.pid);
   if (!options.pause && !options.gate && !options.warmup) return handle;
   let qmp: QmpClient | undefined;
   try {

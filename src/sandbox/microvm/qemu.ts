@@ -9,6 +9,7 @@ import { runDir, runSubdir } from "../../paths.js";
 import { recordCreated } from "../../runtime/created.js";
 import { sandboxHostEnv } from "../../util/env.js";
 import { killGroup, spawnGroup } from "../../util/proc.js";
+import { lowerPriority } from "../priority.js";
 import { JAIL, allocateIdentity, ensureJailer, jailerArgs, type JailBind, type JailPlan, type VmmIdentity } from "../jailer/jailer.js";
 
 export const QEMU_BINARY = "qemu-system-x86_64";
@@ -208,6 +209,9 @@ export async function launchVm(o: VmLaunchOptions): Promise<VmProcess> {
   }
   // sandboxHostEnv(): PATH, LANG and TZ only; nothing of ours (API keys, tokens) is inherited.
   const child = spawnGroup(argv, { stdio: [o.incoming === "stdin" ? "pipe" : "ignore", "ignore", "pipe"], env: sandboxHostEnv() });
+  // Below the host process that serves it, before QEMU starts its threads (they inherit it); idle.ts
+  // sweeps the threads once more when it connects (src/sandbox/priority.ts says why).
+  if (child.pid !== undefined) lowerPriority(child.pid);
   // A VMM that dies before it has read its migration stream closes the pipe: not our crash.
   child.stdin?.on("error", () => undefined);
   let stderr = "";

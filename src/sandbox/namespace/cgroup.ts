@@ -306,6 +306,7 @@ export class SandboxCgroup {
     readonly support: CgroupSupport,
     /** v1: [memory, pids]; v2: [unified]. */
     readonly dirs: readonly string[],
+    private readonly limitsSet: CgroupLimits,
   ) {}
 
   /** Creates the cgroup with its limits set; nothing is in it yet. */
@@ -343,12 +344,36 @@ export class SandboxCgroup {
       if (err instanceof LuminaGuardError) throw err;
       throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `cannot create cgroup for ${id}: ${describe(err)}`, { cause: err });
     }
-    return new SandboxCgroup(support, dirs);
+    return new SandboxCgroup(support, dirs, limits);
   }
 
-  /** Moves a process (all its threads) in; its children from now on are born inside. */
+  /**
+   * Moves a process (all its threads) in; its children from now on are born inside. A cgroup that
+   * is gone (ENOENT) is made again with its limits first: while it is still empty, another process's
+   * sweep of stale cgroups (a daemon's start-up recovery) may take it, and a spawn slowed past that
+   * sweep's grace by many others at once (100 micro-VMs) failed with SANDBOX_SPAWN_FAILED. The
+   * process being added runs no sandboxed code yet (launch.ts), so nothing escaped the limits meanwhile.
+   */
   add(pid: number): void {
-    for (const d of this.dirs) writeFileSync(join(d, "cgroup.procs"), String(pid));
+    for (let attempt = 0; ; attempt++) {
+      try {
+        for (const d of this.dirs) writeFileSync(join(d, "cgroup.procs"), String(pid));
+        return;
+      } catch (err) {
+        if (errnoOf(err) !== "ENOENT" || attempt >= 3) throw err;
+        log.info({ dirs: this.dirs }, "sandbox cgroup removed before its process was added; making it again");
+        mkdirParents(this.support, probed?.v2Mount);
+        for (const d of this.dirs) {
+          try {
+            mkdirSync(d);
+            recordCreated(d);
+          } catch (e) {
+            if (errnoOf(e) !== "EEXIST") throw e;
+          }
+        }
+        writeLimits(this.support, this.dirs, this.limitsSet);
+      }
+    }
   }
 
   /** Host pids of every process in the sandbox cgroup. */

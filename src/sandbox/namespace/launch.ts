@@ -20,6 +20,7 @@ import { STAGE_ROOT, jailerArgs, type JailerBuild, type VmmIdentity } from "../j
 import { onAbort } from "../../util/abort.js";
 import { sandboxHostEnv } from "../../util/env.js";
 import { spawnGroup } from "../../util/proc.js";
+import { lowerPriority } from "../priority.js";
 import { AGENT_COMMAND, bwrapArgs, groupFile, hostsFile, passwdFile, type BwrapFds } from "./bwrap.js";
 import type { SandboxCgroup } from "./cgroup.js";
 import { shieldStdio } from "./inherited-fds.js";
@@ -109,6 +110,8 @@ export function launch(options: LaunchOptions): Launch {
     stdio: shieldStdio(Array<"pipe">(9).fill("pipe")),
     env: sandboxHostEnv(),
   });
+  // The host-side bwrap monitor too: every host process of a sandbox runs below the host process.
+  if (bwrap.pid !== undefined) lowerPriority(bwrap.pid);
   let tail = "";
   bwrap.stderr?.on("data", (chunk: Buffer) => {
     // Always drained: a full pipe would stall the agent. Only the tail is kept, for error messages.
@@ -132,6 +135,8 @@ export function launch(options: LaunchOptions): Launch {
     } catch (err) {
       throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `cannot move sandbox process ${pid} into its cgroup: ${(err as Error).message}`, { cause: err });
     }
+    // Still blocked before its first fork: everything the sandbox runs inherits the lower priority.
+    lowerPriority(pid);
     const block = bwrap.stdio[BWRAP_FDS.block] as Writable;
     block.on("error", () => undefined);
     block.end("1");

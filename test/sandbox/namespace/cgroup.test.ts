@@ -1,7 +1,7 @@
 // Cgroup limits on real sandboxes (no agent needed): placement before any sandboxed code, fork bomb, memory bomb, cleanup.
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync, utimesSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, readFileSync, rmdirSync, utimesSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { probeCgroups, SandboxCgroup, sweepStale } from "../../../src/sandbox/namespace/cgroup.js";
@@ -69,6 +69,23 @@ describe("cgroups", () => {
       await stale.destroy();
       await fresh.destroy();
     }
+  });
+
+  test("a cgroup swept away before its process is added is made again, limits and all (100 micro-VMs spawning beside a daemon's recovery)", { skip }, async () => {
+    const c = SandboxCgroup.create(uniqueId("lgt-swept"), { memoryMiB: 40, pidsMax: 13 });
+    const child = spawn("sleep", ["30"], { stdio: "ignore" });
+    try {
+      // What another process's sweep of empty cgroups does between create() and add().
+      for (const d of c.dirs) rmdirSync(d);
+      assert.ok(noneExist(c.dirs));
+      c.add(child.pid as number);
+      assert.deepEqual(c.procs(), [child.pid]);
+      assert.deepEqual(c.limits(), { memoryBytes: 40 * 1024 * 1024, pidsMax: 13 });
+    } finally {
+      child.kill("SIGKILL");
+      await c.destroy();
+    }
+    assert.ok(noneExist(c.dirs));
   });
 
   test("every sandboxed process is born inside the sandbox cgroup", { skip }, async () => {
