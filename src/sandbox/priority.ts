@@ -1,20 +1,21 @@
 // The CPU priority of sandboxed code: below the host process that serves every sandbox's calls.
 //
-// Why: one Node process carries the calls of all its sandboxes (frames, validation, the disk watch).
-// Under the scheduler it is one task among the sandboxes' runnable ones, so with many busy sandboxes
-// it got ever less of the CPU it needs to feed them: on 2 cores, 150 namespace agents gave ~30 % less
-// throughput than 10, with the host's event loop busy (a CPU profile showed the Node thread
-// descheduled inside its socket writes to the agents it had just woken). Sandboxed code at nice 10
-// (weight 110 against 1,024) still shares the cores equally among sandboxes (fairness is unchanged)
-// and takes all the CPU the host does not use; the host's dispatch is never starved by the work it
-// dispatches. A sandbox can only raise its nice value further, never lower it (no CAP_SYS_NICE).
+// Off by default (0), a knob: one Node process carries the calls of all its sandboxes, and with many
+// busy sandboxes a CPU profile showed it descheduled inside its writes to agents it had just woken,
+// so lowering the sandboxes (nice 10: weight 110 against 1,024) looked like the cure. Measured on a
+// quiet 2-core machine (bench scale, namespace, 10 and 150 agents, alternating pairs) it was not:
+// nice 10 raised 10 agents' throughput (~179k against 115–153k ops/min) but lowered 150 agents'
+// (145k and 123k against 188k and 132k), a plateau of 0.81 and 0.69 against 1.0 and 1.0 at nice 0.
+// Fed sandboxes that cannot run are no faster than starved ones. Where the host process must win
+// (a daemon whose API must answer under load), set it. A sandbox can only raise its nice value
+// further, never lower it (no CAP_SYS_NICE).
 import { readdirSync } from "node:fs";
 import { getPriority, setPriority } from "node:os";
 import { LuminaGuardError } from "../errors.js";
 
-export const DEFAULT_SANDBOX_NICE = 10;
+export const DEFAULT_SANDBOX_NICE = 0;
 
-/** LUMINAGUARD_SANDBOX_NICE: 0..19 (0: same priority as the host process), default 10. */
+/** LUMINAGUARD_SANDBOX_NICE: 0..19 (0, the default: same priority as the host process). */
 export function sandboxNice(env: NodeJS.ProcessEnv = process.env): number {
   const raw = env["LUMINAGUARD_SANDBOX_NICE"]?.trim();
   if (raw === undefined || raw === "") return DEFAULT_SANDBOX_NICE;

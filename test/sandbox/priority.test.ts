@@ -24,8 +24,9 @@ const threadNices = (pid: number): number[] =>
   });
 
 describe("sandbox CPU priority", () => {
-  test("LUMINAGUARD_SANDBOX_NICE: 0..19, default 10, anything else refused", () => {
+  test("LUMINAGUARD_SANDBOX_NICE: 0..19, default 0, anything else refused", () => {
     assert.equal(sandboxNice({}), DEFAULT_SANDBOX_NICE);
+    assert.equal(DEFAULT_SANDBOX_NICE, 0);
     assert.equal(sandboxNice({ LUMINAGUARD_SANDBOX_NICE: "0" }), 0);
     assert.equal(sandboxNice({ LUMINAGUARD_SANDBOX_NICE: " 19 " }), 19);
     for (const bad of ["20", "-1", "5.5", "x"]) {
@@ -41,8 +42,8 @@ describe("sandbox CPU priority", () => {
       else process.env["LUMINAGUARD_SANDBOX_NICE"] = saved;
     });
 
-    test("a sandbox's commands run 10 nice levels below the host, and cannot raise themselves back", { skip }, async () => {
-      delete process.env["LUMINAGUARD_SANDBOX_NICE"];
+    test("LUMINAGUARD_SANDBOX_NICE=10: a sandbox's commands run 10 levels below the host, and cannot raise themselves back", { skip }, async () => {
+      process.env["LUMINAGUARD_SANDBOX_NICE"] = "10";
       const ws = tempWorkspace();
       const sb = await Sandbox.create({ backend: "namespace", workspace: ws.dir, daemon: false });
       try {
@@ -58,8 +59,8 @@ describe("sandbox CPU priority", () => {
       }
     });
 
-    test("LUMINAGUARD_SANDBOX_NICE=0 keeps the host's priority", { skip }, async () => {
-      process.env["LUMINAGUARD_SANDBOX_NICE"] = "0";
+    test("by default (and with LUMINAGUARD_SANDBOX_NICE=0) a sandbox keeps the host's priority", { skip }, async () => {
+      delete process.env["LUMINAGUARD_SANDBOX_NICE"];
       const ws = tempWorkspace();
       const sb = await Sandbox.create({ backend: "namespace", workspace: ws.dir, daemon: false });
       try {
@@ -73,8 +74,14 @@ describe("sandbox CPU priority", () => {
 
   describe("microvm", async () => {
     const skip = await unavailable("microvm");
+    const saved = process.env["LUMINAGUARD_SANDBOX_NICE"];
+    after(() => {
+      if (saved === undefined) delete process.env["LUMINAGUARD_SANDBOX_NICE"];
+      else process.env["LUMINAGUARD_SANDBOX_NICE"] = saved;
+    });
 
-    test("every thread of a VM's QEMU (and of its file jail) runs 10 nice levels below the host", { skip }, async () => {
+    test("LUMINAGUARD_SANDBOX_NICE=10: every thread of a VM's QEMU (and of its file jail) runs 10 levels below the host", { skip }, async () => {
+      process.env["LUMINAGUARD_SANDBOX_NICE"] = "10";
       const ws = tempWorkspace();
       const sb = await Sandbox.create({ backend: "microvm", workspace: ws.dir, daemon: false });
       try {
