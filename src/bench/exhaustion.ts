@@ -31,7 +31,7 @@ import type { MicroVmBackend } from "../sandbox/microvm/backend.js";
 import type { BackendName } from "../sandbox/types.js";
 import { run } from "../util/proc.js";
 import { saturationCriteria, saturationPart } from "./exhaustion-saturation.js";
-import { leakSnapshot, settleLeaks, tempFilesBelow } from "./leaks.js";
+import { leakSnapshot, pathsBelow, settleLeaks, tempFilesBelow } from "./leaks.js";
 import { Recorder } from "./scenarios.js";
 
 /** Never ask for more than this many sandboxes, nor more memory per sandbox, whatever the options. */
@@ -224,14 +224,14 @@ async function hostRunDirPart(rec: Recorder, o: ExhaustionOptions): Promise<void
     const first = await outcome(Sandbox.create({ backend: o.backend, daemon: false, diskMiB: 8 }).then((s) => s.kill()));
     rec.notes.push(`host run dir: a sandbox before the filesystem is full: ${first}`);
     const filler = fill(mnt);
-    const before = new Set(listDeep(rd));
+    const before = new Set(pathsBelow(rd));
     const t = performance.now();
     const full = await outcome(Sandbox.create({ backend: o.backend, daemon: false, diskMiB: 8 }).then((s) => s.kill()));
     rec.add("rundir_full_ms", "ms", performance.now() - t);
     rec.add(`rundir_full_outcome.${full}`, "", 1);
     rec.notes.push(`host run dir: creating a sandbox on the full filesystem: ${full}`);
     rec.add("rundir_full_named", "", full !== "OK" && full !== "UNNAMED" ? 1 : 0);
-    const left = listDeep(rd).filter((p) => !before.has(p));
+    const left = pathsBelow(rd).filter((p) => !before.has(p));
     rec.add("rundir_partial_entries", "", left.length);
     if (left.length) rec.notes.push(`host run dir: left after the failed create: ${left.slice(0, 5).join("; ")}`);
     // Space returns.
@@ -254,24 +254,6 @@ async function hostRunDirPart(rec: Recorder, o: ExhaustionOptions): Promise<void
     if (mounted) await run(["umount", mnt], { timeoutMs: 30_000 }).catch((e: unknown) => log.warn({ err: String(e) }, "exhaustion: umount failed"));
     rmSync(base, { recursive: true, force: true });
   }
-}
-
-function listDeep(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string): void => {
-    let entries;
-    try {
-      entries = readdirSync(d, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of entries) {
-      out.push(join(d, e.name));
-      if (e.isDirectory()) walk(join(d, e.name));
-    }
-  };
-  walk(dir);
-  return out;
 }
 
 async function capacityPart(rec: Recorder, o: ExhaustionOptions): Promise<void> {

@@ -189,8 +189,8 @@ export async function settleLeaks(before: LeakSnapshot, notes: string[], waitMs 
   return leaks;
 }
 
-/** Every write_file temp file (`.lg-*`) left below `dir`, lost+found skipped; a directory that vanishes is skipped. */
-export function tempFilesBelow(dir: string): string[] {
+/** Every path below `dir` (lost+found not entered; a directory that vanishes meanwhile is skipped). */
+export function pathsBelow(dir: string): string[] {
   const out: string[] = [];
   const walk = (d: string): void => {
     let entries;
@@ -200,10 +200,15 @@ export function tempFilesBelow(dir: string): string[] {
       return;
     }
     for (const e of entries) {
-      if (e.name.startsWith(".lg-")) out.push(join(d, e.name));
-      else if (e.isDirectory() && e.name !== "lost+found") walk(join(d, e.name));
+      out.push(join(d, e.name));
+      if (e.isDirectory() && e.name !== "lost+found") walk(join(d, e.name));
     }
   };
   walk(dir);
   return out;
+}
+
+/** Every write_file temp file (`.lg-*`) left below `dir`. */
+export function tempFilesBelow(dir: string): string[] {
+  return pathsBelow(dir).filter((p) => basename(p).startsWith(".lg-"));
 }

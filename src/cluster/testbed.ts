@@ -62,9 +62,11 @@ function permissions(nkeyUser: string): string {
   return `authorization: ${JSON.stringify({ users })}\n`;
 }
 
-function healthy(port: number): Promise<boolean> {
+/** Whether a loopback HTTP port or a Unix socket answers 200 on /healthz within `timeoutMs`. */
+function healthy(at: { port: number } | { socketPath: string }, timeoutMs = 1000): Promise<boolean> {
   return new Promise((resolve) => {
-    const req = request({ host: "127.0.0.1", port, path: "/healthz", timeout: 1000 }, (res) => {
+    const where = "port" in at ? { host: "127.0.0.1", port: at.port } : { socketPath: at.socketPath };
+    const req = request({ ...where, path: "/healthz", timeout: timeoutMs }, (res) => {
       res.resume();
       resolve(res.statusCode === 200);
     });
@@ -156,7 +158,7 @@ export async function startNatsCluster(): Promise<NatsCluster> {
   };
   const deadline = Date.now() + 30_000;
   for (const [i, s] of servers.entries()) {
-    while (!(await healthy((ports[i] as { http: number }).http))) {
+    while (!(await healthy({ port: (ports[i] as { http: number }).http }))) {
       if (!s.alive() || Date.now() > deadline) {
         const logs = servers.map((x) => `${x.name}:\n${x.log()}`).join("\n");
         await stop();
@@ -199,21 +201,6 @@ export interface ClusterNodeOptions {
   root?: string;
 }
 
-function socketHealthy(socket: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const req = request({ socketPath: socket, path: "/healthz", timeout: 2000 }, (res) => {
-      res.resume();
-      resolve(res.statusCode === 200);
-    });
-    req.once("error", () => resolve(false));
-    req.once("timeout", () => {
-      req.destroy();
-      resolve(false);
-    });
-    req.end();
-  });
-}
-
 /**
  * Runs the daemon once more on a node's directories, without the cluster, only to recover what a SIGKILLed run
  * left (mounted workspaces of sandboxes that outlived it), then stops it. For cleanup once every node is stopped.
@@ -231,7 +218,7 @@ export async function recoverNodeDirs(root: string): Promise<void> {
   let gone = false;
   const exited = new Promise<void>((r) => child.once("exit", () => r()));
   void exited.then(() => (gone = true));
-  for (const end = Date.now() + 30_000; !gone && Date.now() < end && !(await socketHealthy(socket)); ) await new Promise((r) => setTimeout(r, 50));
+  for (const end = Date.now() + 30_000; !gone && Date.now() < end && !(await healthy({ socketPath: socket }, 2000)); ) await new Promise((r) => setTimeout(r, 50));
   if (!gone) child.kill("SIGTERM");
   const timer = setTimeout(() => {
     try {
@@ -306,7 +293,7 @@ export async function startClusterNode(o: ClusterNodeOptions): Promise<ClusterNo
   for (;;) {
     if (gone) throw new Error(`node ${o.name} exited before it answered:\n${err}`);
     // Answering on its socket is not enough: the node joins the cluster after that (and exits if it cannot).
-    if (err.includes(`cluster node ${o.name} joined`) && (await socketHealthy(socket))) break;
+    if (err.includes(`cluster node ${o.name} joined`) && (await healthy({ socketPath: socket }, 2000))) break;
     if (Date.now() > deadline) {
       await stop("SIGKILL");
       throw new Error(`node ${o.name} did not join within 60 s:\n${err}`);

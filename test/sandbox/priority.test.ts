@@ -24,6 +24,13 @@ const threadNices = (pid: number): number[] =>
   });
 
 describe("sandbox CPU priority", () => {
+  // The tests below set LUMINAGUARD_SANDBOX_NICE; whatever it was comes back afterwards.
+  const saved = process.env["LUMINAGUARD_SANDBOX_NICE"];
+  after(() => {
+    if (saved === undefined) delete process.env["LUMINAGUARD_SANDBOX_NICE"];
+    else process.env["LUMINAGUARD_SANDBOX_NICE"] = saved;
+  });
+
   test("LUMINAGUARD_SANDBOX_NICE: 0..19, default 0, anything else refused", () => {
     assert.equal(sandboxNice({}), DEFAULT_SANDBOX_NICE);
     assert.equal(DEFAULT_SANDBOX_NICE, 0);
@@ -36,11 +43,6 @@ describe("sandbox CPU priority", () => {
 
   describe("namespace", async () => {
     const skip = await unavailable("namespace");
-    const saved = process.env["LUMINAGUARD_SANDBOX_NICE"];
-    after(() => {
-      if (saved === undefined) delete process.env["LUMINAGUARD_SANDBOX_NICE"];
-      else process.env["LUMINAGUARD_SANDBOX_NICE"] = saved;
-    });
 
     test("LUMINAGUARD_SANDBOX_NICE=10: a sandbox's commands run 10 levels below the host, and cannot raise themselves back", { skip }, async () => {
       process.env["LUMINAGUARD_SANDBOX_NICE"] = "10";
@@ -74,11 +76,6 @@ describe("sandbox CPU priority", () => {
 
   describe("microvm", async () => {
     const skip = await unavailable("microvm");
-    const saved = process.env["LUMINAGUARD_SANDBOX_NICE"];
-    after(() => {
-      if (saved === undefined) delete process.env["LUMINAGUARD_SANDBOX_NICE"];
-      else process.env["LUMINAGUARD_SANDBOX_NICE"] = saved;
-    });
 
     test("LUMINAGUARD_SANDBOX_NICE=10: every thread of a VM's QEMU (and of its file jail) runs 10 levels below the host", { skip }, async () => {
       process.env["LUMINAGUARD_SANDBOX_NICE"] = "10";
