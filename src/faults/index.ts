@@ -7,7 +7,9 @@
 //   LUMINAGUARD_FAULTS=point[:key=value[;key=value...]][,point...]
 // keys: times=N|always (how many hits fire, default 1), after=N (let the first N hits pass),
 //       op=<guest op> (only requests of this op: guest-eio, guest-enospc, slow-io, corrupt-frame),
-//       ms=N (slow-io's delay; guest-crash's delay after the call starts).
+//       ms=N (slow-io's delay; guest-crash's and channel-cut's delay after the call starts).
+// A harness may also arm a call point (guest-crash, channel-cut) for one sandbox only, by its id
+// (armSandboxFault): the chaos monkey cuts the channel of the sandbox it picked, not of every one.
 import { z } from "zod";
 import { LuminaGuardError } from "../errors.js";
 import { log } from "../log.js";
@@ -25,6 +27,12 @@ export const FAULT_POINTS = [
   "guest-enospc",
   /** The request reaches the guest `ms` late. */
   "slow-io",
+  /**
+   * A call in flight: the host end of its channel (the VM's, or the file jail's beside it for a file
+   * tool) is destroyed as a broken pipe or socket would be: once the call's request is written (the
+   * guest acts on it; its answer never arrives), or `ms` after the call starts when given.
+   */
+  "channel-cut",
   /** One frame from the guest arrives with its JSON body damaged. */
   "corrupt-frame",
   /** Appending to the audit log fails with EIO. */
@@ -50,8 +58,22 @@ interface Armed {
 
 const armed = new Map<FaultPoint, Armed>();
 
+/** The points a harness may arm for one sandbox: those checked on a sandbox's call, which knows its id. */
+export const SANDBOX_FAULT_POINTS = ["guest-crash", "channel-cut"] as const satisfies readonly FaultPoint[];
+export type SandboxFaultPoint = (typeof SANDBOX_FAULT_POINTS)[number];
+
+/** Points armed for one sandbox (by id), each removed once spent. */
+const armedFor = new Map<string, Map<SandboxFaultPoint, Armed>>();
+
 /** True only when a fault is armed (harness or test); every fault point checks this first. */
 export let faultsOn = false;
+
+/** Fired counts of per-sandbox faults already spent (kept for faultsFired). */
+const firedFor = new Map<FaultPoint, number>();
+
+function updateOn(): void {
+  faultsOn = armed.size > 0 || armedFor.size > 0;
+}
 
 /** Parses LUMINAGUARD_FAULTS (see the top of this file); throws INVALID_ARGUMENT on anything else. */
 export function parseFaults(text: string): Map<FaultPoint, FaultSpec> {
@@ -78,31 +100,78 @@ export function armFaults(faults: Map<FaultPoint, FaultSpec> | Partial<Record<Fa
   armed.clear();
   const entries = faults instanceof Map ? [...faults] : (Object.entries(faults) as Array<[FaultPoint, Partial<FaultSpec>]>);
   for (const [point, spec] of entries) armed.set(point, { spec: { times: 1, after: 0, ...spec }, hits: 0, fired: 0 });
-  faultsOn = armed.size > 0;
+  updateOn();
+}
+
+/**
+ * Arms one call point for the sandbox `sandboxId` only (beside, and before, whatever is armed for
+ * all): its next call (of `op`, when given) fires it. Replaces what was armed for that sandbox at
+ * that point; spent after `times` hits (default 1). For the fault harness and tests only: the
+ * chaos monkey's channel cut goes through here, never through the sandbox's private state.
+ */
+export function armSandboxFault(sandboxId: string, point: SandboxFaultPoint, spec: Partial<FaultSpec> = {}): void {
+  if (!(SANDBOX_FAULT_POINTS as readonly string[]).includes(point)) {
+    throw new LuminaGuardError("INVALID_ARGUMENT", `${String(point)} cannot be armed for one sandbox; these can: ${SANDBOX_FAULT_POINTS.join(", ")}`);
+  }
+  const parsed = specSchema.safeParse({ times: 1, after: 0, ...spec });
+  if (!parsed.success) throw new LuminaGuardError("INVALID_ARGUMENT", `bad spec for ${point}: ${parsed.error.issues[0]?.message ?? "invalid"}`);
+  let m = armedFor.get(sandboxId);
+  if (!m) armedFor.set(sandboxId, (m = new Map()));
+  m.set(point, { spec: parsed.data, hits: 0, fired: 0 });
+  updateOn();
+}
+
+/** Forgets what was armed for one sandbox (called when it is killed, and by harnesses). */
+export function disarmSandboxFaults(sandboxId: string): void {
+  if (armedFor.delete(sandboxId)) updateOn();
 }
 
 export function disarmFaults(): void {
   armed.clear();
+  armedFor.clear();
+  firedFor.clear();
   faultsOn = false;
 }
 
-/** How many times each armed point has fired. */
+/** How many times each armed point has fired (for every sandbox and for one). */
 export function faultsFired(): Partial<Record<FaultPoint, number>> {
-  return Object.fromEntries([...armed].map(([p, a]) => [p, a.fired]));
+  const out: Partial<Record<FaultPoint, number>> = Object.fromEntries([...armed].map(([p, a]) => [p, a.fired]));
+  const add = (p: FaultPoint, n: number): void => void (out[p] = (out[p] ?? 0) + n);
+  for (const [p, n] of firedFor) add(p, n);
+  for (const m of armedFor.values()) for (const [p, a] of m) add(p, a.fired);
+  return out;
 }
 
-/**
- * Whether `point` fires on this hit (for `op`, when the spec names one); returns its spec when it
- * does. Callers check `faultsOn` first, so this never runs when nothing is armed.
- */
-export function fault(point: FaultPoint, op?: string): FaultSpec | undefined {
-  const a = armed.get(point);
-  if (!a) return undefined;
+function hit(a: Armed, op: string | undefined): FaultSpec | undefined {
   if (a.spec.op !== undefined && a.spec.op !== op) return undefined;
   a.hits++;
   if (a.hits <= a.spec.after || a.fired >= a.spec.times) return undefined;
   a.fired++;
   return a.spec;
+}
+
+/**
+ * Whether `point` fires on this hit (for `op`, when the spec names one); returns its spec when it
+ * does. `sandboxId`: the sandbox whose call this is, for the points armed for one sandbox (which
+ * come first). Callers check `faultsOn` first, so this never runs when nothing is armed.
+ */
+export function fault(point: FaultPoint, op?: string, sandboxId?: string): FaultSpec | undefined {
+  if (sandboxId !== undefined && armedFor.size > 0) {
+    const m = armedFor.get(sandboxId);
+    const a = m?.get(point as SandboxFaultPoint);
+    if (m && a) {
+      const spec = hit(a, op);
+      if (a.fired >= a.spec.times) {
+        // Spent: forgotten, so that a harness arming many sandboxes leaves nothing behind.
+        firedFor.set(point, (firedFor.get(point) ?? 0) + a.fired);
+        m.delete(point as SandboxFaultPoint);
+        if (m.size === 0) disarmSandboxFaults(sandboxId);
+      }
+      if (spec) return spec;
+    }
+  }
+  const a = armed.get(point);
+  return a ? hit(a, op) : undefined;
 }
 
 /** An Error as node's fs or child_process would throw it (errno code), marked as injected. */

@@ -1,7 +1,7 @@
 // A multiplexed request/response client over one byte stream to a guest agent; every guest byte is checked.
 import type { Readable, Writable } from "node:stream";
 import { onAbort } from "../util/abort.js";
-import { fault, faultsOn } from "../faults/index.js";
+import { fault, faultsOn, type FaultSpec } from "../faults/index.js";
 import {
   GuestChannelLostError,
   GuestProtocolError,
@@ -125,6 +125,11 @@ export class GuestChannel {
       this.pending.set(id, entry);
       if (faultsOn && this.injectRequestFault(id, op, args)) return;
       this.send({ id, op, args });
+      if (this.cutArmed && TOOL_OPS.has(op)) {
+        this.cutArmed = false;
+        // After the uncork that send() queued: the request leaves, then the host end is destroyed.
+        process.nextTick(() => this.cut());
+      }
     });
   }
 
@@ -211,6 +216,29 @@ export class GuestChannel {
       };
       attempt();
     });
+  }
+
+  /**
+   * Set by cutForFault: the next tool request sent cuts the channel once it is written (false unless
+   * a channel-cut point fired: one boolean check per request otherwise).
+   */
+  private cutArmed = false;
+
+  /**
+   * The channel-cut fault point's effect (src/faults): the host end of the transport is destroyed, as
+   * a broken pipe or socket would be, and the channel fails as for any lost guest (GUEST_CHANNEL_LOST
+   * for what is in flight, onFatal). With no `ms`: once the next tool request is written (the guest
+   * acts on it, its answer never arrives); else `ms` from now. Called only with the spec of a
+   * channel-cut point that fired (Sandbox's call path, which reaches it only when faults are armed).
+   */
+  cutForFault(spec: Pick<FaultSpec, "ms">): void {
+    if (spec.ms === undefined || spec.ms === 0) this.cutArmed = true;
+    else setTimeout(() => this.cut(), spec.ms);
+  }
+
+  private cut(): void {
+    this.transport.input.destroy();
+    this.transport.output.destroy();
   }
 
   /** Rejects everything in flight with `err` and stops reading. Idempotent. */

@@ -1,7 +1,7 @@
 // The SDK's Sandbox: one single-use isolated sandbox bound to one workspace, with files, search and commands.
 import { randomBytes } from "node:crypto";
 import { GuestChannelLostError, LuminaGuardError, toLuminaGuardError } from "../errors.js";
-import { fault, faultsOn, injectedErrno } from "../faults/index.js";
+import { disarmSandboxFaults, fault, faultsOn, injectedErrno } from "../faults/index.js";
 import { log } from "../log.js";
 import type { GuestChannel } from "../protocol/channel.js";
 import type { FileToolsMode, SandboxHandle, ServedBy } from "../sandbox/types.js";
@@ -285,7 +285,7 @@ export class Sandbox {
       // One fault, one answer: every call after the sandbox is gone (killed, VM or agent dead, channel
       // cut) is SANDBOX_CLOSED with the same words, whichever part noticed first.
       if (!this.alive) throw this.closedError();
-      if (faultsOn) this.injectCallFault(tool);
+      if (faultsOn) this.injectCallFault(tool, callId, channel);
       const result = await fn(channel);
       return { ...result, servedBy: this.servedBy(tool) };
     } catch (err) {
@@ -334,9 +334,20 @@ export class Sandbox {
     });
   }
 
-  /** The guest-crash fault (src/faults): the sandbox's host processes are SIGKILLed while the call runs. */
-  private injectCallFault(tool: ToolName): void {
-    const f = fault("guest-crash", tool);
+  /**
+   * The call faults (src/faults), armed for every sandbox or for this one (armSandboxFault): the
+   * sandbox's host processes are SIGKILLed (guest-crash), or the host end of this call's channel is
+   * destroyed (channel-cut: once the call's request is written, or `ms` after the call starts).
+   * Reached only when a fault is armed.
+   */
+  private injectCallFault(tool: ToolName, callId: string, channel: GuestChannel): void {
+    const cut = fault("channel-cut", tool, this.id);
+    if (cut) {
+      const which = channel === this.handle.fileChannel ? "jail" : "vm";
+      log.warn({ sandboxId: this.id, callId, tool, channel: which, ms: cut.ms ?? 0 }, "fault injected: channel cut");
+      channel.cutForFault(cut);
+    }
+    const f = fault("guest-crash", tool, this.id);
     if (!f) return;
     setTimeout(() => {
       for (const pid of this.handle.pids()) {
@@ -368,6 +379,7 @@ export class Sandbox {
   kill(): Promise<void> {
     this.killed ??= (async () => {
       if (this.lifetime) clearTimeout(this.lifetime);
+      if (faultsOn) disarmSandboxFaults(this.id);
       try {
         await this.handle.destroy();
       } finally {

@@ -3,8 +3,10 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { PassThrough, Writable } from "node:stream";
 import { describe, test } from "node:test";
-import { armFaults, disarmFaults, fault, faultsFired, faultsOn, parseFaults } from "../../src/faults/index.js";
+import { armFaults, armSandboxFault, disarmFaults, disarmSandboxFaults, fault, faultsFired, faultsOn, parseFaults, type SandboxFaultPoint } from "../../src/faults/index.js";
+import { GuestChannel } from "../../src/protocol/channel.js";
 import { BACKENDS, rejectsWith, sandboxFor, unavailable, waitFor } from "../fixtures.js";
 
 describe("fault specs", () => {
@@ -12,6 +14,80 @@ describe("fault specs", () => {
     assert.equal(process.env["LUMINAGUARD_FAULTS"], undefined);
     assert.equal(faultsOn, false);
     assert.equal(fault("spawn"), undefined);
+    assert.equal(fault("channel-cut", "read_file", "lg-000000000000"), undefined);
+  });
+
+  test("with nothing armed, a channel's requests go out and its transport stays whole", async () => {
+    assert.equal(faultsOn, false);
+    const input = new PassThrough();
+    const output = new PassThrough();
+    const lost: string[] = [];
+    const channel = new GuestChannel({ input, output }, (e) => lost.push(e.code));
+    const answer = channel.request("read_file", { path: "a" }, { deadlineMs: 5000 }).catch((e: unknown) => e);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(input.destroyed || output.destroyed, false, "the transport is intact");
+    assert.ok(output.read() !== null, "the request was written");
+    assert.equal(channel.closed, false);
+    assert.deepEqual(lost, []);
+    channel.fail(new (await import("../../src/errors.js")).LuminaGuardError("SANDBOX_CLOSED", "test over"));
+    await answer;
+  });
+
+  test("a fired channel-cut cuts after the request is written: the guest gets it, its answer cannot come back", async () => {
+    const written: Buffer[] = [];
+    const input = new PassThrough();
+    const output = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        written.push(chunk);
+        cb();
+      },
+      writev(chunks, cb) {
+        for (const c of chunks) written.push(c.chunk as Buffer);
+        cb();
+      },
+    });
+    const lost: string[] = [];
+    const channel = new GuestChannel({ input, output }, (e) => lost.push(e.code));
+    // As a fired channel-cut point does (its spec, no delay): the channel keeps its own one-shot.
+    channel.cutForFault({});
+    const e = (await channel.request("read_file", { path: "a" }, { deadlineMs: 5000 }).catch((err: unknown) => err)) as { code?: string };
+    assert.equal(e.code, "GUEST_CHANNEL_LOST");
+    assert.match(Buffer.concat(written).toString("latin1"), /"op":"read_file"/, "the request left before the cut");
+    assert.equal(input.destroyed && output.destroyed, true);
+    assert.deepEqual(lost, ["GUEST_CHANNEL_LOST"]);
+  });
+
+  test("a fired channel-cut with a delay cuts that long after, whatever is in flight", async () => {
+    const input = new PassThrough();
+    const output = new PassThrough();
+    const lost: string[] = [];
+    const channel = new GuestChannel({ input, output }, (e) => lost.push(e.code));
+    const answer = channel.request("execute_command", { argv: ["true"] }, { deadlineMs: 5000 }).then(() => ({ code: "answered" }), (err: unknown) => err as { code?: string });
+    const t0 = performance.now();
+    channel.cutForFault({ ms: 50 });
+    assert.equal((await answer).code, "GUEST_CHANNEL_LOST");
+    assert.ok(performance.now() - t0 >= 45, "not before its delay");
+    assert.equal(input.destroyed && output.destroyed, true);
+    assert.deepEqual(lost, ["GUEST_CHANNEL_LOST"]);
+  });
+
+  test("a point armed for one sandbox fires only on that sandbox's calls, is spent, and leaves faults off", (t) => {
+    t.after(disarmFaults);
+    armSandboxFault("lg-a", "channel-cut", { op: "execute_command" });
+    assert.equal(faultsOn, true);
+    assert.equal(fault("channel-cut", "execute_command"), undefined, "not a call of a sandbox");
+    assert.equal(fault("channel-cut", "execute_command", "lg-b"), undefined, "another sandbox");
+    assert.equal(fault("channel-cut", "read_file", "lg-a"), undefined, "another op");
+    assert.ok(fault("channel-cut", "execute_command", "lg-a"));
+    assert.equal(fault("channel-cut", "execute_command", "lg-a"), undefined, "spent after one hit");
+    assert.deepEqual(faultsFired(), { "channel-cut": 1 });
+    assert.equal(faultsOn, false, "nothing is left armed");
+    armSandboxFault("lg-c", "guest-crash");
+    disarmSandboxFaults("lg-c");
+    assert.equal(faultsOn, false);
+    assert.throws(() => armSandboxFault("lg-a", "spawn" as SandboxFaultPoint), /cannot be armed for one sandbox/);
+    assert.throws(() => armSandboxFault("lg-a", "channel-cut", { ms: -1 }), /bad spec/);
+    assert.equal(faultsOn, false);
   });
 
   test("parses points, counts, ops and delays; refuses the unknown", () => {
@@ -19,6 +95,7 @@ describe("fault specs", () => {
     assert.deepEqual(m.get("spawn"), { times: 1, after: 0 });
     assert.deepEqual(m.get("guest-eio"), { times: 2, after: 1, op: "write_file" });
     assert.deepEqual(m.get("slow-io"), { times: Infinity, after: 0, ms: 250 });
+    assert.deepEqual(parseFaults("channel-cut:op=read_file;ms=5").get("channel-cut"), { times: 1, after: 0, op: "read_file", ms: 5 });
     assert.throws(() => parseFaults("no-such-point"), /unknown fault point/);
     assert.throws(() => parseFaults("slow-io:ms=-1"), /bad spec/);
     assert.throws(() => parseFaults("spawn:colour=red"), /bad spec/);
@@ -109,6 +186,44 @@ for (const backend of BACKENDS) {
       armFaults({ "slow-io": { op: "write_file", ms: 3000 }, "guest-crash": { op: "write_file", ms: 200 } });
       await rejectsWith(again.files.write("link/x.txt", "x"), "GUEST_CHANNEL_LOST");
       assert.deepEqual(readdirSync(outside), [".lg-fedcba9876543210.tmp"], "outside the workspace, nothing is removed");
+    });
+
+    test("a channel cut armed for one sandbox: its next call is GUEST_CHANNEL_LOST, every call after SANDBOX_CLOSED, another sandbox untouched", { skip }, async (t) => {
+      const { sandbox: a, workspace } = await sandboxFor(t, backend);
+      const { sandbox: b } = await sandboxFor(t, backend, { workspace });
+      await a.files.write("a.txt", "x");
+      t.after(disarmFaults);
+      armSandboxFault(a.id, "channel-cut");
+      assert.equal(await b.files.readText("a.txt"), "x", "the other sandbox's call is not cut");
+      const lost = await rejectsWith(a.files.readText("a.txt"), "GUEST_CHANNEL_LOST");
+      assert.match(lost.message, new RegExp(`^sandbox ${a.id} was lost during read_file \\(.*\\); create a new sandbox$`));
+      assert.equal(lost.details["sandboxId"], a.id);
+      assert.match(String(lost.details["callId"]), new RegExp(`^${a.id}#\\d+$`));
+      assert.equal(faultsOn, false, "spent: nothing left armed");
+      assert.ok(await waitFor(() => !a.alive, 10_000));
+      const closed = await rejectsWith(a.commands.run("true"), "SANDBOX_CLOSED");
+      assert.match(closed.message, new RegExp(`^sandbox ${a.id} is gone \\(it was lost: .*\\); create a new sandbox$`));
+      assert.equal((await b.commands.run("echo ok")).stdout, "ok\n");
+    });
+
+    test("a channel cut armed for a command's call: other tools pass, the command is GUEST_CHANNEL_LOST", { skip }, async (t) => {
+      const { sandbox } = await sandboxFor(t, backend);
+      t.after(disarmFaults);
+      armSandboxFault(sandbox.id, "channel-cut", { op: "execute_command" });
+      await sandbox.files.write("before.txt", "1");
+      assert.equal(await sandbox.files.readText("before.txt"), "1");
+      const lost = await rejectsWith(sandbox.commands.run(["sleep", "30"]), "GUEST_CHANNEL_LOST");
+      assert.ok(lost.message.startsWith(`sandbox ${sandbox.id} was lost during execute_command`), lost.message);
+      assert.ok(await waitFor(() => !sandbox.alive, 10_000));
+    });
+
+    test("a killed sandbox forgets what was armed for it", { skip }, async (t) => {
+      const { sandbox } = await sandboxFor(t, backend);
+      t.after(disarmFaults);
+      armSandboxFault(sandbox.id, "channel-cut", { op: "search" });
+      assert.equal(faultsOn, true);
+      await sandbox.kill();
+      assert.equal(faultsOn, false);
     });
 
     test("an injected spawn failure is SANDBOX_SPAWN_FAILED with a hint, and the next spawn works", { skip }, async (t) => {
