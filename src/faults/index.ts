@@ -7,7 +7,8 @@
 //   LUMINAGUARD_FAULTS=point[:key=value[;key=value...]][,point...]
 // keys: times=N|always (how many hits fire, default 1), after=N (let the first N hits pass),
 //       op=<guest op> (only requests of this op: guest-eio, guest-enospc, slow-io, corrupt-frame),
-//       ms=N (slow-io's delay; guest-crash's and channel-cut's delay after the call starts).
+//       ms=N (slow-io's delay; guest-crash's and channel-cut's delay after the call starts),
+//       channel=vm|jail (channel-cut: which channel of the sandbox, default the call's).
 // A harness may also arm a call point (guest-crash, channel-cut) for one sandbox only, by its id
 // (armSandboxFault): the chaos monkey cuts the channel of the sandbox it picked, not of every one.
 import { z } from "zod";
@@ -30,7 +31,9 @@ export const FAULT_POINTS = [
   /**
    * A call in flight: the host end of its channel (the VM's, or the file jail's beside it for a file
    * tool) is destroyed as a broken pipe or socket would be: once the call's request is written (the
-   * guest acts on it; its answer never arrives), or `ms` after the call starts when given.
+   * guest acts on it; its answer never arrives), or `ms` after the call starts when given. With
+   * `channel=vm|jail`, that channel of the sandbox instead, as the call starts when it is not the
+   * call's (a sandbox with one channel, namespace or a VM without a file jail: that one).
    */
   "channel-cut",
   /** One frame from the guest arrives with its JSON body damaged. */
@@ -46,6 +49,8 @@ const specSchema = z.strictObject({
   times: z.number().int().min(1).or(z.literal(Infinity)),
   after: z.number().int().min(0),
   op: z.string().min(1).max(64).optional(),
+  /** channel-cut: which of the sandbox's channels (default: the call's); see FAULT_POINTS. */
+  channel: z.enum(["vm", "jail"]).optional(),
   ms: z.number().int().min(0).max(600_000).optional(),
 });
 export type FaultSpec = z.infer<typeof specSchema>;
@@ -86,7 +91,7 @@ export function parseFaults(text: string): Map<FaultPoint, FaultSpec> {
     const raw: Record<string, unknown> = { times: 1, after: 0 };
     for (const kv of rest.split(";").filter((s) => s !== "")) {
       const [k = "", v = ""] = kv.split("=", 2);
-      raw[k] = k === "op" ? v : v === "always" ? Infinity : Number(v);
+      raw[k] = k === "op" || k === "channel" ? v : v === "always" ? Infinity : Number(v);
     }
     const parsed = specSchema.safeParse(raw);
     if (!parsed.success) throw new LuminaGuardError("INVALID_ARGUMENT", `LUMINAGUARD_FAULTS: bad spec for ${name}: ${parsed.error.issues[0]?.message ?? "invalid"}`);

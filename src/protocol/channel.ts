@@ -1,7 +1,7 @@
 // A multiplexed request/response client over one byte stream to a guest agent; every guest byte is checked.
 import type { Readable, Writable } from "node:stream";
 import { onAbort } from "../util/abort.js";
-import { fault, faultsOn, type FaultSpec } from "../faults/index.js";
+import { fault, faultsOn } from "../faults/index.js";
 import {
   GuestChannelLostError,
   GuestProtocolError,
@@ -227,13 +227,13 @@ export class GuestChannel {
   /**
    * The channel-cut fault point's effect (src/faults): the host end of the transport is destroyed, as
    * a broken pipe or socket would be, and the channel fails as for any lost guest (GUEST_CHANNEL_LOST
-   * for what is in flight, onFatal). With no `ms`: once the next tool request is written (the guest
-   * acts on it, its answer never arrives); else `ms` from now. Called only with the spec of a
-   * channel-cut point that fired (Sandbox's call path, which reaches it only when faults are armed).
+   * for what is in flight, onFatal). "after-request": once the next tool request is written (the
+   * guest acts on it, its answer never arrives); a number: that many ms from now. Called only when a
+   * channel-cut point fired (Sandbox's call path, which reaches it only when faults are armed).
    */
-  cutForFault(spec: Pick<FaultSpec, "ms">): void {
-    if (spec.ms === undefined || spec.ms === 0) this.cutArmed = true;
-    else setTimeout(() => this.cut(), spec.ms);
+  cutForFault(when: "after-request" | number): void {
+    if (when === "after-request") this.cutArmed = true;
+    else setTimeout(() => this.cut(), when);
   }
 
   private cut(): void {

@@ -343,9 +343,13 @@ export class Sandbox {
   private injectCallFault(tool: ToolName, callId: string, channel: GuestChannel): void {
     const cut = fault("channel-cut", tool, this.id);
     if (cut) {
-      const which = channel === this.handle.fileChannel ? "jail" : "vm";
-      log.warn({ sandboxId: this.id, callId, tool, channel: which, ms: cut.ms ?? 0 }, "fault injected: channel cut");
-      channel.cutForFault(cut);
+      // The call's channel, or the one named (a sandbox with one channel has only that one).
+      const target = cut.channel === "jail" ? (this.handle.fileChannel ?? this.handle.channel) : cut.channel === "vm" ? this.handle.channel : channel;
+      // Its name: the jail's (a namespace sandbox, or the file jail beside a VM) or the VM's.
+      const name = this.handle.backend === "namespace" || target === this.handle.fileChannel ? "jail" : "vm";
+      log.warn({ sandboxId: this.id, callId, tool, channel: name, ms: cut.ms ?? 0 }, "fault injected: channel cut");
+      // The call's own channel once its request is written; another one (nothing of this call on it) now.
+      target.cutForFault(cut.ms !== undefined && cut.ms > 0 ? cut.ms : target === channel ? "after-request" : 0);
     }
     const f = fault("guest-crash", tool, this.id);
     if (!f) return;

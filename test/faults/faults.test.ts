@@ -49,7 +49,7 @@ describe("fault specs", () => {
     const lost: string[] = [];
     const channel = new GuestChannel({ input, output }, (e) => lost.push(e.code));
     // As a fired channel-cut point does (its spec, no delay): the channel keeps its own one-shot.
-    channel.cutForFault({});
+    channel.cutForFault("after-request");
     const e = (await channel.request("read_file", { path: "a" }, { deadlineMs: 5000 }).catch((err: unknown) => err)) as { code?: string };
     assert.equal(e.code, "GUEST_CHANNEL_LOST");
     assert.match(Buffer.concat(written).toString("latin1"), /"op":"read_file"/, "the request left before the cut");
@@ -64,7 +64,7 @@ describe("fault specs", () => {
     const channel = new GuestChannel({ input, output }, (e) => lost.push(e.code));
     const answer = channel.request("execute_command", { argv: ["true"] }, { deadlineMs: 5000 }).then(() => ({ code: "answered" }), (err: unknown) => err as { code?: string });
     const t0 = performance.now();
-    channel.cutForFault({ ms: 50 });
+    channel.cutForFault(50);
     assert.equal((await answer).code, "GUEST_CHANNEL_LOST");
     assert.ok(performance.now() - t0 >= 45, "not before its delay");
     assert.equal(input.destroyed && output.destroyed, true);
@@ -96,6 +96,8 @@ describe("fault specs", () => {
     assert.deepEqual(m.get("guest-eio"), { times: 2, after: 1, op: "write_file" });
     assert.deepEqual(m.get("slow-io"), { times: Infinity, after: 0, ms: 250 });
     assert.deepEqual(parseFaults("channel-cut:op=read_file;ms=5").get("channel-cut"), { times: 1, after: 0, op: "read_file", ms: 5 });
+    assert.deepEqual(parseFaults("channel-cut:channel=vm").get("channel-cut"), { times: 1, after: 0, channel: "vm" });
+    assert.throws(() => parseFaults("channel-cut:channel=host"), /bad spec/);
     assert.throws(() => parseFaults("no-such-point"), /unknown fault point/);
     assert.throws(() => parseFaults("slow-io:ms=-1"), /bad spec/);
     assert.throws(() => parseFaults("spawn:colour=red"), /bad spec/);
@@ -215,6 +217,24 @@ for (const backend of BACKENDS) {
       const lost = await rejectsWith(sandbox.commands.run(["sleep", "30"]), "GUEST_CHANNEL_LOST");
       assert.ok(lost.message.startsWith(`sandbox ${sandbox.id} was lost during execute_command`), lost.message);
       assert.ok(await waitFor(() => !sandbox.alive, 10_000));
+    });
+
+    test("a channel cut of a named channel: the sandbox is lost whichever channel the call used", { skip }, async (t) => {
+      for (const channel of ["vm", "jail"] as const) {
+        const { sandbox } = await sandboxFor(t, backend);
+        await sandbox.files.write("a.txt", "x");
+        t.after(disarmFaults);
+        armSandboxFault(sandbox.id, "channel-cut", { channel });
+        // On a VM the other channel is cut as the call starts: the call may still finish first.
+        const first = await sandbox.files.readText("a.txt").then(
+          () => "ok",
+          (e: unknown) => (e as { code?: string }).code,
+        );
+        assert.ok(first === "GUEST_CHANNEL_LOST" || (first === "ok" && backend === "microvm" && channel === "vm"), `${channel}: ${String(first)}`);
+        assert.ok(await waitFor(() => !sandbox.alive, 10_000), `${channel}: the sandbox is lost`);
+        const closed = await rejectsWith(sandbox.commands.run("true"), "SANDBOX_CLOSED");
+        assert.match(closed.message, /it was lost: /);
+      }
     });
 
     test("a killed sandbox forgets what was armed for it", { skip }, async (t) => {
