@@ -1,15 +1,16 @@
 // `bench chaos`, the chaos monkey: N agents replay the standard workload on sandboxes from one pool,
 // their writes numbered and every acknowledgement (write_file returned ok) recorded, while a seeded
 // monkey, at random moments, SIGKILLs a sandbox's main process (QEMU, bwrap), SIGKILLs its agent,
-// stops it for 1-3 s (SIGSTOP, then SIGCONT: a partition), or cuts the host end of its channel. An
+// stops it for 1-3 s (SIGSTOP, then SIGCONT: a partition), or cuts the host end of its channel (the
+// channel-cut fault point armed for that sandbox: src/faults, armSandboxFault). An
 // agent whose call fails checks the failure (a named code, within the call's deadline), throws the
 // sandbox away and takes the next from the pool. Afterwards: every acknowledged write is on the host
 // byte for byte, no `.lg-*` temp file is left, the pool is back to full, and nothing of the run leaks.
 import { mkdirSync, readFileSync, realpathSync, rmSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Readable, Writable } from "node:stream";
 import { LuminaGuardError } from "../errors.js";
+import { armSandboxFault } from "../faults/index.js";
 import { requireImage } from "../image/build.js";
 import { log } from "../log.js";
 import type { BenchRun, CriterionDef } from "../metrics/schema.js";
@@ -20,7 +21,7 @@ import { recordCreated } from "../runtime/created.js";
 import { SandboxPool } from "../runtime/pool.js";
 import { Sandbox, type SandboxApi } from "../runtime/sandbox.js";
 import type { MicroVmBackend } from "../sandbox/microvm/backend.js";
-import type { BackendName, SandboxHandle } from "../sandbox/types.js";
+import type { BackendName } from "../sandbox/types.js";
 import { FILE_OP_DEADLINE_MS } from "../tools/tool.js";
 import { cmdline } from "../util/procfs.js";
 import { ChaosDaemon } from "./chaos-daemon.js";
@@ -90,11 +91,6 @@ interface Agent {
   rand: () => number;
 }
 
-/** The private handle behind an SDK sandbox: the monkey needs its channels to cut them. */
-function handleOf(sb: Sandbox): SandboxHandle {
-  return (sb as unknown as { handle: SandboxHandle }).handle;
-}
-
 function signal(pid: number, sig: NodeJS.Signals): boolean {
   try {
     process.kill(pid, sig);
@@ -102,13 +98,6 @@ function signal(pid: number, sig: NodeJS.Signals): boolean {
   } catch {
     return false; // gone already
   }
-}
-
-/** Destroys the host end of a channel's transport, as a broken pipe or socket would. */
-function cutChannel(channel: unknown): void {
-  const t = (channel as { transport?: { input?: Readable; output?: Writable } }).transport;
-  t?.input?.destroy();
-  t?.output?.destroy();
 }
 
 export interface ChaosResult {
@@ -280,12 +269,14 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
           );
           break;
         }
-        case "channel_cut": {
+        case "channel_cut":
+          // The channel-cut fault point, armed for this sandbox alone (src/faults): on its next call
+          // the host end of a channel is destroyed, the VM's or (beside a VM) the file jail's, half
+          // and half; the call's own once its request is written. In-process only: through the
+          // daemon the sandbox's calls run in another process.
           if (!(sb instanceof Sandbox)) return false;
-          const handle = handleOf(sb);
-          cutChannel(handle.fileChannel && rand() < 0.5 ? handle.fileChannel : handle.channel);
+          armSandboxFault(sb.id, "channel-cut", sb.backend === "microvm" && sb.servedBy("read_file") === "jail" ? { channel: rand() < 0.5 ? "jail" : "vm" } : {});
           break;
-        }
         case "daemon_kill": {
           if (!daemon) return false;
           // Every agent loses its sandbox: each must make a successful call again.
@@ -453,7 +444,10 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
           ? "SIGKILL of the file jail's lg-agent beside the VM (the guest's agent is its PID 1: a kill from inside is ignored)"
           : "SIGKILL of the sandbox's lg-agent (its PID 1: a kill from inside is ignored)",
       "fault.partition": "SIGSTOP of every process of the sandbox for 1-3 s, then SIGCONT",
-      "fault.channel_cut": "the host end of the guest channel destroyed (pipe or socket closed)",
+      "fault.channel_cut":
+        o.backend === "microvm"
+          ? "the channel-cut fault point armed for the sandbox: on its next call the host end of the VM's or the file jail's channel destroyed (half and half; the call's own once its request is written)"
+          : "the channel-cut fault point armed for the sandbox: its next call's request written, then the host end of its channel destroyed",
       ...rec.info,
     },
   });

@@ -46,13 +46,14 @@ export const FAULT_CELLS: readonly FaultCell[] = [
   { name: "guest-eio", fault: "guest-eio", spec: "guest-eio:op=write_file;after=1", backends: BOTH, code: "IO_ERROR", fatal: false, hint: /probe\.txt: Input\/output error/, logKeys: ["sandboxId", "callId"] },
   { name: "guest-enospc", fault: "guest-enospc", spec: "guest-enospc:op=write_file;after=1", backends: BOTH, code: "NO_SPACE", fatal: false, hint: /probe\.txt: No space left/, logKeys: ["sandboxId", "callId"] },
   { name: "slow-io", fault: "slow-io", spec: "slow-io:op=read_file;after=1;ms=1500", backends: BOTH, code: null, fatal: false, hint: /./, logKeys: [] },
+  { name: "channel-cut", fault: "channel-cut", spec: "channel-cut:op=read_file;after=1", backends: BOTH, code: "GUEST_CHANNEL_LOST", fatal: true, hint: /^sandbox \S+ was lost during read_file .*; create a new sandbox$/, logKeys: ["sandboxId", "callId"] },
   { name: "corrupt-frame", fault: "corrupt-frame", spec: "corrupt-frame:op=read_file;after=1", backends: BOTH, code: "GUEST_PROTOCOL_VIOLATION", fatal: true, hint: /not JSON/, logKeys: ["sandboxId", "callId"] },
   { name: "audit-write", fault: "audit-write", spec: "audit-write", backends: BOTH, code: "IO_ERROR", fatal: false, hint: /cannot write the audit log .*audit\.jsonl/, logKeys: ["tool", "auditId"] },
   { name: "upstream-mcp", fault: "upstream-mcp", spec: "upstream-mcp:op=list_allowed_directories", backends: BOTH, code: "IO_ERROR", fatal: false, hint: /^fs: .*list_allowed_directories failed upstream/, logKeys: ["server", "tool"] },
 ];
 
-/** On a micro-VM the file tools run in the jail beside it by default: these cells run them in the VM too. */
-for (const f of ["guest-eio", "guest-enospc", "slow-io", "corrupt-frame"]) {
+/** On a micro-VM the file tools run in the jail beside it by default: these cells run them in the VM too (channel-cut: the VM's channel, not the jail's). */
+for (const f of ["guest-eio", "guest-enospc", "slow-io", "channel-cut", "corrupt-frame"]) {
   const base = FAULT_CELLS.find((c) => c.fault === f);
   if (base) (FAULT_CELLS as FaultCell[]).push({ ...base, name: `${f}@vm-files`, backends: ["microvm"], vmFiles: true });
 }
@@ -144,7 +145,7 @@ export async function runCellHere(fault: FaultPoint, backend: BackendName, vmFil
       const sb = await create();
       await work(sb);
       if (fault === "guest-crash") faulted = await attempt(() => sb.commands.run("sleep 5", { timeoutMs: 20_000 }));
-      else if (fault === "slow-io" || fault === "corrupt-frame") faulted = await attempt(() => sb.files.readText("probe.txt"));
+      else if (fault === "slow-io" || fault === "corrupt-frame" || fault === "channel-cut") faulted = await attempt(() => sb.files.readText("probe.txt"));
       else faulted = await attempt(() => sb.files.write("probe.txt", "under a fault"));
       next = await attempt(() => work(sb));
       if (!sb.alive || !next.ok) fresh = await attempt(async () => work(await create()));

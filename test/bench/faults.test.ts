@@ -16,7 +16,7 @@ const cell = (name: string): FaultCell => {
 describe("bench faults", async () => {
   const skip = await unavailable("namespace");
 
-  for (const name of ["guest-eio", "guest-crash", "audit-write"]) {
+  for (const name of ["guest-eio", "guest-crash", "channel-cut", "audit-write"]) {
     test(`the ${name} cell passes on namespace`, { skip }, async () => {
       const r = await runCell(cell(name), "namespace", 60_000);
       assert.deepEqual(r.problems, []);
