@@ -1,15 +1,16 @@
-// Idle micro-VMs are paused. Under TCG an idle guest still costs its QEMU ~3.5 % of a core (measured:
-// 25 idle VMs took 86 % of a core), so 60 idle VMs take both cores of this machine and every agent
-// slows down together. A VM only needs its vCPU while the host waits for a guest answer (the file
-// tools run beside it, in the file jail), so between requests it is stopped (QMP `stop`) and continued
-// (`cont`, ~0.3 ms each) before the next one. A stopped guest's clock stands still: after a resume the
-// host sends its time with a `hello`. Requests that make the guest work also take a slot of the
-// process-wide exec gate (src/runtime/exec-gate.ts), so past saturation they queue instead of thrashing.
+// Idle micro-VMs are paused. An idle guest is tickless (its clocksource is the TSC, src/image/build.ts)
+// and costs ~0 % of a core, but a guest can leave work running (a background process a command
+// started): a VM only needs its vCPU while the host waits for a guest answer (the file tools run beside
+// it, in the file jail), so once nothing is asked of it for the grace period it is stopped (QMP `stop`)
+// and continued (`cont`, ~0.3 ms) before the next request. A stopped guest's clock stands still: after
+// a resume the host sends its time with a `hello`. Requests that make the guest work also take a slot
+// of the process-wide exec gate (src/runtime/exec-gate.ts), so past saturation they queue instead of
+// thrashing; a VM is not paused while its request waits there.
 import type { GuestChannel, RequestOptions } from "../../protocol/channel.js";
 import { PROTOCOL_VERSION, type GuestOp, type GuestResult } from "../../protocol/messages.js";
 import { LuminaGuardError, toLuminaGuardError } from "../../errors.js";
 import { log } from "../../log.js";
-import { vmExecGate, type ExecGate } from "../../runtime/exec-gate.js";
+import { vmExecGate, type ExecGate, type GateSlot } from "../../runtime/exec-gate.js";
 import type { SandboxHandle } from "../types.js";
 import { connectWhenReady, type VmProcess } from "./qemu.js";
 import { QmpClient } from "./qmp.js";
@@ -80,13 +81,22 @@ export class VmIdler {
     return this.paused;
   }
 
-  /** A request is about to go to the guest: the VM must run until `leave`. Synchronous count, then the resume. */
-  async enter(): Promise<void> {
+  /**
+   * A request for the guest has arrived: the VM is not paused from now until `leave`, also while the
+   * request waits for an exec-gate slot. Synchronous. Past saturation every request waits at the gate;
+   * pausing the VM meanwhile cost a `stop`, a `cont` and a clock-syncing `hello` round trip per
+   * command, for nothing: a tickless idle guest costs no CPU.
+   */
+  hold(): void {
     this.inFlight++;
     if (this.timer) {
       clearTimeout(this.timer);
       this.timer = undefined;
     }
+  }
+
+  /** A held request is about to go to the guest: resumes the VM if it was paused before the hold. */
+  async enter(): Promise<void> {
     await this.step(async () => {
       if (!this.paused) return;
       await this.qmp.execute("cont");
@@ -168,29 +178,35 @@ export async function pauseWhenIdle(handle: SandboxHandle, vm: VmProcess, option
   const gate = options.gate;
   const wrapped = async <Op extends GuestOp>(op: Op, args: Record<string, unknown>, o: RequestOptions = {}): Promise<GuestResult<Op>> => {
     if (channel.closed) return await original(op, args, o);
-    const slot = gate && !UNGATED.has(op) ? await gate.acquire(o.signal) : undefined;
-    // A long command (a build, a `sleep`) gives its slot back after a while and runs on ungated: the
-    // gate bounds how many short commands thrash at once, it must not park every agent behind four
-    // long ones.
-    const lend = slot ? setTimeout(() => slot.release(), options.maxHoldMs) : undefined;
-    lend?.unref();
+    idler.hold();
+    let held = true;
+    const release = (): void => {
+      if (held) idler.leave();
+      held = false;
+    };
+    let slot: GateSlot | undefined;
+    let lend: NodeJS.Timeout | undefined;
     try {
+      slot = gate && !UNGATED.has(op) ? await gate.acquire(o.signal) : undefined;
+      // A long command (a build, a `sleep`) gives its slot back after a while and runs on ungated: the
+      // gate bounds how many short commands thrash at once, it must not park every agent behind four
+      // long ones.
+      const lent = slot;
+      lend = lent ? setTimeout(() => lent.release(), options.maxHoldMs) : undefined;
+      lend?.unref();
       try {
         await idler.enter();
       } catch (err) {
-        idler.leave();
+        release();
         // A VM that died (or whose QMP did) while paused: the channel's own error names it.
         if (channel.closed) return await original(op, args, o);
         const lost = new LuminaGuardError("GUEST_CHANNEL_LOST", `could not resume the VM: ${toLuminaGuardError(err).message}`, { cause: err });
         channel.fail(lost);
         throw lost;
       }
-      try {
-        return await original(op, args, o);
-      } finally {
-        idler.leave();
-      }
+      return await original(op, args, o);
     } finally {
+      release();
       clearTimeout(lend);
       slot?.release();
     }
