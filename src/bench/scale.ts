@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { toLuminaGuardError } from "../errors.js";
 import { cpuSampler } from "../metrics/stats.js";
+import { childrenByParent, procStat } from "../util/procfs.js";
 import { Sandbox, type SandboxApi } from "../runtime/sandbox.js";
 import type { BackendName } from "../sandbox/types.js";
 import { runOnSandbox, seedWorkspace, standardOps, type Op } from "./workload.js";
@@ -69,6 +70,32 @@ export function parseAgents(text: string, max = 4096): number[] {
 
 /** Metric names per level: `<name>.c<C>`. */
 export const atC = (name: string, c: number): string => `${name}.c${c}`;
+
+/** Clock ticks per second of /proc/PID/stat's CPU fields (USER_HZ: 100 on every Linux node runs on). */
+const USER_HZ = 100;
+
+/**
+ * CPU seconds so far of the sandboxes' process trees, by kind: the VMMs (QEMU) and the rest (jailers,
+ * bwrap, the agents beside or inside them, commands, counted once reaped). A process that exits
+ * unreaped between two readings takes its time with it: a reading is a floor.
+ */
+function sandboxTreeCpuS(roots: readonly number[]): { vmm: number; other: number } {
+  const children = childrenByParent();
+  const seen = new Set<number>();
+  const out = { vmm: 0, other: 0 };
+  const stack = [...roots];
+  while (stack.length > 0) {
+    const pid = stack.pop() as number;
+    if (seen.has(pid)) continue;
+    seen.add(pid);
+    const st = procStat(pid);
+    if (!st) continue;
+    if (st.comm.startsWith("qemu")) out.vmm += st.cpuTicks / USER_HZ;
+    else out.other += st.cpuTicks / USER_HZ;
+    stack.push(...(children.get(pid) ?? []));
+  }
+  return out;
+}
 
 async function pssKiB(pid: number): Promise<number> {
   try {
@@ -133,6 +160,7 @@ async function level(rec: Recorder, o: ScaleOptions, C: number, ops: readonly Op
   const cpu = cpuSampler(500);
   // PSS of every live sandbox, summed, sampled through the level (spawns, workload) rather than read once.
   let sampling = true;
+  let wake: (() => void) | undefined;
   const pssSampler = (async () => {
     const t0 = performance.now();
     while (sampling) {
@@ -149,8 +177,17 @@ async function level(rec: Recorder, o: ScaleOptions, C: number, ops: readonly Op
       const avail = await memAvailableMiB();
       if (avail !== undefined) rec.add(atC("scale_host_mem_available_mib", C), "MiB", avail);
       // Reading smaps_rollup costs the kernel ~1 ms per QEMU: at 100 VMs a round every second took a
-      // tenth of a core from the run it measures. The sampler keeps to 5 % of one core.
-      await new Promise((r) => setTimeout(r, Math.max(1000, 20 * (performance.now() - round))));
+      // tenth of a core from the run it measures. Rounds are spaced to 20x their length (a loaded
+      // machine stretches a round), at most 5 s apart; the end of the level wakes the sampler at once.
+      const pause = Math.min(5000, Math.max(1000, 20 * (performance.now() - round)));
+      await new Promise<void>((r) => {
+        const timer = setTimeout(r, pause);
+        wake = () => {
+          clearTimeout(timer);
+          r();
+        };
+      });
+      wake = undefined;
     }
   })();
   try {
@@ -194,6 +231,9 @@ async function level(rec: Recorder, o: ScaleOptions, C: number, ops: readonly Op
     // The measured window: every agent holding a sandbox (all C of them, warmed up) replays the mix, as fast as it is answered.
     cpu.start();
     const sched0 = await mainThreadSchedstat();
+    const roots = running.flatMap((a) => (a.sandbox ? a.sandbox.pids() : []));
+    const tree0 = sandboxTreeCpuS(roots);
+    const host0 = process.cpuUsage();
     const start = performance.now();
     const end = start + o.durationS * 1000;
     const perSecond: number[] = [];
@@ -222,6 +262,15 @@ async function level(rec: Recorder, o: ScaleOptions, C: number, ops: readonly Op
       }),
     );
     const elapsedMin = (performance.now() - start) / 60_000;
+    // Where each call's CPU went: this process (the host side: SDK, protocol, the event loop), the VMMs,
+    // the rest of the sandboxes' trees. What grows with C here is what scales badly.
+    const host1 = process.cpuUsage(host0);
+    const tree1 = sandboxTreeCpuS(roots);
+    if (total > 0) {
+      rec.add(atC("scale_cpu_ms_per_op.host", C), "ms", (host1.user + host1.system) / 1000 / total);
+      rec.add(atC("scale_cpu_ms_per_op.vmm", C), "ms", ((tree1.vmm - tree0.vmm) * 1000) / total);
+      rec.add(atC("scale_cpu_ms_per_op.sandbox", C), "ms", ((tree1.other - tree0.other) * 1000) / total);
+    }
     // The one thread that carries every agent's calls: the share of the window it ran, and the share it
     // was runnable but waiting for a core (a dispatcher starved by the work it dispatches shows here).
     const sched1 = await mainThreadSchedstat();
@@ -239,6 +288,7 @@ async function level(rec: Recorder, o: ScaleOptions, C: number, ops: readonly Op
     rec.series[atC("scale_cpu_pct", C)] = cpuSeries;
   } finally {
     sampling = false;
+    wake?.();
     await pssSampler;
     loop.disable();
     rec.add(atC("scale_event_loop_delay_max_ms", C), "ms", loop.max / 1e6);

@@ -11,6 +11,8 @@ interface ProcStat {
   ppid: number;
   /** Field 22, in clock ticks since boot: tells a pid apart from a later process that reused it. */
   startTime: string;
+  /** Fields 14-17: CPU time of the process and of its reaped children, user + system, in clock ticks (USER_HZ, 100 on Linux). */
+  cpuTicks: number;
 }
 
 /** /proc/PID/stat, or undefined when the process is gone. */
@@ -24,7 +26,8 @@ export function procStat(pid: number): ProcStat | undefined {
   // The command name may contain spaces and parentheses: the fields after it start after the last ')'.
   const close = text.lastIndexOf(")");
   const fields = text.slice(close + 2).split(" ");
-  return { pid, comm: text.slice(text.indexOf("(") + 1, close), state: fields[0] ?? "", ppid: Number(fields[1]), startTime: fields[19] ?? "" };
+  const cpuTicks = [11, 12, 13, 14].reduce((sum, i) => sum + (Number(fields[i]) || 0), 0);
+  return { pid, comm: text.slice(text.indexOf("(") + 1, close), state: fields[0] ?? "", ppid: Number(fields[1]), startTime: fields[19] ?? "", cpuTicks };
 }
 
 /** True while `pid` exists and is not a zombie (a zombie has already exited and holds nothing but its pid). */
