@@ -142,8 +142,40 @@ export function noSpace(limit: DiskLimit, what: string, details: Record<string, 
   });
 }
 
-/** A full scan at least this often while the sandbox writes or runs commands (see DiskGuard.estimate). */
+/** A full scan at least this often while the sandbox writes or runs commands (see DiskGuard.estimate)... */
 const FULL_SCAN_EVERY_MS = 5_000;
+/** ...unless periodic scans of every guard in this process would take more than this share of a core... */
+const PERIODIC_SCAN_SHARE = 0.05;
+/** ...and never less often than this. */
+const FULL_SCAN_AT_MOST_MS = 30_000;
+
+/**
+ * Spaces the periodic rescans of every DiskGuard in a process so that together they take about
+ * `share` of one core: at 100 watched workspaces of 1,000 files each, one scan per guard every 5 s
+ * took 10-15 % of a core under load, a per-call cost that grew with the number of sandboxes. A scan
+ * that took `ms` moves the next periodic turn `ms / share` later. Urgent scans (the bound past half
+ * the limit) never wait for a turn.
+ */
+export class ScanBudget {
+  private nextTurn = -Infinity;
+
+  constructor(
+    private readonly share: number,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  /** Whether a periodic scan may run now. */
+  turn(): boolean {
+    return this.now() >= this.nextTurn;
+  }
+
+  /** A scan (of any kind) took `ms`. */
+  spent(ms: number): void {
+    this.nextTurn = Math.max(this.nextTurn, this.now()) + ms / this.share;
+  }
+}
+
+const periodicScans = new ScanBudget(PERIODIC_SCAN_SHARE);
 /**
  * How often a running command's workspace is polled (statfs, one syscall; a scan only when needed):
  * the time a writer at the assumed rates needs to use up what is left (bytes or files), between 5
@@ -167,7 +199,8 @@ function sum(...us: DiskUsage[]): DiskUsage {
  *
  * A full scan (measure, ~4 µs per entry of the workspace) gives the exact figure. It runs at start
  * (the baseline), and afterwards only when a cheap upper bound gets past half the limit or the last
- * scan is 5 s old; only writes and commands ask, never the read-only tools. The bound: the last
+ * scan is 5 s old (up to 30 s when the periodic scans of all guards in the process would otherwise
+ * take more than 5 % of a core: ScanBudget); only writes and commands ask, never the read-only tools. The bound: the last
  * scan's figure, plus every increase of the host filesystem's usage seen between two statfs samples
  * since (taken at each check, and every 5-250 ms while a command runs), plus what admitted writes
  * may occupy. Other writers on that filesystem only raise it. Space freed in the same interval as
@@ -230,6 +263,7 @@ export class DiskGuard {
         this.landed = ZERO;
         const now = await measure(this.workspace);
         this.scanMs = performance.now() - t0;
+        periodicScans.spent(this.scanMs);
         const added = { bytes: Math.max(0, now.bytes - this.baseline.bytes), inodes: Math.max(0, now.inodes - this.baseline.inodes) };
         this.last = { added, at: t0 };
         return added;
@@ -256,7 +290,8 @@ export class DiskGuard {
       throw noSpace(this.limit, `the host filesystem holding the workspace is nearly full (${Math.round(fs.avail / MIB)} MiB free)`);
     }
     const usage = sum(this.last.added, this.grown, this.landed, this.inFlight);
-    const fresh = fs !== undefined && performance.now() - this.last.at <= FULL_SCAN_EVERY_MS;
+    const age = performance.now() - this.last.at;
+    const fresh = fs !== undefined && (age <= FULL_SCAN_EVERY_MS || (age <= FULL_SCAN_AT_MOST_MS && !periodicScans.turn()));
     if (fresh && !this.over(usage, extra, 0.5)) return { usage, exact: false };
     if (!mayScan(this.over(usage, extra))) return { usage, exact: false };
     return { usage: sum(await this.added(), this.inFlight), exact: true };
