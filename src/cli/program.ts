@@ -32,6 +32,11 @@ async function main(groups: Groups): Promise<void> {
     process.stdout.write(`${packageVersion()}\n`);
     return;
   }
+  // `exec` with a service running: answered by the thin client, before commander and the command's modules.
+  if (Object.hasOwn(groups, "exec") && process.argv[2] === "exec") {
+    const { thinExec } = await import("./exec-thin.js");
+    if (await thinExec(process.argv)) return;
+  }
   // The code cache first (node ≥ 22.1): every chunk loaded from here on is compiled once per build.
   (await import("../util/compile-cache.js")).enableCompileCache();
   const { Command } = await import("commander");

@@ -17,6 +17,7 @@ import { log } from "../log.js";
 import { cacheDir } from "../paths.js";
 import { run } from "../util/proc.js";
 import { recordCreated } from "./created.js";
+import { DEFAULT_DISK_MIB, MAX_DISK_MIB, MIN_DISK_MIB } from "./disk-limits.js";
 
 export interface DiskLimit {
   /** Bytes the sandbox may add to its workspace, in MiB. */
@@ -28,11 +29,9 @@ export interface DiskLimit {
 /** "kernel": a loop-mounted ext4 of the limit's size; "watched": a DiskGuard on a directory the kernel cannot limit. */
 export type DiskLimitMode = "kernel" | "watched";
 
-export const DEFAULT_DISK_MIB = 1024;
+export { DEFAULT_DISK_MIB, MAX_DISK_MIB, MIN_DISK_MIB };
 /** Inodes per MiB of the limit when the caller does not say: one per 16 KiB, like mke2fs's default ratio. */
 const INODES_PER_MIB = 64;
-export const MIN_DISK_MIB = 8;
-export const MAX_DISK_MIB = 1024 * 1024;
 const MIB = 1024 * 1024;
 
 export function diskLimit(mib: number = DEFAULT_DISK_MIB, inodes?: number): DiskLimit {

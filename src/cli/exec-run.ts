@@ -1,0 +1,32 @@
+// What `luminaguard exec` does once it has its sandbox, shared by the full command (src/cli/exec.ts) and the
+// thin client that answers through a running daemon without commander (src/cli/exec-thin.ts): the same lines,
+// the same streamed output, the same exit code, the same teardown.
+import { RemoteSandbox } from "../daemon/client.js";
+import type { SandboxApi } from "../runtime/sandbox.js";
+
+/** Runs `cmd` in `sandbox`, streams its output, sets process.exitCode to its exit code, and tears the sandbox down. */
+export async function runExecCommand(sandbox: SandboxApi, cmd: string[], timeoutSeconds: number, signal: AbortSignal): Promise<void> {
+  if (sandbox.info["via"] === "cluster") process.stderr.write(`luminaguard: via the cluster, node ${String(sandbox.info["node"])} (sandbox ${sandbox.id}, ${sandbox.backend})\n`);
+  if (sandbox.info["via"] === "daemon") process.stderr.write(`luminaguard: via the daemon at ${String(sandbox.info["daemon"])} (sandbox ${sandbox.id}, ${sandbox.backend})\n`);
+  try {
+    const r = await sandbox.commands.run(cmd, {
+      timeoutMs: timeoutSeconds * 1000,
+      signal,
+      onStdout: (c) => process.stdout.write(c),
+      onStderr: (c) => process.stderr.write(c),
+    });
+    if (r.killedAtOutputCap) process.stderr.write("luminaguard: output truncated at the output cap; the command was killed there\n");
+    else if (r.stdoutTruncated || r.stderrTruncated) process.stderr.write("luminaguard: output truncated at the output cap\n");
+    process.exitCode = r.exitCode ?? 128 + signalNumber(r.signal);
+  } finally {
+    // In-process, the teardown completes before we exit. Through the daemon it is the daemon's:
+    // the request is sent and the daemon finishes it without us waiting (RemoteSandbox.release).
+    if (sandbox instanceof RemoteSandbox) await sandbox.release();
+    else await sandbox.kill();
+  }
+}
+
+function signalNumber(name: string | null): number {
+  const table: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15 };
+  return name ? (table[name] ?? 0) : 0;
+}
