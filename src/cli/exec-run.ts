@@ -1,11 +1,17 @@
 // What `luminaguard exec` does once it has its sandbox, shared by the full command (src/cli/exec.ts) and the
 // thin client that answers through a running daemon without commander (src/cli/exec-thin.ts): the same lines,
 // the same streamed output, the same exit code, the same teardown.
-import { RemoteSandbox } from "../daemon/client.js";
 import type { SandboxApi } from "../runtime/sandbox.js";
 
-/** Runs `cmd` in `sandbox`, streams its output, sets process.exitCode to its exit code, and tears the sandbox down. */
-export async function runExecCommand(sandbox: SandboxApi, cmd: string[], timeoutSeconds: number, signal: AbortSignal): Promise<void> {
+/** What exec needs of a sandbox: the in-process one, the daemon's (RemoteSandbox), or the thin client's. */
+export type ExecTarget = Pick<SandboxApi, "id" | "backend" | "info" | "commands">;
+
+/**
+ * Runs `cmd` in `sandbox`, streams its output, sets process.exitCode to its exit code, and tears the
+ * sandbox down with `teardown`: in-process it completes before we exit; through the daemon it is the
+ * daemon's, the request sent without waiting for the teardown (RemoteSandbox.release).
+ */
+export async function runExecCommand(sandbox: ExecTarget, cmd: string[], timeoutSeconds: number, signal: AbortSignal, teardown: () => Promise<void>): Promise<void> {
   if (sandbox.info["via"] === "cluster") process.stderr.write(`luminaguard: via the cluster, node ${String(sandbox.info["node"])} (sandbox ${sandbox.id}, ${sandbox.backend})\n`);
   if (sandbox.info["via"] === "daemon") process.stderr.write(`luminaguard: via the daemon at ${String(sandbox.info["daemon"])} (sandbox ${sandbox.id}, ${sandbox.backend})\n`);
   try {
@@ -19,10 +25,7 @@ export async function runExecCommand(sandbox: SandboxApi, cmd: string[], timeout
     else if (r.stdoutTruncated || r.stderrTruncated) process.stderr.write("luminaguard: output truncated at the output cap\n");
     process.exitCode = r.exitCode ?? 128 + signalNumber(r.signal);
   } finally {
-    // In-process, the teardown completes before we exit. Through the daemon it is the daemon's:
-    // the request is sent and the daemon finishes it without us waiting (RemoteSandbox.release).
-    if (sandbox instanceof RemoteSandbox) await sandbox.release();
-    else await sandbox.kill();
+    await teardown();
   }
 }
 

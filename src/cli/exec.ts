@@ -1,7 +1,7 @@
 // `luminaguard exec -- CMD...`: one command in a fresh sandbox, its output streamed, its exit code ours.
 import type { Command } from "commander";
 import { MAX_DISK_MIB, MIN_DISK_MIB } from "../runtime/disk-limits.js";
-import { sandboxFromDaemon } from "../daemon/client.js";
+import { RemoteSandbox, sandboxFromDaemon } from "../daemon/client.js";
 import { runExecCommand } from "./exec-run.js";
 import { fileToolsOption } from "./options.js";
 import { parseIntOption } from "./output.js";
@@ -30,6 +30,6 @@ export function registerExecCommand(program: Command): void {
         ? await (await import("../runtime/sandbox.js")).Sandbox.create(options)
         : (await sandboxFromDaemon(options)) ?? (await (await import("../runtime/sandbox.js")).Sandbox.create({ ...options, daemon: false }));
       cleanup(() => sandbox.kill());
-      await runExecCommand(sandbox, cmd, flags.timeout, signal);
+      await runExecCommand(sandbox, cmd, flags.timeout, signal, () => (sandbox instanceof RemoteSandbox ? sandbox.release() : sandbox.kill()));
     });
 }

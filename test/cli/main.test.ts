@@ -235,6 +235,8 @@ describe("the thin exec client (a service answering)", async () => {
         ["--", "no-such-command-here"],
         ["--workspace", "/etc/ssh", "--", "true"],
         ["--memory", "64", "--disk", "16", "--file-tools", "host", "--", "sh", "-c", "echo $((6*7)); exit 0"],
+        // Output in many chunks of the stream, both streams, multi-byte characters.
+        ["--", "sh", "-c", "seq 1 40000; printf 'h\\303\\251llo\\n' >&2; seq 1 2000 >&2"],
       ];
       for (const c of cases) {
         const thin = run(["exec", "--backend", "namespace", ...c]);
