@@ -1,4 +1,4 @@
-// What `luminaguard exec` does once it has its sandbox, shared by the full command (src/cli/exec.ts) and the
+// What `luminaguard exec` does once it has its sandbox (and Ctrl-C handling, which tool shares), shared by the full command (src/cli/exec.ts) and the
 // thin client that answers through a running daemon without commander (src/cli/exec-thin.ts): the same lines,
 // the same streamed output, the same exit code, the same teardown.
 import type { SandboxApi } from "../runtime/sandbox.js";
@@ -32,4 +32,32 @@ export async function runExecCommand(sandbox: ExecTarget, cmd: string[], timeout
 function signalNumber(name: string | null): number {
   const table: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15 };
   return name ? (table[name] ?? 0) : 0;
+}
+
+export interface Interruptible {
+  signal: AbortSignal;
+  /** What to tear down on a signal before exiting. */
+  cleanup: (fn: () => Promise<void>) => void;
+  /** Removes the handlers (the thin exec client hands over to the full path, which installs its own). */
+  dispose: () => void;
+}
+
+/** Ctrl-C or SIGTERM: abort the work in progress, tear the sandbox down, then exit. */
+export function interruptible(): Interruptible {
+  const controller = new AbortController();
+  let teardown: (() => Promise<void>) | undefined;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    controller.abort();
+    void (teardown?.() ?? Promise.resolve()).finally(() => process.exit(sig === "SIGINT" ? 130 : 143));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  return {
+    signal: controller.signal,
+    cleanup: (fn) => (teardown = fn),
+    dispose: () => {
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+    },
+  };
 }

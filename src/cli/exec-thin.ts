@@ -13,14 +13,11 @@ import { StringDecoder } from "node:string_decoder";
 import type { CommandStreamLine, CreateSandboxBody, SandboxDescription } from "../daemon/schemas.js";
 import { DAEMON_URL_ENV, daemonDisabledByEnv, defaultSocketPath } from "../daemon/socket-path.js";
 import { unixRequest, unixSendOnly } from "../daemon/unix-http.js";
-import { errorFromBody, noDaemon } from "../daemon/wire-errors.js";
-import { LuminaGuardError } from "../errors.js";
-import { MAX_DISK_MIB, MIN_DISK_MIB } from "../runtime/disk-limits.js";
+import { LuminaGuardError, errorFromBody, noDaemon } from "../errors.js";
 import type { RunOptions, Served } from "../runtime/sandbox.js";
 import type { CommandResult } from "../tools/dispatch.js";
-import { BACKEND_CHOICES, FILE_TOOLS_MODES, type BackendChoice, type FileToolsMode } from "../sandbox/types.js";
-import { runExecCommand, type ExecTarget } from "./exec-run.js";
-import { interruptible } from "./interrupt.js";
+import { BACKEND_CHOICES, FILE_TOOLS_MODES, MAX_DISK_MIB, MIN_DISK_MIB, type BackendChoice, type FileToolsMode } from "../sandbox/types.js";
+import { interruptible, runExecCommand, type ExecTarget } from "./exec-run.js";
 
 export interface ThinExec {
   backend: BackendChoice;

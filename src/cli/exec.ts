@@ -1,7 +1,7 @@
 // `luminaguard exec -- CMD...`: one command in a fresh sandbox, its output streamed, its exit code ours.
 import type { Command } from "commander";
-import { MAX_DISK_MIB, MIN_DISK_MIB } from "../runtime/disk-limits.js";
 import { RemoteSandbox, sandboxFromDaemon } from "../daemon/client.js";
+import { MAX_DISK_MIB, MIN_DISK_MIB } from "../sandbox/types.js";
 import { runExecCommand } from "./exec-run.js";
 import { fileToolsOption } from "./options.js";
 import { parseIntOption } from "./output.js";

@@ -36,4 +36,4 @@ export function sandboxOptions(flags: SandboxFlags, signal: AbortSignal): Sandbo
   };
 }
 
-export { interruptible } from "./interrupt.js";
+export { interruptible } from "./exec-run.js";

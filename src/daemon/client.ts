@@ -2,7 +2,7 @@
 import { request, Agent, type IncomingMessage, type RequestOptions } from "node:http";
 import { resolve as resolvePath } from "node:path";
 import { StringDecoder } from "node:string_decoder";
-import { LuminaGuardError } from "../errors.js";
+import { LuminaGuardError, errorFromBody, noDaemon } from "../errors.js";
 import { log } from "../log.js";
 import type { DiskLimitMode } from "../runtime/disk.js";
 import type { RunOptions, SandboxApi, SandboxOptions, Served } from "../runtime/sandbox.js";
@@ -11,9 +11,8 @@ import type { CallOptions, CommandResult, ListDirectoryResult, ReadFileResult, S
 import type { ToolName } from "../tools/registry.js";
 import type { CommandStreamLine, CreateSandboxBody, SandboxDescription } from "./schemas.js";
 import { DAEMON_TOKEN_ENV, DAEMON_URL_ENV, daemonDisabledByEnv, defaultSocketPath } from "./socket-path.js";
-import { errorFromBody, noDaemon } from "./wire-errors.js";
 
-export { errorFromBody } from "./wire-errors.js";
+export { errorFromBody } from "../errors.js";
 
 export { DAEMON_URL_ENV } from "./socket-path.js";
 

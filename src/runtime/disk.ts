@@ -17,7 +17,7 @@ import { log } from "../log.js";
 import { cacheDir } from "../paths.js";
 import { run } from "../util/proc.js";
 import { recordCreated } from "./created.js";
-import { DEFAULT_DISK_MIB, MAX_DISK_MIB, MIN_DISK_MIB } from "./disk-limits.js";
+import { DEFAULT_DISK_MIB, MAX_DISK_MIB, MIN_DISK_MIB } from "../sandbox/types.js";
 import { formatFromTemplate } from "./disk-template.js";
 
 export interface DiskLimit {

@@ -209,6 +209,15 @@ describe("the thin exec client (a service answering)", async () => {
     ]) assert.equal(parseThinExec(argv(...w)), undefined, w.join(" "));
   });
 
+  test("the bin's check of LUMINAGUARD_DAEMON reads it as the daemon's client does", async () => {
+    const { daemonOffByEnv } = await import("../../src/cli/program.js");
+    const { daemonDisabledByEnv } = await import("../../src/daemon/socket-path.js");
+    for (const v of [undefined, "", "0", "1", "false", "FALSE", " off ", "no", "yes", "on", "true"]) {
+      const env = v === undefined ? {} : { LUMINAGUARD_DAEMON: v };
+      assert.equal(daemonOffByEnv(env), daemonDisabledByEnv(env), JSON.stringify(v));
+    }
+  });
+
   test("answers as the full command does (output, exit code, errors), without loading commander", { skip, timeout: 240_000 }, async (t) => {
     const d = await startTestDaemon(t, ["--namespace-pool", "1:2", "--microvm-pool", "0", "--no-recover"]);
     const env: NodeJS.ProcessEnv = { ...process.env, LUMINAGUARD_SOCKET: d.socket, LUMINAGUARD_DAEMON: "" };
