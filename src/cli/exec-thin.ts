@@ -84,6 +84,22 @@ export function parseThinExec(argv: readonly string[]): ThinExec | undefined {
   return out;
 }
 
+let attempted = false;
+
+/**
+ * For the bundled bin (src/cli/bin.ts), which loads this module first for `exec`: thinExec with a failure
+ * reported as runCli reports it. False: the full command (main-exec.ts) runs, and does not try again.
+ */
+export async function thinExecMain(argv: readonly string[]): Promise<boolean> {
+  try {
+    return await thinExec(argv);
+  } catch (err) {
+    const { reportError } = await import("./output.js");
+    process.exitCode = reportError(err);
+    return true;
+  }
+}
+
 /** Where the daemon is, for messages, as DaemonClient.where says it. */
 function connectionError(where: string, err: Error, signal: AbortSignal): LuminaGuardError {
   if (signal.aborted) return new LuminaGuardError("CANCELLED", "the call was cancelled");
@@ -176,6 +192,9 @@ async function streamCommand(socket: string, id: string, args: unknown, o: RunOp
  * What it sends and how it reads the answers are sandboxFromDaemon's and RemoteSandbox's, over node:net.
  */
 export async function thinExec(argv: readonly string[]): Promise<boolean> {
+  // Once per process: the bundled bin tries it first (thinExecMain), then the full command must not again.
+  if (attempted) return false;
+  attempted = true;
   const parsed = parseThinExec(argv);
   // The TCP listener ($LUMINAGUARD_DAEMON_URL, with its token) is the full client's.
   if (parsed === undefined || process.env["LUMINAGUARD_CLUSTER"] || process.env[DAEMON_URL_ENV] || daemonDisabledByEnv()) return false;

@@ -253,6 +253,13 @@ describe("the thin exec client (a service answering)", async () => {
         const full = run(["exec", "--backend", "namespace", "--backend", "namespace", ...c]);
         assert.deepEqual(thin, full, c.join(" "));
       }
+      // The bundled bin takes the thin client straight away (dist/cli/hot/thin.js): the same answers, errors included.
+      const BIN = fileURLToPath(new URL("../../cli/main.js", import.meta.url));
+      for (const c of [cases[0] as string[], ["--workspace", "/etc/ssh", "--", "true"], ["--timeout", "1", "--", "sleep", "30"]]) {
+        const r = spawnSync(process.execPath, [BIN, "exec", "--backend", "namespace", ...c], { encoding: "utf8", timeout: 120_000, env });
+        const bundled = { code: r.status, stdout: r.stdout, stderr: r.stderr.replace(/sandbox lg-[0-9a-f]+/g, "sandbox ID") };
+        assert.deepEqual(bundled, run(["exec", "--backend", "namespace", ...c]), `bundled: ${c.join(" ")}`);
+      }
       assert.equal(readFileSync(join(ws.dir, "out.txt"), "utf8"), "made\n");
       const first = run(["exec", "--backend", "namespace", "--workspace", ws.dir, "--", "sh", "-c", "cat in.txt; exit 7"]);
       assert.equal(first.code, 7);
