@@ -66,8 +66,9 @@ const layout = (outdir) => ({
 const bundles = {
   name: "luminaguard-bundles",
   setup(b) {
-    b.onResolve({ filter: /^\.\/main(-exec)?\.js$/ }, (args) =>
-      args.importer.endsWith(`${sep}cli${sep}bin.ts`) ? { path: args.path === "./main.js" ? "./all/main.js" : "./hot/main.js", external: true } : undefined,
+    const target = { "./main.js": "./all/main.js", "./main-exec.js": "./hot/main.js", "./exec-thin.js": "./hot/thin.js" };
+    b.onResolve({ filter: /^\.\/(main|main-exec|exec-thin)\.js$/ }, (args) =>
+      args.importer.endsWith(`${sep}cli${sep}bin.ts`) ? { path: target[args.path], external: true } : undefined,
     );
   },
 };
@@ -93,7 +94,8 @@ const common = {
 rmSync(outdir, { recursive: true, force: true });
 const results = [
   await build({ ...common, entryPoints: { main: "src/cli/main.ts" }, outdir: join(outdir, "all"), splitting: true, plugins: [layout(join(outdir, "all"))] }),
-  await build({ ...common, entryPoints: { main: "src/cli/main-exec.ts" }, outdir: join(outdir, "hot"), splitting: true, plugins: [layout(join(outdir, "hot"))] }),
+  // thin: the thin exec client (src/cli/exec-thin.ts), which the bin loads first for `exec`; the same module main.js's chunks import.
+  await build({ ...common, entryPoints: { main: "src/cli/main-exec.ts", thin: "src/cli/exec-thin.ts" }, outdir: join(outdir, "hot"), splitting: true, plugins: [layout(join(outdir, "hot"))] }),
   await build({ ...common, entryPoints: { main: "src/cli/bin.ts" }, outdir, splitting: false, plugins: [bundles, layout(outdir)] }),
 ];
 const result = { metafile: { inputs: {}, outputs: Object.assign({}, ...results.map((r) => r.metafile.outputs)) } };

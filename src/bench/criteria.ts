@@ -76,7 +76,8 @@ export function criteriaFor(scenario: string, backend: BackendName): CriterionDe
   if (scenario === "cli" || scenario === "all") {
     out.push(c("`luminaguard --version` ≤ 1.5× `node -e 0`", "cli_ratio.version_over_node", "p50", "<=", 1.5, "project"));
     out.push(c("`exec --backend namespace -- true` ≤ 0.5× `srt true`", "cli_ratio.exec_namespace_over_srt", "p50", "<=", 0.5, "project"));
-    out.push(c("`exec --backend microvm -- true` ≤ 1.0× `srt true`", "cli_ratio.exec_microvm_over_srt", "p50", "<=", 1.0, "project"));
+    // Issue 12: "from a cold CLI (the service's pool, or a restore...)": the service path when measured (see the run's notes).
+    out.push(c("`exec --backend microvm -- true` ≤ 1.0× `srt true` from a cold CLI (through the service's warm pool when measured)", "cli_ratio.exec_microvm_cold_cli_over_srt", "p50", "<=", 1.0, "project"));
     out.push(c("`exec --backend namespace -- true` ≤ 0.3× `srt true` with the service running", "cli_ratio.exec_namespace_daemon_over_srt", "p50", "<=", 0.3, "project"));
   }
   return out;

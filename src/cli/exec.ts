@@ -1,7 +1,8 @@
 // `luminaguard exec -- CMD...`: one command in a fresh sandbox, its output streamed, its exit code ours.
 import type { Command } from "commander";
-import { MAX_DISK_MIB, MIN_DISK_MIB } from "../runtime/disk.js";
 import { RemoteSandbox, sandboxFromDaemon } from "../daemon/client.js";
+import { MAX_DISK_MIB, MIN_DISK_MIB } from "../sandbox/types.js";
+import { runExecCommand } from "./exec-run.js";
 import { fileToolsOption } from "./options.js";
 import { parseIntOption } from "./output.js";
 import { addClusterConnectOptions, clusterForClient, type ClusterConnectFlags } from "./cluster.js";
@@ -29,28 +30,6 @@ export function registerExecCommand(program: Command): void {
         ? await (await import("../runtime/sandbox.js")).Sandbox.create(options)
         : (await sandboxFromDaemon(options)) ?? (await (await import("../runtime/sandbox.js")).Sandbox.create({ ...options, daemon: false }));
       cleanup(() => sandbox.kill());
-      if (sandbox.info["via"] === "cluster") process.stderr.write(`luminaguard: via the cluster, node ${String(sandbox.info["node"])} (sandbox ${sandbox.id}, ${sandbox.backend})\n`);
-      if (sandbox.info["via"] === "daemon") process.stderr.write(`luminaguard: via the daemon at ${String(sandbox.info["daemon"])} (sandbox ${sandbox.id}, ${sandbox.backend})\n`);
-      try {
-        const r = await sandbox.commands.run(cmd, {
-          timeoutMs: flags.timeout * 1000,
-          signal,
-          onStdout: (c) => process.stdout.write(c),
-          onStderr: (c) => process.stderr.write(c),
-        });
-        if (r.killedAtOutputCap) process.stderr.write("luminaguard: output truncated at the output cap; the command was killed there\n");
-        else if (r.stdoutTruncated || r.stderrTruncated) process.stderr.write("luminaguard: output truncated at the output cap\n");
-        process.exitCode = r.exitCode ?? 128 + signalNumber(r.signal);
-      } finally {
-        // In-process, the teardown completes before we exit. Through the daemon it is the daemon's:
-        // the request is sent and the daemon finishes it without us waiting (RemoteSandbox.release).
-        if (sandbox instanceof RemoteSandbox) await sandbox.release();
-        else await sandbox.kill();
-      }
+      await runExecCommand(sandbox, cmd, flags.timeout, signal, () => (sandbox instanceof RemoteSandbox ? sandbox.release() : sandbox.kill()));
     });
-}
-
-function signalNumber(name: string | null): number {
-  const table: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15 };
-  return name ? (table[name] ?? 0) : 0;
 }

@@ -21,6 +21,14 @@ function groupsFor(groups: Groups, argv: readonly string[]): string[] {
   return Object.keys(groups);
 }
 
+/**
+ * LUMINAGUARD_DAEMON=0 (or false, off, no), as daemonDisabledByEnv (src/daemon/socket-path.ts) reads it:
+ * here too so that deciding whether to load the thin exec client loads nothing.
+ */
+export function daemonOffByEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  return ["0", "false", "off", "no"].includes((env["LUMINAGUARD_DAEMON"] ?? "").trim().toLowerCase());
+}
+
 /** A bare `--version` (or `-V`) is answered before commander is loaded, as commander would answer it. */
 export function bareVersion(argv: readonly string[]): boolean {
   const words = argv.slice(2);
@@ -31,6 +39,12 @@ async function main(groups: Groups): Promise<void> {
   if (bareVersion(process.argv)) {
     process.stdout.write(`${packageVersion()}\n`);
     return;
+  }
+  // `exec` with a service running: answered by the thin client, before commander and the command's modules.
+  // With the daemon turned off (LUMINAGUARD_DAEMON=0) the thin client is not even loaded.
+  if (Object.hasOwn(groups, "exec") && process.argv[2] === "exec" && !daemonOffByEnv()) {
+    const { thinExec } = await import("./exec-thin.js");
+    if (await thinExec(process.argv)) return;
   }
   // The code cache first (node ≥ 22.1): every chunk loaded from here on is compiled once per build.
   (await import("../util/compile-cache.js")).enableCompileCache();

@@ -36,15 +36,4 @@ export function sandboxOptions(flags: SandboxFlags, signal: AbortSignal): Sandbo
   };
 }
 
-/** Ctrl-C or SIGTERM: abort the work in progress, tear the sandbox down, then exit. */
-export function interruptible(): { signal: AbortSignal; cleanup: (fn: () => Promise<void>) => void } {
-  const controller = new AbortController();
-  let teardown: (() => Promise<void>) | undefined;
-  const onSignal = (sig: NodeJS.Signals): void => {
-    controller.abort();
-    void (teardown?.() ?? Promise.resolve()).finally(() => process.exit(sig === "SIGINT" ? 130 : 143));
-  };
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
-  return { signal: controller.signal, cleanup: (fn) => (teardown = fn) };
-}
+export { interruptible } from "./exec-run.js";

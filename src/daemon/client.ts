@@ -2,7 +2,7 @@
 import { request, Agent, type IncomingMessage, type RequestOptions } from "node:http";
 import { resolve as resolvePath } from "node:path";
 import { StringDecoder } from "node:string_decoder";
-import { LuminaGuardError, isErrorCode } from "../errors.js";
+import { LuminaGuardError, errorFromBody, noDaemon } from "../errors.js";
 import { log } from "../log.js";
 import type { DiskLimitMode } from "../runtime/disk.js";
 import type { RunOptions, SandboxApi, SandboxOptions, Served } from "../runtime/sandbox.js";
@@ -10,9 +10,11 @@ import type { BackendName, ServedBy } from "../sandbox/types.js";
 import type { CallOptions, CommandResult, ListDirectoryResult, ReadFileResult, SearchResult, WriteFileResult } from "../tools/dispatch.js";
 import type { ToolName } from "../tools/registry.js";
 import type { CommandStreamLine, CreateSandboxBody, SandboxDescription } from "./schemas.js";
-import { DAEMON_TOKEN_ENV, daemonDisabledByEnv, defaultSocketPath } from "./socket-path.js";
+import { DAEMON_TOKEN_ENV, DAEMON_URL_ENV, daemonDisabledByEnv, defaultSocketPath } from "./socket-path.js";
 
-export const DAEMON_URL_ENV = "LUMINAGUARD_DAEMON_URL";
+export { errorFromBody } from "../errors.js";
+
+export { DAEMON_URL_ENV } from "./socket-path.js";
 
 export interface DaemonClientOptions {
   /** Unix socket (default: defaultSocketPath()). */
@@ -26,22 +28,6 @@ interface RawResponse {
   status: number;
   headers: IncomingMessage["headers"];
   body: Buffer;
-}
-
-/** Whether a connection error means "no daemon there" (as opposed to a daemon that failed). */
-function noDaemon(err: unknown): boolean {
-  const code = (err as NodeJS.ErrnoException).code;
-  return code === "ENOENT" || code === "ECONNREFUSED" || code === "ENOTSOCK" || code === "ECONNRESET" || code === "EACCES";
-}
-
-/** Rebuilds the daemon's `{ code, message, details }` as the LuminaGuardError the in-process SDK would throw. */
-export function errorFromBody(status: number, body: unknown): LuminaGuardError {
-  const b = body as { code?: unknown; message?: unknown; details?: unknown } | null;
-  if (b && typeof b.code === "string" && isErrorCode(b.code) && typeof b.message === "string") {
-    const details = typeof b.details === "object" && b.details !== null ? (b.details as Record<string, unknown>) : undefined;
-    return new LuminaGuardError(b.code, b.message, details ? { details } : {});
-  }
-  return new LuminaGuardError("DAEMON_UNAVAILABLE", `the daemon answered HTTP ${status} without an error code`);
 }
 
 export class DaemonClient {

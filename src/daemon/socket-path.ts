@@ -9,6 +9,8 @@ export const DAEMON_ENV = "LUMINAGUARD_DAEMON";
 export const SOCKET_NAME = "luminaguard.sock";
 /** The bearer token of the daemon's TCP listener (`serve --listen`), for the daemon and its clients. */
 export const DAEMON_TOKEN_ENV = "LUMINAGUARD_DAEMON_TOKEN";
+/** The daemon's loopback TCP listener (`http://127.0.0.1:PORT`), used by clients instead of the socket when set. */
+export const DAEMON_URL_ENV = "LUMINAGUARD_DAEMON_URL";
 
 function euid(): number {
   return process.geteuid?.() ?? -1;

@@ -17,6 +17,8 @@ import { log } from "../log.js";
 import { cacheDir } from "../paths.js";
 import { run } from "../util/proc.js";
 import { recordCreated } from "./created.js";
+import { DEFAULT_DISK_MIB, MAX_DISK_MIB, MIN_DISK_MIB } from "../sandbox/types.js";
+import { formatFromTemplate } from "./disk-template.js";
 
 export interface DiskLimit {
   /** Bytes the sandbox may add to its workspace, in MiB. */
@@ -28,11 +30,9 @@ export interface DiskLimit {
 /** "kernel": a loop-mounted ext4 of the limit's size; "watched": a DiskGuard on a directory the kernel cannot limit. */
 export type DiskLimitMode = "kernel" | "watched";
 
-export const DEFAULT_DISK_MIB = 1024;
+export { DEFAULT_DISK_MIB, MAX_DISK_MIB, MIN_DISK_MIB };
 /** Inodes per MiB of the limit when the caller does not say: one per 16 KiB, like mke2fs's default ratio. */
 const INODES_PER_MIB = 64;
-export const MIN_DISK_MIB = 8;
-export const MAX_DISK_MIB = 1024 * 1024;
 const MIB = 1024 * 1024;
 
 export function diskLimit(mib: number = DEFAULT_DISK_MIB, inodes?: number): DiskLimit {
@@ -521,8 +521,7 @@ export class LimitedWorkspace {
       // the filesystem is thrown away with the sandbox, so crash consistency buys nothing and the
       // journal would take up to 64 MiB of the limit. No reserved blocks: the sandbox gets it all.
       // -N is a minimum; mke2fs rounds it up to fill whole inode tables.
-      await mustRun([
-        tool("mkfs.ext4") ?? "mkfs.ext4",
+      await formatFromTemplate(image, tool("mkfs.ext4") ?? "mkfs.ext4", tool("filefrag"), [
         "-q",
         "-F",
         "-b",
@@ -535,8 +534,7 @@ export class LimitedWorkspace {
         "^has_journal,^resize_inode",
         "-E",
         `lazy_itable_init=1,nodiscard,root_owner=${uid}:${gid}`,
-        image,
-      ]);
+      ], limit.mib * MIB);
       // noinit_itable: the sparse image already reads as zeroed inode tables; the kernel's background
       // zeroing would only write megabytes into every image. nobarrier: an fsync in the sandbox (every
       // write_file) reaches the host's page cache but does not flush the host disk, which would cost

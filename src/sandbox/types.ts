@@ -6,6 +6,11 @@ export type BackendName = "microvm" | "namespace";
 export type BackendChoice = BackendName | "auto";
 export const BACKEND_CHOICES = ["auto", "microvm", "namespace"] as const satisfies readonly BackendChoice[];
 
+/** The disk limit's default and bounds in MiB (src/runtime/disk.ts), here so that a command line can be checked without the filesystem machinery. */
+export const DEFAULT_DISK_MIB = 1024;
+export const MIN_DISK_MIB = 8;
+export const MAX_DISK_MIB = 1024 * 1024;
+
 export interface SandboxSpec {
   /** Unique id; also the guest's hostname. */
   id: string;

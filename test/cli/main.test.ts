@@ -1,6 +1,6 @@
 // The luminaguard command as a user runs it: real process, real sandboxes, exit codes and output.
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
@@ -169,6 +169,147 @@ describe("exec through the daemon", async () => {
     }
     assert.deepEqual(listed, []);
     for (const id of ids) assert.match(d.stderr(), new RegExp(`"id":"${id}"[^\\n]*daemon: sandbox destroyed`), `${id} destroyed`);
+    assert.equal(await d.stop(), 0);
+  });
+});
+
+describe("the thin exec client (a service answering)", async () => {
+  const skip = await unavailable("namespace");
+
+  test("takes only the command lines the full command would take the same way", async () => {
+    const { parseThinExec } = await import("../../src/cli/exec-thin.js");
+    const argv = (...w: string[]): string[] => ["node", "main.js", ...w];
+    assert.deepEqual(parseThinExec(argv("exec", "--", "true")), { backend: "auto", timeout: 60, cmd: ["true"] });
+    assert.deepEqual(parseThinExec(argv("exec", "--backend=namespace", "--timeout", "5", "--memory", "64", "--disk", "8", "--file-tools", "guest", "--workspace", "w", "--", "sh", "-c", "x")), {
+      backend: "namespace",
+      timeout: 5,
+      memory: 64,
+      disk: 8,
+      fileTools: "guest",
+      workspace: "w",
+      cmd: ["sh", "-c", "x"],
+    });
+    // Everything else is the full command's: its help, its errors, its other flags, a repeated option.
+    for (const w of [
+      ["exec", "true"],
+      ["exec", "--"],
+      ["exec", "--help", "--", "true"],
+      ["exec", "--no-daemon", "--", "true"],
+      ["exec", "--cluster", "nats://x:1", "--", "true"],
+      ["exec", "--backend", "docker", "--", "true"],
+      ["exec", "--timeout", "0", "--", "true"],
+      ["exec", "--timeout", "1.5", "--", "true"],
+      ["exec", "--memory", "16", "--", "true"],
+      ["exec", "--disk", "4", "--", "true"],
+      ["exec", "--file-tools", "both", "--", "true"],
+      ["exec", "--workspace", "--", "true"],
+      ["exec", "--timeout", "5", "--timeout=5", "--", "true"],
+      ["tool", "read_file", "--", "x"],
+      ["--verbose", "exec", "--", "true"],
+    ]) assert.equal(parseThinExec(argv(...w)), undefined, w.join(" "));
+  });
+
+  test("the bin's check of LUMINAGUARD_DAEMON reads it as the daemon's client does", async () => {
+    const { daemonOffByEnv } = await import("../../src/cli/program.js");
+    const { daemonDisabledByEnv } = await import("../../src/daemon/socket-path.js");
+    for (const v of [undefined, "", "0", "1", "false", "FALSE", " off ", "no", "yes", "on", "true"]) {
+      const env = v === undefined ? {} : { LUMINAGUARD_DAEMON: v };
+      assert.equal(daemonOffByEnv(env), daemonDisabledByEnv(env), JSON.stringify(v));
+    }
+  });
+
+  test("answers as the full command does (output, exit code, errors), without loading commander", { skip, timeout: 240_000 }, async (t) => {
+    const d = await startTestDaemon(t, ["--namespace-pool", "1:2", "--microvm-pool", "0", "--no-recover"]);
+    const env: NodeJS.ProcessEnv = { ...process.env, LUMINAGUARD_SOCKET: d.socket, LUMINAGUARD_DAEMON: "" };
+    delete env["LUMINAGUARD_CLUSTER"];
+    const run = (args: string[]): { code: number | null; stdout: string; stderr: string } => {
+      const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: "utf8", timeout: 120_000, env });
+      // The sandbox's id differs from run to run.
+      return { code: r.status, stdout: r.stdout, stderr: r.stderr.replace(/sandbox lg-[0-9a-f]+/g, "sandbox ID") };
+    };
+    /** Whether the command line loads commander (node's module debug output names the files it loads). */
+    const loadsCommander = (args: string[]): boolean => {
+      const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: "utf8", timeout: 120_000, env: { ...env, NODE_DEBUG: "esm,module" } });
+      assert.match(r.stderr, /via the daemon/);
+      return /node_modules\/commander\//.test(r.stderr);
+    };
+    assert.equal(loadsCommander(["exec", "--backend", "namespace", "--", "true"]), false, "the thin path loads no commander");
+    assert.equal(loadsCommander(["exec", "--backend", "namespace", "--backend", "namespace", "--", "true"]), true, "the control goes through commander");
+    const ws = tempWorkspace();
+    try {
+      writeFileSync(join(ws.dir, "in.txt"), "workspace file\n");
+      const cases: string[][] = [
+        ["--workspace", ws.dir, "--", "sh", "-c", "cat in.txt; echo oops >&2; echo made > out.txt; exit 7"],
+        ["--timeout", "1", "--", "sleep", "30"],
+        ["--", "no-such-command-here"],
+        ["--workspace", "/etc/ssh", "--", "true"],
+        ["--memory", "64", "--disk", "16", "--file-tools", "host", "--", "sh", "-c", "echo $((6*7)); exit 0"],
+        // Output in many chunks of the stream, both streams, multi-byte characters.
+        ["--", "sh", "-c", "seq 1 40000; printf 'h\\303\\251llo\\n' >&2; seq 1 2000 >&2"],
+      ];
+      for (const c of cases) {
+        const thin = run(["exec", "--backend", "namespace", ...c]);
+        // The same command line with an option repeated (commander takes the last) is the full command's.
+        const full = run(["exec", "--backend", "namespace", "--backend", "namespace", ...c]);
+        assert.deepEqual(thin, full, c.join(" "));
+      }
+      // The bundled bin takes the thin client straight away (dist/cli/hot/thin.js): the same answers, errors included.
+      const BIN = fileURLToPath(new URL("../../cli/main.js", import.meta.url));
+      for (const c of [cases[0] as string[], ["--workspace", "/etc/ssh", "--", "true"], ["--timeout", "1", "--", "sleep", "30"]]) {
+        const r = spawnSync(process.execPath, [BIN, "exec", "--backend", "namespace", ...c], { encoding: "utf8", timeout: 120_000, env });
+        const bundled = { code: r.status, stdout: r.stdout, stderr: r.stderr.replace(/sandbox lg-[0-9a-f]+/g, "sandbox ID") };
+        assert.deepEqual(bundled, run(["exec", "--backend", "namespace", ...c]), `bundled: ${c.join(" ")}`);
+      }
+      assert.equal(readFileSync(join(ws.dir, "out.txt"), "utf8"), "made\n");
+      const first = run(["exec", "--backend", "namespace", "--workspace", ws.dir, "--", "sh", "-c", "cat in.txt; exit 7"]);
+      assert.equal(first.code, 7);
+      assert.equal(first.stdout, "workspace file\n");
+      assert.match(first.stderr, /via the daemon at .* \(sandbox ID, namespace\)/);
+      assert.equal(run(["exec", "--backend", "namespace", "--timeout", "1", "--", "sleep", "30"]).code, 124);
+      assert.equal(run(["exec", "--backend", "namespace", "--workspace", "/etc/ssh", "--", "true"]).code, 2);
+    } finally {
+      ws.remove();
+    }
+    assert.equal(await d.stop(), 0);
+  });
+
+  test("no service at the socket: the full command runs in-process, as before", { skip }, () => {
+    const dir = tempWorkspace();
+    try {
+      const env = { ...process.env, LUMINAGUARD_SOCKET: join(dir.dir, "none.sock"), LUMINAGUARD_DAEMON: "" };
+      const r = spawnSync(process.execPath, [MAIN, "exec", "--backend", "namespace", "--", "sh", "-c", "echo in-process; exit 4"], { encoding: "utf8", timeout: 120_000, env });
+      assert.equal(r.status, 4, r.stderr);
+      assert.equal(r.stdout, "in-process\n");
+      assert.doesNotMatch(r.stderr, /via the daemon/);
+    } finally {
+      dir.remove();
+    }
+  });
+
+  test("Ctrl-C during a command: exit 130, and the service destroys the sandbox", { skip, timeout: 120_000 }, async (t) => {
+    const d = await startTestDaemon(t, ["--namespace-pool", "0", "--microvm-pool", "0", "--no-recover"]);
+    const env = { ...process.env, LUMINAGUARD_SOCKET: d.socket, LUMINAGUARD_DAEMON: "" };
+    const child = spawn(process.execPath, [MAIN, "exec", "--backend", "namespace", "--", "sh", "-c", "echo started; sleep 60"], { env, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (c: Buffer) => (out += c.toString("utf8")));
+    child.stderr.on("data", (c: Buffer) => (err += c.toString("utf8")));
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    const deadline = Date.now() + 60_000;
+    while (!out.includes("started") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.match(out, /started/, err);
+    const id = /via the daemon at .* \(sandbox (lg-[0-9a-f]+), namespace\)/.exec(err)?.[1];
+    assert.ok(id, err);
+    child.kill("SIGINT");
+    assert.equal(await exited, 130);
+    const end = Date.now() + 30_000;
+    let listed: unknown[] = [];
+    while (Date.now() < end) {
+      listed = ((await http({ socket: d.socket }, "GET", "/v1/sandboxes")).json() as { sandboxes: unknown[] }).sandboxes;
+      if (listed.length === 0) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.deepEqual(listed, [], "the sandbox was torn down");
     assert.equal(await d.stop(), 0);
   });
 });
