@@ -101,15 +101,20 @@ export async function execOn(sb: SandboxHandle, argv: string[], timeoutMs = 10_0
   return { exitCode: r.exitCode, signal: r.signal, stdout, stderr };
 }
 
-/** Benchmark results of a test go to a directory of its own, removed after it; the environment is restored. */
-export function privateMetricsDir(t: TestContext): string {
-  const dir = mkdtempSync(join(tmpdir(), "lg-test-metrics-"));
-  const saved = process.env["LUMINAGUARD_METRICS_DIR"];
-  process.env["LUMINAGUARD_METRICS_DIR"] = dir;
+/** A new temporary directory named by environment variable `name` for the test; removed after it, the variable restored. */
+export function privateEnvDir(t: TestContext, name: string, prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const saved = process.env[name];
+  process.env[name] = dir;
   t.after(() => {
-    if (saved === undefined) delete process.env["LUMINAGUARD_METRICS_DIR"];
-    else process.env["LUMINAGUARD_METRICS_DIR"] = saved;
+    if (saved === undefined) delete process.env[name];
+    else process.env[name] = saved;
     rmSync(dir, { recursive: true, force: true });
   });
   return dir;
+}
+
+/** Benchmark results of a test go to a directory of its own, removed after it; the environment is restored. */
+export function privateMetricsDir(t: TestContext): string {
+  return privateEnvDir(t, "LUMINAGUARD_METRICS_DIR", "lg-test-metrics-");
 }

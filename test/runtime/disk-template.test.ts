@@ -3,14 +3,13 @@
 // not safely ours or does not check out is never used.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { chmodSync, closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { chmodSync, closeSync, ftruncateSync, openSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test, type TestContext } from "node:test";
 import { LimitedWorkspace } from "../../src/runtime/disk.js";
 import { formatFromTemplate, readTemplate } from "../../src/runtime/disk-template.js";
 import { Sandbox } from "../../src/runtime/sandbox.js";
-import { unavailable } from "../fixtures.js";
+import { privateEnvDir, unavailable } from "../fixtures.js";
 
 const MIB = 1024 * 1024;
 const skip = LimitedWorkspace.supported() ? false : "kernel-enforced limits need root, loop devices and mkfs.ext4";
@@ -20,15 +19,7 @@ const ARGS = ["-q", "-F", "-b", "4096", "-N", "1024", "-m", "0", "-O", "^has_jou
 
 /** A private cache directory for the test (LUMINAGUARD_CACHE), restored and removed afterwards. */
 function privateCache(t: TestContext): string {
-  const dir = mkdtempSync(join(tmpdir(), "lg-test-cache-"));
-  const saved = process.env["LUMINAGUARD_CACHE"];
-  process.env["LUMINAGUARD_CACHE"] = dir;
-  t.after(() => {
-    if (saved === undefined) delete process.env["LUMINAGUARD_CACHE"];
-    else process.env["LUMINAGUARD_CACHE"] = saved;
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return dir;
+  return privateEnvDir(t, "LUMINAGUARD_CACHE", "lg-test-cache-");
 }
 
 function sparseImage(dir: string, size: number): string {

@@ -9,18 +9,12 @@ import { fileURLToPath } from "node:url";
 import { test } from "node:test";
 import { z } from "zod";
 import { findOnPath, memoized } from "../../src/util/memo.js";
+import { privateEnvDir } from "../fixtures.js";
 
 test("memoized: once per binary identity, again when the binary changes, the last value when it is gone", async (t) => {
   const dir = mkdtempSync(join(tmpdir(), "lg-memo-"));
-  const cache = mkdtempSync(join(tmpdir(), "lg-memo-cache-"));
-  const saved = process.env["LUMINAGUARD_CACHE"];
-  process.env["LUMINAGUARD_CACHE"] = cache;
-  t.after(() => {
-    if (saved === undefined) delete process.env["LUMINAGUARD_CACHE"];
-    else process.env["LUMINAGUARD_CACHE"] = saved;
-    rmSync(dir, { recursive: true, force: true });
-    rmSync(cache, { recursive: true, force: true });
-  });
+  privateEnvDir(t, "LUMINAGUARD_CACHE", "lg-memo-cache-");
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
   const bin = join(dir, "tool");
   copyFileSync("/bin/true", bin);
   chmodSync(bin, 0o755);
