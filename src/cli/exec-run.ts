@@ -4,6 +4,9 @@
 import type { SandboxApi } from "../runtime/sandbox.js";
 
 /** What exec needs of a sandbox: the in-process one, the daemon's (RemoteSandbox), or the thin client's. */
+/** `exec --timeout`: its default and its bounds, in seconds (the full command and the thin one). */
+export const EXEC_TIMEOUT_S = { default: 60, min: 1, max: 86_400 } as const;
+
 export type ExecTarget = Pick<SandboxApi, "id" | "backend" | "info" | "commands">;
 
 /**

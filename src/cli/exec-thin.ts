@@ -17,7 +17,7 @@ import { LuminaGuardError, errorFromBody, noDaemon } from "../errors.js";
 import type { RunOptions, Served } from "../runtime/sandbox.js";
 import type { CommandResult } from "../tools/dispatch.js";
 import { BACKEND_CHOICES, FILE_TOOLS_MODES, MAX_DISK_MIB, MIN_DISK_MIB, type BackendChoice, type FileToolsMode } from "../sandbox/types.js";
-import { interruptible, runExecCommand, type ExecTarget } from "./exec-run.js";
+import { EXEC_TIMEOUT_S, interruptible, runExecCommand, type ExecTarget } from "./exec-run.js";
 
 export interface ThinExec {
   backend: BackendChoice;
@@ -28,9 +28,6 @@ export interface ThinExec {
   fileTools?: FileToolsMode;
   cmd: string[];
 }
-
-/** The full command's default --timeout (src/cli/exec.ts). */
-const DEFAULT_TIMEOUT_S = 60;
 
 /** An integer option as parseIntOption accepts it, or undefined (then the full command reports the error). */
 function int(value: string, min: number, max: number): number | undefined {
@@ -62,7 +59,7 @@ export function parseThinExec(argv: readonly string[]): ThinExec | undefined {
   }
   const cmd = words.slice(i + 1);
   if (words[i] !== "--" || cmd.length === 0) return undefined;
-  const out: ThinExec = { backend: "auto", timeout: DEFAULT_TIMEOUT_S, cmd };
+  const out: ThinExec = { backend: "auto", timeout: EXEC_TIMEOUT_S.default, cmd };
   for (const [name, value] of seen) {
     if (name === "--backend") {
       const b = BACKEND_CHOICES.find((c) => c === value);
@@ -74,7 +71,7 @@ export function parseThinExec(argv: readonly string[]): ThinExec | undefined {
       out.fileTools = f;
     } else if (name === "--workspace") out.workspace = value;
     else {
-      const n = name === "--timeout" ? int(value, 1, 86_400) : name === "--memory" ? int(value, 32, 65_536) : int(value, MIN_DISK_MIB, MAX_DISK_MIB);
+      const n = name === "--timeout" ? int(value, EXEC_TIMEOUT_S.min, EXEC_TIMEOUT_S.max) : name === "--memory" ? int(value, 32, 65_536) : int(value, MIN_DISK_MIB, MAX_DISK_MIB);
       if (n === undefined) return undefined;
       if (name === "--timeout") out.timeout = n;
       else if (name === "--memory") out.memory = n;

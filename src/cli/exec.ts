@@ -2,7 +2,7 @@
 import type { Command } from "commander";
 import { RemoteSandbox, sandboxFromDaemon } from "../daemon/client.js";
 import { MAX_DISK_MIB, MIN_DISK_MIB } from "../sandbox/types.js";
-import { runExecCommand } from "./exec-run.js";
+import { EXEC_TIMEOUT_S, runExecCommand } from "./exec-run.js";
 import { fileToolsOption } from "./options.js";
 import { parseIntOption } from "./output.js";
 import { addClusterConnectOptions, clusterForClient, type ClusterConnectFlags } from "./cluster.js";
@@ -14,7 +14,7 @@ export function registerExecCommand(program: Command): void {
     .description("run one command in a fresh sandbox, stream its output, exit with its exit code")
     .addOption(backendOption())
     .option("--workspace <dir>", "host directory seen as /workspace (default: a temporary one)")
-    .option("--timeout <seconds>", "kill the command's process tree after this long", parseIntOption("--timeout", 1, 86_400), 60)
+    .option("--timeout <seconds>", "kill the command's process tree after this long", parseIntOption("--timeout", EXEC_TIMEOUT_S.min, EXEC_TIMEOUT_S.max), EXEC_TIMEOUT_S.default)
     .option("--memory <MiB>", "memory limit of the sandbox", parseIntOption("--memory", 32, 65_536))
     .option("--disk <MiB>", "disk limit of the sandbox: MiB it may add to its workspace (default 1024)", parseIntOption("--disk", MIN_DISK_MIB, MAX_DISK_MIB))
     .addOption(fileToolsOption())
