@@ -23,7 +23,7 @@ import { Sandbox, type SandboxApi } from "../runtime/sandbox.js";
 import type { MicroVmBackend } from "../sandbox/microvm/backend.js";
 import type { BackendName } from "../sandbox/types.js";
 import { FILE_OP_DEADLINE_MS } from "../tools/tool.js";
-import { cmdline } from "../util/procfs.js";
+import { procStat } from "../util/procfs.js";
 import { ChaosDaemon } from "./chaos-daemon.js";
 import { upstreamChaos, upstreamChaosCriteria } from "./chaos-upstream.js";
 import { leakSnapshot, settleLeaks, tempFilesBelow } from "./leaks.js";
@@ -38,6 +38,22 @@ const FAULT_WEIGHTS: Readonly<Record<FaultKind, number>> = { sigkill: 45, agent_
 const DAEMON_FAULT_WEIGHTS: Readonly<Record<FaultKind, number>> = { sigkill: 45, agent_kill: 20, partition: 15, channel_cut: 0, daemon_kill: 10 };
 /** Faults that count as kills. */
 const KILLS: readonly FaultKind[] = ["sigkill", "agent_kill", "daemon_kill"];
+
+/** The fields of a process that tell the agent apart: its command name and its parent. */
+type ProcReader = (pid: number) => { comm: string; ppid: number } | undefined;
+
+/**
+ * The agent among a sandbox's processes: named lg-agent, with a parent that is not (the commands it
+ * forks are named lg-agent too until they exec, and pids wrap around, so the lowest is not always the
+ * agent); bwrap, whose arguments name lg-agent, is not it.
+ */
+export function guestAgentPid(pids: readonly number[], read: ProcReader = procStat): number | undefined {
+  const named = new Set(pids.filter((p) => read(p)?.comm === "lg-agent"));
+  return [...named].find((p) => {
+    const parent = read(p)?.ppid;
+    return parent !== undefined && !named.has(parent);
+  });
+}
 
 export interface ChaosOptions {
   backend: BackendName;
@@ -252,7 +268,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
         case "agent_kill": {
           // The guest agent itself (namespace: pid 1 of the sandbox; microvm: the file jail's agent
           // beside the VM). From inside, `kill -9 1` is ignored: the agent is its namespace's init.
-          const agentPid = pids.find((p) => (cmdline(p) ?? "").includes("lg-agent"));
+          const agentPid = guestAgentPid(pids);
           if (agentPid === undefined || !signal(agentPid, "SIGKILL")) return false;
           break;
         }
