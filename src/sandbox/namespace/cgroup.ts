@@ -12,6 +12,7 @@
 // pids.max counts every task in the sandbox, bwrap's pid-1 reaper and the agent included.
 // How a sandbox gets into its cgroup before it runs anything: launch.ts.
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, statSync, writeFileSync } from "node:fs";
+import { writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { LuminaGuardError } from "../../errors.js";
@@ -353,11 +354,15 @@ export class SandboxCgroup {
    * sweep of stale cgroups (a daemon's start-up recovery) may take it, and a spawn slowed past that
    * sweep's grace by many others at once (100 micro-VMs) failed with SANDBOX_SPAWN_FAILED. The
    * process being added runs no sandboxed code yet (launch.ts), so nothing escaped the limits meanwhile.
+   *
+   * Asynchronous: the kernel makes the first migration into a hierarchy wait for an RCU grace period
+   * (cgroup_threadgroup_rwsem taken for writing), 5-20 ms on these machines. Written synchronously
+   * that stalled the event loop: every call of every other sandbox of a daemon, per spawn.
    */
-  add(pid: number): void {
+  async add(pid: number): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
-        for (const d of this.dirs) writeFileSync(join(d, "cgroup.procs"), String(pid));
+        for (const d of this.dirs) await writeFile(join(d, "cgroup.procs"), String(pid));
         return;
       } catch (err) {
         if (errnoOf(err) !== "ENOENT" || attempt >= 3) throw err;

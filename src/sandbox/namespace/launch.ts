@@ -129,9 +129,9 @@ export function launch(options: LaunchOptions): Launch {
     sink?.on("error", () => undefined); // EPIPE if bwrap died: reported by the exit path instead
     sink?.end(data);
   }
-  const ready = readChildPid(bwrap, bwrap.stdio[BWRAP_FDS.info] as Readable, stderrTail, options.signal).then((pid) => {
+  const ready = readChildPid(bwrap, bwrap.stdio[BWRAP_FDS.info] as Readable, stderrTail, options.signal).then(async (pid) => {
     try {
-      options.cgroup?.add(pid);
+      await options.cgroup?.add(pid);
     } catch (err) {
       throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `cannot move sandbox process ${pid} into its cgroup: ${(err as Error).message}`, { cause: err });
     }

@@ -71,6 +71,23 @@ describe("cgroups", () => {
     }
   });
 
+  test("adding a process leaves the event loop free (the kernel's first migration waits for an RCU grace period)", { skip }, async () => {
+    const c = SandboxCgroup.create(uniqueId("lgt-async"), { memoryMiB: 40, pidsMax: 13 });
+    const child = spawn("sleep", ["30"], { stdio: "ignore" });
+    try {
+      let turned = false;
+      setImmediate(() => (turned = true));
+      const adding = c.add(child.pid as number);
+      assert.equal(turned, false);
+      await adding;
+      assert.ok(turned, "the event loop turned while the process was being added");
+      assert.deepEqual(c.procs(), [child.pid]);
+    } finally {
+      child.kill("SIGKILL");
+      await c.destroy();
+    }
+  });
+
   test("a cgroup swept away before its process is added is made again, limits and all (100 micro-VMs spawning beside a daemon's recovery)", { skip }, async () => {
     const c = SandboxCgroup.create(uniqueId("lgt-swept"), { memoryMiB: 40, pidsMax: 13 });
     const child = spawn("sleep", ["30"], { stdio: "ignore" });
@@ -78,7 +95,7 @@ describe("cgroups", () => {
       // What another process's sweep of empty cgroups does between create() and add().
       for (const d of c.dirs) rmdirSync(d);
       assert.ok(noneExist(c.dirs));
-      c.add(child.pid as number);
+      await c.add(child.pid as number);
       assert.deepEqual(c.procs(), [child.pid]);
       assert.deepEqual(c.limits(), { memoryBytes: 40 * 1024 * 1024, pidsMax: 13 });
     } finally {
