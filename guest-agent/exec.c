@@ -91,7 +91,7 @@ static void free_cmd(cmd_t *c)
 	pump_free(&c->io);
 	close_fd(&c->err_fd);
 	if (c->has_cg)
-		cgroup_remove(c->cg);
+		cgroup_release(c->cg);
 	free(c);
 }
 
@@ -322,13 +322,24 @@ void op_execute_command(req_t *r)
 	c->deadline_ms = c->start_ms + (int64_t)timeout_ms;
 	c->confined = c->has_cg && policy_drops_privs();
 	pid_t self = getpid();
-	pid_t pid = fork();
-	if (pid < 0) {
-		e = errno;
-		goto fail;
-	}
+	/* vfork: the child borrows the agent's memory until its exec instead of copying it. Under TCG
+	 * that copy, its copy-on-write faults and its teardown at exec were ~15 % of a command's cost in
+	 * QEMU CPU (measured with `true`, `wc` and `sh -c`). The agent waits (it is single-threaded)
+	 * until the child has exec'd or exited; spawn_child touches none of the agent's memory (no
+	 * malloc, no stdio) and only its own stack and fds. All signals stay blocked across the call so
+	 * that no agent handler runs in the child: spawn_child resets them to the default first. */
+	sigset_t all_signals, mask;
+	sigfillset(&all_signals);
+	sigprocmask(SIG_SETMASK, &all_signals, &mask);
+	pid_t pid = vfork();
 	if (pid == 0)
 		spawn_child(in[0], out[1], err[1], ep[1], cgfd, cwdfd, argv, envp, path, self);
+	int vfork_errno = errno;
+	sigprocmask(SIG_SETMASK, &mask, NULL);
+	if (pid < 0) {
+		e = vfork_errno;
+		goto fail;
+	}
 	c->pid = pid;
 	close(in[0]);
 	close(out[1]);

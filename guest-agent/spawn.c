@@ -1,4 +1,5 @@
-/* lg-agent: a command's side of fork: signals, session, cgroup, limits, stdio, credentials, cwd, exec. */
+/* lg-agent: a command's side of vfork: signals, session, cgroup, limits, stdio, credentials, cwd, exec.
+ * It runs in the agent's memory (exec.c): nothing here may allocate, use stdio or write a global. */
 #define _GNU_SOURCE
 #include "spawn.h"
 
@@ -23,6 +24,9 @@ __attribute__((noreturn)) static void child_fail(int errfd, int stage, int err)
 	(void)w;
 	_exit(127);
 }
+
+/* Arguments of a file without a #! line (run by /bin/sh) at most. */
+#define SCRIPT_ARGV_MAX 4096
 
 /* execvp semantics (PATH search, EACCES remembered, ENOEXEC run by /bin/sh), but with the PATH of
  * the command's own environment rather than the agent's. */
@@ -53,9 +57,11 @@ static int exec_search(char *const argv[], char *const envp[], const char *path)
 		}
 		execve(cand, argv, envp);
 		if (errno == ENOEXEC) {
-			char **sh = calloc((size_t)argc + 2, sizeof *sh);
-			if (!sh)
-				return ENOMEM;
+			/* On the stack, not the heap (the agent's, under vfork); bounded so that a huge argv
+			 * cannot take the stack. */
+			if (argc > SCRIPT_ARGV_MAX)
+				return E2BIG;
+			char *sh[SCRIPT_ARGV_MAX + 2];
 			sh[0] = "sh";
 			sh[1] = (char *)cand;
 			for (int i = 1; i < argc; i++)
@@ -94,13 +100,15 @@ static void drop_privileges(int errfd)
 void spawn_child(int in_r, int out_w, int err_w, int errfd, int cgfd, int cwdfd, char *const argv[],
 		 char *const envp[], const char *path, pid_t agent)
 {
-	sigset_t none;
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	/* Ignored signals would stay ignored across exec (handled ones are reset by it anyway). */
+	/* Every signal is blocked on entry (exec.c). The agent's handlers are reset before any is let
+	 * in: one running here would run on the agent's memory. Ignored signals would also stay
+	 * ignored across exec. */
 	static const int sigs[] = {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGIO, SIGCHLD, SIGXFSZ};
 	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
 		signal(sigs[i], SIG_DFL);
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
 	setsid();
 	/* Joined as root, before the uid changes: the cgroup tree belongs to root, so that the command
 	 * cannot move itself out of its cgroup afterwards. */

@@ -12,7 +12,7 @@ struct child_error {
 	int stage, err;
 };
 
-/* Runs in the forked child and never returns: makes in_r, out_w and err_w its fds 0-2, joins the
+/* Runs in the vforked child (all signals blocked, the agent's memory borrowed) and never returns: makes in_r, out_w and err_w its fds 0-2, joins the
  * cgroup whose cgroup.procs is cgfd (if >= 0), applies the policy (file-size limit, uid/gid),
  * enters cwdfd and executes argv with envp, looking argv[0] up in `path`. Failures are written to
  * errfd (CLOEXEC) as a struct child_error. `agent` is the parent's pid, to notice it dying. */
