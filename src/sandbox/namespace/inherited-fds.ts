@@ -7,27 +7,41 @@
 // something else at any child descriptor number: each leaked number gets /dev/null instead.
 import { openSync, readFileSync, readdirSync } from "node:fs";
 
-/** This process's descriptors >= 3 that would survive exec. */
-function inheritableFds(): number[] {
-  const fds: number[] = [];
-  let names: string[];
+/** Whether descriptor `fd` is open and would survive exec. */
+function inheritable(fd: number): boolean {
   try {
-    names = readdirSync("/proc/self/fdinfo");
+    const flags = /^flags:\s*([0-7]+)/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, "utf8"));
+    // O_CLOEXEC is 02000000 (octal) in the flags fdinfo reports.
+    return flags !== null && (parseInt(flags[1] ?? "0", 8) & 0o2000000) === 0;
   } catch {
-    return fds;
+    return false; // closed meanwhile (readdir's own descriptor, for one)
   }
-  for (const name of names) {
-    const fd = Number(name);
-    if (!Number.isInteger(fd) || fd < 3) continue;
+}
+
+/** What the first full scan found: the only descriptors of ours that can lack close-on-exec. */
+let startedWith: number[] | undefined;
+
+/**
+ * This process's descriptors >= 3 that would survive exec. Node and libuv open every descriptor they
+ * make close-on-exec, so only those the process was started with can lack it: one full scan of
+ * /proc/self/fdinfo finds them, and every later spawn re-checks just those (one may have been closed
+ * and its number reused). A scan per spawn read every descriptor's fdinfo: a daemon or benchmark
+ * holding 100 micro-VMs (thousands of descriptors) spent a second of its event loop on it.
+ */
+function inheritableFds(): number[] {
+  if (startedWith === undefined) {
+    let names: string[] = [];
     try {
-      const flags = /^flags:\s*([0-7]+)/m.exec(readFileSync(`/proc/self/fdinfo/${name}`, "utf8"));
-      // O_CLOEXEC is 02000000 (octal) in the flags fdinfo reports.
-      if (flags && (parseInt(flags[1] ?? "0", 8) & 0o2000000) === 0) fds.push(fd);
+      names = readdirSync("/proc/self/fdinfo");
     } catch {
-      /* closed meanwhile (readdir's own descriptor, for one) */
+      /* no /proc: nothing found */
     }
+    startedWith = names
+      .map(Number)
+      .filter((fd) => Number.isInteger(fd) && fd >= 3 && inheritable(fd))
+      .sort((a, b) => a - b);
   }
-  return fds.sort((a, b) => a - b);
+  return startedWith.filter(inheritable);
 }
 
 let devNull: number | undefined;
