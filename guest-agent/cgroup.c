@@ -12,6 +12,7 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include "policy.h"
 #include "util.h"
 
 #define PIDS_MAX "512"
@@ -55,8 +56,10 @@ static bool cg_file(const char *dir, const char *file, char *out, size_t cap)
 }
 
 /* Empty command cgroups kept for the next commands: under TCG a mkdir, its pids.max and the rmdir
- * cost ~0.6 ms of a command's ~7 ms. A cgroup holds nothing of its last command once empty: its
- * files are root's, so a command cannot have changed any setting of it. */
+ * cost ~0.6 ms of a command's ~7 ms. Only where the agent is root and commands are not (the VM):
+ * the cgroup's files are root's there, so a command cannot have changed any setting of it and, once
+ * empty, it holds nothing of its last command. Where commands share the agent's uid (a delegated
+ * --cgroup-parent) they could raise their own pids.max: such cgroups are removed, never reused. */
 static char spare[MAX_SPARE_CGROUPS][CGROUP_PATH_MAX];
 static int nspare;
 
@@ -103,7 +106,7 @@ int cgroup_create(uint32_t id, char out[CGROUP_PATH_MAX])
 
 void cgroup_release(const char *dir)
 {
-	if (nspare < MAX_SPARE_CGROUPS && cgroup_empty(dir)) {
+	if (nspare < MAX_SPARE_CGROUPS && policy_drops_privs() && geteuid() == 0 && cgroup_empty(dir)) {
 		snprintf(spare[nspare++], CGROUP_PATH_MAX, "%s", dir);
 		return;
 	}
