@@ -2,12 +2,17 @@
 // `npm run build`, after tsc: the `luminaguard` command bundled into dist/cli/ (with source maps), so
 // that node resolves and compiles a few files instead of the hundreds the per-file output (dist/src,
 // kept for the SDK and the tests) is made of:
-//   dist/cli/main.js   the bin (src/cli/bin.ts): answers a bare --version, else loads one of
-//   dist/cli/hot/      exec and tool (src/cli/main-exec.ts): a dozen chunks on their path
-//   dist/cli/all/      every command (src/cli/main.ts)
-// Two bundles, not one: split together with every other command, exec's modules fall into thirty-odd
+//   dist/cli/main.js       the bin (src/cli/bin.ts): answers a bare --version, else loads one of
+//   dist/cli/hot/exec.cjs  exec and tool (src/cli/main-exec.ts): one CommonJS file, which the bin runs
+//                          with V8's code cache (src/util/compile-cache.ts): no module to resolve or
+//                          link, and from the second run on no source to parse or compile
+//   dist/cli/hot/thin.js   exec's thin client through a running service (src/cli/exec-thin.ts), small ES
+//                          modules; when no service answers, exec.cjs runs next
+//   dist/cli/all/          every command (src/cli/main.ts)
+// Apart, not one bundle: split together with every other command, exec's modules fall into thirty-odd
 // shared chunks, and each file costs node a resolution, a read and a module record. A process loads
-// one of them only, so no module is ever instantiated twice.
+// one of all/ and exec.cjs only. The thin client's few modules (error classes, the daemon's address) have
+// a copy in exec.cjs too: nothing of them crosses over (thin.js answers or hands over before it starts).
 //
 // - Code splitting keeps each command's dynamic import() lazy: `exec` loads the chunks it needs, not
 //   the daemon, the MCP server or the benchmarks.
@@ -34,8 +39,8 @@ const BANNER = 'import { createRequire as __lgCreateRequire } from "node:module"
 
 const packageName = (spec) => (spec.startsWith("@") ? spec.split("/").slice(0, 2).join("/") : spec.split("/")[0]);
 
-/** @type {(outdir: string) => import("esbuild").Plugin} */
-const layout = (outdir) => ({
+/** @type {(outdir: string, format?: "esm" | "cjs") => import("esbuild").Plugin} */
+const layout = (outdir, format = "esm") => ({
   name: "luminaguard-layout",
   setup(b) {
     b.onResolve({ filter: /^[^./]/ }, (args) => {
@@ -51,7 +56,8 @@ const layout = (outdir) => ({
       if (source.includes("import.meta.url")) {
         // Every chunk of a bundle is written to its outdir, so this path from a chunk is the twin in dist/src/.
         const twin = `${relative(outdir, join(root, "dist")).split(sep).join("/")}/${rel.split(sep).join("/").replace(/\.ts$/, ".js")}`;
-        source = source.replaceAll("import.meta.url", `new URL(${JSON.stringify(twin)}, import.meta.url).href`);
+        const self = format === "cjs" ? 'require("node:url").pathToFileURL(__filename).href' : "import.meta.url";
+        source = source.replaceAll("import.meta.url", `new URL(${JSON.stringify(twin)}, ${self}).href`);
       }
       // zod's `z` is a namespace re-exported by name, which esbuild keeps whole (every locale, 750 kB);
       // the same members imported as a namespace are shaken down to what is used (the English messages
@@ -66,8 +72,8 @@ const layout = (outdir) => ({
 const bundles = {
   name: "luminaguard-bundles",
   setup(b) {
-    const target = { "./main.js": "./all/main.js", "./main-exec.js": "./hot/main.js", "./exec-thin.js": "./hot/thin.js" };
-    b.onResolve({ filter: /^\.\/(main|main-exec|exec-thin)\.js$/ }, (args) =>
+    const target = { "./main.js": "./all/main.js", "./exec-thin.js": "./hot/thin.js" };
+    b.onResolve({ filter: /^\.\/(main|exec-thin)\.js$/ }, (args) =>
       args.importer.endsWith(`${sep}cli${sep}bin.ts`) ? { path: target[args.path], external: true } : undefined,
     );
   },
@@ -95,12 +101,25 @@ rmSync(outdir, { recursive: true, force: true });
 const results = [
   await build({ ...common, entryPoints: { main: "src/cli/main.ts" }, outdir: join(outdir, "all"), splitting: true, plugins: [layout(join(outdir, "all"))] }),
   // thin: the thin exec client (src/cli/exec-thin.ts), which the bin loads first for `exec`; the same module main.js's chunks import.
-  await build({ ...common, entryPoints: { main: "src/cli/main-exec.ts", thin: "src/cli/exec-thin.ts" }, outdir: join(outdir, "hot"), splitting: true, plugins: [layout(join(outdir, "hot"))] }),
+  await build({ ...common, entryPoints: { thin: "src/cli/exec-thin.ts" }, outdir: join(outdir, "hot"), splitting: true, plugins: [layout(join(outdir, "hot"))] }),
+  // exec.cjs: CommonJS (commander's require() is a real one, no banner), every import() of our own modules
+  // inlined (evaluated when reached, as before), packages of node_modules left to require().
+  await build({
+    ...common,
+    entryPoints: { exec: "src/cli/main-exec.ts" },
+    outdir: join(outdir, "hot"),
+    outExtension: { ".js": ".cjs" },
+    format: "cjs",
+    banner: {},
+    splitting: false,
+    plugins: [layout(join(outdir, "hot"), "cjs")],
+  }),
   await build({ ...common, entryPoints: { main: "src/cli/bin.ts" }, outdir, splitting: false, plugins: [bundles, layout(outdir)] }),
 ];
 const result = { metafile: { inputs: {}, outputs: Object.assign({}, ...results.map((r) => r.metafile.outputs)) } };
 if (process.env.LG_BUNDLE_META) writeFileSync(process.env.LG_BUNDLE_META, JSON.stringify(result.metafile));
 const outputs = Object.keys(result.metafile.outputs).filter((f) => f.endsWith(".js"));
+const cjs = Object.keys(result.metafile.outputs).filter((f) => f.endsWith(".cjs"));
 for (const file of outputs) {
   const text = readFileSync(join(root, file), "utf8");
   const at = text.indexOf(BANNER);
@@ -111,4 +130,4 @@ for (const file of outputs) {
 }
 // The bin entry: executable, like a command npm links.
 chmodSync(join(outdir, "main.js"), 0o755);
-process.stderr.write(`bundle: dist/cli/main.js, ${outputs.filter((f) => f.includes("/hot/")).length} file(s) in hot/, ${outputs.filter((f) => f.includes("/all/")).length} in all/\n`);
+process.stderr.write(`bundle: dist/cli/main.js, ${[...outputs, ...cjs].filter((f) => f.includes("/hot/")).length} file(s) in hot/, ${outputs.filter((f) => f.includes("/all/")).length} in all/\n`);

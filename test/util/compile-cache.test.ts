@@ -1,9 +1,11 @@
-// V8's code cache for the CLI (node ≥ 22.1): on where node has one and the directory is ours alone,
-// off elsewhere, and a command's chunks land in it. Node 20 (the suite's node) has none; node 22 is
-// the pinned test binary (npm, cached) where it can be had.
+// V8's code cache for the CLI. exec's CommonJS bundle (runCachedScript, any node): compiled code stored on
+// the first run, read back on the next, never taken for another source (V8 checks only its length), and
+// off where the directory is not ours alone. Node's cache for ES modules (node ≥ 22.1): on where node has
+// one and the directory is ours alone, off elsewhere, and a command's chunks land in it. Node 20 (the
+// suite's node) has none; node 22 is the pinned test binary (npm, cached) where it can be had.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import * as nodeModule from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -85,4 +87,65 @@ test("the cache directory is per user under LUMINAGUARD_CACHE", (t) => {
   });
   assert.equal(compileCacheDir(), join(cache, `v8-code-${euid}`));
   assert.equal(existsSync(compileCacheDir()), false);
+});
+
+/** runCachedScript(file) in a fresh process with this cache dir: what the script printed, and how the run went. */
+function runCached(cache: string, file: string): { out: string; hit: boolean; entry: string | undefined } {
+  const code = `const m = await import(${JSON.stringify(MODULE)}); const r = m.runCachedScript(${JSON.stringify(file)}); process.stderr.write(JSON.stringify(r));`;
+  const r = spawnSync(process.execPath, ["--input-type=module", "-e", code], { encoding: "utf8", timeout: 60_000, env: withoutNodeCacheEnv({ ...process.env, LUMINAGUARD_CACHE: cache }) });
+  assert.equal(r.status, 0, r.stderr);
+  const run = JSON.parse(r.stderr) as { hit: boolean; entry?: string };
+  return { out: r.stdout, hit: run.hit, entry: run.entry };
+}
+
+/** A CommonJS script of a fixed length that prints what it is given and uses what node passes a module. */
+function script(dir: string, value: string): string {
+  const file = join(dir, "s.cjs");
+  writeFileSync(file, `const { join } = require("node:path"); process.stdout.write([${JSON.stringify(value)}, typeof module.exports, join(__dirname, "x") === ${JSON.stringify(join(dir, "x"))}, __filename.endsWith("s.cjs")].join(" "));\n`);
+  return file;
+}
+
+test("exec's bundle: compiled code stored on the first run (0600, in our 0700 directory), read back on the next", (t) => {
+  const cache = tempCache(t);
+  const file = script(tempCache(t), "one");
+  const first = runCached(cache, file);
+  assert.equal(first.out, "one object true true");
+  assert.equal(first.hit, false);
+  assert.ok(first.entry !== undefined && existsSync(first.entry), "stored at exit");
+  assert.equal(statSync(first.entry).mode & 0o777, 0o600);
+  assert.equal(statSync(join(cache, `v8-code-${euid}`)).mode & 0o777, 0o700);
+  const second = runCached(cache, file);
+  assert.deepEqual(second, { ...first, hit: true });
+});
+
+test("exec's bundle: another source of the same length never runs the old code; its entry replaces the old one", (t) => {
+  const cache = tempCache(t);
+  const dir = tempCache(t);
+  const one = runCached(cache, script(dir, "one"));
+  assert.equal(runCached(cache, script(dir, "one")).hit, true);
+  // V8 would take the old entry for this source (it checks the length only): the key is the source's hash.
+  const two = runCached(cache, script(dir, "two"));
+  assert.equal(two.out, "two object true true");
+  assert.equal(two.hit, false);
+  assert.notEqual(two.entry, one.entry);
+  assert.deepEqual(readdirSync(join(cache, `v8-code-${euid}`)), [String(two.entry).split("/").pop()]);
+  assert.equal(runCached(cache, script(dir, "two")).hit, true);
+});
+
+test("exec's bundle: a damaged entry is refused and stored afresh; a directory others may write keeps the cache off", (t) => {
+  const cache = tempCache(t);
+  const file = script(tempCache(t), "one");
+  const { entry } = runCached(cache, file);
+  assert.ok(entry !== undefined);
+  writeFileSync(entry, Buffer.alloc(4096, 7));
+  const damaged = runCached(cache, file);
+  assert.equal(damaged.out, "one object true true");
+  assert.equal(damaged.hit, false);
+  assert.equal(runCached(cache, file).hit, true, "stored afresh");
+  const open = tempCache(t);
+  mkdirSync(join(open, `v8-code-${euid}`), { mode: 0o700 });
+  chmodSync(join(open, `v8-code-${euid}`), 0o777);
+  const off = runCached(open, file);
+  assert.deepEqual(off, { out: "one object true true", hit: false, entry: undefined });
+  assert.deepEqual(readdirSync(join(open, `v8-code-${euid}`)), []);
 });
