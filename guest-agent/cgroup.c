@@ -69,9 +69,8 @@ static int open_procs(const char *dir)
 	return cg_file(dir, "cgroup.procs", f, sizeof f) ? open(f, O_WRONLY | O_CLOEXEC) : -1;
 }
 
-int cgroup_create(uint32_t id, char out[CGROUP_PATH_MAX])
+int cgroup_create(char out[CGROUP_PATH_MAX])
 {
-	(void)id;
 	while (nspare > 0) {
 		const char *dir = spare[--nspare];
 		int fd = cgroup_empty(dir) ? open_procs(dir) : -1;

@@ -13,10 +13,10 @@ void cgroup_enable_controllers(const char *dir);
 /* Probes cgroup2 at `parent` (writable, the right filesystem); enables per-command cgroups. */
 void cgroup_setup(const char *parent);
 bool cgroup_enabled(void);
-/* Gives command `id` an empty cgroup of its own (a spare one, else a new one) and copies its path to
+/* Gives a command an empty cgroup of its own (a spare one, else a new one) and copies its path to
  * `out`; returns an fd of its cgroup.procs, which the command's process joins by writing "0", or -1
  * (and `out` untouched) when there is none. */
-int cgroup_create(uint32_t id, char out[CGROUP_PATH_MAX]);
+int cgroup_create(char out[CGROUP_PATH_MAX]);
 /* A finished command's cgroup: kept as a spare when it is empty and there is room, else removed. */
 void cgroup_release(const char *dir);
 /* SIGKILLs every process in the cgroup. */

@@ -314,7 +314,7 @@ void op_execute_command(req_t *r)
 	if ((e = -make_pipe(in)) || (e = -make_pipe(out)) || (e = -make_pipe(err)) || (e = -make_pipe(ep)))
 		goto fail;
 	if (cgroup_enabled()) {
-		if ((cgfd = cgroup_create(c->id, c->cg)) < 0)
+		if ((cgfd = cgroup_create(c->cg)) < 0)
 			log_msg("command %u runs without its own cgroup", c->id);
 		c->has_cg = cgfd >= 0;
 	}
