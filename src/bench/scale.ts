@@ -4,7 +4,8 @@
 // before the window: the window is the steady state of C agents all holding a warm sandbox), failures
 // by error code, host CPU, the PSS of all sandboxes (sampled through the level), event-loop delay and
 // fairness (Jain's index). Derived over the sweep: peak, knee, scaling efficiency up to it, the plateau
-// past it, and what the criteria judge.
+// past it, and what the criteria judge; the levels those ratios compare are then measured again side by
+// side (pairedCheck), since the sweep's levels are minutes apart on machines whose speed drifts.
 import { recordCreated } from "../runtime/created.js";
 import { mkdtempSync, realpathSync, rmSync } from "node:fs";
 import { readFile } from "node:fs/promises";
@@ -324,6 +325,107 @@ export async function scaleScenario(rec: Recorder, o: ScaleOptions): Promise<voi
   // The daemon's sandboxes are its processes, not ours: their PSS is not visible from here.
   if (o.via === "daemon") rec.notes.push("via daemon: PSS of the sandboxes is not measured (their processes belong to the daemon)");
   for (const C of o.agents) await level(rec, o, C, ops);
+  const pairs = pairedLevels(scaleCurve(rec.samples, o.agents));
+  if (pairs.length > 1) await pairedCheck(rec, o, pairs, ops);
+}
+
+/** Rounds of the paired check: each runs every paired level once, in alternating order (ABC, CBA, ABC). */
+export const PAIRED_ROUNDS = 3;
+
+/**
+ * The levels the ratios are judged between, measured again side by side: the sweep's peak, its most
+ * agents, and (for "no degradation up to 50") its best level up to 50 and the worst after that one.
+ */
+export function pairedLevels(curve: ScaleCurve | undefined): number[] {
+  if (!curve || curve.agents.length < 2) return [];
+  const levels = new Set<number>([curve.peakAt, curve.agents[curve.agents.length - 1] as number]);
+  const to50 = curve.agents.map((c, i) => ({ c, tp: curve.throughput[i] as number })).filter((p) => p.c <= 50);
+  let best: { c: number; tp: number } | undefined;
+  let worst: { c: number; ratio: number } | undefined;
+  for (const p of to50) {
+    if (best && (!worst || p.tp / best.tp < worst.ratio)) worst = { c: p.c, ratio: p.tp / best.tp };
+    if (!best || p.tp > best.tp) best = p;
+  }
+  if (worst) {
+    // The best level before the worst one (not after it): the ratio the sweep judged.
+    const before = to50.filter((p) => p.c < worst.c).reduce((a, b) => (b.tp > a.tp ? b : a));
+    levels.add(before.c).add(worst.c);
+  }
+  return [...levels].sort((a, b) => a - b);
+}
+
+/**
+ * The sweep measures its levels minutes apart, on machines whose speed drifts by more than the 10 % a
+ * plateau may lose. So the levels the criteria compare are measured again side by side: the most agents
+ * of them hold a warm sandbox each, and windows of the same length alternate between the first C of them
+ * replaying the workload (the others idle: a namespace agent blocked on its pipe, a paused VM) for each
+ * paired C, in alternating order. `scale_paired_throughput_ops_per_min.c<C>` holds one sample per round.
+ */
+async function pairedCheck(rec: Recorder, o: ScaleOptions, levels: readonly number[], ops: readonly Op[]): Promise<void> {
+  const most = levels[levels.length - 1] as number;
+  const deadline = o.spawnDeadlineMs ?? DEFAULT_SPAWN_DEADLINE_MS;
+  const agents: Agent[] = [];
+  const failures: string[] = [];
+  const fail = (err: unknown): void => void failures.push(toLuminaGuardError(err).code);
+  try {
+    for (let i = 0; i < most; i++) {
+      o.progress(`scale paired ${levels.join("/")}: seeding workspaces`, i, most);
+      const ws = tempWorkspace();
+      agents.push({ index: i, ws, ops: 0 });
+      seedWorkspace(ws);
+    }
+    await Promise.all(
+      agents.map(async (a) => {
+        try {
+          a.sandbox = await Sandbox.create({ backend: o.backend, workspace: a.ws, daemon: o.via === "daemon", signal: AbortSignal.timeout(deadline) });
+          for (const op of firstOfEachTool(ops)) await runOnSandbox(a.sandbox as Sandbox, op);
+        } catch (err) {
+          fail(err);
+        }
+      }),
+    );
+    if (agents.some((a) => !a.sandbox)) {
+      rec.notes.push(`scale paired check skipped: ${failures.length} of ${most} agents got no working sandbox (${[...new Set(failures)].join(", ")})`);
+      return;
+    }
+    for (let round = 0; round < PAIRED_ROUNDS; round++) {
+      const order = round % 2 === 0 ? levels : [...levels].reverse();
+      for (const C of order) {
+        o.progress(`scale paired round ${round + 1}/${PAIRED_ROUNDS}: C=${C}`, round, PAIRED_ROUNDS);
+        const end = performance.now() + o.durationS * 1000;
+        const start = performance.now();
+        let total = 0;
+        await Promise.all(
+          agents.slice(0, C).map(async (a) => {
+            let i = a.index * 97 + round * 13;
+            while (performance.now() < end) {
+              try {
+                await runOnSandbox(a.sandbox as Sandbox, ops[i++ % ops.length] as Op);
+              } catch (err) {
+                fail(err);
+                continue;
+              }
+              if (performance.now() <= end) total++;
+            }
+          }),
+        );
+        rec.add(atC("scale_paired_throughput_ops_per_min", C), "ops/min", total / ((performance.now() - start) / 60_000));
+      }
+    }
+  } finally {
+    o.progress(`scale paired: stopping sandboxes`, 0, 1);
+    await Promise.all(agents.map(async (a) => a.sandbox?.kill().catch(fail)));
+    for (const a of agents) rmSync(a.ws, { recursive: true, force: true });
+    rec.info["scalePairedLevels"] = levels.join(",");
+    if (failures.length > 0) {
+      const counts = new Map<string, number>();
+      for (const c of failures) counts.set(c, (counts.get(c) ?? 0) + 1);
+      for (const [code, n] of counts) rec.add(`scale_paired_failures.${code}`, "", n);
+      // Judged with the sweep's (no failure other than CAPACITY).
+      rec.add("scale_paired_failures_not_capacity", "", failures.filter((c) => c !== ALLOWED_FAILURE).length);
+      rec.notes.push(`scale paired check: failures ${[...counts].map(([code, n]) => `${code}×${n}`).join(", ")}`);
+    }
+  }
 }
 
 function median(xs: readonly number[] | undefined): number | undefined {
@@ -388,8 +490,36 @@ export function scaleFigures(rec: Recorder, agents: readonly number[], spawnDead
   rec.add("scale_peak_agents", "agents", curve.peakAt);
   rec.add("scale_knee_agents", "agents", curve.knee);
   rec.add("scale_efficiency_to_knee", "ratio", curve.efficiencyToKnee);
-  rec.add("scale_plateau_ratio", "ratio", curve.plateau);
-  rec.add("scale_degradation_to_50_ratio", "ratio", curve.degradationTo50);
+  // The sweep's own ratios, between levels measured minutes apart.
+  rec.add("scale_plateau_sweep_ratio", "ratio", curve.plateau);
+  rec.add("scale_degradation_to_50_sweep_ratio", "ratio", curve.degradationTo50);
+  // The same ratios between the same levels measured side by side (pairedCheck), when it ran; they are the
+  // ones judged (scale_plateau_ratio, scale_degradation_to_50_ratio), else the sweep's are.
+  const paired = (c: number): number | undefined => median(rec.samples[atC("scale_paired_throughput_ops_per_min", c)]);
+  const levels = pairedLevels(curve).filter((c) => paired(c) !== undefined);
+  const peak = paired(curve.peakAt);
+  const last = paired(curve.agents[curve.agents.length - 1] as number);
+  let plateau = curve.plateau;
+  let degradation = curve.degradationTo50;
+  if (peak !== undefined && last !== undefined && peak > 0) {
+    plateau = last / peak;
+    rec.add("scale_plateau_paired_ratio", "ratio", plateau);
+    // As the sweep judges it: the worst paired level up to 50 against the best one before it.
+    let worst = 1;
+    let best = 0;
+    for (const c of levels.filter((l) => l <= 50)) {
+      const tp = paired(c) as number;
+      if (best > 0) worst = Math.min(worst, tp / best);
+      best = Math.max(best, tp);
+    }
+    degradation = worst;
+    rec.add("scale_degradation_to_50_paired_ratio", "ratio", degradation);
+    rec.info["scaleRatiosFrom"] = `paired levels ${levels.join(",")}`;
+  } else {
+    rec.info["scaleRatiosFrom"] = "sweep";
+  }
+  rec.add("scale_plateau_ratio", "ratio", plateau);
+  rec.add("scale_degradation_to_50_ratio", "ratio", degradation);
   let unnamed = 0;
   let fairMin = Infinity;
   let waitOver = 0;
@@ -399,6 +529,7 @@ export function scaleFigures(rec: Recorder, agents: readonly number[], spawnDead
     const waits = [...(rec.samples[atC("scale_sandbox_wait_ms", c)] ?? []), ...(rec.samples[atC("scale_sandbox_wait_failed_ms", c)] ?? [])].sort((a, b) => a - b);
     if (waits.length > 0) waitOver = Math.max(waitOver, (waits[Math.min(waits.length - 1, Math.ceil(0.99 * waits.length) - 1)] as number) / spawnDeadlineMs);
   }
+  for (const v of rec.samples["scale_paired_failures_not_capacity"] ?? []) unnamed += v;
   rec.add("scale_failures_not_capacity", "", unnamed);
   if (Number.isFinite(fairMin)) rec.add("scale_fairness_jain_min", "", fairMin);
   rec.add("scale_wait_p99_over_deadline", "ratio", waitOver);

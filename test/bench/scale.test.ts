@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { criteriaFor, MB200_IN_MIB, wordedFigures } from "../../src/bench/criteria.js";
-import { atC, jainIndex, parseAgents, scaleCurve, scaleFigures } from "../../src/bench/scale.js";
+import { atC, jainIndex, PAIRED_ROUNDS, pairedLevels, parseAgents, scaleCurve, scaleFigures } from "../../src/bench/scale.js";
 import { Recorder } from "../../src/bench/scenarios.js";
 import { evaluate, summarizeAll } from "../../src/metrics/stats.js";
 import { BACKENDS, unavailable } from "../fixtures.js";
@@ -50,6 +50,44 @@ test("a plateau past the knee passes, a collapse fails (the microvm curve of iss
   assert.equal(judged.find((c) => c.metric === "scale_degradation_to_50_ratio")?.pass, false, "3,652 at 50 is 54% of 6,715 at 5");
 });
 
+test("the paired levels: the sweep's peak, its most agents, and the worst level up to 50 with the best before it", () => {
+  const agents = [1, 5, 10, 25, 50, 100, 150];
+  // The namespace sweep of 1615cda: peak at 25, 50 the worst up to 50 (209k against 240k).
+  const ns = scaleCurve(sweep({ 1: 76.7e3, 5: 195e3, 10: 202e3, 25: 240e3, 50: 209e3, 100: 189e3, 150: 197e3 }).samples, agents);
+  assert.deepEqual(pairedLevels(ns), [25, 50, 150]);
+  // The microvm sweep of c0ef8e1: peak at 5, 100 the most.
+  const vm = scaleCurve(sweep({ 1: 26.4e3, 5: 47.9e3, 10: 39.7e3, 25: 38.8e3, 50: 36.9e3, 100: 39.1e3 }).samples, [1, 5, 10, 25, 50, 100]);
+  assert.deepEqual(pairedLevels(vm), [5, 50, 100], "the worst up to 50 is 50 (36.9k / 47.9k), the best before it 5");
+  assert.deepEqual(pairedLevels(scaleCurve(sweep({ 1: 100 }).samples, [1])), [], "one level: nothing to pair");
+  assert.deepEqual(pairedLevels(scaleCurve(sweep({ 1: 100, 3: 250 }).samples, [1, 3])), [1, 3]);
+});
+
+test("the ratios judged are the paired ones when the paired check ran; the sweep's stay as figures", () => {
+  const agents = [1, 5, 10, 25, 50, 100, 150];
+  const rec = sweep({ 1: 76.7e3, 5: 195e3, 10: 202e3, 25: 240e3, 50: 209e3, 100: 189e3, 150: 197e3 });
+  // Side by side, round after round, the levels differ less than minutes apart.
+  for (let r = 0; r < PAIRED_ROUNDS; r++) {
+    rec.add(atC("scale_paired_throughput_ops_per_min", 25), "ops/min", 200e3 + r);
+    rec.add(atC("scale_paired_throughput_ops_per_min", 50), "ops/min", 190e3 + r);
+    rec.add(atC("scale_paired_throughput_ops_per_min", 150), "ops/min", 170e3 + r);
+  }
+  scaleFigures(rec, agents);
+  const one = (m: string): number => rec.samples[m]?.[0] ?? NaN;
+  assert.ok(Math.abs(one("scale_plateau_sweep_ratio") - 197 / 240) < 1e-9);
+  assert.ok(Math.abs(one("scale_degradation_to_50_sweep_ratio") - 209 / 240) < 1e-9);
+  assert.ok(Math.abs(one("scale_plateau_ratio") - 170001 / 200001) < 1e-9, "the paired medians");
+  assert.ok(Math.abs(one("scale_degradation_to_50_ratio") - 190001 / 200001) < 1e-9);
+  assert.equal(rec.info["scaleRatiosFrom"], "paired levels 25,50,150");
+  const judged = evaluate(criteriaFor("scale", "namespace"), summarizeAll(rec.samples, rec.units));
+  assert.equal(judged.find((c) => c.metric === "scale_plateau_ratio")?.pass, false, "0.85 is below 0.9");
+  assert.equal(judged.find((c) => c.metric === "scale_degradation_to_50_ratio")?.pass, true, "0.95");
+  // Without a paired check (one level, or it could not run) the sweep's ratios are judged.
+  const bare = sweep({ 1: 76.7e3, 5: 195e3, 10: 202e3, 25: 240e3, 50: 209e3, 100: 189e3, 150: 197e3 });
+  scaleFigures(bare, agents);
+  assert.ok(Math.abs((bare.samples["scale_plateau_ratio"]?.[0] ?? 0) - 197 / 240) < 1e-9);
+  assert.equal(bare.info["scaleRatiosFrom"], "sweep");
+});
+
 test("scale figures: an unnamed failure, unfairness or a wait past the deadline fail their criteria; CAPACITY alone does not", () => {
   const rec = sweep({ 1: 100, 5: 400 });
   rec.add(atC("scale_failures_not_capacity", 1), "", 0);
@@ -63,6 +101,11 @@ test("scale figures: an unnamed failure, unfairness or a wait past the deadline 
     judged.filter((c) => c.pass !== true).map((c) => c.name),
     [],
   );
+  // An unnamed failure in the paired check counts as one in the sweep would.
+  const pairedFail = sweep({ 1: 100, 5: 400 });
+  pairedFail.add("scale_paired_failures_not_capacity", "", 1);
+  scaleFigures(pairedFail, [1, 5], 1000);
+  assert.deepEqual(pairedFail.samples["scale_failures_not_capacity"], [1]);
   const bad = sweep({ 1: 100, 5: 400 });
   bad.add(atC("scale_failures_not_capacity", 5), "", 17); // 17 spawns failing with a fixed 5 s timeout
   bad.add(atC("scale_fairness_jain", 5), "", 0.5);
@@ -145,6 +188,10 @@ for (const backend of BACKENDS) {
       assert.ok(run.metrics[atC("scale_event_loop_delay_max_ms", c)] !== undefined);
     }
     assert.ok(run.metrics["scale_plateau_ratio"] !== undefined && run.metrics["scale_knee_agents"] !== undefined);
+    // The levels the ratios compare, measured again side by side: one sample per round each.
+    assert.equal(run.info["scaleRatiosFrom"], "paired levels 1,3");
+    for (const c of [1, 3]) assert.equal(run.metrics[atC("scale_paired_throughput_ops_per_min", c)]?.n, PAIRED_ROUNDS, `paired rounds at C=${c}`);
+    assert.ok(run.metrics["scale_plateau_paired_ratio"] !== undefined && run.metrics["scale_plateau_sweep_ratio"] !== undefined);
     for (const c of run.criteria) assert.notEqual(c.pass, null, `${c.name} is judged`);
     assert.equal(run.criteria.find((c) => c.name === "no failure other than CAPACITY")?.pass, true);
     const stored = readdirSync(join(dir, "scale"));
