@@ -11,7 +11,7 @@ import { NamespaceBackend } from "../../../src/sandbox/namespace/backend.js";
 import { probeCgroups } from "../../../src/sandbox/namespace/cgroup.js";
 import type { SandboxHandle, SandboxSpec } from "../../../src/sandbox/types.js";
 import { cmdline } from "../../../src/util/procfs.js";
-import { alive, namespaceSkip, noneExist, tempDir, uniqueId, waitFor } from "./helpers.js";
+import { namespaceSkip, noneExist, processRefs, stillRunning, tempDir, uniqueId, waitFor } from "./helpers.js";
 import { execOn as exec, type ExecResult } from "../../fixtures.js";
 
 const backend = new NamespaceBackend();
@@ -69,6 +69,7 @@ describe("namespace backend", { skip }, () => {
     // bwrap and the agent (pid 1 of the sandbox, with no bwrap reaper: see launch.ts), both on the host.
     const pids = sb.pids();
     assert.ok(pids.length >= 2, `pids ${pids.join(",")}`);
+    const refs = processRefs(pids);
     const cmdlines = pids.map((p) => (cmdline(p) ?? "").split(" ")[0]);
     assert.ok(cmdlines.includes("/.lg/lg-agent"), cmdlines.join(" | "));
     assert.ok(cmdlines.some((c) => c === "bwrap" || c?.endsWith("/bwrap")), cmdlines.join(" | "));
@@ -84,7 +85,7 @@ describe("namespace backend", { skip }, () => {
 
     await sb.destroy();
     await sb.exited;
-    for (const p of pids) assert.ok(!alive(p), `pid ${p} gone`);
+    assert.deepEqual(stillRunning(refs), [], "every process gone");
     assert.ok(noneExist(cgroupDirs(spec.id)), "cgroup removed");
     assert.deepEqual(sb.pids(), []);
     await sb.destroy(); // idempotent
@@ -264,6 +265,7 @@ describe("namespace backend", { skip }, () => {
   test("agent death mid-call: the call rejects with GUEST_CHANNEL_LOST and the sandbox is destroyed", async () => {
     const { sb, spec } = await spawnSandbox();
     const pids = sb.pids();
+    const refs = processRefs(pids);
     const agentPid = pids.find((p) => (cmdline(p) ?? "").startsWith("/.lg/lg-agent"));
     assert.ok(agentPid !== undefined);
     const call = sh(sb, "sleep 30", 60_000);
@@ -272,7 +274,7 @@ describe("namespace backend", { skip }, () => {
     await assert.rejects(call, (e: LuminaGuardError) => e.code === "GUEST_CHANNEL_LOST");
     await sb.exited;
     await sb.destroy(); // the same teardown the channel started
-    for (const p of pids) assert.ok(!alive(p), `pid ${p} gone`);
+    assert.deepEqual(stillRunning(refs), [], "every process gone");
     assert.ok(noneExist(cgroupDirs(spec.id)));
   });
 
@@ -296,9 +298,10 @@ describe("namespace backend", { skip }, () => {
     // Found by walking /proc from bwrap: bwrap, the agent, sh and its two sleeps.
     const pids = sb.pids();
     assert.ok(pids.length >= 5, `pids ${pids.join(",")}`);
+    const refs = processRefs(pids);
     await sb.destroy();
     assert.equal(await call, "SANDBOX_CLOSED");
-    for (const pid of pids) assert.ok(!alive(pid), `pid ${pid} gone`);
+    assert.deepEqual(stillRunning(refs), [], "every process gone");
   });
 
   test("bad specs are refused before anything starts", async () => {

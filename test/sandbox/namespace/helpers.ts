@@ -36,7 +36,24 @@ export function uniqueId(prefix: string): string {
   return `${prefix}-${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
 }
 
+import { liveStartTime } from "../../../src/util/procfs.js";
+
 export { pidAlive as alive } from "../../../src/util/procfs.js";
+
+/** Processes by pid and start time: a pid alone may name another process once pids wrap (pid_max 32768 here). */
+export interface ProcessRef {
+  pid: number;
+  start: string | undefined;
+}
+
+export function processRefs(pids: readonly number[]): ProcessRef[] {
+  return pids.map((pid) => ({ pid, start: liveStartTime(pid) }));
+}
+
+/** The pids of these very processes that still run (a live process with the same pid and start time). */
+export function stillRunning(refs: readonly ProcessRef[]): number[] {
+  return refs.filter((r) => r.start !== undefined && liveStartTime(r.pid) === r.start).map((r) => r.pid);
+}
 
 export async function waitFor(cond: () => boolean, timeoutMs: number, stepMs = 10): Promise<boolean> {
   const end = Date.now() + timeoutMs;
