@@ -339,18 +339,8 @@ export const PAIRED_ROUNDS = 3;
 export function pairedLevels(curve: ScaleCurve | undefined): number[] {
   if (!curve || curve.agents.length < 2) return [];
   const levels = new Set<number>([curve.peakAt, curve.agents[curve.agents.length - 1] as number]);
-  const to50 = curve.agents.map((c, i) => ({ c, tp: curve.throughput[i] as number })).filter((p) => p.c <= 50);
-  let best: { c: number; tp: number } | undefined;
-  let worst: { c: number; ratio: number } | undefined;
-  for (const p of to50) {
-    if (best && (!worst || p.tp / best.tp < worst.ratio)) worst = { c: p.c, ratio: p.tp / best.tp };
-    if (!best || p.tp > best.tp) best = p;
-  }
-  if (worst) {
-    // The best level before the worst one (not after it): the ratio the sweep judged.
-    const before = to50.filter((p) => p.c < worst.c).reduce((a, b) => (b.tp > a.tp ? b : a));
-    levels.add(before.c).add(worst.c);
-  }
+  const drop = worstDrop(curve.agents.map((c, i) => ({ c, tp: curve.throughput[i] as number })).filter((p) => p.c <= 50));
+  if (drop) levels.add(drop.from).add(drop.at);
   return [...levels].sort((a, b) => a - b);
 }
 
@@ -435,6 +425,21 @@ function median(xs: readonly number[] | undefined): number | undefined {
   return s.length % 2 ? s[m] : ((s[m - 1] as number) + (s[m] as number)) / 2;
 }
 
+/**
+ * Over levels in ascending agents: the level whose throughput is the smallest share of the best level
+ * before it (`ratio`, above 1 where every level gained), that level (`at`) and that best one (`from`).
+ * Undefined with fewer than two levels.
+ */
+export function worstDrop(pts: readonly { c: number; tp: number }[]): { ratio: number; at: number; from: number } | undefined {
+  let best: { c: number; tp: number } | undefined;
+  let worst: { ratio: number; at: number; from: number } | undefined;
+  for (const p of pts) {
+    if (best && best.tp > 0 && (!worst || p.tp / best.tp < worst.ratio)) worst = { ratio: p.tp / best.tp, at: p.c, from: best.c };
+    if (!best || p.tp > best.tp) best = p;
+  }
+  return worst;
+}
+
 export interface ScaleCurve {
   agents: number[];
   /** Median total ops/min per level (over repeats). */
@@ -463,13 +468,7 @@ export function scaleCurve(samples: Readonly<Record<string, readonly number[]>>,
   const knee = pts.find((p) => p.tp >= PLATEAU_SHARE * peak.tp) ?? peak;
   const first = pts[0] as { c: number; tp: number };
   const last = pts[pts.length - 1] as { c: number; tp: number };
-  let degradation = 1;
-  let best = 0;
-  for (const p of pts) {
-    if (p.c > 50) break;
-    if (best > 0) degradation = Math.min(degradation, p.tp / best);
-    best = Math.max(best, p.tp);
-  }
+  const degradation = Math.min(1, worstDrop(pts.filter((p) => p.c <= 50))?.ratio ?? 1);
   return {
     agents: pts.map((p) => p.c),
     throughput: pts.map((p) => p.tp),
@@ -505,14 +504,7 @@ export function scaleFigures(rec: Recorder, agents: readonly number[], spawnDead
     plateau = last / peak;
     rec.add("scale_plateau_paired_ratio", "ratio", plateau);
     // As the sweep judges it: the worst paired level up to 50 against the best one before it.
-    let worst = 1;
-    let best = 0;
-    for (const c of levels.filter((l) => l <= 50)) {
-      const tp = paired(c) as number;
-      if (best > 0) worst = Math.min(worst, tp / best);
-      best = Math.max(best, tp);
-    }
-    degradation = worst;
+    degradation = Math.min(1, worstDrop(levels.filter((l) => l <= 50).map((c) => ({ c, tp: paired(c) as number })))?.ratio ?? 1);
     rec.add("scale_degradation_to_50_paired_ratio", "ratio", degradation);
     rec.info["scaleRatiosFrom"] = `paired levels ${levels.join(",")}`;
   } else {
