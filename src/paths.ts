@@ -193,6 +193,27 @@ export function runSubdir(name: string): string {
 }
 
 /**
+ * Where root's LuminaGuard processes lock the host identities (uids) they hand to sandboxes: one fixed
+ * directory for the whole machine, whatever each process's LUMINAGUARD_RUN, so that two processes never
+ * give the same uid to two sandboxes. Root only, in /run (cleared at boot, like the processes it
+ * accounts for); checked like the runtime directory, never repaired.
+ */
+export function identityLockDir(): string {
+  if (euid() !== 0) throw new LuminaGuardError("INTERNAL", "host identities are only handed out when running as root");
+  if (!runIsRootOnly()) throw unsafe("/run is not a directory only root can write to: no safe place for the host identity locks");
+  const dir = "/run/luminaguard-vmm-ids";
+  const known = verified.get(dir);
+  if (known !== undefined) {
+    const st = lstatOrNone(dir);
+    if (st !== undefined && st.dev === known.dev && st.ino === known.ino && privateDirProblem(dir, st) === undefined) return dir;
+    verified.delete(dir);
+  }
+  const st = ensurePrivateDir(dir, "identity lock directory", false);
+  verified.set(dir, { dev: st.dev, ino: st.ino });
+  return dir;
+}
+
+/**
  * Every runtime directory this user's LuminaGuard may be using, without creating any: the fixed
  * places, the old shared /tmp/luminaguard, and this process's temporary one if it exists. Other
  * processes' temporary ones are recognised by RUN_DIR_TEMP_PREFIX in tmpdir().

@@ -4,7 +4,8 @@
 //
 // "Alive" is decided by the kernel, not by names: a VM's run directory is alive while a process has its
 // console log open (QEMU does, through its whole life) or runs as the directory's owner (the VMM identity);
-// an identity lock while a process runs as that uid; a workspace while a process has it as cwd, root or an
+// an identity while the process that took it lives (what runs as it after that is an orphan and is
+// killed: sandbox/jailer/identity.ts); a workspace while a process has it as cwd, root or an
 // open descriptor (the guest agent does; QEMU's 9p export does); a cgroup while it has a process. Anything
 // younger than `graceMs` is left alone too: another process may be between creating it and using it.
 import { existsSync, lstatSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync, unlinkSync, type Stats } from "node:fs";
@@ -13,11 +14,11 @@ import { join } from "node:path";
 import { log } from "../log.js";
 import { attachedImages, backingFile, imageInTheMaking } from "../runtime/disk.js";
 import { cacheDir, knownRunDirs, RUN_DIR_TEMP_PREFIX } from "../paths.js";
-import { vmmIdBase } from "../sandbox/jailer/jailer.js";
+import { reapOrphanedIdentities, vmmIdBase } from "../sandbox/jailer/identity.js";
 import { probeCgroups } from "../sandbox/namespace/cgroup.js";
 import { run } from "../util/proc.js";
 
-export type LeftoverKind = "vm-run-dir" | "vmm-identity" | "workspace" | "workspace-mount" | "workspace-image" | "cgroup" | "run-dir";
+export type LeftoverKind = "orphan-process" | "vm-run-dir" | "vmm-identity" | "workspace" | "workspace-mount" | "workspace-image" | "cgroup" | "run-dir";
 
 export interface Removed {
   kind: LeftoverKind;
@@ -153,10 +154,16 @@ function ownDir(path: string): boolean {
 
 export async function recover(o: RecoverOptions = {}): Promise<RecoveryReport> {
   const graceMs = o.graceMs ?? 5_000;
+  const report: RecoveryReport = { removed: [], kept: 0, failed: [] };
+  // First what still runs as the host identity of a process that is gone (killed here), so that what
+  // those orphans held is free for the passes below.
+  const reaped = reapOrphanedIdentities({ graceMs });
+  for (const k of reaped.killed) report.removed.push({ kind: "orphan-process", path: `pid ${k.pid}`, why: `it ran as uid ${k.uid}, whose holder is gone` });
+  for (const path of reaped.released) report.removed.push({ kind: "vmm-identity", path, why: "its holder is gone and nothing runs as its uid" });
+  report.kept += reaped.kept;
   const now = Date.now();
   const young = (st: Stats): boolean => now - st.mtimeMs < graceMs;
   const live = liveness();
-  const report: RecoveryReport = { removed: [], kept: 0, failed: [] };
   const remove = (kind: LeftoverKind, path: string, why: string, fn: () => void): void => {
     try {
       fn();
@@ -254,7 +261,10 @@ export async function recover(o: RecoverOptions = {}): Promise<RecoveryReport> {
 
 type RemoveFn = (kind: LeftoverKind, path: string, why: string, fn: () => void) => void;
 
-/** VMM identity locks (`vmm-ids/<slot>`): held while a process runs as uid base+slot. */
+/**
+ * VMM identity locks of older versions, kept per runtime directory (`vmm-ids/<slot>`): held while a
+ * process runs as uid base+slot. Today's are machine-wide, with their holder (reapOrphanedIdentities).
+ */
 function recoverIdentities(dir: string, live: Liveness, young: (st: Stats) => boolean, report: RecoveryReport, remove: RemoveFn): void {
   if (!ownDir(dir)) return;
   let base: number;

@@ -90,7 +90,9 @@ test("recover() removes what a SIGKILLed process left and keeps what is alive", 
     started.push(JSON.parse(line) as Started);
   }
   assert.equal(started.length, withVm ? 2 : 1);
-  const vmmIds = () => (existsSync(join(dirs.run, "vmm-ids")) ? readdirSync(join(dirs.run, "vmm-ids")) : []);
+  // Identity locks are machine-wide (one directory for every LuminaGuard process of root).
+  const lockDir = "/run/luminaguard-vmm-ids";
+  const vmmIds = () => (existsSync(lockDir) ? readdirSync(lockDir).filter((n) => /^\d+$/.test(n)) : []);
   const root = (process.geteuid?.() ?? 1) === 0;
 
   const leftSlots = vmmIds();

@@ -1,13 +1,14 @@
-// The host side's jail: builds lg-jailer, picks each sandbox's unprivileged host identity, lays out what it may see.
-import { closeSync, constants, existsSync, mkdirSync, openSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from "node:fs";
-import { createHash, randomInt } from "node:crypto";
+// The host side's jail: builds lg-jailer and lays out what it may see (its unprivileged host identity: identity.ts).
+import { existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { LuminaGuardError } from "../../errors.js";
-import { cacheDir, runSubdir } from "../../paths.js";
+import { cacheDir } from "../../paths.js";
 import { hashInputs } from "../../util/hash.js";
 import { packageRoot } from "../../util/pkg.js";
 import { run } from "../../util/proc.js";
 import { seccompFilterBytes } from "../namespace/seccomp.js";
+import type { VmmIdentity } from "./identity.js";
 
 /** Where things appear inside the jail: fixed names, so no host path ever reaches a QEMU option. */
 export const JAIL = {
@@ -24,66 +25,10 @@ export interface JailBind {
   dst: string;
 }
 
-export interface VmmIdentity {
-  uid: number;
-  gid: number;
-  /** Whether we switch to it (root) or run as ourselves (an ordinary user has nothing to drop). */
-  switched: boolean;
-  release(): void;
-}
-
 export interface JailerBuild {
   path: string;
   seccompPath: string;
   hash: string;
-}
-
-/**
- * Host identities when LuminaGuard runs as root: uid BASE+slot, one per live sandbox (so one VMM or
- * bwrap can neither signal, ptrace nor read another), and gid BASE shared by all (it owns the snapshot
- * RAM files every micro-VM clone maps). No passwd entry is needed; LUMINAGUARD_VMM_ID_BASE moves the
- * range if it collides.
- */
-export function vmmIdBase(): number {
-  const raw = process.env["LUMINAGUARD_VMM_ID_BASE"];
-  const base = raw === undefined ? 2_100_000_000 : Number(raw);
-  if (!Number.isInteger(base) || base < 100_000 || base > 4_000_000_000) {
-    throw new LuminaGuardError("INVALID_ARGUMENT", `LUMINAGUARD_VMM_ID_BASE must be an integer between 100000 and 4000000000, not ${raw ?? ""}`);
-  }
-  return base;
-}
-
-const SLOTS = 65_535;
-
-/** A fresh identity for one VMM; its lock file keeps two live VMs from sharing a uid. */
-export function allocateIdentity(): VmmIdentity {
-  const uid = process.getuid?.() ?? 0;
-  const gid = process.getgid?.() ?? 0;
-  if (uid !== 0) return { uid, gid, switched: false, release: () => undefined };
-  const base = vmmIdBase();
-  const dir = runSubdir("vmm-ids");
-  for (let attempt = 0; attempt < 64; attempt++) {
-    const slot = randomInt(1, SLOTS + 1);
-    const lock = join(dir, String(slot));
-    try {
-      closeSync(openSync(lock, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600));
-    } catch {
-      continue;
-    }
-    return {
-      uid: base + slot,
-      gid: base,
-      switched: true,
-      release: () => {
-        try {
-          unlinkSync(lock);
-        } catch {
-          /* already released */
-        }
-      },
-    };
-  }
-  throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", "no free VMM identity (64 random slots were taken)");
 }
 
 function jailerSourceDir(): string {

@@ -10,7 +10,8 @@ import { recordCreated } from "../../runtime/created.js";
 import { sandboxHostEnv } from "../../util/env.js";
 import { killGroup, spawnGroup } from "../../util/proc.js";
 import { lowerPriority } from "../priority.js";
-import { JAIL, allocateIdentity, ensureJailer, jailerArgs, type JailBind, type JailPlan, type VmmIdentity } from "../jailer/jailer.js";
+import { JAIL, ensureJailer, jailerArgs, type JailBind, type JailPlan } from "../jailer/jailer.js";
+import { allocateIdentity, type VmmIdentity } from "../jailer/identity.js";
 
 export const QEMU_BINARY = "qemu-system-x86_64";
 const AGENT_PORT_NAME = "lg.agent";

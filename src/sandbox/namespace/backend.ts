@@ -18,7 +18,8 @@ import type { BackendProbe, SandboxBackend, SandboxHandle, SandboxSpec } from ".
 import { checkWorkspace } from "../workspace.js";
 import { AGENT_COMMAND, SANDBOX_UID } from "./bwrap.js";
 import { SandboxCgroup } from "./cgroup.js";
-import { allocateIdentity, ensureJailer, type VmmIdentity } from "../jailer/jailer.js";
+import { ensureJailer } from "../jailer/jailer.js";
+import { allocateIdentity, type VmmIdentity } from "../jailer/identity.js";
 import { launch, spawnCancelled, type Launch } from "./launch.js";
 import { probeNamespace, type NamespaceProbe } from "./probe.js";
 
