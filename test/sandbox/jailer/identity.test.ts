@@ -1,7 +1,8 @@
 // Host identities: machine-wide locks with their holder, and what runs as the identity of a host that died.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { test } from "node:test";
@@ -167,29 +168,34 @@ test("reaping kills nothing outside the identity range, nor for a lock without a
   assert.ok(again.released.includes(join(dir, String(legacy.uid))), "once nothing runs as it, it is freed");
 });
 
-test("hosts SIGKILLed at random moments of their spawns leave nothing running without a live holder", async (t) => {
+test("hosts SIGKILLed at random moments of their spawns: after the next recovery nothing runs without a live holder, nothing is mounted", async (t) => {
   if (!root) return void t.skip(NOT_ROOT);
   const skip = await unavailable("namespace");
   if (skip) return void t.skip(skip);
-  // Each host starts namespace sandboxes back to back (bwrap through lg-jailer, as its own identity)
-  // and is killed at a random moment: before, between or inside its spawns.
+  // Each host starts namespace sandboxes back to back (bwrap through lg-jailer, as its own identity,
+  // a loop-mounted workspace each) and is killed at a random moment: before, between or inside its spawns.
+  const run = mkdtempSync(join(tmpdir(), "lg-identity-test-"));
   const script = `
     const { Sandbox } = await import(${JSON.stringify(SANDBOX_JS)});
     process.stdout.write("go\\n");
     for (;;) await Sandbox.create({ backend: "namespace", daemon: false });
   `;
   const children: ReturnType<typeof spawn>[] = [];
-  t.after(() => {
+  t.after(async () => {
     for (const c of children) c.kill("SIGKILL");
+    await recover({ graceMs: 0, runDirs: [run] });
+    rmSync(run, { recursive: true, force: true });
   });
   for (let i = 0; i < 12; i++) {
-    const child = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+    const child = spawn(process.execPath, ["--input-type=module", "-e", script], { env: { ...process.env, LUMINAGUARD_RUN: run }, stdio: ["ignore", "pipe", "inherit"] });
     children.push(child);
     for await (const line of createInterface({ input: child.stdout! })) if (line === "go") break;
     await new Promise((r) => setTimeout(r, 20 + Math.floor(Math.random() * 400)));
     await killAndWait(child);
   }
-  reapOrphanedIdentities({ graceMs: 0 });
+  // What a SIGKILLed host leaves (its workspaces, mounted) is for the next process's recovery, as the daemon's.
+  const report = await recover({ graceMs: 0, runDirs: [run] });
+  assert.deepEqual(report.failed, []);
   const dir = identityLockDir();
   const held = (uid: number): boolean => {
     try {
@@ -203,4 +209,10 @@ test("hosts SIGKILLed at random moments of their spawns leave nothing running wi
     await waitFor(() => processesInRange().every((p) => held(p.uid)), 5_000),
     `running as an identity without a live holder: ${JSON.stringify(processesInRange().filter((p) => !held(p.uid)))}`,
   );
+  const mounts = readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .filter((l) => (l.split(" ")[4] ?? "").startsWith(run));
+  assert.deepEqual(mounts, [], "no workspace of theirs is still mounted");
+  const workspaces = join(run, "workspaces");
+  assert.deepEqual(existsSync(workspaces) ? readdirSync(workspaces) : [], [], "their workspaces are removed");
 });
