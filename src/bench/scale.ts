@@ -141,14 +141,27 @@ function tempWorkspace(): string {
   return dir;
 }
 
+/** Failures by code, with the first message of each (what a person reading the notes needs to look further). */
+function failureTally(): { fail: (err: unknown) => void; counts: Map<string, number>; describe: () => string } {
+  const counts = new Map<string, number>();
+  const first = new Map<string, string>();
+  return {
+    counts,
+    fail: (err) => {
+      const e = toLuminaGuardError(err);
+      counts.set(e.code, (counts.get(e.code) ?? 0) + 1);
+      if (!first.has(e.code)) first.set(e.code, e.message.slice(0, 300));
+    },
+    describe: () => [...counts].map(([code, n]) => `${code}×${n} (first: ${first.get(code) ?? "?"})`).join(", "),
+  };
+}
+
 /** One level of the sweep: C agents ask for a sandbox at once, then all that got one replay the workload. */
 async function level(rec: Recorder, o: ScaleOptions, C: number, ops: readonly Op[]): Promise<void> {
   const deadline = o.spawnDeadlineMs ?? DEFAULT_SPAWN_DEADLINE_MS;
-  const failures = new Map<string, number>();
-  const fail = (err: unknown): void => {
-    const code = toLuminaGuardError(err).code;
-    failures.set(code, (failures.get(code) ?? 0) + 1);
-  };
+  const tally = failureTally();
+  const failures = tally.counts;
+  const fail = tally.fail;
   const agents: Agent[] = [];
   for (let i = 0; i < C; i++) {
     o.progress(`scale C=${C}: seeding workspaces`, i, C);
@@ -307,7 +320,7 @@ async function level(rec: Recorder, o: ScaleOptions, C: number, ops: readonly Op
   }
   rec.add(atC("scale_failures", C), "", allFailures);
   rec.add(atC("scale_failures_not_capacity", C), "", unnamed);
-  if (failures.size > 0) rec.notes.push(`scale C=${C}: failures ${[...failures].map(([code, n]) => `${code}×${n}`).join(", ")}`);
+  if (failures.size > 0) rec.notes.push(`scale C=${C}: failures ${tally.describe()}`);
 }
 
 /** One operation of each tool in the mix, in the order they first appear. */
@@ -355,8 +368,8 @@ async function pairedCheck(rec: Recorder, o: ScaleOptions, levels: readonly numb
   const most = levels[levels.length - 1] as number;
   const deadline = o.spawnDeadlineMs ?? DEFAULT_SPAWN_DEADLINE_MS;
   const agents: Agent[] = [];
-  const failures: string[] = [];
-  const fail = (err: unknown): void => void failures.push(toLuminaGuardError(err).code);
+  const tally = failureTally();
+  const fail = tally.fail;
   try {
     for (let i = 0; i < most; i++) {
       o.progress(`scale paired ${levels.join("/")}: seeding workspaces`, i, most);
@@ -375,31 +388,35 @@ async function pairedCheck(rec: Recorder, o: ScaleOptions, levels: readonly numb
       }),
     );
     if (agents.some((a) => !a.sandbox)) {
-      rec.notes.push(`scale paired check skipped: ${failures.length} of ${most} agents got no working sandbox (${[...new Set(failures)].join(", ")})`);
+      rec.notes.push(`scale paired check skipped: ${agents.filter((a) => !a.sandbox).length} of ${most} agents got no working sandbox (${tally.describe()})`);
       return;
     }
+    /** Every agent of `working` replays the workload for `seconds`; the ops/min of the window. */
+    const window = async (working: readonly Agent[], seconds: number, seed: number): Promise<number> => {
+      const end = performance.now() + seconds * 1000;
+      const start = performance.now();
+      let total = 0;
+      await Promise.all(
+        working.map(async (a) => {
+          let i = a.index * 97 + seed * 13;
+          while (performance.now() < end) {
+            try {
+              await runOnSandbox(a.sandbox as Sandbox, ops[i++ % ops.length] as Op);
+            } catch (err) {
+              fail(err);
+              continue;
+            }
+            if (performance.now() <= end) total++;
+          }
+        }),
+      );
+      return total / ((performance.now() - start) / 60_000);
+    };
     for (let round = 0; round < PAIRED_ROUNDS; round++) {
       const order = round % 2 === 0 ? levels : [...levels].reverse();
       for (const C of order) {
         o.progress(`scale paired round ${round + 1}/${PAIRED_ROUNDS}: C=${C}`, round, PAIRED_ROUNDS);
-        const end = performance.now() + o.durationS * 1000;
-        const start = performance.now();
-        let total = 0;
-        await Promise.all(
-          agents.slice(0, C).map(async (a) => {
-            let i = a.index * 97 + round * 13;
-            while (performance.now() < end) {
-              try {
-                await runOnSandbox(a.sandbox as Sandbox, ops[i++ % ops.length] as Op);
-              } catch (err) {
-                fail(err);
-                continue;
-              }
-              if (performance.now() <= end) total++;
-            }
-          }),
-        );
-        rec.add(atC("scale_paired_throughput_ops_per_min", C), "ops/min", total / ((performance.now() - start) / 60_000));
+        rec.add(atC("scale_paired_throughput_ops_per_min", C), "ops/min", await window(agents.slice(0, C), o.durationS, round));
       }
     }
   } finally {
@@ -407,13 +424,11 @@ async function pairedCheck(rec: Recorder, o: ScaleOptions, levels: readonly numb
     await Promise.all(agents.map(async (a) => a.sandbox?.kill().catch(fail)));
     for (const a of agents) rmSync(a.ws, { recursive: true, force: true });
     rec.info["scalePairedLevels"] = levels.join(",");
-    if (failures.length > 0) {
-      const counts = new Map<string, number>();
-      for (const c of failures) counts.set(c, (counts.get(c) ?? 0) + 1);
-      for (const [code, n] of counts) rec.add(`scale_paired_failures.${code}`, "", n);
+    if (tally.counts.size > 0) {
+      for (const [code, n] of tally.counts) rec.add(`scale_paired_failures.${code}`, "", n);
       // Judged with the sweep's (no failure other than CAPACITY).
-      rec.add("scale_paired_failures_not_capacity", "", failures.filter((c) => c !== ALLOWED_FAILURE).length);
-      rec.notes.push(`scale paired check: failures ${[...counts].map(([code, n]) => `${code}×${n}`).join(", ")}`);
+      rec.add("scale_paired_failures_not_capacity", "", [...tally.counts].reduce((sum, [code, n]) => sum + (code === ALLOWED_FAILURE ? 0 : n), 0));
+      rec.notes.push(`scale paired check: failures ${tally.describe()}`);
     }
   }
 }
