@@ -1,9 +1,17 @@
 // Idle micro-VMs are paused. An idle guest is tickless (its clocksource is the TSC, src/image/build.ts)
-// and costs ~0 % of a core, but a guest can leave work running (a background process a command
-// started): a VM only needs its vCPU while the host waits for a guest answer (the file tools run beside
-// it, in the file jail), so once nothing is asked of it for the grace period it is stopped (QMP `stop`)
-// and continued (`cont`, ~0.3 ms) before the next request. A stopped guest's clock stands still: after
-// a resume the host sends its time with a `hello`. Requests that make the guest work also take a slot
+// and costs ~0 % of a core (10 idle VMs: 0 ticks of QEMU CPU in 5 s), but a guest can leave work running
+// (a background process a command started): a VM only needs its vCPU while the host waits for a guest
+// answer (the file tools run beside it, in the file jail), so once nothing is asked of it for the grace
+// period it is stopped (QMP `stop`) and continued (`cont`, ~0.3 ms) before the next request. A stopped
+// guest's clock stands still: after a resume the host sends its time with a `hello`.
+//
+// The grace adapts to the agent: a pause that the next request ends soon after costs a `stop`, a `cont`
+// and (past the clock slack) a `hello` for nothing. So after each resume the grace becomes 1.5x the gap
+// the agent left (from its last answer to this request), between the configured grace and
+// LUMINAGUARD_VM_PAUSE_GRACE_MAX_MS (2 s); a gap longer than that maximum (an agent that stopped, where
+// pausing was right) sets it back to the configured grace. An agent calling every 0.7 s (100 busy agents
+// on 2 cores) keeps its VM running; one that stops has it paused within 2 s, and a guest's background
+// work runs unpaused at most that long after each answer. Requests that make the guest work also take a slot
 // of the process-wide exec gate (src/runtime/exec-gate.ts), so past saturation they queue instead of
 // thrashing; a VM is not paused while its request waits there.
 import type { GuestChannel, RequestOptions } from "../../protocol/channel.js";
@@ -18,6 +26,10 @@ import { lowerAllThreads } from "../priority.js";
 
 /** How long a VM stays running after its last answer before it is paused (back-to-back commands keep it running). */
 const DEFAULT_GRACE_MS = 25;
+/** The most the grace grows to for an agent whose requests come at longer intervals. */
+const DEFAULT_MAX_GRACE_MS = 2_000;
+/** The grace after a resume, as a multiple of the gap the agent left. */
+const GRACE_PER_GAP = 1.5;
 /** A request holds its exec-gate slot at most this long; then it runs on without one. */
 const DEFAULT_MAX_HOLD_MS = 1_000;
 /** Paused time the guest may fall behind before the next resume resynchronises its clock. */
@@ -26,7 +38,10 @@ const CLOCK_SLACK_MS = 250;
 export interface IdleOptions {
   /** Pause idle VMs at all (LUMINAGUARD_VM_PAUSE=0 turns it off). */
   pause: boolean;
+  /** The grace a VM starts with and returns to after a long idle spell. */
   graceMs: number;
+  /** The most it adapts up to (LUMINAGUARD_VM_PAUSE_GRACE_MAX_MS; = graceMs: no adapting). */
+  maxGraceMs: number;
   /** The gate guest work queues at; undefined: none. */
   gate: ExecGate | undefined;
   /**
@@ -40,12 +55,15 @@ export interface IdleOptions {
 }
 
 export function idleOptions(env: NodeJS.ProcessEnv = process.env): IdleOptions {
-  const grace = Number(env["LUMINAGUARD_VM_PAUSE_GRACE_MS"] ?? DEFAULT_GRACE_MS);
+  const rawGrace = Number(env["LUMINAGUARD_VM_PAUSE_GRACE_MS"] ?? DEFAULT_GRACE_MS);
+  const grace = Number.isFinite(rawGrace) && rawGrace >= 0 ? rawGrace : DEFAULT_GRACE_MS;
+  const rawMax = Number(env["LUMINAGUARD_VM_PAUSE_GRACE_MAX_MS"] ?? DEFAULT_MAX_GRACE_MS);
   const hold = Number(env["LUMINAGUARD_VM_EXEC_HOLD_MS"] ?? DEFAULT_MAX_HOLD_MS);
   const gate = vmExecGate();
   return {
     pause: env["LUMINAGUARD_VM_PAUSE"] !== "0",
-    graceMs: Number.isFinite(grace) && grace >= 0 ? grace : DEFAULT_GRACE_MS,
+    graceMs: grace,
+    maxGraceMs: Math.max(grace, Number.isFinite(rawMax) && rawMax >= 0 ? rawMax : DEFAULT_MAX_GRACE_MS),
     gate: gate.slots === Infinity ? undefined : gate,
     warmup: env["LUMINAGUARD_VM_WARMUP"] === "1",
     maxHoldMs: Number.isFinite(hold) && hold > 0 ? hold : DEFAULT_MAX_HOLD_MS,
@@ -64,6 +82,10 @@ export class VmIdler {
   private pausedAt = 0;
   /** Paused time since the guest's clock was last set. */
   private behindMs = 0;
+  /** The current grace (adapted to the agent's gaps) and when the last request was answered. */
+  private grace: number;
+  private lastAnswerAt = 0;
+  private lastAskedAt = 0;
   private timer: NodeJS.Timeout | undefined;
   private chain: Promise<void> = Promise.resolve();
   private closed = false;
@@ -75,10 +97,17 @@ export class VmIdler {
     private readonly request: Request,
     private readonly options: IdleOptions,
     private readonly id: string,
-  ) {}
+  ) {
+    this.grace = options.graceMs;
+  }
 
   get isPaused(): boolean {
     return this.paused;
+  }
+
+  /** How long the VM now stays running after an answer before it is paused. */
+  get graceMs(): number {
+    return this.grace;
   }
 
   /**
@@ -89,6 +118,7 @@ export class VmIdler {
    */
   hold(): void {
     this.inFlight++;
+    this.lastAskedAt = Date.now();
     if (this.timer) {
       clearTimeout(this.timer);
       this.timer = undefined;
@@ -102,7 +132,13 @@ export class VmIdler {
       await this.qmp.execute("cont");
       this.paused = false;
       this.stats.resumes++;
-      this.behindMs += Date.now() - this.pausedAt;
+      const now = Date.now();
+      this.behindMs += now - this.pausedAt;
+      // The agent asked again `gap` after its last answer (a wait at the exec gate is not its gap): a
+      // longer grace would have spared this pause, unless it had stopped for longer than the grace may grow.
+      const gap = this.lastAskedAt - this.lastAnswerAt;
+      const max = this.options.maxGraceMs;
+      this.grace = gap > max ? this.options.graceMs : Math.min(max, Math.max(this.options.graceMs, gap * GRACE_PER_GAP));
       if (this.behindMs > CLOCK_SLACK_MS) {
         // The guest's clock stood still while paused; an image without this support ignores timeMs.
         await this.request("hello", { v: PROTOCOL_VERSION, timeMs: Date.now() }, { deadlineMs: 10_000 });
@@ -114,7 +150,10 @@ export class VmIdler {
 
   leave(): void {
     this.inFlight--;
-    if (this.inFlight === 0) this.schedulePause();
+    if (this.inFlight === 0) {
+      this.lastAnswerAt = Date.now();
+      this.schedulePause();
+    }
   }
 
   /** Pauses once nothing has been in flight for the grace period. */
@@ -130,7 +169,7 @@ export class VmIdler {
         this.pausedAt = Date.now();
         this.stats.pauses++;
       }).catch((err: unknown) => log.debug({ id: this.id, err: toLuminaGuardError(err).message }, "could not pause an idle VM"));
-    }, this.options.graceMs);
+    }, this.grace);
     this.timer.unref();
   }
 
