@@ -1,8 +1,10 @@
 // Idle micro-VMs are paused. An idle guest is tickless (its clocksource is the TSC, src/image/build.ts)
-// and costs ~0 % of a core (10 idle VMs: 0 ticks of QEMU CPU in 5 s), but a guest can leave work running
-// (a background process a command started): a VM only needs its vCPU while the host waits for a guest
-// answer (the file tools run beside it, in the file jail), so once nothing is asked of it for the grace
-// period it is stopped (QMP `stop`) and continued (`cont`, ~0.3 ms) before the next request. A stopped
+// and costs ~0 % of a core (10 idle VMs: 0 ticks of QEMU CPU in 5 s), and what a command starts in the
+// background ends with it (the guest agent kills the command's cgroup, guest-agent/cgroup.c). Pausing is
+// the backstop for what neither covers (guest kernel work, an agent bug): a VM only needs its vCPU while
+// the host waits for a guest answer (the file tools run beside it, in the file jail), so once nothing is
+// asked of it for the grace period it is stopped (QMP `stop`) and continued (`cont`, ~0.3 ms) before the
+// next request. A stopped
 // guest's clock stands still: after a resume the host sends its time with a `hello`.
 //
 // The grace adapts to the agent: a pause that the next request ends soon after costs a `stop`, a `cont`
@@ -10,8 +12,7 @@
 // the agent left (from its last answer to this request), between the configured grace and
 // LUMINAGUARD_VM_PAUSE_GRACE_MAX_MS (2 s); a gap longer than that maximum (an agent that stopped, where
 // pausing was right) sets it back to the configured grace. An agent calling every 0.7 s (100 busy agents
-// on 2 cores) keeps its VM running; one that stops has it paused within 2 s, and a guest's background
-// work runs unpaused at most that long after each answer. Requests that make the guest work also take a slot
+// on 2 cores) keeps its VM running; one that stops has it paused within 2 s. Requests that make the guest work also take a slot
 // of the process-wide exec gate (src/runtime/exec-gate.ts), so past saturation they queue instead of
 // thrashing; a VM is not paused while its request waits there.
 import type { GuestChannel, RequestOptions } from "../../protocol/channel.js";
