@@ -2,17 +2,18 @@
 // `npm run build`, after tsc: the `luminaguard` command bundled into dist/cli/ (with source maps), so
 // that node resolves and compiles a few files instead of the hundreds the per-file output (dist/src,
 // kept for the SDK and the tests) is made of:
-//   dist/cli/main.js       the bin (src/cli/bin.ts): answers a bare --version, else loads one of
+//   dist/cli/main.cjs      the bin (src/cli/bin.ts), CommonJS (no ES module loader to start for the
+//                          commands users wait on): answers a bare --version, runs exec's thin client
+//                          through a running service (src/cli/exec-thin.ts, bundled in, evaluated only
+//                          for exec), else loads one of
 //   dist/cli/hot/exec.cjs  exec and tool (src/cli/main-exec.ts): one CommonJS file, which the bin runs
 //                          with V8's code cache (src/util/compile-cache.ts): no module to resolve or
 //                          link, and from the second run on no source to parse or compile
-//   dist/cli/hot/thin.js   exec's thin client through a running service (src/cli/exec-thin.ts), small ES
-//                          modules; when no service answers, exec.cjs runs next
-//   dist/cli/all/          every command (src/cli/main.ts)
+//   dist/cli/all/          every command (src/cli/main.ts), ES modules
 // Apart, not one bundle: split together with every other command, exec's modules fall into thirty-odd
 // shared chunks, and each file costs node a resolution, a read and a module record. A process loads
 // one of all/ and exec.cjs only. The thin client's few modules (error classes, the daemon's address) have
-// a copy in exec.cjs too: nothing of them crosses over (thin.js answers or hands over before it starts).
+// a copy in exec.cjs too: nothing of them crosses over (the thin client answers or hands over before it starts).
 //
 // - Code splitting keeps each command's dynamic import() lazy: `exec` loads the chunks it needs, not
 //   the daemon, the MCP server or the benchmarks.
@@ -68,14 +69,11 @@ const layout = (outdir, format = "esm") => ({
   },
 });
 
-/** bin.ts's imports of the two entries are the two bundles, loaded from beside it. */
+/** bin.ts's import of the whole command is the all/ bundle, an ES module imported from beside it. */
 const bundles = {
   name: "luminaguard-bundles",
   setup(b) {
-    const target = { "./main.js": "./all/main.js", "./exec-thin.js": "./hot/thin.js" };
-    b.onResolve({ filter: /^\.\/(main|exec-thin)\.js$/ }, (args) =>
-      args.importer.endsWith(`${sep}cli${sep}bin.ts`) ? { path: target[args.path], external: true } : undefined,
-    );
+    b.onResolve({ filter: /^\.\/main\.js$/ }, (args) => (args.importer.endsWith(`${sep}cli${sep}bin.ts`) ? { path: "./all/main.js", external: true } : undefined));
   },
 };
 
@@ -100,8 +98,6 @@ const common = {
 rmSync(outdir, { recursive: true, force: true });
 const results = [
   await build({ ...common, entryPoints: { main: "src/cli/main.ts" }, outdir: join(outdir, "all"), splitting: true, plugins: [layout(join(outdir, "all"))] }),
-  // thin: the thin exec client (src/cli/exec-thin.ts), which the bin loads first for `exec`; the same module main.js's chunks import.
-  await build({ ...common, entryPoints: { thin: "src/cli/exec-thin.ts" }, outdir: join(outdir, "hot"), splitting: true, plugins: [layout(join(outdir, "hot"))] }),
   // exec.cjs: CommonJS (commander's require() is a real one, no banner), every import() of our own modules
   // inlined (evaluated when reached, as before), packages of node_modules left to require().
   await build({
@@ -114,7 +110,17 @@ const results = [
     splitting: false,
     plugins: [layout(join(outdir, "hot"), "cjs")],
   }),
-  await build({ ...common, entryPoints: { main: "src/cli/bin.ts" }, outdir, splitting: false, plugins: [bundles, layout(outdir)] }),
+  // The bin: CommonJS like exec.cjs, the thin client inlined (its import() evaluates it when reached).
+  await build({
+    ...common,
+    entryPoints: { main: "src/cli/bin.ts" },
+    outdir,
+    outExtension: { ".js": ".cjs" },
+    format: "cjs",
+    banner: {},
+    splitting: false,
+    plugins: [bundles, layout(outdir, "cjs")],
+  }),
 ];
 const result = { metafile: { inputs: {}, outputs: Object.assign({}, ...results.map((r) => r.metafile.outputs)) } };
 if (process.env.LG_BUNDLE_META) writeFileSync(process.env.LG_BUNDLE_META, JSON.stringify(result.metafile));
@@ -128,6 +134,8 @@ for (const file of outputs) {
   // A free `require` (not `x.require`, `__require`, `require2`) is the shim's: keep the banner there.
   if (!/(?<![.\w$])require(?![\w$])/.test(rest)) writeFileSync(join(root, file), text.slice(0, at) + rest);
 }
-// The bin entry: executable, like a command npm links.
-chmodSync(join(outdir, "main.js"), 0o755);
-process.stderr.write(`bundle: dist/cli/main.js, ${[...outputs, ...cjs].filter((f) => f.includes("/hot/")).length} file(s) in hot/, ${outputs.filter((f) => f.includes("/all/")).length} in all/\n`);
+// The bin entry: executable, like a command npm links. Its dynamic import of all/ must stay one (an ES module).
+const bin = readFileSync(join(outdir, "main.cjs"), "utf8");
+if (!bin.includes('import("./all/main.js")')) throw new Error("bundle: main.cjs no longer imports ./all/main.js as an ES module");
+chmodSync(join(outdir, "main.cjs"), 0o755);
+process.stderr.write(`bundle: dist/cli/main.cjs, ${[...outputs, ...cjs].filter((f) => f.includes("/hot/")).length} file(s) in hot/, ${outputs.filter((f) => f.includes("/all/")).length} in all/\n`);

@@ -6,6 +6,6 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 npm ci --no-audit --no-fund
 npm run build
-node dist/cli/main.js image build
-node dist/cli/main.js doctor || true
-node dist/cli/main.js demo "$@"
+node dist/cli/main.cjs image build
+node dist/cli/main.cjs doctor || true
+node dist/cli/main.cjs demo "$@"

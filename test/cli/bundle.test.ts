@@ -13,7 +13,7 @@ import { packageRoot } from "../../src/util/pkg.js";
 import { unavailable } from "../fixtures.js";
 
 const PER_FILE = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
-const BUNDLE = join(packageRoot(), "dist", "cli", "main.js");
+const BUNDLE = join(packageRoot(), "dist", "cli", "main.cjs");
 
 function run(entry: string, args: readonly string[], env: NodeJS.ProcessEnv = {}, execArgv: readonly string[] = []): SpawnSyncReturns<string> {
   return spawnSync(process.execPath, [...execArgv, entry, ...args], {
@@ -33,8 +33,10 @@ test("package.json's bin is the bundle: executable, a hashbang, source maps besi
   assert.equal(cliEntry(), BUNDLE);
   accessSync(BUNDLE, constants.X_OK);
   const text = readFileSync(BUNDLE, "utf8");
-  assert.match(text, /^#!\/usr\/bin\/env node\n/);
-  assert.match(text, /\/\/# sourceMappingURL=main\.js\.map\s*$/);
+  // CommonJS: no ES module loader to start before the first line runs.
+  assert.match(text, /^#!\/usr\/bin\/env node\n"use strict";\n/);
+  assert.doesNotMatch(text, /^import /m);
+  assert.match(text, /\/\/# sourceMappingURL=main\.cjs\.map\s*$/);
   assert.ok(existsSync(`${BUNDLE}.map`));
 });
 
@@ -98,8 +100,11 @@ Module._resolveFilename = function (...args) { const r = resolve.apply(this, arg
 test("--version through the bundle loads the bin alone; the per-file build loads more", (t) => {
   const bundled = modulesLoaded(t, BUNDLE, ["--version"]);
   assert.equal(bundled.status, 0);
-  // Not the error machinery (errors.ts, output.ts), not commander, not either bundle's chunks.
+  // Not the error machinery (errors.ts, output.ts), not commander, not either bundle's chunks. (The hook sees
+  // the bin itself because --import makes node resolve the entry through its ES module loader; without it,
+  // the CommonJS bin starts no ES module loader at all.)
   assert.deepEqual(bundled.urls, [pathToFileURL(BUNDLE).href]);
+  assert.deepEqual(bundled.required, [BUNDLE], "require() resolves the CommonJS bin, and nothing else");
   const perFile = modulesLoaded(t, PER_FILE, ["--version"]);
   assert.equal(perFile.status, 0);
   assert.ok(perFile.urls.length > 1, "the hook sees the per-file build's imports");
@@ -108,10 +113,10 @@ test("--version through the bundle loads the bin alone; the per-file build loads
 test("exec through the bundle loads its one CommonJS file: no package of node_modules, no per-file module", { skip: await unavailable("namespace") }, (t) => {
   const bundled = modulesLoaded(t, BUNDLE, ["exec", "--backend", "namespace", "--", "true"]);
   assert.equal(bundled.status, 0);
-  // The bin is the only ES module; exec's code is dist/cli/hot/exec.cjs, compiled by the bin (runCachedScript),
-  // which require()s node's own modules only.
+  // The bin is the only module (see above); exec's code is dist/cli/hot/exec.cjs, compiled by the bin
+  // (runCachedScript), which require()s node's own modules only.
   assert.deepEqual(bundled.urls, [pathToFileURL(BUNDLE).href]);
-  assert.deepEqual(bundled.required, []);
+  assert.deepEqual(bundled.required, [BUNDLE], "require() resolves the CommonJS bin, and nothing else");
   // The same check on the per-file build fails: commander and zod come from node_modules there.
   const perFile = modulesLoaded(t, PER_FILE, ["exec", "--backend", "namespace", "--", "true"]);
   assert.equal(perFile.status, 0);

@@ -253,8 +253,8 @@ describe("the thin exec client (a service answering)", async () => {
         const full = run(["exec", "--backend", "namespace", "--backend", "namespace", ...c]);
         assert.deepEqual(thin, full, c.join(" "));
       }
-      // The bundled bin takes the thin client straight away (dist/cli/hot/thin.js): the same answers, errors included.
-      const BIN = fileURLToPath(new URL("../../cli/main.js", import.meta.url));
+      // The bundled bin takes the thin client straight away (bundled into dist/cli/main.cjs): the same answers, errors included.
+      const BIN = fileURLToPath(new URL("../../cli/main.cjs", import.meta.url));
       for (const c of [cases[0] as string[], ["--workspace", "/etc/ssh", "--", "true"], ["--timeout", "1", "--", "sleep", "30"]]) {
         const r = spawnSync(process.execPath, [BIN, "exec", "--backend", "namespace", ...c], { encoding: "utf8", timeout: 120_000, env });
         const bundled = { code: r.status, stdout: r.stdout, stderr: r.stderr.replace(/sandbox lg-[0-9a-f]+/g, "sandbox ID") };
