@@ -6,7 +6,6 @@
 // node then never starts its ES module loader for the commands users wait on (--version, exec), which
 // an ES module entry costs before its first line runs; all/ is ES modules, imported when reached.
 import { fileURLToPath } from "node:url";
-import { runCachedScript } from "../util/compile-cache.js";
 import { packageVersion } from "../util/pkg.js";
 import { bareVersion, daemonOffByEnv, namedWord } from "./program.js";
 
@@ -17,7 +16,8 @@ async function main(): Promise<void> {
   else if (process.argv[2] === "exec" && !daemonOffByEnv() && (await (await import("./exec-thin.js")).thinExecMain(process.argv))) process.exitCode ??= 0;
   // exec and tool: one CommonJS file (main-exec.ts bundled), compiled with V8's code cache. This path holds in
   // the bundle (where import.meta.url names this file's twin, dist/src/cli/bin.js) and per file alike.
-  else if (word === "exec" || word === "tool") runCachedScript(fileURLToPath(new URL("../../cli/hot/exec.cjs", import.meta.url)));
+  // (The code cache's module, with node:crypto and node:vm, is loaded on this path only: ~3 ms.)
+  else if (word === "exec" || word === "tool") (await import("../util/compile-cache.js")).runCachedScript(fileURLToPath(new URL("../../cli/hot/exec.cjs", import.meta.url)));
   else await import("./main.js");
 }
 
