@@ -16,7 +16,7 @@ import { packageRoot } from "../../src/util/pkg.js";
 import { testTool } from "../mcp/test-tools.js";
 
 const MODULE = fileURLToPath(new URL("../../src/util/compile-cache.js", import.meta.url));
-const BUNDLE = join(packageRoot(), "dist", "cli", "main.js");
+const BUNDLE = join(packageRoot(), "dist", "cli", "main.cjs");
 const euid = process.geteuid?.() ?? "user";
 
 function tempCache(t: TestContext): string {
