@@ -8,7 +8,7 @@
 // parent-death signal, but a sandbox caught between bwrap's clone and bwrap telling it to go on waits
 // on an eventfd forever once bwrap is gone, holding its workspace. The next allocation, or the daemon's
 // start-up recovery, kills such orphans and frees the uid.
-import { closeSync, linkSync, lstatSync, openSync, readFileSync, readdirSync, unlinkSync, writeSync, constants } from "node:fs";
+import { closeSync, linkSync, lstatSync, openSync, readFileSync, readdirSync, readlinkSync, unlinkSync, writeSync, constants } from "node:fs";
 import { randomBytes, randomInt } from "node:crypto";
 import { join } from "node:path";
 import { LuminaGuardError } from "../../errors.js";
@@ -45,9 +45,18 @@ export const VMM_ID_SLOTS = 65_535;
 const REAP_EVERY_MS = 10_000;
 let lastReap = -Infinity;
 
-/** "pid starttime": the holder, told apart from a later process with the same pid. */
+/** Our pid namespace: a holder's pid means something only in the namespace it was written from. */
+function pidNamespace(): string {
+  try {
+    return /^pid:\[(\d+)\]$/.exec(readlinkSync("/proc/self/ns/pid"))?.[1] ?? "?";
+  } catch {
+    return "?";
+  }
+}
+
+/** "pid starttime pidns": the holder, told apart from a later process with the same pid (and from another pid namespace's). */
 function ownerRecord(): string {
-  return `${process.pid} ${liveStartTime(process.pid) ?? "?"}\n`;
+  return `${process.pid} ${liveStartTime(process.pid) ?? "?"} ${pidNamespace()}\n`;
 }
 
 /** A fresh identity for one VMM; its lock file keeps every other LuminaGuard process from taking the uid. */
@@ -111,15 +120,15 @@ export interface ReapReport {
 }
 
 /** The holder a lock names, or undefined when the file says nothing we understand. */
-function readOwner(path: string): { pid: number; start: string } | undefined {
+function readOwner(path: string): { pid: number; start: string; pidns: string } | undefined {
   let text: string;
   try {
     text = readFileSync(path, "utf8");
   } catch {
     return undefined;
   }
-  const m = /^(\d+) (\d+)\n$/.exec(text);
-  return m ? { pid: Number(m[1]), start: m[2] as string } : undefined;
+  const m = /^(\d+) (\d+) (\d+)\n$/.exec(text);
+  return m ? { pid: Number(m[1]), start: m[2] as string, pidns: m[3] as string } : undefined;
 }
 
 /** Every live process's uids (real, effective, saved, filesystem), zombies left out. */
@@ -170,6 +179,7 @@ export function reapOrphanedIdentities(o: { dir?: string; graceMs?: number } = {
     return report;
   }
   const graceMs = o.graceMs ?? 5_000;
+  const ownNs = pidNamespace();
   const orphaned = new Map<number, string>();
   const unowned = new Map<number, string>();
   for (const name of names) {
@@ -179,6 +189,11 @@ export function reapOrphanedIdentities(o: { dir?: string; graceMs?: number } = {
     // Only our range: a lock file can never make us kill a process of anyone else.
     if (uid <= base || uid > base + VMM_ID_SLOTS) continue;
     const owner = readOwner(path);
+    // A holder in another pid namespace (a container sharing /run) cannot be judged from here: kept.
+    if (owner !== undefined && owner.pidns !== ownNs) {
+      report.kept++;
+      continue;
+    }
     if (owner !== undefined) {
       if (liveStartTime(owner.pid) === owner.start) report.kept++;
       else orphaned.set(uid, path);

@@ -1,7 +1,7 @@
 // Host identities: machine-wide locks with their holder, and what runs as the identity of a host that died.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -69,9 +69,10 @@ test("an identity lock is machine-wide and names its holder", (t) => {
   t.after(() => id.release());
   const lock = join(identityLockDir(), String(id.uid));
   assert.ok(existsSync(lock), "the lock file is there");
-  const [pid, start] = readFileSync(lock, "utf8").trim().split(" ");
+  const [pid, start, pidns] = readFileSync(lock, "utf8").trim().split(" ");
   assert.equal(Number(pid), process.pid);
   assert.match(start ?? "", /^\d+$/);
+  assert.equal(`pid:[${pidns ?? ""}]`, readlinkSync("/proc/self/ns/pid"), "and its pid namespace");
   // Another runtime directory does not give another lock space.
   process.env["LUMINAGUARD_RUN"] = "/tmp/lg-identity-test-elsewhere";
   try {
@@ -166,6 +167,22 @@ test("reaping kills nothing outside the identity range, nor for a lock without a
   await new Promise((r) => legacyChild.once("exit", r));
   const again = reapOrphanedIdentities();
   assert.ok(again.released.includes(join(dir, String(legacy.uid))), "once nothing runs as it, it is freed");
+});
+
+test("a holder recorded from another pid namespace is never judged dead from here", async (t) => {
+  if (!root) return void t.skip(NOT_ROOT);
+  const id = allocateIdentity();
+  const child = spawn("/bin/sleep", ["600"], { uid: id.uid, gid: id.gid, stdio: "ignore" });
+  t.after(() => {
+    child.kill("SIGKILL");
+    id.release();
+  });
+  // pid 1 with a start time it does not have, from a namespace that is not ours.
+  writeFileSync(join(identityLockDir(), String(id.uid)), "1 1 1\n");
+  const report = reapOrphanedIdentities();
+  assert.equal(report.killed.some((k) => k.pid === child.pid), false);
+  assert.ok(pidAlive(child.pid!));
+  assert.ok(existsSync(join(identityLockDir(), String(id.uid))));
 });
 
 test("hosts SIGKILLed at random moments of their spawns: after the next recovery nothing runs without a live holder, nothing is mounted", async (t) => {
