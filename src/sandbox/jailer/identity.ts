@@ -183,6 +183,12 @@ export function reapOrphanedIdentities(o: { dir?: string; graceMs?: number } = {
   const orphaned = new Map<number, string>();
   const unowned = new Map<number, string>();
   for (const name of names) {
+    // A holder record not yet linked into place, left by a process killed between writing and linking it.
+    const tmp = /^\.new-(\d+)-[0-9a-f]+$/.exec(name);
+    if (tmp) {
+      if (liveStartTime(Number(tmp[1])) === undefined && unlinkQuietly(join(dir, name))) report.released.push(join(dir, name));
+      continue;
+    }
     if (!/^\d+$/.test(name)) continue;
     const uid = Number(name);
     const path = join(dir, name);

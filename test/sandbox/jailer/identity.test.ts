@@ -169,6 +169,24 @@ test("reaping kills nothing outside the identity range, nor for a lock without a
   assert.ok(again.released.includes(join(dir, String(legacy.uid))), "once nothing runs as it, it is freed");
 });
 
+test("a holder record left unlinked by a process killed while taking an identity is removed; a live one's is not", async (t) => {
+  if (!root) return void t.skip(NOT_ROOT);
+  const dead = spawn("/bin/true");
+  await new Promise((r) => dead.once("exit", r));
+  const left = join(identityLockDir(), `.new-${dead.pid}-0123456789ab`);
+  const mine = join(identityLockDir(), `.new-${process.pid}-0123456789ab`);
+  writeFileSync(left, "");
+  writeFileSync(mine, "");
+  t.after(() => {
+    rmSync(left, { force: true });
+    rmSync(mine, { force: true });
+  });
+  const report = reapOrphanedIdentities();
+  assert.ok(report.released.includes(left), JSON.stringify(report));
+  assert.equal(existsSync(left), false);
+  assert.ok(existsSync(mine), "a live process's record stays");
+});
+
 test("a holder recorded from another pid namespace is never judged dead from here", async (t) => {
   if (!root) return void t.skip(NOT_ROOT);
   const id = allocateIdentity();
