@@ -220,9 +220,8 @@ export function reapOrphanedIdentities(o: { dir?: string; graceMs?: number } = {
     if (running.has(uid)) report.kept++;
     else if (unlinkQuietly(path)) report.released.push(path);
   }
-  for (const [uid, path] of orphaned) {
-    const pids = running.get(uid) ?? [];
-    for (const pid of pids) {
+  for (const [uid] of orphaned) {
+    for (const pid of running.get(uid) ?? []) {
       try {
         process.kill(pid, "SIGKILL");
         report.killed.push({ pid, uid });
@@ -230,23 +229,26 @@ export function reapOrphanedIdentities(o: { dir?: string; graceMs?: number } = {
         /* gone meanwhile */
       }
     }
-    // SIGKILL takes effect before the process runs again; its exit follows within moments. The lock
-    // goes once nothing runs as the uid, so the uid is never handed out while an orphan still has it.
-    if (pids.length === 0 || waitGone(uid, 1_000)) {
-      if (unlinkQuietly(path)) report.released.push(path);
-    } else report.kept++;
+  }
+  // SIGKILL takes effect before a process runs again; its exit follows within moments (one wait for all
+  // of them, 1 s at most: a process stuck in the kernel is left for the next look). A lock goes once
+  // nothing runs as its uid, so the uid is never handed out while an orphan still has it.
+  const still = report.killed.length > 0 ? stillRunning(new Set([...orphaned.keys()].filter((u) => running.has(u))), 1_000) : new Set<number>();
+  for (const [uid, path] of orphaned) {
+    if (still.has(uid)) report.kept++;
+    else if (unlinkQuietly(path)) report.released.push(path);
   }
   if (report.killed.length > 0) log.warn({ killed: report.killed, released: report.released.length }, "killed sandbox processes whose host process is gone");
   else if (report.released.length > 0) log.info({ released: report.released.length }, "freed the identities of sandbox host processes that are gone");
   return report;
 }
 
-function waitGone(uid: number, ms: number): boolean {
+/** Which of `uids` something still runs as after waiting up to `ms` for them all to be gone. */
+function stillRunning(uids: Set<number>, ms: number): Set<number> {
   const until = performance.now() + ms;
-  const wanted = new Set([uid]);
   for (;;) {
-    if (!processesByUid(wanted).has(uid)) return true;
-    if (performance.now() >= until) return false;
+    const left = new Set(processesByUid(uids).keys());
+    if (left.size === 0 || performance.now() >= until) return left;
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
   }
 }
