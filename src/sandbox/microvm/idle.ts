@@ -4,17 +4,18 @@
 // the backstop for what neither covers (guest kernel work, an agent bug): a VM only needs its vCPU while
 // the host waits for a guest answer (the file tools run beside it, in the file jail), so once nothing is
 // asked of it for the grace period it is stopped (QMP `stop`) and continued (`cont`, ~0.3 ms) before the
-// next request. A stopped
-// guest's clock stands still: after a resume the host sends its time with a `hello`.
+// next request. A stopped guest's clock stands still: after a resume the host sends its time with a `hello`.
 //
 // The grace adapts to the agent: a pause that the next request ends soon after costs a `stop`, a `cont`
 // and (past the clock slack) a `hello` for nothing. So after each resume the grace becomes 1.5x the gap
 // the agent left (from its last answer to this request), between the configured grace and
 // LUMINAGUARD_VM_PAUSE_GRACE_MAX_MS (2 s); a gap longer than that maximum (an agent that stopped, where
 // pausing was right) sets it back to the configured grace. An agent calling every 0.7 s (100 busy agents
-// on 2 cores) keeps its VM running; one that stops has it paused within 2 s. Requests that make the guest work also take a slot
-// of the process-wide exec gate (src/runtime/exec-gate.ts), so past saturation they queue instead of
-// thrashing; a VM is not paused while its request waits there.
+// on 2 cores) keeps its VM running; one that stops has it paused within 2 s.
+//
+// Requests that make the guest work also take a slot of the process-wide exec gate
+// (src/runtime/exec-gate.ts), so past saturation they queue instead of thrashing; a VM is not paused
+// while its request waits there.
 import type { GuestChannel, RequestOptions } from "../../protocol/channel.js";
 import { PROTOCOL_VERSION, type GuestOp, type GuestResult } from "../../protocol/messages.js";
 import { LuminaGuardError, toLuminaGuardError } from "../../errors.js";
