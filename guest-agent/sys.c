@@ -31,8 +31,11 @@
 #define MODULE_DIR "/lib/modules/lg"
 
 static bool init_mode; /* PID 1 of the micro-VM: owns mounts, clock, hostname, power */
+/* Where a share with a workspace subdir is mounted for the moment it takes to bind that subdir. */
+#define SHARE_STAGING "/.lg-share"
 static bool mounted;   /* the workspace's 9p mount is in place */
 static char pending_tag[256]; /* a lazy mount's 9p tag, mounted before the first op that needs it */
+static char pending_subdir[256]; /* the directory of the share that is the workspace ("" for its root) */
 
 void sys_set_init(bool on) { init_mode = on; }
 bool sys_is_init(void) { return init_mode; }
@@ -159,7 +162,7 @@ bool sys_apply_init(req_t *r)
 {
 	uint8_t *seed = NULL;
 	size_t seed_len = 0;
-	const char *id = NULL, *tag = NULL;
+	const char *id = NULL, *tag = NULL, *subdir = "";
 	const jnode *time_n = arg_node(r, "timeMs", J_NUM, true);
 	const jnode *mount_n = arg_node(r, "mount", J_OBJ, false);
 	uint64_t disk_mib = ABSENT, uid = ABSENT, gid = ABSENT;
@@ -195,6 +198,14 @@ bool sys_apply_init(req_t *r)
 			return false;
 		}
 		lazy = l && l->boolean;
+		const jnode *d = json_get(r->doc, mount_n, "subdir");
+		/* One plain name: the host's share holds the workspace as a directory of its root. */
+		if (d && (d->type != J_STR || d->len == 0 || d->len > 255 || memchr(d->str, 0, d->len) || memchr(d->str, '/', d->len) ||
+			  strcmp(d->str, ".") == 0 || strcmp(d->str, "..") == 0)) {
+			reply_error(r->id, "INVALID_ARGUMENT", 0, "args.mount.subdir must be one path component");
+			return false;
+		}
+		subdir = d ? d->str : "";
 	}
 	if (seed_len == 0 || seed_len > SEED_MAX) {
 		reply_error(r->id, "INVALID_ARGUMENT", 0, "args.seed must hold 1 to %d bytes", SEED_MAX);
@@ -231,6 +242,7 @@ bool sys_apply_init(req_t *r)
 		/* A lazy mount waits for the first op that uses the workspace here (the file tools may be
 		 * served beside the VM): the mount, heavy under TCG, leaves the restore path. */
 		snprintf(pending_tag, sizeof pending_tag, "%s", tag);
+		snprintf(pending_subdir, sizeof pending_subdir, "%s", subdir);
 		if (!lazy && !sys_workspace_ready(r->id))
 			return false;
 	}
@@ -261,12 +273,30 @@ bool sys_workspace_ready(uint32_t req_id)
 	if (mounted || pending_tag[0] == 0)
 		return true;
 	mkdir(confine_root(), 0755);
+	/* With a subdir the share is mounted aside, its directory bound at the workspace root and the share
+	 * itself detached: only the workspace stays visible. */
+	const char *at = pending_subdir[0] ? SHARE_STAGING : confine_root();
+	if (pending_subdir[0])
+		mkdir(at, 0700);
 	/* nosuid: a set-id file in the workspace (the host's, or one a command made) must not lift a
 	 * command back to root; nodev: nor may a device node there open the VM's hardware. */
-	if (mount(pending_tag, confine_root(), "9p", MS_NOSUID | MS_NODEV, "trans=virtio,version=9p2000.L,msize=524288,cache=none") < 0) {
+	if (mount(pending_tag, at, "9p", MS_NOSUID | MS_NODEV, "trans=virtio,version=9p2000.L,msize=524288,cache=none") < 0) {
 		int e = errno;
-		reply_error(req_id, "IO_ERROR", e, "mount 9p %.64s on %s: %s", pending_tag, confine_root(), strerror(e));
+		reply_error(req_id, "IO_ERROR", e, "mount 9p %.64s on %s: %s", pending_tag, at, strerror(e));
 		return false;
+	}
+	if (pending_subdir[0]) {
+		char dir[512];
+		snprintf(dir, sizeof dir, "%s/%s", at, pending_subdir);
+		int e = 0;
+		if (mount(dir, confine_root(), NULL, MS_BIND, NULL) < 0)
+			e = errno;
+		umount2(at, MNT_DETACH);
+		rmdir(at);
+		if (e) {
+			reply_error(req_id, "IO_ERROR", e, "bind %s on %s: %s", dir, confine_root(), strerror(e));
+			return false;
+		}
 	}
 	mounted = true;
 	pending_tag[0] = 0;

@@ -12,6 +12,7 @@ import { getBackend, probeBackend, resolveBackend } from "../runtime/backends.js
 import { DEFAULT_DISK_MIB } from "../runtime/disk.js";
 import { SandboxPool, type PoolStats } from "../runtime/pool.js";
 import { DEFAULT_MEMORY_MIB, Sandbox, type RunOptions } from "../runtime/sandbox.js";
+import { MicroVmBackend } from "../sandbox/microvm/backend.js";
 import type { BackendName, BackendProbe } from "../sandbox/types.js";
 import { parseToolArgs } from "../tools/dispatch.js";
 import { TOOL_NAMES, type ToolName } from "../tools/registry.js";
@@ -48,6 +49,8 @@ export interface DaemonOptions {
   maxQueue?: number;
   /** How long a request waits for room when it names no deadline. Default 30 s. */
   admissionWaitMs?: number;
+  /** Micro-VM VMMs kept started and waiting for a restore (src/sandbox/microvm/spares.ts). Default 1. */
+  vmmSpares?: number;
 }
 
 export const DEFAULT_POOLS: Record<BackendName, { min: number; max: number }> = { namespace: { min: 2, max: 8 }, microvm: { min: 1, max: 4 } };
@@ -205,12 +208,15 @@ export class Daemon {
         log.warn({ backend: name, reason: probe.reason }, "daemon: backend unavailable, no pool");
         continue;
       }
+      // Restores (the pool's refills, sandboxes past it) skip QEMU's start with a VMM waiting for them.
+      const backend = getBackend(name);
+      if (backend instanceof MicroVmBackend) await backend.keepSpares(this.options.vmmSpares ?? 1);
       if (size.max <= 0) continue;
       const cost = sandboxCostMiB(name, DEFAULT_MEMORY_MIB);
       this.pools.set(
         name,
         new SandboxPool({
-          backend: getBackend(name),
+          backend,
           minSize: Math.min(size.min, size.max),
           maxSize: size.max,
           // The pool's reserve counts against the memory budget and never grows past it.
@@ -633,6 +639,8 @@ export class Daemon {
     // The MCP endpoint's sessions end with the server; any sandbox one still holds goes now.
     await Promise.allSettled([...this.mcpSandboxes].map((s) => s.kill()));
     await Promise.allSettled([...this.pools.values()].map((p) => p.drain()));
+    const vms = getBackend("microvm");
+    if (vms instanceof MicroVmBackend) await vms.close();
     // Calls cut off by the kills settle now (GUEST_CHANNEL_LOST or SANDBOX_CLOSED); their answers go out before the server closes.
     await Promise.allSettled([...this.inFlight]);
     this.state = "stopped";

@@ -31,8 +31,22 @@ export const initArgsSchema = z.strictObject({
   seed: b64,
   timeMs: z.number().nonnegative(),
   id: z.string().min(1).max(64),
-  /** `lazy`: mount before the first op that uses the workspace in the VM, not during init. */
-  mount: z.strictObject({ tag: z.string().min(1).max(255), lazy: z.boolean().optional() }).optional(),
+  /**
+   * `lazy`: mount before the first op that uses the workspace in the VM, not during init. `subdir`:
+   * the workspace is this directory of the share's root (one path component), not the root itself.
+   */
+  mount: z
+    .strictObject({
+      tag: z.string().min(1).max(255),
+      lazy: z.boolean().optional(),
+      subdir: z
+        .string()
+        .min(1)
+        .max(255)
+        .refine((d) => !d.includes("/") && !d.includes("\0") && d !== "." && d !== "..", "one path component")
+        .optional(),
+    })
+    .optional(),
   diskMiB: positiveInt32.optional(),
   commandUid: positiveInt32.optional(),
   commandGid: positiveInt32.optional(),

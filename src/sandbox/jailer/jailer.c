@@ -2,6 +2,7 @@
  *
  *   lg-jailer --uid U --gid G [--kvm-gid K] [--ro SRC DST]... [--rw SRC DST]... [--dev SRC DST]...
  *             [--idmap SRC DST DISK_UID DISK_GID] [--seccomp FILE] [--stage] [--keep-fds N] -- PROGRAM ARGS...
+ *   lg-jailer --inject PID --uid U --gid G --idmap SRC DST DISK_UID DISK_GID
  *
  * In order: a private mount namespace (and IPC, UTS and network namespaces) whose root is a fresh
  * tmpfs holding only the listed paths; /usr read-only for the VMM's own code; pivot_root onto it so
@@ -17,6 +18,10 @@
  * namespace where the listed binds appear under NEW_ROOT (the workspace idmapped), so that bubblewrap,
  * started as the unprivileged identity, can bind what it could not reach itself; --keep-fds keeps the
  * launcher's descriptors 3..N-1 open.
+ *
+ * --inject PID (root only) adds the one --idmap bind to the running jail of VMM PID instead: a QEMU
+ * started ahead of its sandbox (src/sandbox/microvm/spares.ts) gets its workspace once it has one.
+ * PID must run as --uid (an identity only that VM holds), so a reused pid never receives it.
  *
  * Every source path is opened (O_PATH, no symlink following at the last component) before anything
  * is mounted, so a later mount cannot shadow it and a swapped symlink cannot redirect it. */
@@ -278,9 +283,64 @@ static void detach_mounts_under(const char *dir)
 	}
 }
 
+/* The real uid of the process behind an open /proc/PID directory, from its status file; -1 if gone. */
+static long status_uid(int proc_dir)
+{
+	int fd = openat(proc_dir, "status", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	char buf[4096];
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	const char *u = strstr(buf, "\nUid:");
+	return u ? strtol(u + 5, NULL, 10) : -1;
+}
+
+/* --inject: the workspace bind, idmapped to the VMM's identity, moved into the mount namespace of
+ * the running VMM `pid` at `dst` (a directory its jail already has, below its read-only root). */
+static void inject(long pid, long uid, long gid, long disk_uid, long disk_gid)
+{
+	if (nbinds != 1 || binds[0].kind != BIND_IDMAP)
+		die("--inject takes exactly one --idmap");
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%ld", pid);
+	/* The directory stands for that process from now on: if it exits and its pid is reused, reads
+	 * through it fail instead of describing the newcomer. */
+	int proc_dir = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (proc_dir < 0)
+		die("open %s: %s", path, strerror(errno));
+	int ns = openat(proc_dir, "ns/mnt", O_RDONLY | O_CLOEXEC);
+	if (ns < 0)
+		die("open the mount namespace of %ld: %s", pid, strerror(errno));
+	if (status_uid(proc_dir) != uid)
+		die("process %ld does not run as %ld: not the VMM to give this workspace", pid, uid);
+	int self = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+	struct stat a, b;
+	if (self < 0 || fstat(self, &a) < 0 || fstat(ns, &b) < 0 || (a.st_ino == b.st_ino && a.st_dev == b.st_dev))
+		die("process %ld is not in a jail of its own", pid);
+	close(self);
+	int tree = (int)syscall(SYS_open_tree, AT_FDCWD, binds[0].src, LG_OPEN_TREE_CLONE | LG_OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW | LG_AT_RECURSIVE);
+	if (tree < 0)
+		die("open %s: %s", binds[0].src, strerror(errno));
+	int idmap_ns = idmap_userns(disk_uid, uid, disk_gid, gid);
+	set_attr(tree, LG_MOUNT_ATTR_NOSUID | LG_MOUNT_ATTR_NODEV | LG_MOUNT_ATTR_NOEXEC | LG_MOUNT_ATTR_IDMAP, idmap_ns, binds[0].src);
+	close(idmap_ns);
+	if (setns(ns, CLONE_NEWNS) < 0)
+		die("enter the mount namespace of %ld: %s", pid, strerror(errno));
+	/* Resolved in the jail (setns made its root ours), without following a symlink at the end. */
+	if (syscall(SYS_move_mount, tree, "", AT_FDCWD, binds[0].dst, LG_MOVE_MOUNT_F_EMPTY_PATH) < 0)
+		die("mount %s on %s in the jail of %ld: %s", binds[0].src, binds[0].dst, pid, strerror(errno));
+	if (status_uid(proc_dir) != uid)
+		die("process %ld exited while its workspace was mounted", pid);
+	_exit(0);
+}
+
 int main(int argc, char **argv)
 {
-	long uid = -1, gid = -1, kvm_gid = -1, disk_uid = -1, disk_gid = -1, keep_fds = 3;
+	long uid = -1, gid = -1, kvm_gid = -1, disk_uid = -1, disk_gid = -1, keep_fds = 3, inject_pid = -1;
 	int stage = 0;
 	int i;
 	for (i = 1; i < argc; i++) {
@@ -294,6 +354,8 @@ int main(int argc, char **argv)
 			gid = parse_id(argv[++i], "--gid");
 		} else if (strcmp(a, "--kvm-gid") == 0 && i + 1 < argc) {
 			kvm_gid = parse_id(argv[++i], "--kvm-gid");
+		} else if (strcmp(a, "--inject") == 0 && i + 1 < argc) {
+			inject_pid = parse_id(argv[++i], "--inject");
 		} else if (strcmp(a, "--stage") == 0) {
 			stage = 1;
 		} else if (strcmp(a, "--detach-under") == 0 && i + 1 < argc) {
@@ -317,6 +379,11 @@ int main(int argc, char **argv)
 		} else {
 			die("unknown or incomplete option %s", a);
 		}
+	}
+	if (inject_pid >= 0) {
+		if (geteuid() != 0 || uid <= 0 || gid <= 0)
+			die("--inject is for root, with --uid and --gid naming the VMM's unprivileged identity");
+		inject(inject_pid, uid, gid, disk_uid, disk_gid);
 	}
 	if (i >= argc)
 		die("usage: lg-jailer --uid U --gid G [binds] -- PROGRAM ARGS...");

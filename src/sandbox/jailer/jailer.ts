@@ -16,8 +16,13 @@ export const JAIL = {
   initrd: "/vm/initrd",
   ram: "/vm/ram",
   run: "/run/vm",
-  workspace: "/workspace",
+  /** The 9p share's root: read-only, holding only the directory the workspace is mounted on. */
+  share: "/share",
+  workspace: "/share/ws",
 } as const;
+
+/** The workspace's directory in the share's root, as the guest is told it (`init` mount.subdir). */
+export const SHARE_WORKSPACE_DIR = "ws";
 
 export interface JailBind {
   kind: "ro" | "rw" | "dev";

@@ -13,6 +13,8 @@ import { checkWorkspace } from "../workspace.js";
 import { kvmFlavour, probeAccelerator, qemuVersion, type AccelVerdict } from "./accel.js";
 import { fileJailSpec, spawnBeside } from "./file-jail.js";
 import { pauseWhenIdle } from "./idle.js";
+import { injectWorkspace, VmmSpares } from "./spares.js";
+import { SHARE_WORKSPACE_DIR } from "../jailer/jailer.js";
 import { createSnapshot, discardSnapshot, loadSnapshot, restoreInto, snapshotKey, type Snapshot } from "./snapshot.js";
 import {
   WORKSPACE_TAG,
@@ -43,14 +45,46 @@ interface MicroVmOptions {
   fileTools?: FileToolsMode;
   /** The backend that jails the file tools beside each VM (the namespace backend). */
   fileJail?: SandboxBackend;
+  /**
+   * VMMs kept started and waiting per snapshot, so that a restore skips QEMU's start (spares.ts).
+   * Default 0; the service keeps 1. LUMINAGUARD_VMM_SPARES overrides both. Needs root (the
+   * workspace is mounted into the waiting VMM's jail); elsewhere none are kept.
+   */
+  vmmSpares?: number;
+}
+
+/** How many spare VMMs to keep per snapshot: the environment's, else the option's, and none unless root. */
+function spareTarget(option: number | undefined): number {
+  if ((process.getuid?.() ?? 1) !== 0) return 0;
+  const env = process.env["LUMINAGUARD_VMM_SPARES"];
+  const n = env !== undefined && env !== "" ? Number(env) : (option ?? 0);
+  return Number.isInteger(n) && n >= 0 ? Math.min(n, 8) : 0;
 }
 
 export class MicroVmBackend implements SandboxBackend {
   readonly name = "microvm" as const;
   private verdict: Promise<AccelVerdict> | undefined;
   private readonly snapshots = new Map<string, Promise<Snapshot>>();
+  private readonly spares: VmmSpares;
 
-  constructor(private readonly options: MicroVmOptions = {}) {}
+  constructor(private readonly options: MicroVmOptions = {}) {
+    this.spares = new VmmSpares(spareTarget(options.vmmSpares));
+  }
+
+  /** Keeps `n` VMMs started and waiting per snapshot from the next restore on (LUMINAGUARD_VMM_SPARES wins). */
+  async keepSpares(n: number): Promise<void> {
+    await this.spares.resize(spareTarget(n));
+  }
+
+  /** QEMU pids of the VMMs waiting for a restore. */
+  sparePids(): number[] {
+    return this.spares.pids();
+  }
+
+  /** Destroys the spare VMMs and keeps no more (keepSpares() starts again); restores launch QEMU themselves. */
+  async close(): Promise<void> {
+    await this.spares.resize(0);
+  }
 
   async accelerator(image: ImageManifest): Promise<AccelVerdict> {
     if (this.options.accel) {
@@ -149,12 +183,14 @@ export class MicroVmBackend implements SandboxBackend {
       return await this.restore(spec, image, accel, snapshot, signal, timing);
     } catch (err) {
       if (signal?.aborted) throw err;
-      const injected = toLuminaGuardError(err).details["injected"] === true;
+      const details = toLuminaGuardError(err).details;
+      const injected = details["injected"] === true || details["snapshotSound"] === true;
       // A snapshot that does not restore is never used again; the next spawn makes a fresh one.
       // (Not for an injected fault: the snapshot is sound, and other processes restore from it.)
       log.warn({ sandboxId: spec.id, err: toLuminaGuardError(err).message }, "restore failed; discarding the snapshot and cold booting");
       if (!injected) {
         this.snapshots.delete(snapshotKey({ image, accel, memoryMiB: spec.memoryMiB, vcpus: spec.vcpus, qemu: snapshot.meta.qemu }));
+        await this.spares.discard(snapshot.meta.key);
         discardSnapshot(snapshot);
       }
       return await this.coldBoot(spec, image, accel, signal, { restoreFallback: toLuminaGuardError(err).message }, timing);
@@ -172,15 +208,32 @@ export class MicroVmBackend implements SandboxBackend {
     if (faultsOn && fault("restore")) {
       throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `restoring snapshot ${snapshot.meta.key} failed (injected fault)`, { details: { injected: true } });
     }
-    return await startVm(spec, image, accel, signal, {
-      ...timing,
-      // QEMU reads the snapshot's device state from its stdin (restoreInto): no socket hand-over.
-      launch: { memoryFile: { path: snapshot.ramPath, share: false }, incoming: "stdin" },
-      prepare: (vm) => restoreInto(vm, snapshot, RESTORE_TIMEOUT_MS),
-      timeoutMs: RESTORE_TIMEOUT_MS,
-      info: { start: "restore", snapshot: snapshot.meta.key },
-      ready: "microvm restored",
-    });
+    // QEMU reads the snapshot's device state from its stdin (restoreInto): no socket hand-over.
+    const launch = { memoryFile: { path: snapshot.ramPath, share: false }, incoming: "stdin" } as const;
+    const key = snapshot.meta.key;
+    const spare = this.spares.take(key);
+    try {
+      return await startVm(spec, image, accel, signal, {
+        ...timing,
+        ...(spare ? { vm: spare } : { launch }),
+        prepare: async (vm) => {
+          if (!spare) return await restoreInto(vm, snapshot, RESTORE_TIMEOUT_MS);
+          // A spare was started with no workspace: it is mounted into its jail before the guest runs.
+          // (Beside the restore instead, it saved nothing: the QMP exchange waited as long.)
+          const t = performance.now();
+          await injectWorkspace(vm, spec.workspace);
+          const inject = performance.now() - t;
+          return { inject, ...(await restoreInto(vm, snapshot, RESTORE_TIMEOUT_MS)) };
+        },
+        timeoutMs: RESTORE_TIMEOUT_MS,
+        info: { start: "restore", snapshot: key, vmm: spare ? "spare" : "launched" },
+        ready: "microvm restored",
+      });
+    } finally {
+      this.spares.refill(key, () =>
+        launchVm({ id: `spare-${process.pid}-${randomBytes(4).toString("hex")}`, accel, image, memoryMiB: spec.memoryMiB, vcpus: spec.vcpus, ...launch }),
+      );
+    }
   }
 
   private async coldBoot(
@@ -234,6 +287,8 @@ interface SpawnTiming {
 /** How a sandbox's VM starts: cold, or restored from a snapshot (QEMU options, a step before connecting). */
 interface VmStart {
   launch?: Pick<VmLaunchOptions, "memoryFile" | "incoming">;
+  /** A VMM launched already (a spare: spares.ts), used instead of launching one. */
+  vm?: VmProcess;
   /** Runs on the launched VM before the guest is connected (the VM is destroyed if it fails); its phases in ms. */
   prepare?: (vm: VmProcess) => Promise<Record<string, number>>;
   timeoutMs: number;
@@ -249,7 +304,7 @@ interface VmStart {
 /** Launches the VM for `spec`, prepares it, connects its guest. */
 async function startVm(spec: SandboxSpec, image: ImageManifest, accel: Accelerator, signal: AbortSignal | undefined, how: VmStart): Promise<SandboxHandle> {
   const started = performance.now();
-  const vm = await launchVm({ id: spec.id, accel, image, memoryMiB: spec.memoryMiB, vcpus: spec.vcpus, workspace: spec.workspace, ...how.launch });
+  const vm = how.vm ?? (await launchVm({ id: spec.id, accel, image, memoryMiB: spec.memoryMiB, vcpus: spec.vcpus, workspace: spec.workspace, ...how.launch }));
   // Where a start's time goes, in every handle's info (phaseMs.<phase>) and so in the spawn benchmark.
   const phases: Record<string, number> = { ...(how.since === undefined ? {} : { check: started - how.since }), launch: performance.now() - started };
   how.launched?.();
@@ -313,7 +368,7 @@ async function connectVm(
       timeMs: Date.now(),
       id: spec.id,
       // With the file tools beside the VM only commands use the mount: made at the first one, off the restore path.
-      mount: { tag: WORKSPACE_TAG, ...(spec.fileTools === "host" ? { lazy: true } : {}) },
+      mount: { tag: WORKSPACE_TAG, subdir: SHARE_WORKSPACE_DIR, ...(spec.fileTools === "host" ? { lazy: true } : {}) },
       ...(spec.diskMiB !== undefined ? { diskMiB: spec.diskMiB } : {}),
       // Commands run as the uid the workspace's files show in the guest: the VMM's own (the 9p
       // export reports host owners as QEMU sees them, through the idmapped workspace).

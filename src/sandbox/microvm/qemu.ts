@@ -10,7 +10,7 @@ import { recordCreated } from "../../runtime/created.js";
 import { sandboxHostEnv } from "../../util/env.js";
 import { killGroup, spawnGroup } from "../../util/proc.js";
 import { lowerPriority } from "../priority.js";
-import { JAIL, ensureJailer, jailerArgs, type JailBind, type JailPlan } from "../jailer/jailer.js";
+import { JAIL, SHARE_WORKSPACE_DIR, ensureJailer, jailerArgs, type JailBind, type JailPlan } from "../jailer/jailer.js";
 import { allocateIdentity, type VmmIdentity } from "../jailer/identity.js";
 
 export const QEMU_BINARY = "qemu-system-x86_64";
@@ -26,7 +26,11 @@ export interface VmLaunchOptions {
   image: ImageManifest;
   memoryMiB: number;
   vcpus: number;
-  /** Host directory shared into the guest over 9p with tag WORKSPACE_TAG; omitted for templates. */
+  /**
+   * Host directory shared into the guest over 9p with tag WORKSPACE_TAG, as the directory
+   * SHARE_WORKSPACE_DIR of the share; omitted for templates and for a VMM started before its sandbox
+   * (injectWorkspace() mounts it there later).
+   */
   workspace?: string;
   /** Guest RAM backed by this host file (snapshots); `share` true to write it, false to map it copy-on-write. */
   memoryFile?: { path: string; share: boolean };
@@ -64,7 +68,8 @@ interface VmPaths {
   kernel: string;
   initrd: string;
   ram: string;
-  workspace: string;
+  /** The 9p share's root (its directory SHARE_WORKSPACE_DIR is the workspace). */
+  share: string;
 }
 
 function accelArgs(accel: Accelerator): string[] {
@@ -114,10 +119,12 @@ export function qemuArgs(o: VmLaunchOptions, paths: VmPaths): string[] {
   );
   // The 9p device is always present so that templates and their clones have the same device layout;
   // a template shares an empty directory and never mounts it (QEMU refuses to migrate a mounted 9p).
-  // mapped-xattr: the guest's owners, modes, device nodes and symlinks live in xattrs of plain files;
+  // The share's root is a read-only directory holding only the workspace's mount point: QEMU opens
+  // the root when it starts, so a VMM started before its sandbox exists (spares.ts) can still be
+  // given its workspace, mounted below that root. mapped-xattr: the guest's owners, modes, device nodes and symlinks live in xattrs of plain files;
   // nothing the guest does becomes a host owner, a set-id bit, a device node or a host symlink.
   args.push(
-    "-fsdev", `local,id=ws,path=${v(paths.workspace)},security_model=mapped-xattr,fmode=0644,dmode=0755`,
+    "-fsdev", `local,id=ws,path=${v(paths.share)},security_model=mapped-xattr,fmode=0644,dmode=0755`,
     "-device", `virtio-9p-device,fsdev=ws,mount_tag=${WORKSPACE_TAG}`,
   );
   // A template leaves its run state out of the snapshot, so that a clone runs as soon as its state is
@@ -153,12 +160,11 @@ export async function launchVm(o: VmLaunchOptions): Promise<VmProcess> {
   try {
     dir = runSubdir(`vm-${o.id}`);
     recordCreated(dir);
-    mkdirSync(join(dir, "empty"), { mode: 0o700 });
+    // The share's root (bound read-only in the jail) and the workspace's mount point in it: ours, so
+    // that the VMM (which also sees them through its run directory) can change neither.
+    mkdirSync(join(dir, "share", SHARE_WORKSPACE_DIR), { recursive: true, mode: 0o755 });
     // QEMU creates its sockets and console log here as the VMM identity; nobody else may enter.
-    if (identity.switched) {
-      chownSync(dir, identity.uid, identity.gid);
-      chownSync(join(dir, "empty"), identity.uid, identity.gid);
-    }
+    if (identity.switched) chownSync(dir, identity.uid, identity.gid);
     // A template's RAM file is written by its VMM (the caller takes it back once the snapshot is saved).
     if (identity.switched && o.memoryFile?.share) chownSync(o.memoryFile.path, identity.uid, identity.gid);
   } catch (err) {
@@ -174,7 +180,8 @@ export async function launchVm(o: VmLaunchOptions): Promise<VmProcess> {
   let qemuRunDir = JAIL.run as string;
   if (o.unjailed) {
     qemuRunDir = dir;
-    const paths = { run: dir, kernel: o.image.kernel, initrd: o.image.initrd, ram: o.memoryFile?.path ?? "", workspace: o.workspace ?? join(dir, "empty") };
+    // The benchmark's baseline only: it never mounts the share, and is given no workspace.
+    const paths = { run: dir, kernel: o.image.kernel, initrd: o.image.initrd, ram: o.memoryFile?.path ?? "", share: join(dir, "share") };
     argv = [...deathSignalPrefix(), QEMU_BINARY, ...qemuArgs(o, paths)];
   } else {
     let build;
@@ -189,6 +196,7 @@ export async function launchVm(o: VmLaunchOptions): Promise<VmProcess> {
       { kind: "ro", src: o.image.kernel, dst: JAIL.kernel },
       { kind: "ro", src: o.image.initrd, dst: JAIL.initrd },
       { kind: "rw", src: dir, dst: JAIL.run },
+      { kind: "ro", src: join(dir, "share"), dst: JAIL.share },
       { kind: "dev", src: "/dev/null", dst: "/dev/null" },
       { kind: "dev", src: "/dev/urandom", dst: "/dev/urandom" },
     ];
@@ -199,13 +207,11 @@ export async function launchVm(o: VmLaunchOptions): Promise<VmProcess> {
     let workspace: JailPlan["workspace"];
     if (o.workspace !== undefined) {
       const st = statSync(o.workspace);
-      workspace = { src: o.workspace, uid: st.uid, gid: st.gid };
-    } else {
-      binds.push({ kind: "ro", src: join(dir, "empty"), dst: JAIL.workspace });
+      workspace = { src: o.workspace, uid: st.uid, gid: st.gid, dst: JAIL.workspace };
     }
     const gid = kvmGid(o.accel, identity);
     const plan: JailPlan = { identity, binds, ...(workspace ? { workspace } : {}), ...(gid === undefined ? {} : { kvmGid: gid }) };
-    const paths = { run: JAIL.run, kernel: JAIL.kernel, initrd: JAIL.initrd, ram: JAIL.ram, workspace: JAIL.workspace };
+    const paths = { run: JAIL.run, kernel: JAIL.kernel, initrd: JAIL.initrd, ram: JAIL.ram, share: JAIL.share };
     argv = [...jailerArgs(build, plan), `/usr/bin/${QEMU_BINARY}`, ...qemuArgs(o, paths)];
   }
   // sandboxHostEnv(): PATH, LANG and TZ only; nothing of ours (API keys, tokens) is inherited.

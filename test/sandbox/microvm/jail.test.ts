@@ -24,7 +24,7 @@ describe("QEMU option values", () => {
     if (!image) return;
     const args = qemuArgs(
       { id: "x", accel: "tcg", image, memoryMiB: 128, vcpus: 1, workspace: "/srv/ws,path=/", memoryFile: { path: "/c/ram,share=on", share: false } },
-      { run: "/run/vm", kernel: "/vm/kernel", initrd: "/vm/initrd", ram: "/vm/ram", workspace: "/workspace" },
+      { run: "/run/vm", kernel: "/vm/kernel", initrd: "/vm/initrd", ram: "/vm/ram", share: "/share" },
     );
     const joined = args.join(" ");
     assert.ok(!joined.includes("/srv/ws"), joined);
@@ -52,18 +52,18 @@ describe("micro-VM jail", async () => {
       [
         "id -u",
         "ls /",
-        "echo x > /workspace/new; chmod 4755 /workspace/new && echo SETUID-OK",
-        "chmod 2755 /workspace/new && echo SETGID-OK",
-        "mknod /workspace/dev c 1 3 && echo MKNOD-OK",
-        "chmod 755 /workspace/new && echo PLAIN-CHMOD-OK",
-        "echo more >> /workspace/host.txt && echo HOST-FILE-WRITABLE",
+        "echo x > /share/ws/new; chmod 4755 /share/ws/new && echo SETUID-OK",
+        "chmod 2755 /share/ws/new && echo SETGID-OK",
+        "mknod /share/ws/dev c 1 3 && echo MKNOD-OK",
+        "chmod 755 /share/ws/new && echo PLAIN-CHMOD-OK",
+        "echo more >> /share/ws/host.txt && echo HOST-FILE-WRITABLE",
         "ls /root /etc /home 2>&1 | head -3",
       ].join("; "),
     ];
     const r = await run(argv, { timeoutMs: 10_000 });
     const lines = r.stdout.split("\n");
     if (identity.switched) assert.equal(lines[0], String(identity.uid));
-    assert.deepEqual(lines.slice(1, 9), ["bin", "dev", "lib", "lib64", "proc", "sbin", "usr", "workspace"]);
+    assert.deepEqual(lines.slice(1, 9), ["bin", "dev", "lib", "lib64", "proc", "sbin", "share", "usr"]);
     assert.doesNotMatch(r.stdout, /SETUID-OK|SETGID-OK|MKNOD-OK/);
     assert.match(r.stdout, /PLAIN-CHMOD-OK/);
     assert.match(r.stdout, /HOST-FILE-WRITABLE/, "the workspace owner's files are the VMM's to write");
@@ -90,13 +90,13 @@ describe("micro-VM jail", async () => {
     const argv = [
       "/usr/bin/setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "--",
       ...jailerArgs({ ...build, path: jailer, seccompPath: filter }, { identity, binds: [], workspace: { src: join(dir, "ws"), uid: 65534, gid: 65534 } }),
-      "/usr/bin/sh", "-c", "id -u; ls /; echo x > /workspace/f; chmod 4755 /workspace/f || echo SETID-DENIED",
+      "/usr/bin/sh", "-c", "id -u; ls /; echo x > /share/ws/f; chmod 4755 /share/ws/f || echo SETID-DENIED",
     ];
     const r = await run(argv, { timeoutMs: 10_000 });
     assert.equal(r.code, 0, r.stderr);
     const lines = r.stdout.split("\n");
     assert.equal(lines[0], "65534");
-    assert.deepEqual(lines.slice(1, 8), ["bin", "lib", "lib64", "proc", "sbin", "usr", "workspace"]);
+    assert.deepEqual(lines.slice(1, 8), ["bin", "lib", "lib64", "proc", "sbin", "share", "usr"]);
     assert.match(r.stdout, /SETID-DENIED/);
     assert.equal(statSync(join(dir, "ws", "f")).mode & 0o7000, 0);
   });
@@ -175,7 +175,8 @@ describe("micro-VM jail", async () => {
     assert.notEqual(readlinkSync(`/proc/${pid}/ns/net`), readlinkSync("/proc/self/ns/net"), "own network namespace");
     // What QEMU can see of the filesystem: its code, its own files, nothing else of the host.
     const root = readdirSync(`/proc/${pid}/root`).sort();
-    assert.deepEqual(root, ["bin", "dev", "lib", "lib64", "proc", "run", "sbin", "usr", "vm", "workspace"]);
+    assert.deepEqual(readdirSync(`/proc/${pid}/root/share`), ["ws"], "the share holds the workspace alone");
+    assert.deepEqual(root, ["bin", "dev", "lib", "lib64", "proc", "run", "sbin", "share", "usr", "vm"]);
     assert.deepEqual(readdirSync(`/proc/${pid}/root/dev`).sort(), ["null", "urandom"].concat(sandbox.info["accel"] === "kvm" ? ["kvm"] : []).sort());
     const env = readFileSync(`/proc/${pid}/environ`, "utf8");
     assert.doesNotMatch(env, /sk-secret-test-key|mcp-secret-token/);

@@ -1,0 +1,138 @@
+// VMMs started ahead of their sandbox: QEMU launched for a snapshot, jailed and waiting in -incoming, so a restore costs the load alone.
+import { statSync } from "node:fs";
+import { LuminaGuardError } from "../../errors.js";
+import { log } from "../../log.js";
+import { run } from "../../util/proc.js";
+import { JAIL, ensureJailer } from "../jailer/jailer.js";
+import { connectWhenReady, destroyVm, type VmProcess } from "./qemu.js";
+
+/** How long a spare may take to open its QMP socket before it is given up. */
+const READY_TIMEOUT_MS = 15_000;
+/** Spares stop being started after this many failures in a row (logged; restores launch QEMU as before). */
+const MAX_FAILURES = 3;
+
+/**
+ * Mounts `workspace` (idmapped to the VMM's identity, nosuid, nodev, noexec) where the running VMM's
+ * jail expects it: lg-jailer --inject enters the VMM's mount namespace as root. Needs root, as the
+ * jail's own idmapped mount does; the VMM must run as its identity (a reused pid is refused).
+ */
+export async function injectWorkspace(vm: VmProcess, workspace: string): Promise<void> {
+  const pid = vm.child.pid;
+  if (pid === undefined || !vm.identity.switched) {
+    throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", "a workspace is given to a running VMM only when it runs as an identity of its own");
+  }
+  const build = await ensureJailer();
+  const st = statSync(workspace);
+  const argv = [build.path, "--inject", String(pid), "--uid", String(vm.identity.uid), "--gid", String(vm.identity.gid)];
+  argv.push("--idmap", workspace, JAIL.workspace, String(st.uid), String(st.gid));
+  const r = await run(argv, { timeoutMs: 10_000, env: {} });
+  if (r.code !== 0) {
+    // Not the snapshot's fault: the spawn falls back to a cold boot, and the snapshot stays.
+    throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `cannot give the workspace to its VMM: ${r.stderr.trim() || `lg-jailer exited with ${String(r.code)}`}`, {
+      details: { snapshotSound: true },
+    });
+  }
+}
+
+/** Resolves once QEMU answers on its QMP socket (its jail is built and it waits for its migration). */
+async function whenReady(vm: VmProcess): Promise<void> {
+  const s = await connectWhenReady(vm.qmpPath, vm, READY_TIMEOUT_MS);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      s.once("data", () => resolve());
+      s.once("error", reject);
+      s.once("close", () => reject(new Error("QMP closed before its greeting")));
+    });
+  } finally {
+    s.destroy();
+  }
+}
+
+/**
+ * Ready VMMs per snapshot key, at most `target` of each. A restore takes one (or launches QEMU
+ * itself when none is ready), then calls refill(), which starts a replacement in the background.
+ */
+export class VmmSpares {
+  private readonly ready = new Map<string, VmProcess[]>();
+  private readonly starting = new Set<string>();
+  private readonly inflight = new Set<Promise<void>>();
+  private failures = 0;
+
+  constructor(private target: number) {}
+
+  get size(): number {
+    return this.target;
+  }
+
+  /** Changes how many to keep ready per snapshot; 0 destroys every spare, the starting ones too. */
+  async resize(target: number): Promise<void> {
+    this.target = Math.max(0, Math.floor(target));
+    this.failures = 0;
+    if (this.target === 0) {
+      await Promise.all([...this.inflight]);
+      await Promise.all([...this.ready.keys()].map((k) => this.discard(k)));
+    }
+  }
+
+  /** The QEMU pids of the ready spares (for status and tests). */
+  pids(): number[] {
+    return [...this.ready.values()].flatMap((list) => list.flatMap((vm) => (vm.child.pid === undefined ? [] : [vm.child.pid])));
+  }
+
+  /** A ready VMM for this snapshot (removed from the spares), or undefined. */
+  take(key: string): VmProcess | undefined {
+    const list = this.ready.get(key);
+    while (list && list.length > 0) {
+      const vm = list.shift();
+      if (vm && vm.child.exitCode === null && vm.child.signalCode === null) return vm;
+    }
+    return undefined;
+  }
+
+  /** Starts one replacement for `key` (one at a time per key) while fewer than the target are ready. */
+  refill(key: string, launch: () => Promise<VmProcess>): void {
+    const have = this.ready.get(key)?.length ?? 0;
+    if (this.target <= have || this.starting.has(key) || this.failures >= MAX_FAILURES) return;
+    this.starting.add(key);
+    const job = (async () => {
+      let vm: VmProcess | undefined;
+      try {
+        vm = await launch();
+        await whenReady(vm);
+        if (this.target <= (this.ready.get(key)?.length ?? 0)) {
+          await destroyVm(vm);
+          return;
+        }
+        const list = this.ready.get(key) ?? [];
+        list.push(vm);
+        this.ready.set(key, list);
+        // One that dies while it waits is dropped (and its identity and run directory released).
+        const spare = vm;
+        void spare.exited.then(async () => {
+          const i = list.indexOf(spare);
+          if (i >= 0) {
+            list.splice(i, 1);
+            await destroyVm(spare);
+          }
+        });
+        this.failures = 0;
+      } catch (err) {
+        this.failures++;
+        log.warn({ err: (err as Error).message, failures: this.failures }, "a spare VMM failed to start");
+        if (vm) await destroyVm(vm);
+      } finally {
+        this.starting.delete(key);
+      }
+      if (this.failures < MAX_FAILURES) this.refill(key, launch);
+    })();
+    this.inflight.add(job);
+    void job.finally(() => this.inflight.delete(job));
+  }
+
+  /** Destroys the ready spares of one snapshot (a snapshot that is discarded). */
+  async discard(key: string): Promise<void> {
+    const list = this.ready.get(key) ?? [];
+    this.ready.delete(key);
+    await Promise.all(list.map((vm) => destroyVm(vm)));
+  }
+}

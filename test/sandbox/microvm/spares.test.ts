@@ -1,0 +1,111 @@
+// VMMs started ahead of their sandbox: the workspace is mounted into a waiting VMM's jail (lg-jailer --inject) and nowhere else.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { readFileSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, test } from "node:test";
+import { getBackend } from "../../../src/runtime/backends.js";
+import { MicroVmBackend } from "../../../src/sandbox/microvm/backend.js";
+import { ensureJailer } from "../../../src/sandbox/jailer/jailer.js";
+import { allocateIdentity } from "../../../src/sandbox/jailer/identity.js";
+import { run } from "../../../src/util/proc.js";
+import type { SandboxHandle } from "../../../src/sandbox/types.js";
+import { tempWorkspace, unavailable, waitFor } from "../../fixtures.js";
+
+const root = (process.getuid?.() ?? 1) === 0;
+
+async function sh(h: SandboxHandle, script: string): Promise<{ exitCode: number | null; stdout: string }> {
+  let stdout = "";
+  const r = await h.channel.request(
+    "execute_command",
+    { argv: ["sh", "-c", script], timeoutMs: 10_000, maxOutputBytes: 65_536 },
+    { onEvent: (stream, data) => void (stream === "stdout" && (stdout += data.toString("utf8"))) },
+  );
+  return { exitCode: r.exitCode, stdout };
+}
+
+describe("lg-jailer --inject", () => {
+  const skip = root ? undefined : "needs root (it enters another process's mount namespace)";
+
+  test("refuses a process that does not run as the identity, and one in our own mount namespace", { skip }, async (t) => {
+    const build = await ensureJailer();
+    const ws = tempWorkspace();
+    t.after(() => ws.remove());
+    const identity = allocateIdentity();
+    t.after(() => identity.release());
+    // A root process (a pid reused by something else) and a process of that uid outside any jail.
+    const rootSleeper = spawn("sleep", ["30"], { stdio: "ignore" });
+    const userSleeper = spawn("setpriv", ["--reuid", String(identity.uid), "--regid", String(identity.gid), "--clear-groups", "sleep", "30"], { stdio: "ignore" });
+    t.after(() => {
+      rootSleeper.kill("SIGKILL");
+      userSleeper.kill("SIGKILL");
+    });
+    await waitFor(() => (readFileSync(`/proc/${userSleeper.pid}/status`, "utf8").match(/\nUid:\s+(\d+)/)?.[1] ?? "") === String(identity.uid), 5_000);
+    const inject = (pid: number | undefined) =>
+      run([build.path, "--inject", String(pid), "--uid", String(identity.uid), "--gid", String(identity.gid), "--idmap", ws.dir, "/share/ws", "0", "0"], { timeoutMs: 10_000 });
+    const a = await inject(rootSleeper.pid);
+    assert.equal(a.code, 126);
+    assert.match(a.stderr, /does not run as/);
+    const b = await inject(userSleeper.pid);
+    assert.equal(b.code, 126);
+    assert.match(b.stderr, /not in a jail of its own/);
+    // And nothing was mounted here.
+    assert.doesNotMatch(readFileSync("/proc/self/mountinfo", "utf8"), /\/share\/ws/);
+  });
+});
+
+describe("spare VMMs", async () => {
+  const skip = (await unavailable("microvm")) ?? (root ? undefined : "spares need root");
+
+  test("a restore from a spare sees the workspace both ways, idmapped and nosuid/nodev/noexec in the VMM's jail alone", { skip }, async (t) => {
+    const backend = new MicroVmBackend({ vmmSpares: 1, fileJail: getBackend("namespace") });
+    t.after(() => backend.close());
+    const ws = tempWorkspace();
+    t.after(() => ws.remove());
+    // The first restore launches QEMU itself and starts a spare; the second uses it.
+    await (await backend.spawn({ id: "spare-first", workspace: ws.dir, memoryMiB: 256, pidsMax: 64, vcpus: 1 })).destroy();
+    assert.ok(await waitFor(() => backend.sparePids().length === 1, 30_000), "a spare is started after a restore");
+    const [spare] = backend.sparePids();
+    writeFileSync(join(ws.dir, "host.txt"), "from the host\n");
+    const h = await backend.spawn({ id: "spare-second", workspace: ws.dir, memoryMiB: 256, pidsMax: 64, vcpus: 1 });
+    t.after(() => h.destroy());
+    assert.equal(h.info["vmm"], "spare");
+    assert.equal(h.pids()[0], spare, "the sandbox runs in the spare's QEMU");
+    assert.equal(typeof h.info["phaseMs.inject"], "number");
+    const r = await sh(h, "cat host.txt && echo from-the-vm > vm.txt && ls -A / | grep -c lg-share; ls -A /workspace");
+    assert.equal(r.exitCode, 0, r.stdout);
+    assert.equal(r.stdout, "from the host\n0\nhost.txt\nvm.txt\n", "the workspace alone, and no trace of the share's root");
+    assert.equal(readFileSync(join(ws.dir, "vm.txt"), "utf8"), "from-the-vm\n");
+    assert.equal(statSync(join(ws.dir, "vm.txt")).uid, statSync(ws.dir).uid, "files the VM makes are the workspace owner's");
+    // In QEMU's mount namespace: the workspace idmapped below the read-only share root, with no set-id, devices or exec.
+    const mounts = readFileSync(`/proc/${spare}/mountinfo`, "utf8").split("\n");
+    const line = mounts.find((l) => l.split(" ")[4] === "/share/ws") ?? "";
+    assert.match(line, /\bnosuid\b/, line);
+    assert.match(line, /\bnodev\b/, line);
+    assert.match(line, /\bnoexec\b/, line);
+    assert.match(line, /\bidmapped\b/, line);
+    assert.match(mounts.find((l) => l.split(" ")[4] === "/share") ?? "", /\bro\b/);
+    assert.doesNotMatch(readFileSync("/proc/self/mountinfo", "utf8"), new RegExp(` ${ws.dir} `), "not mounted in the host's namespace");
+  });
+
+  test("a spare that dies while it waits is not handed out; close() leaves no spare running", { skip }, async (t) => {
+    const backend = new MicroVmBackend({ vmmSpares: 1, fileJail: getBackend("namespace") });
+    t.after(() => backend.close());
+    const ws = tempWorkspace();
+    t.after(() => ws.remove());
+    await (await backend.spawn({ id: "spare-die-1", workspace: ws.dir, memoryMiB: 256, pidsMax: 64, vcpus: 1 })).destroy();
+    assert.ok(await waitFor(() => backend.sparePids().length === 1, 30_000));
+    const [dead] = backend.sparePids();
+    process.kill(dead as number, "SIGKILL");
+    assert.ok(await waitFor(() => !backend.sparePids().includes(dead as number), 10_000), "the dead spare is dropped");
+    const h = await backend.spawn({ id: "spare-die-2", workspace: ws.dir, memoryMiB: 256, pidsMax: 64, vcpus: 1 });
+    assert.notEqual(h.pids()[0], dead);
+    assert.equal((await sh(h, "echo ok")).stdout, "ok\n");
+    await h.destroy();
+    assert.ok(await waitFor(() => backend.sparePids().length === 1, 30_000), "a new spare replaces the one used");
+    const [last] = backend.sparePids();
+    await backend.close();
+    assert.deepEqual(backend.sparePids(), []);
+    assert.throws(() => process.kill(last as number, 0), { code: "ESRCH" }, "the spare's QEMU is gone");
+  });
+});
