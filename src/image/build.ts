@@ -98,7 +98,18 @@ interface ImageIds {
   agentHash: string;
 }
 
-async function minimalImageHash(): Promise<ImageIds> {
+/**
+ * The sources an image is made of (agent, kernel fragment, busybox) are the installed package's and
+ * do not change under a running process: hashed once per process, not at every spawn (~2-5 ms each).
+ */
+let minimalIds: Promise<ImageIds> | undefined;
+function minimalImageHash(): Promise<ImageIds> {
+  minimalIds ??= hashMinimalImage();
+  minimalIds.catch(() => (minimalIds = undefined));
+  return minimalIds;
+}
+
+async function hashMinimalImage(): Promise<ImageIds> {
   const kernel = await minimalKernelHash();
   const agent = await agentHash();
   const busybox = await busyboxIdentity();

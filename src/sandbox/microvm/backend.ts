@@ -150,9 +150,10 @@ export class MicroVmBackend implements SandboxBackend {
     const since = performance.now();
     const files = await this.fileToolsFor(spec);
     const jail = this.options.fileJail;
+    // The one workspace check both backends share: real path, never a system, credential or own directory.
+    spec = { ...spec, workspace: checkWorkspace(spec.workspace) };
     if (files.mode === "host" && jail) {
-      const workspace = checkWorkspace(spec.workspace);
-      const s = { ...spec, workspace };
+      const s = spec;
       return await spawnBeside(
         // The jail starts once QEMU is launched: its own start (bwrap, cgroups) is synchronous work
         // here that would otherwise delay the launch.
@@ -170,8 +171,7 @@ export class MicroVmBackend implements SandboxBackend {
   private async spawnVm(spec: SandboxSpec, signal?: AbortSignal, timing?: SpawnTiming): Promise<SandboxHandle> {
     const image = await requireImage();
     const { accel } = await this.accelerator(image);
-    // The one workspace check both backends share: real path, never a system, credential or own directory.
-    spec = { ...spec, workspace: checkWorkspace(spec.workspace) };
+    // spec.workspace was checked by spawn().
     if (!this.snapshotsEnabled) return await this.coldBoot(spec, image, accel, signal, {}, timing);
     let snapshot: Snapshot;
     try {
@@ -212,19 +212,25 @@ export class MicroVmBackend implements SandboxBackend {
     const launch = { memoryFile: { path: snapshot.ramPath, share: false }, incoming: "stdin" } as const;
     const key = snapshot.meta.key;
     const spare = this.spares.take(key);
+    let injected: Promise<number> | undefined;
     try {
       return await startVm(spec, image, accel, signal, {
         ...timing,
         ...(spare ? { vm: spare } : { launch }),
         prepare: async (vm) => {
           if (!spare) return await restoreInto(vm, snapshot, RESTORE_TIMEOUT_MS);
-          // A spare was started with no workspace: it is mounted into its jail before the guest runs.
-          // (Beside the restore instead, it saved nothing: the QMP exchange waited as long.)
+          // A spare was started with no workspace: it is mounted into its jail while the guest
+          // resumes when the guest mounts its share at its first command (the file tools beside it;
+          // the sandbox is handed out once the mount is in place), else before the guest runs.
           const t = performance.now();
-          await injectWorkspace(vm, spec.workspace);
-          const inject = performance.now() - t;
-          return { inject, ...(await restoreInto(vm, snapshot, RESTORE_TIMEOUT_MS)) };
+          const inject = (): Promise<number> => injectWorkspace(vm, spec.workspace).then(() => performance.now() - t);
+          if (spec.fileTools !== "host" || process.env["LG_INJECT_EARLY"] === "1") return { inject: await inject(), ...(await restoreInto(vm, snapshot, RESTORE_TIMEOUT_MS)) };
+          const phases = await restoreInto(vm, snapshot, RESTORE_TIMEOUT_MS);
+          injected = inject();
+          injected.catch(() => undefined);
+          return phases;
         },
+        settle: async () => (injected ? { inject: await injected } : {}),
         timeoutMs: RESTORE_TIMEOUT_MS,
         info: { start: "restore", snapshot: key, vmm: spare ? "spare" : "launched" },
         ready: "microvm restored",
@@ -291,6 +297,8 @@ interface VmStart {
   vm?: VmProcess;
   /** Runs on the launched VM before the guest is connected (the VM is destroyed if it fails); its phases in ms. */
   prepare?: (vm: VmProcess) => Promise<Record<string, number>>;
+  /** Awaited once the guest is connected, before the sandbox is handed out (the VM is destroyed if it fails); its phases in ms. */
+  settle?: () => Promise<Record<string, number>>;
   timeoutMs: number;
   info: Record<string, string>;
   /** The debug line logged with the time it took. */
@@ -315,7 +323,14 @@ async function startVm(spec: SandboxSpec, image: ImageManifest, accel: Accelerat
     throw err;
   }
   // Paused while idle, its guest work through the exec gate (idle.ts).
-  const handle = await pauseWhenIdle(await connectVm(vm, spec, accel, image, how.timeoutMs, signal, how.info), vm);
+  const connected = await connectVm(vm, spec, accel, image, how.timeoutMs, signal, how.info);
+  try {
+    Object.assign(phases, await how.settle?.());
+  } catch (err) {
+    await connected.destroy();
+    throw err;
+  }
+  const handle = await pauseWhenIdle(connected, vm);
   for (const [name, ms] of Object.entries(phases)) handle.info[`phaseMs.${name}`] = Math.round(ms * 100) / 100;
   log.debug({ id: spec.id, accel, ms: performance.now() - started }, how.ready);
   return handle;
