@@ -12,10 +12,11 @@ import type { BackendProbe, FileToolsMode, SandboxBackend, SandboxHandle, Sandbo
 import { checkWorkspace } from "../workspace.js";
 import { kvmFlavour, probeAccelerator, qemuVersion, type AccelVerdict } from "./accel.js";
 import { fileJailSpec, spawnBeside } from "./file-jail.js";
-import { pauseWhenIdle } from "./idle.js";
+import { idleOptions, pauseWhenIdle } from "./idle.js";
+import type { QmpClient } from "./qmp.js";
 import { injectWorkspace, VmmSpares } from "./spares.js";
 import { SHARE_WORKSPACE_DIR } from "../jailer/jailer.js";
-import { createSnapshot, discardSnapshot, loadSnapshot, restoreInto, snapshotKey, type Snapshot } from "./snapshot.js";
+import { createSnapshot, discardSnapshot, loadSnapshot, preloadSnapshot, restoreInto, snapshotKey, type Snapshot } from "./snapshot.js";
 import {
   WORKSPACE_TAG,
   connectWhenReady,
@@ -74,6 +75,11 @@ export class MicroVmBackend implements SandboxBackend {
   /** Keeps `n` VMMs started and waiting per snapshot from the next restore on (LUMINAGUARD_VMM_SPARES wins). */
   async keepSpares(n: number): Promise<void> {
     await this.spares.resize(spareTarget(n));
+  }
+
+  /** How many VMMs are kept waiting per snapshot (0: none). */
+  get spareTarget(): number {
+    return this.spares.size;
   }
 
   /** QEMU pids of the VMMs waiting for a restore. */
@@ -216,19 +222,23 @@ export class MicroVmBackend implements SandboxBackend {
     try {
       return await startVm(spec, image, accel, signal, {
         ...timing,
-        ...(spare ? { vm: spare } : { launch }),
+        ...(spare ? { vm: spare.vm, qmp: spare.qmp } : { launch }),
         prepare: async (vm) => {
           if (!spare) return await restoreInto(vm, snapshot, RESTORE_TIMEOUT_MS);
-          // A spare was started with no workspace: it is mounted into its jail while the guest
-          // resumes when the guest mounts its share at its first command (the file tools beside it;
-          // the sandbox is handed out once the mount is in place), else before the guest runs.
+          // A spare has its snapshot loaded and no workspace yet: the workspace is mounted into its
+          // jail before its guest runs, or while it resumes when the guest mounts its share at its
+          // first command (the file tools beside it; the sandbox is handed out once it is in place).
           const t = performance.now();
           const inject = (): Promise<number> => injectWorkspace(vm, spec.workspace).then(() => performance.now() - t);
-          if (spec.fileTools !== "host" || process.env["LG_INJECT_EARLY"] === "1") return { inject: await inject(), ...(await restoreInto(vm, snapshot, RESTORE_TIMEOUT_MS)) };
-          const phases = await restoreInto(vm, snapshot, RESTORE_TIMEOUT_MS);
-          injected = inject();
-          injected.catch(() => undefined);
-          return phases;
+          const early = spec.fileTools === "host" ? {} : { inject: await inject() };
+          const t1 = performance.now();
+          await spare.qmp.execute("cont");
+          const cont = performance.now() - t1;
+          if (spec.fileTools === "host") {
+            injected = inject();
+            injected.catch(() => undefined);
+          }
+          return { ...early, cont };
         },
         settle: async () => (injected ? { inject: await injected } : {}),
         timeoutMs: RESTORE_TIMEOUT_MS,
@@ -236,9 +246,15 @@ export class MicroVmBackend implements SandboxBackend {
         ready: "microvm restored",
       });
     } finally {
-      this.spares.refill(key, () =>
-        launchVm({ id: `spare-${process.pid}-${randomBytes(4).toString("hex")}`, accel, image, memoryMiB: spec.memoryMiB, vcpus: spec.vcpus, ...launch }),
-      );
+      this.spares.refill(key, async () => {
+        const vm = await launchVm({ id: `spare-${process.pid}-${randomBytes(4).toString("hex")}`, accel, image, memoryMiB: spec.memoryMiB, vcpus: spec.vcpus, ...launch, paused: true });
+        try {
+          return { vm, qmp: await preloadSnapshot(vm, snapshot, RESTORE_TIMEOUT_MS) };
+        } catch (err) {
+          await destroyVm(vm);
+          throw err;
+        }
+      });
     }
   }
 
@@ -293,8 +309,9 @@ interface SpawnTiming {
 /** How a sandbox's VM starts: cold, or restored from a snapshot (QEMU options, a step before connecting). */
 interface VmStart {
   launch?: Pick<VmLaunchOptions, "memoryFile" | "incoming">;
-  /** A VMM launched already (a spare: spares.ts), used instead of launching one. */
+  /** A VMM launched already (a spare: spares.ts), used instead of launching one, and its open QMP client. */
   vm?: VmProcess;
+  qmp?: QmpClient;
   /** Runs on the launched VM before the guest is connected (the VM is destroyed if it fails); its phases in ms. */
   prepare?: (vm: VmProcess) => Promise<Record<string, number>>;
   /** Awaited once the guest is connected, before the sandbox is handed out (the VM is destroyed if it fails); its phases in ms. */
@@ -315,13 +332,17 @@ async function startVm(spec: SandboxSpec, image: ImageManifest, accel: Accelerat
   const vm = how.vm ?? (await launchVm({ id: spec.id, accel, image, memoryMiB: spec.memoryMiB, vcpus: spec.vcpus, workspace: spec.workspace, ...how.launch }));
   // Where a start's time goes, in every handle's info (phaseMs.<phase>) and so in the spawn benchmark.
   const phases: Record<string, number> = { ...(how.since === undefined ? {} : { check: started - how.since }), launch: performance.now() - started };
-  how.launched?.();
+  // The file jail starts beside the VM: once QEMU is launched, or, for a spare, once its guest runs
+  // (spawning the jail is synchronous work here that would delay the `cont`).
+  if (!how.vm) how.launched?.();
   try {
     Object.assign(phases, await how.prepare?.(vm));
   } catch (err) {
+    how.qmp?.close();
     await destroyVm(vm);
     throw err;
   }
+  if (how.vm) how.launched?.();
   // Paused while idle, its guest work through the exec gate (idle.ts).
   const connected = await connectVm(vm, spec, accel, image, how.timeoutMs, signal, how.info);
   try {
@@ -330,7 +351,7 @@ async function startVm(spec: SandboxSpec, image: ImageManifest, accel: Accelerat
     await connected.destroy();
     throw err;
   }
-  const handle = await pauseWhenIdle(connected, vm);
+  const handle = await pauseWhenIdle(connected, vm, idleOptions(), how.qmp);
   for (const [name, ms] of Object.entries(phases)) handle.info[`phaseMs.${name}`] = Math.round(ms * 100) / 100;
   log.debug({ id: spec.id, accel, ms: performance.now() - started }, how.ready);
   return handle;

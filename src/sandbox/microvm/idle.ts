@@ -198,16 +198,21 @@ export class VmIdler {
  * with a destroy that also closes the QMP connection; on failure to connect QMP the handle is
  * returned as it was (a VM that is never paused still works).
  */
-export async function pauseWhenIdle(handle: SandboxHandle, vm: VmProcess, options: IdleOptions = idleOptions()): Promise<SandboxHandle> {
+export async function pauseWhenIdle(handle: SandboxHandle, vm: VmProcess, options: IdleOptions = idleOptions(), open?: QmpClient): Promise<SandboxHandle> {
   // Every QEMU thread started by now (vCPU, RCU, I/O) runs below the host process, also when the
   // spawn lost the race with QEMU's first threads.
   if (vm.child.pid !== undefined) lowerAllThreads(vm.child.pid);
-  if (!options.pause && !options.gate && !options.warmup) return handle;
-  let qmp: QmpClient | undefined;
+  if (!options.pause && !options.gate && !options.warmup) {
+    open?.close();
+    return handle;
+  }
+  let qmp: QmpClient | undefined = open;
   try {
-    // QMP takes one client at a time; a restore's own connection is closed by now.
-    qmp = new QmpClient(await connectWhenReady(vm.qmpPath, vm, 5_000));
-    await qmp.execute("query-status");
+    // QMP takes one client at a time: the restore's own connection is handed over (`open`) or closed by now.
+    if (!qmp) {
+      qmp = new QmpClient(await connectWhenReady(vm.qmpPath, vm, 5_000));
+      await qmp.execute("query-status");
+    }
   } catch (err) {
     qmp?.close();
     log.warn({ id: handle.id, err: toLuminaGuardError(err).message }, "no QMP connection to the VM: it is not paused while idle");

@@ -40,6 +40,8 @@ export interface VmLaunchOptions {
    * (`migrate-incoming fd:0`): no socket to wait for and no round trip to hand the stream over.
    */
   incoming?: boolean | "stdin";
+  /** `-S`: stay paused once an incoming snapshot is loaded (a spare, resumed with QMP `cont`). */
+  paused?: boolean;
   /**
    * Run QEMU outside the jail, as the caller. Only the benchmark's bare-QEMU baseline does this, to
    * show what the jail costs; never a sandbox.
@@ -131,6 +133,7 @@ export function qemuArgs(o: VmLaunchOptions, paths: VmPaths): string[] {
   // loaded (QEMU autostarts an incoming VM that has no saved run state): no QMP `cont` to wait for.
   if (o.memoryFile?.share) args.push("-global", "migration.store-global-state=off");
   if (o.incoming) args.push("-incoming", "defer");
+  if (o.paused) args.push("-S");
   return args;
 }
 

@@ -210,6 +210,28 @@ async function receiveMigration(vm: VmProcess, start: (uri: string) => Promise<v
 }
 
 /**
+ * Loads a snapshot into a VMM started with `incoming: "stdin"` and `paused` (a spare: spares.ts) and
+ * waits until it is loaded. The guest has not run when this returns; QMP `cont` on the returned
+ * client (negotiated, kept open) starts it.
+ */
+export async function preloadSnapshot(vm: VmProcess, snapshot: Snapshot, timeoutMs: number): Promise<QmpClient> {
+  const stdin = vm.child.stdin;
+  if (!stdin) throw new LuminaGuardError("INTERNAL", "a VMM to preload needs its stdin as the migration stream");
+  const qmp = new QmpClient(await connectWhenReady(vm.qmpPath, vm, timeoutMs));
+  try {
+    stdin.end(snapshot.state);
+    await qmp.execute("migrate-set-capabilities", { capabilities: [{ capability: "x-ignore-shared", state: true }] });
+    await qmp.execute("migrate-incoming", { uri: "fd:0" });
+    await pollMigration(qmp, vm, timeoutMs);
+    return qmp;
+  } catch (err) {
+    qmp.close();
+    const stderr = vmStderr(vm);
+    throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `preloading the snapshot failed: ${toLuminaGuardError(err).message}${stderr ? ` (QEMU: ${stderr.slice(-500)})` : ""}`, { cause: err });
+  }
+}
+
+/**
  * Streams a snapshot's device state into a VM started with `-incoming defer`. A VM launched with
  * `incoming: "stdin"` reads it from its stdin pipe: the QMP commands are pipelined after the greeting
  * (negotiation, capability, `migrate-incoming fd:0`) and nothing more is awaited, since a snapshot

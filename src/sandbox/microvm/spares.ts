@@ -1,13 +1,23 @@
-// VMMs started ahead of their sandbox: QEMU launched for a snapshot, jailed and waiting in -incoming, so a restore costs the load alone.
+// VMMs started ahead of their sandbox: QEMU launched, jailed and its snapshot loaded, paused before the guest runs; a restore resumes it.
 import { statSync } from "node:fs";
 import { LuminaGuardError } from "../../errors.js";
 import { log } from "../../log.js";
 import { run } from "../../util/proc.js";
 import { JAIL, ensureJailer } from "../jailer/jailer.js";
-import { connectWhenReady, destroyVm, type VmProcess } from "./qemu.js";
+import { destroyVm, type VmProcess } from "./qemu.js";
+import type { QmpClient } from "./qmp.js";
 
-/** How long a spare may take to open its QMP socket before it is given up. */
-const READY_TIMEOUT_MS = 15_000;
+/** A VMM with a snapshot loaded, paused before its guest's first instruction, and its QMP client. */
+export interface SpareVmm {
+  vm: VmProcess;
+  qmp: QmpClient;
+}
+
+async function destroySpare(s: SpareVmm): Promise<void> {
+  s.qmp.close();
+  await destroyVm(s.vm);
+}
+
 /** Spares stop being started after this many failures in a row (logged; restores launch QEMU as before). */
 const MAX_FAILURES = 3;
 
@@ -34,26 +44,13 @@ export async function injectWorkspace(vm: VmProcess, workspace: string): Promise
   }
 }
 
-/** Resolves once QEMU answers on its QMP socket (its jail is built and it waits for its migration). */
-async function whenReady(vm: VmProcess): Promise<void> {
-  const s = await connectWhenReady(vm.qmpPath, vm, READY_TIMEOUT_MS);
-  try {
-    await new Promise<void>((resolve, reject) => {
-      s.once("data", () => resolve());
-      s.once("error", reject);
-      s.once("close", () => reject(new Error("QMP closed before its greeting")));
-    });
-  } finally {
-    s.destroy();
-  }
-}
-
 /**
  * Ready VMMs per snapshot key, at most `target` of each. A restore takes one (or launches QEMU
  * itself when none is ready), then calls refill(), which starts a replacement in the background.
+ * A spare's `launch` destroys what it started if it fails.
  */
 export class VmmSpares {
-  private readonly ready = new Map<string, VmProcess[]>();
+  private readonly ready = new Map<string, SpareVmm[]>();
   private readonly starting = new Set<string>();
   private readonly inflight = new Set<Promise<void>>();
   private failures = 0;
@@ -76,50 +73,49 @@ export class VmmSpares {
 
   /** The QEMU pids of the ready spares (for status and tests). */
   pids(): number[] {
-    return [...this.ready.values()].flatMap((list) => list.flatMap((vm) => (vm.child.pid === undefined ? [] : [vm.child.pid])));
+    return [...this.ready.values()].flatMap((list) => list.flatMap(({ vm }) => (vm.child.pid === undefined ? [] : [vm.child.pid])));
   }
 
   /** A ready VMM for this snapshot (removed from the spares), or undefined. */
-  take(key: string): VmProcess | undefined {
+  take(key: string): SpareVmm | undefined {
     const list = this.ready.get(key);
     while (list && list.length > 0) {
-      const vm = list.shift();
-      if (vm && vm.child.exitCode === null && vm.child.signalCode === null) return vm;
+      const spare = list.shift();
+      if (spare && spare.vm.child.exitCode === null && spare.vm.child.signalCode === null) return spare;
     }
     return undefined;
   }
 
   /** Starts one replacement for `key` (one at a time per key) while fewer than the target are ready. */
-  refill(key: string, launch: () => Promise<VmProcess>): void {
+  refill(key: string, launch: () => Promise<SpareVmm>): void {
     const have = this.ready.get(key)?.length ?? 0;
     if (this.target <= have || this.starting.has(key) || this.failures >= MAX_FAILURES) return;
     this.starting.add(key);
     const job = (async () => {
-      let vm: VmProcess | undefined;
+      // Not before the restore that asked for it has returned: a launch's first steps (the identity,
+      // the run directory, spawning the jailer) are synchronous work that would delay it.
+      await new Promise((r) => setImmediate(r));
       try {
-        vm = await launch();
-        await whenReady(vm);
+        const spare = await launch();
         if (this.target <= (this.ready.get(key)?.length ?? 0)) {
-          await destroyVm(vm);
+          await destroySpare(spare);
           return;
         }
         const list = this.ready.get(key) ?? [];
-        list.push(vm);
+        list.push(spare);
         this.ready.set(key, list);
         // One that dies while it waits is dropped (and its identity and run directory released).
-        const spare = vm;
-        void spare.exited.then(async () => {
+        void spare.vm.exited.then(async () => {
           const i = list.indexOf(spare);
           if (i >= 0) {
             list.splice(i, 1);
-            await destroyVm(spare);
+            await destroySpare(spare);
           }
         });
         this.failures = 0;
       } catch (err) {
         this.failures++;
         log.warn({ err: (err as Error).message, failures: this.failures }, "a spare VMM failed to start");
-        if (vm) await destroyVm(vm);
       } finally {
         this.starting.delete(key);
       }
@@ -133,6 +129,6 @@ export class VmmSpares {
   async discard(key: string): Promise<void> {
     const list = this.ready.get(key) ?? [];
     this.ready.delete(key);
-    await Promise.all(list.map((vm) => destroyVm(vm)));
+    await Promise.all(list.map(destroySpare));
   }
 }
