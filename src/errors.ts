@@ -120,6 +120,22 @@ export function toLuminaGuardError(err: unknown, fallback: ErrorCode = "INTERNAL
 // How the daemon's clients read its failures (the full one, src/daemon/client.ts, and the thin exec's).
 
 /** Whether a connection error means "no daemon there" (as opposed to a daemon that failed). */
+const NO_DAEMON_AT = Symbol.for("luminaguard.noDaemonAt");
+
+/**
+ * Notes that no daemon answered at `socket` in this process. The bin's thin exec client and the full
+ * command are separate bundles with their own copies of this module; the global symbol is shared, so
+ * the full command does not ask a second time (loading an HTTP client to do so costs ~10 ms).
+ */
+export function markNoDaemon(socket: string): void {
+  (globalThis as Record<symbol, unknown>)[NO_DAEMON_AT] = socket;
+}
+
+/** Whether this process already found no daemon at `socket` (markNoDaemon). */
+export function knownNoDaemon(socket: string): boolean {
+  return (globalThis as Record<symbol, unknown>)[NO_DAEMON_AT] === socket;
+}
+
 export function noDaemon(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException).code;
   return code === "ENOENT" || code === "ECONNREFUSED" || code === "ENOTSOCK" || code === "ECONNRESET" || code === "EACCES";

@@ -13,7 +13,7 @@ import { StringDecoder } from "node:string_decoder";
 import type { CommandStreamLine, CreateSandboxBody, SandboxDescription } from "../daemon/schemas.js";
 import { DAEMON_URL_ENV, daemonDisabledByEnv, defaultSocketPath } from "../daemon/socket-path.js";
 import { unixRequest, unixSendOnly } from "../daemon/unix-http.js";
-import { LuminaGuardError, errorFromBody, noDaemon } from "../errors.js";
+import { LuminaGuardError, errorFromBody, markNoDaemon, noDaemon } from "../errors.js";
 import type { RunOptions, Served } from "../runtime/sandbox.js";
 import type { CommandResult } from "../tools/dispatch.js";
 import { BACKEND_CHOICES, FILE_TOOLS_MODES, MAX_DISK_MIB, MIN_DISK_MIB, type BackendChoice, type FileToolsMode } from "../sandbox/types.js";
@@ -212,6 +212,7 @@ export async function thinExec(argv: readonly string[]): Promise<boolean> {
     if (err instanceof LuminaGuardError) throw err;
     if (!signal.aborted && noDaemon(err)) {
       // No service: the full command runs in-process, with its own signal handlers.
+      markNoDaemon(socket);
       dispose();
       return false;
     }

@@ -2,7 +2,7 @@
 import { request, Agent, type IncomingMessage, type RequestOptions } from "node:http";
 import { resolve as resolvePath } from "node:path";
 import { StringDecoder } from "node:string_decoder";
-import { LuminaGuardError, errorFromBody, noDaemon } from "../errors.js";
+import { LuminaGuardError, errorFromBody, knownNoDaemon, noDaemon } from "../errors.js";
 import { log } from "../log.js";
 import type { DiskLimitMode } from "../runtime/disk.js";
 import type { RunOptions, SandboxApi, SandboxOptions, Served } from "../runtime/sandbox.js";
@@ -347,6 +347,8 @@ export async function sandboxFromDaemon(options: SandboxOptions): Promise<Remote
     return undefined;
   }
   const socketPath = defaultSocketPath();
+  // The bin's thin exec client asked this very socket a moment ago and found no daemon.
+  if (options.daemon !== true && !process.env[DAEMON_URL_ENV] && knownNoDaemon(socketPath)) return undefined;
   if (shared?.socketPath !== socketPath || process.env[DAEMON_URL_ENV]) shared = new DaemonClient(process.env[DAEMON_URL_ENV] ? {} : { socketPath });
   const client = shared;
   const body: CreateSandboxBody = {
