@@ -19,11 +19,14 @@ test("after a no-daemon finding at a socket, the full client does not connect to
     s.destroy();
   });
   await new Promise<void>((r) => server.listen(socket, r));
-  const saved = process.env[SOCKET_ENV];
+  // The test runner turns the daemon off for everything else (LUMINAGUARD_DAEMON=0); this test asks one.
+  const saved = { socket: process.env[SOCKET_ENV], daemon: process.env["LUMINAGUARD_DAEMON"] };
   process.env[SOCKET_ENV] = socket;
+  delete process.env["LUMINAGUARD_DAEMON"];
   t.after(() => {
-    if (saved === undefined) delete process.env[SOCKET_ENV];
-    else process.env[SOCKET_ENV] = saved;
+    if (saved.socket === undefined) delete process.env[SOCKET_ENV];
+    else process.env[SOCKET_ENV] = saved.socket;
+    if (saved.daemon !== undefined) process.env["LUMINAGUARD_DAEMON"] = saved.daemon;
     server.close();
     rmSync(dir, { recursive: true, force: true });
   });
