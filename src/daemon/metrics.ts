@@ -18,6 +18,8 @@ export interface MetricsSources {
   sandboxes: () => Iterable<{ backend: BackendName; memoryMiB: number }>;
   pendingApprovals: () => number;
   admission: () => AdmissionStats;
+  /** Micro-VM VMMs started ahead and waiting for a restore (spares), and how many are kept per snapshot. */
+  vmmSpares: () => { ready: number; target: number };
 }
 
 export class DaemonMetrics {
@@ -90,6 +92,17 @@ export class DaemonMetrics {
       collect() {
         this.reset();
         for (const [backend, s] of sources.pools()) this.set({ backend }, s.waiting);
+      },
+    });
+    new Gauge({
+      name: "luminaguard_vmm_spares",
+      help: "Micro-VM VMMs started, warmed and paused ahead of a restore, by state (ready; target: kept per snapshot)",
+      labelNames: ["state"],
+      registers,
+      collect() {
+        const s = sources.vmmSpares();
+        this.set({ state: "ready" }, s.ready);
+        this.set({ state: "target" }, s.target);
       },
     });
     new Gauge({

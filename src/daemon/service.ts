@@ -17,7 +17,7 @@ import type { BackendName, BackendProbe } from "../sandbox/types.js";
 import { parseToolArgs } from "../tools/dispatch.js";
 import { TOOL_NAMES, type ToolName } from "../tools/registry.js";
 import { packageVersion } from "../util/pkg.js";
-import { Admission, defaultMemoryBudgetMiB, sandboxCostMiB, type AdmissionStats, type Ticket } from "./admission.js";
+import { Admission, MICROVM_OVERHEAD_MIB, defaultMemoryBudgetMiB, sandboxCostMiB, type AdmissionStats, type Ticket } from "./admission.js";
 import { DaemonMetrics } from "./metrics.js";
 import type { CreateSandboxBody, DaemonApprovalMode, SandboxDescription } from "./schemas.js";
 
@@ -114,6 +114,8 @@ export interface DaemonStats {
   state: State;
   uptimeS: number;
   pools: Record<string, PoolStats>;
+  /** Micro-VM VMMs waiting for a restore (spares) and how many are kept per snapshot (0: none). */
+  vmmSpares: { ready: number; target: number };
   sandboxes: { alive: number; byBackend: Record<string, number>; max: number; inFlight: number };
   admission: AdmissionStats;
   approvalsPending: number;
@@ -137,6 +139,10 @@ export class Daemon {
   readonly metrics: DaemonMetrics;
   readonly startedAt = Date.now();
   private readonly pools = new Map<BackendName, SandboxPool>();
+  /** The micro-VM backend once start() has asked it to keep spares. */
+  private spareBackend: MicroVmBackend | undefined;
+  /** The spares' memory, committed in the admission budget while they are kept. */
+  private spareTicket: Ticket | undefined;
   private readonly probes = new Map<BackendName, BackendProbe>();
   private readonly sandboxes = new Map<string, Entry>();
   /** Sandboxes the MCP endpoint's sessions hold (admitted through mcpSource; their sessions kill them). */
@@ -167,6 +173,7 @@ export class Daemon {
       sandboxes: () => [...this.sandboxes.values()].map((e) => ({ backend: e.backend, memoryMiB: e.memoryMiB })),
       pendingApprovals: () => this.approvals.size,
       admission: () => this.admission.stats,
+      vmmSpares: () => this.vmmSpares(),
     });
     this.admission = new Admission({
       memoryBudgetMiB: options.memoryBudgetMiB ?? defaultMemoryBudgetMiB(),
@@ -208,10 +215,11 @@ export class Daemon {
         log.warn({ backend: name, reason: probe.reason }, "daemon: backend unavailable, no pool");
         continue;
       }
-      // Restores (the pool's refills, sandboxes past it) skip QEMU's start with a VMM waiting for them.
-      const backend = getBackend(name);
-      if (backend instanceof MicroVmBackend) await backend.keepSpares(this.options.vmmSpares ?? 1);
       if (size.max <= 0) continue;
+      // Restores (the pool's refills, sandboxes past it) skip QEMU's start with a VMM waiting for them;
+      // like the pool, none when the micro-VM pool is off.
+      const backend = getBackend(name);
+      if (backend instanceof MicroVmBackend) await this.keepSpares(backend);
       const cost = sandboxCostMiB(name, DEFAULT_MEMORY_MIB);
       this.pools.set(
         name,
@@ -558,6 +566,7 @@ export class Daemon {
       state: this.state,
       uptimeS: Math.round((now - this.startedAt) / 1000),
       pools,
+      vmmSpares: this.vmmSpares(),
       sandboxes: { alive: alive.length, byBackend, max: this.maxSandboxes, inFlight: this.inFlight.size },
       admission: this.admission.stats,
       approvalsPending: this.approvals.size,
@@ -568,6 +577,29 @@ export class Daemon {
       recentErrors: this.recentErrors.slice(-20).reverse(),
       host: { memoryTotalBytes: totalmem(), memoryAvailableBytes: freemem(), load1 },
     };
+  }
+
+  /**
+   * Keeps the asked number of spare VMMs (restores skip QEMU's start), their memory committed in the
+   * budget like a pool's: a spare is a QEMU with a few guest pages of its own (~55 MiB PSS warmed),
+   * counted as a micro-VM's overhead each. None when the budget has no room for them.
+   */
+  private async keepSpares(backend: MicroVmBackend): Promise<void> {
+    await backend.keepSpares(this.options.vmmSpares ?? 1);
+    this.spareBackend = backend;
+    const n = backend.spareTarget;
+    if (n === 0) return;
+    this.spareTicket = this.admission.tryReserve(n * MICROVM_OVERHEAD_MIB);
+    if (!this.spareTicket) {
+      log.warn({ spares: n, memoryBudgetMiB: this.admission.memoryBudgetMiB }, "daemon: no room in the memory budget for spare VMMs; restores launch QEMU themselves");
+      await backend.keepSpares(0);
+    }
+  }
+
+  /** The micro-VM backend's spares, if this daemon keeps any. */
+  private vmmSpares(): { ready: number; target: number } {
+    const b = this.spareBackend;
+    return b ? { ready: b.sparePids().length, target: b.spareTarget } : { ready: 0, target: 0 };
   }
 
   /** The last `tail` entries of the audit log. */
@@ -641,6 +673,8 @@ export class Daemon {
     await Promise.allSettled([...this.pools.values()].map((p) => p.drain()));
     const vms = getBackend("microvm");
     if (vms instanceof MicroVmBackend) await vms.close();
+    this.spareTicket?.release();
+    this.spareTicket = undefined;
     // Calls cut off by the kills settle now (GUEST_CHANNEL_LOST or SANDBOX_CLOSED); their answers go out before the server closes.
     await Promise.allSettled([...this.inFlight]);
     this.state = "stopped";

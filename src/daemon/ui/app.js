@@ -84,6 +84,8 @@ function renderStats(s) {
     ...Object.entries(s.pools).map(([b, p]) => row([b, p.ready, p.spawning, p.target, p.waiting, p.handedOut, p.spawnFailures], { "data-backend": b })),
   );
   if (Object.keys(s.pools).length === 0) $("pools").replaceChildren(row(["no pool (no backend works here, or pools are off)"]));
+  const sp = s.vmmSpares;
+  $("spares").textContent = !sp || sp.target === 0 ? "micro-VM spares: none kept" : `micro-VM spares (QEMU started, warmed, paused for the next restore): ${sp.ready} ready of ${sp.target}`;
   $("calls").replaceChildren(...s.calls.sort((a, b) => a.tool.localeCompare(b.tool) || a.outcome.localeCompare(b.outcome)).map((c) => row([c.tool, c.outcome, c.count])));
   const rates = s.series.map((p) => p.calls);
   drawChart($("chart-rate"), rates, (v) => `${v}/s`);

@@ -14,7 +14,7 @@ import { kvmFlavour, probeAccelerator, qemuVersion, type AccelVerdict } from "./
 import { fileJailSpec, spawnBeside } from "./file-jail.js";
 import { idleOptions, pauseWhenIdle } from "./idle.js";
 import type { QmpClient } from "./qmp.js";
-import { injectWorkspace, VmmSpares } from "./spares.js";
+import { injectWorkspace, spareWarmupOn, VmmSpares, warmSpare } from "./spares.js";
 import { SHARE_WORKSPACE_DIR } from "../jailer/jailer.js";
 import { createSnapshot, discardSnapshot, loadSnapshot, preloadSnapshot, restoreInto, snapshotKey, type Snapshot } from "./snapshot.js";
 import {
@@ -242,14 +242,25 @@ export class MicroVmBackend implements SandboxBackend {
         },
         settle: async () => (injected ? { inject: await injected } : {}),
         timeoutMs: RESTORE_TIMEOUT_MS,
-        info: { start: "restore", snapshot: key, vmm: spare ? "spare" : "launched" },
+        info: {
+          start: "restore",
+          snapshot: key,
+          vmm: spare ? "spare" : "launched",
+          ...(spare?.warmupMs !== undefined ? { spareWarmupMs: Math.round(spare.warmupMs) } : {}),
+        },
         ready: "microvm restored",
       });
     } finally {
       this.spares.refill(key, async () => {
         const vm = await launchVm({ id: `spare-${process.pid}-${randomBytes(4).toString("hex")}`, accel, image, memoryMiB: spec.memoryMiB, vcpus: spec.vcpus, ...launch, paused: true });
         try {
-          return { vm, qmp: await preloadSnapshot(vm, snapshot, RESTORE_TIMEOUT_MS) };
+          const qmp = await preloadSnapshot(vm, snapshot, RESTORE_TIMEOUT_MS);
+          try {
+            return { vm, qmp, ...(spareWarmupOn() ? { warmupMs: await warmSpare(vm, qmp, RESTORE_TIMEOUT_MS) } : {}) };
+          } catch (err) {
+            qmp.close();
+            throw err;
+          }
         } catch (err) {
           await destroyVm(vm);
           throw err;
@@ -317,7 +328,7 @@ interface VmStart {
   /** Awaited once the guest is connected, before the sandbox is handed out (the VM is destroyed if it fails); its phases in ms. */
   settle?: () => Promise<Record<string, number>>;
   timeoutMs: number;
-  info: Record<string, string>;
+  info: Record<string, string | number | boolean>;
   /** The debug line logged with the time it took. */
   ready: string;
   /** When the spawn began: the time until the launch (image, accelerator, workspace, snapshot checks) is phase `check`. */

@@ -4,19 +4,62 @@ import { LuminaGuardError } from "../../errors.js";
 import { log } from "../../log.js";
 import { run } from "../../util/proc.js";
 import { JAIL, ensureJailer } from "../jailer/jailer.js";
-import { destroyVm, type VmProcess } from "./qemu.js";
+import { GuestChannel } from "../../protocol/channel.js";
+import { connectWhenReady, destroyVm, type VmProcess } from "./qemu.js";
 import type { QmpClient } from "./qmp.js";
 
 /** A VMM with a snapshot loaded, paused before its guest's first instruction, and its QMP client. */
 export interface SpareVmm {
   vm: VmProcess;
   qmp: QmpClient;
+  /** How long its warm-up ran (warmSpare), if it had one. */
+  warmupMs?: number;
+}
+
+/** Whether spares run their guest once before they wait (LUMINAGUARD_VMM_SPARE_WARMUP=0: no). */
+export function spareWarmupOn(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env["LUMINAGUARD_VMM_SPARE_WARMUP"] !== "0";
 }
 
 async function destroySpare(s: SpareVmm): Promise<void> {
   s.qmp.close();
   await destroyVm(s.vm);
 }
+
+/**
+ * Runs a spare's guest once before it waits: the guest answers a hello and runs `true` with no
+ * workspace, no identity and no seed (what the snapshot's template did before it was saved), the
+ * host hangs up, and the VM is paused again with its agent waiting for a host, as in the snapshot.
+ * Under TCG a new QEMU process translates every guest code path afresh; this moves the
+ * translation of the hello, exec and reap paths off the restore and the first command. Nothing of
+ * a sandbox is in the VM yet: a spare serves one sandbox and is destroyed with it.
+ */
+export async function warmSpare(vm: VmProcess, qmp: QmpClient, timeoutMs: number): Promise<number> {
+  const t0 = performance.now();
+  await qmp.execute("cont");
+  const socket = await connectWhenReady(vm.socketPath, vm, timeoutMs);
+  try {
+    const channel = new GuestChannel({ input: socket, output: socket }, () => socket.destroy());
+    void vm.exited.then(() => channel.fail(new LuminaGuardError("GUEST_CHANNEL_LOST", "the spare VM exited")));
+    await channel.handshake(timeoutMs, 2, { maxIntervalMs: 16 });
+    const t1 = performance.now();
+    const r = await channel.request("execute_command", { argv: ["true"], timeoutMs, maxOutputBytes: 1024 }, { deadlineMs: timeoutMs });
+    if (r.exitCode !== 0) throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `a spare's warm-up command exited with ${String(r.exitCode)}`);
+    const t2 = performance.now();
+    channel.fail(new LuminaGuardError("SANDBOX_CLOSED", "warm-up done"));
+    socket.destroy();
+    // The agent sees the hang-up and waits for its next host before the VM is paused.
+    await new Promise((r) => setTimeout(r, WARM_HANGUP_MS));
+    await qmp.execute("stop");
+    log.debug({ pid: vm.child.pid, helloMs: t1 - t0, execMs: t2 - t1 }, "spare warmed");
+    return performance.now() - t0;
+  } finally {
+    socket.destroy();
+  }
+}
+
+/** How long a warmed spare runs after its host hangs up, for its agent to notice, before it is paused. */
+const WARM_HANGUP_MS = 50;
 
 /** Spares stop being started after this many failures in a row (logged; restores launch QEMU as before). */
 const MAX_FAILURES = 3;

@@ -66,12 +66,27 @@ describe("spare VMMs", async () => {
     await (await backend.spawn({ id: "spare-first", workspace: ws.dir, memoryMiB: 256, pidsMax: 64, vcpus: 1 })).destroy();
     assert.ok(await waitFor(() => backend.sparePids().length === 1, 30_000), "a spare is started after a restore");
     const [spare] = backend.sparePids();
+    // A spare waits warmed and paused: its QEMU uses no CPU while it waits.
+    const cpu = (): number => {
+      const f = readFileSync(`/proc/${spare}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+      return Number(f[11]) + Number(f[12]);
+    };
+    const before = cpu();
+    await new Promise((r) => setTimeout(r, 500));
+    assert.ok(cpu() - before <= 2, `a waiting spare is paused (${cpu() - before} ticks in 0.5 s)`);
     writeFileSync(join(ws.dir, "host.txt"), "from the host\n");
     const h = await backend.spawn({ id: "spare-second", workspace: ws.dir, memoryMiB: 256, pidsMax: 64, vcpus: 1 });
     t.after(() => h.destroy());
     assert.equal(h.info["vmm"], "spare");
     assert.equal(h.pids()[0], spare, "the sandbox runs in the spare's QEMU");
     assert.equal(typeof h.info["phaseMs.inject"], "number");
+    assert.equal(typeof h.info["spareWarmupMs"], "number", "the spare ran its warm-up before it waited");
+    // The warm-up ran with no identity, seed or clock: the sandbox's init is applied after it.
+    const who = await sh(h, "hostname; date +%s; id -u");
+    const [hostname, secs, uid] = who.stdout.trim().split("\n");
+    assert.equal(hostname, "spare-second");
+    assert.ok(Math.abs(Number(secs) - Date.now() / 1000) < 5, `the guest clock is the host's (${secs ?? ""})`);
+    assert.equal(uid, String(h.info["hostUid"]), "commands run as the sandbox's own uid");
     const r = await sh(h, "cat host.txt && echo from-the-vm > vm.txt && ls -A / | grep -c lg-share; ls -A /workspace");
     assert.equal(r.exitCode, 0, r.stdout);
     assert.equal(r.stdout, "from the host\n0\nhost.txt\nvm.txt\n", "the workspace alone, and no trace of the share's root");
