@@ -71,6 +71,7 @@ static const struct {
 } ops[] = {
 	{"hello", op_hello, false, false},
 	{"init", op_init, false, false},
+	{"warmup", op_warmup, false, false},
 	{"read_file", op_read_file, false, true},
 	{"write_file", op_write_file, false, true},
 	{"list_directory", op_list_directory, false, true},

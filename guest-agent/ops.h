@@ -16,6 +16,7 @@ void op_list_directory(req_t *r);
 void op_search(req_t *r);
 /* sys.c */
 void op_init(req_t *r);
+void op_warmup(req_t *r);
 /* exec.c */
 void op_execute_command(req_t *r);
 void op_cancel(req_t *r);

@@ -33,6 +33,10 @@
 static bool init_mode; /* PID 1 of the micro-VM: owns mounts, clock, hostname, power */
 /* Where a share with a workspace subdir is mounted for the moment it takes to bind that subdir. */
 #define SHARE_STAGING "/.lg-share"
+/* Where `warmup` mounts the share, read-only, for the moment it takes to look at its root. */
+#define WARM_STAGING "/.lg-warm"
+/* The workspace's 9p mount options (and the warm-up's, so that it takes the same paths). */
+#define NINEP_OPTS "trans=virtio,version=9p2000.L,msize=524288,cache=none"
 static bool mounted;   /* the workspace's 9p mount is in place */
 static char pending_tag[256]; /* a lazy mount's 9p tag, mounted before the first op that needs it */
 static char pending_subdir[256]; /* the directory of the share that is the workspace ("" for its root) */
@@ -280,7 +284,7 @@ bool sys_workspace_ready(uint32_t req_id)
 		mkdir(at, 0700);
 	/* nosuid: a set-id file in the workspace (the host's, or one a command made) must not lift a
 	 * command back to root; nodev: nor may a device node there open the VM's hardware. */
-	if (mount(pending_tag, at, "9p", MS_NOSUID | MS_NODEV, "trans=virtio,version=9p2000.L,msize=524288,cache=none") < 0) {
+	if (mount(pending_tag, at, "9p", MS_NOSUID | MS_NODEV, NINEP_OPTS) < 0) {
 		int e = errno;
 		reply_error(req_id, "IO_ERROR", e, "mount 9p %.64s on %s: %s", pending_tag, at, strerror(e));
 		return false;
@@ -302,4 +306,42 @@ bool sys_workspace_ready(uint32_t req_id)
 	pending_tag[0] = 0;
 	confine_reopen_root();
 	return true;
+}
+
+void op_warmup(req_t *r)
+{
+	/* A VM started ahead of its sandbox (the host's spares) runs the paths of a sandbox's first
+	 * requests once, with nothing of a sandbox, so that its VMM has translated them (TCG) before a
+	 * restore needs them: the 9p mount of the share and a look at its root. The share is mounted
+	 * read-only, aside, and unmounted before the answer. Refused once a workspace is mounted or
+	 * pending: warming up is for a VM that has none. */
+	const char *tag = NULL;
+	if (!arg_cstr(r, "tag", true, &tag, 255)) {
+		reply_invalid(r);
+		return;
+	}
+	if (!init_mode) {
+		reply_error(r->id, "INVALID_ARGUMENT", 0, "warmup is only available when the agent is the VM's init");
+		return;
+	}
+	if (mounted || pending_tag[0]) {
+		reply_error(r->id, "INVALID_ARGUMENT", 0, "warmup is for a VM that has no workspace yet");
+		return;
+	}
+	mkdir(WARM_STAGING, 0700);
+	if (mount(tag, WARM_STAGING, "9p", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NINEP_OPTS) < 0) {
+		int e = errno;
+		rmdir(WARM_STAGING);
+		reply_error(r->id, "IO_ERROR", e, "mount 9p %.64s on %s: %s", tag, WARM_STAGING, strerror(e));
+		return;
+	}
+	struct stat st;
+	int e = stat(WARM_STAGING, &st) < 0 ? errno : 0;
+	umount2(WARM_STAGING, MNT_DETACH);
+	rmdir(WARM_STAGING);
+	if (e) {
+		reply_error(r->id, "IO_ERROR", e, "stat %s: %s", WARM_STAGING, strerror(e));
+		return;
+	}
+	reply_empty(r->id);
 }

@@ -58,6 +58,8 @@ export const resultSchemas = {
   // `init: true`: the hello carried init's arguments (args.init) and the agent applied them.
   hello: z.object({ v: z.literal(PROTOCOL_VERSION), agent: z.string().max(128), pid: count, init: z.literal(true).optional() }),
   init: z.object({}),
+  // Only a VM's init with no workspace (a spare warming up, spares.ts): mounts the share aside, read-only, and unmounts it.
+  warmup: z.object({}),
   ...toolWireResults,
   cancel: z.object({ found: z.boolean() }),
   shutdown: z.object({}),

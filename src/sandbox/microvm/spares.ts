@@ -5,7 +5,7 @@ import { log } from "../../log.js";
 import { run } from "../../util/proc.js";
 import { JAIL, ensureJailer } from "../jailer/jailer.js";
 import { GuestChannel } from "../../protocol/channel.js";
-import { connectWhenReady, destroyVm, type VmProcess } from "./qemu.js";
+import { WORKSPACE_TAG, connectWhenReady, destroyVm, type VmProcess } from "./qemu.js";
 import type { QmpClient } from "./qmp.js";
 
 /** A VMM with a snapshot loaded, paused before its guest's first instruction, and its QMP client. */
@@ -27,12 +27,13 @@ async function destroySpare(s: SpareVmm): Promise<void> {
 }
 
 /**
- * Runs a spare's guest once before it waits: the guest answers a hello and runs `true` with no
- * workspace, no identity and no seed (what the snapshot's template did before it was saved), the
- * host hangs up, and the VM is paused again with its agent waiting for a host, as in the snapshot.
- * Under TCG a new QEMU process translates every guest code path afresh; this moves the
- * translation of the hello, exec and reap paths off the restore and the first command. Nothing of
- * a sandbox is in the VM yet: a spare serves one sandbox and is destroyed with it.
+ * Runs a spare's guest once before it waits: the guest answers a hello, mounts its share aside and
+ * unmounts it (`warmup`), and runs `true`, with no workspace, no identity and no seed (what the
+ * snapshot's template did before it was saved); the host hangs up, and the VM is paused again with
+ * its agent waiting for a host, as in the snapshot. Under TCG a new QEMU process translates every
+ * guest code path afresh; this moves the translation of the hello, 9p mount, exec and reap paths off
+ * the restore and the first command. Nothing of a sandbox is in the VM yet: a spare serves one
+ * sandbox and is destroyed with it.
  */
 export async function warmSpare(vm: VmProcess, qmp: QmpClient, timeoutMs: number): Promise<number> {
   const t0 = performance.now();
@@ -43,6 +44,8 @@ export async function warmSpare(vm: VmProcess, qmp: QmpClient, timeoutMs: number
     void vm.exited.then(() => channel.fail(new LuminaGuardError("GUEST_CHANNEL_LOST", "the spare VM exited")));
     await channel.handshake(timeoutMs, 2, { maxIntervalMs: 16 });
     const t1 = performance.now();
+    // The share's mount (nothing is at /share/ws yet: the guest sees an empty directory), then a command.
+    await channel.request("warmup", { tag: WORKSPACE_TAG }, { deadlineMs: timeoutMs });
     const r = await channel.request("execute_command", { argv: ["true"], timeoutMs, maxOutputBytes: 1024 }, { deadlineMs: timeoutMs });
     if (r.exitCode !== 0) throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `a spare's warm-up command exited with ${String(r.exitCode)}`);
     const t2 = performance.now();
@@ -51,7 +54,7 @@ export async function warmSpare(vm: VmProcess, qmp: QmpClient, timeoutMs: number
     // The agent sees the hang-up and waits for its next host before the VM is paused.
     await new Promise((r) => setTimeout(r, WARM_HANGUP_MS));
     await qmp.execute("stop");
-    log.debug({ pid: vm.child.pid, helloMs: t1 - t0, execMs: t2 - t1 }, "spare warmed");
+    log.debug({ qemuPid: vm.child.pid, helloMs: t1 - t0, mountAndExecMs: t2 - t1 }, "spare warmed");
     return performance.now() - t0;
   } finally {
     socket.destroy();

@@ -128,4 +128,15 @@ describe("guest agent as the micro-VM's init", async () => {
     assert.doesNotMatch(r.stdout, /status=0/, r.stdout);
     assert.ok(Number(r.stdout.trim().split("\n").pop()) <= 1024 * 1024, r.stdout);
   });
+
+  test("warmup (a spare's, before any sandbox) is refused once the VM has a workspace, and outside the VM", { skip }, async () => {
+    await assert.rejects(sb.channel.request("warmup", { tag: "ws" }), (e: LuminaGuardError) => e.code === "INVALID_ARGUMENT" && /no workspace yet/.test(e.message));
+    assert.equal((await run("ls -A / | grep -c lg-warm")).stdout, "0\n", "no staging directory is left");
+    const ns = await getBackend("namespace").spawn({ id: `lg-agentvm-ns-${process.pid}`, workspace: ws.dir, memoryMiB: 128, pidsMax: 16, vcpus: 1 });
+    try {
+      await assert.rejects(ns.channel.request("warmup", { tag: "ws" }), (e: LuminaGuardError) => e.code === "INVALID_ARGUMENT" && /VM's init/.test(e.message));
+    } finally {
+      await ns.destroy();
+    }
+  });
 });

@@ -87,9 +87,9 @@ describe("spare VMMs", async () => {
     assert.equal(hostname, "spare-second");
     assert.ok(Math.abs(Number(secs) - Date.now() / 1000) < 5, `the guest clock is the host's (${secs ?? ""})`);
     assert.equal(uid, String(h.info["hostUid"]), "commands run as the sandbox's own uid");
-    const r = await sh(h, "cat host.txt && echo from-the-vm > vm.txt && ls -A / | grep -c lg-share; ls -A /workspace");
+    const r = await sh(h, "cat host.txt && echo from-the-vm > vm.txt && ls -A / | grep -c 'lg-share\\|lg-warm'; ls -A /workspace");
     assert.equal(r.exitCode, 0, r.stdout);
-    assert.equal(r.stdout, "from the host\n0\nhost.txt\nvm.txt\n", "the workspace alone, and no trace of the share's root");
+    assert.equal(r.stdout, "from the host\n0\nhost.txt\nvm.txt\n", "the workspace alone, and no trace of the share's root or the warm-up's mount");
     assert.equal(readFileSync(join(ws.dir, "vm.txt"), "utf8"), "from-the-vm\n");
     assert.equal(statSync(join(ws.dir, "vm.txt")).uid, statSync(ws.dir).uid, "files the VM makes are the workspace owner's");
     // In QEMU's mount namespace: the workspace idmapped below the read-only share root, with no set-id, devices or exec.
