@@ -164,16 +164,23 @@ function createTempRunDir(): string {
 export function runDir(): string {
   const fixed = fixedRunDir();
   const dir = fixed ?? (tempRunDir ??= createTempRunDir());
+  // After creating it: parents we made with mkdir -p are checked too.
+  return verifiedPrivateDir(dir, "runtime directory", fixed !== undefined, () => checkAncestors(dir));
+}
+
+/**
+ * `dir`, created 0700 if missing and checked private (ensurePrivateDir, then `more`), once per
+ * process: afterwards one lstat, and the full check again only if it is no longer the same directory.
+ */
+function verifiedPrivateDir(dir: string, what: string, mayCreateParents: boolean, more?: () => void): string {
   const known = verified.get(dir);
   if (known !== undefined) {
-    // Cheap on the spawn path: one lstat, and the full check again only if it is not the same directory.
     const st = lstatOrNone(dir);
     if (st !== undefined && st.dev === known.dev && st.ino === known.ino && privateDirProblem(dir, st) === undefined) return dir;
     verified.delete(dir);
   }
-  const st = ensurePrivateDir(dir, "runtime directory", fixed !== undefined);
-  // After creating it: parents we made with mkdir -p are checked too.
-  checkAncestors(dir);
+  const st = ensurePrivateDir(dir, what, mayCreateParents);
+  more?.();
   verified.set(dir, { dev: st.dev, ino: st.ino });
   return dir;
 }
@@ -201,16 +208,7 @@ export function runSubdir(name: string): string {
 export function identityLockDir(): string {
   if (euid() !== 0) throw new LuminaGuardError("INTERNAL", "host identities are only handed out when running as root");
   if (!runIsRootOnly()) throw unsafe("/run is not a directory only root can write to: no safe place for the host identity locks");
-  const dir = "/run/luminaguard-vmm-ids";
-  const known = verified.get(dir);
-  if (known !== undefined) {
-    const st = lstatOrNone(dir);
-    if (st !== undefined && st.dev === known.dev && st.ino === known.ino && privateDirProblem(dir, st) === undefined) return dir;
-    verified.delete(dir);
-  }
-  const st = ensurePrivateDir(dir, "identity lock directory", false);
-  verified.set(dir, { dev: st.dev, ino: st.ino });
-  return dir;
+  return verifiedPrivateDir("/run/luminaguard-vmm-ids", "identity lock directory", false);
 }
 
 /**

@@ -17,6 +17,7 @@ import { cacheDir, knownRunDirs, RUN_DIR_TEMP_PREFIX } from "../paths.js";
 import { reapOrphanedIdentities, vmmIdBase } from "../sandbox/jailer/identity.js";
 import { probeCgroups } from "../sandbox/namespace/cgroup.js";
 import { run } from "../util/proc.js";
+import { listPids, liveUids } from "../util/procfs.js";
 
 export type LeftoverKind = "orphan-process" | "vm-run-dir" | "vmm-identity" | "workspace" | "workspace-mount" | "workspace-image" | "cgroup" | "run-dir";
 
@@ -72,21 +73,11 @@ interface Liveness {
 function liveness(): Liveness {
   const uids = new Set<number>();
   const held = new Set<string>();
-  let pids: string[] = [];
-  try {
-    pids = readdirSync("/proc").filter((n) => /^\d+$/.test(n));
-  } catch {
-    return { uids, held };
-  }
-  for (const pid of pids) {
-    try {
-      const status = readFileSync(`/proc/${pid}/status`, "utf8");
-      if (/^State:\s+Z/m.test(status)) continue; // a zombie holds nothing but its pid
-      const m = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(status);
-      if (m) for (const u of m.slice(1)) uids.add(Number(u));
-    } catch {
-      continue;
-    }
+  for (const pid of listPids()) {
+    // A zombie holds nothing but its pid; a process gone meanwhile holds nothing either.
+    const ids = liveUids(pid);
+    if (!ids) continue;
+    for (const u of ids) uids.add(u);
     for (const link of ["cwd", "root"]) {
       try {
         held.add(key(statSync(`/proc/${pid}/${link}`)));

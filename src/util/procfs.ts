@@ -42,6 +42,22 @@ export function liveStartTime(pid: number): string | undefined {
   return s && s.state !== "Z" ? s.startTime : undefined;
 }
 
+/**
+ * The uids a live process runs with (real, effective, saved, filesystem; each once), or undefined for
+ * a zombie (it holds nothing but its pid), a process that is gone, or one we may not read.
+ */
+export function liveUids(pid: number | string): number[] | undefined {
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, "utf8");
+  } catch {
+    return undefined;
+  }
+  if (/^State:\s+Z/m.test(status)) return undefined;
+  const m = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(status);
+  return m ? [...new Set(m.slice(1).map(Number))] : undefined;
+}
+
 /** The pids /proc lists now ([] where there is no /proc). */
 export function listPids(): number[] {
   let names: string[];

@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { LuminaGuardError } from "../../errors.js";
 import { log } from "../../log.js";
 import { identityLockDir } from "../../paths.js";
-import { liveStartTime, listPids } from "../../util/procfs.js";
+import { liveStartTime, liveUids, listPids } from "../../util/procfs.js";
 
 export interface VmmIdentity {
   uid: number;
@@ -135,16 +135,7 @@ function readOwner(path: string): { pid: number; start: string; pidns: string } 
 function processesByUid(wanted: Set<number>): Map<number, number[]> {
   const out = new Map<number, number[]>();
   for (const pid of listPids()) {
-    let status: string;
-    try {
-      status = readFileSync(`/proc/${pid}/status`, "utf8");
-    } catch {
-      continue;
-    }
-    if (/^State:\s+Z/m.test(status)) continue;
-    const m = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(status);
-    if (!m) continue;
-    for (const u of new Set(m.slice(1).map(Number))) {
+    for (const u of liveUids(pid) ?? []) {
       if (!wanted.has(u)) continue;
       const list = out.get(u) ?? [];
       list.push(pid);
