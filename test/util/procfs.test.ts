@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { ancestors, childrenByParent, cmdline, descendants, listPids, liveStartTime, pidAlive, procStat, procStatus } from "../../src/util/procfs.js";
+import { ancestors, childrenByParent, cmdline, descendants, listPids, liveStartTime, liveUids, pidAlive, procStat, procStatus } from "../../src/util/procfs.js";
 import { waitFor } from "../fixtures.js";
 
 /** A child that runs until killed, whose own children are `sleep`s (so the tree has two levels). */
@@ -79,6 +79,7 @@ describe("procfs", () => {
     const child = tree(t, "exec sleep 30");
     const pid = child.pid as number;
     assert.ok(pidAlive(pid));
+    assert.deepEqual(liveUids(pid), [process.getuid?.()], "the uids of a live process, each once");
     const start = liveStartTime(pid);
     assert.ok(start);
     const exited = once(child, "exit");
@@ -87,10 +88,12 @@ describe("procfs", () => {
     assert.ok(zombie);
     assert.equal(pidAlive(pid), false);
     assert.equal(liveStartTime(pid), undefined);
+    assert.equal(liveUids(pid), undefined, "a zombie runs as no one");
     await exited;
     await waitFor(() => procStat(pid) === undefined, 5000);
     assert.equal(procStat(pid), undefined);
     assert.equal(procStatus(pid), undefined);
+    assert.equal(liveUids(pid), undefined);
     assert.equal(cmdline(pid), undefined);
     assert.deepEqual(descendants(pid), []);
   });
