@@ -225,9 +225,10 @@ export class MicroVmBackend implements SandboxBackend {
         ...(spare ? { vm: spare.vm, qmp: spare.qmp } : { launch }),
         prepare: async (vm) => {
           if (!spare) return await restoreInto(vm, snapshot, RESTORE_TIMEOUT_MS);
-          // A spare has its snapshot loaded and no workspace yet: the workspace is mounted into its
-          // jail before its guest runs, or while it resumes when the guest mounts its share at its
-          // first command (the file tools beside it; the sandbox is handed out once it is in place).
+          // A spare has its snapshot loaded, was warmed and paused, and has no workspace yet: the
+          // workspace is mounted into its jail before its guest resumes, or while it resumes when the
+          // guest mounts its share at its first command (the file tools beside it; the sandbox is
+          // handed out once it is in place).
           const t = performance.now();
           const inject = (): Promise<number> => injectWorkspace(vm, spec.workspace).then(() => performance.now() - t);
           const early = spec.fileTools === "host" ? {} : { inject: await inject() };
