@@ -64,8 +64,12 @@ export async function warmSpare(vm: VmProcess, qmp: QmpClient, timeoutMs: number
 /** How long a warmed spare runs after its host hangs up, for its agent to notice, before it is paused. */
 const WARM_HANGUP_MS = 50;
 
-/** Spares stop being started after this many failures in a row (logged; restores launch QEMU as before). */
+/**
+ * After this many failures in a row (each logged) no spare is started for a while: restores launch
+ * QEMU themselves meanwhile, and the first restore after the pause tries again.
+ */
 const MAX_FAILURES = 3;
+const FAILURE_PAUSE_MS = 30_000;
 
 /**
  * Mounts `workspace` (idmapped to the VMM's identity, nosuid, nodev, noexec) where the running VMM's
@@ -100,8 +104,13 @@ export class VmmSpares {
   private readonly starting = new Set<string>();
   private readonly inflight = new Set<Promise<void>>();
   private failures = 0;
+  private retryAt = 0;
 
-  constructor(private target: number) {}
+  /** @param pauseMs how long no spare is started after MAX_FAILURES failures in a row. */
+  constructor(
+    private target: number,
+    private readonly pauseMs = FAILURE_PAUSE_MS,
+  ) {}
 
   get size(): number {
     return this.target;
@@ -135,7 +144,7 @@ export class VmmSpares {
   /** Starts one replacement for `key` (one at a time per key) while fewer than the target are ready. */
   refill(key: string, launch: () => Promise<SpareVmm>): void {
     const have = this.ready.get(key)?.length ?? 0;
-    if (this.target <= have || this.starting.has(key) || this.failures >= MAX_FAILURES) return;
+    if (this.target <= have || this.starting.has(key) || this.paused()) return;
     this.starting.add(key);
     const job = (async () => {
       // Not before the restore that asked for it has returned: a launch's first steps (the identity,
@@ -161,14 +170,23 @@ export class VmmSpares {
         this.failures = 0;
       } catch (err) {
         this.failures++;
-        log.warn({ err: (err as Error).message, failures: this.failures }, "a spare VMM failed to start");
+        if (this.failures >= MAX_FAILURES) this.retryAt = Date.now() + this.pauseMs;
+        log.warn({ err: (err as Error).message, failures: this.failures, ...(this.failures >= MAX_FAILURES ? { pauseMs: this.pauseMs } : {}) }, "a spare VMM failed to start");
       } finally {
         this.starting.delete(key);
       }
-      if (this.failures < MAX_FAILURES) this.refill(key, launch);
+      if (!this.paused()) this.refill(key, launch);
     })();
     this.inflight.add(job);
     void job.finally(() => this.inflight.delete(job));
+  }
+
+  /** Whether starting spares is paused after failures in a row (until retryAt; then one more try). */
+  private paused(): boolean {
+    if (this.failures < MAX_FAILURES) return false;
+    if (Date.now() < this.retryAt) return true;
+    this.failures = MAX_FAILURES - 1;
+    return false;
   }
 
   /** Destroys the ready spares of one snapshot (a snapshot that is discarded). */
