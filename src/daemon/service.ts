@@ -581,7 +581,7 @@ export class Daemon {
 
   /**
    * Keeps the asked number of spare VMMs (restores skip QEMU's start), their memory committed in the
-   * budget like a pool's: a spare is a QEMU with a few guest pages of its own (~55 MiB PSS warmed),
+   * budget like a pool's: a spare is a QEMU with a few guest pages of its own (~58 MiB PSS warmed),
    * counted as a micro-VM's overhead each. None when the budget has no room for them.
    */
   private async keepSpares(backend: MicroVmBackend): Promise<void> {
