@@ -1,4 +1,4 @@
-// VMMs started ahead of their sandbox: QEMU launched, jailed and its snapshot loaded, paused before the guest runs; a restore resumes it.
+// VMMs started ahead of their sandbox: QEMU launched, jailed and its snapshot loaded, warmed and paused; a restore resumes it.
 import { statSync } from "node:fs";
 import { LuminaGuardError } from "../../errors.js";
 import { log } from "../../log.js";
@@ -8,7 +8,7 @@ import { GuestChannel } from "../../protocol/channel.js";
 import { WORKSPACE_TAG, connectWhenReady, destroyVm, type VmProcess } from "./qemu.js";
 import type { QmpClient } from "./qmp.js";
 
-/** A VMM with a snapshot loaded, paused before its guest's first instruction, and its QMP client. */
+/** A VMM with a snapshot loaded, its guest warmed (warmSpare) and paused, and its QMP client. */
 export interface SpareVmm {
   vm: VmProcess;
   qmp: QmpClient;
