@@ -250,6 +250,11 @@ bool sys_apply_init(req_t *r)
 		if (!lazy && !sys_workspace_ready(r->id))
 			return false;
 	}
+	/* Outside a VM the workspace is the launcher's mount, and a file jail started ahead of its sandbox
+	 * (src/sandbox/microvm/spares.ts) has it mounted over its empty placeholder only just before this
+	 * init: the file tools resolve beneath the directory as it is now, not as it was at start. */
+	if (!init_mode)
+		confine_reopen_root();
 	return true;
 }
 

@@ -8,7 +8,7 @@
 // killed: sandbox/jailer/identity.ts); a workspace while a process has it as cwd, root or an
 // open descriptor (the guest agent does; QEMU's 9p export does); a cgroup while it has a process. Anything
 // younger than `graceMs` is left alone too: another process may be between creating it and using it.
-import { existsSync, lstatSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync, unlinkSync, type Stats } from "node:fs";
+import { existsSync, lstatSync, readFileSync, readdirSync, readlinkSync, rmSync, rmdirSync, statSync, unlinkSync, type Stats } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { log } from "../log.js";
@@ -19,7 +19,7 @@ import { probeCgroups } from "../sandbox/namespace/cgroup.js";
 import { run } from "../util/proc.js";
 import { listPids, liveUids } from "../util/procfs.js";
 
-export type LeftoverKind = "orphan-process" | "vm-run-dir" | "vmm-identity" | "workspace" | "workspace-mount" | "workspace-image" | "cgroup" | "run-dir";
+export type LeftoverKind = "orphan-process" | "vm-run-dir" | "vmm-identity" | "workspace" | "workspace-mount" | "workspace-image" | "cgroup" | "run-dir" | "placeholder";
 
 export interface Removed {
   kind: LeftoverKind;
@@ -119,6 +119,38 @@ function mountPoints(): Map<string, string> {
   return out;
 }
 
+/**
+ * The last path components of the mount roots (mountinfo's 4th field) that contain `marker`, in the
+ * mount namespace of every live process we may read: a directory bound into another namespace.
+ */
+function mountRootsNamed(marker: string): Set<string> {
+  const out = new Set<string>();
+  const seen = new Set<string>();
+  for (const pid of listPids()) {
+    let ns: string;
+    try {
+      ns = readlinkSync(`/proc/${pid}/ns/mnt`);
+    } catch {
+      continue;
+    }
+    if (seen.has(ns)) continue;
+    seen.add(ns);
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${pid}/mountinfo`, "utf8");
+    } catch {
+      continue;
+    }
+    for (const line of text.split("\n")) {
+      const root = line.split(" ")[3];
+      if (root === undefined || !root.includes(marker)) continue;
+      const last = unescapeMount(root).split("/").pop();
+      if (last) out.add(last);
+    }
+  }
+  return out;
+}
+
 /** The image file a loop device is bound to, if any. */
 
 function umountTool(): string {
@@ -167,6 +199,7 @@ export async function recover(o: RecoverOptions = {}): Promise<RecoveryReport> {
 
   const runDirs = o.runDirs ?? [...new Set([...knownRunDirs(), ...tempRunDirs()])];
   const mounts = mountPoints();
+  let placeholdersInUse: Set<string> | undefined;
   for (const dir of runDirs) {
     if (!ownDir(dir)) continue;
     let names: string[];
@@ -184,6 +217,11 @@ export async function recover(o: RecoverOptions = {}): Promise<RecoveryReport> {
         const console = lstatOrNone(join(path, "console.log"));
         if ((console && live.held.has(key(console))) || (st.uid !== euid() && live.uids.has(st.uid)) || young(st)) report.kept++;
         else remove("vm-run-dir", path, "no process holds its console log or runs as its owner", () => rmSync(path, { recursive: true, force: true }));
+      } else if (name.startsWith("awaiting-")) {
+        // The empty placeholder of a file jail started ahead of its sandbox: its jail's mount
+        // namespace has it as the root of a mount while the jail lives.
+        if (young(st) || (placeholdersInUse ??= mountRootsNamed("/awaiting-")).has(name)) report.kept++;
+        else remove("placeholder", path, "no live process has it mounted", () => rmdirSync(path));
       } else if (name === "vmm-ids") {
         recoverIdentities(path, live, young, report, remove);
       } else if (name === "workspaces") {

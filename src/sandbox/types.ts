@@ -78,4 +78,15 @@ export interface SandboxBackend {
   readonly name: BackendName;
   probe(): Promise<BackendProbe>;
   spawn(spec: SandboxSpec, signal?: AbortSignal): Promise<SandboxHandle>;
+  /** A files-only sandbox started before its workspace is known (the namespace backend, as root). */
+  spawnAwaiting?(spec: SandboxSpec, signal?: AbortSignal): Promise<AwaitingSandbox>;
+}
+
+/** A sandbox started ahead of its workspace: running, and given its workspace (and id) by receive(). */
+export interface AwaitingSandbox {
+  /** The running sandbox, not to be used before receive() has resolved. */
+  readonly handle: SandboxHandle;
+  /** Mounts `spec.workspace` into it and initialises it; once only. The spec's limits must be those it was started with. */
+  receive(spec: SandboxSpec): Promise<SandboxHandle>;
+  destroy(): Promise<void>;
 }

@@ -3,6 +3,7 @@
  *   lg-jailer --uid U --gid G [--kvm-gid K] [--ro SRC DST]... [--rw SRC DST]... [--dev SRC DST]...
  *             [--idmap SRC DST DISK_UID DISK_GID] [--seccomp FILE] [--stage] [--keep-fds N] -- PROGRAM ARGS...
  *   lg-jailer --inject PID --uid U --gid G --idmap SRC DST DISK_UID DISK_GID
+ *   lg-jailer --serve
  *
  * In order: a private mount namespace (and IPC, UTS and network namespaces) whose root is a fresh
  * tmpfs holding only the listed paths; /usr read-only for the VMM's own code; pivot_root onto it so
@@ -21,7 +22,9 @@
  *
  * --inject PID (root only) adds the one --idmap bind to the running jail of VMM PID instead: a QEMU
  * started ahead of its sandbox (src/sandbox/microvm/spares.ts) gets its workspace once it has one.
- * PID must run as --uid (an identity only that VM holds), so a reused pid never receives it.
+ * PID must run as --uid (an identity only that VM holds), so a reused pid never receives it. The
+ * same serves a namespace file jail started ahead of its sandbox. --serve runs --inject requests
+ * read from stdin, one child each, so that a restore forks no process of its own (serve()).
  *
  * Every source path is opened (O_PATH, no symlink following at the last component) before anything
  * is mounted, so a later mount cannot shadow it and a swapped symlink cannot redirect it. */
@@ -338,8 +341,106 @@ static void inject(long pid, long uid, long gid, long disk_uid, long disk_gid)
 	_exit(0);
 }
 
+/* Reads one NUL-terminated field of at most `cap` bytes from stdin; 0 at a clean end of input. */
+static int read_field(char *buf, size_t cap)
+{
+	size_t n = 0;
+	for (;;) {
+		int c = getchar();
+		if (c == EOF) {
+			if (n == 0 && feof(stdin))
+				return 0;
+			die("--serve: request cut short");
+		}
+		if (c == 0) {
+			buf[n] = 0;
+			return 1;
+		}
+		if (n + 1 >= cap)
+			die("--serve: field too long");
+		buf[n++] = (char)c;
+	}
+}
+
+/* --serve (root only): --inject without a process per request. The host keeps one lg-jailer running
+ * and sends it requests on stdin, each eight NUL-terminated fields: "inject", PID, UID, GID, SRC, DST,
+ * DISK_UID, DISK_GID. Each is run in a child of its own, exactly as `--inject PID --uid UID --gid GID
+ * --idmap SRC DST DISK_UID DISK_GID` would run, and answered on stdout in order: "ok" NUL, or "error"
+ * NUL MESSAGE NUL. Ends at the end of its input, and with its parent. A request it cannot parse ends
+ * it: the host starts another. */
+static void serve(void)
+{
+	if (geteuid() != 0)
+		die("--serve is for root");
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+		die("prctl: %s", strerror(errno));
+	signal(SIGPIPE, SIG_DFL);
+	static char f[8][4096];
+	for (;;) {
+		for (int k = 0; k < 8; k++) {
+			if (!read_field(f[k], sizeof f[k])) {
+				if (k == 0)
+					_exit(0);
+				die("--serve: request cut short");
+			}
+		}
+		if (strcmp(f[0], "inject") != 0)
+			die("--serve: unknown request %.32s", f[0]);
+		long pid = parse_id(f[1], "pid"), uid = parse_id(f[2], "uid"), gid = parse_id(f[3], "gid");
+		long disk_uid = parse_id(f[6], "disk uid"), disk_gid = parse_id(f[7], "disk gid");
+		if (uid <= 0 || gid <= 0)
+			die("--serve: uid and gid must name an unprivileged identity");
+		int err[2];
+		if (pipe2(err, O_CLOEXEC) < 0)
+			die("pipe: %s", strerror(errno));
+		fflush(stdout);
+		pid_t child = fork();
+		if (child < 0)
+			die("fork: %s", strerror(errno));
+		if (child == 0) {
+			dup2(err[1], 2);
+			nbinds = 0;
+			add_bind(BIND_IDMAP, f[4], f[5]);
+			inject(pid, uid, gid, disk_uid, disk_gid);
+		}
+		close(err[1]);
+		char msg[2048];
+		size_t len = 0;
+		for (;;) {
+			ssize_t n = read(err[0], msg + len, sizeof msg - 1 - len);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				break;
+			len += (size_t)n;
+			if (len == sizeof msg - 1)
+				break;
+		}
+		close(err[0]);
+		msg[len] = 0;
+		int status = 0;
+		while (waitpid(child, &status, 0) < 0 && errno == EINTR)
+			;
+		if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+			fwrite("ok", 1, 3, stdout);
+		} else {
+			for (size_t k = 0; k < len; k++)
+				if (msg[k] == 0)
+					msg[k] = ' ';
+			if (len == 0)
+				snprintf(msg, sizeof msg, "the inject child ended with status %d", status);
+			fwrite("error", 1, 6, stdout);
+			fwrite(msg, 1, strlen(msg) + 1, stdout);
+		}
+		if (fflush(stdout) != 0)
+			_exit(0);
+	}
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 2 && strcmp(argv[1], "--serve") == 0)
+		serve();
 	long uid = -1, gid = -1, kvm_gid = -1, disk_uid = -1, disk_gid = -1, keep_fds = 3, inject_pid = -1;
 	int stage = 0;
 	int i;

@@ -9,6 +9,7 @@ import { packageRoot } from "../../util/pkg.js";
 import { run } from "../../util/proc.js";
 import { seccompFilterBytes } from "../namespace/seccomp.js";
 import type { VmmIdentity } from "./identity.js";
+import { Injector } from "./injector.js";
 
 /** Where things appear inside the jail: fixed names, so no host path ever reaches a QEMU option. */
 export const JAIL = {
@@ -107,4 +108,33 @@ export function jailerArgs(build: JailerBuild, plan: JailPlan): string[] {
   }
   args.push("--");
   return args;
+}
+
+let injector: Injector | undefined;
+
+/** The one running `lg-jailer --serve` of this process (root only), started now if it is not. */
+export async function startInjector(): Promise<Injector> {
+  const build = await ensureJailer();
+  injector ??= new Injector(build.path);
+  injector.start();
+  return injector;
+}
+
+/**
+ * Mounts `workspace` (idmapped: its owner's files are `identity`'s, nosuid, nodev, noexec) at `dst`
+ * in the mount namespace of the running process `pid`, a jail started ahead of its sandbox (a spare
+ * VMM, or a file jail waiting beside it), through the running `lg-jailer --serve` (injector.ts):
+ * it enters that namespace as root. Root only; `pid` must run as `identity`, an identity only that
+ * jail holds, so a reused pid never receives it.
+ */
+export async function injectWorkspaceInto(pid: number, identity: VmmIdentity, workspace: string, dst: string): Promise<void> {
+  if (!identity.switched) {
+    throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", "a workspace is given to a running jail only when it runs as an identity of its own");
+  }
+  const st = statSync(workspace);
+  try {
+    await (await startInjector()).inject({ pid, uid: identity.uid, gid: identity.gid, src: workspace, dst, diskUid: st.uid, diskGid: st.gid });
+  } catch (err) {
+    throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `cannot give the workspace to its jail: ${(err as Error).message}`, { cause: err });
+  }
 }

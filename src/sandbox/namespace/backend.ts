@@ -1,8 +1,8 @@
 // The namespace backend: the guest agent under bubblewrap (all namespaces, seccomp, cgroup limits) on the host kernel.
 // How a sandbox is started and placed in its cgroup is in launch.ts; what it can see is in bwrap.ts.
 import { randomBytes } from "node:crypto";
-import { statSync } from "node:fs";
-import { dirname } from "node:path";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { dirname, join } from "node:path";
 import type { ChildProcess } from "node:child_process";
 import type { Readable, Writable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -14,11 +14,12 @@ import { log } from "../../log.js";
 import { raceAbort } from "../../util/abort.js";
 import { killGroup } from "../../util/proc.js";
 import { descendants, liveStartTime } from "../../util/procfs.js";
-import type { BackendProbe, SandboxBackend, SandboxHandle, SandboxSpec } from "../types.js";
+import type { AwaitingSandbox, BackendProbe, SandboxBackend, SandboxHandle, SandboxSpec } from "../types.js";
 import { checkWorkspace } from "../workspace.js";
-import { AGENT_COMMAND, SANDBOX_UID } from "./bwrap.js";
+import { AGENT_COMMAND, SANDBOX_UID, WORKSPACE_IN_SANDBOX } from "./bwrap.js";
 import { SandboxCgroup } from "./cgroup.js";
-import { ensureJailer } from "../jailer/jailer.js";
+import { ensureJailer, injectWorkspaceInto, startInjector } from "../jailer/jailer.js";
+import { runDir } from "../../paths.js";
 import { allocateIdentity, type VmmIdentity } from "../jailer/identity.js";
 import { launch, spawnCancelled, type Launch } from "./launch.js";
 import { probeNamespace, type NamespaceProbe } from "./probe.js";
@@ -39,6 +40,14 @@ interface NamespaceBackendOptions {
 }
 
 function validate(spec: SandboxSpec): string {
+  validateLimits(spec);
+  // The one workspace check both backends share: system, credential and LuminaGuard directories,
+  // homes, and names that are not what they seem are refused by name.
+  return checkWorkspace(spec.workspace);
+}
+
+/** The id, memory and pids of a spec (everything but its workspace). */
+function validateLimits(spec: SandboxSpec): void {
   if (!ID_PATTERN.test(spec.id)) {
     throw new LuminaGuardError("INVALID_ARGUMENT", `sandbox id ${JSON.stringify(spec.id)} must match ${ID_PATTERN.source} (it becomes a hostname and a cgroup name)`);
   }
@@ -46,9 +55,6 @@ function validate(spec: SandboxSpec): string {
     throw new LuminaGuardError("INVALID_ARGUMENT", `memoryMiB must be an integer >= ${MIN_MEMORY_MIB}`);
   }
   if (!Number.isInteger(spec.pidsMax) || spec.pidsMax < MIN_PIDS) throw new LuminaGuardError("INVALID_ARGUMENT", `pidsMax must be an integer >= ${MIN_PIDS}`);
-  // The one workspace check both backends share: system, credential and LuminaGuard directories,
-  // homes, and names that are not what they seem are refused by name.
-  return checkWorkspace(spec.workspace);
 }
 
 /**
@@ -89,6 +95,8 @@ class NamespaceSandbox implements SandboxHandle {
     info: Record<string, string | number | boolean>,
     /** The host identity bwrap runs as (root only); freed for reuse once nothing of ours runs under it. */
     private readonly identity?: VmmIdentity,
+    /** The tail of what bwrap and the agent wrote to stderr, for error messages. */
+    readonly stderrTail: () => string = () => "",
   ) {
     this.info = info;
     this.exited = new Promise<void>((resolve) => {
@@ -257,6 +265,74 @@ export class NamespaceBackend implements SandboxBackend {
 
   async spawn(spec: SandboxSpec, signal?: AbortSignal): Promise<SandboxHandle> {
     const workspace = validate(spec);
+    const { sandbox, started, launchedMs, helloMs } = await this.start(spec, workspace, signal);
+    try {
+      await raceAbort(initialize(sandbox, spec), signal, spawnCancelled);
+      const spawnMs = round(performance.now() - started);
+      sandbox.info["spawnMs"] = spawnMs;
+      log.info({ id: spec.id, spawnMs, launchedMs: round(launchedMs), helloMs: round(helloMs), limits: sandbox.info["limits"] }, "namespace sandbox ready");
+      return sandbox;
+    } catch (err) {
+      throw await failedSpawn(sandbox, spec.id, err);
+    }
+  }
+
+  /**
+   * A files-only sandbox started ahead of its workspace (root only): bwrap and the agent run and
+   * answered their hello, with an empty placeholder at the workspace; receive() mounts the real
+   * workspace over it (lg-jailer --inject, as for a spare VMM) and sends the init, which makes the
+   * agent resolve beneath the workspace as it now is. A micro-VM's spare file jail (spares.ts): its
+   * start leaves the restore path. No request but hello reaches it before receive(), and it serves
+   * one sandbox.
+   */
+  async spawnAwaiting(spec: SandboxSpec, signal?: AbortSignal): Promise<AwaitingSandbox> {
+    if (!spec.filesOnly) throw new LuminaGuardError("INVALID_ARGUMENT", "only a files-only sandbox is started ahead of its workspace");
+    if ((process.getuid?.() ?? 1) !== 0) throw new LuminaGuardError("BACKEND_UNAVAILABLE", "a sandbox started ahead of its workspace needs root (its workspace is mounted into it later)");
+    validateLimits(spec);
+    await startInjector();
+    const placeholder = mkdtempSync(join(runDir(), "awaiting-"));
+    let s: Started;
+    try {
+      s = await this.start(spec, placeholder, signal);
+    } catch (err) {
+      rmSync(placeholder, { recursive: true, force: true });
+      throw err;
+    }
+    const { sandbox, identity } = s;
+    // Removed once the jail is gone: while it runs, the placeholder is where its workspace is
+    // mounted, and removing a mount point detaches what is mounted on it in every namespace.
+    void sandbox.exited.then(() => rmSync(placeholder, { recursive: true, force: true }));
+    let received = false;
+    return {
+      handle: sandbox,
+      receive: async (real: SandboxSpec): Promise<SandboxHandle> => {
+        if (received) throw new LuminaGuardError("INTERNAL", "a sandbox started ahead of its workspace receives one workspace only");
+        received = true;
+        const started = performance.now();
+        try {
+          if (real.memoryMiB !== spec.memoryMiB || real.pidsMax !== spec.pidsMax || real.filesOnly !== true) {
+            throw new LuminaGuardError("INTERNAL", "a sandbox started ahead of its workspace was given a spec with other limits");
+          }
+          const workspace = validate(real);
+          if (sandbox.initPid === undefined || !identity) throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", "the waiting sandbox has no process to give the workspace to");
+          await injectWorkspaceInto(sandbox.initPid, identity, workspace, WORKSPACE_IN_SANDBOX);
+          await initialize(sandbox, real);
+          sandbox.info["workspacePrivate"] = workspacePrivate(workspace);
+          sandbox.info["startedAhead"] = true;
+          sandbox.info["receiveMs"] = round(performance.now() - started);
+          return sandbox;
+        } catch (err) {
+          // Its workspace refused or not given: it serves no other, and the reason keeps its code.
+          await sandbox.destroy().catch((e: unknown) => log.error({ id: real.id, err: String(e) }, "destroying a sandbox that did not take its workspace failed"));
+          throw toLuminaGuardError(err, "SANDBOX_SPAWN_FAILED");
+        }
+      },
+      destroy: () => sandbox.destroy(),
+    };
+  }
+
+  /** Launches bwrap and the agent, places them in their cgroup and waits for the agent's hello. */
+  private async start(spec: SandboxSpec, workspace: string, signal?: AbortSignal): Promise<Started> {
     const p = await probeNamespace();
     if (!p.bwrap.ok) throw new LuminaGuardError("BACKEND_UNAVAILABLE", `namespace backend unavailable: ${p.bwrap.reason ?? "?"}`);
     if (this.cgroupMode === "require" && !p.cgroups.usable) {
@@ -296,24 +372,31 @@ export class NamespaceBackend implements SandboxBackend {
       throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `cannot start bwrap: ${(err as Error).message}`, { cause: err });
     }
     const { bwrap, stderrTail } = launched;
-    const sandbox = new NamespaceSandbox(spec.id, bwrap, cgroup, {
-      backend: "namespace",
-      sharesHostKernel: true,
-      isolation: this.isolation(p),
-      network: "none",
-      kernel: p.kernel,
-      bwrap: p.bwrap.version ?? "?",
-      cgroupVersion: cgroup ? p.cgroups.version : "none",
-      limits: cgroup ? "memory+pids" : "none",
-      memoryMiB: spec.memoryMiB,
-      pidsMax: spec.pidsMax,
-      sandboxUid: SANDBOX_UID,
-      hostUid: identity?.uid ?? process.getuid?.() ?? -1,
-      agentHash: agent.hash,
-      cpuLimit: "none",
-      workspacePrivate: workspacePrivate(workspace),
-      ...(spec.filesOnly ? { filesOnly: true } : {}),
-    }, identity);
+    const sandbox = new NamespaceSandbox(
+      spec.id,
+      bwrap,
+      cgroup,
+      {
+        backend: "namespace",
+        sharesHostKernel: true,
+        isolation: this.isolation(p),
+        network: "none",
+        kernel: p.kernel,
+        bwrap: p.bwrap.version ?? "?",
+        cgroupVersion: cgroup ? p.cgroups.version : "none",
+        limits: cgroup ? "memory+pids" : "none",
+        memoryMiB: spec.memoryMiB,
+        pidsMax: spec.pidsMax,
+        sandboxUid: SANDBOX_UID,
+        hostUid: identity?.uid ?? process.getuid?.() ?? -1,
+        agentHash: agent.hash,
+        cpuLimit: "none",
+        workspacePrivate: workspacePrivate(workspace),
+        ...(spec.filesOnly ? { filesOnly: true } : {}),
+      },
+      identity,
+      stderrTail,
+    );
     if (!sandbox.info["workspacePrivate"] && !warnedShared) {
       warnedShared = true;
       log.info(
@@ -324,34 +407,43 @@ export class NamespaceBackend implements SandboxBackend {
     try {
       sandbox.setInit(await launched.ready);
       const launchedMs = performance.now() - started;
-
       const hello = await raceAbort(sandbox.channel.handshake(HANDSHAKE_TIMEOUT_MS), signal, spawnCancelled);
       const helloMs = performance.now() - started;
-      await raceAbort(
-        sandbox.channel.request(
-          "init",
-          { seed: randomBytes(32).toString("base64"), timeMs: Date.now(), id: spec.id, ...(spec.diskMiB !== undefined ? { diskMiB: spec.diskMiB } : {}) } satisfies InitArgs,
-          { deadlineMs: INIT_DEADLINE_MS },
-        ),
-        signal,
-        spawnCancelled,
-      );
-      const spawnMs = Math.round((performance.now() - started) * 100) / 100;
       sandbox.info["agent"] = hello.agent;
       sandbox.info["helloMs"] = round(helloMs);
-      sandbox.info["spawnMs"] = spawnMs;
-      log.info({ id: spec.id, spawnMs, launchedMs: round(launchedMs), helloMs: round(helloMs), limits: sandbox.info["limits"] }, "namespace sandbox ready");
-      return sandbox;
+      return { sandbox, started, launchedMs, helloMs, ...(identity ? { identity } : {}) };
     } catch (err) {
-      await sandbox.destroy().catch((e: unknown) => log.error({ id: spec.id, err: String(e) }, "cleanup after failed spawn failed"));
-      const e = toLuminaGuardError(err, "SANDBOX_SPAWN_FAILED");
-      if (e.code === "CANCELLED" || e.code === "SANDBOX_SPAWN_FAILED") throw e;
-      const tail = stderrTail().trim();
-      throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `namespace sandbox ${spec.id} failed to start: ${e.message}${tail ? ` (stderr: ${tail.slice(-2000)})` : ""}`, {
-        cause: e,
-      });
+      throw await failedSpawn(sandbox, spec.id, err);
     }
   }
+}
+
+interface Started {
+  sandbox: NamespaceSandbox;
+  started: number;
+  launchedMs: number;
+  helloMs: number;
+  identity?: VmmIdentity;
+}
+
+/** The agent's init: a fresh seed, the clock, the sandbox id and its disk limit. */
+async function initialize(sandbox: NamespaceSandbox, spec: SandboxSpec): Promise<void> {
+  await sandbox.channel.request(
+    "init",
+    { seed: randomBytes(32).toString("base64"), timeMs: Date.now(), id: spec.id, ...(spec.diskMiB !== undefined ? { diskMiB: spec.diskMiB } : {}) } satisfies InitArgs,
+    { deadlineMs: INIT_DEADLINE_MS },
+  );
+}
+
+/** Destroys a sandbox whose start failed, and says why in the error it returns. */
+async function failedSpawn(sandbox: NamespaceSandbox, id: string, err: unknown): Promise<LuminaGuardError> {
+  await sandbox.destroy().catch((e: unknown) => log.error({ id, err: String(e) }, "cleanup after failed spawn failed"));
+  const e = toLuminaGuardError(err, "SANDBOX_SPAWN_FAILED");
+  if (e.code === "CANCELLED" || e.code === "SANDBOX_SPAWN_FAILED") return e;
+  const tail = sandbox.stderrTail().trim();
+  return new LuminaGuardError("SANDBOX_SPAWN_FAILED", `namespace sandbox ${id} failed to start: ${e.message}${tail ? ` (stderr: ${tail.slice(-2000)})` : ""}`, {
+    cause: e,
+  });
 }
 
 function round(ms: number): number {

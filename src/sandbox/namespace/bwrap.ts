@@ -18,7 +18,8 @@ import { existsSync, lstatSync, readlinkSync } from "node:fs";
 
 /** Where the agent binary appears inside the sandbox. */
 const AGENT_PATH_IN_SANDBOX = "/.lg/lg-agent";
-const WORKSPACE_IN_SANDBOX = "/workspace";
+/** Where the workspace is in the sandbox (the agent's --root). */
+export const WORKSPACE_IN_SANDBOX = "/workspace";
 /** Unprivileged-looking identity inside; mapped onto the invoking host uid/gid by bwrap. */
 export const SANDBOX_UID = 1000;
 const SANDBOX_GID = 1000;
