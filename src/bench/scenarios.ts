@@ -195,6 +195,11 @@ export async function spawnScenario(rec: Recorder, o: ScenarioOptions): Promise<
     rec.add(`${direct}_p95_over_p50`, "ratio", quantile(spawned, 0.95) / quantile(spawned, 0.5));
   }
   const bare = rec.samples["baseline_qemu_bare_start_ms"] ?? [];
+  // The spread of the bare baselines in the same run: this machine's own floor for the CV above (reported, not judged).
+  for (const base of ["baseline_qemu_bare_start_ms", "baseline_bwrap_true_ms"]) {
+    const xs = rec.samples[base] ?? [];
+    if (xs.length > 1) rec.add(`${base}_cv_pct`, "%", 100 * cv(xs));
+  }
   if (o.backend === "microvm" && bare.length > 0) {
     rec.add("restore_over_bare_qemu", "ratio", quantile(spawned, 0.5) / quantile(bare, 0.5));
     const launched = rec.samples["restore_launched_ms"] ?? [];

@@ -8,14 +8,14 @@ import { GuestChannelLostError, LuminaGuardError, toLuminaGuardError } from "../
 import { fault, faultsOn } from "../../faults/index.js";
 import { log } from "../../log.js";
 import { onAbort } from "../../util/abort.js";
-import type { BackendProbe, FileToolsMode, SandboxBackend, SandboxHandle, SandboxSpec } from "../types.js";
+import type { AwaitingSandbox, BackendProbe, FileToolsMode, SandboxBackend, SandboxHandle, SandboxSpec } from "../types.js";
 import { checkWorkspace } from "../workspace.js";
 import { kvmFlavour, probeAccelerator, qemuVersion, type AccelVerdict } from "./accel.js";
 import { fileJailSpec, spawnBeside } from "./file-jail.js";
 import { idleOptions, pauseWhenIdle } from "./idle.js";
 import type { QmpClient } from "./qmp.js";
 import { injectWorkspace, spareWarmupOn, VmmSpares, warmSpare } from "./spares.js";
-import { SHARE_WORKSPACE_DIR } from "../jailer/jailer.js";
+import { SHARE_WORKSPACE_DIR, startInjector } from "../jailer/jailer.js";
 import { createSnapshot, discardSnapshot, loadSnapshot, preloadSnapshot, restoreInto, snapshotKey, type Snapshot } from "./snapshot.js";
 import {
   WORKSPACE_TAG,
@@ -85,6 +85,11 @@ export class MicroVmBackend implements SandboxBackend {
   /** QEMU pids of the VMMs waiting for a restore. */
   sparePids(): number[] {
     return this.spares.pids();
+  }
+
+  /** Host pids of the file jails waiting with the spare VMMs. */
+  spareJailPids(): number[] {
+    return this.spares.jailPids();
   }
 
   /** Destroys the spare VMMs and keeps no more (keepSpares() starts again); restores launch QEMU themselves. */
@@ -160,13 +165,19 @@ export class MicroVmBackend implements SandboxBackend {
     spec = { ...spec, workspace: checkWorkspace(spec.workspace) };
     if (files.mode === "host" && jail) {
       const s = spec;
-      return await spawnBeside(
-        // The jail starts once QEMU is launched: its own start (bwrap, cgroups) is synchronous work
-        // here that would otherwise delay the launch.
-        (launched) => this.spawnVm({ ...s, fileTools: "host" }, signal, { since, launched }),
-        () => jail.spawn(fileJailSpec(s), signal),
-        spec.id,
-      );
+      let spawned = (): void => undefined;
+      const done = new Promise<void>((r) => (spawned = r));
+      try {
+        return await spawnBeside(
+          // The jail starts once QEMU is launched: its own start (bwrap, cgroups) is synchronous work
+          // here that would otherwise delay the launch.
+          (launched) => this.spawnVm({ ...s, fileTools: "host" }, signal, { since, launched, done }),
+          () => jail.spawn(fileJailSpec(s), signal),
+          s,
+        );
+      } finally {
+        spawned();
+      }
     }
     const vm = await this.spawnVm(spec, signal, { since });
     vm.info["fileTools"] = "guest";
@@ -218,10 +229,21 @@ export class MicroVmBackend implements SandboxBackend {
     const launch = { memoryFile: { path: snapshot.ramPath, share: false }, incoming: "stdin" } as const;
     const key = snapshot.meta.key;
     const spare = this.spares.take(key);
+    // The spare's file jail goes to spawnBeside once the VM runs; one nobody takes is destroyed.
+    let jailAhead = spare?.jail;
+    const launched = timing?.launched;
+    const handOver = launched
+      ? (): void => {
+          const ahead = jailAhead;
+          jailAhead = undefined;
+          launched(ahead);
+        }
+      : undefined;
     let injected: Promise<number> | undefined;
     try {
       return await startVm(spec, image, accel, signal, {
         ...timing,
+        ...(handOver ? { launched: handOver } : {}),
         ...(spare ? { vm: spare.vm, qmp: spare.qmp } : { launch }),
         prepare: async (vm) => {
           if (!spare) return await restoreInto(vm, snapshot, RESTORE_TIMEOUT_MS);
@@ -252,21 +274,35 @@ export class MicroVmBackend implements SandboxBackend {
         ready: "microvm restored",
       });
     } finally {
+      if (jailAhead) void jailAhead.destroy().catch((err: unknown) => log.error({ id: spec.id, err: String(err) }, "destroying an unused file jail failed"));
+      const fileJail = spec.fileTools === "host" ? this.options.fileJail : undefined;
       this.spares.refill(key, async () => {
-        const vm = await launchVm({ id: `spare-${process.pid}-${randomBytes(4).toString("hex")}`, accel, image, memoryMiB: spec.memoryMiB, vcpus: spec.vcpus, ...launch, paused: true });
+        const id = `spare-${process.pid}-${randomBytes(4).toString("hex")}`;
+        // What will give this spare its workspace runs already: its restore forks nothing.
+        await startInjector();
+        // The file jail starts beside the VMM; a spare whose jail fails to start has none (its
+        // restore starts one), the failure logged.
+        const jailP = fileJail?.spawnAwaiting?.(fileJailSpec({ ...spec, id, workspace: "" })).catch((err: unknown) => {
+          log.warn({ err: toLuminaGuardError(err).message }, "a spare's file jail failed to start");
+          return undefined;
+        });
+        let vm: VmProcess | undefined;
         try {
+          vm = await launchVm({ id, accel, image, memoryMiB: spec.memoryMiB, vcpus: spec.vcpus, ...launch, paused: true });
           const qmp = await preloadSnapshot(vm, snapshot, RESTORE_TIMEOUT_MS);
           try {
-            return { vm, qmp, ...(spareWarmupOn() ? { warmupMs: await warmSpare(vm, qmp, RESTORE_TIMEOUT_MS) } : {}) };
+            const warmupMs = spareWarmupOn() ? await warmSpare(vm, qmp, RESTORE_TIMEOUT_MS) : undefined;
+            const jail = await jailP;
+            return { vm, qmp, ...(warmupMs !== undefined ? { warmupMs } : {}), ...(jail ? { jail } : {}) };
           } catch (err) {
             qmp.close();
             throw err;
           }
         } catch (err) {
-          await destroyVm(vm);
+          await Promise.all([vm ? destroyVm(vm) : undefined, jailP?.then((j) => j?.destroy())]);
           throw err;
         }
-      });
+      }, timing?.done);
     }
   }
 
@@ -315,7 +351,9 @@ export class MicroVmBackend implements SandboxBackend {
 /** When a spawn began (performance.now(), for the `check` phase) and whom to tell once QEMU is launched. */
 interface SpawnTiming {
   since: number;
-  launched?: () => void;
+  launched?: (ahead?: AwaitingSandbox) => void;
+  /** Settles when the whole spawn has (the VM and its file jail): a spare is replaced after it. */
+  done?: Promise<void>;
 }
 
 /** How a sandbox's VM starts: cold, or restored from a snapshot (QEMU options, a step before connecting). */
@@ -334,8 +372,8 @@ interface VmStart {
   ready: string;
   /** When the spawn began: the time until the launch (image, accelerator, workspace, snapshot checks) is phase `check`. */
   since?: number;
-  /** Called once QEMU has been launched. */
-  launched?: () => void;
+  /** Called once QEMU has been launched, with the file jail started with a spare, if any. */
+  launched?: (ahead?: AwaitingSandbox) => void;
 }
 
 /** Launches the VM for `spec`, prepares it, connects its guest. */

@@ -5,7 +5,7 @@
 // weighs what each mode exposes.
 import { GuestChannelLostError, LuminaGuardError, toLuminaGuardError } from "../../errors.js";
 import { log } from "../../log.js";
-import type { SandboxHandle, SandboxSpec } from "../types.js";
+import type { AwaitingSandbox, SandboxHandle, SandboxSpec } from "../types.js";
 
 /** The jail runs the agent alone: no command is ever sent there, so it needs no room for children. */
 const JAIL_PIDS_MAX = 4;
@@ -55,6 +55,7 @@ function besideVm(vm: SandboxHandle, jail: SandboxHandle): SandboxHandle {
       ...vm.info,
       fileTools: "host",
       fileJail: String(jail.info["isolation"] ?? "namespace"),
+      fileJailStart: jail.info["startedAhead"] === true ? "ahead" : "with-vm",
       fileJailUid: jail.info["hostUid"] ?? -1,
     },
     pids: () => [...vm.pids(), ...jail.pids()],
@@ -66,23 +67,42 @@ function besideVm(vm: SandboxHandle, jail: SandboxHandle): SandboxHandle {
 }
 
 /**
+ * A jail started ahead of its sandbox (with a spare VMM) given this sandbox's workspace; if that
+ * fails, a jail started now. receive() destroys what it was given when it fails.
+ */
+async function receiveOrSpawn(ahead: AwaitingSandbox, spec: SandboxSpec, spawnJail: () => Promise<SandboxHandle>): Promise<SandboxHandle> {
+  try {
+    return await ahead.receive(spec);
+  } catch (err) {
+    log.warn({ id: spec.id, err: toLuminaGuardError(err).message }, "a file jail started ahead did not take its workspace; starting one");
+    return await spawnJail();
+  }
+}
+
+/**
  * Starts the VM, and its jail as soon as the VM's QEMU is launched (`launched`; at the latest once
  * the VM is ready): the jail costs a few ms beside a restore, but its start is synchronous work
- * (bwrap, cgroups) that must not delay the VM's. Whichever fails first, the other is destroyed and
+ * (bwrap, cgroups) that must not delay the VM's. A spare VMM brings a jail started with it
+ * (`ahead`), which only needs the workspace. Whichever fails first, the other is destroyed and
  * nothing is left.
  */
 export async function spawnBeside(
-  spawnVm: (launched: () => void) => Promise<SandboxHandle>,
+  spawnVm: (launched: (ahead?: AwaitingSandbox) => void) => Promise<SandboxHandle>,
   spawnJail: () => Promise<SandboxHandle>,
-  id: string,
+  spec: SandboxSpec,
 ): Promise<SandboxHandle> {
+  const id = spec.id;
   let started = NaN;
   let jailMs = NaN;
   let jailP: Promise<SandboxHandle> | undefined;
-  const startJail = (): Promise<SandboxHandle> => {
-    if (jailP) return jailP;
+  const startJail = (ahead?: AwaitingSandbox): Promise<SandboxHandle> => {
+    if (jailP) {
+      // Only the first call starts a jail: one started ahead that arrives later is not needed.
+      if (ahead) void ahead.destroy().catch((err: unknown) => log.error({ id, err: String(err) }, "destroying an unused file jail failed"));
+      return jailP;
+    }
     started = performance.now();
-    jailP = spawnJail().then((j) => {
+    jailP = (ahead ? receiveOrSpawn(ahead, fileJailSpec(spec), spawnJail) : spawnJail()).then((j) => {
       jailMs = performance.now() - started;
       return j;
     });
@@ -92,7 +112,7 @@ export async function spawnBeside(
   };
   let vm: SandboxHandle;
   try {
-    vm = await spawnVm(() => void startJail());
+    vm = await spawnVm((ahead) => void startJail(ahead));
   } catch (err) {
     await jailP?.then(
       (j) => j.destroy(),

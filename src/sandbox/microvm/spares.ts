@@ -1,12 +1,12 @@
-// VMMs started ahead of their sandbox: QEMU launched, jailed and its snapshot loaded, warmed and paused; a restore resumes it.
-import { statSync } from "node:fs";
+// VMMs started ahead of their sandbox: QEMU launched, jailed and its snapshot loaded, warmed and paused,
+// with the file jail that will serve beside it; a restore resumes the one and gives both their workspace.
 import { LuminaGuardError } from "../../errors.js";
 import { log } from "../../log.js";
-import { run } from "../../util/proc.js";
-import { JAIL, ensureJailer } from "../jailer/jailer.js";
+import { JAIL, injectWorkspaceInto } from "../jailer/jailer.js";
 import { GuestChannel } from "../../protocol/channel.js";
 import { WORKSPACE_TAG, connectWhenReady, destroyVm, type VmProcess } from "./qemu.js";
 import type { QmpClient } from "./qmp.js";
+import type { AwaitingSandbox } from "../types.js";
 
 /** A VMM with a snapshot loaded, its guest warmed (warmSpare) and paused, and its QMP client. */
 export interface SpareVmm {
@@ -14,6 +14,8 @@ export interface SpareVmm {
   qmp: QmpClient;
   /** How long its warm-up ran (warmSpare), if it had one. */
   warmupMs?: number;
+  /** Its file jail, started with it and waiting for the same workspace (file tools beside the VM). */
+  jail?: AwaitingSandbox;
 }
 
 /** Whether spares run their guest once before they wait (LUMINAGUARD_VMM_SPARE_WARMUP=0: no). */
@@ -23,7 +25,7 @@ export function spareWarmupOn(env: NodeJS.ProcessEnv = process.env): boolean {
 
 async function destroySpare(s: SpareVmm): Promise<void> {
   s.qmp.close();
-  await destroyVm(s.vm);
+  await Promise.all([destroyVm(s.vm), s.jail?.destroy().catch((err: unknown) => log.error({ err: String(err) }, "destroying a spare's file jail failed"))]);
 }
 
 /**
@@ -72,25 +74,17 @@ const MAX_FAILURES = 3;
 const FAILURE_PAUSE_MS = 30_000;
 
 /**
- * Mounts `workspace` (idmapped to the VMM's identity, nosuid, nodev, noexec) where the running VMM's
- * jail expects it: lg-jailer --inject enters the VMM's mount namespace as root. Needs root, as the
- * jail's own idmapped mount does; the VMM must run as its identity (a reused pid is refused).
+ * Mounts `workspace` where the running VMM's jail expects it (JAIL.workspace; injectWorkspaceInto).
+ * The VMM must run as its identity (a reused pid is refused).
  */
 export async function injectWorkspace(vm: VmProcess, workspace: string): Promise<void> {
   const pid = vm.child.pid;
-  if (pid === undefined || !vm.identity.switched) {
-    throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", "a workspace is given to a running VMM only when it runs as an identity of its own");
-  }
-  const build = await ensureJailer();
-  const st = statSync(workspace);
-  const argv = [build.path, "--inject", String(pid), "--uid", String(vm.identity.uid), "--gid", String(vm.identity.gid)];
-  argv.push("--idmap", workspace, JAIL.workspace, String(st.uid), String(st.gid));
-  const r = await run(argv, { timeoutMs: 10_000, env: {} });
-  if (r.code !== 0) {
+  if (pid === undefined) throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", "the spare VMM has no pid");
+  try {
+    await injectWorkspaceInto(pid, vm.identity, workspace, JAIL.workspace);
+  } catch (err) {
     // Not the snapshot's fault: the spawn falls back to a cold boot, and the snapshot stays.
-    throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `cannot give the workspace to its VMM: ${r.stderr.trim() || `lg-jailer exited with ${String(r.code)}`}`, {
-      details: { snapshotSound: true },
-    });
+    throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `cannot give the workspace to its VMM: ${(err as Error).message}`, { cause: err, details: { snapshotSound: true } });
   }
 }
 
@@ -131,6 +125,11 @@ export class VmmSpares {
     return [...this.ready.values()].flatMap((list) => list.flatMap(({ vm }) => (vm.child.pid === undefined ? [] : [vm.child.pid])));
   }
 
+  /** The host pids of the ready spares' file jails (bwrap and its agent; for status and tests). */
+  jailPids(): number[] {
+    return [...this.ready.values()].flatMap((list) => list.flatMap(({ jail }) => jail?.handle.pids() ?? []));
+  }
+
   /** A ready VMM for this snapshot (removed from the spares), or undefined. */
   take(key: string): SpareVmm | undefined {
     const list = this.ready.get(key);
@@ -141,14 +140,19 @@ export class VmmSpares {
     return undefined;
   }
 
-  /** Starts one replacement for `key` (one at a time per key) while fewer than the target are ready. */
-  refill(key: string, launch: () => Promise<SpareVmm>): void {
+  /**
+   * Starts one replacement for `key` (one at a time per key) while fewer than the target are ready,
+   * once `after` has settled (the spawn that took a spare: its file jail may still be starting).
+   */
+  refill(key: string, launch: () => Promise<SpareVmm>, after?: Promise<unknown>): void {
     const have = this.ready.get(key)?.length ?? 0;
     if (this.target <= have || this.starting.has(key) || this.paused()) return;
     this.starting.add(key);
     const job = (async () => {
-      // Not before the restore that asked for it has returned: a launch's first steps (the identity,
-      // the run directory, spawning the jailer) are synchronous work that would delay it.
+      // Not before the spawn that asked for it has returned: a launch's first steps (the identity,
+      // the run directory, spawning QEMU and bwrap) are synchronous work that would delay it, and
+      // the new QEMU and bwrap would take the CPU from it.
+      await after?.catch(() => undefined);
       await new Promise((r) => setImmediate(r));
       try {
         const spare = await launch();
@@ -159,8 +163,8 @@ export class VmmSpares {
         const list = this.ready.get(key) ?? [];
         list.push(spare);
         this.ready.set(key, list);
-        // One that dies while it waits is dropped (and its identity and run directory released).
-        void spare.vm.exited.then(async () => {
+        // One whose VM or file jail dies while it waits is dropped (and its identities and run directory released).
+        void Promise.race([spare.vm.exited, ...(spare.jail ? [spare.jail.handle.exited] : [])]).then(async () => {
           const i = list.indexOf(spare);
           if (i >= 0) {
             list.splice(i, 1);

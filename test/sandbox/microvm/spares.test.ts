@@ -9,6 +9,7 @@ import { MicroVmBackend } from "../../../src/sandbox/microvm/backend.js";
 import { ensureJailer } from "../../../src/sandbox/jailer/jailer.js";
 import { allocateIdentity } from "../../../src/sandbox/jailer/identity.js";
 import { run } from "../../../src/util/proc.js";
+import { pidAlive } from "../../../src/util/procfs.js";
 import type { SandboxHandle } from "../../../src/sandbox/types.js";
 import { tempWorkspace, unavailable, waitFor } from "../../fixtures.js";
 
@@ -79,6 +80,8 @@ describe("spare VMMs", async () => {
     t.after(() => h.destroy());
     assert.equal(h.info["vmm"], "spare");
     assert.equal(h.pids()[0], spare, "the sandbox runs in the spare's QEMU");
+    assert.equal(h.info["fileTools"], "host");
+    assert.equal(h.info["fileJailStart"], "ahead", "its file jail was started with the spare");
     assert.equal(typeof h.info["phaseMs.inject"], "number");
     assert.equal(typeof h.info["spareWarmupMs"], "number", "the spare ran its warm-up before it waited");
     // The warm-up ran with no identity, seed or clock: the sandbox's init is applied after it.
@@ -91,6 +94,14 @@ describe("spare VMMs", async () => {
     assert.equal(r.exitCode, 0, r.stdout);
     assert.equal(r.stdout, "from the host\n0\nhost.txt\nvm.txt\n", "the workspace alone, and no trace of the share's root or the warm-up's mount");
     assert.equal(readFileSync(join(ws.dir, "vm.txt"), "utf8"), "from-the-vm\n");
+    // The file jail that waited with the spare serves this workspace, and the VM sees what it writes.
+    const files = h.fileChannel;
+    assert.ok(files, "file tools beside the VM");
+    const read = await files.request("read_file", { path: "vm.txt", maxBytes: 1024 });
+    assert.equal(Buffer.from(read.content, "base64").toString("utf8"), "from-the-vm\n");
+    await files.request("write_file", { path: "jail.txt", content: Buffer.from("from-the-jail\n").toString("base64") });
+    assert.equal((await sh(h, "cat jail.txt")).stdout, "from-the-jail\n");
+    assert.equal(statSync(join(ws.dir, "jail.txt")).uid, statSync(ws.dir).uid, "files the jail makes are the workspace owner's");
     assert.equal(statSync(join(ws.dir, "vm.txt")).uid, statSync(ws.dir).uid, "files the VM makes are the workspace owner's");
     // In QEMU's mount namespace: the workspace idmapped below the read-only share root, with no set-id, devices or exec.
     const mounts = readFileSync(`/proc/${spare}/mountinfo`, "utf8").split("\n");
@@ -118,9 +129,22 @@ describe("spare VMMs", async () => {
     assert.equal((await sh(h, "echo ok")).stdout, "ok\n");
     await h.destroy();
     assert.ok(await waitFor(() => backend.sparePids().length === 1, 30_000), "a new spare replaces the one used");
+    // A spare whose file jail dies while it waits is dropped too, its QEMU with it.
+    const [withJail] = backend.sparePids();
+    const jailPids = backend.spareJailPids();
+    assert.ok(jailPids.length > 0, "the spare has a file jail waiting with it");
+    for (const p of jailPids) process.kill(p, "SIGKILL");
+    assert.ok(await waitFor(() => !backend.sparePids().includes(withJail as number), 10_000), "the spare whose jail died is dropped");
+    assert.ok(await waitFor(() => !pidAlive(withJail as number), 10_000), "and its QEMU is gone");
+    const h2 = await backend.spawn({ id: "spare-die-3", workspace: ws.dir, memoryMiB: 256, pidsMax: 64, vcpus: 1 });
+    assert.equal((await sh(h2, "echo ok")).stdout, "ok\n");
+    await h2.destroy();
+    assert.ok(await waitFor(() => backend.sparePids().length === 1, 30_000), "a new spare replaces the one used");
     const [last] = backend.sparePids();
+    const lastJail = backend.spareJailPids();
     await backend.close();
     assert.deepEqual(backend.sparePids(), []);
     assert.throws(() => process.kill(last as number, 0), { code: "ESRCH" }, "the spare's QEMU is gone");
+    assert.ok(lastJail.every((p) => !pidAlive(p)), "and its file jail");
   });
 });
