@@ -163,12 +163,15 @@ export class VmmSpares {
         const list = this.ready.get(key) ?? [];
         list.push(spare);
         this.ready.set(key, list);
-        // One whose VM or file jail dies while it waits is dropped (and its identities and run directory released).
+        // One whose VM or file jail dies while it waits is dropped (and its identities and run
+        // directory released) and replaced, as one that was used.
         void Promise.race([spare.vm.exited, ...(spare.jail ? [spare.jail.handle.exited] : [])]).then(async () => {
           const i = list.indexOf(spare);
           if (i >= 0) {
             list.splice(i, 1);
+            log.warn({ qemuPid: spare.vm.child.pid }, "a spare VMM or its file jail exited while it waited; replacing it");
             await destroySpare(spare);
+            if (this.target > 0) this.refill(key, launch);
           }
         });
         this.failures = 0;

@@ -124,8 +124,11 @@ describe("spare VMMs", async () => {
     const [dead] = backend.sparePids();
     process.kill(dead as number, "SIGKILL");
     assert.ok(await waitFor(() => !backend.sparePids().includes(dead as number), 10_000), "the dead spare is dropped");
+    assert.ok(await waitFor(() => backend.sparePids().length === 1, 30_000), "and replaced before the next restore asks");
+    const [replacement] = backend.sparePids();
+    assert.notEqual(replacement, dead);
     const h = await backend.spawn({ id: "spare-die-2", workspace: ws.dir, memoryMiB: 256, pidsMax: 64, vcpus: 1 });
-    assert.notEqual(h.pids()[0], dead);
+    assert.equal(h.pids()[0], replacement, "the replacement serves the next restore");
     assert.equal((await sh(h, "echo ok")).stdout, "ok\n");
     await h.destroy();
     assert.ok(await waitFor(() => backend.sparePids().length === 1, 30_000), "a new spare replaces the one used");
@@ -136,6 +139,7 @@ describe("spare VMMs", async () => {
     for (const p of jailPids) process.kill(p, "SIGKILL");
     assert.ok(await waitFor(() => !backend.sparePids().includes(withJail as number), 10_000), "the spare whose jail died is dropped");
     assert.ok(await waitFor(() => !pidAlive(withJail as number), 10_000), "and its QEMU is gone");
+    assert.ok(await waitFor(() => backend.sparePids().length === 1 && backend.spareJailPids().length > 0, 30_000), "and it is replaced, with a file jail");
     const h2 = await backend.spawn({ id: "spare-die-3", workspace: ws.dir, memoryMiB: 256, pidsMax: 64, vcpus: 1 });
     assert.equal((await sh(h2, "echo ok")).stdout, "ok\n");
     await h2.destroy();
