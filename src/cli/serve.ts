@@ -54,7 +54,7 @@ export function registerServeCommand(program: Command): void {
     .option("--listen <host:port>", `also listen on loopback TCP; clients send the bearer token from $${DAEMON_TOKEN_ENV} (generated and printed once if unset)`)
     .option("--namespace-pool <min:max>", "warm namespace sandboxes kept ready (0 = no pool; default 2:8)")
     .option("--microvm-pool <min:max>", "warm micro-VMs kept ready (0 = no pool; default 1:4)")
-    .option("--vmm-spares <n>", "micro-VM VMMs kept started, warmed and paused for the next restore, per snapshot, 0 to 8 (needs root; default 1; LUMINAGUARD_VMM_SPARES wins)", parseIntOption("--vmm-spares", 0, 8))
+    .option("--vmm-spares <n>", "micro-VM VMMs kept started, warmed and paused for the next restore (in all, for the VM sizes restored most recently), 0 to 8 (needs root; default 1; LUMINAGUARD_VMM_SPARES wins)", parseIntOption("--vmm-spares", 0, 8))
     .option("--max-sandboxes <n>", "sandboxes alive at once at most; past it requests wait in the admission queue (default 64)", parseIntOption("--max-sandboxes", 1, 10_000))
     .option("--memory-budget <MiB>", "memory the daemon may commit to sandboxes, pools included (default: MemAvailable at start minus max(1 GiB, 10% of RAM))", parseIntOption("--memory-budget", 64, 16_777_216))
     .option("--max-calls <n>", "tool calls running at once at most (default 4 per core, at least 8)", parseIntOption("--max-calls", 1, 100_000))

@@ -18,7 +18,7 @@ export interface MetricsSources {
   sandboxes: () => Iterable<{ backend: BackendName; memoryMiB: number }>;
   pendingApprovals: () => number;
   admission: () => AdmissionStats;
-  /** Micro-VM VMMs started ahead and waiting for a restore (spares), and how many are kept per snapshot. */
+  /** Micro-VM VMMs started ahead and waiting for a restore (spares), and how many are kept. */
   vmmSpares: () => { ready: number; target: number };
 }
 
@@ -96,7 +96,7 @@ export class DaemonMetrics {
     });
     new Gauge({
       name: "luminaguard_vmm_spares",
-      help: "Micro-VM VMMs started, warmed and paused ahead of a restore, by state (ready; target: kept per snapshot)",
+      help: "Micro-VM VMMs started, warmed and paused ahead of a restore, by state (ready; target: how many are kept)",
       labelNames: ["state"],
       registers,
       collect() {

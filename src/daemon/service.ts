@@ -114,7 +114,7 @@ export interface DaemonStats {
   state: State;
   uptimeS: number;
   pools: Record<string, PoolStats>;
-  /** Micro-VM VMMs waiting for a restore (spares) and how many are kept per snapshot (0: none). */
+  /** Micro-VM VMMs waiting for a restore (spares) and how many are kept (0: none). */
   vmmSpares: { ready: number; target: number };
   sandboxes: { alive: number; byBackend: Record<string, number>; max: number; inFlight: number };
   admission: AdmissionStats;

@@ -47,14 +47,14 @@ interface MicroVmOptions {
   /** The backend that jails the file tools beside each VM (the namespace backend). */
   fileJail?: SandboxBackend;
   /**
-   * VMMs kept started and waiting per snapshot, so that a restore skips QEMU's start (spares.ts).
+   * VMMs kept started and waiting (in all, for the snapshots restored most recently), so that a restore skips QEMU's start (spares.ts).
    * Default 0; the service keeps 1. LUMINAGUARD_VMM_SPARES overrides both. Needs root (the
    * workspace is mounted into the waiting VMM's jail); elsewhere none are kept.
    */
   vmmSpares?: number;
 }
 
-/** How many spare VMMs to keep per snapshot: the environment's, else the option's, and none unless root. */
+/** How many spare VMMs to keep in all: the environment's, else the option's, and none unless root. */
 function spareTarget(option: number | undefined): number {
   if ((process.getuid?.() ?? 1) !== 0) return 0;
   const env = process.env["LUMINAGUARD_VMM_SPARES"];
@@ -72,12 +72,12 @@ export class MicroVmBackend implements SandboxBackend {
     this.spares = new VmmSpares(spareTarget(options.vmmSpares));
   }
 
-  /** Keeps `n` VMMs started and waiting per snapshot from the next restore on (LUMINAGUARD_VMM_SPARES wins). */
+  /** Keeps `n` VMMs started and waiting in all from the next restore on (LUMINAGUARD_VMM_SPARES wins). */
   async keepSpares(n: number): Promise<void> {
     await this.spares.resize(spareTarget(n));
   }
 
-  /** How many VMMs are kept waiting per snapshot (0: none). */
+  /** How many VMMs are kept waiting in all (0: none). */
   get spareTarget(): number {
     return this.spares.size;
   }

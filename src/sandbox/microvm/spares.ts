@@ -89,9 +89,11 @@ export async function injectWorkspace(vm: VmProcess, workspace: string): Promise
 }
 
 /**
- * Ready VMMs per snapshot key, at most `target` of each. A restore takes one (or launches QEMU
- * itself when none is ready), then calls refill(), which starts a replacement in the background.
- * A spare's `launch` destroys what it started if it fails.
+ * Ready VMMs per snapshot key, at most `target` in all (so a budget that counts `target` spares
+ * holds however many VM sizes its clients ask for). A restore takes one (or launches QEMU itself
+ * when none is ready), then calls refill(), which starts a replacement in the background; when
+ * `target` are ready or starting already, a refill for another snapshot takes the place of a spare
+ * of the snapshot restored least recently. A spare's `launch` destroys what it started if it fails.
  */
 export class VmmSpares {
   private readonly ready = new Map<string, SpareVmm[]>();
@@ -99,6 +101,9 @@ export class VmmSpares {
   private readonly inflight = new Set<Promise<void>>();
   private failures = 0;
   private retryAt = 0;
+  /** When each snapshot last asked for a spare (a counter): the least recent gives its place up. */
+  private readonly lastAsked = new Map<string, number>();
+  private asks = 0;
 
   /** @param pauseMs how long no spare is started after MAX_FAILURES failures in a row. */
   constructor(
@@ -110,7 +115,7 @@ export class VmmSpares {
     return this.target;
   }
 
-  /** Changes how many to keep ready per snapshot; 0 destroys every spare, the starting ones too. */
+  /** Changes how many to keep ready in all; 0 destroys every spare, the starting ones too. */
   async resize(target: number): Promise<void> {
     this.target = Math.max(0, Math.floor(target));
     this.failures = 0;
@@ -118,6 +123,13 @@ export class VmmSpares {
       await Promise.all([...this.inflight]);
       await Promise.all([...this.ready.keys()].map((k) => this.discard(k)));
     }
+  }
+
+  /** Spares ready, and starting (at most one per snapshot). */
+  private count(): number {
+    let n = this.starting.size;
+    for (const list of this.ready.values()) n += list.length;
+    return n;
   }
 
   /** The QEMU pids of the ready spares (for status and tests). */
@@ -145,8 +157,19 @@ export class VmmSpares {
    * once `after` has settled (the spawn that took a spare: its file jail may still be starting).
    */
   refill(key: string, launch: () => Promise<SpareVmm>, after?: Promise<unknown>): void {
+    this.lastAsked.set(key, ++this.asks);
     const have = this.ready.get(key)?.length ?? 0;
     if (this.target <= have || this.starting.has(key) || this.paused()) return;
+    if (this.count() >= this.target) {
+      // Full: the snapshot asked for least recently gives up one spare, if it has one ready.
+      const victim = [...this.ready.entries()]
+        .filter(([k, list]) => k !== key && list.length > 0)
+        .sort(([a], [b]) => (this.lastAsked.get(a) ?? 0) - (this.lastAsked.get(b) ?? 0))[0];
+      const evicted = victim?.[1].shift();
+      if (!evicted) return;
+      log.info({ qemuPid: evicted.vm.child.pid }, "a spare of a snapshot restored less recently gives its place to another");
+      void destroySpare(evicted);
+    }
     this.starting.add(key);
     const job = (async () => {
       // Not before the spawn that asked for it has returned: a launch's first steps (the identity,
@@ -156,7 +179,7 @@ export class VmmSpares {
       await new Promise((r) => setImmediate(r));
       try {
         const spare = await launch();
-        if (this.target <= (this.ready.get(key)?.length ?? 0)) {
+        if (this.target <= (this.ready.get(key)?.length ?? 0) || this.count() - this.starting.size >= this.target) {
           await destroySpare(spare);
           return;
         }

@@ -151,4 +151,25 @@ describe("spare VMMs", async () => {
     assert.throws(() => process.kill(last as number, 0), { code: "ESRCH" }, "the spare's QEMU is gone");
     assert.ok(lastJail.every((p) => !pidAlive(p)), "and its file jail");
   });
+
+  test("spares are counted in all: a restore of another VM size takes the place of the older size's spare", { skip }, async (t) => {
+    const backend = new MicroVmBackend({ vmmSpares: 1, fileJail: getBackend("namespace") });
+    t.after(() => backend.close());
+    const ws = tempWorkspace();
+    t.after(() => ws.remove());
+    const spec = (id: string, memoryMiB: number) => ({ id, workspace: ws.dir, memoryMiB, pidsMax: 64, vcpus: 1 });
+    await (await backend.spawn(spec("size-a1", 256))).destroy();
+    assert.ok(await waitFor(() => backend.sparePids().length === 1, 30_000));
+    const [big] = backend.sparePids();
+    // Another size: its restore launches QEMU itself, and its spare replaces the 256 MiB one.
+    const small = await backend.spawn(spec("size-b1", 192));
+    assert.equal(small.info["vmm"], "launched");
+    await small.destroy();
+    assert.ok(await waitFor(() => backend.sparePids().length === 1 && backend.sparePids()[0] !== big, 30_000), "one spare in all, of the size asked for last");
+    assert.ok(await waitFor(() => !pidAlive(big as number), 10_000), "the older size's spare is gone");
+    const [smallSpare] = backend.sparePids();
+    const again = await backend.spawn(spec("size-b2", 192));
+    assert.equal(again.pids()[0], smallSpare, "the new size's spare serves it");
+    await again.destroy();
+  });
 });
