@@ -16,6 +16,7 @@ import { idleOptions, pauseWhenIdle } from "./idle.js";
 import type { QmpClient } from "./qmp.js";
 import { injectWorkspace, spareWarmupOn, VmmSpares, warmSpare } from "./spares.js";
 import { SHARE_WORKSPACE_DIR, startInjector } from "../jailer/jailer.js";
+import { killGroup } from "../../util/proc.js";
 import { createSnapshot, discardSnapshot, loadSnapshot, preloadSnapshot, restoreInto, snapshotKey, type Snapshot } from "./snapshot.js";
 import {
   WORKSPACE_TAG,
@@ -240,6 +241,7 @@ export class MicroVmBackend implements SandboxBackend {
         }
       : undefined;
     let injected: Promise<number> | undefined;
+    let resumed: Promise<number> | undefined;
     try {
       return await startVm(spec, image, accel, signal, {
         ...timing,
@@ -253,17 +255,25 @@ export class MicroVmBackend implements SandboxBackend {
           // handed out once it is in place).
           const t = performance.now();
           const inject = (): Promise<number> => injectWorkspace(vm, spec.workspace).then(() => performance.now() - t);
-          const early = spec.fileTools === "host" ? {} : { inject: await inject() };
-          const t1 = performance.now();
-          await spare.qmp.execute("cont");
-          const cont = performance.now() - t1;
-          if (spec.fileTools === "host") {
-            injected = inject();
-            injected.catch(() => undefined);
+          if (spec.fileTools !== "host") {
+            const early = await inject();
+            const t1 = performance.now();
+            await spare.qmp.execute("cont");
+            return { inject: early, cont: performance.now() - t1 };
           }
-          return { ...early, cont };
+          // The guest resumes, the workspace is mounted and the first hello is sent all at once:
+          // QEMU's answer to `cont` is awaited before the hand-out (settle), not before the hello.
+          // A `cont` that fails kills the VM, which fails the hello at once.
+          resumed = spare.qmp.execute("cont").then(() => performance.now() - t);
+          resumed.catch((err: unknown) => {
+            log.warn({ sandboxId: spec.id, err: toLuminaGuardError(err).message }, "resuming a spare VMM failed");
+            if (vm.child.exitCode === null && vm.child.signalCode === null) killGroup(vm.child);
+          });
+          injected = inject();
+          injected.catch(() => undefined);
+          return {};
         },
-        settle: async () => (injected ? { inject: await injected } : {}),
+        settle: async () => ({ ...(resumed ? { cont: await resumed } : {}), ...(injected ? { inject: await injected } : {}) }),
         timeoutMs: RESTORE_TIMEOUT_MS,
         info: {
           start: "restore",
