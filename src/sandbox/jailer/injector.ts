@@ -27,6 +27,9 @@ interface Pending {
   resolve: () => void;
   reject: (err: LuminaGuardError) => void;
   timer: NodeJS.Timeout;
+  request: Buffer;
+  /** Whether it was sent again already, after the server it was sent to exited. */
+  resent: boolean;
 }
 
 /** A client of one `lg-jailer --serve`; started at the first request (or start()), again after it dies. */
@@ -50,7 +53,20 @@ export class Injector {
     const gone = (why: string): void => {
       if (this.child !== child) return;
       this.child = undefined;
-      this.failAll(`lg-jailer --serve ${why}${stderr.trim() ? `: ${stderr.trim()}` : ""}`);
+      // A request may have been written after the server died and before we heard of it: each is
+      // sent once more, to a new server. (One it had carried out is then made again: the same
+      // mount on the same target, which changes nothing the jail sees.)
+      const again = this.pending.filter((p) => !p.resent);
+      const message = `lg-jailer --serve ${why}${stderr.trim() ? `: ${stderr.trim()}` : ""}`;
+      this.fail(this.pending.filter((p) => p.resent), message);
+      this.pending.length = 0;
+      if (again.length === 0) return;
+      this.start();
+      for (const p of again) {
+        p.resent = true;
+        this.pending.push(p);
+        (this.child as ChildProcess | undefined)?.stdin?.write(p.request);
+      }
     };
     child.once("error", (err) => gone(`could not start (${err.message})`));
     child.once("exit", (code, signal) => gone(`exited (${signal ?? `code ${String(code)}`})`));
@@ -71,15 +87,16 @@ export class Injector {
     const child = this.child;
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
-        // A server that does not answer is not trusted with the next request either.
-        if (this.child === child && child) {
-          this.child = undefined;
-          killGroup(child);
-          this.failAll(`lg-jailer --serve did not answer within ${REQUEST_TIMEOUT_MS} ms`);
-        }
+        // Requests are served one after another: the server this one waits on (the one it was
+        // sent to, or the one it was sent to again) is stuck, and not trusted with the next either.
+        const current = this.child;
+        this.child = undefined;
+        if (current) killGroup(current);
+        this.failAll(`lg-jailer --serve did not answer within ${REQUEST_TIMEOUT_MS} ms`);
       }, REQUEST_TIMEOUT_MS);
-      this.pending.push({ resolve, reject, timer });
-      (child?.stdin as Writable | null)?.write(Buffer.from(fields.map((f) => `${f}\0`).join("")));
+      const request = Buffer.from(fields.map((f) => `${f}\0`).join(""));
+      this.pending.push({ resolve, reject, timer, request, resent: false });
+      (child?.stdin as Writable | null)?.write(request);
     });
   }
 
@@ -92,7 +109,11 @@ export class Injector {
   }
 
   private failAll(message: string): void {
-    for (const p of this.pending.splice(0)) {
+    this.fail(this.pending.splice(0), message);
+  }
+
+  private fail(list: readonly Pending[], message: string): void {
+    for (const p of list) {
       clearTimeout(p.timer);
       p.reject(new LuminaGuardError("SANDBOX_SPAWN_FAILED", message));
     }
