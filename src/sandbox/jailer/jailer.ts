@@ -127,7 +127,7 @@ export async function startInjector(): Promise<Injector> {
  * it enters that namespace as root. Root only; `pid` must run as `identity`, an identity only that
  * jail holds, so a reused pid never receives it.
  */
-export async function injectWorkspaceInto(pid: number, identity: VmmIdentity, workspace: string, dst: string): Promise<void> {
+export async function injectWorkspaceInto(pid: number, identity: VmmIdentity, workspace: string, dst: string, what = "its jail"): Promise<void> {
   if (!identity.switched) {
     throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", "a workspace is given to a running jail only when it runs as an identity of its own");
   }
@@ -135,6 +135,6 @@ export async function injectWorkspaceInto(pid: number, identity: VmmIdentity, wo
   try {
     await (await startInjector()).inject({ pid, uid: identity.uid, gid: identity.gid, src: workspace, dst, diskUid: st.uid, diskGid: st.gid });
   } catch (err) {
-    throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `cannot give the workspace to its jail: ${(err as Error).message}`, { cause: err });
+    throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `cannot give the workspace to ${what}: ${(err as Error).message}`, { cause: err });
   }
 }

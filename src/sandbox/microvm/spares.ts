@@ -81,10 +81,10 @@ export async function injectWorkspace(vm: VmProcess, workspace: string): Promise
   const pid = vm.child.pid;
   if (pid === undefined) throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", "the spare VMM has no pid");
   try {
-    await injectWorkspaceInto(pid, vm.identity, workspace, JAIL.workspace);
+    await injectWorkspaceInto(pid, vm.identity, workspace, JAIL.workspace, "its VMM");
   } catch (err) {
     // Not the snapshot's fault: the spawn falls back to a cold boot, and the snapshot stays.
-    throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `cannot give the workspace to its VMM: ${(err as Error).message}`, { cause: err, details: { snapshotSound: true } });
+    throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", (err as Error).message, { cause: err, details: { snapshotSound: true } });
   }
 }
 
