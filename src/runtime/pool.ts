@@ -222,6 +222,7 @@ export class SandboxPool {
       handle = await this.options.backend.spawn({
         id: `lg-${randomBytes(6).toString("hex")}`,
         workspace: ws.path,
+        ...(ws.checked !== undefined ? { checked: ws.checked } : {}),
         memoryMiB: this.options.memoryMiB ?? DEFAULT_MEMORY_MIB,
         pidsMax: this.options.pidsMax ?? DEFAULT_PIDS_MAX,
         vcpus: this.options.vcpus ?? 1,

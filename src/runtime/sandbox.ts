@@ -181,6 +181,7 @@ export class Sandbox {
         {
           id,
           workspace: ws.path,
+          ...(ws.checked !== undefined ? { checked: ws.checked } : {}),
           memoryMiB: options.memoryMiB ?? DEFAULT_MEMORY_MIB,
           pidsMax: options.pidsMax ?? DEFAULT_PIDS_MAX,
           vcpus: options.vcpus ?? 1,

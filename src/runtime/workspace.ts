@@ -6,7 +6,7 @@ import { dirname, isAbsolute, join, relative, sep } from "node:path";
 import { LuminaGuardError, toLuminaGuardError } from "../errors.js";
 import { log } from "../log.js";
 import { runSubdir } from "../paths.js";
-import { checkWorkspace } from "../sandbox/workspace.js";
+import { checkWorkspaceOnce, type WorkspaceCheck } from "../sandbox/workspace.js";
 import { recordCreated } from "./created.js";
 import { LimitedWorkspace, type DiskLimit } from "./disk.js";
 
@@ -16,6 +16,8 @@ export interface Workspace {
   owned: boolean;
   /** A size-limited filesystem mounted on it (owned workspaces, run as root): unmounted before removal. */
   limited?: LimitedWorkspace;
+  /** A user-given workspace's check, for the backend to take instead of repeating it (SandboxSpec.checked). */
+  checked?: WorkspaceCheck;
 }
 
 export function createOwnedWorkspace(): Workspace {
@@ -62,7 +64,8 @@ async function createLimitedWorkspace(limit: DiskLimit): Promise<Workspace> {
 
 /** A user-given workspace: checked (see checkWorkspace) and used through its real path. */
 export function userWorkspace(dir: string): Workspace {
-  return { path: checkWorkspace(dir), owned: false };
+  const checked = checkWorkspaceOnce(dir);
+  return { path: checked.real, owned: false, checked };
 }
 
 /** The user's directory when given, else a fresh owned one, size-limited by the kernel when possible. */

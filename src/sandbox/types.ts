@@ -1,5 +1,6 @@
 // The contract between the runtime and a sandbox backend; backends know nothing of MCP, HTTP or the CLI.
 import type { GuestChannel } from "../protocol/channel.js";
+import type { WorkspaceCheck } from "./workspace.js";
 
 export type BackendName = "microvm" | "namespace";
 /** A backend, or "auto": the strongest isolation that works here. */
@@ -33,6 +34,12 @@ export interface SandboxSpec {
   fileTools?: FileToolsMode;
   /** namespace only: the agent serves the four file tools and refuses commands (a VM's file jail). */
   filesOnly?: boolean;
+  /**
+   * In-process only: proof that `workspace` passed the workspace check a moment ago (see
+   * checkWorkspaceOnce), so the next part of the same spawn need not read the same paths again.
+   * Anything else in this field counts for nothing.
+   */
+  checked?: WorkspaceCheck;
 }
 
 export const FILE_TOOLS_MODES = ["host", "guest"] as const;

@@ -212,12 +212,42 @@ function ownWorkspacesDir(): string[] {
 }
 
 /**
+ * Proof that a workspace passed checkWorkspace in this process a moment ago, so that the parts of one
+ * spawn (the runtime's edge, the micro-VM, its file jail) check it once, not once each: the check reads
+ * ~200 paths and was a sixth of a restore's time. Only this module can make one (the object must be
+ * in `proofs`; a spec parsed from JSON or built by hand carries none that counts), it names the real
+ * path it vouches for, and it expires after PROOF_TTL_MS, so a spec kept and spawned later (a queued
+ * or retried spawn) is checked again.
+ */
+export interface WorkspaceCheck {
+  readonly real: string;
+}
+
+const PROOF_TTL_MS = 1_000;
+const proofs = new WeakMap<WorkspaceCheck, number>();
+
+function provenChecked(path: string, proof: WorkspaceCheck): boolean {
+  const at = proofs.get(proof);
+  return at !== undefined && proof.real === path && performance.now() - at <= PROOF_TTL_MS;
+}
+
+/** checkWorkspace, with a proof of it to pass on (SandboxSpec.checked) to whatever checks the same workspace next. */
+export function checkWorkspaceOnce(path: string, proof?: WorkspaceCheck): WorkspaceCheck {
+  const real = checkWorkspace(path, proof);
+  if (proof !== undefined && proof.real === real && proofs.has(proof)) return proof;
+  const made: WorkspaceCheck = Object.freeze({ real });
+  proofs.set(made, performance.now());
+  return made;
+}
+
+/**
  * Checks that `path` may be shared with a sandbox as its writable /workspace and returns its real
  * path (symlinks resolved), which is what must be shared. Throws LuminaGuardError: INVALID_ARGUMENT
  * (empty, control characters, not valid UTF-8), NOT_FOUND, NOT_A_DIRECTORY, PERMISSION_DENIED, or
  * WORKSPACE_FORBIDDEN (a system, home, credential or LuminaGuard directory, in it, or containing one).
  */
-export function checkWorkspace(path: string): string {
+export function checkWorkspace(path: string, proof?: WorkspaceCheck): string {
+  if (proof !== undefined && provenChecked(path, proof)) return path;
   if (typeof path !== "string" || path === "") throw new LuminaGuardError("INVALID_ARGUMENT", "workspace must be a non-empty path");
   checkName(path, "workspace");
 

@@ -36,7 +36,10 @@ test("userWorkspace refuses the home, a symlink to /, and the run dir; takes a p
   assert.equal(code(() => userWorkspace(join(root, "missing"))), "NOT_FOUND");
   const proj = join(root, "proj, \"x\"=y:z");
   mkdirSync(proj);
-  assert.deepEqual(userWorkspace(proj), { path: realpathSync(proj), owned: false });
+  const ws = userWorkspace(proj);
+  assert.deepEqual({ path: ws.path, owned: ws.owned }, { path: realpathSync(proj), owned: false });
+  // Its check goes with it, for the backend to take instead of repeating it.
+  assert.equal(ws.checked?.real, realpathSync(proj));
 });
 
 test("our own workspaces pass the check; the run dir, its workspaces parent and a VM's dir do not", async () => {

@@ -6,7 +6,7 @@ import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { LuminaGuardError } from "../../src/errors.js";
 import { cacheDir, homeDir } from "../../src/paths.js";
-import { checkWorkspace } from "../../src/sandbox/workspace.js";
+import { checkWorkspace, checkWorkspaceOnce, type WorkspaceCheck } from "../../src/sandbox/workspace.js";
 
 function refused(path: string, code: string, message = path): LuminaGuardError {
   try {
@@ -215,6 +215,56 @@ describe("what is not a workspace at all", () => {
       assert.equal(checkWorkspace(dir), realpathSync(dir));
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("a proof of the check (one check per spawn)", () => {
+  // The proof saves the VM's file jail (and the backend after the runtime's edge) the same check a
+  // moment later; it must not become a way around the check.
+  const home = join(root, "proof-home");
+  const keys = join(root, "proof-keys");
+  mkdirSync(home, { recursive: true });
+  mkdirSync(keys, { recursive: true });
+  withEnv({ HOME: home });
+
+  test("it vouches for the real path it was made for, and for nothing else", () => {
+    const link = join(root, "proof-link");
+    symlinkSync(keys, link);
+    const proof = checkWorkspaceOnce(link);
+    assert.equal(proof.real, realpathSync(keys));
+    assert.equal(checkWorkspace(proof.real, proof), proof.real);
+    // Passed on, it is the same proof (its age is not renewed).
+    assert.equal(checkWorkspaceOnce(proof.real, proof), proof);
+    // Not the link (the backend shares the real path only), not another path.
+    assert.equal(checkWorkspace(link, proof), proof.real, "the link is checked again and resolved");
+    assert.throws(() => checkWorkspace("/etc", proof), (e: unknown) => e instanceof LuminaGuardError && e.code === "WORKSPACE_FORBIDDEN");
+    assert.throws(() => checkWorkspace(home, proof), (e: unknown) => e instanceof LuminaGuardError && e.code === "WORKSPACE_FORBIDDEN");
+  });
+
+  test("a proof made by hand or parsed from JSON counts for nothing", () => {
+    const forged: WorkspaceCheck = { real: "/etc" };
+    assert.throws(() => checkWorkspace("/etc", forged), (e: unknown) => e instanceof LuminaGuardError && e.code === "WORKSPACE_FORBIDDEN");
+    const real = checkWorkspaceOnce(keys);
+    const copied = JSON.parse(JSON.stringify(real)) as WorkspaceCheck;
+    mkdirSync(join(home, ".ssh"), { recursive: true });
+    try {
+      // keys is now fine, ~/.ssh is not: a copy of a real proof names ~/.ssh and is refused as any path.
+      assert.throws(() => checkWorkspace(join(home, ".ssh"), { ...copied, real: join(home, ".ssh") }), (e: unknown) => e instanceof LuminaGuardError && e.code === "WORKSPACE_FORBIDDEN");
+    } finally {
+      rmSync(join(home, ".ssh"), { recursive: true, force: true });
+    }
+  });
+
+  test("it expires: a workspace that became forbidden since is refused once the proof is a second old", async () => {
+    const proof = checkWorkspaceOnce(keys);
+    // ~/.ssh now leads to the workspace: from here on, sharing it would share the user's keys.
+    symlinkSync(keys, join(home, ".ssh"));
+    try {
+      await new Promise((r) => setTimeout(r, 1_100));
+      assert.throws(() => checkWorkspace(proof.real, proof), (e: unknown) => e instanceof LuminaGuardError && e.code === "WORKSPACE_FORBIDDEN");
+    } finally {
+      rmSync(join(home, ".ssh"), { force: true });
     }
   });
 });

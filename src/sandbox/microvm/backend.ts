@@ -9,7 +9,7 @@ import { fault, faultsOn } from "../../faults/index.js";
 import { log } from "../../log.js";
 import { onAbort } from "../../util/abort.js";
 import type { AwaitingSandbox, BackendProbe, FileToolsMode, SandboxBackend, SandboxHandle, SandboxSpec } from "../types.js";
-import { checkWorkspace } from "../workspace.js";
+import { checkWorkspaceOnce } from "../workspace.js";
 import { kvmFlavour, probeAccelerator, qemuVersion, type AccelVerdict } from "./accel.js";
 import { fileJailSpec, spawnBeside } from "./file-jail.js";
 import { idleOptions, pauseWhenIdle } from "./idle.js";
@@ -163,7 +163,9 @@ export class MicroVmBackend implements SandboxBackend {
     const files = await this.fileToolsFor(spec);
     const jail = this.options.fileJail;
     // The one workspace check both backends share: real path, never a system, credential or own directory.
-    spec = { ...spec, workspace: checkWorkspace(spec.workspace) };
+    // Checked once for the VM and its file jail (spec.checked), and not again if the runtime just did.
+    const checked = checkWorkspaceOnce(spec.workspace, spec.checked);
+    spec = { ...spec, workspace: checked.real, checked };
     if (files.mode === "host" && jail) {
       const s = spec;
       let spawned = (): void => undefined;

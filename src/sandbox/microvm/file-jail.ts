@@ -22,6 +22,7 @@ export function fileJailSpec(spec: SandboxSpec): SandboxSpec {
     pidsMax: JAIL_PIDS_MAX,
     vcpus: 1,
     filesOnly: true,
+    ...(spec.checked !== undefined ? { checked: spec.checked } : {}),
     ...(spec.diskMiB !== undefined ? { diskMiB: spec.diskMiB } : {}),
   };
 }

@@ -43,7 +43,7 @@ function validate(spec: SandboxSpec): string {
   validateLimits(spec);
   // The one workspace check both backends share: system, credential and LuminaGuard directories,
   // homes, and names that are not what they seem are refused by name.
-  return checkWorkspace(spec.workspace);
+  return checkWorkspace(spec.workspace, spec.checked);
 }
 
 /** The id, memory and pids of a spec (everything but its workspace). */

@@ -311,6 +311,8 @@ describe("namespace backend", { skip }, () => {
     const cases: Array<[Partial<SandboxSpec>, string]> = [
       [{ workspace: "/" }, "WORKSPACE_FORBIDDEN"],
       [{ workspace: "/etc" }, "WORKSPACE_FORBIDDEN"],
+      // A proof of the workspace check that this process did not make counts for nothing.
+      [{ workspace: "/etc", checked: { real: "/etc" } }, "WORKSPACE_FORBIDDEN"],
       [{ workspace: "/usr/lib" }, "WORKSPACE_FORBIDDEN"],
       [{ workspace: homedir() }, "WORKSPACE_FORBIDDEN"],
       [{ workspace: join(ws.dir, "missing") }, "NOT_FOUND"],
