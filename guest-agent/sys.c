@@ -22,6 +22,8 @@
 
 /* From <linux/random.h>, which musl does not ship: _IOW('R', 0x03, int[2]). */
 #define LG_RNDADDENTROPY 0x40085203
+/* _IO('R', 0x07): reseed the kernel's CRNG from its input pool now (CAP_SYS_ADMIN). */
+#define LG_RNDRESEEDCRNG 0x5207
 #define SEED_MAX 512
 /* Upper bound of init's integer fields: they are positive 32-bit ints. */
 #define INIT_INT_MAX 2147483647u
@@ -155,6 +157,12 @@ static void add_entropy(const uint8_t *seed, size_t len)
 		memcpy(info.buf, seed, len);
 		ioctl(fd, LG_RNDADDENTROPY, &info);
 		memset(&info, 0, sizeof info);
+		/* Crediting reseeds the CRNG only when it makes the pool ready. A clone whose CRNG was ready
+		 * before the seed (its template or its spare's warm-up was credited enough by the CPU or by
+		 * interrupts) would go on drawing from the key every clone of that snapshot shares until its
+		 * next scheduled reseed: so reseed now, from a pool that holds the seed. */
+		if (ioctl(fd, LG_RNDRESEEDCRNG) != 0)
+			log_msg("reseeding the CRNG failed: %s", strerror(errno));
 	}
 	if (write(fd, seed, len) < 0) {
 		/* nothing left to try */
