@@ -13,7 +13,7 @@ import { QmpClient } from "./qmp.js";
 import { connectWhenReady, consoleTail, destroyVm, launchVm, vmStderr, type Accelerator, type VmProcess } from "./qemu.js";
 
 // 3: the template saves no run state (migration.store-global-state=off), so clones autostart.
-const SNAPSHOT_FORMAT = 3;
+const SNAPSHOT_FORMAT = 4;
 
 const snapshotMetaSchema = z.object({
   format: z.number().int(),
@@ -95,6 +95,31 @@ export function discardSnapshot(s: Snapshot): void {
   rmSync(s.dir, { recursive: true, force: true });
 }
 
+/** The guest's clock source: "tsc-early" until the kernel's refined TSC calibration (about 1 s after it set the TSC up) switches it. */
+const CLOCKSOURCE = "/sys/devices/system/clocksource/clocksource0/current_clocksource";
+const SETTLE_MAX_MS = 5_000;
+
+/**
+ * Waits until the template's kernel has done the work it defers after boot, so that clones do not
+ * each do it again: the switch from the early TSC clock source to the refined one happens about
+ * 1.5 s of guest time after boot (after the template's first answer under TCG), and in every clone
+ * of a template saved before it, at a random point of its first commands or of a restore's hello.
+ * Bounded: a kernel that never switches (another clock source, under KVM) is saved as it is.
+ */
+async function settleBootWork(channel: GuestChannel, deadlineMs: number): Promise<void> {
+  const end = performance.now() + Math.min(SETTLE_MAX_MS, deadlineMs);
+  while (performance.now() < end) {
+    let out = "";
+    await channel.request(
+      "execute_command",
+      { argv: ["cat", CLOCKSOURCE], timeoutMs: 10_000, maxOutputBytes: 256 },
+      { deadlineMs, onEvent: (stream, data) => void (stream === "stdout" && (out += data.toString("utf8"))) },
+    );
+    if (out.trim() !== "tsc-early") return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 /**
  * Boots a template VM with file-backed shared RAM, waits for the guest agent, disconnects (so the
  * agent sleeps waiting for a host), pauses it and saves device state with x-ignore-shared: the RAM
@@ -127,6 +152,7 @@ export async function createSnapshot(p: SnapshotParams, bootTimeoutMs: number): 
     // Exercise the command path once so its guest-side caches (slabs, cgroup, page cache) are in
     // the snapshot every clone starts from.
     await channel.request("execute_command", { argv: ["true"], timeoutMs: 10_000, maxOutputBytes: 1024 }, { deadlineMs: bootTimeoutMs });
+    await settleBootWork(channel, bootTimeoutMs);
     channel.fail(new LuminaGuardError("SANDBOX_CLOSED", "template ready"));
     socket.destroy();
     // Let the agent see the hang-up and go back to waiting for a host before the VM is frozen.
