@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/random.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -155,13 +156,16 @@ static void add_entropy(const uint8_t *seed, size_t len)
 			uint8_t buf[SEED_MAX];
 		} info = {.entropy_count = (int)len * 8, .buf_size = (int)len};
 		memcpy(info.buf, seed, len);
-		ioctl(fd, LG_RNDADDENTROPY, &info);
-		memset(&info, 0, sizeof info);
 		/* Crediting reseeds the CRNG only when it makes the pool ready. A clone whose CRNG was ready
 		 * before the seed (its template or its spare's warm-up was credited enough by the CPU or by
 		 * interrupts) would go on drawing from the key every clone of that snapshot shares until its
-		 * next scheduled reseed: so reseed now, from a pool that holds the seed. */
-		if (ioctl(fd, LG_RNDRESEEDCRNG) != 0)
+		 * next scheduled reseed: so that one is reseeded now, from a pool that holds the seed (one
+		 * that was not ready is reseeded by the credit itself; a second reseed costs ~1 ms of TCG). */
+		uint8_t probe;
+		bool was_ready = getrandom(&probe, 1, GRND_NONBLOCK) == 1;
+		ioctl(fd, LG_RNDADDENTROPY, &info);
+		memset(&info, 0, sizeof info);
+		if (was_ready && ioctl(fd, LG_RNDRESEEDCRNG) != 0)
 			log_msg("reseeding the CRNG failed: %s", strerror(errno));
 	}
 	if (write(fd, seed, len) < 0) {
@@ -321,6 +325,30 @@ bool sys_workspace_ready(uint32_t req_id)
 	return true;
 }
 
+/* init's kernel paths, run once with no effect so that a spare's VMM has translated them (TCG)
+ * before a restore's init needs them: zeros mixed into the input pool uncredited (the pool's hash,
+ * which init's seed and the reseed it causes use), the clock set to what it reads, the hostname to
+ * what it is. */
+static void warm_init_paths(void)
+{
+	static const uint8_t zeros[64];
+	int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (write(fd, zeros, sizeof zeros) < 0) {
+			/* only a warm-up */
+		}
+		close(fd);
+	}
+	struct timespec now;
+	if (clock_gettime(CLOCK_REALTIME, &now) == 0)
+		clock_settime(CLOCK_REALTIME, &now);
+	char host[65];
+	if (gethostname(host, sizeof host - 1) == 0) {
+		host[sizeof host - 1] = 0;
+		sethostname(host, strlen(host));
+	}
+}
+
 void op_warmup(req_t *r)
 {
 	/* A VM started ahead of its sandbox (the host's spares) runs the paths of a sandbox's first
@@ -341,6 +369,7 @@ void op_warmup(req_t *r)
 		reply_error(r->id, "INVALID_ARGUMENT", 0, "warmup is for a VM that has no workspace yet");
 		return;
 	}
+	warm_init_paths();
 	mkdir(WARM_STAGING, 0700);
 	if (mount(tag, WARM_STAGING, "9p", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NINEP_OPTS) < 0) {
 		int e = errno;
