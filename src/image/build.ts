@@ -38,9 +38,16 @@ const imageManifestSchema = z.object({
 });
 export type ImageManifest = z.infer<typeof imageManifestSchema>;
 
-/** Kernel command line measured to boot fast under TCG (DESIGN.md); reboot=t lets -no-reboot end QEMU. */
+/**
+ * Kernel command line measured to boot fast under TCG (DESIGN.md); reboot=t lets -no-reboot end QEMU.
+ * random.trust_cpu=on: the snapshot template's CRNG is ready at boot, seeded from RDRAND (under TCG,
+ * QEMU answers it from the host's getrandom), so a clone's init does not make it ready: that flips
+ * kernel static keys (text patching, which under TCG throws translated code away) on every restore.
+ * Every clone starts from the template's CRNG state, and init reseeds it from the host's fresh seed
+ * at once (guest-agent/sys.c; sandbox/microvm/microvm.test.ts fails without that reseed).
+ */
 const GUEST_CMDLINE =
-  "console=ttyS0 quiet loglevel=1 panic=-1 mitigations=off tsc=reliable no_timer_check pci=off reboot=t rdinit=/init";
+  "console=ttyS0 quiet loglevel=1 panic=-1 mitigations=off tsc=reliable no_timer_check pci=off reboot=t random.trust_cpu=on rdinit=/init";
 
 /**
  * Both kernels are told the host's TSC rate. Debian's hangs under TCG after "Marking TSC unstable"
