@@ -149,6 +149,7 @@ static void add_entropy(const uint8_t *seed, size_t len)
 		return;
 	/* Crediting entropy is for the VM kernel only; a host kernel (namespace backend, tests)
 	 * just gets the bytes mixed in, like any write to /dev/urandom. */
+	bool added = false;
 	if (init_mode) {
 		struct {
 			int entropy_count;
@@ -163,12 +164,13 @@ static void add_entropy(const uint8_t *seed, size_t len)
 		 * that was not ready is reseeded by the credit itself; a second reseed costs ~1 ms of TCG). */
 		uint8_t probe;
 		bool was_ready = getrandom(&probe, 1, GRND_NONBLOCK) == 1;
-		ioctl(fd, LG_RNDADDENTROPY, &info);
+		added = ioctl(fd, LG_RNDADDENTROPY, &info) == 0;
 		memset(&info, 0, sizeof info);
 		if (was_ready && ioctl(fd, LG_RNDRESEEDCRNG) != 0)
 			log_msg("reseeding the CRNG failed: %s", strerror(errno));
 	}
-	if (write(fd, seed, len) < 0) {
+	/* The ioctl mixed the bytes in already; otherwise (outside the VM, or refused) they are written. */
+	if (!added && write(fd, seed, len) < 0) {
 		/* nothing left to try */
 	}
 	close(fd);
