@@ -234,7 +234,8 @@ function provenChecked(path: string, proof: WorkspaceCheck): boolean {
 /** checkWorkspace, with a proof of it to pass on (SandboxSpec.checked) to whatever checks the same workspace next. */
 export function checkWorkspaceOnce(path: string, proof?: WorkspaceCheck): WorkspaceCheck {
   const real = checkWorkspace(path, proof);
-  if (proof !== undefined && proof.real === real && proofs.has(proof)) return proof;
+  // A proof still valid is passed on as it is (its age is not renewed); an expired one is replaced.
+  if (proof !== undefined && provenChecked(real, proof)) return proof;
   const made: WorkspaceCheck = Object.freeze({ real });
   proofs.set(made, performance.now());
   return made;
