@@ -120,6 +120,7 @@ export async function spawnScenario(rec: Recorder, o: ScenarioOptions): Promise<
     rec.add(`${direct}_loop_stall_ms`, "ms", n.loopMaxMs);
     if (handle.info["restoreFallback"]) rec.notes.push(`restore fell back to a cold boot: ${String(handle.info["restoreFallback"])}`);
     if (handle.info["vmm"] === "spare") spared++;
+    if (typeof handle.info["helloAnswered"] === "number") rec.add(`${direct}_hello_answered`, "attempt", handle.info["helloAnswered"]);
     rec.add(direct, "ms", ms);
     // Where a restore's time goes: QEMU start, QMP, migration load, cont, guest hello, init (9p mount, reseed, clock).
     for (const [key, value] of Object.entries(handle.info)) {

@@ -25,6 +25,12 @@ interface ChannelTransport {
   output: Writable;
 }
 
+/** What a handshake took: hellos sent by the time one was answered, and which (0: the first). */
+export interface HelloStats {
+  sent: number;
+  answered: number;
+}
+
 export interface RequestOptions {
   /** Host-side deadline: a guest that has not answered by then is declared lost and killed. */
   deadlineMs?: number;
@@ -181,7 +187,7 @@ export class GuestChannel {
   async handshake(
     timeoutMs: number,
     intervalMs = 10,
-    options: { init?: () => InitArgs; maxIntervalMs?: number } = {},
+    options: { init?: () => InitArgs; maxIntervalMs?: number; stats?: HelloStats } = {},
   ): Promise<GuestResult<"hello">> {
     const { init } = options;
     const maxIntervalMs = Math.max(intervalMs, options.maxIntervalMs ?? intervalMs);
@@ -191,6 +197,7 @@ export class GuestChannel {
       let done = false;
       let timer: NodeJS.Timeout | undefined;
       let wait = intervalMs;
+      let sent = 0;
       const finish = (fn: () => void): void => {
         if (done) return;
         done = true;
@@ -204,8 +211,13 @@ export class GuestChannel {
           setImmediate(() => finish(() => reject(new GuestChannelLostError(`guest agent did not answer hello within ${timeoutMs} ms`, { cause: lastError }))));
           return;
         }
+        const attemptNo = sent++;
         this.request("hello", { v: PROTOCOL_VERSION, ...(init ? { init: init() } : {}) }, { deadlineMs: timeoutMs + 1000 }).then(
-          (r) => finish(() => resolve(r)),
+          (r) =>
+            finish(() => {
+              if (options.stats) Object.assign(options.stats, { sent, answered: attemptNo });
+              resolve(r);
+            }),
           (err: unknown) => {
             lastError = err;
             if (this.failure) finish(() => reject(this.failure));

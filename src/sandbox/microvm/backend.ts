@@ -1,7 +1,7 @@
 // The micro-VM backend: a QEMU microvm per sandbox, guest agent over virtio-serial, workspace over 9p.
 import { randomBytes } from "node:crypto";
 import type { Socket } from "node:net";
-import { GuestChannel } from "../../protocol/channel.js";
+import { GuestChannel, type HelloStats } from "../../protocol/channel.js";
 import type { InitArgs } from "../../protocol/messages.js";
 import { requireImage, type ImageManifest } from "../../image/build.js";
 import { GuestChannelLostError, LuminaGuardError, toLuminaGuardError } from "../../errors.js";
@@ -477,8 +477,10 @@ async function connectVm(
     // A restored guest answers within milliseconds of its host connecting: ask soon, then back off
     // (every queued hello costs the guest a parse and an answer). The hello carries init (reseed,
     // clock, identity, mount): one round trip to ready instead of two.
+    const helloStats: HelloStats = { sent: 0, answered: 0 };
     const hello = await channel.handshake(timeoutMs, Number(process.env["LG_HELLO_MS"] ?? 2), {
       init,
+      stats: helloStats,
       maxIntervalMs: Number(process.env["LG_HELLO_MAX_MS"] ?? 16),
     });
     const t1 = performance.now();
@@ -505,6 +507,9 @@ async function connectVm(
         workspaceExport: "9p mapped-xattr",
         "phaseMs.hello": Math.round(helloMs * 100) / 100,
         "phaseMs.init": Math.round(initMs * 100) / 100,
+        // Hellos sent before one was answered, and which one was (0: the first; a later one: the earlier were lost or slow).
+        helloSent: helloStats.sent,
+        helloAnswered: helloStats.answered,
         // Whether the guest applied init with its hello (one round trip) or needed a separate init.
         initWithHello: hello.init === true,
         ...extraInfo,
