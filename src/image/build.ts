@@ -1,5 +1,5 @@
 // `luminaguard image build`: agent + kernel (minimal or Debian's) + initramfs, each cached by content hash, tied together by a manifest.
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { LuminaGuardError } from "../errors.js";
@@ -202,8 +202,37 @@ export async function currentImage(): Promise<ImageManifest | undefined> {
   return m && m.kernelKind === "minimal" && isMinimalCmdline(m.cmdline) ? m : undefined;
 }
 
+/** A file's identity and last change ("" when it does not exist): what a cached read depends on. */
+function fileStamp(path: string): string {
+  try {
+    const st = statSync(path);
+    return `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+  } catch {
+    return "";
+  }
+}
+
+/**
+ * The image requireImage found last, and what it read to find it: every spawn asks, and reading and
+ * validating the pointer and the manifest each time was a tenth of a restore's host time. It is used
+ * again only while the pointer and the manifest are the same files, unchanged, and the kernel,
+ * initramfs and agent still exist (`image build` replaces both files by rename).
+ */
+let lastImage: { pointer: string; manifest: string; image: ImageManifest } | undefined;
+
 /** Like currentImage, but a missing image is an error telling the user what to run. */
 export async function requireImage(): Promise<ImageManifest> {
+  const pointer = fileStamp(currentPointerPath());
+  const cached = lastImage;
+  if (
+    cached &&
+    cached.pointer === pointer &&
+    cached.manifest === fileStamp(manifestPath(cached.image.hash)) &&
+    [cached.image.kernel, cached.image.initrd, cached.image.agent].every((p) => existsSync(p))
+  ) {
+    return cached.image;
+  }
+  lastImage = undefined;
   const kind = currentKernelKind();
   const image = await currentImage().catch((err: unknown) => {
     throw new LuminaGuardError("IMAGE_MISSING", `cannot check the guest image: ${(err as Error).message}`, { cause: err });
@@ -212,6 +241,10 @@ export async function requireImage(): Promise<ImageManifest> {
     const which = kind === "debian" ? "the guest image with Debian's kernel" : "the guest image";
     throw new LuminaGuardError("IMAGE_MISSING", `${which} is not built for this version: run \`${imageBuildCommand(kind)}\``);
   }
+  // The pointer was stamped before it was read: a change meanwhile is read at the next call. A
+  // manifest is written once for its hash (its content hash), last of its image.
+  const manifest = fileStamp(manifestPath(image.hash));
+  if (manifest !== "") lastImage = { pointer, manifest, image };
   return image;
 }
 

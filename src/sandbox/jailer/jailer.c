@@ -32,6 +32,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -341,33 +342,88 @@ static void inject(long pid, long uid, long gid, long disk_uid, long disk_gid)
 	_exit(0);
 }
 
-/* Reads one NUL-terminated field of at most `cap` bytes from stdin; 0 at a clean end of input. */
-static int read_field(char *buf, size_t cap)
+/* --serve's requests in flight: each a child carrying out one inject, answered in request order. */
+#define SERVE_MAX 16
+struct job {
+	pid_t child;
+	int err;	/* read end of the child's stderr; -1 once it has closed */
+	int done;	/* the child was reaped */
+	int status;
+	size_t len;
+	char msg[2048];
+};
+
+/* Forks the child for one parsed request; its stderr is the job's pipe. */
+static void start_job(struct job *j, char f[8][4096])
 {
-	size_t n = 0;
-	for (;;) {
-		int c = getchar();
-		if (c == EOF) {
-			if (n == 0 && feof(stdin))
-				return 0;
-			die("--serve: request cut short");
-		}
-		if (c == 0) {
-			buf[n] = 0;
-			return 1;
-		}
-		if (n + 1 >= cap)
-			die("--serve: field too long");
-		buf[n++] = (char)c;
+	long pid = parse_id(f[1], "pid"), uid = parse_id(f[2], "uid"), gid = parse_id(f[3], "gid");
+	long disk_uid = parse_id(f[6], "disk uid"), disk_gid = parse_id(f[7], "disk gid");
+	if (uid <= 0 || gid <= 0)
+		die("--serve: uid and gid must name an unprivileged identity");
+	int err[2];
+	if (pipe2(err, O_CLOEXEC) < 0)
+		die("pipe: %s", strerror(errno));
+	fflush(stdout);
+	pid_t child = fork();
+	if (child < 0)
+		die("fork: %s", strerror(errno));
+	if (child == 0) {
+		dup2(err[1], 2);
+		nbinds = 0;
+		add_bind(BIND_IDMAP, f[4], f[5]);
+		inject(pid, uid, gid, disk_uid, disk_gid);
 	}
+	close(err[1]);
+	*j = (struct job){.child = child, .err = err[0]};
+}
+
+/* Reads what a job's child wrote to its stderr; at its end the child is reaped. */
+static void job_input(struct job *j)
+{
+	char tmp[512];
+	ssize_t n = read(j->err, tmp, sizeof tmp);
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (n > 0) {
+		size_t room = sizeof j->msg - 1 - j->len;
+		size_t take = (size_t)n < room ? (size_t)n : room;
+		memcpy(j->msg + j->len, tmp, take);
+		j->len += take;
+		return;
+	}
+	close(j->err);
+	j->err = -1;
+	while (waitpid(j->child, &j->status, 0) < 0 && errno == EINTR)
+		;
+	j->done = 1;
+}
+
+/* Writes the answer of a finished job: "ok" NUL, or "error" NUL MESSAGE NUL. */
+static void answer(struct job *j)
+{
+	if (WIFEXITED(j->status) && WEXITSTATUS(j->status) == 0) {
+		fwrite("ok", 1, 3, stdout);
+	} else {
+		j->msg[j->len] = 0;
+		for (size_t k = 0; k < j->len; k++)
+			if (j->msg[k] == 0)
+				j->msg[k] = ' ';
+		if (j->len == 0)
+			snprintf(j->msg, sizeof j->msg, "the inject child ended with status %d", j->status);
+		fwrite("error", 1, 6, stdout);
+		fwrite(j->msg, 1, strlen(j->msg) + 1, stdout);
+	}
+	if (fflush(stdout) != 0)
+		_exit(0);
 }
 
 /* --serve (root only): --inject without a process per request. The host keeps one lg-jailer running
  * and sends it requests on stdin, each eight NUL-terminated fields: "inject", PID, UID, GID, SRC, DST,
  * DISK_UID, DISK_GID. Each is run in a child of its own, exactly as `--inject PID --uid UID --gid GID
- * --idmap SRC DST DISK_UID DISK_GID` would run, and answered on stdout in order: "ok" NUL, or "error"
- * NUL MESSAGE NUL. Ends at the end of its input, and with its parent. A request it cannot parse ends
- * it: the host starts another. */
+ * --idmap SRC DST DISK_UID DISK_GID` would run; up to SERVE_MAX run at once (a restore's two, the
+ * VMM's and its file jail's, at the same time), and each is answered on stdout in request order: "ok"
+ * NUL, or "error" NUL MESSAGE NUL. Ends at the end of its input once every request is answered, and
+ * with its parent. A request it cannot parse ends it: the host starts another. */
 static void serve(void)
 {
 	if (geteuid() != 0)
@@ -376,64 +432,85 @@ static void serve(void)
 		die("prctl: %s", strerror(errno));
 	signal(SIGPIPE, SIG_DFL);
 	static char f[8][4096];
+	static struct job jobs[SERVE_MAX];
+	static char in[8192];
+	size_t in_len = 0;
+	int nf = 0;	    /* fields of the request being read */
+	size_t flen = 0;    /* bytes of the field being read */
+	size_t head = 0, n = 0; /* the jobs in flight, oldest first, in a ring */
+	int eof = 0;
 	for (;;) {
-		for (int k = 0; k < 8; k++) {
-			if (!read_field(f[k], sizeof f[k])) {
-				if (k == 0)
-					_exit(0);
-				die("--serve: request cut short");
-			}
-		}
-		if (strcmp(f[0], "inject") != 0)
-			die("--serve: unknown request %.32s", f[0]);
-		long pid = parse_id(f[1], "pid"), uid = parse_id(f[2], "uid"), gid = parse_id(f[3], "gid");
-		long disk_uid = parse_id(f[6], "disk uid"), disk_gid = parse_id(f[7], "disk gid");
-		if (uid <= 0 || gid <= 0)
-			die("--serve: uid and gid must name an unprivileged identity");
-		int err[2];
-		if (pipe2(err, O_CLOEXEC) < 0)
-			die("pipe: %s", strerror(errno));
-		fflush(stdout);
-		pid_t child = fork();
-		if (child < 0)
-			die("fork: %s", strerror(errno));
-		if (child == 0) {
-			dup2(err[1], 2);
-			nbinds = 0;
-			add_bind(BIND_IDMAP, f[4], f[5]);
-			inject(pid, uid, gid, disk_uid, disk_gid);
-		}
-		close(err[1]);
-		char msg[2048];
-		size_t len = 0;
-		for (;;) {
-			ssize_t n = read(err[0], msg + len, sizeof msg - 1 - len);
-			if (n < 0 && errno == EINTR)
+		/* Whole requests in the input start their jobs, while there is room for them. */
+		size_t used = 0;
+		while (used < in_len && n < SERVE_MAX) {
+			char c = in[used++];
+			if (c == 0) {
+				f[nf][flen] = 0;
+				flen = 0;
+				if (++nf < 8)
+					continue;
+				nf = 0;
+				if (strcmp(f[0], "inject") != 0)
+					die("--serve: unknown request %.32s", f[0]);
+				start_job(&jobs[(head + n) % SERVE_MAX], f);
+				n++;
 				continue;
-			if (n <= 0)
-				break;
-			len += (size_t)n;
-			if (len == sizeof msg - 1)
-				break;
+			}
+			if (flen + 1 >= sizeof f[0])
+				die("--serve: field too long");
+			f[nf][flen++] = c;
 		}
-		close(err[0]);
-		msg[len] = 0;
-		int status = 0;
-		while (waitpid(child, &status, 0) < 0 && errno == EINTR)
-			;
-		if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-			fwrite("ok", 1, 3, stdout);
-		} else {
-			for (size_t k = 0; k < len; k++)
-				if (msg[k] == 0)
-					msg[k] = ' ';
-			if (len == 0)
-				snprintf(msg, sizeof msg, "the inject child ended with status %d", status);
-			fwrite("error", 1, 6, stdout);
-			fwrite(msg, 1, strlen(msg) + 1, stdout);
+		memmove(in, in + used, in_len - used);
+		in_len -= used;
+		/* Answers go out in request order: the oldest first, once it is done. */
+		while (n > 0 && jobs[head].done) {
+			answer(&jobs[head]);
+			head = (head + 1) % SERVE_MAX;
+			n--;
 		}
-		if (fflush(stdout) != 0)
+		if (eof && n == 0) {
+			if (nf != 0 || flen != 0 || in_len != 0)
+				die("--serve: request cut short");
 			_exit(0);
+		}
+		struct pollfd pfd[SERVE_MAX + 1];
+		int np = 0;
+		int want_input = !eof && n < SERVE_MAX && in_len < sizeof in;
+		if (want_input)
+			pfd[np++] = (struct pollfd){.fd = 0, .events = POLLIN};
+		for (size_t k = 0; k < n; k++) {
+			struct job *j = &jobs[(head + k) % SERVE_MAX];
+			if (j->err >= 0)
+				pfd[np++] = (struct pollfd){.fd = j->err, .events = POLLIN};
+		}
+		if (np == 0)
+			die("--serve: nothing to wait for");
+		if (poll(pfd, (nfds_t)np, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			die("poll: %s", strerror(errno));
+		}
+		int p = 0;
+		if (want_input) {
+			if (pfd[0].revents) {
+				ssize_t r = read(0, in + in_len, sizeof in - in_len);
+				if (r < 0 && errno != EINTR && errno != EAGAIN)
+					die("read: %s", strerror(errno));
+				if (r == 0)
+					eof = 1;
+				if (r > 0)
+					in_len += (size_t)r;
+			}
+			p = 1;
+		}
+		for (size_t k = 0; k < n; k++) {
+			struct job *j = &jobs[(head + k) % SERVE_MAX];
+			if (j->err < 0)
+				continue;
+			if (pfd[p].revents)
+				job_input(j);
+			p++;
+		}
 	}
 }
 

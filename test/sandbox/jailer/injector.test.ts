@@ -1,5 +1,6 @@
 // lg-jailer --serve: the one root helper that mounts workspaces into jails started ahead of their
-// sandbox. It answers every request in order, refuses what --inject refuses, and ends with its input.
+// sandbox. It runs requests at once and answers each in order, refuses what --inject refuses, and ends
+// with its input.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -35,6 +36,16 @@ describe("lg-jailer --serve", () => {
     }
     // A pid that is gone.
     await assert.rejects(injector.inject({ ...req, pid: 2 ** 22 + 1 }), /open \/proc\/\d+/);
+    // Requests run at once, each answered in its own order: every answer is its own request's.
+    const mixed = await Promise.allSettled(
+      Array.from({ length: 12 }, (_, i) => injector.inject(i % 3 === 0 ? { ...req, pid: 2 ** 22 + 1 + i } : { ...req, dst: `/d${i}` })),
+    );
+    mixed.forEach((r, i) => {
+      assert.equal(r.status, "rejected");
+      const reason = String((r as PromiseRejectedResult).reason);
+      if (i % 3 === 0) assert.match(reason, new RegExp(`open /proc/${2 ** 22 + 1 + i}`), `answer ${i}`);
+      else assert.match(reason, /does not run as/, `answer ${i}`);
+    });
     // A NUL byte never reaches the server.
     await assert.rejects(injector.inject({ ...req, src: "/tmp/a\0b" }), { code: "INVALID_ARGUMENT" });
     assert.doesNotMatch(readFileSync("/proc/self/mountinfo", "utf8"), new RegExp(` ${ws.dir} `));
