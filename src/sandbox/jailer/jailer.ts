@@ -85,6 +85,8 @@ export interface JailPlan {
    * sandbox's own filter to what it runs).
    */
   stage?: { keepFds: number; detachUnder?: string[] };
+  /** Cgroup directories the jailer joins before anything else (root only), so all it starts is born inside. */
+  cgroups?: readonly string[];
 }
 
 /** Where staged binds appear to the launcher (lg-jailer's NEW_ROOT). */
@@ -99,6 +101,7 @@ export function jailerArgs(build: JailerBuild, plan: JailPlan): string[] {
   }
   else args.push("--seccomp", build.seccompPath);
   if (plan.kvmGid !== undefined) args.push("--kvm-gid", String(plan.kvmGid));
+  for (const dir of plan.cgroups ?? []) args.push("--cgroup", dir);
   for (const b of plan.binds) args.push(`--${b.kind}`, b.src, b.dst);
   if (plan.workspace) {
     // Run as an ordinary user the VMM already is the workspace owner: a plain read-write bind.

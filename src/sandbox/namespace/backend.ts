@@ -348,7 +348,9 @@ export class NamespaceBackend implements SandboxBackend {
     const identity = jailBuild ? allocateIdentity() : undefined;
     let cgroup: SandboxCgroup | undefined;
     try {
-      cgroup = this.limitsActive(p) ? SandboxCgroup.create(spec.id, { memoryMiB: spec.memoryMiB, pidsMax: spec.pidsMax }) : undefined;
+      // With the jailer, bwrap's monitor is in the cgroup too (launch.ts): one more pid, so that the
+      // sandbox's own processes get exactly spec.pidsMax.
+      cgroup = this.limitsActive(p) ? SandboxCgroup.create(spec.id, { memoryMiB: spec.memoryMiB, pidsMax: spec.pidsMax + (jailBuild ? 1 : 0) }) : undefined;
     } catch (err) {
       identity?.release();
       throw err;

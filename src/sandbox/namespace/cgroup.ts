@@ -9,7 +9,8 @@
 //   populated cgroup would mean moving this process; the root-level parent is what container runtimes'
 //   cgroupfs drivers use.
 // The `luminaguard` parent is removed again when it empties, so nothing is left once sandboxes are gone.
-// pids.max counts every task in the sandbox, bwrap's pid-1 reaper and the agent included.
+// pids.max counts every task in the sandbox, bwrap's pid-1 reaper and the agent included (and, when
+// lg-jailer placed bwrap in the cgroup, bwrap's own process outside the sandbox).
 // How a sandbox gets into its cgroup before it runs anything: launch.ts.
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, statSync, writeFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
@@ -346,6 +347,17 @@ export class SandboxCgroup {
       throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `cannot create cgroup for ${id}: ${describe(err)}`, { cause: err });
     }
     return new SandboxCgroup(support, dirs, limits);
+  }
+
+  /** Whether process `pid` is in this sandbox cgroup, in every hierarchy. */
+  holds(pid: number): boolean {
+    return this.dirs.every((d) => {
+      try {
+        return readFileSync(join(d, "cgroup.procs"), "utf8").split("\n").includes(String(pid));
+      } catch {
+        return false;
+      }
+    });
   }
 
   /**

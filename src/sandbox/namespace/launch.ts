@@ -6,11 +6,17 @@
 //      which builds its mount tree and then blocks reading --block-fd: it has not forked, loaded the
 //      seccomp filter or exec'd anything yet (bubblewrap.c: the block_fd read comes before the
 //      seccomp load and before the fork of the pid-1 reaper and the payload);
-//   3. the sandbox process's host pid is read from --info-fd and written into cgroup.procs;
+//   3. the sandbox process's host pid is read from --info-fd; unless it is in the cgroup already, it
+//      is written into cgroup.procs;
 //   4. a byte on --block-fd releases it. Every process that runs sandboxed code is forked from it
 //      afterwards, so it is born inside the cgroup.
-// The bwrap monitor on the host side is not moved: it runs no sandboxed code and must not count
-// against the sandbox's pids.max. Its own memory is a few hundred KiB.
+// Run as root, bwrap is started by lg-jailer, which joins the cgroup itself first (--cgroup: a
+// process moving itself, single-threaded, through v1's `tasks`, skips the global lock whose first
+// writer waits for an RCU grace period, 11-16 ms here: the largest and most variable part of a start
+// when the host moved the pid). bwrap's monitor and the sandbox process are then born inside, step 3
+// only checks, and the cgroup's pids.max is one more than the sandbox's (the backend adds it), for
+// the monitor. Its memory, a few hundred KiB, counts against the sandbox's. Otherwise the monitor is
+// not moved: it runs no sandboxed code.
 import type { ChildProcess } from "node:child_process";
 import type { Readable, Writable } from "node:stream";
 import { statSync } from "node:fs";
@@ -105,6 +111,9 @@ export function launch(options: LaunchOptions): Launch {
       // Other sandboxes' workspaces (loop mounts under the runtime directory) must not be pinned by
       // this sandbox's mount namespace after their own sandbox is gone.
       stage: { keepFds: Object.keys(BWRAP_FDS).length + 3, detachUnder: [runDir()] },
+      // The jailer joins the sandbox cgroup itself before it starts bwrap: the sandbox process is born
+      // inside, with no migration of another process, whose first one waits for an RCU grace period.
+      ...(options.cgroup ? { cgroups: options.cgroup.dirs } : {}),
     });
   }
   const bwrap = spawnGroup([...prefix, jail ? "/usr/bin/bwrap" : "bwrap", ...args], {
@@ -132,7 +141,8 @@ export function launch(options: LaunchOptions): Launch {
   }
   const ready = readChildPid(bwrap, bwrap.stdio[BWRAP_FDS.info] as Readable, stderrTail, options.signal).then(async (pid) => {
     try {
-      await options.cgroup?.add(pid);
+      // Born inside when the jailer joined the cgroup (checked, never assumed); moved in otherwise.
+      if (options.cgroup && !(jail && options.cgroup.holds(pid))) await options.cgroup.add(pid);
     } catch (err) {
       throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `cannot move sandbox process ${pid} into its cgroup: ${(err as Error).message}`, { cause: err });
     }
