@@ -141,32 +141,33 @@ static void write_file(const char *path, const char *text)
  * A child creates it and waits; we write its maps and keep a handle. */
 static int idmap_userns(long disk_uid, long seen_uid, long disk_gid, long seen_gid)
 {
-	int go[2];
-	if (pipe2(go, O_CLOEXEC) < 0)
+	int go[2], up[2];
+	if (pipe2(go, O_CLOEXEC) < 0 || pipe2(up, O_CLOEXEC) < 0)
 		die("pipe: %s", strerror(errno));
 	pid_t child = fork();
 	if (child < 0)
 		die("fork: %s", strerror(errno));
 	if (child == 0) {
 		char c;
+		close(up[0]);
 		if (unshare(CLONE_NEWUSER) < 0)
 			_exit(1);
+		/* Unshared: its maps are its new namespace's from now on. */
+		(void)!write(up[1], "u", 1);
 		close(go[1]);
 		(void)!read(go[0], &c, 1); /* parent closes its end once it holds the namespace */
 		_exit(0);
 	}
 	close(go[0]);
-	char path[64], map[96];
-	/* The child may not have unshared yet: its maps belong to the parent namespace until it has. */
-	for (int i = 0; i < 1000; i++) {
-		char self[64], other[64];
-		snprintf(path, sizeof path, "/proc/%d/ns/user", child);
-		ssize_t a = readlink("/proc/self/ns/user", self, sizeof self - 1);
-		ssize_t b = readlink(path, other, sizeof other - 1);
-		if (a > 0 && b > 0 && (a != b || memcmp(self, other, (size_t)a) != 0))
-			break;
-		usleep(200);
-	}
+	close(up[1]);
+	char path[64], map[96], c;
+	/* Until the child says it has unshared, its maps belong to the parent namespace. */
+	ssize_t got;
+	while ((got = read(up[0], &c, 1)) < 0 && errno == EINTR)
+		;
+	close(up[0]);
+	if (got != 1)
+		die("the idmap helper could not create a user namespace");
 	snprintf(path, sizeof path, "/proc/%d/uid_map", child);
 	snprintf(map, sizeof map, "%ld %ld 1\n", disk_uid, seen_uid);
 	write_file(path, map);
