@@ -1,5 +1,5 @@
 // `luminaguard image build`: agent + kernel (minimal or Debian's) + initramfs, each cached by content hash, tied together by a manifest.
-import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { LuminaGuardError } from "../errors.js";
@@ -7,7 +7,7 @@ import { log } from "../log.js";
 import { cacheDir } from "../paths.js";
 import { hashInputs } from "../util/hash.js";
 import { run } from "../util/proc.js";
-import { memoized } from "../util/memo.js";
+import { fileIdentity, memoized } from "../util/memo.js";
 import { agentHash, ensureAgent } from "./agent.js";
 import { DEBIAN_KERNEL_META_PACKAGE, debianKernelHash, ensureDebianKernel, resolveDebianKernelPackage, type DebianPackage } from "./debian.js";
 import { buildInitramfs } from "./initramfs.js";
@@ -202,32 +202,22 @@ export async function currentImage(): Promise<ImageManifest | undefined> {
   return m && m.kernelKind === "minimal" && isMinimalCmdline(m.cmdline) ? m : undefined;
 }
 
-/** A file's identity and last change ("" when it does not exist): what a cached read depends on. */
-function fileStamp(path: string): string {
-  try {
-    const st = statSync(path);
-    return `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
-  } catch {
-    return "";
-  }
-}
-
 /**
  * The image requireImage found last, and what it read to find it: every spawn asks, and reading and
  * validating the pointer and the manifest each time was a tenth of a restore's host time. It is used
  * again only while the pointer and the manifest are the same files, unchanged, and the kernel,
  * initramfs and agent still exist (`image build` replaces both files by rename).
  */
-let lastImage: { pointer: string; manifest: string; image: ImageManifest } | undefined;
+let lastImage: { pointer: string | undefined; manifest: string; image: ImageManifest } | undefined;
 
 /** Like currentImage, but a missing image is an error telling the user what to run. */
 export async function requireImage(): Promise<ImageManifest> {
-  const pointer = fileStamp(currentPointerPath());
+  const pointer = fileIdentity(currentPointerPath());
   const cached = lastImage;
   if (
     cached &&
     cached.pointer === pointer &&
-    cached.manifest === fileStamp(manifestPath(cached.image.hash)) &&
+    cached.manifest === fileIdentity(manifestPath(cached.image.hash)) &&
     [cached.image.kernel, cached.image.initrd, cached.image.agent].every((p) => existsSync(p))
   ) {
     return cached.image;
@@ -243,8 +233,8 @@ export async function requireImage(): Promise<ImageManifest> {
   }
   // The pointer was stamped before it was read: a change meanwhile is read at the next call. A
   // manifest is written once for its hash (its content hash), last of its image.
-  const manifest = fileStamp(manifestPath(image.hash));
-  if (manifest !== "") lastImage = { pointer, manifest, image };
+  const manifest = fileIdentity(manifestPath(image.hash));
+  if (manifest !== undefined) lastImage = { pointer, manifest, image };
   return image;
 }
 

@@ -22,8 +22,8 @@ export function findOnPath(name: string, path = process.env["PATH"] ?? "/usr/loc
   return undefined;
 }
 
-/** What changes when a binary is replaced or upgraded; undefined when it is not there. */
-function identity(path: string): string | undefined {
+/** What changes when a file (a binary, a manifest) is replaced or rewritten; undefined when it is not there. */
+export function fileIdentity(path: string): string | undefined {
   try {
     const s = statSync(path);
     return `${path}:${s.dev}:${s.ino}:${s.size}:${s.mtimeMs}`;
@@ -72,7 +72,7 @@ export async function memoized<T>(
 ): Promise<T | undefined> {
   // `fresh` (doctor): compute again even when remembered, and remember the new value.
   const memo = o.fresh === true && binary !== undefined ? undefined : readMemo(name, schema);
-  const key = binary === undefined ? undefined : identity(binary);
+  const key = binary === undefined ? undefined : fileIdentity(binary);
   if (key === undefined) return memo?.value;
   if (memo && memo.key === key) return memo.value;
   const value = await compute(binary as string);

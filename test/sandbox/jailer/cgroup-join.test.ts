@@ -2,6 +2,9 @@
 // it is born inside (namespace sandboxes, launch.ts); what is not a cgroup directory is refused.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { describe, test } from "node:test";
 import { ensureJailer } from "../../../src/sandbox/jailer/jailer.js";
 import { allocateIdentity } from "../../../src/sandbox/jailer/identity.js";
@@ -43,6 +46,20 @@ describe("lg-jailer --cgroup", () => {
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout, "ran\n");
     assert.match(r.stderr, /\/tmp is not a cgroup directory/);
+    // A symlink to a real cgroup is not followed (O_NOFOLLOW): the link's target is not joined.
+    const name = uniqueId("lgt-link");
+    const cgroup = SandboxCgroup.create(name, { memoryMiB: 64, pidsMax: 16 });
+    const link = join(mkdtempSync(join(tmpdir(), "lg-cg-link-")), "cg");
+    symlinkSync(cgroup.dirs[0] as string, link);
+    try {
+      const viaLink = await jailed([link], "cat /proc/self/cgroup");
+      assert.equal(viaLink.status, 0, viaLink.stderr);
+      assert.match(viaLink.stderr, /is not a cgroup directory/);
+      assert.doesNotMatch(viaLink.stdout, new RegExp(`/${name}$`, "m"));
+    } finally {
+      rmSync(dirname(link), { recursive: true, force: true });
+      await cgroup.destroy();
+    }
     const rel = await jailed(["sys/fs/cgroup"], "echo ran");
     assert.equal(rel.status, 126);
     assert.equal(rel.stdout, "");
