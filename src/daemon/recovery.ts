@@ -17,7 +17,7 @@ import { cacheDir, knownRunDirs, RUN_DIR_TEMP_PREFIX } from "../paths.js";
 import { reapOrphanedIdentities, vmmIdBase } from "../sandbox/jailer/identity.js";
 import { probeCgroups } from "../sandbox/namespace/cgroup.js";
 import { run } from "../util/proc.js";
-import { listPids, liveUids } from "../util/procfs.js";
+import { dying, listPids, liveUids } from "../util/procfs.js";
 
 export type LeftoverKind = "orphan-process" | "vm-run-dir" | "vmm-identity" | "workspace" | "workspace-mount" | "workspace-image" | "cgroup" | "run-dir" | "placeholder";
 
@@ -158,6 +158,19 @@ function umountTool(): string {
   return "umount";
 }
 
+/** How long recovery waits for processes that are being killed to finish exiting. */
+const DYING_WAIT_MS = 1_000;
+
+/** Waits up to `ms` for every dying process (procfs dying()) to be gone; returns those still there. */
+async function dyingGone(ms: number): Promise<number[]> {
+  const until = performance.now() + ms;
+  for (;;) {
+    const left = listPids().filter((pid) => pid !== process.pid && dying(pid));
+    if (left.length === 0 || performance.now() >= until) return left;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 /** This user's per-process temporary runtime directories (`luminaguard-<uid>-*` in tmpdir()). */
 function tempRunDirs(): string[] {
   try {
@@ -184,6 +197,11 @@ export async function recover(o: RecoverOptions = {}): Promise<RecoveryReport> {
   for (const k of reaped.killed) report.removed.push({ kind: "orphan-process", path: `pid ${k.pid}`, why: `it ran as uid ${k.uid}, whose holder is gone` });
   for (const path of reaped.released) report.removed.push({ kind: "vmm-identity", path, why: "its holder is gone and nothing runs as its uid" });
   report.kept += reaped.kept;
+  // A process on its way out still holds its files until its exit is through: a dead host's jailer or
+  // bwrap ended by its parent-death signal, an orphan killed above. Judged now, a workspace it holds
+  // would be kept (and stay mounted until the next recovery) although it is free moments later.
+  const stillDying = await dyingGone(DYING_WAIT_MS);
+  if (stillDying.length > 0) log.warn({ pids: stillDying }, "processes being killed had not exited after a second; what they hold is kept");
   const now = Date.now();
   const young = (st: Stats): boolean => now - st.mtimeMs < graceMs;
   const live = liveness();

@@ -9,6 +9,8 @@ interface ProcStat {
   /** Field 3: R, S, D, Z (zombie), T, ... */
   state: string;
   ppid: number;
+  /** Field 9: the kernel's PF_* flags (PF_EXITING, 0x4, once its exit has begun). */
+  flags: number;
   /** Field 22, in clock ticks since boot: tells a pid apart from a later process that reused it. */
   startTime: string;
   /** Fields 14-17: CPU time of the process and of its reaped children, user + system, in clock ticks (USER_HZ, 100 on Linux). */
@@ -27,13 +29,36 @@ export function procStat(pid: number): ProcStat | undefined {
   const close = text.lastIndexOf(")");
   const fields = text.slice(close + 2).split(" ");
   const cpuTicks = [11, 12, 13, 14].reduce((sum, i) => sum + (Number(fields[i]) || 0), 0);
-  return { pid, comm: text.slice(text.indexOf("(") + 1, close), state: fields[0] ?? "", ppid: Number(fields[1]), startTime: fields[19] ?? "", cpuTicks };
+  return { pid, comm: text.slice(text.indexOf("(") + 1, close), state: fields[0] ?? "", ppid: Number(fields[1]), flags: Number(fields[6]) || 0, startTime: fields[19] ?? "", cpuTicks };
 }
 
 /** True while `pid` exists and is not a zombie (a zombie has already exited and holds nothing but its pid). */
 export function pidAlive(pid: number): boolean {
   const s = procStat(pid);
   return s !== undefined && s.state !== "Z";
+}
+
+const PF_EXITING = 0x4;
+const SIGKILL_BIT = 1n << 8n;
+
+/**
+ * Whether a live process is on its way out: its exit has begun (PF_EXITING) or a SIGKILL is pending (a
+ * kill, a parent-death signal). Until its exit is through, it still holds its open files, cwd and root.
+ */
+export function dying(pid: number): boolean {
+  const s = procStat(pid);
+  if (s === undefined || s.state === "Z") return false;
+  if ((s.flags & PF_EXITING) !== 0) return true;
+  const st = procStatus(pid);
+  if (st === undefined) return false;
+  const pending = (field: string): bigint => {
+    try {
+      return BigInt(`0x${st[field] ?? "0"}`);
+    } catch {
+      return 0n;
+    }
+  };
+  return ((pending("SigPnd") | pending("ShdPnd")) & SIGKILL_BIT) !== 0n;
 }
 
 /** The start time of a live (not zombie) process, or undefined. */

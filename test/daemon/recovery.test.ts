@@ -1,7 +1,7 @@
 // Start-up recovery on real leftovers: sandboxes started by a process that is then SIGKILLed, and a daemon killed the same way.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmdirSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { recover } from "../../src/daemon/recovery.js";
 import { Sandbox } from "../../src/runtime/sandbox.js";
 import { probeCgroups } from "../../src/sandbox/namespace/cgroup.js";
-import { pidAlive } from "../../src/util/procfs.js";
+import { dying, pidAlive } from "../../src/util/procfs.js";
 import { unavailable, waitFor } from "../fixtures.js";
 import { daemonDirs, http, startTestDaemon } from "./helpers.js";
 
@@ -209,4 +209,56 @@ test("recovery leaves a workspace image in the making (never mounted, young) to 
   assert.equal(existsSync(emptied), false);
   assert.equal(existsSync(stale), false);
   assert.deepEqual(report.removed.filter((r) => r.kind === "workspace-image").map((r) => r.path).sort(), [emptied, stale].sort());
+});
+
+test("a workspace held only by a process being killed is removed once that process is through its exit, not kept", async (t) => {
+  // A dead host's jailer or bwrap, ended by its parent-death signal, holds the workspace until its exit
+  // is through; identity.test.ts's randomly killed hosts found recovery keeping (and leaving mounted)
+  // a workspace whose only holder was such a process. Here the holder is made to stay dying: frozen
+  // (the v1 freezer lets no signal through, SIGKILL included) and then SIGKILLed; thawed while
+  // recovery runs.
+  const freezerRoot = "/sys/fs/cgroup/freezer";
+  if ((process.getuid?.() ?? 1) !== 0) return void t.skip("needs root (a freezer cgroup)");
+  if (!existsSync(join(freezerRoot, "tasks"))) return void t.skip("needs the cgroup v1 freezer to hold a process in its dying state");
+  const run = mkdtempSync(join(tmpdir(), "lg-recovery-dying-"));
+  const ws = join(run, "workspaces", "ws-dying");
+  mkdirSync(ws, { recursive: true, mode: 0o700 });
+  const freezer = join(freezerRoot, `lg-test-dying-${process.pid}`);
+  mkdirSync(freezer);
+  const holder = spawn("/bin/sleep", ["60"], { cwd: ws, stdio: "ignore" });
+  const pid = holder.pid as number;
+  t.after(async () => {
+    try {
+      writeFileSync(join(freezer, "freezer.state"), "THAWED");
+    } catch {
+      /* gone */
+    }
+    holder.kill("SIGKILL");
+    // A cgroup directory goes with rmdir, once its process has left (exited) it.
+    await waitFor(() => {
+      try {
+        rmdirSync(freezer);
+        return true;
+      } catch {
+        return false;
+      }
+    }, 5_000);
+    rmSync(run, { recursive: true, force: true });
+  });
+  writeFileSync(join(freezer, "tasks"), String(pid));
+  writeFileSync(join(freezer, "freezer.state"), "FROZEN");
+  assert.ok(await waitFor(() => readFileSync(join(freezer, "freezer.state"), "utf8").trim() === "FROZEN", 5_000), "the holder is frozen");
+  assert.equal(dying(pid), false, "a frozen process is not dying");
+  process.kill(pid, "SIGKILL");
+  assert.ok(await waitFor(() => dying(pid), 2_000), "a frozen process with a SIGKILL pending is dying");
+  assert.ok(pidAlive(pid), "and still alive, holding its cwd in the workspace");
+  const recovery = recover({ graceMs: 0, runDirs: [run], cgroupParents: [] });
+  setTimeout(() => writeFileSync(join(freezer, "freezer.state"), "THAWED"), 300);
+  const report = await recovery;
+  assert.deepEqual(report.failed, []);
+  assert.ok(
+    report.removed.some((r) => r.kind === "workspace" && r.path === ws),
+    `the workspace was removed once its dying holder was gone: ${JSON.stringify(report)}`,
+  );
+  assert.equal(existsSync(ws), false);
 });

@@ -560,6 +560,13 @@ int main(int argc, char **argv)
 {
 	if (argc == 2 && strcmp(argv[1], "--serve") == 0)
 		serve();
+	/* We end with the host from our first instruction, not only once the jail is built: a jailer
+	 * orphaned in its set-up would go on holding the workspace and every bind source open, as root,
+	 * until it reached the check at the end, and a recovery looking meanwhile would find them in use.
+	 * Changing identity clears the signal; it is set again after that. */
+	pid_t parent = getppid();
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != parent)
+		_exit(126);
 	long uid = -1, gid = -1, kvm_gid = -1, disk_uid = -1, disk_gid = -1, keep_fds = 3, inject_pid = -1;
 	int stage = 0;
 	int i;
@@ -622,7 +629,6 @@ int main(int argc, char **argv)
 	if (ncgroups > 0 && !privileged)
 		die("--cgroup is for root");
 	join_cgroups();
-	pid_t parent = getppid();
 
 	if (!privileged) {
 		/* An ordinary user: a user namespace mapping only itself gives the rights to build the jail. */
