@@ -1,4 +1,4 @@
-// One lg-jailer kept running (`--serve`, root only) that mounts workspaces into jails started ahead of
+// One lg-jailer kept running (`--serve`, as root or as an ordinary user) that mounts workspaces into jails started ahead of
 // their sandbox: a restore from a spare then forks no process. Node forks a child synchronously, in
 // a time that grows with its own size (several ms here, during which nothing else runs); the
 // jailer's own fork, per request, costs a fraction of that and blocks nothing of ours.
@@ -15,6 +15,8 @@ const MAX_REPLY_BYTES = 8 * 1024;
 
 export interface InjectRequest {
   pid: number;
+  /** The start time of the process the host started as `pid` (procfs field 22): a reused pid is refused. */
+  start: string;
   uid: number;
   gid: number;
   src: string;
@@ -75,9 +77,9 @@ export class Injector {
     for (const s of [child.stdin, child.stdout, child.stderr]) (s as unknown as { unref?: () => void } | null)?.unref?.();
   }
 
-  /** Mounts req.src (idmapped) at req.dst in the mount namespace of req.pid; see lg-jailer --inject. */
+  /** Mounts req.src (idmapped when root) at req.dst in the mount namespace of req.pid; see lg-jailer --inject. */
   inject(req: InjectRequest): Promise<void> {
-    const fields = ["inject", String(req.pid), String(req.uid), String(req.gid), req.src, req.dst, String(req.diskUid), String(req.diskGid)];
+    const fields = ["inject", String(req.pid), req.start, String(req.uid), String(req.gid), req.src, req.dst, String(req.diskUid), String(req.diskGid)];
     for (const f of fields) {
       if (f.includes("\0") || Buffer.byteLength(f) > MAX_FIELD) {
         return Promise.reject(new LuminaGuardError("INVALID_ARGUMENT", "a path given to the jail is too long or holds a NUL byte"));

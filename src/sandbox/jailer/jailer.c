@@ -3,7 +3,8 @@
  *   lg-jailer --uid U --gid G [--kvm-gid K] [--ro SRC DST]... [--rw SRC DST]... [--dev SRC DST]...
  *             [--idmap SRC DST DISK_UID DISK_GID] [--seccomp FILE] [--stage] [--keep-fds N] [--cgroup DIR]...
  *             -- PROGRAM ARGS...
- *   lg-jailer --inject PID --uid U --gid G --idmap SRC DST DISK_UID DISK_GID
+ *   lg-jailer --inject PID --start T --uid U --gid G --idmap SRC DST DISK_UID DISK_GID   (root)
+ *   lg-jailer --inject PID --start T --rw SRC DST                                        (an ordinary user)
  *   lg-jailer --serve
  *
  * In order: a private mount namespace (and IPC, UTS and network namespaces) whose root is a fresh
@@ -21,11 +22,15 @@
  * started as the unprivileged identity, can bind what it could not reach itself; --keep-fds keeps the
  * launcher's descriptors 3..N-1 open.
  *
- * --inject PID (root only) adds the one --idmap bind to the running jail of VMM PID instead: a QEMU
- * started ahead of its sandbox (src/sandbox/microvm/spares.ts) gets its workspace once it has one.
- * PID must run as --uid (an identity only that VM holds), so a reused pid never receives it. The
- * same serves a namespace file jail started ahead of its sandbox. --serve runs --inject requests
- * read from stdin, one child each, so that a restore forks no process of its own (serve()).
+ * --inject PID adds the one workspace bind to the running jail of VMM PID instead: a QEMU started
+ * ahead of its sandbox (src/sandbox/microvm/spares.ts) gets its workspace once it has one. PID must
+ * still be the process the host started (--start: its start time), so a reused pid never receives
+ * it; run as root it must also run as --uid (an identity only that VM holds). The same serves a
+ * namespace file jail started ahead of its sandbox. Run as an ordinary user (whose jails are user
+ * namespaces of that user), the bind is cloned in a user and mount namespace of our own (where the
+ * workspace is ours to clone), handed back to us, and moved into the jail after we enter its user
+ * and mount namespaces (inject_unprivileged()). --serve runs --inject requests read from stdin, one
+ * child each, so that a restore forks no process of its own (serve()).
  *
  * Every source path is opened (O_PATH, no symlink following at the last component) before anything
  * is mounted, so a later mount cannot shadow it and a swapped symlink cannot redirect it. */
@@ -42,10 +47,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <linux/magic.h>
+#include <linux/nsfs.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -307,12 +315,165 @@ static long status_uid(int proc_dir)
 	return u ? strtol(u + 5, NULL, 10) : -1;
 }
 
+/* Field 22 of /proc/PID/stat (its start time, in clock ticks since boot), or "" if unreadable. */
+static void start_time(int proc_dir, char *out, size_t size)
+{
+	out[0] = 0;
+	int fd = openat(proc_dir, "stat", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	char buf[4096];
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = 0;
+	/* The command name may hold spaces and parentheses: fields 3 on start after the last ')'. */
+	char *p = strrchr(buf, ')');
+	if (!p)
+		return;
+	p++;
+	for (int field = 2; field < 21 && p; field++)
+		p = strchr(p + 1, ' ');
+	if (!p)
+		return;
+	p++;
+	size_t len = strcspn(p, " ");
+	if (len == 0 || len >= size)
+		return;
+	memcpy(out, p, len);
+	out[len] = 0;
+}
+
+/* Dies unless proc_dir's process is the one the host started: alive and with this start time. */
+static void check_start(int proc_dir, long pid, const char *start)
+{
+	char now[32];
+	start_time(proc_dir, now, sizeof now);
+	if (now[0] == 0 || strcmp(now, start) != 0)
+		die("process %ld is not the one the host started (it exited, or its pid was reused)", pid);
+}
+
+/* Whether namespace file `ns` (of the target) is the same namespace as ours of that kind. */
+static int same_ns(int ns, const char *own)
+{
+	int self = open(own, O_RDONLY | O_CLOEXEC);
+	struct stat a, b;
+	int same = self < 0 || fstat(self, &a) < 0 || fstat(ns, &b) < 0 || (a.st_ino == b.st_ino && a.st_dev == b.st_dev);
+	if (self >= 0)
+		close(self);
+	return same;
+}
+
+/* Clones `src` (recursive, nosuid, nodev, noexec) as a detached mount, in a user and mount namespace
+ * of a child's own: there the workspace is its owner's to clone, which an ordinary user may not do
+ * in the host's mount namespace. The detached tree comes back over a socket pair. */
+static int clone_as_user(const char *src)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) < 0)
+		die("socketpair: %s", strerror(errno));
+	uid_t uid = getuid();
+	gid_t gid = getgid();
+	pid_t child = fork();
+	if (child < 0)
+		die("fork: %s", strerror(errno));
+	if (child == 0) {
+		close(sv[0]);
+		if (unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0)
+			die("unshare: %s (unprivileged user namespaces must be enabled)", strerror(errno));
+		char map[64];
+		snprintf(map, sizeof map, "%ld %ld 1\n", (long)uid, (long)uid);
+		write_file("/proc/self/uid_map", map);
+		write_file("/proc/self/setgroups", "deny");
+		snprintf(map, sizeof map, "%ld %ld 1\n", (long)gid, (long)gid);
+		write_file("/proc/self/gid_map", map);
+		int tree = (int)syscall(SYS_open_tree, AT_FDCWD, src, LG_OPEN_TREE_CLONE | LG_OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW | LG_AT_RECURSIVE);
+		if (tree < 0)
+			die("open %s: %s", src, strerror(errno));
+		set_attr(tree, LG_MOUNT_ATTR_NOSUID | LG_MOUNT_ATTR_NODEV | LG_MOUNT_ATTR_NOEXEC, -1, src);
+		char c = 0;
+		struct iovec io = {.iov_base = &c, .iov_len = 1};
+		union {
+			char buf[CMSG_SPACE(sizeof(int))];
+			struct cmsghdr align;
+		} cb;
+		memset(&cb, 0, sizeof cb);
+		struct msghdr m = {.msg_iov = &io, .msg_iovlen = 1, .msg_control = cb.buf, .msg_controllen = sizeof cb.buf};
+		struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+		h->cmsg_level = SOL_SOCKET;
+		h->cmsg_type = SCM_RIGHTS;
+		h->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(h), &tree, sizeof tree);
+		if (sendmsg(sv[1], &m, 0) < 0)
+			die("send the workspace mount: %s", strerror(errno));
+		_exit(0);
+	}
+	close(sv[1]);
+	int status = 0;
+	while (waitpid(child, &status, 0) < 0 && errno == EINTR)
+		;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		exit(126); /* the child said why on our stderr */
+	char c;
+	struct iovec io = {.iov_base = &c, .iov_len = 1};
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} cb;
+	struct msghdr m = {.msg_iov = &io, .msg_iovlen = 1, .msg_control = cb.buf, .msg_controllen = sizeof cb.buf};
+	if (recvmsg(sv[0], &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) < 0)
+		die("receive the workspace mount: %s", strerror(errno));
+	struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+	if (!h || h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS || h->cmsg_len != CMSG_LEN(sizeof(int)))
+		die("receive the workspace mount: no descriptor");
+	int tree;
+	memcpy(&tree, CMSG_DATA(h), sizeof tree);
+	close(sv[0]);
+	return tree;
+}
+
+/* --inject as an ordinary user: the jail of `pid` is a user namespace of ours (our uid is its owner),
+ * entered with its mount namespace to move the workspace, cloned by clone_as_user(), in at `dst`. */
+static void inject_unprivileged(int proc_dir, long pid, const char *start)
+{
+	if (nbinds != 1 || binds[0].kind != BIND_RW)
+		die("--inject as an ordinary user takes exactly one --rw");
+	if (status_uid(proc_dir) != (long)getuid())
+		die("process %ld does not run as us: not a jail of ours to give this workspace", pid);
+	int mntns = openat(proc_dir, "ns/mnt", O_RDONLY | O_CLOEXEC);
+	if (mntns < 0)
+		die("open the mount namespace of %ld: %s", pid, strerror(errno));
+	/* The user namespace that owns its mount namespace, which is where mounting there needs the
+	 * capability: bwrap's sandbox process runs in a user namespace nested inside that one. */
+	int userns = ioctl(mntns, NS_GET_USERNS);
+	if (userns < 0)
+		die("find the owner of the mount namespace of %ld: %s", pid, strerror(errno));
+	if (same_ns(userns, "/proc/self/ns/user") || same_ns(mntns, "/proc/self/ns/mnt"))
+		die("process %ld is not in a jail of its own", pid);
+	check_start(proc_dir, pid, start);
+	int tree = clone_as_user(binds[0].src);
+	/* We are about to enter the jail's namespaces as the very uid its processes run as: not dumpable
+	 * (from here: clone_as_user's child must write its own maps), so none of them may ptrace us or
+	 * open our /proc files (that needs a capability in the host's user namespace, which owns our memory). */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		die("prctl: %s", strerror(errno));
+	/* The kernel lets the owner of a user namespace (or of an ancestor of it) enter it, with every
+	 * capability there: enough to mount in the mount namespaces it owns, and in nothing else. */
+	if (setns(userns, CLONE_NEWUSER) < 0)
+		die("enter the user namespace of %ld: %s", pid, strerror(errno));
+	if (setns(mntns, CLONE_NEWNS) < 0)
+		die("enter the mount namespace of %ld: %s", pid, strerror(errno));
+	if (syscall(SYS_move_mount, tree, "", AT_FDCWD, binds[0].dst, LG_MOVE_MOUNT_F_EMPTY_PATH) < 0)
+		die("mount %s on %s in the jail of %ld: %s", binds[0].src, binds[0].dst, pid, strerror(errno));
+	check_start(proc_dir, pid, start);
+	_exit(0);
+}
+
 /* --inject: the workspace bind, idmapped to the VMM's identity, moved into the mount namespace of
  * the running VMM `pid` at `dst` (a directory its jail already has, below its read-only root). */
-static void inject(long pid, long uid, long gid, long disk_uid, long disk_gid)
+static void inject(long pid, const char *start, long uid, long gid, long disk_uid, long disk_gid)
 {
-	if (nbinds != 1 || binds[0].kind != BIND_IDMAP)
-		die("--inject takes exactly one --idmap");
 	char path[64];
 	snprintf(path, sizeof path, "/proc/%ld", pid);
 	/* The directory stands for that process from now on: if it exits and its pid is reused, reads
@@ -320,16 +481,18 @@ static void inject(long pid, long uid, long gid, long disk_uid, long disk_gid)
 	int proc_dir = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (proc_dir < 0)
 		die("open %s: %s", path, strerror(errno));
+	if (geteuid() != 0)
+		inject_unprivileged(proc_dir, pid, start);
+	if (nbinds != 1 || binds[0].kind != BIND_IDMAP)
+		die("--inject takes exactly one --idmap");
 	int ns = openat(proc_dir, "ns/mnt", O_RDONLY | O_CLOEXEC);
 	if (ns < 0)
 		die("open the mount namespace of %ld: %s", pid, strerror(errno));
 	if (status_uid(proc_dir) != uid)
 		die("process %ld does not run as %ld: not the VMM to give this workspace", pid, uid);
-	int self = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
-	struct stat a, b;
-	if (self < 0 || fstat(self, &a) < 0 || fstat(ns, &b) < 0 || (a.st_ino == b.st_ino && a.st_dev == b.st_dev))
+	if (same_ns(ns, "/proc/self/ns/mnt"))
 		die("process %ld is not in a jail of its own", pid);
-	close(self);
+	check_start(proc_dir, pid, start);
 	int tree = (int)syscall(SYS_open_tree, AT_FDCWD, binds[0].src, LG_OPEN_TREE_CLONE | LG_OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW | LG_AT_RECURSIVE);
 	if (tree < 0)
 		die("open %s: %s", binds[0].src, strerror(errno));
@@ -343,11 +506,14 @@ static void inject(long pid, long uid, long gid, long disk_uid, long disk_gid)
 		die("mount %s on %s in the jail of %ld: %s", binds[0].src, binds[0].dst, pid, strerror(errno));
 	if (status_uid(proc_dir) != uid)
 		die("process %ld exited while its workspace was mounted", pid);
+	check_start(proc_dir, pid, start);
 	_exit(0);
 }
 
 /* --serve's requests in flight: each a child carrying out one inject, answered in request order. */
 #define SERVE_MAX 16
+/* "inject", PID, START, UID, GID, SRC, DST, DISK_UID, DISK_GID */
+#define SERVE_FIELDS 9
 struct job {
 	pid_t child;
 	int err;	/* read end of the child's stderr; -1 once it has closed */
@@ -358,12 +524,15 @@ struct job {
 };
 
 /* Forks the child for one parsed request; its stderr is the job's pipe. */
-static void start_job(struct job *j, char f[8][4096])
+static void start_job(struct job *j, char f[SERVE_FIELDS][4096])
 {
-	long pid = parse_id(f[1], "pid"), uid = parse_id(f[2], "uid"), gid = parse_id(f[3], "gid");
-	long disk_uid = parse_id(f[6], "disk uid"), disk_gid = parse_id(f[7], "disk gid");
-	if (uid <= 0 || gid <= 0)
+	long pid = parse_id(f[1], "pid"), uid = parse_id(f[3], "uid"), gid = parse_id(f[4], "gid");
+	long disk_uid = parse_id(f[7], "disk uid"), disk_gid = parse_id(f[8], "disk gid");
+	int privileged = geteuid() == 0;
+	if (privileged && (uid <= 0 || gid <= 0))
 		die("--serve: uid and gid must name an unprivileged identity");
+	if (!privileged && (uid != (long)getuid() || gid != (long)getgid()))
+		die("--serve: run as an ordinary user, a jail runs as that user");
 	int err[2];
 	if (pipe2(err, O_CLOEXEC) < 0)
 		die("pipe: %s", strerror(errno));
@@ -374,8 +543,8 @@ static void start_job(struct job *j, char f[8][4096])
 	if (child == 0) {
 		dup2(err[1], 2);
 		nbinds = 0;
-		add_bind(BIND_IDMAP, f[4], f[5]);
-		inject(pid, uid, gid, disk_uid, disk_gid);
+		add_bind(privileged ? BIND_IDMAP : BIND_RW, f[5], f[6]);
+		inject(pid, f[2], uid, gid, disk_uid, disk_gid);
 	}
 	close(err[1]);
 	*j = (struct job){.child = child, .err = err[0]};
@@ -421,21 +590,20 @@ static void answer(struct job *j)
 		_exit(0);
 }
 
-/* --serve (root only): --inject without a process per request. The host keeps one lg-jailer running
- * and sends it requests on stdin, each eight NUL-terminated fields: "inject", PID, UID, GID, SRC, DST,
- * DISK_UID, DISK_GID. Each is run in a child of its own, exactly as `--inject PID --uid UID --gid GID
- * --idmap SRC DST DISK_UID DISK_GID` would run; up to SERVE_MAX run at once (a restore's two, the
+/* --serve: --inject without a process per request. The host keeps one lg-jailer running and sends
+ * it requests on stdin, each nine NUL-terminated fields: "inject", PID, START, UID, GID, SRC, DST,
+ * DISK_UID, DISK_GID. Each is run in a child of its own, exactly as `--inject PID --start START --uid
+ * UID --gid GID --idmap SRC DST DISK_UID DISK_GID` would run as root (as an ordinary user: `--inject
+ * PID --start START --rw SRC DST`, UID and GID its own); up to SERVE_MAX run at once (a restore's two, the
  * VMM's and its file jail's, at the same time), and each is answered on stdout in request order: "ok"
  * NUL, or "error" NUL MESSAGE NUL. Ends at the end of its input once every request is answered, and
  * with its parent. A request it cannot parse ends it: the host starts another. */
 static void serve(void)
 {
-	if (geteuid() != 0)
-		die("--serve is for root");
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
 		die("prctl: %s", strerror(errno));
 	signal(SIGPIPE, SIG_DFL);
-	static char f[8][4096];
+	static char f[SERVE_FIELDS][4096];
 	static struct job jobs[SERVE_MAX];
 	static char in[8192];
 	size_t in_len = 0;
@@ -451,7 +619,7 @@ static void serve(void)
 			if (c == 0) {
 				f[nf][flen] = 0;
 				flen = 0;
-				if (++nf < 8)
+				if (++nf < SERVE_FIELDS)
 					continue;
 				nf = 0;
 				if (strcmp(f[0], "inject") != 0)
@@ -569,6 +737,7 @@ int main(int argc, char **argv)
 		_exit(126);
 	long uid = -1, gid = -1, kvm_gid = -1, disk_uid = -1, disk_gid = -1, keep_fds = 3, inject_pid = -1;
 	int stage = 0;
+	const char *inject_start = NULL;
 	int i;
 	for (i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -583,6 +752,8 @@ int main(int argc, char **argv)
 			kvm_gid = parse_id(argv[++i], "--kvm-gid");
 		} else if (strcmp(a, "--inject") == 0 && i + 1 < argc) {
 			inject_pid = parse_id(argv[++i], "--inject");
+		} else if (strcmp(a, "--start") == 0 && i + 1 < argc) {
+			inject_start = argv[++i];
 		} else if (strcmp(a, "--stage") == 0) {
 			stage = 1;
 		} else if (strcmp(a, "--detach-under") == 0 && i + 1 < argc) {
@@ -612,9 +783,11 @@ int main(int argc, char **argv)
 		}
 	}
 	if (inject_pid >= 0) {
-		if (geteuid() != 0 || uid <= 0 || gid <= 0)
-			die("--inject is for root, with --uid and --gid naming the VMM's unprivileged identity");
-		inject(inject_pid, uid, gid, disk_uid, disk_gid);
+		if (inject_start == NULL)
+			die("--inject needs --start (the start time of the process the host started)");
+		if (geteuid() == 0 && (uid <= 0 || gid <= 0))
+			die("--inject run as root needs --uid and --gid naming the VMM's unprivileged identity");
+		inject(inject_pid, inject_start, uid, gid, disk_uid, disk_gid);
 	}
 	if (i >= argc)
 		die("usage: lg-jailer --uid U --gid G [binds] -- PROGRAM ARGS...");

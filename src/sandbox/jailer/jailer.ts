@@ -115,7 +115,7 @@ export function jailerArgs(build: JailerBuild, plan: JailPlan): string[] {
 
 let injector: Injector | undefined;
 
-/** The one running `lg-jailer --serve` of this process (root only), started now if it is not. */
+/** The one running `lg-jailer --serve` of this process, started now if it is not. */
 export async function startInjector(): Promise<Injector> {
   const build = await ensureJailer();
   injector ??= new Injector(build.path);
@@ -123,20 +123,31 @@ export async function startInjector(): Promise<Injector> {
   return injector;
 }
 
+/** A running process the host started, named by its pid and its start time (procfs field 22). */
+export interface StartedProcess {
+  pid: number;
+  start: string;
+}
+
 /**
- * Mounts `workspace` (idmapped: its owner's files are `identity`'s, nosuid, nodev, noexec) at `dst`
- * in the mount namespace of the running process `pid`, a jail started ahead of its sandbox (a spare
- * VMM, or a file jail waiting beside it), through the running `lg-jailer --serve` (injector.ts):
- * it enters that namespace as root. Root only; `pid` must run as `identity`, an identity only that
- * jail holds, so a reused pid never receives it.
+ * Mounts `workspace` (nosuid, nodev, noexec) at `dst` in the mount namespace of the running process
+ * `target`, a jail started ahead of its sandbox (a spare VMM, or a file jail waiting beside it),
+ * through the running `lg-jailer --serve` (injector.ts). The process must still be the one the host
+ * started (its start time), so a reused pid never receives it. Run as root the workspace is idmapped
+ * (its owner's files are `identity`'s) and the process must run as `identity`, an identity only that
+ * jail holds; run as an ordinary user the jail is a user namespace of that user, which the jailer
+ * enters (lg-jailer --inject).
  */
-export async function injectWorkspaceInto(pid: number, identity: VmmIdentity, workspace: string, dst: string, what = "its jail"): Promise<void> {
-  if (!identity.switched) {
-    throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", "a workspace is given to a running jail only when it runs as an identity of its own");
+export async function injectWorkspaceInto(target: StartedProcess, identity: VmmIdentity | undefined, workspace: string, dst: string, what = "its jail"): Promise<void> {
+  const root = (process.geteuid?.() ?? 1) === 0;
+  if (root && !identity?.switched) {
+    throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", "run as root, a workspace is given to a running jail only when it runs as an identity of its own");
   }
+  const uid = root && identity ? identity.uid : (process.getuid?.() ?? -1);
+  const gid = root && identity ? identity.gid : (process.getgid?.() ?? -1);
   const st = statSync(workspace);
   try {
-    await (await startInjector()).inject({ pid, uid: identity.uid, gid: identity.gid, src: workspace, dst, diskUid: st.uid, diskGid: st.gid });
+    await (await startInjector()).inject({ pid: target.pid, start: target.start, uid, gid, src: workspace, dst, diskUid: st.uid, diskGid: st.gid });
   } catch (err) {
     throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `cannot give the workspace to ${what}: ${(err as Error).message}`, { cause: err });
   }

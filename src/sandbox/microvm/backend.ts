@@ -49,15 +49,15 @@ interface MicroVmOptions {
   fileJail?: SandboxBackend;
   /**
    * VMMs kept started and waiting (in all, for the snapshots restored most recently), so that a restore skips QEMU's start (spares.ts).
-   * Default 0; the service keeps 1. LUMINAGUARD_VMM_SPARES overrides both. Needs root (the
-   * workspace is mounted into the waiting VMM's jail); elsewhere none are kept.
+   * Default 0; the service keeps 1. LUMINAGUARD_VMM_SPARES overrides both. The workspace is mounted
+   * into the waiting VMM's jail when it is restored (lg-jailer --inject: as root, or as the ordinary
+   * user whose user namespace the jail is).
    */
   vmmSpares?: number;
 }
 
-/** How many spare VMMs to keep in all: the environment's, else the option's, and none unless root. */
+/** How many spare VMMs to keep in all: the environment's, else the option's. */
 function spareTarget(option: number | undefined): number {
-  if ((process.getuid?.() ?? 1) !== 0) return 0;
   const env = process.env["LUMINAGUARD_VMM_SPARES"];
   const n = env !== undefined && env !== "" ? Number(env) : (option ?? 0);
   return Number.isInteger(n) && n >= 0 ? Math.min(n, 8) : 0;

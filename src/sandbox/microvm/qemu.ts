@@ -9,6 +9,7 @@ import { runDir, runSubdir } from "../../paths.js";
 import { recordCreated } from "../../runtime/created.js";
 import { sandboxHostEnv } from "../../util/env.js";
 import { killGroup, spawnGroup } from "../../util/proc.js";
+import { liveStartTime } from "../../util/procfs.js";
 import { lowerPriority } from "../priority.js";
 import { JAIL, SHARE_WORKSPACE_DIR, ensureJailer, jailerArgs, type JailBind, type JailPlan } from "../jailer/jailer.js";
 import { allocateIdentity, type VmmIdentity } from "../jailer/identity.js";
@@ -60,6 +61,8 @@ export interface VmProcess {
   qemuRunDir: string;
   /** The VMM's identity, released (with the run directory) when the VM is destroyed. */
   identity: VmmIdentity;
+  /** QEMU's start time (procfs field 22), read while it is our unreaped child: names it beyond its pid. */
+  startTime: string | undefined;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
@@ -222,6 +225,7 @@ export async function launchVm(o: VmLaunchOptions): Promise<VmProcess> {
   // Below the host process that serves it, before QEMU starts its threads (they inherit it); idle.ts
   // sweeps the threads once more when it connects (src/sandbox/priority.ts says why).
   if (child.pid !== undefined) lowerPriority(child.pid);
+  const startTime = child.pid !== undefined ? liveStartTime(child.pid) : undefined;
   // A VMM that dies before it has read its migration stream closes the pipe: not our crash.
   child.stdin?.on("error", () => undefined);
   let stderr = "";
@@ -236,7 +240,7 @@ export async function launchVm(o: VmLaunchOptions): Promise<VmProcess> {
     child.on("exit", (code, signal) => resolve({ code, signal }));
   });
   Object.defineProperty(child, "lgStderr", { get: () => stderr });
-  return { child, dir, ...host, qemuRunDir, identity, exited };
+  return { child, dir, ...host, qemuRunDir, identity, startTime, exited };
 }
 
 export function vmStderr(vm: VmProcess): string {

@@ -87,9 +87,9 @@ const FAILURE_PAUSE_MS = 30_000;
  */
 export async function injectWorkspace(vm: VmProcess, workspace: string): Promise<void> {
   const pid = vm.child.pid;
-  if (pid === undefined) throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", "the spare VMM has no pid");
+  if (pid === undefined || vm.startTime === undefined) throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", "the spare VMM has no pid");
   try {
-    await injectWorkspaceInto(pid, vm.identity, workspace, JAIL.workspace, "its VMM");
+    await injectWorkspaceInto({ pid, start: vm.startTime }, vm.identity, workspace, JAIL.workspace, "its VMM");
   } catch (err) {
     // Not the snapshot's fault: the spawn falls back to a cold boot, and the snapshot stays.
     throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", (err as Error).message, { cause: err, details: { snapshotSound: true } });

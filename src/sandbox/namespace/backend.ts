@@ -136,6 +136,11 @@ class NamespaceSandbox implements SandboxHandle {
     this.initStart = liveStartTime(pid);
   }
 
+  /** The sandbox process as the host started it (pid and start time), once known. */
+  get initProcess(): { pid: number; start: string } | undefined {
+    return this.initPid !== undefined && this.initStart !== undefined ? { pid: this.initPid, start: this.initStart } : undefined;
+  }
+
   private initAlive(): boolean {
     if (this.initPid === undefined) return false;
     const now = liveStartTime(this.initPid);
@@ -278,7 +283,7 @@ export class NamespaceBackend implements SandboxBackend {
   }
 
   /**
-   * A files-only sandbox started ahead of its workspace (root only): bwrap and the agent run and
+   * A files-only sandbox started ahead of its workspace: bwrap and the agent run and
    * answered their hello, with an empty placeholder at the workspace; receive() mounts the real
    * workspace over it (lg-jailer --inject, as for a spare VMM) and sends the init, which makes the
    * agent resolve beneath the workspace as it now is. A micro-VM's spare file jail (spares.ts): its
@@ -287,7 +292,6 @@ export class NamespaceBackend implements SandboxBackend {
    */
   async spawnAwaiting(spec: SandboxSpec, signal?: AbortSignal): Promise<AwaitingSandbox> {
     if (!spec.filesOnly) throw new LuminaGuardError("INVALID_ARGUMENT", "only a files-only sandbox is started ahead of its workspace");
-    if ((process.getuid?.() ?? 1) !== 0) throw new LuminaGuardError("BACKEND_UNAVAILABLE", "a sandbox started ahead of its workspace needs root (its workspace is mounted into it later)");
     validateLimits(spec);
     await startInjector();
     const placeholder = mkdtempSync(join(runDir(), "awaiting-"));
@@ -314,8 +318,9 @@ export class NamespaceBackend implements SandboxBackend {
             throw new LuminaGuardError("INTERNAL", "a sandbox started ahead of its workspace was given a spec with other limits");
           }
           const workspace = validate(real);
-          if (sandbox.initPid === undefined || !identity) throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", "the waiting sandbox has no process to give the workspace to");
-          await injectWorkspaceInto(sandbox.initPid, identity, workspace, WORKSPACE_IN_SANDBOX);
+          const init = sandbox.initProcess;
+          if (init === undefined) throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", "the waiting sandbox has no process to give the workspace to");
+          await injectWorkspaceInto(init, identity, workspace, WORKSPACE_IN_SANDBOX);
           await initialize(sandbox, real);
           sandbox.info["workspacePrivate"] = workspacePrivate(workspace);
           sandbox.info["startedAhead"] = true;

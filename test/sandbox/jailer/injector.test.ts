@@ -3,12 +3,14 @@
 // with its input.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, test } from "node:test";
-import { ensureJailer } from "../../../src/sandbox/jailer/jailer.js";
+import { ensureJailer, jailerArgs } from "../../../src/sandbox/jailer/jailer.js";
 import { Injector } from "../../../src/sandbox/jailer/injector.js";
 import { allocateIdentity } from "../../../src/sandbox/jailer/identity.js";
-import { pidAlive } from "../../../src/util/procfs.js";
+import { liveStartTime, pidAlive } from "../../../src/util/procfs.js";
 import { tempWorkspace, waitFor } from "../../fixtures.js";
 
 const root = (process.getuid?.() ?? 1) === 0;
@@ -27,7 +29,7 @@ describe("lg-jailer --serve", () => {
     t.after(() => sleeper.kill("SIGKILL"));
     const injector = new Injector(build.path);
     t.after(() => injector.close());
-    const req = { pid: sleeper.pid as number, uid: identity.uid, gid: identity.gid, src: ws.dir, dst: "/workspace", diskUid: 0, diskGid: 0 };
+    const req = { pid: sleeper.pid as number, start: liveStartTime(sleeper.pid as number) ?? "", uid: identity.uid, gid: identity.gid, src: ws.dir, dst: "/workspace", diskUid: 0, diskGid: 0 };
     // Pipelined: both are answered, in order, by the same server.
     const [a, b] = await Promise.allSettled([injector.inject(req), injector.inject({ ...req, dst: "/share/ws" })]);
     for (const r of [a, b]) {
@@ -60,13 +62,13 @@ describe("lg-jailer --serve", () => {
     const bad = spawn(build.path, ["--serve"], { stdio: ["pipe", "pipe", "pipe"] });
     let stderr = "";
     bad.stderr.on("data", (c: Buffer) => (stderr += c.toString("utf8")));
-    bad.stdin.write(["mount", "1", "2", "3", "/a", "/b", "0", "0"].map((f) => `${f}\0`).join(""));
+    bad.stdin.write(["mount", "1", "1", "2", "3", "/a", "/b", "0", "0"].map((f) => `${f}\0`).join(""));
     const code2 = await new Promise<number | null>((r) => bad.once("close", (c) => r(c)));
     assert.equal(code2, 126);
     assert.match(stderr, /unknown request/);
     // An identity of root is refused before anything is forked.
     const rootId = spawn(build.path, ["--serve"], { stdio: ["pipe", "pipe", "pipe"] });
-    rootId.stdin.write(["inject", "1", "0", "0", "/a", "/b", "0", "0"].map((f) => `${f}\0`).join(""));
+    rootId.stdin.write(["inject", "1", "1", "0", "0", "/a", "/b", "0", "0"].map((f) => `${f}\0`).join(""));
     assert.equal(await new Promise<number | null>((r) => rootId.once("exit", (c) => r(c))), 126);
   });
 
@@ -86,12 +88,87 @@ describe("lg-jailer --serve", () => {
     // Sent at once after the kill, before the client has heard of it: sent again to a new server
     // and answered there (in CI this once failed as "exited (SIGKILL)" instead).
     process.kill(first as number, "SIGKILL");
-    await assert.rejects(injector.inject({ pid: process.pid, uid: identity.uid, gid: identity.gid, src: "/tmp", dst: "/workspace", diskUid: 0, diskGid: 0 }), /does not run as/);
+    await assert.rejects(injector.inject({ pid: process.pid, start: liveStartTime(process.pid) ?? "", uid: identity.uid, gid: identity.gid, src: "/tmp", dst: "/workspace", diskUid: 0, diskGid: 0 }), /does not run as/);
     assert.ok(await waitFor(() => !pidAlive(first as number), 5_000));
     const now = servers();
     assert.equal(now.length, 1);
     assert.notEqual(now[0], first, "a new server answered");
     injector.close();
     assert.ok(await waitFor(() => servers().length === 0, 5_000), "close() ends it");
+  });
+
+  test("refuses a process that is not the one the host started: its start time differs (a reused pid)", { skip }, async (t) => {
+    const build = await ensureJailer();
+    const ws = tempWorkspace();
+    t.after(() => ws.remove());
+    const identity = allocateIdentity();
+    t.after(() => identity.release());
+    // A real jail, running as the identity: only its start time is wrong in the request.
+    const jail = spawn(jailerArgs(build, { identity, binds: [] })[0] as string, [...jailerArgs(build, { identity, binds: [] }).slice(1), "/usr/bin/sleep", "30"], { stdio: "ignore" });
+    t.after(() => jail.kill("SIGKILL"));
+    const pid = jail.pid as number;
+    assert.ok(await waitFor(() => readFileSync(`/proc/${pid}/cmdline`, "utf8").startsWith("/usr/bin/sleep"), 5_000), "the jail runs");
+    const injector = new Injector(build.path);
+    t.after(() => injector.close());
+    const req = { pid, start: liveStartTime(pid) ?? "", uid: identity.uid, gid: identity.gid, src: ws.dir, dst: "/usr", diskUid: 0, diskGid: 0 };
+    await assert.rejects(injector.inject({ ...req, start: String(Number(req.start) + 1) }), /not the one the host started/);
+    await assert.rejects(injector.inject({ ...req, start: "" }), /not the one the host started/);
+    // Nothing was mounted in the jail: /usr is its own bind of the host's /usr, once.
+    const onUsr = readFileSync(`/proc/${pid}/mountinfo`, "utf8").split("\n").filter((l) => l.split(" ")[4] === "/usr");
+    assert.equal(onUsr.length, 1, onUsr.join("\n"));
+    assert.equal(onUsr[0]?.split(" ")[3], "/usr");
+  });
+
+  test("run as an ordinary user: a jail of that user receives the workspace; another user's process or a wrong start time is refused", { skip }, async (t) => {
+    // The jailer and its server as uid 65534 (nobody), as an ordinary user runs them: the jail is a
+    // user namespace of nobody's, which the server enters to mount the workspace (no root anywhere).
+    const build = await ensureJailer();
+    const dir = mkdtempSync(join(tmpdir(), "lg-inject-user-"));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const jailer = join(dir, "lg-jailer");
+    copyFileSync(build.path, jailer);
+    copyFileSync(build.seccompPath, join(dir, "vmm.seccomp"));
+    for (const d of ["ws", "empty"]) mkdirSync(join(dir, d));
+    writeFileSync(join(dir, "ws", "hello"), "from the host\n");
+    chmodSync(dir, 0o755);
+    for (const f of ["ws", "ws/hello", "empty"]) chownSync(join(dir, f), 65534, 65534);
+    const asNobody = ["/usr/bin/setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "--"];
+    const nobody = { uid: 65534, gid: 65534, switched: false, release: () => undefined };
+    const jailArgv = [
+      ...asNobody,
+      ...jailerArgs({ ...build, path: jailer, seccompPath: join(dir, "vmm.seccomp") }, { identity: nobody, binds: [{ kind: "ro", src: join(dir, "empty"), dst: "/share/ws" }] }),
+      "/usr/bin/sh", "-c", "echo up; while [ ! -e /share/ws/hello ]; do sleep 0.02; done; cat /share/ws/hello; touch /share/ws/made-inside",
+    ];
+    const jail = spawn(jailArgv[0] as string, jailArgv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
+    t.after(() => jail.kill("SIGKILL"));
+    let out = "";
+    jail.stdout.on("data", (c: Buffer) => (out += c.toString("utf8")));
+    let err = "";
+    jail.stderr.on("data", (c: Buffer) => (err += c.toString("utf8")));
+    assert.ok(await waitFor(() => out.includes("up"), 5_000), `the jail runs: ${err}`);
+    const pid = jail.pid as number;
+    const start = liveStartTime(pid) ?? "";
+    const server = spawn(asNobody[0] as string, [...asNobody.slice(1), jailer, "--serve"], { stdio: ["pipe", "pipe", "pipe"] });
+    t.after(() => server.kill("SIGKILL"));
+    let replies = "";
+    server.stdout.on("data", (c: Buffer) => (replies += c.toString("utf8")));
+    const send = (fields: string[]): void => void server.stdin.write(fields.map((f) => `${f}\0`).join(""));
+    // Not nobody's: pid 1 (root's). A wrong start time. Then the jail itself.
+    send(["inject", "1", liveStartTime(1) ?? "0", "65534", "65534", join(dir, "ws"), "/share/ws", "65534", "65534"]);
+    send(["inject", String(pid), String(Number(start) + 1), "65534", "65534", join(dir, "ws"), "/share/ws", "65534", "65534"]);
+    send(["inject", String(pid), start, "65534", "65534", join(dir, "ws"), "/share/ws", "65534", "65534"]);
+    const exited = new Promise((r) => jail.once("exit", r));
+    assert.ok(await waitFor(() => replies.split("\0").filter((w) => w === "ok" || w === "error").length >= 3, 10_000), `answers: ${JSON.stringify(replies)}`);
+    const words = replies.split("\0");
+    assert.equal(words[0], "error");
+    assert.match(words[1] ?? "", /does not run as us|not in a jail of its own/);
+    assert.equal(words[2], "error");
+    assert.match(words[3] ?? "", /not the one the host started/);
+    assert.equal(words[4], "ok", JSON.stringify(replies));
+    await exited;
+    assert.match(out, /from the host/, "the jail read the workspace mounted into it");
+    assert.ok(existsSync(join(dir, "ws", "made-inside")), "and wrote into it");
+    assert.equal(statSync(join(dir, "ws", "made-inside")).uid, 65534);
+    server.stdin.end();
   });
 });

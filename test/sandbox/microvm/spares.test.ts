@@ -1,19 +1,24 @@
 // VMMs started ahead of their sandbox: the workspace is mounted into a waiting VMM's jail (lg-jailer --inject) and nowhere else.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { readFileSync, statSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { describe, test } from "node:test";
 import { getBackend } from "../../../src/runtime/backends.js";
+import { requireImage } from "../../../src/image/build.js";
+import { cacheDir } from "../../../src/paths.js";
 import { MicroVmBackend } from "../../../src/sandbox/microvm/backend.js";
 import { ensureJailer } from "../../../src/sandbox/jailer/jailer.js";
 import { allocateIdentity } from "../../../src/sandbox/jailer/identity.js";
 import { run } from "../../../src/util/proc.js";
-import { pidAlive } from "../../../src/util/procfs.js";
+import { cmdline, listPids, liveStartTime, liveUids, pidAlive } from "../../../src/util/procfs.js";
 import type { SandboxHandle } from "../../../src/sandbox/types.js";
 import { tempWorkspace, unavailable, waitFor } from "../../fixtures.js";
 
 const root = (process.getuid?.() ?? 1) === 0;
+const BACKENDS_JS = fileURLToPath(new URL("../../../src/runtime/backends.js", import.meta.url));
 
 async function sh(h: SandboxHandle, script: string): Promise<{ exitCode: number | null; stdout: string }> {
   let stdout = "";
@@ -43,7 +48,7 @@ describe("lg-jailer --inject", () => {
     });
     await waitFor(() => (readFileSync(`/proc/${userSleeper.pid}/status`, "utf8").match(/\nUid:\s+(\d+)/)?.[1] ?? "") === String(identity.uid), 5_000);
     const inject = (pid: number | undefined) =>
-      run([build.path, "--inject", String(pid), "--uid", String(identity.uid), "--gid", String(identity.gid), "--idmap", ws.dir, "/share/ws", "0", "0"], { timeoutMs: 10_000 });
+      run([build.path, "--inject", String(pid), "--start", liveStartTime(pid ?? 0) ?? "", "--uid", String(identity.uid), "--gid", String(identity.gid), "--idmap", ws.dir, "/share/ws", "0", "0"], { timeoutMs: 10_000 });
     const a = await inject(rootSleeper.pid);
     assert.equal(a.code, 126);
     assert.match(a.stderr, /does not run as/);
@@ -56,7 +61,7 @@ describe("lg-jailer --inject", () => {
 });
 
 describe("spare VMMs", async () => {
-  const skip = (await unavailable("microvm")) ?? (root ? undefined : "spares need root");
+  const skip = await unavailable("microvm");
 
   test("a restore from a spare sees the workspace both ways, idmapped and nosuid/nodev/noexec in the VMM's jail alone", { skip }, async (t) => {
     const backend = new MicroVmBackend({ vmmSpares: 1, fileJail: getBackend("namespace") });
@@ -173,3 +178,85 @@ describe("spare VMMs", async () => {
     await again.destroy();
   });
 });
+
+describe("spare VMMs of an ordinary user", async () => {
+  // Needs root only to become that user (uid 65534): the runtime itself then runs with no privilege.
+  const skip = (await unavailable("microvm")) ?? (root ? undefined : "needs root to become another user");
+
+  test("run as uid 65534, a restore takes a spare; its VM and its file jail get the workspace (entering that user's own namespaces), both ways", { skip }, async (t) => {
+    // That user's cache holds a copy of the current image (root's cache is root's alone).
+    const base = mkdtempSync(join(tmpdir(), "lg-spares-user-"));
+    t.after(() => rmSync(base, { recursive: true, force: true }));
+    chmodSync(base, 0o755);
+    const cache = join(base, "cache");
+    const image = await requireImage();
+    mkdirSync(join(cache, "images", image.hash), { recursive: true });
+    const copy = (src: string, name: string): string => {
+      const dst = join(cache, "files", name);
+      mkdirSync(dirname(dst), { recursive: true });
+      copyFileSync(src, dst);
+      return dst;
+    };
+    const manifest = { ...image, kernel: copy(image.kernel, "vmlinux"), agent: copy(image.agent, "lg-agent"), initrd: copy(image.initrd, "initrd.cpio") };
+    writeFileSync(join(cache, "images", image.hash, "manifest.json"), JSON.stringify(manifest));
+    writeFileSync(join(cache, "images", "current.json"), readFileSync(join(cacheDir(), "images", "current.json")));
+    for (const d of ["run", "home"]) mkdirSync(join(base, d), { mode: 0o700 });
+    const ws = join(base, "home", "ws");
+    mkdirSync(ws);
+    writeFileSync(join(ws, "hello"), "from the host\n");
+    await run(["chown", "-R", "65534:65534", cache, join(base, "run"), join(base, "home")], { timeoutMs: 10_000 });
+    chmodSync(cache, 0o700);
+    const script = `
+      const { getBackend } = await import(${JSON.stringify(BACKENDS_JS)});
+      const b = getBackend("microvm");
+      await b.keepSpares(1);
+      const spec = (id) => ({ id, workspace: ${JSON.stringify(ws)}, memoryMiB: 256, pidsMax: 256, vcpus: 1 });
+      const out = [];
+      // The first makes the snapshot (and starts the spare); the next two are restored from spares.
+      for (let i = 0; i < 3; i++) {
+        const end = Date.now() + 60000;
+        while (i > 0 && b.sparePids().length === 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+        const h = await b.spawn(spec("u" + i));
+        let stdout = "";
+        const r = await h.channel.request("execute_command", { argv: ["sh", "-c", "cat /workspace/hello; echo vm-" + i + " > /workspace/from-vm-" + i], timeoutMs: 30000, maxOutputBytes: 4096 },
+          { onEvent: (s, d) => void (s === "stdout" && (stdout += d.toString("utf8"))) });
+        const files = h.fileChannel ?? h.channel;
+        const f = await files.request("read_file", { path: "from-vm-" + i, maxBytes: 100 });
+        const w = await files.request("write_file", { path: "from-tools-" + i, content: Buffer.from("tools-" + i).toString("base64"), encoding: "base64" }).then(() => "ok", (e) => String(e));
+        out.push({ vmm: h.info.vmm, start: h.info.start, fileJailUid: h.info.fileJailUid, fileJailStart: h.info.fileJailStart, viaJail: h.fileChannel !== undefined, exit: r.exitCode, stdout, read: Buffer.from(f.content, "base64").toString("utf8"), write: w });
+        await h.destroy();
+      }
+      await b.close();
+      process.stdout.write(JSON.stringify(out) + "\\n");
+    `;
+    const r = await run(
+      ["/usr/bin/setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "--", "/usr/bin/env", `HOME=${join(base, "home")}`, `LUMINAGUARD_CACHE=${cache}`, `LUMINAGUARD_RUN=${join(base, "run")}`, "LUMINAGUARD_DAEMON=0", process.execPath, "--input-type=module", "-e", script],
+      { timeoutMs: 180_000 },
+    );
+    assert.equal(r.code, 0, r.stderr.slice(-3000));
+    const runs = JSON.parse(r.stdout.trim().split("\n").pop() ?? "[]") as Record<string, unknown>[];
+    assert.equal(runs.length, 3, r.stdout);
+    runs.forEach((x, i) => {
+      assert.equal(x["exit"], 0, JSON.stringify(x));
+      assert.equal(x["stdout"], "from the host\n", "the VM reads the workspace");
+      assert.equal(x["read"], `vm-${i}\n`, "the file tools read what the VM wrote");
+      assert.equal(x["write"], "ok");
+      assert.equal(readFileSync(join(ws, `from-tools-${i}`), "utf8"), `tools-${i}`);
+      assert.equal(statSync(join(ws, `from-vm-${i}`)).uid, 65534, "what the VM wrote is that user's on disk");
+    });
+    assert.deepEqual(runs.slice(1).map((x) => x["vmm"]), ["spare", "spare"], `restores after the first take a spare: ${JSON.stringify(runs)}`);
+    assert.deepEqual(runs.map((x) => x["viaJail"]), [true, true, true], "the file tools ran in the file jail beside the VM");
+    assert.deepEqual(runs.slice(1).map((x) => x["fileJailStart"]), ["ahead", "ahead"], "and the file jail started with the spare, given the workspace later");
+    // Nothing of that user's is left running.
+    assert.ok(await waitFor(() => processesOf(65534).length === 0, 10_000), `left running as 65534: ${processesOf(65534).join(", ")}`);
+  });
+});
+
+/** Commands of the live processes running as `uid`. */
+function processesOf(uid: number): string[] {
+  return listPids().flatMap((pid) => {
+    const ids = liveUids(pid);
+    return ids?.includes(uid) ? [`${pid} ${cmdline(pid) ?? "?"}`] : [];
+  });
+}
+
