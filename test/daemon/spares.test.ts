@@ -6,7 +6,6 @@ import { unavailable, waitFor } from "../fixtures.js";
 import { cmdline, descendants } from "../../src/util/procfs.js";
 import { http, startTestDaemon } from "./helpers.js";
 
-const root = (process.getuid?.() ?? 1) === 0;
 
 interface Stats {
   vmmSpares: { ready: number; target: number };
@@ -15,7 +14,7 @@ interface Stats {
 }
 
 test("a daemon with a micro-VM pool keeps a warmed spare, counts it in its budget and metrics, and drains it", { timeout: 240_000 }, async (t) => {
-  const skip = (await unavailable("microvm")) ?? (root ? undefined : "spares need root");
+  const skip = await unavailable("microvm");
   if (skip) return void t.skip(skip);
   const env: NodeJS.ProcessEnv = { LUMINAGUARD_VMM_SPARES: "" };
   const d = await startTestDaemon(t, ["--namespace-pool", "0", "--microvm-pool", "1:1", "--memory-budget", "4096", "--drain-grace", "10"], { env });
