@@ -11,15 +11,7 @@ import { createInterface } from "node:readline";
 import { test } from "node:test";
 import { ensureJailer } from "../../../src/sandbox/jailer/jailer.js";
 import { dying, pidAlive, procStat } from "../../../src/util/procfs.js";
-
-async function waitFor(check: () => boolean, ms: number): Promise<boolean> {
-  const until = Date.now() + ms;
-  while (Date.now() < until) {
-    if (check()) return true;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return check();
-}
+import { waitFor } from "../../fixtures.js";
 
 test("a jailer whose host dies during its set-up ends at once instead of finishing it", async (t) => {
   const build = await ensureJailer();
