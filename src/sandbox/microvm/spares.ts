@@ -229,7 +229,10 @@ export class VmmSpares {
 
   /** Destroys the ready spares of one snapshot (a snapshot that is discarded). */
   async discard(key: string): Promise<void> {
-    const list = this.ready.get(key) ?? [];
+    // Emptied, not only unlisted: each spare's exit watcher looks for it in this same array, and one
+    // still there would be taken for a spare that died while it waited (destroyed twice, and a
+    // warning logged for every spare a close() ends).
+    const list = (this.ready.get(key) ?? []).splice(0);
     this.ready.delete(key);
     await Promise.all(list.map(destroySpare));
   }
