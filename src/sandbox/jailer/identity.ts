@@ -87,11 +87,15 @@ export function allocateIdentity(): VmmIdentity {
       } catch {
         continue;
       }
+      // Once only: a second call would unlink the lock of whoever holds this uid by then.
+      let released = false;
       return {
         uid: id,
         gid: base,
         switched: true,
         release: () => {
+          if (released) return;
+          released = true;
           try {
             unlinkSync(lock);
           } catch {

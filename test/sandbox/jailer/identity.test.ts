@@ -83,6 +83,14 @@ test("an identity lock is machine-wide and names its holder", (t) => {
   }
   id.release();
   assert.equal(existsSync(lock), false, "released");
+  // A second release of the same identity is a no-op: it never unlinks the lock of a later holder of that uid.
+  writeFileSync(lock, "a later holder\n");
+  try {
+    id.release();
+    assert.equal(existsSync(lock), true, "a later holder's lock stays");
+  } finally {
+    rmSync(lock, { force: true });
+  }
 });
 
 test("what runs as the identity of a host that was SIGKILLed is killed and the identity freed; a live holder's is not touched", async (t) => {
