@@ -1,6 +1,7 @@
 // The micro-VM's host side holds no privilege: a hostile guest leaves no host owner, set-id bit, device
 // node or symlink; QEMU runs unprivileged in its own mount namespace; no value reaches QEMU unescaped.
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { chmodSync, chownSync, copyFileSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,7 +12,7 @@ import { allocateIdentity } from "../../../src/sandbox/jailer/identity.js";
 import { run } from "../../../src/util/proc.js";
 import { procStatus } from "../../../src/util/procfs.js";
 import { requireImage } from "../../../src/image/build.js";
-import { sandboxFor, tempWorkspace, unavailable } from "../../fixtures.js";
+import { sandboxFor, tempWorkspace, unavailable, waitFor } from "../../fixtures.js";
 
 describe("QEMU option values", () => {
   test("commas are doubled so a value cannot start another option", () => {
@@ -99,6 +100,37 @@ describe("micro-VM jail", async () => {
     assert.deepEqual(lines.slice(1, 8), ["bin", "lib", "lib64", "proc", "sbin", "share", "usr"]);
     assert.match(r.stdout, /SETID-DENIED/);
     assert.equal(statSync(join(dir, "ws", "f")).mode & 0o7000, 0);
+  });
+
+  test("run by an ordinary user, the jail sees the host's process list but cannot read into a process of that user outside it", { skip: skip ?? ((process.getuid?.() ?? 1) !== 0 ? "needs root to become another user" : undefined) }, async (t) => {
+    // The host's /proc is bound into an ordinary user's jail (no pid namespace of its own to mount one
+    // for): the kernel must still refuse ptrace-level access across the user namespace boundary.
+    const build = await ensureJailer();
+    const dir = mkdtempSync(join(tmpdir(), "lg-jail-proc-"));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const jailer = join(dir, "lg-jailer");
+    const filter = join(dir, "vmm.seccomp");
+    copyFileSync(build.path, jailer);
+    copyFileSync(build.seccompPath, filter);
+    chmodSync(dir, 0o755);
+    const asNobody = ["/usr/bin/setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "--"];
+    // Dumpable (its last exec ran with equal real and effective ids), uid 65534, outside any jail.
+    const outside = spawn(asNobody[0] as string, [...asNobody.slice(1), "/usr/bin/env", "LG_SECRET=host-secret-123", "/usr/bin/sleep", "30"], { stdio: "ignore" });
+    t.after(() => outside.kill("SIGKILL"));
+    const pid = outside.pid as number;
+    assert.ok(await waitFor(() => readFileSync(`/proc/${pid}/cmdline`, "utf8").startsWith("/usr/bin/sleep"), 5_000));
+    const identity = { uid: 65534, gid: 65534, switched: false, release: () => undefined };
+    const r = await run(
+      [
+        ...asNobody,
+        ...jailerArgs({ ...build, path: jailer, seccompPath: filter }, { identity, binds: [] }),
+        "/usr/bin/sh", "-c", `test -d /proc/${pid} && echo SEES-PID; cat /proc/${pid}/environ || echo ENVIRON-DENIED; readlink /proc/${pid}/exe || echo EXE-DENIED; cat /proc/${pid}/mem || echo MEM-DENIED`,
+      ],
+      { timeoutMs: 10_000 },
+    );
+    assert.match(r.stdout, /SEES-PID/, "the host's process list is visible (documented)");
+    assert.doesNotMatch(r.stdout, /host-secret-123/);
+    for (const w of ["ENVIRON-DENIED", "EXE-DENIED", "MEM-DENIED"]) assert.match(r.stdout, new RegExp(w), r.stdout + r.stderr);
   });
 
   test("a guest cannot leave a set-uid, root-owned, device or symlink file on the host", { skip }, async (t) => {
