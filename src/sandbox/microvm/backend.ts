@@ -207,7 +207,10 @@ export class MicroVmBackend implements SandboxBackend {
       const injected = details["injected"] === true || details["snapshotSound"] === true;
       // A snapshot that does not restore is never used again; the next spawn makes a fresh one.
       // (Not for an injected fault: the snapshot is sound, and other processes restore from it.)
-      log.warn({ sandboxId: spec.id, err: toLuminaGuardError(err).message }, "restore failed; discarding the snapshot and cold booting");
+      log.warn(
+        { sandboxId: spec.id, err: toLuminaGuardError(err).message },
+        injected ? "restore failed (not the snapshot's fault: it is kept); cold booting" : "restore failed; discarding the snapshot and cold booting",
+      );
       if (!injected) {
         this.snapshots.delete(snapshotKey({ image, accel, memoryMiB: spec.memoryMiB, vcpus: spec.vcpus, qemu: snapshot.meta.qemu }));
         await this.spares.discard(snapshot.meta.key);
