@@ -889,12 +889,20 @@ int main(int argc, char **argv)
 	} else {
 		/* QEMU's 9p server reaches files through /proc/self/fd/N/NAME for its *at xattr calls. Only pid
 		 * directories, and only the VMM's own (hidepid: other uids' processes are invisible). An ordinary
-		 * user owns no pid namespace to mount a new proc for, and binds the host's instead (it already
-		 * sees it). */
+		 * user owns no pid namespace to mount a new proc for: it gets the host's directory of this very
+		 * process (the VMM after exec, the same pid) and a `self` link to it, and no other process's. */
 		make_mount_point("/proc", 1);
 		if (mount("proc", NEW_ROOT "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=invisible,subset=pid") < 0) {
-			if (privileged || mount("/proc", NEW_ROOT "/proc", NULL, MS_BIND | MS_REC, NULL) < 0)
+			if (privileged)
 				die("mount /proc: %s", strerror(errno));
+			char own[32], at[64];
+			snprintf(own, sizeof own, "/proc/%ld", (long)getpid());
+			snprintf(at, sizeof at, "%s%s", NEW_ROOT, own);
+			make_mount_point(own, 1);
+			if (mount(own, at, NULL, MS_BIND, NULL) < 0)
+				die("bind %s: %s", own, strerror(errno));
+			if (symlink(own + strlen("/proc/"), NEW_ROOT "/proc/self") < 0)
+				die("symlink /proc/self: %s", strerror(errno));
 		}
 		if (mkdir(NEW_ROOT "/.old", 0700) < 0)
 			die("mkdir: %s", strerror(errno));

@@ -102,9 +102,10 @@ describe("micro-VM jail", async () => {
     assert.equal(statSync(join(dir, "ws", "f")).mode & 0o7000, 0);
   });
 
-  test("run by an ordinary user, the jail sees the host's process list but cannot read into a process of that user outside it", { skip: skip ?? ((process.getuid?.() ?? 1) !== 0 ? "needs root to become another user" : undefined) }, async (t) => {
-    // The host's /proc is bound into an ordinary user's jail (no pid namespace of its own to mount one
-    // for): the kernel must still refuse ptrace-level access across the user namespace boundary.
+  test("run by an ordinary user, the jail sees no other process in /proc, and cannot read into a process of that user outside it", { skip: skip ?? ((process.getuid?.() ?? 1) !== 0 ? "needs root to become another user" : undefined) }, async (t) => {
+    // An ordinary user owns no pid namespace to mount a proc for: the jail gets the host's directory of
+    // its own process alone, and `self`. Had it the host's whole /proc, the kernel would still refuse
+    // ptrace-level access across the user namespace boundary: both are checked.
     const build = await ensureJailer();
     const dir = mkdtempSync(join(tmpdir(), "lg-jail-proc-"));
     t.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -124,13 +125,18 @@ describe("micro-VM jail", async () => {
       [
         ...asNobody,
         ...jailerArgs({ ...build, path: jailer, seccompPath: filter }, { identity, binds: [] }),
-        "/usr/bin/sh", "-c", `test -d /proc/${pid} && echo SEES-PID; cat /proc/${pid}/environ || echo ENVIRON-DENIED; readlink /proc/${pid}/exe || echo EXE-DENIED; cat /proc/${pid}/mem || echo MEM-DENIED`,
+        "/usr/bin/sh", "-c", `test -d /proc/${pid} && echo SEES-PID; ls /proc; readlink /proc/self; echo "me $$"; cat /proc/${pid}/environ || echo ENVIRON-DENIED; readlink /proc/${pid}/exe || echo EXE-DENIED; cat /proc/${pid}/mem || echo MEM-DENIED; cat /proc/1/environ || echo INIT-DENIED`,
       ],
       { timeoutMs: 10_000 },
     );
-    assert.match(r.stdout, /SEES-PID/, "the host's process list is visible (documented)");
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stdout, /SEES-PID/, "another process of the same uid is not in the jail's /proc");
+    const me = /^me (\d+)$/m.exec(r.stdout)?.[1];
+    assert.ok(me, r.stdout);
+    const lines = r.stdout.split("\n");
+    assert.deepEqual(lines.slice(0, lines.indexOf(`me ${me}`)), [me, "self", me], "its /proc holds its own directory and `self`, pointing there, alone");
     assert.doesNotMatch(r.stdout, /host-secret-123/);
-    for (const w of ["ENVIRON-DENIED", "EXE-DENIED", "MEM-DENIED"]) assert.match(r.stdout, new RegExp(w), r.stdout + r.stderr);
+    for (const w of ["ENVIRON-DENIED", "EXE-DENIED", "MEM-DENIED", "INIT-DENIED"]) assert.match(r.stdout, new RegExp(w), r.stdout + r.stderr);
   });
 
   test("a guest cannot leave a set-uid, root-owned, device or symlink file on the host", { skip }, async (t) => {
