@@ -3,11 +3,11 @@
 // with its input.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, lchownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, test } from "node:test";
-import { ensureJailer, jailerArgs } from "../../../src/sandbox/jailer/jailer.js";
+import { describe, test, type TestContext } from "node:test";
+import { ensureJailer, jailerArgs, type JailBind } from "../../../src/sandbox/jailer/jailer.js";
 import { Injector } from "../../../src/sandbox/jailer/injector.js";
 import { allocateIdentity } from "../../../src/sandbox/jailer/identity.js";
 import { liveStartTime, pidAlive } from "../../../src/util/procfs.js";
@@ -119,56 +119,98 @@ describe("lg-jailer --serve", () => {
     assert.equal(onUsr[0]?.split(" ")[3], "/usr");
   });
 
-  test("run as an ordinary user: a jail of that user receives the workspace; another user's process or a wrong start time is refused", { skip }, async (t) => {
-    // The jailer and its server as uid 65534 (nobody), as an ordinary user runs them: the jail is a
-    // user namespace of nobody's, which the server enters to mount the workspace (no root anywhere).
+  /**
+   * As uid 65534 (nobody), as an ordinary user runs them: a copy of the jailer (root's cache is root's),
+   * a jail of nobody's running `script` with `binds`, and `lg-jailer --serve` as nobody. `files` are
+   * made (mode as given; a string is a file, undefined a directory, "->X" a symlink to X) and given to nobody.
+   */
+  async function asNobody(t: TestContext, files: Record<string, string | undefined>, binds: JailBind[], script: string) {
     const build = await ensureJailer();
     const dir = mkdtempSync(join(tmpdir(), "lg-inject-user-"));
     t.after(() => rmSync(dir, { recursive: true, force: true }));
     const jailer = join(dir, "lg-jailer");
     copyFileSync(build.path, jailer);
     copyFileSync(build.seccompPath, join(dir, "vmm.seccomp"));
-    for (const d of ["ws", "empty"]) mkdirSync(join(dir, d));
-    writeFileSync(join(dir, "ws", "hello"), "from the host\n");
+    for (const [name, content] of Object.entries(files)) {
+      const path = join(dir, name);
+      if (content === undefined) mkdirSync(path);
+      else if (content.startsWith("->")) symlinkSync(content.slice(2), path);
+      else writeFileSync(path, content);
+      lchownSync(path, 65534, 65534);
+    }
     chmodSync(dir, 0o755);
-    for (const f of ["ws", "ws/hello", "empty"]) chownSync(join(dir, f), 65534, 65534);
-    const asNobody = ["/usr/bin/setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "--"];
+    const prefix = ["/usr/bin/setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "--"];
     const nobody = { uid: 65534, gid: 65534, switched: false, release: () => undefined };
     const jailArgv = [
-      ...asNobody,
-      ...jailerArgs({ ...build, path: jailer, seccompPath: join(dir, "vmm.seccomp") }, { identity: nobody, binds: [{ kind: "ro", src: join(dir, "empty"), dst: "/share/ws" }] }),
-      "/usr/bin/sh", "-c", "echo up; while [ ! -e /share/ws/hello ]; do sleep 0.02; done; cat /share/ws/hello; touch /share/ws/made-inside",
+      ...prefix,
+      ...jailerArgs({ ...build, path: jailer, seccompPath: join(dir, "vmm.seccomp") }, { identity: nobody, binds: binds.map((b) => ({ ...b, src: join(dir, b.src) })) }),
+      "/usr/bin/sh", "-c", `echo up; ${script}`,
     ];
     const jail = spawn(jailArgv[0] as string, jailArgv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
     t.after(() => jail.kill("SIGKILL"));
-    let out = "";
-    jail.stdout.on("data", (c: Buffer) => (out += c.toString("utf8")));
-    let err = "";
-    jail.stderr.on("data", (c: Buffer) => (err += c.toString("utf8")));
-    assert.ok(await waitFor(() => out.includes("up"), 5_000), `the jail runs: ${err}`);
+    const io = { out: "", err: "", replies: "" };
+    jail.stdout.on("data", (c: Buffer) => (io.out += c.toString("utf8")));
+    jail.stderr.on("data", (c: Buffer) => (io.err += c.toString("utf8")));
+    assert.ok(await waitFor(() => io.out.includes("up"), 5_000), `the jail runs: ${io.err}`);
     const pid = jail.pid as number;
-    const start = liveStartTime(pid) ?? "";
-    const server = spawn(asNobody[0] as string, [...asNobody.slice(1), jailer, "--serve"], { stdio: ["pipe", "pipe", "pipe"] });
+    const server = spawn(prefix[0] as string, [...prefix.slice(1), jailer, "--serve"], { stdio: ["pipe", "pipe", "pipe"] });
     t.after(() => server.kill("SIGKILL"));
-    let replies = "";
-    server.stdout.on("data", (c: Buffer) => (replies += c.toString("utf8")));
+    server.stdout.on("data", (c: Buffer) => (io.replies += c.toString("utf8")));
     const send = (fields: string[]): void => void server.stdin.write(fields.map((f) => `${f}\0`).join(""));
+    const answered = async (n: number): Promise<string[]> => {
+      assert.ok(await waitFor(() => io.replies.split("\0").filter((w) => w === "ok" || w === "error").length >= n, 10_000), `answers: ${JSON.stringify(io.replies)}`);
+      return io.replies.split("\0");
+    };
+    return { dir, jail, pid, start: liveStartTime(pid) ?? "", io, server, send, answered };
+  }
+
+  test("run as an ordinary user: a jail of that user receives the workspace; another user's process or a wrong start time is refused", { skip }, async (t) => {
+    // The jailer and its server as uid 65534 (nobody), as an ordinary user runs them: the jail is a
+    // user namespace of nobody's, which the server enters to mount the workspace (no root anywhere).
+    const { dir, jail, pid, start, io, server, send, answered } = await asNobody(
+      t,
+      { ws: undefined, "ws/hello": "from the host\n", empty: undefined },
+      [{ kind: "ro", src: "empty", dst: "/share/ws" }],
+      "while [ ! -e /share/ws/hello ]; do sleep 0.02; done; cat /share/ws/hello; touch /share/ws/made-inside",
+    );
     // Not nobody's: pid 1 (root's). A wrong start time. Then the jail itself.
     send(["inject", "1", liveStartTime(1) ?? "0", "65534", "65534", join(dir, "ws"), "/share/ws", "65534", "65534"]);
     send(["inject", String(pid), String(Number(start) + 1), "65534", "65534", join(dir, "ws"), "/share/ws", "65534", "65534"]);
     send(["inject", String(pid), start, "65534", "65534", join(dir, "ws"), "/share/ws", "65534", "65534"]);
     const exited = new Promise((r) => jail.once("exit", r));
-    assert.ok(await waitFor(() => replies.split("\0").filter((w) => w === "ok" || w === "error").length >= 3, 10_000), `answers: ${JSON.stringify(replies)}`);
-    const words = replies.split("\0");
+    const words = await answered(3);
     assert.equal(words[0], "error");
     assert.match(words[1] ?? "", /does not run as us|not in a jail of its own/);
     assert.equal(words[2], "error");
     assert.match(words[3] ?? "", /not the one the host started/);
-    assert.equal(words[4], "ok", JSON.stringify(replies));
+    assert.equal(words[4], "ok", JSON.stringify(io.replies));
     await exited;
-    assert.match(out, /from the host/, "the jail read the workspace mounted into it");
+    assert.match(io.out, /from the host/, "the jail read the workspace mounted into it");
     assert.ok(existsSync(join(dir, "ws", "made-inside")), "and wrote into it");
     assert.equal(statSync(join(dir, "ws", "made-inside")).uid, 65534);
+    server.stdin.end();
+  });
+
+  test("run as an ordinary user: a symlink as the source or as the target in the jail is not followed", { skip }, async (t) => {
+    // A source that is a symlink to the workspace, and a target in the jail that is a symlink to /usr
+    // (where a followed mount would cover the jail's code): both refused, nothing mounted in the jail.
+    const { dir, pid, start, server, send, answered } = await asNobody(
+      t,
+      { ws: undefined, "ws/hello": "x", "ws-link": "->ws", links: undefined, "links/to-usr": "->/usr", empty: undefined },
+      [
+        { kind: "ro", src: "empty", dst: "/share/ws" },
+        { kind: "ro", src: "links", dst: "/share/links" },
+      ],
+      "sleep 30",
+    );
+    const before = readFileSync(`/proc/${pid}/mountinfo`, "utf8");
+    send(["inject", String(pid), start, "65534", "65534", join(dir, "ws-link"), "/share/ws", "65534", "65534"]);
+    send(["inject", String(pid), start, "65534", "65534", join(dir, "ws"), "/share/links/to-usr", "65534", "65534"]);
+    const words = await answered(2);
+    assert.equal(words[0], "error", JSON.stringify(words));
+    assert.equal(words[2], "error", JSON.stringify(words));
+    for (const w of [words[1], words[3]]) assert.match(w ?? "", /^lg-jailer: (open|mount) /, "each says which step refused it");
+    assert.equal(readFileSync(`/proc/${pid}/mountinfo`, "utf8"), before, "nothing was mounted in the jail");
     server.stdin.end();
   });
 });
