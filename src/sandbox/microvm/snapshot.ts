@@ -83,6 +83,7 @@ export function loadSnapshot(p: SnapshotParams): Snapshot | undefined {
     if (st.size !== meta.ramBytes || st.mtimeMs !== meta.ramMtimeMs || sha !== meta.stateSha256 || state.length !== meta.stateBytes) {
       throw new Error("snapshot files changed after they were written");
     }
+    checkMigrationStream(state, "the snapshot's device state");
     return { dir, ramPath, state, meta };
   } catch (err) {
     log.warn({ dir, err: (err as Error).message }, "discarding a stale or corrupt snapshot");
@@ -210,28 +211,66 @@ export async function createSnapshot(p: SnapshotParams, bootTimeoutMs: number): 
 /**
  * QEMU connects to a unix socket of ours in its run directory and sends its migration stream; no
  * exec:, so QEMU's -sandbox spawn=deny holds.
+ *
+ * QEMU calls the migration complete once it has written the stream into the socket, which can be
+ * before this process has even accepted the connection (a small device state fits in the socket's
+ * buffer): the stream is awaited until its end whatever `start` saw, never taken as empty. Exported
+ * for the tests.
  */
-async function receiveMigration(vm: VmProcess, start: (uri: string) => Promise<void>): Promise<Buffer> {
+export async function receiveMigration(
+  vm: Pick<VmProcess, "dir" | "qemuRunDir"> & { identity: Pick<VmProcess["identity"], "uid" | "gid" | "switched"> },
+  start: (uri: string) => Promise<void>,
+  timeoutMs = 60_000,
+): Promise<Buffer> {
   const path = join(vm.dir, "migrate.sock");
   const chunks: Buffer[] = [];
-  let ended!: Promise<void>;
+  let finish!: () => void;
+  let fail!: (err: Error) => void;
+  const ended = new Promise<void>((resolve, reject) => {
+    finish = resolve;
+    fail = reject;
+  });
+  let accepted = false;
   const server = createServer((s) => {
-    ended = new Promise((resolve, reject) => {
-      s.on("data", (c: Buffer) => chunks.push(c));
-      s.on("end", resolve);
-      s.on("error", reject);
-    });
+    // One stream: a second connection (nothing of ours makes one) is not mixed into it.
+    if (accepted) {
+      s.destroy();
+      return;
+    }
+    accepted = true;
+    s.on("data", (c: Buffer) => chunks.push(c));
+    s.on("end", finish);
+    s.on("error", fail);
   });
   await new Promise<void>((r) => server.listen(path, r));
+  let timer: NodeJS.Timeout | undefined;
   try {
     // Connecting needs write permission on the socket: it is the VMM's, in the VMM's directory.
     if (vm.identity.switched) chownSync(path, vm.identity.uid, vm.identity.gid);
     await start(`unix:${vm.qemuRunDir}/migrate.sock`);
-    await ended;
-    return Buffer.concat(chunks);
+    await Promise.race([
+      ended,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new LuminaGuardError("SANDBOX_SPAWN_FAILED", `the migration stream did not end within ${timeoutMs} ms of QEMU's "completed"`)), timeoutMs);
+      }),
+    ]);
+    const state = Buffer.concat(chunks);
+    checkMigrationStream(state, "the template's migration stream");
+    return state;
   } finally {
+    clearTimeout(timer);
     server.close();
     rmSync(path, { force: true });
+  }
+}
+
+/** QEMU's QEMU_VM_FILE_MAGIC ("QEVM"): the first four bytes of every migration stream. */
+const MIGRATION_MAGIC = 0x5145564d;
+
+/** Throws unless `state` begins as a QEMU migration stream does (an empty or cut stream is "Not a migration stream" to QEMU). */
+function checkMigrationStream(state: Buffer, what: string): void {
+  if (state.length < 8 || state.readUInt32BE(0) !== MIGRATION_MAGIC) {
+    throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `${what} is not a QEMU migration stream (${state.length} bytes)`);
   }
 }
 
