@@ -17,6 +17,7 @@ import type { QmpClient } from "./qmp.js";
 import { injectWorkspace, spareWarmupOn, VmmSpares, warmSpare } from "./spares.js";
 import { SHARE_WORKSPACE_DIR, startInjector } from "../jailer/jailer.js";
 import { killGroup } from "../../util/proc.js";
+import { escapeForTerminal } from "../../util/terminal.js";
 import { createSnapshot, discardSnapshot, loadSnapshot, preloadSnapshot, restoreInto, snapshotKey, type Snapshot } from "./snapshot.js";
 import {
   WORKSPACE_TAG,
@@ -208,7 +209,7 @@ export class MicroVmBackend implements SandboxBackend {
       // A snapshot that does not restore is never used again; the next spawn makes a fresh one.
       // (Not for an injected fault: the snapshot is sound, and other processes restore from it.)
       log.warn(
-        { sandboxId: spec.id, err: toLuminaGuardError(err).message },
+        { sandboxId: spec.id, err: toLuminaGuardError(err).message, details },
         injected ? "restore failed (not the snapshot's fault: it is kept); cold booting" : "restore failed; discarding the snapshot and cold booting",
       );
       if (!injected) {
@@ -438,8 +439,11 @@ function noticeGuestStop(vm: VmProcess, id: string, channel: GuestChannel): void
   });
 }
 
-/** Connects the channel of a started VM, handshakes, gives the guest its identity and workspace. */
-async function connectVm(
+/**
+ * Connects the channel of a started VM, handshakes, gives the guest its identity and workspace.
+ * Exported for the tests (not part of the public index).
+ */
+export async function connectVm(
   vm: VmProcess,
   spec: SandboxSpec,
   accel: Accelerator,
@@ -458,9 +462,12 @@ async function connectVm(
     return destroyed;
   };
   const unhook = onAbort(signal, () => void destroy());
+  let started = false;
   try {
     socket = await connectWhenReady(vm.socketPath, vm, timeoutMs);
-    const channel = new GuestChannel({ input: socket, output: socket }, () => void destroy());
+    // Until the handle is returned a lost channel fails the start, whose catch below destroys the VM
+    // once it has read how QEMU ended and what the console said (destroying removes both).
+    const channel = new GuestChannel({ input: socket, output: socket }, () => void (started && destroy()));
     // A VM that dies during boot must fail the handshake at once, not at its deadline.
     void vm.exited.then(() => channel.fail(new LuminaGuardError("GUEST_CHANNEL_LOST", "the VM exited")));
     const seed = randomBytes(32).toString("base64");
@@ -495,6 +502,7 @@ async function connectVm(
     if (signal?.aborted) throw new LuminaGuardError("CANCELLED", "spawn cancelled");
     noticeGuestStop(vm, spec.id, channel);
     const pid = vm.child.pid ?? 0;
+    started = true;
     return {
       id: spec.id,
       backend: "microvm",
@@ -524,10 +532,16 @@ async function connectVm(
     };
   } catch (err) {
     const reason = toLuminaGuardError(err);
+    // A channel reset is often QEMU going away: say how it ended, in its own words, not only "ECONNRESET".
+    // (Not when we ended it ourselves: an abort destroys it at once.)
+    const ended = destroyed ? undefined : await Promise.race([vm.exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 100).unref())]);
     const tail = consoleTail(vm);
     const stderr = vmStderr(vm);
     await destroy();
-    throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `micro-VM ${spec.id} failed to start: ${reason.message}`, {
+    // The guest's console is the guest's bytes: made inert, one line.
+    const last = escapeForTerminal(tail.split("\n").slice(-3).join(" | ").slice(-500), false);
+    const how = ended ? `; QEMU exited (${ended.signal ?? `code ${String(ended.code)}`})${stderr ? `: ${stderr.slice(-500)}` : ""}${last ? `; guest console: ${last}` : ""}` : "";
+    throw new LuminaGuardError("SANDBOX_SPAWN_FAILED", `micro-VM ${spec.id} failed to start: ${reason.message}${how}`, {
       cause: err,
       details: { ...(stderr ? { qemuStderr: stderr } : {}), ...(tail ? { console: tail } : {}) },
     });
