@@ -57,6 +57,28 @@ describe("receiveMigration", () => {
     }
   });
 
+  test("a second connection to the socket is dropped, never mixed into the stream", async (t) => {
+    const vm = runDir(t);
+    const sent = stream(20_000);
+    const open: ReturnType<typeof connect>[] = [];
+    t.after(() => open.forEach((s) => s.destroy()));
+    const got = await receiveMigration(vm, async (uri) => {
+      const first = connect(socketPath(uri));
+      open.push(first);
+      await new Promise<void>((r) => first.once("connect", () => r()));
+      // The first one is accepted once the event loop runs; this one comes after it.
+      await new Promise((r) => setTimeout(r, 50));
+      const second = connect(socketPath(uri));
+      open.push(second);
+      second.on("error", () => undefined);
+      second.write(Buffer.alloc(4096, 0x41));
+      // Time for its bytes to be read, were it accepted, before the first stream is sent.
+      await new Promise((r) => setTimeout(r, 100));
+      first.end(sent);
+    });
+    assert.ok(got.equals(sent), `the first stream alone (${got.length} bytes received, ${sent.length} sent)`);
+  });
+
   test("a stream that never ends fails at its deadline, not never", async (t) => {
     const vm = runDir(t);
     const c: { s?: ReturnType<typeof connect> } = {};
