@@ -230,6 +230,8 @@ export async function receiveMigration(
     finish = resolve;
     fail = reject;
   });
+  // A stream that fails while `start` does is reported by `start` (QEMU's migration failed); no unhandled rejection.
+  ended.catch(() => undefined);
   let accepted = false;
   const server = createServer((s) => {
     // One stream: a second connection (nothing of ours makes one) is not mixed into it.
