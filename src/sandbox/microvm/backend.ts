@@ -462,12 +462,12 @@ export async function connectVm(
     return destroyed;
   };
   const unhook = onAbort(signal, () => void destroy());
-  let started = false;
+  let handedOut = false;
   try {
     socket = await connectWhenReady(vm.socketPath, vm, timeoutMs);
     // Until the handle is returned a lost channel fails the start, whose catch below destroys the VM
     // once it has read how QEMU ended and what the console said (destroying removes both).
-    const channel = new GuestChannel({ input: socket, output: socket }, () => void (started && destroy()));
+    const channel = new GuestChannel({ input: socket, output: socket }, () => void (handedOut && destroy()));
     // A VM that dies during boot must fail the handshake at once, not at its deadline.
     void vm.exited.then(() => channel.fail(new LuminaGuardError("GUEST_CHANNEL_LOST", "the VM exited")));
     const seed = randomBytes(32).toString("base64");
@@ -502,7 +502,7 @@ export async function connectVm(
     if (signal?.aborted) throw new LuminaGuardError("CANCELLED", "spawn cancelled");
     noticeGuestStop(vm, spec.id, channel);
     const pid = vm.child.pid ?? 0;
-    started = true;
+    handedOut = true;
     return {
       id: spec.id,
       backend: "microvm",
