@@ -8,7 +8,7 @@
 // added: write_file is refused before it writes (`NO_SPACE`, nothing partial), and a command that
 // pushes the workspace past the limit is stopped within one poll interval (5 ms near the limit)
 // plus one scan; it can overshoot by what it writes meanwhile.
-import { chmodSync, closeSync, constants, existsSync, ftruncateSync, lstatSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, rmSync, rmdirSync, statSync } from "node:fs";
+import { chmodSync, closeSync, constants, existsSync, ftruncateSync, lstatSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, rmSync, rmdirSync, statSync, statfsSync } from "node:fs";
 import { statfs } from "node:fs/promises";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -115,9 +115,14 @@ interface FsUse {
   blockSize: number;
 }
 
-async function fsUse(path: string): Promise<FsUse | undefined> {
+/**
+ * One statfs, synchronous: ~1 µs of CPU against ~30-36 µs for the promise API's round trip through the
+ * thread pool (measured here), and it runs at every write_file and command of a watched workspace and
+ * at each poll while a command runs. The workspace is also walked with synchronous calls (measure).
+ */
+function fsUse(path: string): FsUse | undefined {
   try {
-    const s = await statfs(path);
+    const s = statfsSync(path);
     return {
       used: (s.blocks - s.bfree) * s.bsize,
       inodesUsed: s.files - s.ffree,
@@ -228,7 +233,7 @@ export class DiskGuard {
   /** Measures the baseline; never rejects (a workspace that cannot be read measures as empty). */
   static async start(workspace: string, limit: DiskLimit): Promise<DiskGuard> {
     const guard = new DiskGuard(workspace, limit, ZERO);
-    await guard.takeSample();
+    guard.takeSample();
     guard.baseline = await measure(workspace);
     guard.last = { added: ZERO, at: performance.now() };
     guard.grown = ZERO;
@@ -239,8 +244,8 @@ export class DiskGuard {
     return this.limit.mib * MIB;
   }
 
-  private async takeSample(): Promise<FsUse | undefined> {
-    const fs = await fsUse(this.workspace);
+  private takeSample(): FsUse | undefined {
+    const fs = fsUse(this.workspace);
     if (fs && this.sample) {
       this.grown = sum(this.grown, {
         bytes: Math.max(0, fs.used - this.sample.used),
@@ -257,7 +262,7 @@ export class DiskGuard {
     this.scanning ??= (async () => {
       try {
         const t0 = performance.now();
-        await this.takeSample();
+        this.takeSample();
         // From here on, growth and landed writes count anew (what the walk also sees counts twice: safe).
         this.grown = ZERO;
         this.landed = ZERO;
@@ -285,7 +290,7 @@ export class DiskGuard {
    * lets a poll hold scans back. Also refuses when the host filesystem is nearly full.
    */
   private async estimate(extra: DiskUsage, mayScan: (urgent: boolean) => boolean = () => true): Promise<{ usage: DiskUsage; exact: boolean }> {
-    const fs = await this.takeSample();
+    const fs = this.takeSample();
     if (fs && fs.avail - extra.bytes < hostReserve(fs)) {
       throw noSpace(this.limit, `the host filesystem holding the workspace is nearly full (${Math.round(fs.avail / MIB)} MiB free)`);
     }
@@ -501,7 +506,7 @@ export class LimitedWorkspace {
     sweepStaleImages(dir);
     // The image is sparse: it takes host space only as the sandbox writes. A host with less room than
     // the limit would fail the sandbox's writes as I/O errors instead of a clean ENOSPC.
-    const host = await fsUse(dir);
+    const host = fsUse(dir);
     if (host && host.avail < limit.mib * MIB) {
       throw new LuminaGuardError("NO_SPACE", `the host filesystem holding ${dir} has ${Math.round(host.avail / MIB)} MiB free, less than the sandbox's disk limit of ${limit.mib} MiB; free space or choose a smaller --disk`);
     }
