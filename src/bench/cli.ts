@@ -145,18 +145,26 @@ export async function cliScenario(rec: Recorder, o: ScenarioOptions): Promise<vo
   } finally {
     for (const svc of services) await svc.daemon.stop();
   }
-  // Same-run ratios of medians, judged by the criteria.
+}
+
+/**
+ * Same-run ratios of medians, judged by the criteria; derived once from the samples of every repeat
+ * pooled (run.ts). A figure is derived where both of its commands were measured.
+ */
+export function cliFigures(rec: Recorder): void {
+  const has = (name: string): boolean => (rec.samples[`cli_ms.${name}`]?.length ?? 0) > 0;
   const m = (name: string): number => median(rec.samples[`cli_ms.${name}`] ?? []);
-  rec.add("cli_ratio.version_over_node", "×", m("version") / m("node_e0"));
-  if (srt && commands["exec_namespace"]) rec.add("cli_ratio.exec_namespace_over_srt", "×", m("exec_namespace") / m("srt_true"));
-  if (srt && commands["exec_namespace_daemon"]) rec.add("cli_ratio.exec_namespace_daemon_over_srt", "×", m("exec_namespace_daemon") / m("srt_true"));
-  if (srt && commands["exec_microvm"]) rec.add("cli_ratio.exec_microvm_over_srt", "×", m("exec_microvm") / m("srt_true"));
-  if (srt && commands["exec_microvm_daemon"]) rec.add("cli_ratio.exec_microvm_daemon_over_srt", "×", m("exec_microvm_daemon") / m("srt_true"));
+  const srt = has("srt_true");
+  if (has("version") && has("node_e0")) rec.add("cli_ratio.version_over_node", "×", m("version") / m("node_e0"));
+  if (srt && has("exec_namespace")) rec.add("cli_ratio.exec_namespace_over_srt", "×", m("exec_namespace") / m("srt_true"));
+  if (srt && has("exec_namespace_daemon")) rec.add("cli_ratio.exec_namespace_daemon_over_srt", "×", m("exec_namespace_daemon") / m("srt_true"));
+  if (srt && has("exec_microvm")) rec.add("cli_ratio.exec_microvm_over_srt", "×", m("exec_microvm") / m("srt_true"));
+  if (srt && has("exec_microvm_daemon")) rec.add("cli_ratio.exec_microvm_daemon_over_srt", "×", m("exec_microvm_daemon") / m("srt_true"));
   // Issue 12 words the microvm target "from a cold CLI (the service's pool, or a restore within the
   // targets)": judged on the service path when it was measured, else on the in-process one; both stay
   // reported above.
-  if (srt && (commands["exec_microvm_daemon"] || commands["exec_microvm"])) {
-    const viaService = commands["exec_microvm_daemon"] !== undefined;
+  if (srt && (has("exec_microvm_daemon") || has("exec_microvm"))) {
+    const viaService = has("exec_microvm_daemon");
     rec.add("cli_ratio.exec_microvm_cold_cli_over_srt", "×", m(viaService ? "exec_microvm_daemon" : "exec_microvm") / m("srt_true"));
     rec.notes.push(
       `the microvm criterion (cli_ratio.exec_microvm_cold_cli_over_srt) is judged ${viaService ? "through the service's warm micro-VM pool (cli_ms.exec_microvm_daemon)" : "without a service (cli_ms.exec_microvm): no service figure"}; without the service: cli_ratio.exec_microvm_over_srt`,

@@ -7,12 +7,12 @@ import type { BackendName } from "../sandbox/types.js";
 import type { BenchRun } from "../metrics/schema.js";
 import { createRun, saveRun } from "../metrics/store.js";
 import { criteriaFor, wordedFigures } from "./criteria.js";
-import { cliScenario } from "./cli.js";
+import { cliFigures, cliScenario } from "./cli.js";
 import { daemonSpawnScenario } from "./daemon-spawn.js";
 import { mcpScenario } from "./mcp.js";
 import { leakSnapshot, settleLeaks } from "./leaks.js";
 import { DEFAULT_AGENTS, DEFAULT_SPAWN_DEADLINE_MS, scaleFigures, scaleScenario } from "./scale.js";
-import { Recorder, memoryScenario, spawnScenario, toolsScenario, type ScenarioOptions } from "./scenarios.js";
+import { Recorder, memoryScenario, spawnFigures, spawnScenario, toolsFigures, toolsScenario, type ScenarioOptions } from "./scenarios.js";
 
 export const SCENARIOS = ["spawn", "tools", "memory", "mcp", "cli", "scale", "all"] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
@@ -79,13 +79,24 @@ export async function runBench(scenario: ScenarioName, o: BenchOptions): Promise
   };
   const agents = o.agents ?? DEFAULT_AGENTS;
   const spawnDeadlineMs = o.spawnDeadlineMs ?? DEFAULT_SPAWN_DEADLINE_MS;
-  if (wants("spawn")) await repeated("spawn", spawnScenario);
+  // Derived figures (ratios, spreads) come once from the samples of every repeat pooled, never from a
+  // prefix of them: one per repeat over the samples so far would weigh the first repeats most.
+  if (wants("spawn")) {
+    await repeated("spawn", spawnScenario);
+    spawnFigures(rec, o.backend);
+  }
   // The same first call through a real daemon, and its ratio to the in-process figures above.
   if (wants("spawn")) await daemonSpawnScenario(rec, opts);
   if (wants("memory")) await repeated("memory", memoryScenario);
-  if (wants("tools")) await repeated("tools", toolsScenario);
+  if (wants("tools")) {
+    await repeated("tools", toolsScenario);
+    toolsFigures(rec);
+  }
   if (wants("mcp")) await repeated("mcp", mcpScenario);
-  if (wants("cli")) await repeated("cli", cliScenario);
+  if (wants("cli")) {
+    await repeated("cli", cliScenario);
+    cliFigures(rec);
+  }
   if (scenario === "scale") {
     await repeated("scale", (r, so) => scaleScenario(r, { backend: o.backend, agents, durationS: o.durationS, spawnDeadlineMs, ...(o.via ? { via: o.via } : {}), progress: so.progress }));
     scaleFigures(rec, agents, spawnDeadlineMs);

@@ -195,7 +195,14 @@ export async function spawnScenario(rec: Recorder, o: ScenarioOptions): Promise<
   } finally {
     await pool.drain();
   }
-  // Figures the targets judge, derived in this run: spread of the direct spawn, and ratios to the baselines.
+}
+
+/**
+ * Figures the spawn targets judge, derived once from the samples of every repeat pooled (run.ts):
+ * spread of the direct spawn, and ratios to the baselines.
+ */
+export function spawnFigures(rec: Recorder, backend: ScenarioOptions["backend"]): void {
+  const direct = backend === "microvm" ? "restore_ms" : "spawn_ms";
   const spawned = rec.samples[direct] ?? [];
   if (spawned.length > 1) {
     rec.add(`${direct}_cv_pct`, "%", 100 * cv(spawned));
@@ -207,7 +214,7 @@ export async function spawnScenario(rec: Recorder, o: ScenarioOptions): Promise<
     const xs = rec.samples[base] ?? [];
     if (xs.length > 1) rec.add(`${base}_cv_pct`, "%", 100 * cv(xs));
   }
-  if (o.backend === "microvm" && bare.length > 0) {
+  if (backend === "microvm" && bare.length > 0) {
     rec.add("restore_over_bare_qemu", "ratio", quantile(spawned, 0.5) / quantile(bare, 0.5));
     const launched = rec.samples["restore_launched_ms"] ?? [];
     if (launched.length > 0) rec.add("restore_launched_over_bare_qemu", "ratio", quantile(launched, 0.5) / quantile(bare, 0.5));
@@ -260,7 +267,13 @@ export async function toolsScenario(rec: Recorder, o: ScenarioOptions): Promise<
   }
   if (o.backend === "microvm" && (await probeBackend("namespace")).available) await namespaceComparison(rec, o);
   await throughput(rec, o);
-  // The micro-VM's targets are ratios to the namespace backend measured in this same run.
+}
+
+/**
+ * Figures the tools targets judge, derived once from the samples of every repeat pooled (run.ts):
+ * the micro-VM's ratios to the namespace backend measured in this same run, and the seed's CPU share.
+ */
+export function toolsFigures(rec: Recorder): void {
   const p50 = (m: string): number => quantile(rec.samples[m] ?? [], 0.5);
   if (rec.samples["ns_throughput_ops_per_min"]) {
     for (const tool of ["read_file", "write_file", "list_directory", "search"]) {

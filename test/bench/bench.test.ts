@@ -41,3 +41,18 @@ test("bench spawn --json prints one result object and stores it under the metric
   assert.equal(stored.length, 1);
   assert.match(stored[0] ?? "", /\.json$/);
 });
+
+test("bench spawn --repeat 2: derived figures come once, from both repeats' samples pooled", { skip: await unavailable("namespace") }, (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "lg-metrics-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const r = spawnSync(process.execPath, [MAIN, "bench", "spawn", "--backend", "namespace", "--runs", "4", "--repeat", "2", "--json"], {
+    encoding: "utf8",
+    timeout: 180_000,
+    env: { ...process.env, LUMINAGUARD_METRICS_DIR: dir },
+  });
+  assert.equal(r.status, 0, r.stderr);
+  const run = JSON.parse(r.stdout) as { metrics: Record<string, { n: number }> };
+  assert.equal(run.metrics["spawn_ms"]?.n, 8, "both repeats' spawns are pooled");
+  // One figure over the pool, not one per repeat over the samples so far (which weighs the first repeat most).
+  for (const m of ["spawn_ms_cv_pct", "spawn_ms_p95_over_p50", "baseline_bwrap_true_ms_cv_pct"]) assert.equal(run.metrics[m]?.n, 1, `${m} is derived once`);
+});
