@@ -14,6 +14,19 @@ import { procStatus } from "../../../src/util/procfs.js";
 import { requireImage } from "../../../src/image/build.js";
 import { sandboxFor, tempWorkspace, unavailable, waitFor } from "../../fixtures.js";
 
+/** The jailer and its filter copied into a fresh directory another user can reach (the build cache is root's); removed after the test. */
+async function jailerCopy(t: { after: (fn: () => void) => void }, prefix: string): Promise<{ build: Awaited<ReturnType<typeof ensureJailer>>; dir: string; jailer: string; filter: string }> {
+  const build = await ensureJailer();
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const jailer = join(dir, "lg-jailer");
+  const filter = join(dir, "vmm.seccomp");
+  copyFileSync(build.path, jailer);
+  copyFileSync(build.seccompPath, filter);
+  chmodSync(dir, 0o755);
+  return { build, dir, jailer, filter };
+}
+
 describe("QEMU option values", () => {
   test("commas are doubled so a value cannot start another option", () => {
     assert.equal(qemuOptValue("/srv/a,path=/,readonly=off"), "/srv/a,,path=/,,readonly=off");
@@ -77,15 +90,8 @@ describe("micro-VM jail", async () => {
   test("run by an ordinary user, the jail is built in a user namespace of that user alone", { skip: skip ?? ((process.getuid?.() ?? 1) !== 0 ? "needs root to become another user" : undefined) }, async (t) => {
     // The jailer as uid 65534 (nobody): it cannot and need not change uid, but still gets a private
     // root with only its binds and the seccomp filter.
-    const build = await ensureJailer();
-    const dir = mkdtempSync(join(tmpdir(), "lg-jail-user-"));
-    t.after(() => rmSync(dir, { recursive: true, force: true }));
-    const jailer = join(dir, "lg-jailer");
-    const filter = join(dir, "vmm.seccomp");
-    copyFileSync(build.path, jailer);
-    copyFileSync(build.seccompPath, filter);
+    const { build, dir, jailer, filter } = await jailerCopy(t, "lg-jail-user-");
     mkdirSync(join(dir, "ws"));
-    chmodSync(dir, 0o755);
     chownSync(join(dir, "ws"), 65534, 65534);
     const identity = { uid: 65534, gid: 65534, switched: false, release: () => undefined };
     const argv = [
@@ -106,14 +112,7 @@ describe("micro-VM jail", async () => {
     // An ordinary user owns no pid namespace to mount a proc for: the jail gets the host's directory of
     // its own process alone, and `self`. Had it the host's whole /proc, the kernel would still refuse
     // ptrace-level access across the user namespace boundary: both are checked.
-    const build = await ensureJailer();
-    const dir = mkdtempSync(join(tmpdir(), "lg-jail-proc-"));
-    t.after(() => rmSync(dir, { recursive: true, force: true }));
-    const jailer = join(dir, "lg-jailer");
-    const filter = join(dir, "vmm.seccomp");
-    copyFileSync(build.path, jailer);
-    copyFileSync(build.seccompPath, filter);
-    chmodSync(dir, 0o755);
+    const { build, jailer, filter } = await jailerCopy(t, "lg-jail-proc-");
     const asNobody = ["/usr/bin/setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "--"];
     // Dumpable (its last exec ran with equal real and effective ids), uid 65534, outside any jail.
     const outside = spawn(asNobody[0] as string, [...asNobody.slice(1), "/usr/bin/env", "LG_SECRET=host-secret-123", "/usr/bin/sleep", "30"], { stdio: "ignore" });
