@@ -15,7 +15,7 @@ import { allocateIdentity } from "../../../src/sandbox/jailer/identity.js";
 import { run } from "../../../src/util/proc.js";
 import { cmdline, listPids, liveStartTime, liveUids, pidAlive } from "../../../src/util/procfs.js";
 import type { SandboxHandle } from "../../../src/sandbox/types.js";
-import { tempWorkspace, unavailable, waitFor } from "../../fixtures.js";
+import { killAll, tempWorkspace, unavailable, waitFor } from "../../fixtures.js";
 
 const root = (process.getuid?.() ?? 1) === 0;
 const BACKENDS_JS = fileURLToPath(new URL("../../../src/runtime/backends.js", import.meta.url));
@@ -141,7 +141,8 @@ describe("spare VMMs", async () => {
     const [withJail] = backend.sparePids();
     const jailPids = backend.spareJailPids();
     assert.ok(jailPids.length > 0, "the spare has a file jail waiting with it");
-    for (const p of jailPids) process.kill(p, "SIGKILL");
+    // The jail is several processes: killing one may take the others down before their own kill.
+    killAll(jailPids);
     assert.ok(await waitFor(() => !backend.sparePids().includes(withJail as number), 10_000), "the spare whose jail died is dropped");
     assert.ok(await waitFor(() => !pidAlive(withJail as number), 10_000), "and its QEMU is gone");
     assert.ok(await waitFor(() => backend.sparePids().length === 1 && backend.spareJailPids().length > 0, 30_000), "and it is replaced, with a file jail");
