@@ -58,7 +58,7 @@ export interface SandboxHandle {
   readonly fileChannel?: GuestChannel;
   /** What this sandbox runs on, recorded in every result: accelerator, kernel sharing, versions. */
   readonly info: Record<string, string | number | boolean>;
-  /** Host pids owned by this sandbox (for PSS accounting). */
+  /** Host pids owned by this sandbox (for PSS accounting); its main host process (QEMU, or bwrap) first while it runs. */
   pids(): number[];
   /** Of those, the file jail's beside a VM (for its own PSS figure); absent without a file jail. */
   fileJailPids?(): number[];

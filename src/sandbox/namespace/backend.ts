@@ -147,12 +147,15 @@ class NamespaceSandbox implements SandboxHandle {
     return now !== undefined && now === this.initStart;
   }
 
+  /** bwrap first (SandboxHandle.pids), then the rest by pid: after the pid counter wraps, a process of the sandbox can have a lower pid than its bwrap. */
   pids(): number[] {
-    const all = new Set<number>();
-    if (!this.bwrapExited && this.bwrap.pid !== undefined) all.add(this.bwrap.pid);
-    if (this.cgroup) for (const p of this.cgroup.procs()) all.add(p);
-    else if (this.bwrap.pid !== undefined && !this.bwrapExited) for (const p of descendants(this.bwrap.pid)) all.add(p);
-    return [...all].sort((a, b) => a - b);
+    const main = !this.bwrapExited ? this.bwrap.pid : undefined;
+    const rest = new Set<number>();
+    if (this.cgroup) for (const p of this.cgroup.procs()) rest.add(p);
+    else if (main !== undefined) for (const p of descendants(main)) rest.add(p);
+    if (main !== undefined) rest.delete(main);
+    const sorted = [...rest].sort((a, b) => a - b);
+    return main === undefined ? sorted : [main, ...sorted];
   }
 
   destroy(): Promise<void> {
