@@ -131,7 +131,11 @@ describe("cgroups", () => {
     let refused = 0;
     let init: ProcessRef[] = [];
     let poller: NodeJS.Timeout | undefined;
-    const r = await runSandboxed(["/bin/sh", "-c", "f() { f | f & }; f; exec sleep 60"], {
+    // The bomb runs in a subshell: the sandbox's main shell forks once, while few pids are used. Run
+    // as `f; exec sleep 60`, dash forks both halves of `f | f &` itself; when the first half's
+    // descendants reach pids.max before the second fork, the main shell dies of "Cannot fork" and
+    // the sandbox ends early (seen in CI; at pids.max 6 and 8 here, 8/30 and 4/30 runs).
+    const r = await runSandboxed(["/bin/sh", "-c", "(f() { f | f & }; f); exec sleep 60"], {
       pidsMax,
       timeoutMs: 2_000, // the bomb never ends by itself: the helper kills the sandbox after this
       onReady: (pid, cgroup) => {
@@ -145,7 +149,7 @@ describe("cgroups", () => {
     });
     clearInterval(poller);
     process.stderr.write(`fork bomb: pids.current peaked at ${maxSeen} (pids.max ${pidsMax}), ${refused} forks refused\n`);
-    assert.ok(r.timedOut, "the bomb ran until the deadline");
+    assert.ok(r.timedOut, `the bomb ran until the deadline (it ended: code ${r.code}, signal ${r.signal}, stderr ${JSON.stringify(r.stderr.slice(-200))})`);
     // pids.events counts forks refused at the limit (the peak itself may fall between two polls).
     assert.ok(refused > 0, "the bomb hit the limit");
     assert.ok(maxSeen <= pidsMax, `pids.current ${maxSeen} stayed <= pids.max ${pidsMax}`);
