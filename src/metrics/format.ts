@@ -85,12 +85,22 @@ export function criteriaSummary(criteria: readonly Criterion[]): string {
   return `${k.pass} of ${criteria.length} criteria pass${k.fail ? `, ${k.fail} fail` : ""}${k.unmeasured ? `, ${k.unmeasured} not measured` : ""}`;
 }
 
+/**
+ * node's flags in a run's machine line (", node flags --no-opt"), or "" for a run without any. Made
+ * inert: a stored run is a file anyone could have written, and this goes to a terminal or a report.
+ */
+export function nodeFlags(m: Pick<BenchRun["machine"], "nodeFlags">): string {
+  if (!m.nodeFlags || m.nodeFlags.length === 0) return "";
+  // eslint-disable-next-line no-control-regex
+  return `, node flags ${m.nodeFlags.map((f) => f.replace(/[\u0000-\u001f\u007f-\u009f`]/g, "?")).join(" ")}`;
+}
+
 /** The header line and machine line of a run. */
 function runHeadline(run: BenchRun, id?: string): string {
   const m = run.machine;
   return [
     `${run.scenario} on ${run.backend}${run.accel ? ` (${run.accel})` : ""} · commit ${run.commit} · ${when(run.startedAt)} · ${seconds(run.durationMs)}${id ? ` · ${id}` : ""}`,
-    `machine: ${m.cpus} × ${m.cpuModel}, ${m.memGiB} GiB, kernel ${m.hostKernel}, node ${m.node}${m.hostname ? `, ${m.hostname}` : ""}`,
+    `machine: ${m.cpus} × ${m.cpuModel}, ${m.memGiB} GiB, kernel ${m.hostKernel}, node ${m.node}${nodeFlags(m)}${m.hostname ? `, ${m.hostname}` : ""}`,
   ].join("\n");
 }
 

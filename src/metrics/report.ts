@@ -4,7 +4,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { LuminaGuardError } from "../errors.js";
 import { compareRuns, type RunComparison } from "./compare.js";
-import { baselineRatios, criteriaSummary, formatNumber, formatRatio, targetText } from "./format.js";
+import { baselineRatios, criteriaSummary, formatNumber, formatRatio, nodeFlags, targetText } from "./format.js";
 import type { BenchRun, Criterion, SeriesPoint } from "./schema.js";
 import { scaleCharts, scaleLevels } from "./scale-view.js";
 import { percentile } from "./stats.js";
@@ -359,7 +359,7 @@ function markdown(inputs: readonly ReportInput[], charts: readonly Chart[][], ti
   inputs.forEach(({ id, run }, i) => {
     const m = run.machine;
     out.push(`<a id="${anchorOf(id)}"></a>`, "", `## ${run.scenario} on ${run.backend} — ${run.startedAt.slice(0, 16).replace("T", " ")} UTC`, "");
-    out.push(`Run \`${id}\`, commit \`${run.commit}\`, ${(run.durationMs / 1000).toFixed(1)} s. Machine: ${m.cpus} × ${m.cpuModel}, ${m.memGiB} GiB, kernel ${m.hostKernel}, node ${m.node}.`, "");
+    out.push(`Run \`${id}\`, commit \`${run.commit}\`, ${(run.durationMs / 1000).toFixed(1)} s. Machine: ${m.cpus} × ${m.cpuModel}, ${m.memGiB} GiB, kernel ${m.hostKernel}, node ${m.node}${nodeFlags(m)}.`, "");
     if (run.info && Object.keys(run.info).length > 0) out.push(`Options: ${Object.entries(run.info).map(([k, v]) => `${k}=${String(v)}`).join(", ")}.`, "");
     if (run.criteria.length > 0) out.push("### Success criteria", "", criteriaTable(run), "", `${criteriaSummary(run.criteria)}.`, "");
     if (scaleLevels(run).length > 0) out.push("### Per agent count", "", scaleTable(run), "");

@@ -69,6 +69,8 @@ const machineSchema = z.object({
   memGiB: z.number().min(0),
   hostKernel: z.string(),
   node: z.string(),
+  /** node's own command-line flags (process.execArgv) when there were any: `--no-opt` alone changes what a run measures. */
+  nodeFlags: z.array(z.string().max(256)).max(64).optional(),
   hostname: z.string().optional(),
 });
 

@@ -319,6 +319,9 @@ export function currentMachine(): Machine {
     memGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
     hostKernel: release(),
     node: process.version,
+    // What node ran with matters as much as which node: V8's optimizing compiler off (--no-opt), for one,
+    // changes a restore's spread and the host's throughput (docs/operations.md).
+    ...(process.execArgv.length > 0 ? { nodeFlags: process.execArgv.slice(0, 64).map((f) => f.slice(0, 256)) } : {}),
     hostname: hostname(),
   };
 }

@@ -49,6 +49,23 @@ test("formatNumber and table align columns", () => {
   assert.deepEqual(t, ["a    bbb", "──  ────", "xx     1", "y   22.5"]);
 });
 
+test("formatRun and the report say which node flags a run ran with, made inert, and nothing for a run without", async () => {
+  const plain = await spawnRun("2025-01-31T10:00:00.000Z");
+  assert.doesNotMatch(formatRun(plain), /node flags/);
+  const flagged = { ...plain, machine: { ...plain.machine, nodeFlags: ["--no-opt", "--x=\u001b[31mred`"] } };
+  const text = formatRun(flagged);
+  assert.match(text, /^machine: .*node v[^,]+, node flags --no-opt --x=\?\[31mred\?/m);
+  assert.ok(!text.includes(ESC), "a stored flag cannot colour the terminal");
+  const t = tempDir();
+  try {
+    writeReport([{ id: "spawn/flagged", run: flagged }], t.dir);
+    const md = readFileSync(join(t.dir, "report.md"), "utf8");
+    assert.match(md, /node flags --no-opt --x=\?\[31mred\?\./);
+  } finally {
+    t.remove();
+  }
+});
+
 test("formatRun: aligned metrics table, criteria with PASS/FAIL/— and targets, notes; no colour unless asked", async () => {
   const run = await toolsRun("2025-01-31T11:00:00.000Z");
   const text = formatRun(run, { id: "tools/x" });

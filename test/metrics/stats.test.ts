@@ -1,5 +1,8 @@
 // Percentiles, summaries, criteria, the noise-aware comparison, and the host samplers, on known data.
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { test } from "node:test";
 import { compareRuns, betterWhen } from "../../src/metrics/compare.js";
 import { capSamples, compareSamples, cpuSampler, currentMachine, evaluate, gitCommit, percentile, seededRandom, summarize } from "../../src/metrics/stats.js";
@@ -164,6 +167,25 @@ test("cpuSampler reads /proc/stat into a 0..100 series with start/stop", async (
   );
   assert.deepEqual(s.stop(), series, "stop twice is harmless");
   assert.throws(() => cpuSampler(1), /at least 10 ms/);
+});
+
+test("currentMachine records node's own flags, which change what a run measures, and none when node had none", () => {
+  const stats = new URL("../../src/metrics/stats.js", import.meta.url).href;
+  const t = tempDir();
+  try {
+    // A script file, not -e: node counts -e and its code among its flags.
+    const probe = join(t.dir, "probe.mjs");
+    writeFileSync(probe, `import { currentMachine } from ${JSON.stringify(stats)};\nprocess.stdout.write(JSON.stringify(currentMachine()));\n`);
+    const machineOf = (flags: string[]): Record<string, unknown> => {
+      const r = spawnSync(process.execPath, [...flags, probe], { encoding: "utf8", timeout: 30_000, killSignal: "SIGKILL" });
+      assert.equal(r.status, 0, r.stderr);
+      return JSON.parse(r.stdout) as Record<string, unknown>;
+    };
+    assert.deepEqual(machineOf(["--no-opt"])["nodeFlags"], ["--no-opt"]);
+    assert.equal("nodeFlags" in machineOf([]), false);
+  } finally {
+    t.remove();
+  }
 });
 
 test("currentMachine and gitCommit describe this host", async () => {
