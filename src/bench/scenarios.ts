@@ -9,7 +9,7 @@ import { Sandbox } from "../runtime/sandbox.js";
 import { MicroVmBackend } from "../sandbox/microvm/backend.js";
 import { connectWhenReady, destroyVm, launchVm } from "../sandbox/microvm/qemu.js";
 import type { BackendName, SandboxHandle } from "../sandbox/types.js";
-import { cpuSampler, percentile } from "../metrics/stats.js";
+import { bootstrapInterval, cpuSampler, percentile } from "../metrics/stats.js";
 import { noiseProbe, pssMiB, sleep, time, timeProcess } from "./measure.js";
 import { recordCreated } from "../runtime/created.js";
 import { runOnSandbox, runUnsandboxed, seedWorkspace, standardOps, type Op } from "./workload.js";
@@ -205,8 +205,21 @@ export function spawnFigures(rec: Recorder, backend: ScenarioOptions["backend"])
   const direct = backend === "microvm" ? "restore_ms" : "spawn_ms";
   const spawned = rec.samples[direct] ?? [];
   if (spawned.length > 1) {
-    rec.add(`${direct}_cv_pct`, "%", 100 * cv(spawned));
-    rec.add(`${direct}_p95_over_p50`, "ratio", quantile(spawned, 0.95) / quantile(spawned, 0.5));
+    const cvPct = 100 * cv(spawned);
+    const tail = quantile(spawned, 0.95) / quantile(spawned, 0.5);
+    rec.add(`${direct}_cv_pct`, "%", cvPct);
+    rec.add(`${direct}_p95_over_p50`, "ratio", tail);
+    // Both are judged on the point values; over a few dozen spawns either could land well apart in a
+    // run of the same code, and the note says how far (a bootstrap interval).
+    const cvCi = bootstrapInterval(spawned, (d) => 100 * cv(d));
+    const tailCi = bootstrapInterval(spawned, (d) => percentile(d, 0.95) / percentile(d, 0.5));
+    if (cvCi && tailCi) {
+      const f = (x: number, digits: number): string => x.toFixed(digits);
+      rec.notes.push(
+        `${direct} over ${spawned.length} spawns: CV ${f(cvPct, 1)} % (95 % bootstrap interval ${f(cvCi[0], 1)}–${f(cvCi[1], 1)} %), ` +
+          `p95/p50 ${f(tail, 2)} (${f(tailCi[0], 2)}–${f(tailCi[1], 2)}): how far another run of as many spawns could land`,
+      );
+    }
   }
   const bare = rec.samples["baseline_qemu_bare_start_ms"] ?? [];
   // The spread of the bare baselines in the same run: this machine's own floor for the CV above (reported, not judged).
@@ -228,9 +241,13 @@ function quantile(xs: readonly number[], q: number): number {
 }
 
 /** Coefficient of variation: sample standard deviation over mean. */
-function cv(xs: readonly number[]): number {
-  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
-  const variance = xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1);
+function cv(xs: ArrayLike<number> & Iterable<number>): number {
+  let sum = 0;
+  for (const x of xs) sum += x;
+  const mean = sum / xs.length;
+  let squares = 0;
+  for (const x of xs) squares += (x - mean) ** 2;
+  const variance = squares / (xs.length - 1);
   return Math.sqrt(variance) / mean;
 }
 

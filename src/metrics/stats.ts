@@ -175,6 +175,39 @@ function ratioOf(a: number, b: number): number | null {
   return b / a;
 }
 
+/** The resample count and confidence level of a bootstrap, checked. */
+function bootstrapOptions(options: CompareOptions): { resamples: number; confidence: number } {
+  const resamples = options.resamples ?? 2000;
+  const confidence = options.confidence ?? 0.95;
+  if (!Number.isInteger(resamples) || resamples < 100) throw new LuminaGuardError("INVALID_ARGUMENT", "resamples must be an integer >= 100");
+  if (!(confidence > 0 && confidence < 1)) throw new LuminaGuardError("INVALID_ARGUMENT", "confidence must be in (0, 1)");
+  return { resamples, confidence };
+}
+
+/**
+ * How far a statistic of `samples` (a coefficient of variation, a p95/p50) could be from the same
+ * statistic of another run of the same size: a bootstrap percentile interval (the samples drawn with
+ * replacement, `stat` given each draw sorted; seeded, so the same samples give the same interval).
+ * null below MIN_SAMPLES_FOR_NOISE samples. A spread judged over 20 spawns is a rough figure; this says how rough.
+ */
+export function bootstrapInterval(samples: readonly number[], stat: (sortedDraw: Float64Array) => number, options: CompareOptions = {}): [number, number] | null {
+  const { resamples, confidence } = bootstrapOptions(options);
+  if (samples.some((x) => !Number.isFinite(x))) throw new LuminaGuardError("INVALID_ARGUMENT", "bootstrapInterval needs finite samples");
+  const n = samples.length;
+  if (n < MIN_SAMPLES_FOR_NOISE) return null;
+  const rand = seededRandom(options.seed ?? 0x5eed_1234);
+  const draw = new Float64Array(n);
+  const stats = new Float64Array(resamples);
+  for (let i = 0; i < resamples; i++) {
+    for (let j = 0; j < n; j++) draw[j] = samples[Math.floor(rand() * n)] as number;
+    draw.sort();
+    stats[i] = stat(draw);
+  }
+  stats.sort();
+  const alpha = (1 - confidence) / 2;
+  return [percentile(stats, alpha), percentile(stats, 1 - alpha)];
+}
+
 /**
  * Is B different from A beyond the noise? Ratio of medians B/A with a bootstrap percentile confidence interval
  * (each side resampled independently, deterministic seeded PRNG); the change is "outside the noise" when the
@@ -182,10 +215,7 @@ function ratioOf(a: number, b: number): number | null {
  */
 export function compareSamples(a: readonly number[], b: readonly number[], options: CompareOptions = {}): SampleComparison {
   if (a.length === 0 || b.length === 0) throw new LuminaGuardError("INVALID_ARGUMENT", "compareSamples needs samples on both sides");
-  const resamples = options.resamples ?? 2000;
-  const confidence = options.confidence ?? 0.95;
-  if (!Number.isInteger(resamples) || resamples < 100) throw new LuminaGuardError("INVALID_ARGUMENT", "resamples must be an integer >= 100");
-  if (!(confidence > 0 && confidence < 1)) throw new LuminaGuardError("INVALID_ARGUMENT", "confidence must be in (0, 1)");
+  const { resamples, confidence } = bootstrapOptions(options);
   const sa = sortedCopy(a);
   const sb = sortedCopy(b);
   const medianA = medianOfSorted(sa);

@@ -37,6 +37,22 @@ test("spawn: the spread and the ratio to the bare start, once over the pool", ()
   const sd = Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1));
   assert.ok(Math.abs((rec.samples["restore_ms_cv_pct"]?.[0] ?? 0) - (100 * sd) / mean) < 1e-9);
   assert.deepEqual(rec.samples["restore_over_bare_qemu"], [median(xs) / 20]);
+  // How far another run of as many restores could land: an interval around each judged point value.
+  const note = rec.notes.find((n) => n.startsWith("restore_ms over 6 spawns:"));
+  assert.ok(note, rec.notes.join("\n"));
+  const m = /CV ([\d.]+) % \(95 % bootstrap interval ([\d.]+)–([\d.]+) %\), p95\/p50 ([\d.]+) \(([\d.]+)–([\d.]+)\)/.exec(note);
+  assert.ok(m, note);
+  const [cvPct, lo, hi, tail, tLo, tHi] = m.slice(1).map(Number) as [number, number, number, number, number, number];
+  assert.equal(cvPct, Number((rec.samples["restore_ms_cv_pct"]?.[0] ?? NaN).toFixed(1)));
+  assert.ok(lo <= cvPct && cvPct <= hi && lo < hi, note);
+  assert.equal(tail, Number((rec.samples["restore_ms_p95_over_p50"]?.[0] ?? NaN).toFixed(2)));
+  assert.ok(tLo <= tail && tail <= tHi, note);
+  // Too few to say: no interval, no note.
+  const few = new Recorder();
+  for (const x of [8, 9, 10]) few.add("restore_ms", "ms", x);
+  spawnFigures(few, "microvm");
+  assert.equal(few.samples["restore_ms_cv_pct"]?.length, 1);
+  assert.equal(few.notes.some((n) => n.includes("bootstrap")), false);
 });
 
 test("cli: ratios of medians where both commands were measured, none without srt", () => {

@@ -5,7 +5,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { compareRuns, betterWhen } from "../../src/metrics/compare.js";
-import { capSamples, compareSamples, cpuSampler, currentMachine, evaluate, gitCommit, percentile, seededRandom, summarize } from "../../src/metrics/stats.js";
+import { bootstrapInterval, capSamples, compareSamples, cpuSampler, currentMachine, evaluate, gitCommit, percentile, seededRandom, summarize } from "../../src/metrics/stats.js";
 import { LuminaGuardError } from "../../src/errors.js";
 import { lognormal, spawnRun, tempDir } from "./helpers.js";
 
@@ -186,6 +186,30 @@ test("currentMachine records node's own flags, which change what a run measures,
   } finally {
     t.remove();
   }
+});
+
+test("bootstrapInterval: repeatable, around the statistic, narrower with more samples; none below 5; bad input refused", () => {
+  const cvOf = (d: Float64Array): number => {
+    const mean = d.reduce((a, b) => a + b, 0) / d.length;
+    return Math.sqrt(d.reduce((a, b) => a + (b - mean) ** 2, 0) / (d.length - 1)) / mean;
+  };
+  const small = lognormal(20, 10, 0.2, 7);
+  const large = lognormal(2000, 10, 0.2, 7);
+  const a = bootstrapInterval(small, cvOf);
+  assert.ok(a);
+  assert.deepEqual(bootstrapInterval(small, cvOf), a, "same samples, same interval");
+  assert.ok(a[0] < cvOf(Float64Array.from(small)) && cvOf(Float64Array.from(small)) < a[1], `${String(a)} holds the point value`);
+  const b = bootstrapInterval(large, cvOf);
+  assert.ok(b);
+  assert.ok(b[1] - b[0] < (a[1] - a[0]) / 3, `2,000 samples pin it down better than 20: ${String(b)} against ${String(a)}`);
+  // lognormal sigma 0.2: CV = sqrt(exp(0.04) - 1) ≈ 0.2020
+  assert.ok(b[0] < 0.202 && 0.202 < b[1], `the true CV is inside ${String(b)}`);
+  const ratio = bootstrapInterval(small, (d) => percentile(d, 0.95) / percentile(d, 0.5));
+  assert.ok(ratio && ratio[0] >= 1, "a p95 over a p50 of sorted draws is at least 1");
+  assert.equal(bootstrapInterval([1, 2, 3, 4], cvOf), null);
+  assert.throws(() => bootstrapInterval([1, 2, 3, 4, Number.NaN], cvOf), /finite/);
+  assert.throws(() => bootstrapInterval(small, cvOf, { resamples: 10 }), /resamples/);
+  assert.throws(() => bootstrapInterval(small, cvOf, { confidence: 1 }), /confidence/);
 });
 
 test("currentMachine and gitCommit describe this host", async () => {
