@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import { PerformanceObserver, monitorEventLoopDelay } from "node:perf_hooks";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
+import { LuminaGuardError } from "../errors.js";
 
 export function now(): number {
   return performance.now();
@@ -45,12 +46,33 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /**
+ * What is collected before each timed run: "minor" (the default) empties the young generation, so
+ * that no scavenge of the previous run's garbage lands in the next run's window; "full" also marks and
+ * compacts the old generation; "none" forces nothing (LG_BENCH_GC=0).
+ *
+ * A full collection before every run is not what a service does between requests, and it changes what
+ * is measured: it clears the objects V8's optimized code holds weakly, that code is thrown away
+ * ("weak objects" in `--trace-deopt`), and the next run recompiles it on V8's background threads,
+ * on the same two cores as the restore (here ~2 ms of CPU in most restores' windows).
+ */
+export type GcBeforeRun = "minor" | "full" | "none";
+
+/** LG_BENCH_GC: "minor" (default), "full", or "0"/"none"; anything else is refused. */
+export function gcBeforeRun(env: NodeJS.ProcessEnv = process.env): GcBeforeRun {
+  const v = env["LG_BENCH_GC"];
+  if (v === undefined || v === "" || v === "minor") return "minor";
+  if (v === "full") return "full";
+  if (v === "0" || v === "none") return "none";
+  throw new LuminaGuardError("INVALID_ARGUMENT", `LG_BENCH_GC must be minor, full or 0, not ${JSON.stringify(v.slice(0, 40))}`);
+}
+
+/**
  * The noise a timed spawn can pick up from this process itself: garbage collection pauses and event
- * loop stalls inside the timed window, and a full collection before it (so that the previous run's
- * garbage is not collected during the next one). `gc` is undefined where V8 refuses --expose-gc.
+ * loop stalls inside the timed window, and a collection before it (gcBeforeRun) so that the previous
+ * run's garbage is not collected during the next one. `gc` is undefined where V8 refuses --expose-gc.
  */
 export interface NoiseProbe {
-  gc: (() => void) | undefined;
+  gc: ((kind: "minor" | "full") => void) | undefined;
   start(): void;
   /** GC pause ms and the longest event-loop stall (ms) since start(). */
   stop(): { gcMs: number; loopMaxMs: number };
@@ -58,10 +80,12 @@ export interface NoiseProbe {
 }
 
 export function noiseProbe(): NoiseProbe {
-  let gc: (() => void) | undefined;
+  let gc: ((kind: "minor" | "full") => void) | undefined;
   try {
     setFlagsFromString("--expose-gc");
-    gc = runInNewContext("gc") as () => void;
+    const v8gc = runInNewContext("gc") as (options?: { type: "minor" }) => void;
+    // Node 20's V8 takes `{ type: "major" }` for a scavenge too: a full collection is `gc()` alone.
+    gc = (kind) => (kind === "minor" ? v8gc({ type: "minor" }) : v8gc());
   } catch {
     gc = undefined;
   }

@@ -10,7 +10,7 @@ import { MicroVmBackend } from "../sandbox/microvm/backend.js";
 import { connectWhenReady, destroyVm, launchVm } from "../sandbox/microvm/qemu.js";
 import type { BackendName, SandboxHandle } from "../sandbox/types.js";
 import { bootstrapInterval, cpuSampler, percentile } from "../metrics/stats.js";
-import { noiseProbe, pssMiB, sleep, time, timeProcess } from "./measure.js";
+import { gcBeforeRun, noiseProbe, pssMiB, sleep, time, timeProcess } from "./measure.js";
 import { recordCreated } from "../runtime/created.js";
 import { runOnSandbox, runUnsandboxed, seedWorkspace, standardOps, type Op } from "./workload.js";
 
@@ -80,17 +80,23 @@ async function baselines(rec: Recorder, o: ScenarioOptions): Promise<void> {
 }
 
 export async function spawnScenario(rec: Recorder, o: ScenarioOptions): Promise<void> {
+  const gcKind = gcBeforeRun();
   await baselines(rec, o);
   const backend = getBackend(o.backend);
 
   // Direct spawns (no pool): a restore for microvm, bwrap + agent for namespace.
   const direct = o.backend === "microvm" ? "restore_ms" : "spawn_ms";
   // Noise of our own making, per run: GC pauses and event-loop stalls inside the timed window
-  // (`<metric>_gc_pause_ms`, `<metric>_loop_stall_ms`); a full GC before each run takes the previous
-  // run's garbage out of it. LG_BENCH_GC=0 leaves that out, to compare.
+  // (`<metric>_gc_pause_ms`, `<metric>_loop_stall_ms`); a young-generation GC before each run takes
+  // the previous run's garbage out of it (gcBeforeRun: LG_BENCH_GC=full or 0 to compare).
   const noise = noiseProbe();
-  const gcFirst = process.env["LG_BENCH_GC"] !== "0" ? noise.gc : undefined;
-  rec.notes.push(gcFirst ? `a full GC runs before each ${direct} (outside the timed window)` : `no GC is forced before a ${direct}`);
+  const collect = gcKind === "none" ? undefined : noise.gc;
+  const gcFirst = collect && gcKind !== "none" ? (): void => collect(gcKind) : undefined;
+  rec.notes.push(
+    gcFirst
+      ? `a ${gcKind === "minor" ? "young-generation" : "full"} GC runs before each ${direct} (outside the timed window)`
+      : `no GC is forced before a ${direct}`,
+  );
   // Restores as the service makes them: with a VMM started and waiting (spares.ts), after one
   // untimed restore that starts the first; each run waits (untimed) until the replacement of the
   // spare the previous one used is ready, as a service between requests. LUMINAGUARD_VMM_SPARES=0

@@ -27,8 +27,10 @@ test("bench spawn --json prints one result object and stores it under the metric
     metrics: Record<string, { unit: string; n: number; p50: number; p95: number }>;
     criteria: Array<{ name: string; source: string; pass: boolean | null }>;
     samples?: unknown;
+    notes: string[];
   };
   assert.equal(run.scenario, "spawn");
+  assert.ok(run.notes.includes("a young-generation GC runs before each spawn_ms (outside the timed window)"), run.notes.join("; "));
   assert.equal(run.backend, "namespace");
   assert.ok(run.machine.cpus >= 1);
   for (const m of ["spawn_ms", "handout_ms", "spawn_first_call_ms", "baseline_bwrap_true_ms", "baseline_process_spawn_ms"]) {
@@ -40,6 +42,20 @@ test("bench spawn --json prints one result object and stores it under the metric
   const stored = readdirSync(join(dir, "spawn"));
   assert.equal(stored.length, 1);
   assert.match(stored[0] ?? "", /\.json$/);
+});
+
+test("bench spawn refuses an LG_BENCH_GC it does not know before it measures anything", (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "lg-metrics-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const r = spawnSync(process.execPath, [MAIN, "bench", "spawn", "--backend", "namespace", "--runs", "1", "--json"], {
+    encoding: "utf8",
+    timeout: 60_000,
+    env: { ...process.env, LUMINAGUARD_METRICS_DIR: dir, LG_BENCH_GC: "major" },
+  });
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, /LG_BENCH_GC must be minor, full or 0, not "major"/);
+  assert.equal(r.stdout, "");
+  assert.deepEqual(readdirSync(dir), [], "no result is stored");
 });
 
 test("bench spawn --repeat 2: derived figures come once, from both repeats' samples pooled", { skip: await unavailable("namespace") }, (t) => {
