@@ -90,8 +90,8 @@ export async function spawnScenario(rec: Recorder, o: ScenarioOptions): Promise<
   // (`<metric>_gc_pause_ms`, `<metric>_loop_stall_ms`); a young-generation GC before each run takes
   // the previous run's garbage out of it (gcBeforeRun: LG_BENCH_GC=full or 0 to compare).
   const noise = noiseProbe();
-  const collect = gcKind === "none" ? undefined : noise.gc;
-  const gcFirst = collect && gcKind !== "none" ? (): void => collect(gcKind) : undefined;
+  const collect = noise.gc;
+  const gcFirst = gcKind !== "none" && collect ? (): void => collect(gcKind) : undefined;
   rec.notes.push(
     gcFirst
       ? `a ${gcKind === "minor" ? "young-generation" : "full"} GC runs before each ${direct} (outside the timed window)`
